@@ -1,0 +1,79 @@
+/* libmemsrv: attach a VMM's guest RAM to a memsrv memory server.
+ *
+ * A VMM calls memsrv_attach() once with its RAM regions.  The library creates
+ * a userfaultfd, registers every region on it, and hands the uffd, the region
+ * fds and the layout to the server, which from then on serves every fault on
+ * a non-resident page.  The VMM watches memsrv_session_fd() in its main loop
+ * and calls memsrv_session_dispatch() when it is readable.
+ *
+ * Every function returns 0 (or a count) on success and -errno on failure;
+ * none of them sets errno.  memsrv_last_error() gives the reason in words.
+ */
+#ifndef MEMSRV_H
+#define MEMSRV_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MEMSRV_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
+
+struct memsrv_region {
+	void *host_addr;          /* page aligned, mapped MAP_SHARED from fd (or anonymous) */
+	uint64_t size;            /* bytes, a multiple of page_size */
+	int fd;                   /* memfd / hugetlbfs / tmpfs file; -1: anonymous private */
+	uint64_t fd_offset;       /* offset in fd of host_addr's first page */
+	uint64_t guest_phys_addr;
+	uint32_t page_size;       /* 0: 4096 (or the hugetlbfs page size of fd) */
+};
+
+struct memsrv_vm {
+	const char *name;         /* unique on the server, 1..63 chars of [A-Za-z0-9._-] */
+	const struct memsrv_region *regions;
+	unsigned n_regions;
+	uint64_t guarantee_bytes; /* 0: no guarantee */
+	uint64_t limit_bytes;     /* 0: no limit of its own */
+	uint32_t shares;          /* 0: default weight */
+};
+
+/* Requests the server may send; a NULL member refuses that request. */
+struct memsrv_vmm_ops {
+	/* Ask the guest's balloon to hold the guest at target_bytes. */
+	int (*balloon_target)(void *opaque, uint64_t target_bytes);
+};
+
+struct memsrv_session;
+
+/* Connects, registers the regions with a new userfaultfd and waits for the
+ * server's answer.  On refusal returns the server's errno (e.g. -EINVAL) and
+ * memsrv_last_error() names the field at fault. */
+int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out);
+
+/* Readable when the server sends a request or goes away. */
+int memsrv_session_fd(struct memsrv_session *s);
+
+/* Serves one pending server request.  Returns 0, or -ECONNRESET once the
+ * server is gone (the VM's threads then wait on their faults: keep the
+ * process alive or detach). */
+int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_ops *ops, void *opaque);
+
+#define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */
+
+/* Ends the session and frees s.  Without MEMSRV_DETACH_RESTORE the evicted
+ * pages are dropped: only for a VMM that discards its RAM.  Returns the
+ * number of pages restored, or -errno (s is freed in any case). */
+int memsrv_detach(struct memsrv_session *s, unsigned flags);
+
+/* Facts about an attached session. */
+uint64_t memsrv_session_vm_id(const struct memsrv_session *s);
+int memsrv_session_evictable(const struct memsrv_session *s);
+
+/* The reason for the last failure of this thread, in words ("" if none). */
+const char *memsrv_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

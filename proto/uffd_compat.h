@@ -1,0 +1,32 @@
+/* userfaultfd constants newer than the installed (Linux 6.1) headers.
+ * Features are always probed at run time; these only name the bits. */
+#ifndef MEMSRV_UFFD_COMPAT_H
+#define MEMSRV_UFFD_COMPAT_H
+
+#include <linux/userfaultfd.h>
+
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/* What memsrv asks for when the kernel has it.  MISSING_* serve faults on
+ * shared memory, WP_HUGETLBFS_SHMEM makes eviction race-free, REMOVE and
+ * UNMAP tell the server when the VMM discards memory. */
+#define MEMSRV_UFFD_WANTED                                                            \
+	(UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_MISSING_SHMEM | \
+	 UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_PAGEFAULT_FLAG_WP |                  \
+	 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID)
+
+#endif

@@ -1,0 +1,235 @@
+/* wire: record framing, fd passing and protobuf packing for the memsrv socket. */
+#include "wire.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void wire_close_fds(int *fds, unsigned nfds)
+{
+	for (unsigned i = 0; i < nfds; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+	p[2] = v >> 16;
+	p[3] = v >> 24;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int wire_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+	if (len > WIRE_MAX_PAYLOAD || nfds > WIRE_MAX_FDS)
+		return -EMSGSIZE;
+	uint8_t hdr[WIRE_HEADER];
+	put_le32(hdr, (uint32_t)len);
+	struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)buf, len } };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+	if (nfds) {
+		m.msg_control = ctl.buf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	for (;;) {
+		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
+		if (n >= 0)
+			return (size_t)n == sizeof hdr + len ? 0 : -EMSGSIZE;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Collects every fd of every SCM_RIGHTS header so none can leak. */
+static int take_fds(struct msghdr *m, int *fds, unsigned *nfds)
+{
+	unsigned n = 0;
+	int too_many = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		unsigned k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (unsigned i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+			if (n < WIRE_MAX_FDS)
+				fds[n++] = fd;
+			else {
+				close(fd);
+				too_many = 1;
+			}
+		}
+	}
+	*nfds = n;
+	return too_many;
+}
+
+int wire_recv(int sock, void *buf, size_t cap, int *fds, unsigned *nfds, struct wire_fault *fault)
+{
+	uint8_t hdr[WIRE_HEADER];
+	struct iovec iov[2] = { { hdr, sizeof hdr }, { buf, cap } };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2,
+			    .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+	unsigned got_fds = 0;
+	int dummy[WIRE_MAX_FDS];
+	if (!fds)
+		fds = dummy;
+	ssize_t n;
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	int too_many = take_fds(&m, fds, &got_fds);
+	const char *why = NULL;
+	char tmp[96];
+	if (n == 0 && got_fds == 0 && !(m.msg_flags & MSG_TRUNC)) {
+		*nfds = 0;
+		return 0;  /* orderly EOF */
+	}
+	if (m.msg_flags & MSG_TRUNC)
+		why = "record larger than the 64 KiB limit";
+	else if (m.msg_flags & MSG_CTRUNC || too_many)
+		why = "too many fds attached (limit 64)";
+	else if ((size_t)n < WIRE_HEADER)
+		why = "record shorter than its 4-byte length header";
+	else if (get_le32(hdr) != (size_t)n - WIRE_HEADER) {
+		snprintf(tmp, sizeof tmp, "length header says %u bytes, record holds %zd",
+			 get_le32(hdr), n - (ssize_t)WIRE_HEADER);
+		why = tmp;
+	}
+	if (why) {
+		if (fault)
+			snprintf(fault->what, sizeof fault->what, "%s", why);
+		wire_close_fds(fds, got_fds);
+		*nfds = 0;
+		return -EPROTO;
+	}
+	if (fds == dummy)
+		wire_close_fds(dummy, got_fds);
+	*nfds = fds == dummy ? 0 : got_fds;
+	return (int)(n - WIRE_HEADER);
+}
+
+int wire_send_client(int sock, const Memsrv__ClientMessage *msg, const int *fds, unsigned nfds)
+{
+	size_t len = memsrv__client_message__get_packed_size(msg);
+	if (len > WIRE_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	memsrv__client_message__pack(msg, buf);
+	int ret = wire_send(sock, buf, len, fds, nfds);
+	free(buf);
+	return ret;
+}
+
+int wire_send_server(int sock, const Memsrv__ServerMessage *msg)
+{
+	size_t len = memsrv__server_message__get_packed_size(msg);
+	if (len > WIRE_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	memsrv__server_message__pack(msg, buf);
+	int ret = wire_send(sock, buf, len, NULL, 0);
+	free(buf);
+	return ret;
+}
+
+int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *nfds,
+		     struct wire_fault *fault)
+{
+	uint8_t *buf = malloc(WIRE_MAX_PAYLOAD);
+	if (!buf)
+		return -ENOMEM;
+	*nfds = 0;
+	int n = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, fds, nfds, fault);
+	if (n <= 0) {
+		free(buf);
+		return n;
+	}
+	*out = memsrv__client_message__unpack(NULL, n, buf);
+	free(buf);
+	if (!*out || (*out)->msg_case == MEMSRV__CLIENT_MESSAGE__MSG__NOT_SET) {
+		if (*out)
+			memsrv__client_message__free_unpacked(*out, NULL);
+		*out = NULL;
+		wire_close_fds(fds, *nfds);
+		*nfds = 0;
+		if (fault)
+			snprintf(fault->what, sizeof fault->what,
+				 "payload of %d bytes is not a memsrv.ClientMessage", n);
+		return -EPROTO;
+	}
+	return 1;
+}
+
+int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *fault)
+{
+	uint8_t *buf = malloc(WIRE_MAX_PAYLOAD);
+	if (!buf)
+		return -ENOMEM;
+	unsigned nfds = 0;
+	int n = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, NULL, &nfds, fault);
+	if (n <= 0) {
+		free(buf);
+		return n;
+	}
+	*out = memsrv__server_message__unpack(NULL, n, buf);
+	free(buf);
+	if (!*out || (*out)->msg_case == MEMSRV__SERVER_MESSAGE__MSG__NOT_SET) {
+		if (*out)
+			memsrv__server_message__free_unpacked(*out, NULL);
+		*out = NULL;
+		if (fault)
+			snprintf(fault->what, sizeof fault->what,
+				 "payload of %d bytes is not a memsrv.ServerMessage", n);
+		return -EPROTO;
+	}
+	return 1;
+}
+
+int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	Memsrv__Error err = MEMSRV__ERROR__INIT;
+	err.errno_code = errno_code;
+	err.field = (char *)field;
+	err.message = text;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_ERROR;
+	msg.error = &err;
+	return wire_send_server(sock, &msg);
+}

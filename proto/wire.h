@@ -1,0 +1,53 @@
+/* wire: one protobuf message per SOCK_SEQPACKET record, fds by SCM_RIGHTS.
+ *
+ * A record is a 4-byte little-endian payload length followed by the payload
+ * (a packed memsrv.ClientMessage or memsrv.ServerMessage).  The length must
+ * equal the record's size: a mismatch means a truncated or foreign message.
+ * All functions return >= 0 on success or -errno; they never touch errno
+ * for the caller.
+ */
+#ifndef MEMSRV_WIRE_H
+#define MEMSRV_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memsrv.pb-c.h"
+
+#define WIRE_MAX_PAYLOAD (64u * 1024)   /* larger records are refused */
+#define WIRE_MAX_FDS     64u            /* uffd + one fd per region */
+#define WIRE_HEADER      4u
+
+/* Why a received record was refused, for the error sent back. */
+struct wire_fault {
+	char what[160];
+};
+
+/* Sends buf[len] as one record with nfds fds attached. */
+int wire_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
+
+/* Receives one record into buf (cap >= WIRE_MAX_PAYLOAD).  Returns the
+ * payload length, 0 on orderly EOF, -EPROTO (with fault->what filled) for a
+ * malformed record, or another -errno.  Received fds are stored in fds (at
+ * most WIRE_MAX_FDS, opened O_CLOEXEC) and their count in *nfds; on any error
+ * none are left open. */
+int wire_recv(int sock, void *buf, size_t cap, int *fds, unsigned *nfds, struct wire_fault *fault);
+
+/* Packs and sends a message. */
+int wire_send_client(int sock, const Memsrv__ClientMessage *msg, const int *fds, unsigned nfds);
+int wire_send_server(int sock, const Memsrv__ServerMessage *msg);
+
+/* Receives and unpacks one message; *out is freed with the matching
+ * memsrv__*_message__free_unpacked(*out, NULL).  Returns 1 on a message,
+ * 0 on EOF, -EPROTO for undecodable input (fault filled), or -errno. */
+int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *nfds,
+		     struct wire_fault *fault);
+int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *fault);
+
+/* Sends an Error message: errno_code is a positive errno value, field may be NULL. */
+int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+void wire_close_fds(int *fds, unsigned nfds);
+
+#endif
