@@ -1,0 +1,134 @@
+/* control: the requests of memsrv-ctl — list, info, stats, evict. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+static void reply(int fd, Memsrv__ServerMessage *msg)
+{
+	int ret = wire_send_server(fd, msg);
+	if (ret)
+		pr_debug("control reply on fd %d failed: %s", fd, strerror(-ret));
+}
+
+static void do_list(struct server *srv, int fd)
+{
+	unsigned n = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		n++;
+	Memsrv__VmInfo *infos = calloc(n ? n : 1, sizeof *infos);
+	Memsrv__VmInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+	Memsrv__Percentiles (*pct)[3] = calloc(n ? n : 1, sizeof *pct);
+	if (!infos || !ptrs || !pct) {
+		wire_send_error(fd, ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	unsigned i = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next, i++) {
+		vm_fill_info(vm, &infos[i], pct[i]);
+		ptrs[i] = &infos[i];
+	}
+	Memsrv__VmList list = MEMSRV__VM_LIST__INIT;
+	list.n_vms = n;
+	list.vms = ptrs;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_VM_LIST;
+	msg.vm_list = &list;
+	reply(fd, &msg);
+out:
+	free(infos);
+	free(ptrs);
+	free(pct);
+}
+
+static void do_info(struct server *srv, int fd, const Memsrv__InfoRequest *req)
+{
+	struct vm *vm = server_find_vm(srv, req->name);
+	if (!vm) {
+		wire_send_error(fd, ENOENT, "info.name", "no VM named %s is attached", req->name);
+		return;
+	}
+	Memsrv__VmInfo info;
+	Memsrv__Percentiles pct[3];
+	vm_fill_info(vm, &info, pct);
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_VM_INFO;
+	msg.vm_info = &info;
+	reply(fd, &msg);
+}
+
+static void do_stats(struct server *srv, int fd)
+{
+	Memsrv__NodeStats st = MEMSRV__NODE_STATS__INIT;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
+		st.vms++;
+		st.size_bytes += vm->size_bytes;
+		st.resident_bytes += ctr_get(&vm->resident_bytes);
+		st.zero_pages += vm_count(vm, PAGE_ZERO);
+		st.stored_pages += vm_count(vm, PAGE_STORED);
+		st.stored_bytes += ctr_get(&vm->stored_bytes);
+		st.pool_bytes += ctr_get(&vm->pool_bytes);
+		st.faults_total += ctr_get(&vm->ctr.faults_total);
+		st.evictions_total += ctr_get(&vm->ctr.evictions_total);
+	}
+	st.sessions_total = srv->sessions_total;
+	st.protocol_errors = srv->protocol_errors;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	st.uptime_s = (double)(now.tv_sec - srv->started.tv_sec) + (now.tv_nsec - srv->started.tv_nsec) / 1e9;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS;
+	msg.node_stats = &st;
+	reply(fd, &msg);
+}
+
+static void do_evict(struct server *srv, int fd, const Memsrv__EvictRequest *req, bool *fd_taken)
+{
+	struct vm *vm = server_find_vm(srv, req->name);
+	if (!vm) {
+		wire_send_error(fd, ENOENT, "evict.name", "no VM named %s is attached", req->name);
+		return;
+	}
+	bool all = req->has_all && req->all;
+	if (!all && (!req->has_bytes || req->bytes == 0)) {
+		wire_send_error(fd, EINVAL, "evict.bytes", "say how much to evict (bytes > 0) or all");
+		return;
+	}
+	struct vm_job *job = calloc(1, sizeof *job);
+	if (!job) {
+		wire_send_error(fd, ENOMEM, NULL, "out of memory");
+		return;
+	}
+	job->kind = VM_JOB_EVICT;
+	job->all = all;
+	job->bytes = req->has_bytes ? req->bytes : 0;
+	job->reply_fd = fd;
+	*fd_taken = true;
+	vm_post_job(vm, job);
+}
+
+void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken)
+{
+	*fd_taken = false;
+	switch (msg->msg_case) {
+	case MEMSRV__CLIENT_MESSAGE__MSG_LIST:
+		do_list(srv, fd);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_INFO:
+		do_info(srv, fd, msg->info);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_STATS:
+		do_stats(srv, fd);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_EVICT:
+		do_evict(srv, fd, msg->evict, fd_taken);
+		break;
+	default:
+		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);
+		break;
+	}
+}

@@ -1,0 +1,190 @@
+/* evict: take resident pages out of a VM without ever losing a write.
+ *
+ * Per run of contiguous resident pages (DESIGN.md, verified on 6.18):
+ *   1. UFFDIO_WRITEPROTECT the run: from here a write blocks in a WP fault;
+ *   2. pread the run from the region's fd (never through a mapping: a read
+ *      fault on a hole would allocate it and hide the next MISSING fault);
+ *   3. store each page (all-zero pages cost nothing);
+ *   4. fallocate(PUNCH_HOLE) the run: the VMM's next access faults MISSING;
+ *   5. unprotect and wake: a blocked writer faults MISSING and gets the
+ *      stored content before its write lands.
+ * Events read while a run is in flight stay queued until it is done.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "log.h"
+#include "uffd.h"
+
+uint64_t vm_total_pages(const struct vm *vm)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		n += vm->regions[i].pt.npages;
+	return n;
+}
+
+static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool protect)
+{
+	for (;;) {
+		int ret = uffd_writeprotect(vm->uffd, addr, len, protect, false);
+		if (ret != -EAGAIN)
+			return ret;
+		/* read the pending event so the kernel lets us go on; it is
+		 * applied after this run (fault.c), not in the middle of it */
+		ctr_add(&vm->ctr.eagain_retries, 1);
+		if (fault_drain(vm) == 0)
+			sched_yield();
+		if (vm->stopping)
+			return -EINTR;
+	}
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			/* past the end of the file: the rest reads as zeros */
+			memset((char *)buf + done, 0, len - done);
+			break;
+		}
+		done += n;
+	}
+	return 0;
+}
+
+/* Evicts pages [first, first + count) of r, all RESIDENT.  Returns the
+ * number evicted (the store may fill up part way) or -errno. */
+static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64_t count,
+			 struct evict_result *res)
+{
+	const uint64_t ps = r->page_size;
+	uint64_t addr = r->host_addr + first * ps;
+	uint64_t off = r->fd_offset + first * ps;
+	page_entry entries[EVICT_RUN_PAGES];
+
+	int ret = writeprotect_retry(vm, addr, count * ps, true);
+	if (ret)
+		return ret;
+	ret = pread_full(r->fd, vm->io_buf, count * ps, off);
+	uint64_t kept = 0, stored_bytes = 0, zero = 0;
+	for (; !ret && kept < count; kept++) {
+		const void *page = (const char *)vm->io_buf + kept * ps;
+		if (page_is_zero(page, ps)) {
+			entries[kept] = pe_make(PAGE_ZERO, 0, 0);
+			zero++;
+			continue;
+		}
+		struct zcache_ref ref;
+		if (zcache_store(vm->store, page, &ref))
+			break;  /* the store is full: evict what fits */
+		entries[kept] = pe_make(PAGE_STORED, ref.len, ref.handle);
+		stored_bytes += ref.len;
+	}
+	if (kept && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(kept * ps))) {
+		ret = -errno;
+		/* nothing punched: the pages stay resident, the copies go */
+		for (uint64_t i = 0; i < kept; i++)
+			if (pe_state(entries[i]) == PAGE_STORED)
+				zcache_drop(vm->store, (struct zcache_ref){ pe_handle(entries[i]), pe_len(entries[i]) });
+		kept = 0;
+	}
+	for (uint64_t i = 0; i < kept; i++)
+		page_table_set(&r->pt, first + i, entries[i]);
+	atomic_fetch_sub(&vm->resident_bytes, kept * ps);
+	ctr_add(&vm->ctr.evictions_total, kept);
+	res->pages += kept;
+	res->zero_pages += zero;
+	res->stored_pages += kept - zero;
+	res->stored_bytes += stored_bytes;
+
+	int wp = writeprotect_retry(vm, addr, count * ps, false);
+	if (wp && !ret)
+		ret = wp;
+	if (ret && uffd_vmm_gone(ret))
+		vm->vmm_gone = true;
+	if (ret && !kept)
+		return ret;
+	return kept < count && !ret ? -ENOMEM : (int64_t)kept;
+}
+
+int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res)
+{
+	uint64_t evicted = 0;
+	while (evicted < want_pages && *scan_budget && !vm->vmm_gone) {
+		struct region *r = &vm->regions[vm->cursor_region];
+		uint64_t n = r->pt.npages;
+		if (!r->evictable || r->unmapped || vm->cursor_page >= n) {
+			uint64_t skipped = vm->cursor_page < n ? n - vm->cursor_page : 0;
+			*scan_budget -= skipped < *scan_budget ? skipped : *scan_budget;
+			vm->cursor_region = (vm->cursor_region + 1) % vm->n_regions;
+			vm->cursor_page = 0;
+			continue;
+		}
+		/* the clock hand: skip to the next resident page, then take the
+		 * run of resident pages that follows it */
+		while (vm->cursor_page < n && *scan_budget &&
+		       pe_state(r->pt.entries[vm->cursor_page]) != PAGE_RESIDENT) {
+			vm->cursor_page++;
+			(*scan_budget)--;
+		}
+		if (vm->cursor_page >= n || !*scan_budget)
+			continue;
+		uint64_t first = vm->cursor_page, count = 0;
+		uint64_t max = want_pages - evicted < EVICT_RUN_PAGES ? want_pages - evicted : EVICT_RUN_PAGES;
+		while (count < max && vm->cursor_page < n && *scan_budget &&
+		       pe_state(r->pt.entries[vm->cursor_page]) == PAGE_RESIDENT) {
+			vm->cursor_page++;
+			(*scan_budget)--;
+			count++;
+		}
+		int64_t got = evict_run(vm, r, first, count, res);
+		if (got < 0)
+			return (int)got;
+		evicted += got;
+		if ((uint64_t)got < count)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int evict_make_room(struct vm *vm, uint64_t bytes)
+{
+	if (!vm->limit_bytes || vm->detaching)
+		return 0;
+	uint64_t resident = ctr_get(&vm->resident_bytes);
+	if (resident + bytes <= vm->limit_bytes)
+		return 0;
+	if (!vm->evictable) {
+		if (!vm->limit_warned)
+			vm_warn(vm, "resident memory passes the limit of %" PRIu64 " bytes and cannot be evicted: %s",
+				vm->limit_bytes, vm->not_evictable_reason);
+		vm->limit_warned = true;
+		return -ENOSPC;
+	}
+	/* evict a little more than needed so the next faults find room too */
+	uint64_t need = resident + bytes - vm->limit_bytes;
+	uint64_t headroom = vm->limit_bytes / 64;
+	if (headroom > 256 * 4096)
+		headroom = 256 * 4096;
+	uint64_t pages = (need + headroom + 4095) / 4096;
+	uint64_t budget = vm_total_pages(vm);
+	struct evict_result res = { 0 };
+	int ret = evict_pages(vm, pages, &budget, &res);
+	if (ret && !vm->limit_warned) {
+		vm_warn(vm, "eviction to hold the limit failed: %s", strerror(-ret));
+		vm->limit_warned = true;
+	}
+	return ctr_get(&vm->resident_bytes) + bytes <= vm->limit_bytes ? 0 : -ENOSPC;
+}

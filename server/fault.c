@@ -1,0 +1,536 @@
+/* fault: the VM thread — reads the userfaultfd, resolves every fault, applies
+ * REMOVE/UNMAP events, and runs the jobs the server posts (evict, detach).
+ *
+ * One thread per VM owns that VM's page tables and store, so the fault path
+ * takes no lock.  Messages are read in batches into a ring; events are applied
+ * before the faults of the same batch so that a fault on a discarded page gets
+ * zeros, not the discarded content.
+ */
+#include "fault.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "uffd.h"
+#include "wire.h"
+
+uint64_t fault_spin_ns = 50 * 1000;
+
+#define MSG_CONSUMED 0  /* event value of a ring slot already handled */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+static void vmm_gone(struct vm *vm, int err)
+{
+	if (!vm->vmm_gone)
+		vm_warn(vm, "VMM address space is gone (%s): no more faults to serve", strerror(-err));
+	vm->vmm_gone = true;
+}
+
+int fault_drain(struct vm *vm)
+{
+	int total = 0;
+	while (vm->pending_len < PENDING_MSGS) {
+		unsigned tail = (vm->pending_head + vm->pending_len) % PENDING_MSGS;
+		unsigned room = PENDING_MSGS - vm->pending_len;
+		if (tail + room > PENDING_MSGS)
+			room = PENDING_MSGS - tail;
+		ssize_t n = read(vm->uffd, &vm->pending[tail], room * sizeof(struct uffd_msg));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return total ? total : -errno;
+		}
+		unsigned got = n / sizeof(struct uffd_msg);
+		uint64_t t = now_ns();
+		for (unsigned i = 0; i < got; i++)
+			vm->pending_ns[tail + i] = t;
+		vm->pending_len += got;
+		total += got;
+		if (got < room)
+			break;
+	}
+	return total;
+}
+
+/* The guest discarded [start, end): whatever we held for it is garbage now. */
+static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unmapped)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		uint64_t lo = start > r->host_addr ? start : r->host_addr;
+		uint64_t hi = end < r->host_addr + r->size ? end : r->host_addr + r->size;
+		if (lo >= hi)
+			continue;
+		uint64_t first = (lo - r->host_addr) / r->page_size;
+		uint64_t last = (hi - r->host_addr + r->page_size - 1) / r->page_size;
+		uint64_t dropped = 0, resident = 0;
+		for (uint64_t p = first; p < last; p++) {
+			page_entry e = r->pt.entries[p];
+			switch (pe_state(e)) {
+			case PAGE_NEVER:
+				continue;
+			case PAGE_RESIDENT:
+				resident++;
+				break;
+			case PAGE_STORED:
+				zcache_drop(vm->store, (struct zcache_ref){ pe_handle(e), pe_len(e) });
+				break;
+			case PAGE_ZERO:
+			case PAGE_STATES:
+				break;
+			}
+			page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
+			dropped++;
+		}
+		atomic_fetch_sub(&vm->resident_bytes, resident * r->page_size);
+		ctr_add(&vm->ctr.removed_pages, dropped);
+		if (unmapped && lo == r->host_addr && hi == r->host_addr + r->size) {
+			r->unmapped = true;
+			vm_info(vm, "region at 0x%" PRIx64 " unmapped by the VMM", r->host_addr);
+		}
+	}
+}
+
+void fault_apply_events(struct vm *vm)
+{
+	for (unsigned k = 0; k < vm->pending_len; k++) {
+		struct uffd_msg *m = &vm->pending[(vm->pending_head + k) % PENDING_MSGS];
+		switch (m->event) {
+		case UFFD_EVENT_REMOVE:
+			discard_range(vm, m->arg.remove.start, m->arg.remove.end, false);
+			m->event = MSG_CONSUMED;
+			break;
+		case UFFD_EVENT_UNMAP:
+			discard_range(vm, m->arg.remove.start, m->arg.remove.end, true);
+			m->event = MSG_CONSUMED;
+			break;
+		case UFFD_EVENT_PAGEFAULT:
+		case MSG_CONSUMED:
+			break;
+		default:
+			vm_debug(vm, "ignoring uffd event 0x%x", m->event);
+			m->event = MSG_CONSUMED;
+			break;
+		}
+	}
+}
+
+/* An ioctl said EAGAIN: the VMM's mappings are changing under an unread
+ * event.  Read it, apply it, and let the caller retry. */
+static void resync_events(struct vm *vm)
+{
+	ctr_add(&vm->ctr.eagain_retries, 1);
+	if (fault_drain(vm) == 0)
+		sched_yield();  /* the event is not queued yet */
+	fault_apply_events(vm);
+}
+
+/* Maps zero pages at [addr, addr+len): ZEROPAGE where the kernel has it,
+ * a copy of a zeroed buffer on hugetlbfs (which has no ZEROPAGE). */
+static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t len, bool dontwake)
+{
+	if (r->backing != MEMSRV__BACKING__BACKING_HUGETLBFS)
+		return uffd_zeropage(vm->uffd, addr, len, dontwake, NULL);
+	for (uint64_t off = 0; off < len; off += r->page_size) {
+		int ret = uffd_copy(vm->uffd, addr + off, vm->page_buf, r->page_size, dontwake, NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count; p++)
+		page_table_set(&r->pt, p, pe_make(PAGE_RESIDENT, 0, 0));
+	atomic_fetch_add(&vm->resident_bytes, count * r->page_size);
+}
+
+/* Fills one page with zeros; a page that is already there counts as filled. */
+static int fill_one_zero(struct vm *vm, struct region *r, uint64_t idx, bool dontwake)
+{
+	uint64_t addr = r->host_addr + idx * r->page_size;
+	int ret = place_zero(vm, r, addr, r->page_size, dontwake);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (!ret)
+		mark_resident(vm, r, idx, 1);
+	return ret;
+}
+
+/* A never-touched page faulted: fill it and its never-touched neighbours in
+ * the aligned block, in as few ioctls as there are runs (DESIGN.md: ~14x
+ * cheaper per page than one fault each). */
+static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
+{
+	uint64_t block = r->page_size < FAULT_AROUND_BYTES ? FAULT_AROUND_BYTES / r->page_size : 1;
+	uint64_t lo = idx & ~(block - 1), hi = lo + block;
+	if (hi > r->pt.npages)
+		hi = r->pt.npages;
+	uint64_t never = 0;
+	for (uint64_t p = lo; p < hi; p++)
+		never += pe_state(r->pt.entries[p]) == PAGE_NEVER;
+	if (evict_make_room(vm, never * r->page_size)) {
+		lo = idx;  /* no room for neighbours: the faulting page only */
+		hi = idx + 1;
+		evict_make_room(vm, r->page_size);
+	}
+	for (uint64_t p = lo; p < hi;) {
+		if (pe_state(r->pt.entries[p]) != PAGE_NEVER) {
+			p++;
+			continue;
+		}
+		uint64_t run = p;
+		while (run < hi && pe_state(r->pt.entries[run]) == PAGE_NEVER)
+			run++;
+		uint64_t addr = r->host_addr + p * r->page_size;
+		int ret = place_zero(vm, r, addr, (run - p) * r->page_size, true);
+		if (ret == 0) {
+			mark_resident(vm, r, p, run - p);
+		} else if (ret == -EEXIST || ret == -EAGAIN) {
+			/* part of the run is already there (EEXIST), or an event is
+			 * pending: fall back to page by page, which resyncs */
+			for (uint64_t q = p; q < run; q++) {
+				if (pe_state(r->pt.entries[q]) != PAGE_NEVER)
+					continue;
+				ret = fill_one_zero(vm, r, q, true);
+				if (ret == -EAGAIN)
+					return ret;
+				if (ret)
+					return ret;
+			}
+		} else {
+			return ret;
+		}
+		p = run;
+	}
+	return uffd_wake(vm->uffd, r->host_addr + lo * r->page_size, (hi - lo) * r->page_size);
+}
+
+static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
+{
+	page_entry e = r->pt.entries[idx];
+	struct zcache_ref ref = { pe_handle(e), pe_len(e) };
+	evict_make_room(vm, r->page_size);
+	int ret = zcache_load(vm->store, ref, vm->page_buf);
+	if (ret) {
+		/* the store is our own memory: this is a bug, and the page is lost */
+		vm_err(vm, "page at 0x%" PRIx64 " does not decompress (%s): guest will see zeros",
+		       r->host_addr + idx * r->page_size, strerror(-ret));
+		memset(vm->page_buf, 0, r->page_size);
+	}
+	uint64_t addr = r->host_addr + idx * r->page_size;
+	ret = uffd_copy(vm->uffd, addr, vm->page_buf, r->page_size, false, NULL);
+	if (ret == -EEXIST) {
+		/* something wrote the hole through another path: the live page wins */
+		vm_warn(vm, "page at 0x%" PRIx64 " reappeared while evicted; keeping the live copy", addr);
+		ctr_add(&vm->ctr.eexist_wakes, 1);
+		uffd_wake(vm->uffd, addr, r->page_size);
+		ret = 0;
+	}
+	if (ret)
+		return ret;
+	zcache_drop(vm->store, ref);
+	mark_resident(vm, r, idx, 1);
+	return 0;
+}
+
+static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
+{
+	uint64_t addr = m->arg.pagefault.address;
+	struct region *r = vm_region_of(vm, addr);
+	if (!r) {
+		vm_warn(vm, "fault at 0x%" PRIx64 " outside every region", (uint64_t)addr);
+		return;
+	}
+	uint64_t idx = (addr - r->host_addr) / r->page_size;
+	uint64_t page = r->host_addr + idx * r->page_size;
+	enum page_state source;
+	int ret;
+
+	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+		/* A write that hit an eviction in progress; that eviction is over
+		 * now: unprotect, and the write faults MISSING and gets the data. */
+		do {
+			ret = uffd_writeprotect(vm->uffd, page, r->page_size, false, false);
+			if (ret == -EAGAIN)
+				resync_events(vm);
+		} while (ret == -EAGAIN && !vm->stopping);
+		ctr_add(&vm->ctr.faults_wp, 1);
+		return;
+	}
+	for (;;) {
+		source = pe_state(r->pt.entries[idx]);
+		switch (source) {
+		case PAGE_NEVER:
+			ret = fill_never(vm, r, idx);
+			break;
+		case PAGE_STORED:
+			ret = fill_stored(vm, r, idx);
+			break;
+		case PAGE_ZERO:
+			evict_make_room(vm, r->page_size);
+			ret = fill_one_zero(vm, r, idx, false);
+			break;
+		case PAGE_RESIDENT:
+		default:
+			/* Already filled by fault-around or a racing fault (EEXIST:
+			 * wake), or dropped behind our back by a hole punch without
+			 * an event (the VMM discarded it: zeros). */
+			ret = place_zero(vm, r, page, r->page_size, false);
+			if (ret == -EEXIST) {
+				ctr_add(&vm->ctr.eexist_wakes, 1);
+				ret = uffd_wake(vm->uffd, page, r->page_size);
+			} else if (ret == 0) {
+				ctr_add(&vm->ctr.faults_resident, 1);
+			}
+			break;
+		}
+		if (ret != -EAGAIN || vm->stopping)
+			break;
+		resync_events(vm);
+	}
+	if (ret) {
+		if (uffd_vmm_gone(ret))
+			vmm_gone(vm, ret);
+		else
+			vm_err(vm, "fault at 0x%" PRIx64 " not resolved: %s", addr, strerror(-ret));
+		return;
+	}
+	uint64_t ns = now_ns() - t_read;
+	ctr_add(&vm->ctr.faults_total, 1);
+	latency_record_ns(&vm->lat_all, ns);
+	if (source == PAGE_STORED) {
+		ctr_add(&vm->ctr.faults_stored, 1);
+		latency_record_ns(&vm->lat_stored, ns);
+	} else if (source == PAGE_NEVER) {
+		ctr_add(&vm->ctr.faults_never_touched, 1);
+		latency_record_ns(&vm->lat_never, ns);
+	} else if (source == PAGE_ZERO) {
+		ctr_add(&vm->ctr.faults_zero, 1);
+	}
+}
+
+/* Handles everything in the pending ring: events first, then faults. */
+static void serve_pending(struct vm *vm)
+{
+	fault_apply_events(vm);
+	while (vm->pending_len) {
+		unsigned head = vm->pending_head;
+		struct uffd_msg m = vm->pending[head];
+		uint64_t t = vm->pending_ns[head];
+		vm->pending_head = (head + 1) % PENDING_MSGS;
+		vm->pending_len--;
+		if (m.event == UFFD_EVENT_PAGEFAULT && !vm->vmm_gone)
+			handle_fault(vm, &m, t);
+	}
+}
+
+static void publish_store_stats(struct vm *vm)
+{
+	struct zcache_stats st;
+	zcache_get_stats(vm->store, &st);
+	atomic_store_explicit(&vm->stored_bytes, st.stored_bytes, memory_order_relaxed);
+	atomic_store_explicit(&vm->pool_bytes, st.pool_bytes, memory_order_relaxed);
+}
+
+void fault_serve_available(struct vm *vm)
+{
+	for (;;) {
+		int n = fault_drain(vm);
+		if (n < 0 && !vm->vmm_gone) {
+			vm_err(vm, "reading the userfaultfd failed: %s", strerror(-n));
+			vmm_gone(vm, n);
+		}
+		if (vm->pending_len == 0)
+			break;
+		serve_pending(vm);
+	}
+	publish_store_stats(vm);
+}
+
+/* Serves faults, then keeps polling the uffd for a short while: faults come
+ * in bursts, and catching the next one without a wakeup is 3-4x faster. */
+static void serve_and_spin(struct vm *vm)
+{
+	fault_serve_available(vm);
+	if (!fault_spin_ns)
+		return;
+	uint64_t deadline = now_ns() + fault_spin_ns;
+	while (!vm->stopping && !vm->vmm_gone && now_ns() < deadline) {
+		if (fault_drain(vm) > 0) {
+			serve_pending(vm);
+			deadline = now_ns() + fault_spin_ns;
+		}
+	}
+	publish_store_stats(vm);
+}
+
+static struct vm_job *take_jobs(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->job_lock);
+	struct vm_job *jobs = vm->jobs;
+	vm->jobs = NULL;
+	vm->jobs_tail = &vm->jobs;
+	pthread_mutex_unlock(&vm->job_lock);
+	return jobs;
+}
+
+static void reply_to(int fd, const Memsrv__ServerMessage *msg)
+{
+	if (fd >= 0)
+		wire_send_server(fd, msg);
+}
+
+static void run_evict(struct vm *vm, struct vm_job *job)
+{
+	if (!vm->evictable) {
+		wire_send_error(job->reply_fd, EOPNOTSUPP, "evict.name", "VM %s cannot be evicted: %s",
+				vm->name, vm->not_evictable_reason);
+		return;
+	}
+	uint64_t want = job->all ? UINT64_MAX : 0;
+	if (!job->all) {
+		/* bytes rounded up to whole pages of the VM's page size (4 KiB) */
+		want = (job->bytes + 4095) / 4096;
+	}
+	struct evict_result res = { 0 };
+	uint64_t budget = vm_total_pages(vm);
+	int ret = 0;
+	while (res.pages < want && budget && !vm->stopping && !vm->vmm_gone && !vm->detaching) {
+		uint64_t chunk = want - res.pages < 1024 ? want - res.pages : 1024;
+		uint64_t before = res.pages;
+		ret = evict_pages(vm, chunk, &budget, &res);
+		if (ret)
+			break;
+		/* keep faults flowing during a long eviction */
+		fault_serve_available(vm);
+		if (res.pages == before && !budget)
+			break;
+	}
+	publish_store_stats(vm);
+	if (ret && res.pages == 0) {
+		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, strerror(-ret));
+		return;
+	}
+	if (ret)
+		vm_warn(vm, "eviction stopped early: %s", strerror(-ret));
+	vm_info(vm, "evicted %" PRIu64 " pages (%" PRIu64 " zero, %" PRIu64 " stored in %" PRIu64 " bytes)",
+		res.pages, res.zero_pages, res.stored_pages, res.stored_bytes);
+	Memsrv__EvictReply er = MEMSRV__EVICT_REPLY__INIT;
+	er.pages_evicted = res.pages;
+	er.bytes_evicted = res.pages * 4096;
+	er.zero_pages = res.zero_pages;
+	er.stored_pages = res.stored_pages;
+	er.stored_bytes = res.stored_bytes;
+	er.resident_bytes = ctr_get(&vm->resident_bytes);
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY;
+	msg.evict_reply = &er;
+	reply_to(job->reply_fd, &msg);
+}
+
+/* Brings every stored page back so the VMM can unregister and keep its RAM. */
+static void run_detach(struct vm *vm, struct vm_job *job)
+{
+	vm->detaching = true;
+	uint64_t restored = 0, failed = 0;
+	for (unsigned i = 0; job->restore && i < vm->n_regions && !vm->vmm_gone; i++) {
+		struct region *r = &vm->regions[i];
+		for (uint64_t p = 0; p < r->pt.npages && !vm->stopping && !vm->vmm_gone; p++) {
+			if (pe_state(r->pt.entries[p]) != PAGE_STORED)
+				continue;
+			int ret;
+			do {
+				ret = fill_stored(vm, r, p);
+				if (ret == -EAGAIN)
+					resync_events(vm);
+			} while (ret == -EAGAIN && !vm->stopping &&
+				 pe_state(r->pt.entries[p]) == PAGE_STORED);
+			if (ret)
+				failed++;
+			else
+				restored++;
+			if ((restored & 255) == 0)
+				fault_serve_available(vm);
+		}
+	}
+	publish_store_stats(vm);
+	vm_info(vm, "detach: %" PRIu64 " pages restored, %" PRIu64 " failed", restored, failed);
+	if (failed) {
+		Memsrv__ServerMessage dummy;
+		(void)dummy;
+		pthread_mutex_lock(&vm->session_write_lock);
+		wire_send_error(vm->session_fd, EIO, NULL, "%" PRIu64 " pages could not be restored", failed);
+		pthread_mutex_unlock(&vm->session_write_lock);
+		return;
+	}
+	Memsrv__DetachReply dr = MEMSRV__DETACH_REPLY__INIT;
+	dr.pages_restored = restored;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY;
+	msg.detach_reply = &dr;
+	vm_send(vm, &msg);
+}
+
+static void run_jobs(struct vm *vm)
+{
+	uint64_t v;
+	if (read(vm->wake_fd, &v, sizeof v) < 0) {
+		/* nothing posted: a spurious wakeup */
+	}
+	for (struct vm_job *job = take_jobs(vm), *next; job; job = next) {
+		next = job->next;
+		if (job->kind == VM_JOB_EVICT)
+			run_evict(vm, job);
+		else
+			run_detach(vm, job);
+		if (job->reply_fd >= 0)
+			close(job->reply_fd);
+		free(job);
+	}
+}
+
+void *vm_thread_main(void *arg)
+{
+	struct vm *vm = arg;
+	if (vm->limit_bytes && ctr_get(&vm->resident_bytes) > vm->limit_bytes)
+		evict_make_room(vm, 0);
+	publish_store_stats(vm);
+	while (!vm->stopping) {
+		struct pollfd p[2] = {
+			{ .fd = vm->uffd, .events = vm->vmm_gone ? 0 : POLLIN },
+			{ .fd = vm->wake_fd, .events = POLLIN },
+		};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_err(vm, "poll: %s", strerror(errno));
+			break;
+		}
+		if (vm->stopping)
+			break;
+		if (p[1].revents & POLLIN)
+			run_jobs(vm);
+		if (p[0].revents & POLLIN)
+			serve_and_spin(vm);
+		if (p[0].revents & (POLLERR | POLLHUP))
+			vmm_gone(vm, -ESRCH);
+	}
+	return NULL;
+}

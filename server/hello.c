@@ -1,0 +1,306 @@
+/* hello: validate a VMM's Hello and its fds, then attach the VM.
+ *
+ * Nothing a client sends is trusted: every field and every fd is checked,
+ * and a refusal names the field at fault ("hello.regions[1].fd_offset").
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+
+#include "log.h"
+#include "server.h"
+#include "uffd.h"
+#include "wire.h"
+
+struct refusal {
+	int err;
+	char field[64];
+	char text[256];
+};
+
+static int refuse(struct refusal *why, int err, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int refuse(struct refusal *why, int err, const char *field, const char *fmt, ...)
+{
+	why->err = err;
+	snprintf(why->field, sizeof why->field, "%s", field);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why->text, sizeof why->text, fmt, ap);
+	va_end(ap);
+	return -err;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= VM_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static Memsrv__Backing backing_of_fd(int fd)
+{
+	struct statfs fs;
+	struct stat st;
+	if (fstatfs(fd, &fs) || fstat(fd, &st) || !S_ISREG(st.st_mode))
+		return MEMSRV__BACKING__BACKING_UNKNOWN;
+	if (fs.f_type == TMPFS_MAGIC)
+		return MEMSRV__BACKING__BACKING_MEMFD;
+	if (fs.f_type == HUGETLBFS_MAGIC)
+		return MEMSRV__BACKING__BACKING_HUGETLBFS;
+	return MEMSRV__BACKING__BACKING_FILE;
+}
+
+static const char *backing_name(Memsrv__Backing b)
+{
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&memsrv__backing__descriptor, b);
+	return v ? v->name : "?";
+}
+
+/* Checks region i and fills r; fd_used marks the fds regions refer to. */
+static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned nfds, bool *fd_used,
+			struct region *r, struct refusal *why)
+{
+	const Memsrv__Region *src = h->regions[i];
+	char f[64];
+#define FIELD(name) (snprintf(f, sizeof f, "hello.regions[%u]." name, i), f)
+	uint32_t ps = src->page_size;
+	if (ps < 4096 || (ps & (ps - 1)) || ps > (1u << 30))
+		return refuse(why, EINVAL, FIELD("page_size"), "page size %u is not a power of two from 4096 to 1 GiB", ps);
+	if (src->host_addr % ps || src->host_addr == 0)
+		return refuse(why, EINVAL, FIELD("host_addr"), "host address 0x%" PRIx64 " is not aligned to the page size %u",
+			      src->host_addr, ps);
+	if (src->size == 0 || src->size % ps)
+		return refuse(why, EINVAL, FIELD("size"), "size %" PRIu64 " is not a positive multiple of the page size %u",
+			      src->size, ps);
+	if (src->host_addr + src->size < src->host_addr)
+		return refuse(why, EINVAL, FIELD("size"), "region wraps around the address space");
+	for (unsigned j = 0; j < i; j++) {
+		const Memsrv__Region *o = h->regions[j];
+		if (src->host_addr < o->host_addr + o->size && o->host_addr < src->host_addr + src->size)
+			return refuse(why, EINVAL, FIELD("host_addr"), "region overlaps region %u", j);
+	}
+	memset(r, 0, sizeof *r);
+	r->host_addr = src->host_addr;
+	r->size = src->size;
+	r->page_size = ps;
+	r->guest_phys_addr = src->guest_phys_addr;
+	r->fd_offset = src->fd_offset;
+	r->backing = src->backing;
+	r->fd = -1;
+
+	if (src->backing == MEMSRV__BACKING__BACKING_ANON) {
+		if (src->has_fd_index)
+			return refuse(why, EINVAL, FIELD("fd_index"), "an anonymous region has no fd");
+		return 0;
+	}
+	if (!src->has_fd_index)
+		return refuse(why, EINVAL, FIELD("fd_index"), "backing %s needs an fd", backing_name(src->backing));
+	if (src->fd_index == 0 || src->fd_index >= nfds)
+		return refuse(why, EBADF, FIELD("fd_index"), "fd index %u is not among the %u fds sent (0 is the uffd)",
+			      src->fd_index, nfds);
+	int fd = fds[src->fd_index];
+	Memsrv__Backing actual = backing_of_fd(fd);
+	if (actual == MEMSRV__BACKING__BACKING_UNKNOWN)
+		return refuse(why, EBADF, FIELD("fd_index"), "fd %u is not a regular file, memfd or hugetlbfs file", src->fd_index);
+	if (actual != src->backing)
+		return refuse(why, EINVAL, FIELD("backing"), "declared %s but the fd is %s", backing_name(src->backing),
+			      backing_name(actual));
+	if (actual == MEMSRV__BACKING__BACKING_FILE)
+		return refuse(why, EOPNOTSUPP, FIELD("backing"),
+			      "a file on a disk filesystem cannot be served by userfaultfd (MISSING faults need anonymous, shmem or hugetlbfs memory)");
+	struct stat st;
+	if (fstat(fd, &st))
+		return refuse(why, errno, FIELD("fd_index"), "fstat: %s", strerror(errno));
+	if (actual == MEMSRV__BACKING__BACKING_HUGETLBFS && (uint32_t)st.st_blksize != ps)
+		return refuse(why, EINVAL, FIELD("page_size"), "page size %u but the hugetlbfs fd has %ld-byte pages", ps,
+			      (long)st.st_blksize);
+	if (src->fd_offset % ps)
+		return refuse(why, EINVAL, FIELD("fd_offset"), "offset %" PRIu64 " is not page aligned", src->fd_offset);
+	if (src->fd_offset + src->size > (uint64_t)st.st_size || src->fd_offset + src->size < src->fd_offset)
+		return refuse(why, EINVAL, FIELD("fd_offset"),
+			      "region [%" PRIu64 ", +%" PRIu64 ") lies outside the fd, which holds %" PRIu64 " bytes",
+			      src->fd_offset, src->size, (uint64_t)st.st_size);
+	int acc = fcntl(fd, F_GETFL);
+	if (acc < 0 || (acc & O_ACCMODE) != O_RDWR)
+		return refuse(why, EBADF, FIELD("fd_index"), "fd must be open read-write (memsrv reads pages and punches holes)");
+	/* The same fd may back several regions: the VM owns one dup per region. */
+	r->fd = fd_used[src->fd_index] ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : fd;
+	if (r->fd < 0)
+		return refuse(why, errno, FIELD("fd_index"), "dup: %s", strerror(errno));
+	fd_used[src->fd_index] = true;
+#undef FIELD
+	return 0;
+}
+
+/* Why this VM's pages cannot be evicted, or NULL if they can. */
+static const char *eviction_blocker(const struct vm *vm, const struct region *r)
+{
+	if (r->fd < 0)
+		return "anonymous private memory: memsrv cannot read or discard it from outside the VMM";
+	if (r->page_size != 4096)
+		return "huge pages are served but not yet evicted";
+	if (!(vm->register_modes & UFFDIO_REGISTER_MODE_WP) || !(vm->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		return "the uffd lacks write-protect mode on shmem (UFFD_FEATURE_WP_HUGETLBFS_SHMEM), without which eviction races with writes";
+	return NULL;
+}
+
+static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
+		       struct vm *vm, struct refusal *why)
+{
+	if (h->version_major != MEMSRV__VERSION__VERSION_MAJOR)
+		return refuse(why, EPROTONOSUPPORT, "hello.version_major",
+			      "protocol version %u.%u is not supported; this memsrv speaks %d.x", h->version_major,
+			      h->version_minor, MEMSRV__VERSION__VERSION_MAJOR);
+	if (!valid_name(h->name))
+		return refuse(why, EINVAL, "hello.name", "VM name must be 1-63 characters of [A-Za-z0-9._-]");
+	if (server_find_vm(srv, h->name))
+		return refuse(why, EEXIST, "hello.name", "a VM named %s is already attached", h->name);
+	if ((pid_t)h->pid != c->cred.pid)
+		return refuse(why, EPERM, "hello.pid", "pid %u is not the connecting process (%d)", h->pid, c->cred.pid);
+	if (nfds < 1 || !uffd_is_userfaultfd(fds[0]))
+		return refuse(why, EBADF, "fds[0]", "the first fd sent must be the VM's userfaultfd");
+	if (h->n_regions == 0 || h->n_regions > VM_MAX_REGIONS)
+		return refuse(why, EINVAL, "hello.regions", "%zu regions; 1 to %d are accepted", h->n_regions, VM_MAX_REGIONS);
+	if (!(h->register_modes & UFFDIO_REGISTER_MODE_MISSING))
+		return refuse(why, EINVAL, "hello.register_modes", "regions must be registered in MISSING mode");
+	uint64_t limit = h->quota && h->quota->has_limit_bytes ? h->quota->limit_bytes : 0;
+	uint64_t guarantee = h->quota && h->quota->has_guarantee_bytes ? h->quota->guarantee_bytes : 0;
+	if (limit && limit < (1u << 20))
+		return refuse(why, EINVAL, "hello.quota.limit_bytes", "limit %" PRIu64 " is below the 1 MiB minimum", limit);
+	if (limit && guarantee > limit)
+		return refuse(why, EINVAL, "hello.quota.guarantee_bytes", "guarantee %" PRIu64 " exceeds limit %" PRIu64,
+			      guarantee, limit);
+
+	snprintf(vm->name, sizeof vm->name, "%s", h->name);
+	vm->pid = c->cred.pid;
+	vm->uffd_features = h->uffd_features;
+	vm->register_modes = h->register_modes;
+	vm->guarantee_bytes = guarantee;
+	vm->limit_bytes = limit;
+	vm->shares = h->quota && h->quota->has_shares && h->quota->shares ? h->quota->shares : 1000;
+
+	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
+	for (unsigned i = 0; i < h->n_regions; i++) {
+		struct region r;
+		int ret = check_region(h, i, fds, nfds, fd_used, &r, why);
+		if (ret)
+			return ret;
+		Memsrv__Backing b = r.backing;
+		uint64_t need = b == MEMSRV__BACKING__BACKING_MEMFD ? UFFD_FEATURE_MISSING_SHMEM
+			      : b == MEMSRV__BACKING__BACKING_HUGETLBFS ? UFFD_FEATURE_MISSING_HUGETLBFS : 0;
+		if ((h->uffd_features & need) != need) {
+			if (r.fd >= 0 && r.fd != fds[h->regions[i]->fd_index])
+				close(r.fd);
+			char f[64];
+			snprintf(f, sizeof f, "hello.regions[%u].backing", i);
+			return refuse(why, EOPNOTSUPP, f, "the uffd was opened without the feature %s needs",
+				      backing_name(b));
+		}
+		ret = vm_add_region(vm, &r);
+		if (ret) {
+			if (r.fd >= 0 && r.fd != fds[h->regions[i]->fd_index])
+				close(r.fd);
+			char f[64];
+			snprintf(f, sizeof f, "hello.regions[%u]", i);
+			return refuse(why, -ret, f, "cannot track region: %s", strerror(-ret));
+		}
+	}
+	for (unsigned i = 1; i < nfds; i++)
+		if (!fd_used[i])
+			return refuse(why, EINVAL, "fds", "fd %u was sent but no region refers to it", i);
+
+	vm->evictable = false;
+	const char *blocker = NULL;
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		const char *b = eviction_blocker(vm, r);
+		r->evictable = !b;
+		vm->evictable |= r->evictable;
+		if (b && !blocker)
+			blocker = b;
+	}
+	if (!vm->evictable)
+		snprintf(vm->not_evictable_reason, sizeof vm->not_evictable_reason, "%s", blocker);
+	return 0;
+}
+
+int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds)
+{
+	struct refusal why = { 0 };
+	struct vm *vm = vm_new();
+	if (!vm) {
+		wire_close_fds(fds, nfds);
+		wire_send_error(c->fd, ENOMEM, NULL, "out of memory");
+		return -ENOMEM;
+	}
+	int ret = check_hello(srv, c, h, fds, nfds, vm, &why);
+	/* the VM now owns the fds its regions kept; the rest are closed */
+	bool kept[WIRE_MAX_FDS] = { false };
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		for (unsigned k = 1; k < nfds; k++)
+			if (vm->regions[i].fd == fds[k])
+				kept[k] = true;
+	if (!ret) {
+		vm->uffd = fds[0];
+		kept[0] = true;
+		int fl = fcntl(vm->uffd, F_GETFL);
+		if (fl < 0 || fcntl(vm->uffd, F_SETFL, fl | O_NONBLOCK))
+			ret = refuse(&why, errno, "fds[0]", "cannot make the uffd non-blocking: %s", strerror(errno));
+	}
+	for (unsigned k = 0; k < nfds; k++)
+		if (!kept[k])
+			close(fds[k]);
+	if (!ret) {
+		vm->id = ++srv->next_vm_id;
+		vm->session_fd = c->fd;
+		ret = vm_start(vm);
+		if (ret)
+			refuse(&why, -ret, NULL, "cannot start the VM thread: %s", strerror(-ret));
+	}
+	if (ret) {
+		pr_warn("refused VM %s from pid %d: %s%s%s", h->name, c->cred.pid, why.field[0] ? why.field : "",
+			why.field[0] ? ": " : "", why.text);
+		wire_send_error(c->fd, why.err, why.field[0] ? why.field : NULL, "%s", why.text);
+		vm->session_fd = -1;
+		vm_destroy(vm);
+		return ret;
+	}
+	Memsrv__HelloReply hr = MEMSRV__HELLO_REPLY__INIT;
+	hr.version_major = MEMSRV__VERSION__VERSION_MAJOR;
+	hr.version_minor = MEMSRV__VERSION__VERSION_MINOR;
+	hr.vm_id = vm->id;
+	hr.size_bytes = vm->size_bytes;
+	hr.resident_bytes = ctr_get(&vm->resident_bytes);
+	hr.limit_bytes = vm->limit_bytes;
+	hr.evictable = vm->evictable;
+	hr.not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY;
+	msg.hello_reply = &hr;
+	vm_send(vm, &msg);
+	vm_info(vm, "attached: pid %d, %u regions, %" PRIu64 " MiB, %" PRIu64 " MiB resident, limit %" PRIu64
+		" MiB%s%s", vm->pid, vm->n_regions, vm->size_bytes >> 20, hr.resident_bytes >> 20, vm->limit_bytes >> 20,
+		vm->evictable ? "" : ", not evictable: ", vm->evictable ? "" : vm->not_evictable_reason);
+	c->vm = vm;
+	vm->next = srv->vms;
+	srv->vms = vm;
+	srv->sessions_total++;
+	return 0;
+}

@@ -1,0 +1,269 @@
+/* server: accept connections, route messages, attach and detach VMs. */
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "wire.h"
+
+struct vm *server_find_vm(struct server *srv, const char *name)
+{
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		if (!strcmp(vm->name, name))
+			return vm;
+	return NULL;
+}
+
+static int mkdir_parents(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof dir, "%s", path);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(dir, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* A socket file may be left by a memsrv that died: remove it, but never
+ * from under a live server. */
+static int claim_socket_path(const struct sockaddr_un *addr)
+{
+	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return -errno;
+	int live = connect(probe, (const struct sockaddr *)addr, sizeof *addr) == 0;
+	close(probe);
+	if (live)
+		return -EADDRINUSE;
+	if (unlink(addr->sun_path) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int server_open(struct server *srv, const char *socket_path)
+{
+	memset(srv, 0, sizeof *srv);
+	srv->listen_fd = srv->epoll_fd = srv->signal_fd = -1;
+	srv->uid = geteuid();
+	clock_gettime(CLOCK_MONOTONIC, &srv->started);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(socket_path) >= sizeof addr.sun_path)
+		return -ENAMETOOLONG;
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path);
+	snprintf(srv->socket_path, sizeof srv->socket_path, "%s", socket_path);
+
+	int ret = mkdir_parents(socket_path);
+	if (ret)
+		return ret;
+	ret = claim_socket_path(&addr);
+	if (ret)
+		return ret;
+	srv->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (srv->listen_fd < 0)
+		return -errno;
+	if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr) || chmod(socket_path, 0660) ||
+	    listen(srv->listen_fd, 64))
+		return -errno;
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->signal_fd < 0 || srv->epoll_fd < 0)
+		return -errno;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &srv->listen_fd };
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev))
+		return -errno;
+	ev.data.ptr = &srv->signal_fd;
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->signal_fd, &ev))
+		return -errno;
+	return 0;
+}
+
+static void detach_vm(struct server *srv, struct vm *vm)
+{
+	for (struct vm **p = &srv->vms; *p; p = &(*p)->next)
+		if (*p == vm) {
+			*p = vm->next;
+			break;
+		}
+	vm_info(vm, "detached: %" PRIu64 " faults served, %" PRIu64 " pages evicted",
+		ctr_get(&vm->ctr.faults_total), ctr_get(&vm->ctr.evictions_total));
+	vm_destroy(vm);
+}
+
+/* Closes a connection; a VMM's disconnect releases its VM and nothing else. */
+static void drop_conn(struct server *srv, struct conn *c, bool close_fd)
+{
+	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->vm)
+		detach_vm(srv, c->vm);
+	if (close_fd)
+		close(c->fd);
+	free(c);
+}
+
+static void accept_conn(struct server *srv)
+{
+	for (;;) {
+		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				pr_warn("accept: %s", strerror(errno));
+			return;
+		}
+		struct conn *c = calloc(1, sizeof *c);
+		socklen_t len = sizeof c->cred;
+		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len)) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		if (c->cred.uid != 0 && c->cred.uid != srv->uid) {
+			pr_warn("refused connection from pid %d uid %d: only root or uid %d may connect", c->cred.pid,
+				c->cred.uid, srv->uid);
+			wire_send_error(fd, EACCES, NULL, "uid %d may not use this memsrv (root or uid %d only)", c->cred.uid,
+					srv->uid);
+			close(fd);
+			free(c);
+			continue;
+		}
+		/* a peer that stops reading must not stall the server */
+		struct timeval tv = { .tv_sec = 2 };
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
+			close(fd);
+			free(c);
+		}
+	}
+}
+
+static void post_detach(struct conn *c, const Memsrv__Detach *d)
+{
+	struct vm_job *job = calloc(1, sizeof *job);
+	if (!job) {
+		wire_send_error(c->fd, ENOMEM, NULL, "out of memory");
+		return;
+	}
+	job->kind = VM_JOB_DETACH;
+	job->restore = d->has_restore && d->restore;
+	job->reply_fd = -1;  /* the VM thread answers on the session */
+	vm_post_job(c->vm, job);
+}
+
+static void handle_conn(struct server *srv, struct conn *c)
+{
+	Memsrv__ClientMessage *msg = NULL;
+	int fds[WIRE_MAX_FDS];
+	unsigned nfds = 0;
+	struct wire_fault fault = { "" };
+	int ret = wire_recv_client(c->fd, &msg, fds, &nfds, &fault);
+	if (ret == -EPROTO) {
+		srv->protocol_errors++;
+		pr_warn("%s%s: malformed message from pid %d: %s", c->vm ? "vm=" : "", c->vm ? c->vm->name : "",
+			c->cred.pid, fault.what);
+		wire_send_error(c->fd, EPROTO, NULL, "malformed message: %s", fault.what);
+		/* a VMM's session survives its mistakes: dropping it would drop its pages */
+		if (!c->vm)
+			drop_conn(srv, c, true);
+		return;
+	}
+	if (ret <= 0) {
+		if (ret < 0 && ret != -ECONNRESET)
+			pr_debug("connection from pid %d: %s", c->cred.pid, strerror(-ret));
+		drop_conn(srv, c, true);
+		return;
+	}
+	bool is_hello = msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
+	if (!is_hello)
+		wire_close_fds(fds, nfds);
+	switch (msg->msg_case) {
+	case MEMSRV__CLIENT_MESSAGE__MSG_HELLO:
+		if (c->vm) {
+			wire_close_fds(fds, nfds);
+			wire_send_error(c->fd, EALREADY, "hello", "this session already attached VM %s", c->vm->name);
+		} else if (hello_accept(srv, c, msg->hello, fds, nfds)) {
+			drop_conn(srv, c, true);
+		}
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_DETACH:
+		if (c->vm)
+			post_detach(c, msg->detach);
+		else
+			wire_send_error(c->fd, ENOTCONN, "detach", "no VM is attached on this connection");
+		break;
+	default:
+		if (c->vm) {
+			wire_send_error(c->fd, EINVAL, NULL, "control requests need a connection of their own");
+		} else {
+			bool taken;
+			control_handle(srv, c->fd, msg, &taken);
+			/* one request per control connection */
+			drop_conn(srv, c, !taken);
+		}
+		break;
+	}
+	memsrv__client_message__free_unpacked(msg, NULL);
+}
+
+int server_run(struct server *srv)
+{
+	pr_info("memsrv listening on %s", srv->socket_path);
+	for (;;) {
+		struct epoll_event evs[32];
+		int n = epoll_wait(srv->epoll_fd, evs, 32, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+			if (p == &srv->listen_fd) {
+				accept_conn(srv);
+			} else if (p == &srv->signal_fd) {
+				struct signalfd_siginfo si;
+				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {
+					pr_info("signal %d: shutting down", si.ssi_signo);
+					return 0;
+				}
+			} else {
+				handle_conn(srv, p);
+			}
+		}
+	}
+}
+
+void server_close(struct server *srv)
+{
+	while (srv->vms)
+		detach_vm(srv, srv->vms);
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		unlink(srv->socket_path);
+	}
+	if (srv->epoll_fd >= 0)
+		close(srv->epoll_fd);
+	if (srv->signal_fd >= 0)
+		close(srv->signal_fd);
+}

@@ -1,0 +1,199 @@
+/* vm: lifetime of an attached VM and the views of it other threads may take. */
+#include "vm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "log.h"
+#include "wire.h"
+
+struct vm *vm_new(void)
+{
+	struct vm *vm = calloc(1, sizeof *vm);
+	if (!vm)
+		return NULL;
+	vm->uffd = vm->session_fd = vm->wake_fd = -1;
+	vm->jobs_tail = &vm->jobs;
+	pthread_mutex_init(&vm->job_lock, NULL);
+	pthread_mutex_init(&vm->session_write_lock, NULL);
+	latency_init(&vm->lat_all);
+	latency_init(&vm->lat_never);
+	latency_init(&vm->lat_stored);
+	vm->store = zcache_create();
+	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!vm->store || vm->wake_fd < 0) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+int vm_add_region(struct vm *vm, const struct region *src)
+{
+	if (vm->n_regions == VM_MAX_REGIONS)
+		return -E2BIG;
+	struct region *r = &vm->regions[vm->n_regions];
+	*r = *src;
+	int ret = page_table_init(&r->pt, r->size / r->page_size);
+	if (ret)
+		return ret;
+	vm->n_regions++;
+	vm->size_bytes += r->size;
+	if (r->fd >= 0) {
+		int64_t found = page_table_scan_allocated(&r->pt, r->fd, r->fd_offset, r->page_size);
+		if (found < 0)
+			return (int)found;
+		atomic_fetch_add(&vm->resident_bytes, (uint64_t)found * r->page_size);
+	}
+	size_t need = r->page_size > 4096 ? r->page_size : 4096;
+	if (need > vm->page_buf_size) {
+		/* zeroed: hugetlbfs regions copy it as their zero page */
+		void *buf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (buf == MAP_FAILED)
+			return -ENOMEM;
+		if (vm->page_buf)
+			munmap(vm->page_buf, vm->page_buf_size);
+		vm->page_buf = buf;
+		vm->page_buf_size = need;
+	}
+	return 0;
+}
+
+int vm_start(struct vm *vm)
+{
+	vm->io_buf = mmap(NULL, EVICT_RUN_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (vm->io_buf == MAP_FAILED) {
+		vm->io_buf = NULL;
+		return -ENOMEM;
+	}
+	int ret = pthread_create(&vm->thread, NULL, vm_thread_main, vm);
+	if (ret)
+		return -ret;
+	vm->thread_started = true;
+	return 0;
+}
+
+void vm_post_job(struct vm *vm, struct vm_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&vm->job_lock);
+	*vm->jobs_tail = job;
+	vm->jobs_tail = &job->next;
+	pthread_mutex_unlock(&vm->job_lock);
+	uint64_t one = 1;
+	if (write(vm->wake_fd, &one, sizeof one) < 0)
+		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->thread_started) {
+		atomic_store(&vm->stopping, true);
+		uint64_t one = 1;
+		if (write(vm->wake_fd, &one, sizeof one) < 0)
+			vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
+		pthread_join(vm->thread, NULL);
+	}
+	/* jobs the thread never got to: their requesters get an answer */
+	for (struct vm_job *job = vm->jobs, *next; job; job = next) {
+		next = job->next;
+		if (job->reply_fd >= 0) {
+			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s detached before the request ran", vm->name);
+			close(job->reply_fd);
+		}
+		free(job);
+	}
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		page_table_destroy(&vm->regions[i].pt);
+		if (vm->regions[i].fd >= 0)
+			close(vm->regions[i].fd);
+	}
+	if (vm->store)
+		zcache_destroy(vm->store);
+	if (vm->io_buf)
+		munmap(vm->io_buf, EVICT_RUN_PAGES * 4096);
+	if (vm->page_buf)
+		munmap(vm->page_buf, vm->page_buf_size);
+	if (vm->uffd >= 0)
+		close(vm->uffd);
+	if (vm->wake_fd >= 0)
+		close(vm->wake_fd);
+	pthread_mutex_destroy(&vm->job_lock);
+	pthread_mutex_destroy(&vm->session_write_lock);
+	free(vm);
+}
+
+struct region *vm_region_of(struct vm *vm, uint64_t addr)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		if (addr >= r->host_addr && addr - r->host_addr < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+uint64_t vm_count(const struct vm *vm, enum page_state s)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		n += page_table_count(&vm->regions[i].pt, s);
+	return n;
+}
+
+static void fill_percentiles(const struct latency_hist *h, Memsrv__Percentiles *p)
+{
+	struct latency_summary s;
+	latency_summarize(h, &s);
+	memsrv__percentiles__init(p);
+	p->p50 = s.p50_us;
+	p->p99 = s.p99_us;
+	p->count = s.count;
+}
+
+void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3])
+{
+	memsrv__vm_info__init(info);
+	info->name = vm->name;
+	info->pid = vm->pid;
+	info->size_bytes = vm->size_bytes;
+	info->resident_bytes = ctr_get(&vm->resident_bytes);
+	info->never_touched_pages = vm_count(vm, PAGE_NEVER);
+	info->zero_pages = vm_count(vm, PAGE_ZERO);
+	info->stored_pages = vm_count(vm, PAGE_STORED);
+	info->stored_bytes = ctr_get(&vm->stored_bytes);
+	info->pool_bytes = ctr_get(&vm->pool_bytes);
+#define X(name) info->name = ctr_get(&vm->ctr.name);
+	VM_COUNTERS(X)
+#undef X
+	fill_percentiles(&vm->lat_all, &pct[0]);
+	fill_percentiles(&vm->lat_never, &pct[1]);
+	fill_percentiles(&vm->lat_stored, &pct[2]);
+	info->fault_latency_us = &pct[0];
+	info->fault_latency_never_touched_us = &pct[1];
+	info->fault_latency_stored_us = &pct[2];
+	info->guarantee_bytes = vm->guarantee_bytes;
+	info->limit_bytes = vm->limit_bytes;
+	info->shares = vm->shares;
+	info->regions = vm->n_regions;
+	info->evictable = vm->evictable;
+	info->not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
+	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
+}
+
+int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)
+{
+	pthread_mutex_lock(&vm->session_write_lock);
+	int ret = wire_send_server(vm->session_fd, msg);
+	pthread_mutex_unlock(&vm->session_write_lock);
+	return ret;
+}

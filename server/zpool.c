@@ -1,0 +1,271 @@
+/* zpool: size-classed slab pool; slots are threaded into per-slab free lists. */
+#include "zpool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#define SLAB_SIZE   (64u * 1024)        /* small, so an idle VM's memory can go back */
+#define CLASS_STEP  64u
+#define NCLASSES    (ZPOOL_MAX_OBJECT / CLASS_STEP)
+
+/* Handle layout, low to high: slot, requested size - 1, slab index + 1.
+ * Carrying the size lets zpool_free() keep object_bytes exact without any
+ * per-object metadata; the +1 keeps handles nonzero. */
+#define SLOT_BITS   10
+#define SIZE_BITS   12
+#define SLAB_SHIFT  (SLOT_BITS + SIZE_BITS)
+#define SLAB_BITS   (ZPOOL_HANDLE_BITS - SLAB_SHIFT)
+#define MAX_SLABS   ((1u << SLAB_BITS) - 1)     /* 4 TiB of slabs */
+
+#define NO_SLAB     UINT32_MAX
+#define NO_SLOT     UINT16_MAX
+
+_Static_assert(SLAB_SIZE / CLASS_STEP <= 1u << SLOT_BITS, "slot index must fit");
+_Static_assert(ZPOOL_MAX_OBJECT <= 1u << SIZE_BITS, "size must fit");
+_Static_assert(SLAB_SIZE / ZPOOL_MAX_OBJECT > 1, "a slab must hold two slots of every class");
+
+struct zslab {
+	char *mem;              /* NULL: descriptor is on the spare list */
+	uint32_t prev, next;    /* class's partial list; next also links spares */
+	uint16_t free_head;     /* slots freed since the slab was last empty */
+	uint16_t bump;          /* slots from here on were never handed out */
+	uint16_t inuse;
+	uint8_t cls;
+};
+
+struct zclass {
+	uint32_t partial;       /* slabs with both used and free slots */
+	uint32_t empty;         /* the one cached empty slab, or NO_SLAB */
+	uint16_t nslots;
+};
+
+struct zpool {
+	struct zclass cls[NCLASSES];
+	struct zslab *slabs;    /* indexed by the handle's slab field */
+	uint32_t nslabs;        /* descriptors ever used */
+	uint32_t cap;
+	uint32_t spare;         /* descriptors whose slab was unmapped */
+	uint64_t live_slabs;
+	uint64_t objects;
+	uint64_t object_bytes;
+	uint64_t slot_bytes;
+};
+
+static inline uint32_t slot_size(unsigned cls)
+{
+	return (cls + 1) * CLASS_STEP;
+}
+
+static inline unsigned size_class(size_t size)
+{
+	return (size - 1) / CLASS_STEP;
+}
+
+static inline uint32_t h_slab(zpool_handle h)
+{
+	return (uint32_t)(h >> SLAB_SHIFT) - 1;
+}
+
+static inline size_t h_size(zpool_handle h)
+{
+	return ((h >> SLOT_BITS) & ((1u << SIZE_BITS) - 1)) + 1;
+}
+
+static inline unsigned h_slot(zpool_handle h)
+{
+	return h & ((1u << SLOT_BITS) - 1);
+}
+
+struct zpool *zpool_create(void)
+{
+	struct zpool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	for (unsigned c = 0; c < NCLASSES; c++) {
+		p->cls[c].partial = NO_SLAB;
+		p->cls[c].empty = NO_SLAB;
+		p->cls[c].nslots = SLAB_SIZE / slot_size(c);
+	}
+	p->spare = NO_SLAB;
+	return p;
+}
+
+void zpool_destroy(struct zpool *p)
+{
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->nslabs; i++)
+		if (p->slabs[i].mem)
+			munmap(p->slabs[i].mem, SLAB_SIZE);
+	free(p->slabs);
+	free(p);
+}
+
+static void partial_push(struct zpool *p, struct zclass *cl, uint32_t idx)
+{
+	struct zslab *s = &p->slabs[idx];
+	s->prev = NO_SLAB;
+	s->next = cl->partial;
+	if (cl->partial != NO_SLAB)
+		p->slabs[cl->partial].prev = idx;
+	cl->partial = idx;
+}
+
+static void partial_del(struct zpool *p, struct zclass *cl, uint32_t idx)
+{
+	struct zslab *s = &p->slabs[idx];
+	if (s->prev != NO_SLAB)
+		p->slabs[s->prev].next = s->next;
+	else
+		cl->partial = s->next;
+	if (s->next != NO_SLAB)
+		p->slabs[s->next].prev = s->prev;
+}
+
+/* Amortised doubling: descriptors are per slab, never per object. */
+static int grow_table(struct zpool *p)
+{
+	if (p->cap >= MAX_SLABS)
+		return -ENOMEM;
+	uint32_t cap = p->cap ? p->cap * 2 : 64;
+	if (cap > MAX_SLABS)
+		cap = MAX_SLABS;
+	struct zslab *t = realloc(p->slabs, cap * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	p->slabs = t;
+	p->cap = cap;
+	return 0;
+}
+
+static int slab_new(struct zpool *p, unsigned cls, uint32_t *out)
+{
+	uint32_t idx = p->spare;
+	if (idx == NO_SLAB) {
+		if (p->nslabs == p->cap) {
+			int r = grow_table(p);
+			if (r)
+				return r;
+		}
+		idx = p->nslabs;
+	}
+	void *mem = mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return -ENOMEM;
+	if (idx == p->spare)
+		p->spare = p->slabs[idx].next;
+	else
+		p->nslabs++;
+	p->slabs[idx] = (struct zslab){
+		.mem = mem, .prev = NO_SLAB, .next = NO_SLAB,
+		.free_head = NO_SLOT, .cls = cls,
+	};
+	p->live_slabs++;
+	*out = idx;
+	return 0;
+}
+
+static void slab_release(struct zpool *p, uint32_t idx)
+{
+	struct zslab *s = &p->slabs[idx];
+	munmap(s->mem, SLAB_SIZE);
+	s->mem = NULL;
+	s->next = p->spare;
+	p->spare = idx;
+	p->live_slabs--;
+}
+
+int zpool_alloc(struct zpool *p, size_t size, zpool_handle *out)
+{
+	if (size == 0 || size > ZPOOL_MAX_OBJECT)
+		return -EINVAL;
+	unsigned c = size_class(size);
+	struct zclass *cl = &p->cls[c];
+	uint32_t idx = cl->partial;
+	if (idx == NO_SLAB) {
+		idx = cl->empty;
+		if (idx != NO_SLAB) {
+			cl->empty = NO_SLAB;
+		} else {
+			int r = slab_new(p, c, &idx);
+			if (r)
+				return r;
+		}
+		partial_push(p, cl, idx);
+	}
+	struct zslab *s = &p->slabs[idx];
+	unsigned slot;
+	if (s->free_head != NO_SLOT) {
+		slot = s->free_head;
+		s->free_head = *(uint16_t *)(s->mem + (size_t)slot * slot_size(c));
+	} else {
+		slot = s->bump++;
+	}
+	if (++s->inuse == cl->nslots)
+		partial_del(p, cl, idx);
+	p->objects++;
+	p->object_bytes += size;
+	p->slot_bytes += slot_size(c);
+	*out = (zpool_handle)(idx + 1) << SLAB_SHIFT |
+	       (zpool_handle)(size - 1) << SLOT_BITS | slot;
+	return 0;
+}
+
+void *zpool_map(const struct zpool *p, zpool_handle h)
+{
+	uint32_t idx = h_slab(h);
+	unsigned c = size_class(h_size(h));
+	unsigned slot = h_slot(h);
+	assert(h != 0 && h >> ZPOOL_HANDLE_BITS == 0);
+	assert(idx < p->nslabs && p->slabs[idx].mem);
+	assert(p->slabs[idx].cls == c && slot < p->slabs[idx].bump);
+	return p->slabs[idx].mem + (size_t)slot * slot_size(c);
+}
+
+void zpool_free(struct zpool *p, zpool_handle h)
+{
+	uint32_t idx = h_slab(h);
+	size_t size = h_size(h);
+	unsigned c = size_class(size);
+	unsigned slot = h_slot(h);
+	assert(h != 0 && h >> ZPOOL_HANDLE_BITS == 0);
+	assert(idx < p->nslabs && p->slabs[idx].mem);
+	struct zslab *s = &p->slabs[idx];
+	struct zclass *cl = &p->cls[c];
+	assert(s->cls == c && slot < s->bump && s->inuse > 0);
+
+	p->objects--;
+	p->object_bytes -= size;
+	p->slot_bytes -= slot_size(c);
+
+	bool was_full = s->inuse == cl->nslots;
+	if (--s->inuse == 0) {
+		if (!was_full)
+			partial_del(p, cl, idx);
+		/* Restart from a clean bump pointer: no stale free list to keep. */
+		s->free_head = NO_SLOT;
+		s->bump = 0;
+		if (cl->empty == NO_SLAB)
+			cl->empty = idx;
+		else
+			slab_release(p, idx);
+		return;
+	}
+	*(uint16_t *)(s->mem + (size_t)slot * slot_size(c)) = s->free_head;
+	s->free_head = slot;
+	if (was_full)
+		partial_push(p, cl, idx);
+}
+
+void zpool_get_stats(const struct zpool *p, struct zpool_stats *st)
+{
+	st->objects = p->objects;
+	st->object_bytes = p->object_bytes;
+	st->slot_bytes = p->slot_bytes;
+	st->pool_bytes = p->live_slabs * SLAB_SIZE;
+	st->slabs = p->live_slabs;
+}

@@ -1,0 +1,56 @@
+/* server: the listening socket, its connections and the list of VMs.
+ *
+ * One thread (the caller of server_run) accepts connections, reads every
+ * message, validates Hellos (hello.c), answers control requests (control.c)
+ * and creates and destroys VMs.  Each VM's faults are served by its own
+ * thread (fault.c).
+ */
+#ifndef MEMSRV_SERVER_H
+#define MEMSRV_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "memsrv.pb-c.h"
+#include "vm.h"
+
+#define SERVER_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
+
+struct server {
+	char socket_path[108];
+	int listen_fd, epoll_fd, signal_fd;
+	uid_t uid;
+	struct vm *vms;          /* server thread only */
+	uint64_t next_vm_id;
+	uint64_t sessions_total, protocol_errors;
+	struct timespec started;
+};
+
+/* A connected peer: a control client until it says Hello, a VMM after. */
+struct conn {
+	int fd;
+	struct ucred cred;
+	struct vm *vm;
+};
+
+/* Creates the socket (and its directory), 0 or -errno. */
+int server_open(struct server *srv, const char *socket_path);
+/* Serves until SIGINT or SIGTERM; 0 or -errno. */
+int server_run(struct server *srv);
+/* Detaches every VM and removes the socket. */
+void server_close(struct server *srv);
+
+struct vm *server_find_vm(struct server *srv, const char *name);
+
+/* hello.c: validates a Hello and its fds and attaches the VM.  Takes the fds
+ * in every case.  On refusal sends an Error naming the field and returns
+ * -errno; on success sends the HelloReply and sets c->vm. */
+int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds);
+
+/* control.c: answers one control request on fd.  Sets *fd_taken when the
+ * request went to a VM thread, which then answers and closes fd. */
+void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken);
+
+#endif

@@ -1,0 +1,150 @@
+/* vm: one attached VM — its regions, page tables, store, quota, counters and
+ * the thread that serves its faults and evicts its pages.
+ *
+ * Threads: the VM's own thread (fault.c) is the only writer of its page
+ * tables and store.  The server thread creates and destroys the VM and reads
+ * its counters (atomics) for the control requests; work for the VM thread
+ * (evict, detach) goes through vm_post_job().
+ */
+#ifndef MEMSRV_VM_H
+#define MEMSRV_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/userfaultfd.h>
+
+#include "latency.h"
+#include "memsrv.pb-c.h"
+#include "page_state.h"
+#include "zcache.h"
+
+#define VM_NAME_MAX 64
+#define VM_MAX_REGIONS 64
+#define FAULT_AROUND_BYTES (64 * 1024)   /* aligned block filled on a never-touched fault */
+#define EVICT_RUN_PAGES 64               /* pages write-protected, read and punched at once */
+#define PENDING_MSGS 256                 /* uffd messages read but not yet handled */
+
+/* Counters of one VM, defined once: each expands into a struct member and
+ * into the memsrv.VmInfo field of the same name (vm_fill_info). */
+#define VM_COUNTERS(X)          \
+	X(faults_total)         \
+	X(faults_never_touched) \
+	X(faults_zero)          \
+	X(faults_stored)        \
+	X(faults_wp)            \
+	X(faults_resident)      \
+	X(evictions_total)      \
+	X(removed_pages)        \
+	X(eagain_retries)       \
+	X(eexist_wakes)
+
+struct vm_counters {
+#define X(name) _Atomic uint64_t name;
+	VM_COUNTERS(X)
+#undef X
+};
+
+struct region {
+	uint64_t host_addr, size, guest_phys_addr, fd_offset;
+	uint32_t page_size;
+	int fd;                  /* -1: anonymous private memory */
+	Memsrv__Backing backing;
+	bool evictable;
+	bool unmapped;           /* the VMM unmapped it: no faults can come */
+	struct page_table pt;
+};
+
+enum vm_job_kind { VM_JOB_EVICT, VM_JOB_DETACH };
+
+struct vm_job {
+	enum vm_job_kind kind;
+	uint64_t bytes;          /* EVICT: at least this much, unless all */
+	bool all;
+	bool restore;            /* DETACH */
+	int reply_fd;            /* where the reply goes; the job owns it */
+	struct vm_job *next;
+};
+
+struct vm {
+	char name[VM_NAME_MAX];
+	uint64_t id;
+	pid_t pid;
+	int uffd;
+	int session_fd;          /* owned by the server; the VM thread only writes replies */
+	pthread_mutex_t session_write_lock;
+	struct region regions[VM_MAX_REGIONS];
+	unsigned n_regions;
+	uint64_t size_bytes;
+	uint64_t guarantee_bytes, limit_bytes;
+	uint32_t shares;
+	uint64_t uffd_features, register_modes;
+	bool evictable;
+	char not_evictable_reason[160];
+
+	_Atomic uint64_t resident_bytes;
+	_Atomic uint64_t stored_bytes, pool_bytes;   /* published by the VM thread */
+	struct vm_counters ctr;
+	struct latency_hist lat_all, lat_never, lat_stored;
+
+	/* VM thread only */
+	struct zcache *store;
+	unsigned cursor_region;  /* eviction clock hand */
+	uint64_t cursor_page;
+	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
+	bool detaching;          /* no more eviction */
+	bool limit_warned;
+	struct uffd_msg pending[PENDING_MSGS];   /* ring of messages read, not yet handled */
+	uint64_t pending_ns[PENDING_MSGS];        /* when each was read, for fault latency */
+	unsigned pending_head, pending_len;
+	void *io_buf;            /* EVICT_RUN_PAGES pages for pread */
+	void *page_buf;          /* one (huge) page for decompression and zero copies */
+	size_t page_buf_size;
+
+	/* threads */
+	pthread_t thread;
+	bool thread_started;
+	int wake_fd;             /* eventfd: jobs posted or stop requested */
+	_Atomic bool stopping;
+	pthread_mutex_t job_lock;
+	struct vm_job *jobs, **jobs_tail;
+
+	struct vm *next;         /* server's list */
+};
+
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static inline uint64_t ctr_get(const _Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* Allocates an empty VM (no regions, no thread); NULL on ENOMEM. */
+struct vm *vm_new(void);
+/* Adds a region after validation (hello.c); takes fd.  0 or -errno. */
+int vm_add_region(struct vm *vm, const struct region *r);
+/* Starts the VM thread.  0 or -errno. */
+int vm_start(struct vm *vm);
+/* Stops the thread (if any), answers pending jobs, releases everything. */
+void vm_destroy(struct vm *vm);
+/* Hands a job to the VM thread; it owns the job from then on. */
+void vm_post_job(struct vm *vm, struct vm_job *job);
+
+/* Region containing VMM address addr, or NULL. */
+struct region *vm_region_of(struct vm *vm, uint64_t addr);
+
+/* Total pages of the VM in the given state. */
+uint64_t vm_count(const struct vm *vm, enum page_state s);
+
+/* Fills a VmInfo from the counters (any thread).  Strings point into vm. */
+void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3]);
+
+/* Sends a message on the VM's session socket (any thread). */
+int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg);
+
+#endif

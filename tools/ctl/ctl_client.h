@@ -1,0 +1,44 @@
+/* ctl_client: the control API of a memsrv server, for memsrv-ctl and tests.
+ *
+ * Each request opens its own connection to the server's SOCK_SEQPACKET
+ * socket, sends one ClientMessage, reads one ServerMessage and closes.
+ * Every function returns 0 or -errno and never touches errno.  On success
+ * *reply is set and freed with memsrv__server_message__free_unpacked(*reply,
+ * NULL).  A refusal by the server is a success at this level: the reply then
+ * holds an Error and the caller checks (*reply)->msg_case.
+ */
+#ifndef MEMSRV_CTL_CLIENT_H
+#define MEMSRV_CTL_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "memsrv.pb-c.h"
+
+#ifndef MEMSRV_DEFAULT_SOCKET
+#define MEMSRV_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
+#endif
+
+/* Returns a connected socket (O_CLOEXEC), or the -errno of socket(2) or
+ * connect(2); -ENAMETOOLONG when the path does not fit a sockaddr_un. */
+int ctl_connect(const char *socket_path);
+
+/* Sends req on a connected socket and waits for one reply.  Returns 0,
+ * -ECONNRESET if the server closes without replying, -EPROTO for a reply
+ * that is not a ServerMessage, or another -errno.  The socket stays open. */
+int ctl_call(int sock, const Memsrv__ClientMessage *req, Memsrv__ServerMessage **reply);
+
+/* ctl_connect + ctl_call + close. */
+int ctl_request(const char *socket_path, const Memsrv__ClientMessage *req,
+		Memsrv__ServerMessage **reply);
+
+/* Replies: vm_list, vm_info, node_stats and evict_reply, or an error. */
+int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply);
+int ctl_info(const char *socket_path, const char *vm, Memsrv__ServerMessage **reply);
+int ctl_stats(const char *socket_path, Memsrv__ServerMessage **reply);
+
+/* Evicts every resident page if all, else at least bytes of them. */
+int ctl_evict(const char *socket_path, const char *vm, uint64_t bytes, bool all,
+	      Memsrv__ServerMessage **reply);
+
+#endif

@@ -1,0 +1,620 @@
+/* memsrv-ctl: command-line control of a memsrv server.
+ *
+ * Replies are printed by walking their protobuf descriptors, so the text and
+ * JSON output of every message follow the .proto with no per-field code:
+ * text is one `field: value` line per field (nested messages inline as
+ * `k=v k=v`), JSON an object with the .proto's field names.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+
+#define PROG "memsrv-ctl"
+
+enum {
+	EXIT_REFUSED = 1,   /* the server answered with an Error */
+	EXIT_NO_SERVER = 2, /* cannot connect, or no usable reply */
+};
+
+/* ---- output: one descriptor walk for both formats ---- */
+
+static const void *member(const ProtobufCMessage *m, unsigned offset)
+{
+	return (const char *)m + offset;
+}
+
+/* proto2 optional fields are printed only when set, so that absent and zero
+ * stay distinguishable; repeated fields always are (JSON shows []). */
+static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd)
+{
+	if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+		return *(const uint32_t *)member(m, fd->quantifier_offset) == fd->id;
+	if (fd->label == PROTOBUF_C_LABEL_REPEATED)
+		return true;
+	if (fd->type == PROTOBUF_C_TYPE_MESSAGE || fd->type == PROTOBUF_C_TYPE_STRING)
+		return *(const void *const *)member(m, fd->offset) != NULL;
+	if (fd->label == PROTOBUF_C_LABEL_OPTIONAL)
+		return *(const protobuf_c_boolean *)member(m, fd->quantifier_offset);
+	return true;
+}
+
+/* Size of one element of a repeated field's array. */
+static size_t elem_size(ProtobufCType type)
+{
+	switch (type) {
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+		return sizeof(uint64_t);
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return sizeof(double);
+	case PROTOBUF_C_TYPE_STRING:
+		return sizeof(char *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(ProtobufCMessage *);
+	default:  /* 32-bit integers, float, bool and enum are all 4 bytes */
+		return sizeof(int32_t);
+	}
+}
+
+/* Length of the valid UTF-8 sequence at s, 0 if there is none: JSON output
+ * must be valid UTF-8 whatever the server sent. */
+static size_t utf8_len(const unsigned char *s)
+{
+	uint32_t cp, min;
+	size_t n;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f, min = 0x80;
+	else if ((s[0] & 0xf0) == 0xe0)
+		n = 3, cp = s[0] & 0x0f, min = 0x800;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07, min = 0x10000;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)  /* also stops at the terminating NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+static void json_string(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	fputc('"', f);
+	while (*s) {
+		size_t n = utf8_len(s);
+		if (n == 0) {
+			fputs("\\ufffd", f);
+			s++;
+			continue;
+		}
+		if (n > 1) {
+			fwrite(s, 1, n, f);
+			s += n;
+			continue;
+		}
+		unsigned char c = *s++;
+		switch (c) {
+		case '"':  fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\b': fputs("\\b", f); break;
+		case '\f': fputs("\\f", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
+		default:
+			if (c < 0x20 || c == 0x7f)
+				fprintf(f, "\\u%04x", c);
+			else
+				fputc(c, f);
+		}
+	}
+	fputc('"', f);
+}
+
+/* Length of the character at s and whether text output may show it as is:
+ * text is line-based, so a control character must not start a new line. */
+static size_t text_char(const unsigned char *s, bool *printable)
+{
+	size_t n = utf8_len(s);
+	*printable = n > 1 || (n == 1 && s[0] >= 0x20 && s[0] != 0x7f);
+	return n ? n : 1;
+}
+
+static void text_string(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	while (*s) {
+		bool printable;
+		size_t n = text_char(s, &printable);
+		if (printable)
+			fwrite(s, 1, n, f);
+		else
+			fputc('?', f);
+		s += n;
+	}
+}
+
+static void format_double(char *buf, size_t n, double v, bool json)
+{
+	if (!json)
+		snprintf(buf, n, "%.1f", v);
+	else if (isfinite(v))
+		snprintf(buf, n, "%.15g", v);
+	else
+		snprintf(buf, n, "null");  /* JSON has no NaN or infinity */
+}
+
+/* Numbers, bools and enums, spelt the same in both formats but for enums
+ * (quoted in JSON) and doubles (fixed precision in text). */
+static void format_scalar(char *buf, size_t n, const ProtobufCFieldDescriptor *fd,
+			  const void *p, bool json)
+{
+	switch (fd->type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+		snprintf(buf, n, "%" PRId32, *(const int32_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+		snprintf(buf, n, "%" PRId64, *(const int64_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+		snprintf(buf, n, "%" PRIu32, *(const uint32_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+		snprintf(buf, n, "%" PRIu64, *(const uint64_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_FLOAT:
+		format_double(buf, n, *(const float *)p, json);
+		break;
+	case PROTOBUF_C_TYPE_DOUBLE:
+		format_double(buf, n, *(const double *)p, json);
+		break;
+	case PROTOBUF_C_TYPE_BOOL:
+		snprintf(buf, n, "%s", *(const protobuf_c_boolean *)p ? "true" : "false");
+		break;
+	case PROTOBUF_C_TYPE_ENUM: {
+		int v = *(const int *)p;
+		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(fd->descriptor, v);
+		if (!ev)
+			snprintf(buf, n, "%d", v);  /* a value newer than this tool */
+		else
+			snprintf(buf, n, json ? "\"%s\"" : "%s", ev->name);
+		break;
+	}
+	default:
+		snprintf(buf, n, "?");
+	}
+}
+
+static void print_json(FILE *f, const ProtobufCMessage *m);
+static void print_inline(FILE *f, const ProtobufCMessage *m);
+
+/* One value of field fd at p.  In text, a message nested in a line is
+ * `k=v k=v`, and braced one level further down so it stays readable. */
+static void print_value(FILE *f, const ProtobufCFieldDescriptor *fd, const void *p,
+			bool json, int depth)
+{
+	char buf[64];
+	switch (fd->type) {
+	case PROTOBUF_C_TYPE_STRING:
+		if (json)
+			json_string(f, *(char *const *)p);
+		else
+			text_string(f, *(char *const *)p);
+		return;
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *b = p;
+		fputs(json ? "\"" : "", f);
+		for (size_t i = 0; i < b->len; i++)
+			fprintf(f, "%02x", b->data[i]);
+		fputs(json ? "\"" : "", f);
+		return;
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)p;
+		if (json) {
+			print_json(f, sub);
+		} else {
+			fputs(depth ? "{" : "", f);
+			print_inline(f, sub);
+			fputs(depth ? "}" : "", f);
+		}
+		return;
+	}
+	default:
+		format_scalar(buf, sizeof buf, fd, p, json);
+		fputs(buf, f);
+	}
+}
+
+static void print_field(FILE *f, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd,
+			bool json, int depth)
+{
+	if (fd->label != PROTOBUF_C_LABEL_REPEATED) {
+		print_value(f, fd, member(m, fd->offset), json, depth);
+		return;
+	}
+	size_t n = *(const size_t *)member(m, fd->quantifier_offset);
+	const char *arr = *(const char *const *)member(m, fd->offset);
+	fputs(json ? "[" : "", f);
+	for (size_t i = 0; i < n; i++) {
+		fputs(i == 0 ? "" : json ? "," : ", ", f);
+		print_value(f, fd, arr + i * elem_size(fd->type), json, depth + 1);
+	}
+	fputs(json ? "]" : "", f);
+}
+
+static void print_json(FILE *f, const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	bool first = true;
+	fputc('{', f);
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+		if (!field_present(m, fd))
+			continue;
+		fprintf(f, "%s\"%s\":", first ? "" : ",", fd->name);
+		print_field(f, m, fd, true, 0);
+		first = false;
+	}
+	fputc('}', f);
+}
+
+static void print_inline(FILE *f, const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	bool first = true;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+		if (!field_present(m, fd))
+			continue;
+		fprintf(f, "%s%s=", first ? "" : " ", fd->name);
+		print_field(f, m, fd, false, 1);
+		first = false;
+	}
+}
+
+/* Redis INFO style: one `field: value` line per field set. */
+static void print_text(FILE *f, const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+		if (!field_present(m, fd))
+			continue;
+		fprintf(f, "%s: ", fd->name);
+		print_field(f, m, fd, false, 0);
+		fputc('\n', f);
+	}
+}
+
+/* ---- the `list` table ---- */
+
+struct column {
+	const char *header;
+	const char *field;  /* in memsrv.VmInfo */
+	bool iec;           /* a byte count, shown as 1.5G */
+};
+
+static const struct column list_columns[] = {
+	{ "NAME",     "name",           false },
+	{ "PID",      "pid",            false },
+	{ "SIZE",     "size_bytes",     true },
+	{ "RESIDENT", "resident_bytes", true },
+	{ "STORED",   "stored_bytes",   true },
+};
+#define N_LIST_COLUMNS (sizeof list_columns / sizeof list_columns[0])
+
+static void format_iec(char *buf, size_t n, uint64_t v)
+{
+	static const char units[] = "KMGTPE";
+	if (v < 1024) {
+		snprintf(buf, n, "%" PRIu64 "B", v);
+		return;
+	}
+	double d = (double)v / 1024;
+	unsigned u = 0;
+	while (d >= 1024 && u + 1 < sizeof units - 1) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, n, "%.1f%c", d, units[u]);
+}
+
+static void format_cell(char *buf, size_t n, const ProtobufCMessage *m, const struct column *c)
+{
+	const ProtobufCFieldDescriptor *fd =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor, c->field);
+	if (!fd || !field_present(m, fd) || fd->label == PROTOBUF_C_LABEL_REPEATED) {
+		snprintf(buf, n, "-");
+		return;
+	}
+	const void *p = member(m, fd->offset);
+	if (c->iec && fd->type == PROTOBUF_C_TYPE_UINT64) {
+		format_iec(buf, n, *(const uint64_t *)p);
+	} else if (fd->type == PROTOBUF_C_TYPE_STRING) {
+		const unsigned char *s = *(const unsigned char *const *)p;
+		size_t i = 0;
+		while (*s) {
+			bool printable;
+			size_t len = text_char(s, &printable);
+			if (i + (printable ? len : 1) >= n)
+				break;
+			if (printable)
+				memcpy(buf + i, s, len);
+			else
+				buf[i] = '?';
+			i += printable ? len : 1;
+			s += len;
+		}
+		buf[i] = '\0';
+	} else {
+		format_scalar(buf, n, fd, p, false);
+	}
+}
+
+static void print_list_table(FILE *f, const Memsrv__VmList *list)
+{
+	char cell[256];
+	int width[N_LIST_COLUMNS];
+	for (size_t c = 0; c < N_LIST_COLUMNS; c++)
+		width[c] = (int)strlen(list_columns[c].header);
+	for (size_t i = 0; i < list->n_vms; i++) {
+		for (size_t c = 0; c < N_LIST_COLUMNS; c++) {
+			format_cell(cell, sizeof cell, &list->vms[i]->base, &list_columns[c]);
+			if ((int)strlen(cell) > width[c])
+				width[c] = (int)strlen(cell);
+		}
+	}
+	/* The first column (the name) is left-aligned, numbers right-aligned. */
+	for (size_t c = 0; c < N_LIST_COLUMNS; c++)
+		fprintf(f, c ? "  %*s" : "%-*s", width[c], list_columns[c].header);
+	fputc('\n', f);
+	for (size_t i = 0; i < list->n_vms; i++) {
+		for (size_t c = 0; c < N_LIST_COLUMNS; c++) {
+			format_cell(cell, sizeof cell, &list->vms[i]->base, &list_columns[c]);
+			fprintf(f, c ? "  %*s" : "%-*s", width[c], cell);
+		}
+		fputc('\n', f);
+	}
+}
+
+/* ---- command line ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " [--socket PATH] [--json] COMMAND [ARGS]\n"
+		"\n"
+		"Commands:\n"
+		"  list                  one line per attached VM\n"
+		"  info VM               every counter of one VM\n"
+		"  stats                 counters of the whole node\n"
+		"  evict VM --bytes N    evict at least N bytes (suffix K, M, G: KiB, MiB, GiB)\n"
+		"  evict VM --all        evict every resident page\n"
+		"  help                  this text\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH     server socket (default: $MEMSRV_SOCKET, else %s)\n"
+		"  -j, --json            print the reply as JSON\n"
+		"  -h, --help            this text\n"
+		"\n"
+		"Exit status: 0 done, 1 refused by the server, 2 server unreachable or\n"
+		"its reply unusable, 64 usage error.\n",
+		MEMSRV_DEFAULT_SOCKET);
+}
+
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, PROG ": ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\nTry '" PROG " --help'.\n");
+	va_end(ap);
+	return EX_USAGE;
+}
+
+/* N with an optional K, M or G (binary multiples); 0 is refused. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	if (*s < '0' || *s > '9')
+		return -EINVAL;  /* strtoull would accept a sign or spaces */
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -errno;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'K': case 'k': shift = 10; end++; break;
+	case 'M': case 'm': shift = 20; end++; break;
+	case 'G': case 'g': shift = 30; end++; break;
+	}
+	if (*end || v == 0)
+		return -EINVAL;
+	if (v > UINT64_MAX >> shift)
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+struct command {
+	const char *name;
+	int nargs;                                  /* positional, after the name */
+	Memsrv__ClientMessage__MsgCase request;
+	Memsrv__ServerMessage__MsgCase reply;
+};
+
+static const struct command commands[] = {
+	{ "list",  0, MEMSRV__CLIENT_MESSAGE__MSG_LIST,  MEMSRV__SERVER_MESSAGE__MSG_VM_LIST },
+	{ "info",  1, MEMSRV__CLIENT_MESSAGE__MSG_INFO,  MEMSRV__SERVER_MESSAGE__MSG_VM_INFO },
+	{ "stats", 0, MEMSRV__CLIENT_MESSAGE__MSG_STATS, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS },
+	{ "evict", 1, MEMSRV__CLIENT_MESSAGE__MSG_EVICT, MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY },
+};
+
+static void print_refusal(const Memsrv__Error *err)
+{
+	fprintf(stderr, PROG ": ");
+	text_string(stderr, err->message);
+	if (err->field) {
+		fprintf(stderr, " (field: ");
+		text_string(stderr, err->field);
+		fputc(')', stderr);
+	}
+	fputc('\n', stderr);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json",   no_argument,       NULL, 'j' },
+		{ "bytes",  required_argument, NULL, 'b' },
+		{ "all",    no_argument,       NULL, 'a' },
+		{ "help",   no_argument,       NULL, 'h' },
+		{ 0 }
+	};
+	const char *socket_path = getenv("MEMSRV_SOCKET");
+	if (!socket_path || !*socket_path)
+		socket_path = MEMSRV_DEFAULT_SOCKET;
+	const char *bytes_arg = NULL;
+	bool json = false, all = false;
+	int opt;
+	/* getopt_long permutes, so options may come before or after the command. */
+	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': socket_path = optarg; break;
+		case 'j': json = true; break;
+		case 'b': bytes_arg = optarg; break;
+		case 'a': all = true; break;
+		case 'h': usage(stdout); return 0;
+		default:  fprintf(stderr, "Try '" PROG " --help'.\n"); return EX_USAGE;
+		}
+	}
+	char **args = argv + optind;
+	int nargs = argc - optind;
+	if (nargs == 0)
+		return usage_error("no command given");
+	if (!strcmp(args[0], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(args[0], commands[i].name))
+			cmd = &commands[i];
+	if (!cmd)
+		return usage_error("unknown command '%s'", args[0]);
+	if (nargs - 1 != cmd->nargs)
+		return usage_error(cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
+				   cmd->name);
+
+	Memsrv__ListRequest list = MEMSRV__LIST_REQUEST__INIT;
+	Memsrv__InfoRequest info = MEMSRV__INFO_REQUEST__INIT;
+	Memsrv__StatsRequest stats = MEMSRV__STATS_REQUEST__INIT;
+	Memsrv__EvictRequest evict = MEMSRV__EVICT_REQUEST__INIT;
+	Memsrv__ClientMessage req = MEMSRV__CLIENT_MESSAGE__INIT;
+	req.msg_case = cmd->request;
+	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_EVICT && (bytes_arg || all))
+		return usage_error("--bytes and --all apply only to evict");
+	switch (cmd->request) {
+	case MEMSRV__CLIENT_MESSAGE__MSG_LIST:
+		req.list = &list;
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_INFO:
+		info.name = args[1];
+		req.info = &info;
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_STATS:
+		req.stats = &stats;
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_EVICT:
+		if (!!bytes_arg == all)
+			return usage_error("evict takes either --bytes N or --all");
+		evict.name = args[1];
+		if (all) {
+			evict.has_all = 1;
+			evict.all = 1;
+		} else {
+			evict.has_bytes = 1;
+			if (parse_bytes(bytes_arg, &evict.bytes) < 0)
+				return usage_error("--bytes wants a positive size like 512M, not '%s'",
+						   bytes_arg);
+		}
+		req.evict = &evict;
+		break;
+	default:
+		break;
+	}
+
+	/* Connect apart from the exchange: only a failure here means "cannot connect". */
+	int sock = ctl_connect(socket_path);
+	if (sock < 0) {
+		fprintf(stderr, PROG ": cannot connect to %s: %s\n", socket_path, strerror(-sock));
+		return EXIT_NO_SERVER;
+	}
+	Memsrv__ServerMessage *reply;
+	int ret = ctl_call(sock, &req, &reply);
+	close(sock);
+	if (ret < 0) {
+		fprintf(stderr, PROG ": no reply from %s: %s\n", socket_path, strerror(-ret));
+		return EXIT_NO_SERVER;
+	}
+
+	int status = 0;
+	const ProtobufCFieldDescriptor *fd =
+		protobuf_c_message_descriptor_get_field(&memsrv__server_message__descriptor,
+							reply->msg_case);
+	if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR) {
+		print_refusal(reply->error);
+		status = EXIT_REFUSED;
+	} else if (reply->msg_case != cmd->reply || !fd) {
+		fprintf(stderr, PROG ": unexpected reply %s to %s\n", fd ? fd->name : "?", cmd->name);
+		status = EXIT_NO_SERVER;
+	} else {
+		const ProtobufCMessage *body =
+			*(const ProtobufCMessage *const *)member(&reply->base, fd->offset);
+		if (json) {
+			print_json(stdout, body);
+			fputc('\n', stdout);
+		} else if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_VM_LIST) {
+			print_list_table(stdout, reply->vm_list);
+		} else {
+			print_text(stdout, body);
+		}
+	}
+	memsrv__server_message__free_unpacked(reply, NULL);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write output: %s\n", strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return status;
+}
