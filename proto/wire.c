@@ -85,7 +85,8 @@ static int take_fds(struct msghdr *m, int *fds, unsigned *nfds)
 	return too_many;
 }
 
-int wire_recv(int sock, void *buf, size_t cap, int *fds, unsigned *nfds, struct wire_fault *fault)
+int wire_recv(int sock, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+	      struct wire_fault *fault)
 {
 	uint8_t hdr[WIRE_HEADER];
 	struct iovec iov[2] = { { hdr, sizeof hdr }, { buf, cap } };
@@ -133,7 +134,8 @@ int wire_recv(int sock, void *buf, size_t cap, int *fds, unsigned *nfds, struct 
 	if (fds == dummy)
 		wire_close_fds(dummy, got_fds);
 	*nfds = fds == dummy ? 0 : got_fds;
-	return (int)(n - WIRE_HEADER);
+	*len = (size_t)n - WIRE_HEADER;
+	return 1;
 }
 
 int wire_send_client(int sock, const Memsrv__ClientMessage *msg, const int *fds, unsigned nfds)
@@ -171,10 +173,11 @@ int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *
 	if (!buf)
 		return -ENOMEM;
 	*nfds = 0;
-	int n = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, fds, nfds, fault);
-	if (n <= 0) {
+	size_t n;
+	int ret = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, &n, fds, nfds, fault);
+	if (ret <= 0) {
 		free(buf);
-		return n;
+		return ret;
 	}
 	*out = memsrv__client_message__unpack(NULL, n, buf);
 	free(buf);
@@ -186,7 +189,7 @@ int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *
 		*nfds = 0;
 		if (fault)
 			snprintf(fault->what, sizeof fault->what,
-				 "payload of %d bytes is not a memsrv.ClientMessage", n);
+				 "payload of %zu bytes is not a memsrv.ClientMessage", n);
 		return -EPROTO;
 	}
 	return 1;
@@ -198,10 +201,11 @@ int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *f
 	if (!buf)
 		return -ENOMEM;
 	unsigned nfds = 0;
-	int n = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, NULL, &nfds, fault);
-	if (n <= 0) {
+	size_t n;
+	int ret = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, &n, NULL, &nfds, fault);
+	if (ret <= 0) {
 		free(buf);
-		return n;
+		return ret;
 	}
 	*out = memsrv__server_message__unpack(NULL, n, buf);
 	free(buf);
@@ -211,7 +215,7 @@ int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *f
 		*out = NULL;
 		if (fault)
 			snprintf(fault->what, sizeof fault->what,
-				 "payload of %d bytes is not a memsrv.ServerMessage", n);
+				 "payload of %zu bytes is not a memsrv.ServerMessage", n);
 		return -EPROTO;
 	}
 	return 1;

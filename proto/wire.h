@@ -26,12 +26,13 @@ struct wire_fault {
 /* Sends buf[len] as one record with nfds fds attached. */
 int wire_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
 
-/* Receives one record into buf (cap >= WIRE_MAX_PAYLOAD).  Returns the
- * payload length, 0 on orderly EOF, -EPROTO (with fault->what filled) for a
- * malformed record, or another -errno.  Received fds are stored in fds (at
+/* Receives one record into buf (cap >= WIRE_MAX_PAYLOAD), its payload
+ * length into *len.  Returns 1 for a record, 0 on orderly EOF, -EPROTO (with
+ * fault->what filled) for a malformed record, or another -errno.  Received fds are stored in fds (at
  * most WIRE_MAX_FDS, opened O_CLOEXEC) and their count in *nfds; on any error
  * none are left open. */
-int wire_recv(int sock, void *buf, size_t cap, int *fds, unsigned *nfds, struct wire_fault *fault);
+int wire_recv(int sock, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
+	      struct wire_fault *fault);
 
 /* Packs and sends a message. */
 int wire_send_client(int sock, const Memsrv__ClientMessage *msg, const int *fds, unsigned nfds);

@@ -1,1 +1,134 @@
+/* Description: records survive the socket intact with their fds; every kind
+ * of malformed record is refused with a reason and leaks no fd. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+static int sv[2];
+
+static void setup(void)
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void teardown(void)
+{
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TestSuite(wire, .init = setup, .fini = teardown);
+
+static int open_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
+
+Test(wire, message_and_fds_roundtrip)
+{
+	Memsrv__EvictRequest ev = MEMSRV__EVICT_REQUEST__INIT;
+	ev.name = "vm1";
+	ev.has_bytes = 1;
+	ev.bytes = 12345;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_EVICT;
+	msg.evict = &ev;
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(wire_send_client(sv[0], &msg, p, 2), 0);
+
+	Memsrv__ClientMessage *got = NULL;
+	int fds[WIRE_MAX_FDS];
+	unsigned nfds = 0;
+	struct wire_fault fault;
+	cr_assert_eq(wire_recv_client(sv[1], &got, fds, &nfds, &fault), 1);
+	cr_assert_eq(got->msg_case, MEMSRV__CLIENT_MESSAGE__MSG_EVICT);
+	cr_assert_str_eq(got->evict->name, "vm1");
+	cr_assert_eq(got->evict->bytes, 12345);
+	cr_assert_eq(nfds, 2);
+	/* the received fds are live copies of the pipe */
+	cr_assert_eq(write(fds[1], "x", 1), 1);
+	char c;
+	cr_assert_eq(read(p[0], &c, 1), 1);
+	cr_assert_eq(c, 'x');
+	cr_assert(fcntl(fds[0], F_GETFD) & FD_CLOEXEC);
+	memsrv__client_message__free_unpacked(got, NULL);
+	wire_close_fds(fds, nfds);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(wire, eof_is_zero)
+{
+	close(sv[0]);
+	sv[0] = open("/dev/null", O_RDONLY);
+	Memsrv__ServerMessage *m;
+	struct wire_fault fault;
+	cr_assert_eq(wire_recv_server(sv[1], &m, &fault), 0);
+}
+
+static void expect_refused(const void *rec, size_t len, const int *fds, unsigned nfds, const char *why)
+{
+	int before = open_fds();
+	char ctl[CMSG_SPACE(sizeof(int) * 8)];
+	struct iovec iov = { (void *)rec, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds) {
+		mh.msg_control = ctl;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	cr_assert_eq(sendmsg(sv[0], &mh, 0), (ssize_t)len);
+	Memsrv__ClientMessage *got = NULL;
+	int rfds[WIRE_MAX_FDS];
+	unsigned rn = 99;
+	struct wire_fault fault = { "" };
+	cr_assert_eq(wire_recv_client(sv[1], &got, rfds, &rn, &fault), -EPROTO);
+	cr_assert_null(got);
+	cr_assert_eq(rn, 0);
+	cr_assert(strstr(fault.what, why), "reason '%s' lacks '%s'", fault.what, why);
+	cr_assert_eq(open_fds(), before, "a refused record leaked its fds");
+}
+
+Test(wire, short_record)
+{
+	expect_refused("ab", 2, NULL, 0, "shorter than its 4-byte length header");
+}
+
+Test(wire, length_mismatch_with_fds)
+{
+	uint8_t rec[8] = { 9, 0, 0, 0, 1, 2, 3, 4 };
+	int fds[2] = { 0, 1 };
+	expect_refused(rec, sizeof rec, fds, 2, "length header says 9 bytes, record holds 4");
+}
+
+Test(wire, not_protobuf)
+{
+	uint8_t rec[4 + 6] = { 6, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	int fds[1] = { 0 };
+	expect_refused(rec, sizeof rec, fds, 1, "not a memsrv.ClientMessage");
+}
+
+Test(wire, empty_message_is_not_a_request)
+{
+	uint8_t rec[4] = { 0, 0, 0, 0 };
+	expect_refused(rec, sizeof rec, NULL, 0, "not a memsrv.ClientMessage");
+}
+
+Test(wire, send_refuses_oversize)
+{
+	static uint8_t big[WIRE_MAX_PAYLOAD + 1];
+	cr_assert_eq(wire_send(sv[0], big, sizeof big, NULL, 0), -EMSGSIZE);
+}

@@ -1,0 +1,262 @@
+/* harness: process plumbing shared by the integration tests. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+
+static const char *env_bin(const char *var)
+{
+	const char *p = getenv(var);
+	cr_assert(p && *p, "%s is not set: run the tests with meson test", var);
+	return p;
+}
+
+static bool socket_ready(const char *path)
+{
+	int fd = ctl_connect(path);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+void server_start(struct test_server *s)
+{
+	snprintf(s->dir, sizeof s->dir, "/tmp/memsrv-test.XXXXXX");
+	cr_assert(mkdtemp(s->dir), "mkdtemp: %s", strerror(errno));
+	snprintf(s->sock, sizeof s->sock, "%s/memsrv.sock", s->dir);
+	snprintf(s->log, sizeof s->log, "%s/memsrv.log", s->dir);
+	const char *bin = env_bin("MEMSRV_BIN");
+	s->pid = fork();
+	cr_assert(s->pid >= 0);
+	if (s->pid == 0) {
+		int log = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (log >= 0)
+			dup2(log, 2);
+		execl(bin, bin, "--socket", s->sock, "--log-level", "debug", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && !socket_ready(s->sock); i++) {
+		cr_assert(server_alive(s), "memsrv exited at start; see %s", s->log);
+		usleep(10000);
+	}
+	cr_assert(socket_ready(s->sock), "memsrv did not listen on %s", s->sock);
+}
+
+bool server_alive(struct test_server *s)
+{
+	int status;
+	return s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == 0;
+}
+
+static void dump_log(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	while (f && fgets(line, sizeof line, f))
+		cr_log_info("memsrv: %s", line);
+	if (f)
+		fclose(f);
+}
+
+void server_stop(struct test_server *s)
+{
+	cr_assert(server_alive(s), "memsrv died during the test");
+	kill(s->pid, SIGTERM);
+	int status = wait_exit(s->pid);
+	s->pid = 0;
+	if (status != 0)
+		dump_log(s->log);
+	cr_assert_eq(status, 0, "memsrv exited with status %d on SIGTERM", status);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
+	if (system(cmd)) {
+		/* a leftover temp dir is harmless */
+	}
+}
+
+int wait_exit(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		cr_assert_eq(errno, EINTR);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+#define MAX_ARGS 32
+
+static pid_t spawn(const struct test_server *s, const char *name, bool interactive, int *to, int *from,
+		   va_list ap)
+{
+	const char *argv[MAX_ARGS];
+	int n = 0;
+	const char *bin = env_bin("VMSIM_BIN");
+	argv[n++] = bin;
+	argv[n++] = "--socket";
+	argv[n++] = s->sock;
+	argv[n++] = "--name";
+	argv[n++] = name;
+	if (interactive)
+		argv[n++] = "--interactive";
+	for (const char *a; (a = va_arg(ap, const char *)) && n < MAX_ARGS - 1;)
+		argv[n++] = a;
+	argv[n] = NULL;
+	int in[2], out[2];
+	if (interactive)
+		cr_assert(!pipe2(in, O_CLOEXEC) && !pipe2(out, O_CLOEXEC));
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		if (interactive) {
+			dup2(in[0], 0);
+			dup2(out[1], 1);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	if (interactive) {
+		close(in[0]);
+		close(out[1]);
+		*to = in[1];
+		*from = out[0];
+	}
+	return pid;
+}
+
+pid_t sim_spawn(const struct test_server *s, const char *name, ...)
+{
+	va_list ap;
+	va_start(ap, name);
+	pid_t pid = spawn(s, name, false, NULL, NULL, ap);
+	va_end(ap);
+	return pid;
+}
+
+void sim_start(struct test_sim *sim, const struct test_server *s, const char *name, ...)
+{
+	int to, from;
+	va_list ap;
+	va_start(ap, name);
+	sim->pid = spawn(s, name, true, &to, &from, ap);
+	va_end(ap);
+	snprintf(sim->name, sizeof sim->name, "%s", name);
+	sim->in = fdopen(to, "w");
+	sim->out = fdopen(from, "r");
+	cr_assert(sim->in && sim->out);
+	char line[512];
+	while (fgets(line, sizeof line, sim->out)) {
+		if (!strncmp(line, "ready", 5))
+			return;
+		cr_log_info("vmsim %s: %s", name, line);
+	}
+	cr_assert_fail("vmsim %s exited before ready (status %d)", name, wait_exit(sim->pid));
+}
+
+void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r)
+{
+	memset(r, 0, sizeof *r);
+	fprintf(sim->in, "%s\n", cmd);
+	fflush(sim->in);
+	char line[512];
+	while (fgets(line, sizeof line, sim->out)) {
+		line[strcspn(line, "\n")] = 0;
+		if (!strcmp(line, "ok")) {
+			r->ok = true;
+			return;
+		}
+		if (!strncmp(line, "error", 5)) {
+			snprintf(r->error, sizeof r->error, "%.200s", line);
+			return;
+		}
+		char *sp = strchr(line, ' ');
+		if (!sp || r->n == SIM_KV_MAX)
+			continue;
+		*sp = 0;
+		snprintf(r->key[r->n], sizeof r->key[0], "%.63s", line);
+		snprintf(r->value[r->n], sizeof r->value[0], "%.127s", sp + 1);
+		r->n++;
+	}
+	snprintf(r->error, sizeof r->error, "vmsim %s closed its output during '%s'", sim->name, cmd);
+}
+
+uint64_t sim_value(const struct sim_reply *r, const char *key)
+{
+	for (unsigned i = 0; i < r->n; i++)
+		if (!strcmp(r->key[i], key))
+			return strtoull(r->value[i], NULL, 0);
+	cr_assert_fail("vmsim reply has no %s", key);
+	return 0;
+}
+
+int sim_quit(struct test_sim *sim)
+{
+	fprintf(sim->in, "quit\n");
+	fclose(sim->in);
+	char line[512];
+	while (fgets(line, sizeof line, sim->out))
+		cr_log_info("vmsim %s: %s", sim->name, line);
+	fclose(sim->out);
+	return wait_exit(sim->pid);
+}
+
+void sim_kill(struct test_sim *sim)
+{
+	kill(sim->pid, SIGKILL);
+	wait_exit(sim->pid);
+	fclose(sim->in);
+	fclose(sim->out);
+}
+
+Memsrv__ServerMessage *ctl_info_ok(const struct test_server *s, const char *vm)
+{
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_info(s->sock, vm, &m);
+	cr_assert_eq(ret, 0, "info %s: %s", vm, strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_VM_INFO, "info %s: %s", vm,
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "wrong reply");
+	return m;
+}
+
+Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm, uint64_t bytes, bool all)
+{
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_evict(s->sock, vm, bytes, all, &m);
+	cr_assert_eq(ret, 0, "evict %s: %s", vm, strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY, "evict %s: %s", vm,
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "wrong reply");
+	return m;
+}
+
+unsigned ctl_vm_count(const struct test_server *s)
+{
+	Memsrv__ServerMessage *m = NULL;
+	cr_assert_eq(ctl_list(s->sock, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_VM_LIST);
+	unsigned n = m->vm_list->n_vms;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return n;
+}
+
+bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms; t += 10) {
+		if (cond(arg))
+			return true;
+		usleep(10000);
+	}
+	return cond(arg);
+}

@@ -1,0 +1,74 @@
+/* harness: start the real memsrv and real client processes for integration tests.
+ *
+ * Binaries come from the environment (set by tests/integration/meson.build):
+ * MEMSRV_BIN, VMSIM_BIN.  Every server gets its own temporary directory and
+ * socket, so tests never touch /run/memsrv.
+ */
+#ifndef MEMSRV_TEST_HARNESS_H
+#define MEMSRV_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "memsrv.pb-c.h"
+
+struct test_server {
+	pid_t pid;
+	char dir[64];
+	char sock[128];
+	char log[128];
+};
+
+/* Starts memsrv and waits until its socket accepts connections. */
+void server_start(struct test_server *s);
+/* SIGTERM, and asserts a clean exit (status 0): no crash, no leak of a VM. */
+void server_stop(struct test_server *s);
+/* True while the server process runs. */
+bool server_alive(struct test_server *s);
+
+/* A memsrv-vmsim in --interactive mode, driven through pipes. */
+struct test_sim {
+	pid_t pid;
+	FILE *in, *out;
+	char name[64];
+};
+
+#define SIM_KV_MAX 32
+struct sim_reply {
+	bool ok;
+	char error[256];
+	unsigned n;
+	char key[SIM_KV_MAX][64];
+	char value[SIM_KV_MAX][128];
+};
+
+/* Starts vmsim --interactive --socket s->sock --name name plus the NULL-
+ * terminated extra arguments, and waits for "ready". */
+void sim_start(struct test_sim *sim, const struct test_server *s, const char *name, ...);
+/* Sends one command line and collects the "key value" lines up to ok/error. */
+void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r);
+/* The value of key as a number; fails the test when the key is missing. */
+uint64_t sim_value(const struct sim_reply *r, const char *key);
+/* Sends quit and returns vmsim's exit status. */
+int sim_quit(struct test_sim *sim);
+/* SIGKILLs vmsim and reaps it. */
+void sim_kill(struct test_sim *sim);
+
+/* Runs vmsim to completion (not interactive) with the given NULL-terminated
+ * arguments; returns its exit status.  Output goes to the criterion log. */
+pid_t sim_spawn(const struct test_server *s, const char *name, ...);
+int wait_exit(pid_t pid);
+
+/* Control requests; each asserts the reply type and returns it (free with
+ * memsrv__server_message__free_unpacked). */
+Memsrv__ServerMessage *ctl_info_ok(const struct test_server *s, const char *vm);
+Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm, uint64_t bytes, bool all);
+/* Number of VMs attached. */
+unsigned ctl_vm_count(const struct test_server *s);
+
+/* Polls cond() every 10 ms for up to timeout_ms. */
+bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
+
+#endif

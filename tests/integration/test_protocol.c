@@ -1,0 +1,284 @@
+/* Description: garbage, truncated, oversized and lying messages, wrong fds
+ * and strangers on the socket each get a clear error, while a VM attached
+ * to the same server keeps every page. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "wire.h"
+
+static struct test_server srv;
+static struct test_sim bystander;
+
+/* Every test runs beside an attached VM whose pages are evicted, and
+ * checks at the end that it lost nothing. */
+static void setup(void)
+{
+	server_start(&srv);
+	sim_start(&bystander, &srv, "bystander", "--size", "16M", "--verify", NULL);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bystander", 0, true);
+	cr_assert_gt(m->evict_reply->pages_evicted, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+static void teardown(void)
+{
+	struct sim_reply r;
+	sim_cmd(&bystander, "verify", &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_eq(sim_value(&r, "mismatches"), 0);
+	cr_assert_eq(sim_value(&r, "verified_pages"), 4096);
+	cr_assert_eq(sim_quit(&bystander), 0);
+	server_stop(&srv);
+}
+
+TestSuite(protocol, .init = setup, .fini = teardown, .timeout = 120);
+
+static int raw_connect(void)
+{
+	int fd = ctl_connect(srv.sock);
+	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+	return fd;
+}
+
+/* Reads the server's answer and asserts it is an Error with this errno,
+ * whose text contains what (and whose field is field, if given). */
+static void expect_error(int fd, int err, const char *field, const char *what)
+{
+	Memsrv__ServerMessage *m = NULL;
+	struct wire_fault fault;
+	int ret = wire_recv_server(fd, &m, &fault);
+	cr_assert_eq(ret, 1, "no answer from memsrv (%d)", ret);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "expected an error, got message %d", m->msg_case);
+	cr_assert_eq(m->error->errno_code, err, "errno %d (%s), expected %d", m->error->errno_code, m->error->message, err);
+	if (field)
+		cr_assert(m->error->field && !strcmp(m->error->field, field), "field %s, expected %s (%s)",
+			  m->error->field ? m->error->field : "(none)", field, m->error->message);
+	if (what)
+		cr_assert(strstr(m->error->message, what), "message '%s' lacks '%s'", m->error->message, what);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+Test(protocol, garbage_bytes)
+{
+	int fd = raw_connect();
+	cr_assert_eq(send(fd, "hi", 2, 0), 2);
+	expect_error(fd, EPROTO, NULL, "shorter than its 4-byte length header");
+	close(fd);
+}
+
+Test(protocol, truncated_message)
+{
+	int fd = raw_connect();
+	uint8_t rec[14] = { 100, 0, 0, 0 };  /* says 100 bytes, holds 10 */
+	cr_assert_eq(send(fd, rec, sizeof rec, 0), (ssize_t)sizeof rec);
+	expect_error(fd, EPROTO, NULL, "length header says 100 bytes, record holds 10");
+	close(fd);
+}
+
+Test(protocol, payload_that_is_not_protobuf)
+{
+	int fd = raw_connect();
+	uint8_t junk[64];
+	memset(junk, 0xff, sizeof junk);
+	cr_assert_eq(wire_send(fd, junk, sizeof junk, NULL, 0), 0);
+	expect_error(fd, EPROTO, NULL, "is not a memsrv.ClientMessage");
+	close(fd);
+}
+
+Test(protocol, oversized_record)
+{
+	int fd = raw_connect();
+	int big = 256 * 1024;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+	size_t len = WIRE_MAX_PAYLOAD + 1024;
+	uint8_t *buf = calloc(1, len);
+	ssize_t n = send(fd, buf, len, 0);
+	free(buf);
+	if (n < 0) {
+		/* the kernel refused it first: nothing reached memsrv */
+		cr_assert_eq(errno, EMSGSIZE);
+	} else {
+		expect_error(fd, EPROTO, NULL, "larger than the 64 KiB limit");
+	}
+	close(fd);
+}
+
+Test(protocol, too_many_fds)
+{
+	int fd = raw_connect();
+	int fds[WIRE_MAX_FDS + 6];
+	for (unsigned i = 0; i < WIRE_MAX_FDS + 6; i++)
+		fds[i] = STDIN_FILENO;
+	/* build the record by hand: wire_send refuses more than the limit */
+	uint8_t hdr[4] = { 0 };
+	struct iovec iov = { hdr, 4 };
+	char ctl[CMSG_SPACE(sizeof fds)];
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof fds);
+	memcpy(CMSG_DATA(cm), fds, sizeof fds);
+	cr_assert_eq(sendmsg(fd, &mh, 0), 4);
+	expect_error(fd, EPROTO, NULL, "too many fds");
+	close(fd);
+}
+
+static int new_uffd(void)
+{
+	int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	cr_assert_geq(u, 0);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM };
+	cr_assert_eq(ioctl(u, UFFDIO_API, &api), 0);
+	return u;
+}
+
+/* A Hello for one 1 MiB memfd region; tests spoil one thing each. */
+struct hello_case {
+	Memsrv__Hello hello;
+	Memsrv__Region region, *regions[1];
+	void *mem;
+	int fds[2];
+	unsigned nfds;
+};
+
+static void hello_case_init(struct hello_case *c, const char *name)
+{
+	memsrv__hello__init(&c->hello);
+	memsrv__region__init(&c->region);
+	c->fds[0] = new_uffd();
+	c->fds[1] = memfd_create("ram", MFD_CLOEXEC);
+	cr_assert_eq(ftruncate(c->fds[1], 1 << 20), 0);
+	c->mem = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, c->fds[1], 0);
+	c->nfds = 2;
+	c->region.host_addr = (uint64_t)(uintptr_t)c->mem;
+	c->region.size = 1 << 20;
+	c->region.page_size = 4096;
+	c->region.backing = MEMSRV__BACKING__BACKING_MEMFD;
+	c->region.has_fd_index = 1;
+	c->region.fd_index = 1;
+	c->regions[0] = &c->region;
+	c->hello.version_major = MEMSRV__VERSION__VERSION_MAJOR;
+	c->hello.version_minor = MEMSRV__VERSION__VERSION_MINOR;
+	c->hello.name = (char *)name;
+	c->hello.pid = (uint32_t)getpid();
+	c->hello.n_regions = 1;
+	c->hello.regions = c->regions;
+	c->hello.uffd_features = UFFD_FEATURE_MISSING_SHMEM;
+	c->hello.register_modes = UFFDIO_REGISTER_MODE_MISSING;
+}
+
+static void send_hello_expect(struct hello_case *c, int err, const char *field, const char *what)
+{
+	int fd = raw_connect();
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
+	msg.hello = &c->hello;
+	cr_assert_eq(wire_send_client(fd, &msg, c->fds, c->nfds), 0);
+	expect_error(fd, err, field, what);
+	close(fd);
+	close(c->fds[0]);
+	close(c->fds[1]);
+	munmap(c->mem, 1 << 20);
+	cr_assert_eq(ctl_vm_count(&srv), 1, "a refused Hello must not attach anything");
+}
+
+Test(protocol, unknown_major_version)
+{
+	struct hello_case c;
+	hello_case_init(&c, "future");
+	c.hello.version_major = 2;
+	send_hello_expect(&c, EPROTONOSUPPORT, "hello.version_major", "this memsrv speaks 1.x");
+}
+
+Test(protocol, first_fd_is_not_a_userfaultfd)
+{
+	struct hello_case c;
+	hello_case_init(&c, "nouffd");
+	int memfd = c.fds[1];
+	c.fds[0] = dup(memfd);
+	send_hello_expect(&c, EBADF, "fds[0]", "userfaultfd");
+}
+
+Test(protocol, region_fd_is_a_pipe)
+{
+	struct hello_case c;
+	hello_case_init(&c, "pipefd");
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	close(c.fds[1]);
+	c.fds[1] = p[0];
+	close(p[1]);
+	send_hello_expect(&c, EBADF, "hello.regions[0].fd_index", "not a regular file");
+}
+
+Test(protocol, fd_index_out_of_range)
+{
+	struct hello_case c;
+	hello_case_init(&c, "fdindex");
+	c.region.fd_index = 5;
+	send_hello_expect(&c, EBADF, "hello.regions[0].fd_index", "not among the 2 fds");
+}
+
+Test(protocol, declared_backing_is_not_the_fds)
+{
+	struct hello_case c;
+	hello_case_init(&c, "liar");
+	c.region.backing = MEMSRV__BACKING__BACKING_HUGETLBFS;
+	send_hello_expect(&c, EINVAL, "hello.regions[0].backing", "declared BACKING_HUGETLBFS but the fd is BACKING_MEMFD");
+}
+
+Test(protocol, unaligned_region)
+{
+	struct hello_case c;
+	hello_case_init(&c, "unaligned");
+	c.region.size = 5000;
+	send_hello_expect(&c, EINVAL, "hello.regions[0].size", "not a positive multiple");
+}
+
+Test(protocol, pid_of_someone_else)
+{
+	struct hello_case c;
+	hello_case_init(&c, "impostor");
+	c.hello.pid = 1;
+	send_hello_expect(&c, EPERM, "hello.pid", "not the connecting process");
+}
+
+Test(protocol, stranger_uid_is_refused)
+{
+	/* open the door wide so that only memsrv's peer-credential check stands */
+	cr_assert_eq(chmod(srv.dir, 0755), 0);
+	cr_assert_eq(chmod(srv.sock, 0666), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (setgid(65534) || setuid(65534))
+			_exit(77);
+		int fd = ctl_connect(srv.sock);
+		if (fd < 0)
+			_exit(3);
+		Memsrv__ServerMessage *m = NULL;
+		struct wire_fault fault;
+		if (wire_recv_server(fd, &m, &fault) != 1 || m->msg_case != MEMSRV__SERVER_MESSAGE__MSG_ERROR ||
+		    m->error->errno_code != EACCES)
+			_exit(4);
+		_exit(0);
+	}
+	int status = wait_exit(pid);
+	if (status == 77)
+		cr_skip_test("cannot drop privileges to uid 65534 here");
+	cr_assert_eq(status, 0, "a stranger was let in (child status %d)", status);
+}

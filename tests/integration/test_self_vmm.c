@@ -1,0 +1,243 @@
+/* Description: the test process itself is the VMM: it attaches its own memory
+ * through libmemsrv to a real memsrv and checks every byte after eviction,
+ * limits, discards and detach. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "memsrv.h"
+
+#define PAGE 4096u
+
+struct guest {
+	int fd;
+	uint8_t *mem;
+	size_t size;
+	struct memsrv_session *s;
+};
+
+static struct test_server srv;
+
+static void setup(void) { server_start(&srv); }
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(self_vmm, .init = setup, .fini = teardown, .timeout = 120);
+
+/* A recognisable, mostly compressible pattern: page index in every word,
+ * some pages all zero. */
+static uint64_t word_of(size_t page, size_t w, unsigned gen)
+{
+	if (page % 5 == 0)
+		return 0;
+	return (uint64_t)page << 20 | (w % 16) | (uint64_t)gen << 56;
+}
+
+static void fill(struct guest *g, unsigned gen)
+{
+	for (size_t p = 0; p < g->size / PAGE; p++) {
+		uint64_t *words = (uint64_t *)(g->mem + p * PAGE);
+		for (size_t w = 0; w < PAGE / 8; w++)
+			words[w] = word_of(p, w, gen);
+	}
+}
+
+static size_t count_bad(const struct guest *g, unsigned gen, size_t from_page, size_t to_page)
+{
+	size_t bad = 0;
+	for (size_t p = from_page; p < to_page; p++) {
+		const uint64_t *words = (const uint64_t *)(g->mem + p * PAGE);
+		for (size_t w = 0; w < PAGE / 8; w++)
+			if (words[w] != word_of(p, w, gen)) {
+				bad++;
+				break;
+			}
+	}
+	return bad;
+}
+
+static uint64_t allocated(const struct guest *g)
+{
+	struct stat st;
+	cr_assert_eq(fstat(g->fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+static void guest_attach(struct guest *g, const char *name, size_t size, uint64_t limit)
+{
+	g->size = size;
+	g->fd = memfd_create(name, MFD_CLOEXEC);
+	cr_assert_geq(g->fd, 0);
+	cr_assert_eq(ftruncate(g->fd, size), 0);
+	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
+	cr_assert_neq(g->mem, MAP_FAILED);
+	struct memsrv_region r = { .host_addr = g->mem, .size = size, .fd = g->fd };
+	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .limit_bytes = limit };
+	int ret = memsrv_attach(srv.sock, &vm, &g->s);
+	cr_assert_eq(ret, 0, "attach: %s (%s)", strerror(-ret), memsrv_last_error());
+}
+
+static void guest_release(struct guest *g)
+{
+	munmap(g->mem, g->size);
+	close(g->fd);
+}
+
+Test(self_vmm, evict_all_then_detach_with_restore_keeps_every_byte)
+{
+	struct guest g;
+	guest_attach(&g, "restore", 16 << 20, 0);
+	fill(&g, 1);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "restore", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, g.size / PAGE);
+	cr_assert_gt(m->evict_reply->zero_pages, 0, "every fifth page is zero");
+	cr_assert_lt(m->evict_reply->stored_bytes, g.size / 4, "the pattern compresses");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_lt(allocated(&g), g.size / 100, "evicted pages must leave the memfd");
+
+	/* half of it comes back by faults, the rest by the restore on detach */
+	cr_assert_eq(count_bad(&g, 1, 0, g.size / PAGE / 2), 0);
+	int restored = memsrv_detach(g.s, MEMSRV_DETACH_RESTORE);
+	cr_assert_geq(restored, (int)(g.size / PAGE / 2 * 4 / 5 - 1), "stored pages of the second half: %d", restored);
+	/* unregistered now: what the memfd holds is all there is */
+	cr_assert_eq(count_bad(&g, 1, 0, g.size / PAGE), 0);
+	cr_assert_eq(ctl_vm_count(&srv), 0);
+	guest_release(&g);
+}
+
+Test(self_vmm, limit_holds_while_every_page_stays_intact)
+{
+	struct guest g;
+	const uint64_t limit = 8 << 20;
+	guest_attach(&g, "limited", 32 << 20, limit);
+	fill(&g, 2);
+	cr_assert_leq(allocated(&g), limit, "memfd holds %lu bytes, limit %lu", (unsigned long)allocated(&g),
+		      (unsigned long)limit);
+	cr_assert_eq(count_bad(&g, 2, 0, g.size / PAGE), 0);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "limited");
+	cr_assert_leq(m->vm_info->resident_bytes, limit);
+	cr_assert_gt(m->vm_info->evictions_total, (g.size - limit) / PAGE);
+	cr_assert_gt(m->vm_info->faults_stored, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_leq(allocated(&g), limit);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	cr_assert_eq(count_bad(&g, 2, 0, g.size / PAGE), 0);
+	guest_release(&g);
+}
+
+Test(self_vmm, discarded_pages_leave_the_store_and_read_as_zero)
+{
+	struct guest g;
+	guest_attach(&g, "discard", 8 << 20, 0);
+	fill(&g, 3);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "discard", 0, true);
+	uint64_t stored = m->evict_reply->stored_pages;
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* the guest gives back the first half, as QEMU's balloon does */
+	size_t half = g.size / 2;
+	cr_assert_eq(fallocate(g.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, half), 0);
+	cr_assert_eq(madvise(g.mem, half, MADV_DONTNEED), 0);
+	/* madvise returns once memsrv has read the REMOVE event; applying it
+	 * follows on the VM thread */
+	for (int i = 0; i < 200; i++) {
+		m = ctl_info_ok(&srv, "discard");
+		if (m->vm_info->removed_pages >= half / PAGE)
+			break;
+		memsrv__server_message__free_unpacked(m, NULL);
+		m = NULL;
+		usleep(10000);
+	}
+	cr_assert(m, "the REMOVE event never reached the page table");
+	cr_assert_lt(m->vm_info->stored_pages, stored, "discarded pages must leave the store");
+	cr_assert_eq(m->vm_info->stored_pages + m->vm_info->zero_pages, (g.size - half) / PAGE);
+	memsrv__server_message__free_unpacked(m, NULL);
+	for (size_t i = 0; i < half; i += 512)
+		cr_assert_eq(g.mem[i], 0, "discarded byte %zu reads %d", i, g.mem[i]);
+	cr_assert_eq(count_bad(&g, 3, half / PAGE, g.size / PAGE), 0);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+Test(self_vmm, anonymous_memory_is_served_but_not_evicted)
+{
+	size_t size = 4 << 20;
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = -1 };
+	struct memsrv_vm vm = { .name = "anon", .regions = &r, .n_regions = 1 };
+	struct memsrv_session *s;
+	int ret = memsrv_attach(srv.sock, &vm, &s);
+	cr_assert_eq(ret, 0, "attach: %s", memsrv_last_error());
+	cr_assert_not(memsrv_session_evictable(s));
+	for (size_t i = 0; i < size; i += PAGE)
+		cr_assert_eq(mem[i], 0, "never-touched memory reads zero");
+	for (size_t i = 0; i < size; i += PAGE)
+		mem[i] = (uint8_t)(i / PAGE);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "anon");
+	cr_assert_gt(m->vm_info->faults_never_touched, 0);
+	cr_assert_not(m->vm_info->evictable);
+	cr_assert(strstr(m->vm_info->not_evictable_reason, "anonymous"));
+	memsrv__server_message__free_unpacked(m, NULL);
+	m = NULL;
+	cr_assert_eq(ctl_evict(srv.sock, "anon", 0, true, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "evicting anonymous memory must be refused");
+	cr_assert_eq(m->error->errno_code, EOPNOTSUPP);
+	cr_assert(strstr(m->error->message, "anonymous"), "reason given: %s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+	for (size_t i = 0; i < size; i += PAGE)
+		cr_assert_eq(mem[i], (uint8_t)(i / PAGE));
+	cr_assert_geq(memsrv_detach(s, 0), 0);
+	munmap(mem, size);
+}
+
+Test(self_vmm, refusals_name_the_field_at_fault)
+{
+	struct guest g;
+	guest_attach(&g, "first", 1 << 20, 0);
+
+	/* same name twice */
+	struct memsrv_region r = { .host_addr = g.mem, .size = g.size, .fd = g.fd };
+	int fd2 = memfd_create("second", MFD_CLOEXEC);
+	cr_assert_eq(ftruncate(fd2, 1 << 20), 0);
+	void *m2 = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+	cr_assert_neq(m2, MAP_FAILED);
+	r.host_addr = m2;
+	r.fd = fd2;
+	r.size = 1 << 20;
+	struct memsrv_vm vm = { .name = "first", .regions = &r, .n_regions = 1 };
+	struct memsrv_session *s;
+	cr_assert_eq(memsrv_attach(srv.sock, &vm, &s), -EEXIST);
+	cr_assert(strstr(memsrv_last_error(), "hello.name"), "%s", memsrv_last_error());
+
+	/* a region larger than its fd */
+	vm.name = "second";
+	r.size = 2 << 20;
+	cr_assert_eq(memsrv_attach(srv.sock, &vm, &s), -EINVAL);
+	cr_assert(strstr(memsrv_last_error(), "hello.regions[0].fd_offset"), "%s", memsrv_last_error());
+
+	/* a bad name */
+	vm.name = "no spaces/allowed";
+	r.size = 1 << 20;
+	cr_assert_eq(memsrv_attach(srv.sock, &vm, &s), -EINVAL);
+	cr_assert(strstr(memsrv_last_error(), "hello.name"), "%s", memsrv_last_error());
+
+	/* limit below guarantee */
+	vm.name = "second";
+	vm.limit_bytes = 4 << 20;
+	vm.guarantee_bytes = 8 << 20;
+	cr_assert_eq(memsrv_attach(srv.sock, &vm, &s), -EINVAL);
+	cr_assert(strstr(memsrv_last_error(), "hello.quota.guarantee_bytes"), "%s", memsrv_last_error());
+
+	/* the first VM was not disturbed */
+	cr_assert_eq(ctl_vm_count(&srv), 1);
+	memset(g.mem, 7, g.size);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	munmap(m2, 2 << 20);
+	close(fd2);
+	guest_release(&g);
+}

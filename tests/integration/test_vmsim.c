@@ -1,0 +1,143 @@
+/* Description: simulated VMs (memsrv-vmsim processes) against a real
+ * memsrv: a 256 MiB VM evicted whole and read back, a writer racing with
+ * eviction, two VMs at once, a VMM killed mid-fault. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+
+static struct test_server srv;
+
+static void setup(void) { server_start(&srv); }
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(vmsim, .init = setup, .fini = teardown, .timeout = 240);
+
+static void expect_verified(struct test_sim *sim, uint64_t pages)
+{
+	struct sim_reply r;
+	sim_cmd(sim, "verify", &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_eq(sim_value(&r, "mismatches"), 0, "VM %s lost data", sim->name);
+	cr_assert_eq(sim_value(&r, "verified_pages"), pages);
+}
+
+Test(vmsim, evict_all_of_256m_leaves_the_memfd_empty_and_every_page_intact)
+{
+	struct test_sim sim;
+	sim_start(&sim, &srv, "big", "--size", "256M", "--verify", NULL);
+	struct sim_reply r;
+	sim_cmd(&sim, "report", &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_geq(sim_value(&r, "memfd_allocated_bytes"), 250ull << 20, "filled VM holds its RAM");
+
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "big", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, 65536);
+	cr_assert_eq(m->evict_reply->resident_bytes, 0);
+	cr_assert_gt(m->evict_reply->zero_pages, 0);
+	cr_assert_gt(m->evict_reply->stored_pages, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	sim_cmd(&sim, "report", &r);
+	cr_assert(r.ok, "%s", r.error);
+	uint64_t left = sim_value(&r, "memfd_allocated_bytes");
+	cr_assert_leq(left, (256ull << 20) / 100, "%lu bytes still allocated after evict --all", (unsigned long)left);
+
+	expect_verified(&sim, 65536);
+	m = ctl_info_ok(&srv, "big");
+	cr_assert_gt(m->vm_info->faults_stored, 0);
+	cr_assert_eq(m->vm_info->stored_pages, 0, "every stored page came back");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(sim_quit(&sim), 0);
+}
+
+Test(vmsim, a_writer_racing_with_eviction_loses_nothing)
+{
+	/* random reads and writes, each read checked, all verified at the end,
+	 * while evictions sweep the VM again and again */
+	pid_t pid = sim_spawn(&srv, "racer", "--size", "32M", "--pattern", "random", "--write-pct", "50", "--ops",
+			      "400000", "--verify", NULL);
+	unsigned rounds = 0;
+	uint64_t evicted = 0;
+	int status = -1;
+	for (;;) {
+		int st;
+		pid_t done = waitpid(pid, &st, WNOHANG);
+		if (done == pid) {
+			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			break;
+		}
+		Memsrv__ServerMessage *m = NULL;
+		if (ctl_evict(srv.sock, "racer", 0, true, &m) == 0) {
+			if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY) {
+				evicted += m->evict_reply->pages_evicted;
+				rounds++;
+			}
+			memsrv__server_message__free_unpacked(m, NULL);
+		}
+		usleep(20000);
+	}
+	cr_assert_eq(status, 0, "vmsim saw corrupted pages or failed (status %d)", status);
+	cr_assert_geq(rounds, 3, "only %u evictions ran during the race", rounds);
+	cr_assert_gt(evicted, 8192, "evictions took only %lu pages", (unsigned long)evicted);
+}
+
+Test(vmsim, two_vms_at_once)
+{
+	struct test_sim a, b;
+	sim_start(&a, &srv, "vm-a", "--size", "32M", "--seed", "1", "--verify", NULL);
+	sim_start(&b, &srv, "vm-b", "--size", "16M", "--seed", "2", "--mix", "text=50,random=50", "--verify", NULL);
+	cr_assert_eq(ctl_vm_count(&srv), 2);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "vm-a", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, 8192);
+	memsrv__server_message__free_unpacked(m, NULL);
+	m = ctl_evict_ok(&srv, "vm-b", 8 << 20, false);
+	cr_assert_geq(m->evict_reply->pages_evicted, 2048);
+	cr_assert_lt(m->evict_reply->pages_evicted, 4096, "evict --bytes takes about that much, not all");
+	memsrv__server_message__free_unpacked(m, NULL);
+	expect_verified(&a, 8192);
+	expect_verified(&b, 4096);
+	cr_assert_eq(sim_quit(&a), 0);
+	cr_assert_eq(ctl_vm_count(&srv), 1);
+	expect_verified(&b, 4096);
+	cr_assert_eq(sim_quit(&b), 0);
+	cr_assert_eq(ctl_vm_count(&srv), 0);
+}
+
+static bool one_vm_left(void *arg)
+{
+	return ctl_vm_count(arg) == 1;
+}
+
+Test(vmsim, a_vmm_killed_mid_fault_disturbs_no_one_else)
+{
+	struct test_sim victim, other;
+	sim_start(&victim, &srv, "victim", "--size", "64M", "--pattern", "random", "--ops", "1000000", NULL);
+	sim_start(&other, &srv, "other", "--size", "16M", "--verify", NULL);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "victim", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	m = ctl_evict_ok(&srv, "other", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	/* the victim faults its evicted pages back as fast as it can... */
+	fprintf(victim.in, "run\n");
+	fflush(victim.in);
+	usleep(100000);
+	m = ctl_info_ok(&srv, "victim");
+	cr_assert_gt(m->vm_info->faults_stored, 0, "the victim was faulting when killed");
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* ...and dies in the middle of it */
+	sim_kill(&victim);
+	cr_assert(wait_until(one_vm_left, &srv, 5000), "the dead VM was not released");
+	cr_assert(server_alive(&srv));
+	expect_verified(&other, 4096);
+	m = ctl_evict_ok(&srv, "other", 0, true);
+	cr_assert_gt(m->evict_reply->pages_evicted, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+	expect_verified(&other, 4096);
+	cr_assert_eq(sim_quit(&other), 0);
+}

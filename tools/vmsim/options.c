@@ -1,0 +1,280 @@
+/* options: parsing and --help for memsrv-vmsim. */
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memsrv.h"
+
+static const char help_text[] =
+	"Usage: memsrv-vmsim [OPTION]...\n"
+	"A simulated VM: fills guest RAM (a memfd) with synthetic content, attaches\n"
+	"it to memsrv, runs an access pattern and checks what it reads back.\n"
+	"\n"
+	"Attachment:\n"
+	"  --socket PATH         memsrv socket (default $MEMSRV_SOCKET or " MEMSRV_DEFAULT_SOCKET ")\n"
+	"  --name NAME           VM name (default vmsim-<pid>)\n"
+	"  --limit SIZE          the VM's memory limit\n"
+	"  --guarantee SIZE      the VM's guaranteed memory\n"
+	"  --shares N            the VM's weight\n"
+	"  --no-attach           run without memsrv (the baseline)\n"
+	"  --fill-before-attach  fill RAM before attaching (default: after, through memsrv)\n"
+	"\n"
+	"Guest RAM and content:\n"
+	"  --size SIZE           guest RAM, suffix K, M or G (default 64M)\n"
+	"  --hugetlb             back RAM with 2 MiB huge pages if available\n"
+	"  --seed N              content and pattern seed (default 1)\n"
+	"  --mix SPEC            content kinds in percent, summing to 100\n"
+	"                        (default zero=30,text=30,binary=30,random=10)\n"
+	"\n"
+	"Access pattern:\n"
+	"  --pattern P           seq | random | zipf | write (default seq)\n"
+	"  --ops N               accesses (default one per page)\n"
+	"  --zipf-s S            zipf skew (default 1.1)\n"
+	"  --write-pct P         percent of writes under random and zipf (default 0)\n"
+	"  --verify              check each page read, and every page at the end\n"
+	"\n"
+	"Modes:\n"
+	"  --interactive         after attach and fill print \"ready\", then serve commands\n"
+	"                        from stdin: run, verify, write FRACTION, report, quit\n"
+	"  --bench-content       print the content generator's ns per page and exit\n"
+	"  --help                this text\n"
+	"\n"
+	"Exit status: 0 good, 1 mismatch, 2 attach or setup error, 3 server gone,\n"
+	"64 usage error.\n";
+
+enum {
+	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES,
+	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
+	OPT_PATTERN, OPT_OPS, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
+	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_HELP,
+};
+
+static const struct option long_options[] = {
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "size", required_argument, NULL, OPT_SIZE },
+	{ "limit", required_argument, NULL, OPT_LIMIT },
+	{ "guarantee", required_argument, NULL, OPT_GUARANTEE },
+	{ "shares", required_argument, NULL, OPT_SHARES },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "mix", required_argument, NULL, OPT_MIX },
+	{ "no-attach", no_argument, NULL, OPT_NO_ATTACH },
+	{ "fill-before-attach", no_argument, NULL, OPT_FILL_BEFORE_ATTACH },
+	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
+	{ "pattern", required_argument, NULL, OPT_PATTERN },
+	{ "ops", required_argument, NULL, OPT_OPS },
+	{ "zipf-s", required_argument, NULL, OPT_ZIPF_S },
+	{ "write-pct", required_argument, NULL, OPT_WRITE_PCT },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "interactive", no_argument, NULL, OPT_INTERACTIVE },
+	{ "bench-content", no_argument, NULL, OPT_BENCH_CONTENT },
+	/* Not in --help: flips a byte of a page after the fill, so tests can
+	 * prove that verification catches corruption. */
+	{ "corrupt-for-test", required_argument, NULL, OPT_CORRUPT },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("memsrv-vmsim: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs("\nTry 'memsrv-vmsim --help'.\n", stderr);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Bytes, with an optional K, M or G (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1])
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_pattern(const char *s, enum pattern *out)
+{
+	static const char *const names[] = {
+		[PATTERN_SEQ] = "seq", [PATTERN_RANDOM] = "random",
+		[PATTERN_ZIPF] = "zipf", [PATTERN_WRITE] = "write",
+	};
+	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static void set_defaults(struct vmsim_options *o)
+{
+	memset(o, 0, sizeof *o);
+	const char *env = getenv("MEMSRV_SOCKET");
+	o->socket = env && *env ? env : MEMSRV_DEFAULT_SOCKET;
+	snprintf(o->name, sizeof o->name, "vmsim-%d", (int)getpid());
+	o->size = 64ull << 20;
+	o->seed = 1;
+	o->mix = content_mix_default;
+	o->corrupt_page = -1;
+	o->pattern.pattern = PATTERN_SEQ;
+	o->pattern.zipf_s = 1.1;
+}
+
+int options_parse(int argc, char **argv, struct vmsim_options *o)
+{
+	set_defaults(o);
+	uint64_t v;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_SOCKET:
+			o->socket = optarg;
+			break;
+		case OPT_NAME:
+			if (strlen(optarg) >= sizeof o->name || !*optarg)
+				return usage_error("--name: 1 to 63 characters");
+			strcpy(o->name, optarg);
+			break;
+		case OPT_SIZE:
+			if (parse_size(optarg, &o->size) || !o->size || o->size % GUEST_PAGE_SIZE)
+				return usage_error("--size: a positive multiple of 4K, e.g. 64M");
+			break;
+		case OPT_LIMIT:
+			if (parse_size(optarg, &o->limit))
+				return usage_error("--limit: a size, e.g. 32M");
+			break;
+		case OPT_GUARANTEE:
+			if (parse_size(optarg, &o->guarantee))
+				return usage_error("--guarantee: a size, e.g. 16M");
+			break;
+		case OPT_SHARES:
+			if (parse_u64(optarg, &v) || v > UINT32_MAX)
+				return usage_error("--shares: a number up to 2^32-1");
+			o->shares = (uint32_t)v;
+			break;
+		case OPT_SEED:
+			if (parse_u64(optarg, &o->seed))
+				return usage_error("--seed: a number");
+			break;
+		case OPT_MIX:
+			if (content_mix_parse(optarg, &o->mix))
+				return usage_error("--mix: e.g. zero=30,text=30,binary=30,random=10 (sum 100)");
+			break;
+		case OPT_NO_ATTACH:
+			o->no_attach = true;
+			break;
+		case OPT_FILL_BEFORE_ATTACH:
+			o->fill_before_attach = true;
+			break;
+		case OPT_HUGETLB:
+			o->hugetlb = true;
+			break;
+		case OPT_PATTERN:
+			if (parse_pattern(optarg, &o->pattern.pattern))
+				return usage_error("--pattern: seq, random, zipf or write");
+			break;
+		case OPT_OPS:
+			if (parse_u64(optarg, &o->pattern.ops) || !o->pattern.ops)
+				return usage_error("--ops: a positive number");
+			break;
+		case OPT_ZIPF_S:
+			if (parse_double(optarg, 0.01, 100, &o->pattern.zipf_s))
+				return usage_error("--zipf-s: a skew between 0.01 and 100");
+			break;
+		case OPT_WRITE_PCT:
+			if (parse_double(optarg, 0, 100, &o->pattern.write_pct))
+				return usage_error("--write-pct: a percentage, 0 to 100");
+			break;
+		case OPT_VERIFY:
+			o->verify = true;
+			break;
+		case OPT_INTERACTIVE:
+			o->interactive = true;
+			break;
+		case OPT_BENCH_CONTENT:
+			o->bench_content = true;
+			break;
+		case OPT_CORRUPT:
+			if (parse_u64(optarg, &v) || v > INT64_MAX)
+				return usage_error("--corrupt-for-test: a page index");
+			o->corrupt_page = (int64_t)v;
+			break;
+		case OPT_HELP:
+			fputs(help_text, stdout);
+			return 1;
+		default:
+			for (const struct option *lo = long_options; optopt && lo->name; lo++)
+				if (lo->val == optopt)
+					return usage_error(lo->has_arg ? "--%s needs an argument" : "--%s takes no argument",
+							   lo->name);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (o->hugetlb && o->size % GUEST_HUGE_PAGE_SIZE)
+		return usage_error("--hugetlb: --size must be a multiple of 2M");
+	if (o->corrupt_page >= 0 && (uint64_t)o->corrupt_page >= o->size / GUEST_PAGE_SIZE)
+		return usage_error("--corrupt-for-test: page beyond --size");
+	return 0;
+}

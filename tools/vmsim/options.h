@@ -1,0 +1,34 @@
+/* options: memsrv-vmsim's command line. */
+#ifndef VMSIM_OPTIONS_H
+#define VMSIM_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "content.h"
+#include "workload.h"
+
+struct vmsim_options {
+	const char *socket;
+	char name[64];
+	uint64_t size;
+	uint64_t limit;
+	uint64_t guarantee;
+	uint32_t shares;
+	uint64_t seed;
+	struct content_mix mix;
+	bool no_attach;
+	bool fill_before_attach;
+	bool hugetlb;
+	bool verify;
+	bool interactive;
+	bool bench_content;
+	int64_t corrupt_page;   /* -1: none */
+	struct pattern_config pattern;
+};
+
+/* Fills opts from argv.  Returns 0 to run, 1 when --help was printed, or
+ * -EINVAL after printing a usage error to stderr. */
+int options_parse(int argc, char **argv, struct vmsim_options *opts);
+
+#endif

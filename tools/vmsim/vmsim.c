@@ -1,0 +1,180 @@
+/* memsrv-vmsim: a simulated VM for testing and measuring memsrv.
+ *
+ * Guest RAM is a memfd filled with synthetic content; the VM attaches it
+ * through libmemsrv, runs an access pattern and, with --verify, checks
+ * every byte it reads against what it wrote.
+ */
+#include "vmsim.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "memsrv.h"
+
+static int balloon_target(void *opaque, uint64_t target_bytes)
+{
+	struct vmsim *vm = opaque;
+	/* vmsim has no balloon driver: the request is only logged. */
+	fprintf(stderr, "vmsim %s: balloon target %llu bytes\n", vm->opts.name,
+		(unsigned long long)target_bytes);
+	return 0;
+}
+
+static const struct memsrv_vmm_ops vmm_ops = {
+	.balloon_target = balloon_target,
+};
+
+void vmsim_server_gone(void)
+{
+	printf("error server gone\n");
+	fflush(stdout);
+	/* Nothing to save: a fault on an evicted page would wait forever. */
+	exit(VMSIM_EXIT_SERVER_GONE);
+}
+
+int vmsim_dispatch(struct vmsim *vm)
+{
+	int ret = memsrv_session_dispatch(vm->session, &vmm_ops, vm);
+	if (ret == -ECONNRESET)
+		vmsim_server_gone();
+	if (ret < 0)
+		fprintf(stderr, "vmsim %s: dispatch: %s: %s\n", vm->opts.name, strerror(-ret),
+			memsrv_last_error());
+	return ret;
+}
+
+/* Workload tick: answer the server during long runs. */
+static void service_session(void *opaque)
+{
+	struct vmsim *vm = opaque;
+	struct pollfd p = { .fd = memsrv_session_fd(vm->session), .events = POLLIN };
+	if (poll(&p, 1, 0) > 0 && vmsim_dispatch(vm) < 0 && (p.revents & (POLLHUP | POLLERR)))
+		vmsim_server_gone();
+}
+
+static int attach(struct vmsim *vm)
+{
+	struct memsrv_region region = {
+		.host_addr = vm->ram.base,
+		.size = vm->ram.size,
+		.fd = vm->ram.fd,
+		.fd_offset = 0,
+		.guest_phys_addr = 0,
+		.page_size = 0,
+	};
+	struct memsrv_vm desc = {
+		.name = vm->opts.name,
+		.regions = &region,
+		.n_regions = 1,
+		.guarantee_bytes = vm->opts.guarantee,
+		.limit_bytes = vm->opts.limit,
+		.shares = vm->opts.shares,
+	};
+	int ret = memsrv_attach(vm->opts.socket, &desc, &vm->session);
+	if (ret < 0) {
+		fprintf(stderr, "vmsim %s: attach to %s: %s: %s\n", vm->opts.name, vm->opts.socket,
+			strerror(-ret), memsrv_last_error());
+		if (vm->opts.interactive)
+			printf("error attach: %s: %s\n", strerror(-ret), memsrv_last_error());
+		vm->session = NULL;
+		return ret;
+	}
+	vm->work.tick = service_session;
+	vm->work.tick_opaque = vm;
+	return 0;
+}
+
+int vmsim_finish(struct vmsim *vm)
+{
+	int status = vm->work.mismatches ? VMSIM_EXIT_MISMATCH : VMSIM_EXIT_OK;
+	if (vm->session) {
+		vm->work.tick = NULL;
+		int ret = memsrv_detach(vm->session, MEMSRV_DETACH_RESTORE);
+		vm->session = NULL;
+		if (ret < 0) {
+			fprintf(stderr, "vmsim %s: detach: %s: %s\n", vm->opts.name, strerror(-ret),
+				memsrv_last_error());
+			printf("error detach: %s\n", strerror(-ret));
+			return VMSIM_EXIT_SETUP;
+		}
+		printf("restored_pages %d\n", ret);
+	}
+	return status;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Without --interactive: the pattern once, then the final verification. */
+static int run_batch(struct vmsim *vm, double fill_s)
+{
+	static struct run_stats stats;
+	printf("fill_s %.6f\n", fill_s);
+	int ret = workload_run(&vm->work, &vm->opts.pattern, &stats);
+	if (ret < 0) {
+		fprintf(stderr, "vmsim %s: run: %s\n", vm->opts.name, strerror(-ret));
+		return VMSIM_EXIT_SETUP;
+	}
+	run_stats_print(stdout, &stats);
+	if (vm->opts.verify) {
+		uint64_t bad = workload_verify_all(&vm->work);
+		printf("verified_pages %llu\n", (unsigned long long)vm->ram.pages);
+		printf("verify_mismatches %llu\n", (unsigned long long)bad);
+	}
+	uint64_t bytes, pages;
+	if (!guest_ram_allocated_bytes(&vm->ram, &bytes) && !guest_ram_resident_pages(&vm->ram, &pages)) {
+		printf("memfd_allocated_bytes %llu\n", (unsigned long long)bytes);
+		printf("resident_pages %llu\n", (unsigned long long)pages);
+	}
+	return vmsim_finish(vm);
+}
+
+int main(int argc, char **argv)
+{
+	static struct vmsim vm;
+	int ret = options_parse(argc, argv, &vm.opts);
+	if (ret)
+		return ret > 0 ? VMSIM_EXIT_OK : VMSIM_EXIT_USAGE;
+	if (vm.opts.bench_content)
+		return bench_content(&vm.opts.mix, vm.opts.seed);
+
+	ret = guest_ram_create(&vm.ram, vm.opts.name, vm.opts.size, vm.opts.hugetlb);
+	if (!ret)
+		ret = workload_init(&vm.work, &vm.ram, &vm.opts.mix, vm.opts.seed, vm.opts.verify);
+	if (ret) {
+		fprintf(stderr, "vmsim %s: guest RAM of %llu bytes: %s\n", vm.opts.name,
+			(unsigned long long)vm.opts.size, strerror(-ret));
+		return VMSIM_EXIT_SETUP;
+	}
+	/* By default attach first, so that the fill faults pages in through
+	 * memsrv as a booting guest would. */
+	double fill_s = 0;
+	if (vm.opts.fill_before_attach) {
+		double t0 = now_s();
+		workload_fill(&vm.work);
+		fill_s = now_s() - t0;
+	}
+	if (!vm.opts.no_attach && attach(&vm))
+		return VMSIM_EXIT_SETUP;
+	if (!vm.opts.fill_before_attach) {
+		double t0 = now_s();
+		workload_fill(&vm.work);
+		fill_s = now_s() - t0;
+	}
+	if (vm.opts.corrupt_page >= 0)
+		workload_corrupt(&vm.work, (uint64_t)vm.opts.corrupt_page);
+
+	ret = vm.opts.interactive ? interactive_run(&vm) : run_batch(&vm, fill_s);
+	fflush(stdout);
+	workload_destroy(&vm.work);
+	guest_ram_destroy(&vm.ram);
+	return ret;
+}
