@@ -85,6 +85,8 @@ int main(int argc, char **argv)
 	if (ret) {
 		if (ret == -EADDRINUSE)
 			pr_err("another memsrv is already listening on %s", socket_path);
+		else if (ret == -EEXIST)
+			pr_err("%s exists and is not a socket: refusing to replace it", socket_path);
 		else
 			pr_err("cannot listen on %s: %s", socket_path, strerror(-ret));
 		server_close(&srv);

@@ -51,6 +51,9 @@ static int claim_socket_path(const struct sockaddr_un *addr)
 	close(probe);
 	if (live)
 		return -EADDRINUSE;
+	struct stat st;
+	if (lstat(addr->sun_path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return -EEXIST;  /* never delete what is not a socket */
 	if (unlink(addr->sun_path) && errno != ENOENT)
 		return -errno;
 	return 0;
