@@ -55,8 +55,10 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 int memsrv_session_fd(struct memsrv_session *s);
 
 /* Serves one pending server request.  Returns 0, or -ECONNRESET once the
- * server is gone (the VM's threads then wait on their faults: keep the
- * process alive or detach). */
+ * server is gone.  If memsrv shut down in order it gave every page back
+ * first, and the regions are unregistered: the VM runs on, unmanaged.
+ * Otherwise faults on pages memsrv held keep waiting (memsrv_last_error()
+ * says which); keep the process alive or stop the VM. */
 int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_ops *ops, void *opaque);
 
 #define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */

@@ -258,10 +258,27 @@ int memsrv_session_evictable(const struct memsrv_session *s)
 	return s->evictable;
 }
 
+/* memsrv is leaving.  When it gave every page back, the RAM is the VMM's
+ * own again: unregister, so that holes read as zeros instead of waiting
+ * for a handler that will not come.  Otherwise keep waiting: a fault on a
+ * page memsrv still held must not read zeros. */
+static int goodbye(struct memsrv_session *s, const Memsrv__Goodbye *g)
+{
+	if (!g->restored)
+		return fail(-ECONNRESET, "memsrv is gone (%s) without restoring every page; faults on them wait",
+			    g->reason);
+	unregister_all(s);
+	s->n_regions = 0;
+	return fail(-ECONNRESET, "memsrv is gone (%s); every page was restored, RAM is unmanaged now", g->reason);
+}
+
 /* Handles one message the server sent on its own; replies are not expected here. */
-static int handle_request(const Memsrv__ServerMessage *m, const struct memsrv_vmm_ops *ops, void *opaque)
+static int handle_request(struct memsrv_session *s, const Memsrv__ServerMessage *m,
+			  const struct memsrv_vmm_ops *ops, void *opaque)
 {
 	switch (m->msg_case) {
+	case MEMSRV__SERVER_MESSAGE__MSG_GOODBYE:
+		return goodbye(s, m->goodbye);
 	case MEMSRV__SERVER_MESSAGE__MSG_BALLOON_TARGET:
 		if (!ops || !ops->balloon_target)
 			return fail(-EOPNOTSUPP, "memsrv asked for a balloon target; this VMM has no balloon");
@@ -285,7 +302,7 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 		return 0;
 	if (ret < 0)
 		return fail(ret, "session: %s", ret == -EPROTO ? fault.what : strerror(-ret));
-	ret = handle_request(m, ops, opaque);
+	ret = handle_request(s, m, ops, opaque);
 	memsrv__server_message__free_unpacked(m, NULL);
 	return ret;
 }
@@ -312,14 +329,17 @@ int memsrv_detach(struct memsrv_session *s, unsigned flags)
 			ret = recv_reply(s->sock, 600, &m);
 			if (ret)
 				break;
+			int done = 1;
 			if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY)
 				ret = (int)m->detach_reply->pages_restored;
 			else if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR)
 				ret = server_error(m->error);
-			else
-				handle_request(m, NULL, NULL);
-			int done = m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY ||
-				   m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR;
+			else if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_GOODBYE)
+				ret = m->goodbye->restored ? 0 : goodbye(s, m->goodbye);
+			else {
+				handle_request(s, m, NULL, NULL);
+				done = 0;
+			}
 			memsrv__server_message__free_unpacked(m, NULL);
 			if (done)
 				break;

@@ -234,6 +234,9 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
 		       r->host_addr + idx * r->page_size, strerror(-ret));
 		memset(vm->page_buf, 0, r->page_size);
 	}
+	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
+	 * must already say resident */
+	mark_resident(vm, r, idx, 1);
 	uint64_t addr = r->host_addr + idx * r->page_size;
 	ret = uffd_copy(vm->uffd, addr, vm->page_buf, r->page_size, false, NULL);
 	if (ret == -EEXIST) {
@@ -243,10 +246,12 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
 		uffd_wake(vm->uffd, addr, r->page_size);
 		ret = 0;
 	}
-	if (ret)
+	if (ret) {
+		page_table_set(&r->pt, idx, e);
+		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
 		return ret;
+	}
 	zcache_drop(vm->store, ref);
-	mark_resident(vm, r, idx, 1);
 	return 0;
 }
 
@@ -445,14 +450,15 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 	reply_to(job->reply_fd, &msg);
 }
 
-/* Brings every stored page back so the VMM can unregister and keep its RAM. */
-static void run_detach(struct vm *vm, struct vm_job *job)
+/* Brings every stored page back so the VMM can unregister and keep its RAM.
+ * Returns the number of pages that could not be restored. */
+static uint64_t restore_all(struct vm *vm, uint64_t *restored)
 {
-	vm->detaching = true;
-	uint64_t restored = 0, failed = 0;
-	for (unsigned i = 0; job->restore && i < vm->n_regions && !vm->vmm_gone; i++) {
+	uint64_t failed = 0;
+	*restored = 0;
+	for (unsigned i = 0; i < vm->n_regions && !vm->vmm_gone; i++) {
 		struct region *r = &vm->regions[i];
-		for (uint64_t p = 0; p < r->pt.npages && !vm->stopping && !vm->vmm_gone; p++) {
+		for (uint64_t p = 0; p < r->pt.npages && !vm->vmm_gone; p++) {
 			if (pe_state(r->pt.entries[p]) != PAGE_STORED)
 				continue;
 			int ret;
@@ -460,29 +466,44 @@ static void run_detach(struct vm *vm, struct vm_job *job)
 				ret = fill_stored(vm, r, p);
 				if (ret == -EAGAIN)
 					resync_events(vm);
-			} while (ret == -EAGAIN && !vm->stopping &&
-				 pe_state(r->pt.entries[p]) == PAGE_STORED);
+			} while (ret == -EAGAIN && pe_state(r->pt.entries[p]) == PAGE_STORED);
 			if (ret)
 				failed++;
 			else
-				restored++;
-			if ((restored & 255) == 0)
+				(*restored)++;
+			if ((*restored & 255) == 0)
 				fault_serve_available(vm);
 		}
 	}
 	publish_store_stats(vm);
-	vm_info(vm, "detach: %" PRIu64 " pages restored, %" PRIu64 " failed", restored, failed);
+	return failed;
+}
+
+static void run_detach(struct vm *vm, struct vm_job *job)
+{
+	vm->detaching = true;  /* no more eviction, whatever the limit */
+	uint64_t restored = 0, failed = job->restore ? restore_all(vm, &restored) : 0;
+	vm_info(vm, "%s: %" PRIu64 " pages restored, %" PRIu64 " failed",
+		job->kind == VM_JOB_SHUTDOWN ? "shutdown" : "detach", restored, failed);
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	Memsrv__DetachReply dr = MEMSRV__DETACH_REPLY__INIT;
+	Memsrv__Goodbye bye = MEMSRV__GOODBYE__INIT;
+	if (job->kind == VM_JOB_SHUTDOWN) {
+		bye.restored = !failed && !vm->vmm_gone;
+		bye.reason = "memsrv is shutting down";
+		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_GOODBYE;
+		msg.goodbye = &bye;
+		vm_send(vm, &msg);
+		atomic_store(&vm->stopping, true);
+		return;
+	}
 	if (failed) {
-		Memsrv__ServerMessage dummy;
-		(void)dummy;
 		pthread_mutex_lock(&vm->session_write_lock);
 		wire_send_error(vm->session_fd, EIO, NULL, "%" PRIu64 " pages could not be restored", failed);
 		pthread_mutex_unlock(&vm->session_write_lock);
 		return;
 	}
-	Memsrv__DetachReply dr = MEMSRV__DETACH_REPLY__INIT;
 	dr.pages_restored = restored;
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY;
 	msg.detach_reply = &dr;
 	vm_send(vm, &msg);
@@ -496,7 +517,9 @@ static void run_jobs(struct vm *vm)
 	}
 	for (struct vm_job *job = take_jobs(vm), *next; job; job = next) {
 		next = job->next;
-		if (job->kind == VM_JOB_EVICT)
+		if (vm->stopping)
+			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s is going away", vm->name);
+		else if (job->kind == VM_JOB_EVICT)
 			run_evict(vm, job);
 		else
 			run_detach(vm, job);

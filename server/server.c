@@ -121,6 +121,9 @@ static void drop_conn(struct server *srv, struct conn *c, bool close_fd)
 		detach_vm(srv, c->vm);
 	if (close_fd)
 		close(c->fd);
+	*c->prev = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	free(c);
 }
 
@@ -157,7 +160,13 @@ static void accept_conn(struct server *srv)
 		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
 			close(fd);
 			free(c);
+			continue;
 		}
+		c->next = srv->conns;
+		c->prev = &srv->conns;
+		if (c->next)
+			c->next->prev = &c->next;
+		srv->conns = c;
 	}
 }
 
@@ -259,6 +268,11 @@ int server_run(struct server *srv)
 
 void server_close(struct server *srv)
 {
+	/* orderly exit: every VM gets its pages back before memsrv goes */
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		vm_shutdown(vm);
+	while (srv->conns)
+		drop_conn(srv, srv->conns, true);
 	while (srv->vms)
 		detach_vm(srv, srv->vms);
 	if (srv->listen_fd >= 0) {

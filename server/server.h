@@ -23,6 +23,7 @@ struct server {
 	int listen_fd, epoll_fd, signal_fd;
 	uid_t uid;
 	struct vm *vms;          /* server thread only */
+	struct conn *conns;      /* every open connection, closed at exit */
 	uint64_t next_vm_id;
 	uint64_t sessions_total, protocol_errors;
 	struct timespec started;
@@ -33,6 +34,7 @@ struct conn {
 	int fd;
 	struct ucred cred;
 	struct vm *vm;
+	struct conn *next, **prev;
 };
 
 /* Creates the socket (and its directory), 0 or -errno. */

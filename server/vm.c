@@ -92,6 +92,21 @@ void vm_post_job(struct vm *vm, struct vm_job *job)
 		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 }
 
+void vm_shutdown(struct vm *vm)
+{
+	struct vm_job *job = calloc(1, sizeof *job);
+	if (!job || !vm->thread_started) {
+		free(job);
+		return;
+	}
+	job->kind = VM_JOB_SHUTDOWN;
+	job->restore = true;
+	job->reply_fd = -1;
+	vm_post_job(vm, job);
+	pthread_join(vm->thread, NULL);
+	vm->thread_started = false;
+}
+
 void vm_destroy(struct vm *vm)
 {
 	if (!vm)

@@ -57,7 +57,11 @@ struct region {
 	struct page_table pt;
 };
 
-enum vm_job_kind { VM_JOB_EVICT, VM_JOB_DETACH };
+enum vm_job_kind {
+	VM_JOB_EVICT,
+	VM_JOB_DETACH,    /* the VMM leaves: restore if asked, answer DetachReply */
+	VM_JOB_SHUTDOWN,  /* memsrv leaves: restore everything, say Goodbye, stop */
+};
 
 struct vm_job {
 	enum vm_job_kind kind;
@@ -132,6 +136,9 @@ int vm_add_region(struct vm *vm, const struct region *r);
 int vm_start(struct vm *vm);
 /* Stops the thread (if any), answers pending jobs, releases everything. */
 void vm_destroy(struct vm *vm);
+/* Restores every evicted page, tells the VMM it may run unmanaged, and
+ * stops the VM thread; follow with vm_destroy(). */
+void vm_shutdown(struct vm *vm);
 /* Hands a job to the VM thread; it owns the job from then on. */
 void vm_post_job(struct vm *vm, struct vm_job *job);
 

@@ -66,7 +66,7 @@ static void dump_log(const char *path)
 	FILE *f = fopen(path, "r");
 	char line[1024];
 	while (f && fgets(line, sizeof line, f))
-		cr_log_info("memsrv: %s", line);
+		fprintf(stderr, "memsrv log: %s", line);
 	if (f)
 		fclose(f);
 }

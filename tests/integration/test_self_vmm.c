@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -240,4 +241,28 @@ Test(self_vmm, refusals_name_the_field_at_fault)
 	munmap(m2, 2 << 20);
 	close(fd2);
 	guest_release(&g);
+}
+
+Test(self_vmm, orderly_shutdown_gives_every_page_back)
+{
+	struct guest g;
+	guest_attach(&g, "bye", 8 << 20, 0);
+	fill(&g, 4);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bye", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_lt(allocated(&g), g.size / 100);
+
+	kill(srv.pid, SIGTERM);
+	cr_assert_eq(wait_exit(srv.pid), 0, "memsrv must exit cleanly on SIGTERM");
+	srv.pid = 0;
+	int ret = memsrv_session_dispatch(g.s, NULL, NULL);
+	cr_assert_eq(ret, -ECONNRESET);
+	cr_assert(strstr(memsrv_last_error(), "every page was restored"), "%s", memsrv_last_error());
+	/* no server now: every byte must be in our own memory */
+	size_t nonzero = g.size / PAGE - (g.size / PAGE + 4) / 5;
+	cr_assert_geq(allocated(&g), nonzero * PAGE, "the non-zero pages are back in the memfd");
+	cr_assert_eq(count_bad(&g, 4, 0, g.size / PAGE), 0);
+	memsrv_detach(g.s, 0);
+	guest_release(&g);
+	server_start(&srv);  /* for the fixture's teardown */
 }
