@@ -19,6 +19,7 @@ extern "C" {
 #endif
 
 #define MEMSRV_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
+#define MEMSRV_MAX_REGIONS 63  /* the uffd and one fd per region: 64 fds a message */
 
 struct memsrv_region {
 	void *host_addr;          /* page aligned, mapped MAP_SHARED from fd (or anonymous) */

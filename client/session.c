@@ -125,8 +125,7 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 		uint64_t modes;
 		int ret = uffd_setup_register(s->uffd, features, b, (uint64_t)(uintptr_t)r->host_addr, r->size, &modes);
 		if (ret) {
-			for (unsigned j = 0; j < i; j++)
-				uffd_setup_unregister(s->uffd, s->regions[j].addr, s->regions[j].size);
+			/* the caller unregisters the regions done so far */
 			return fail(ret, "region %u: UFFDIO_REGISTER of %p + %llu failed: %s", i, r->host_addr,
 				    (unsigned long long)r->size, strerror(-ret));
 		}
@@ -157,8 +156,8 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 	last_error[0] = 0;
 	if (!vm || !vm->name || !out)
 		return fail(-EINVAL, "vm, vm->name and out are required");
-	if (vm->n_regions == 0 || vm->n_regions > WIRE_MAX_FDS - 1)
-		return fail(-EINVAL, "%u regions; 1 to %u are accepted", vm->n_regions, WIRE_MAX_FDS - 1);
+	if (vm->n_regions == 0 || vm->n_regions > MEMSRV_MAX_REGIONS)
+		return fail(-EINVAL, "%u regions; 1 to %u are accepted", vm->n_regions, MEMSRV_MAX_REGIONS);
 	if (!socket_path)
 		socket_path = MEMSRV_DEFAULT_SOCKET;
 

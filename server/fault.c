@@ -57,8 +57,11 @@ int fault_drain(struct vm *vm)
 		}
 		unsigned got = n / sizeof(struct uffd_msg);
 		uint64_t t = now_ns();
-		for (unsigned i = 0; i < got; i++)
+		for (unsigned i = 0; i < got; i++) {
 			vm->pending_ns[tail + i] = t;
+			if (vm->pending[tail + i].event != UFFD_EVENT_PAGEFAULT)
+				vm->events_unapplied = true;
+		}
 		vm->pending_len += got;
 		total += got;
 		if (got < room)
@@ -108,6 +111,7 @@ static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unma
 
 void fault_apply_events(struct vm *vm)
 {
+	vm->events_unapplied = false;
 	for (unsigned k = 0; k < vm->pending_len; k++) {
 		struct uffd_msg *m = &vm->pending[(vm->pending_head + k) % PENDING_MSGS];
 		switch (m->event) {
@@ -166,8 +170,11 @@ static int fill_one_zero(struct vm *vm, struct region *r, uint64_t idx, bool don
 {
 	uint64_t addr = r->host_addr + idx * r->page_size;
 	int ret = place_zero(vm, r, addr, r->page_size, dontwake);
-	if (ret == -EEXIST)
-		ret = 0;
+	if (ret == -EEXIST) {
+		/* already there: the ioctl woke no one */
+		ctr_add(&vm->ctr.eexist_wakes, 1);
+		ret = dontwake ? 0 : uffd_wake(vm->uffd, addr, r->page_size);
+	}
 	if (!ret)
 		mark_resident(vm, r, idx, 1);
 	return ret;
@@ -209,10 +216,8 @@ static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
 				if (pe_state(r->pt.entries[q]) != PAGE_NEVER)
 					continue;
 				ret = fill_one_zero(vm, r, q, true);
-				if (ret == -EAGAIN)
-					return ret;
 				if (ret)
-					return ret;
+					return ret;  /* EAGAIN: the caller resyncs and retries */
 			}
 		} else {
 			return ret;
@@ -331,11 +336,14 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	}
 }
 
-/* Handles everything in the pending ring: events first, then faults. */
+/* Handles everything in the pending ring: events first, then faults.  An
+ * eviction made for room may read more events mid-way: they are applied
+ * before the next fault too. */
 static void serve_pending(struct vm *vm)
 {
-	fault_apply_events(vm);
 	while (vm->pending_len) {
+		if (vm->events_unapplied)
+			fault_apply_events(vm);
 		unsigned head = vm->pending_head;
 		struct uffd_msg m = vm->pending[head];
 		uint64_t t = vm->pending_ns[head];
@@ -536,6 +544,10 @@ void *vm_thread_main(void *arg)
 		evict_make_room(vm, 0);
 	publish_store_stats(vm);
 	while (!vm->stopping) {
+		/* jobs and evictions may have read faults into the ring: a
+		 * vCPU waits on each of them, so serve them before sleeping */
+		if (vm->pending_len)
+			fault_serve_available(vm);
 		struct pollfd p[2] = {
 			{ .fd = vm->uffd, .events = vm->vmm_gone ? 0 : POLLIN },
 			{ .fd = vm->wake_fd, .events = POLLIN },

@@ -32,7 +32,7 @@ static int refuse(struct refusal *why, int err, const char *field, const char *f
 static int refuse(struct refusal *why, int err, const char *field, const char *fmt, ...)
 {
 	why->err = err;
-	snprintf(why->field, sizeof why->field, "%s", field);
+	snprintf(why->field, sizeof why->field, "%s", field ? field : "");
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(why->text, sizeof why->text, fmt, ap);
@@ -83,6 +83,8 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 	uint32_t ps = src->page_size;
 	if (ps < 4096 || (ps & (ps - 1)) || ps > (1u << 30))
 		return refuse(why, EINVAL, FIELD("page_size"), "page size %u is not a power of two from 4096 to 1 GiB", ps);
+	if (ps != 4096 && src->backing != MEMSRV__BACKING__BACKING_HUGETLBFS)
+		return refuse(why, EINVAL, FIELD("page_size"), "page size %u: only hugetlbfs regions have pages other than 4096", ps);
 	if (src->host_addr % ps || src->host_addr == 0)
 		return refuse(why, EINVAL, FIELD("host_addr"), "host address 0x%" PRIx64 " is not aligned to the page size %u",
 			      src->host_addr, ps);

@@ -200,6 +200,11 @@ static void handle_conn(struct server *srv, struct conn *c)
 			drop_conn(srv, c, true);
 		return;
 	}
+	if (ret < 0 && c->vm && ret != -ECONNRESET && ret != -ENOTCONN && ret != -EPIPE) {
+		/* e.g. ENOMEM: the record is gone, the session (and its pages) stay */
+		vm_warn(c->vm, "reading from the VMM failed: %s", strerror(-ret));
+		return;
+	}
 	if (ret <= 0) {
 		if (ret < 0 && ret != -ECONNRESET)
 			pr_debug("connection from pid %d: %s", c->cred.pid, strerror(-ret));

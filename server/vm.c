@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -44,25 +45,37 @@ int vm_add_region(struct vm *vm, const struct region *src)
 	int ret = page_table_init(&r->pt, r->size / r->page_size);
 	if (ret)
 		return ret;
-	vm->n_regions++;
-	vm->size_bytes += r->size;
-	if (r->fd >= 0) {
+	uint64_t resident = 0;
+	if (r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS) {
+		/* hugetlbfs has no SEEK_DATA: count what the file holds; such
+		 * pages raise no fault, and huge pages are not evicted yet */
+		struct stat st;
+		if (fstat(r->fd, &st) == 0)
+			resident = (uint64_t)st.st_blocks * 512 < r->size ? (uint64_t)st.st_blocks * 512 : r->size;
+	} else if (r->fd >= 0) {
 		int64_t found = page_table_scan_allocated(&r->pt, r->fd, r->fd_offset, r->page_size);
-		if (found < 0)
-			return (int)found;
-		atomic_fetch_add(&vm->resident_bytes, (uint64_t)found * r->page_size);
+		if (found < 0) {
+			page_table_destroy(&r->pt);
+			return (int)found;  /* the caller still owns the fd */
+		}
+		resident = (uint64_t)found * r->page_size;
 	}
 	size_t need = r->page_size > 4096 ? r->page_size : 4096;
 	if (need > vm->page_buf_size) {
 		/* zeroed: hugetlbfs regions copy it as their zero page */
 		void *buf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (buf == MAP_FAILED)
+		if (buf == MAP_FAILED) {
+			page_table_destroy(&r->pt);
 			return -ENOMEM;
+		}
 		if (vm->page_buf)
 			munmap(vm->page_buf, vm->page_buf_size);
 		vm->page_buf = buf;
 		vm->page_buf_size = need;
 	}
+	vm->n_regions++;
+	vm->size_bytes += r->size;
+	atomic_fetch_add(&vm->resident_bytes, resident);
 	return 0;
 }
 

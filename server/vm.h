@@ -22,7 +22,7 @@
 #include "zcache.h"
 
 #define VM_NAME_MAX 64
-#define VM_MAX_REGIONS 64
+#define VM_MAX_REGIONS 63   /* the uffd and one fd each fit WIRE_MAX_FDS */
 #define FAULT_AROUND_BYTES (64 * 1024)   /* aligned block filled on a never-touched fault */
 #define EVICT_RUN_PAGES 64               /* pages write-protected, read and punched at once */
 #define PENDING_MSGS 256                 /* uffd messages read but not yet handled */
@@ -103,6 +103,7 @@ struct vm {
 	struct uffd_msg pending[PENDING_MSGS];   /* ring of messages read, not yet handled */
 	uint64_t pending_ns[PENDING_MSGS];        /* when each was read, for fault latency */
 	unsigned pending_head, pending_len;
+	bool events_unapplied;                    /* a REMOVE/UNMAP in the ring awaits fault_apply_events */
 	void *io_buf;            /* EVICT_RUN_PAGES pages for pread */
 	void *page_buf;          /* one (huge) page for decompression and zero copies */
 	size_t page_buf_size;
