@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,48 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 	return 0;
 }
 
+/* The selected value of a THP control file, e.g. "never" from "always [never]". */
+static bool thp_setting(const char *path, char *out, size_t len)
+{
+	char buf[128];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool ok = fgets(buf, sizeof buf, f) != NULL;
+	fclose(f);
+	char *open = ok ? strchr(buf, '[') : NULL, *close = open ? strchr(open, ']') : NULL;
+	if (!close)
+		return false;
+	snprintf(out, len, "%.*s", (int)(close - open - 1), open + 1);
+	return true;
+}
+
+/* A 4 KiB hole punched into a shmem huge folio that cannot be split is
+ * zeroed in place, not freed: the VMM would read zeros without a fault.
+ * So eviction needs shmem THP off, for every folio size. */
+static const char *shmem_thp_blocker(void)
+{
+	static char why[160];
+	char top[32] = "never", v[32];
+	thp_setting("/sys/kernel/mm/transparent_hugepage/shmem_enabled", top, sizeof top);
+	if (strcmp(top, "never") && strcmp(top, "deny")) {
+		snprintf(why, sizeof why, "shmem transparent huge pages are on (shmem_enabled=%s): 4 KiB holes cannot be punched reliably", top);
+		return why;
+	}
+	glob_t g;
+	if (glob("/sys/kernel/mm/transparent_hugepage/hugepages-*/shmem_enabled", 0, NULL, &g))
+		return NULL;
+	const char *blocker = NULL;
+	for (size_t i = 0; i < g.gl_pathc && !blocker; i++)
+		if (thp_setting(g.gl_pathv[i], v, sizeof v) && strcmp(v, "never") && strcmp(v, "inherit")) {
+			snprintf(why, sizeof why, "shmem transparent huge pages are on (%s=%s): 4 KiB holes cannot be punched reliably",
+				 g.gl_pathv[i], v);
+			blocker = why;
+		}
+	globfree(&g);
+	return blocker;
+}
+
 /* Why this VM's pages cannot be evicted, or NULL if they can. */
 static const char *eviction_blocker(const struct vm *vm, const struct region *r)
 {
@@ -158,6 +201,8 @@ static const char *eviction_blocker(const struct vm *vm, const struct region *r)
 		return "anonymous private memory: memsrv cannot read or discard it from outside the VMM";
 	if (r->page_size != 4096)
 		return "huge pages are served but not yet evicted";
+	if (r->backing == MEMSRV__BACKING__BACKING_MEMFD && shmem_thp_blocker())
+		return shmem_thp_blocker();
 	if (!(vm->register_modes & UFFDIO_REGISTER_MODE_WP) || !(vm->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
 		return "the uffd lacks write-protect mode on shmem (UFFD_FEATURE_WP_HUGETLBFS_SHMEM), without which eviction races with writes";
 	return NULL;
