@@ -138,36 +138,35 @@ int wire_recv(int sock, void *buf, size_t cap, size_t *len, int *fds, unsigned *
 	return 1;
 }
 
-int wire_send_client(int sock, const Memsrv__ClientMessage *msg, const int *fds, unsigned nfds)
+/* Packs any message and sends it as one record. */
+static int send_message(int sock, const ProtobufCMessage *msg, const int *fds, unsigned nfds)
 {
-	size_t len = memsrv__client_message__get_packed_size(msg);
+	size_t len = protobuf_c_message_get_packed_size(msg);
 	if (len > WIRE_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	uint8_t *buf = malloc(len ? len : 1);
 	if (!buf)
 		return -ENOMEM;
-	memsrv__client_message__pack(msg, buf);
+	protobuf_c_message_pack(msg, buf);
 	int ret = wire_send(sock, buf, len, fds, nfds);
 	free(buf);
 	return ret;
 }
 
-int wire_send_server(int sock, const Memsrv__ServerMessage *msg)
+int wire_send_client(int sock, const Memsrv__ClientMessage *msg, const int *fds, unsigned nfds)
 {
-	size_t len = memsrv__server_message__get_packed_size(msg);
-	if (len > WIRE_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		return -ENOMEM;
-	memsrv__server_message__pack(msg, buf);
-	int ret = wire_send(sock, buf, len, NULL, 0);
-	free(buf);
-	return ret;
+	return send_message(sock, &msg->base, fds, nfds);
 }
 
-int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *nfds,
-		     struct wire_fault *fault)
+int wire_send_server(int sock, const Memsrv__ServerMessage *msg)
+{
+	return send_message(sock, &msg->base, NULL, 0);
+}
+
+/* Receives one record and unpacks it as desc, an envelope whose first
+ * field is in its oneof: a message that sets none of it is refused too. */
+static int recv_message(int sock, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, int *fds,
+			unsigned *nfds, struct wire_fault *fault)
 {
 	uint8_t *buf = malloc(WIRE_MAX_PAYLOAD);
 	if (!buf)
@@ -179,46 +178,33 @@ int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *
 		free(buf);
 		return ret;
 	}
-	*out = memsrv__client_message__unpack(NULL, n, buf);
+	*out = protobuf_c_message_unpack(desc, NULL, n, buf);
 	free(buf);
-	if (!*out || (*out)->msg_case == MEMSRV__CLIENT_MESSAGE__MSG__NOT_SET) {
+	const uint32_t *oneof_case = *out ? (const uint32_t *)((const char *)*out + desc->fields[0].quantifier_offset) : NULL;
+	if (!oneof_case || *oneof_case == 0) {
 		if (*out)
-			memsrv__client_message__free_unpacked(*out, NULL);
+			protobuf_c_message_free_unpacked(*out, NULL);
 		*out = NULL;
-		wire_close_fds(fds, *nfds);
+		if (fds)
+			wire_close_fds(fds, *nfds);
 		*nfds = 0;
 		if (fault)
-			snprintf(fault->what, sizeof fault->what,
-				 "payload of %zu bytes is not a memsrv.ClientMessage", n);
+			snprintf(fault->what, sizeof fault->what, "payload of %zu bytes is not a %s", n, desc->name);
 		return -EPROTO;
 	}
 	return 1;
 }
 
+int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *nfds,
+		     struct wire_fault *fault)
+{
+	return recv_message(sock, &memsrv__client_message__descriptor, (ProtobufCMessage **)out, fds, nfds, fault);
+}
+
 int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *fault)
 {
-	uint8_t *buf = malloc(WIRE_MAX_PAYLOAD);
-	if (!buf)
-		return -ENOMEM;
-	unsigned nfds = 0;
-	size_t n;
-	int ret = wire_recv(sock, buf, WIRE_MAX_PAYLOAD, &n, NULL, &nfds, fault);
-	if (ret <= 0) {
-		free(buf);
-		return ret;
-	}
-	*out = memsrv__server_message__unpack(NULL, n, buf);
-	free(buf);
-	if (!*out || (*out)->msg_case == MEMSRV__SERVER_MESSAGE__MSG__NOT_SET) {
-		if (*out)
-			memsrv__server_message__free_unpacked(*out, NULL);
-		*out = NULL;
-		if (fault)
-			snprintf(fault->what, sizeof fault->what,
-				 "payload of %zu bytes is not a memsrv.ServerMessage", n);
-		return -EPROTO;
-	}
-	return 1;
+	unsigned nfds;
+	return recv_message(sock, &memsrv__server_message__descriptor, (ProtobufCMessage **)out, NULL, &nfds, fault);
 }
 
 int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
