@@ -141,3 +141,56 @@ Test(vmsim, a_vmm_killed_mid_fault_disturbs_no_one_else)
 	expect_verified(&other, 4096);
 	cr_assert_eq(sim_quit(&other), 0);
 }
+
+/* Runs memsrv-ctl with args; returns its exit status and its stdout in out. */
+static int run_ctl(const char *args, char *out, size_t len)
+{
+	const char *bin = getenv("CTL_BIN");
+	cr_assert(bin, "CTL_BIN is not set: run the tests with meson test");
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+	FILE *p = popen(cmd, "r");
+	cr_assert(p);
+	size_t n = fread(out, 1, len - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
+{
+	struct test_sim sim;
+	sim_start(&sim, &srv, "cli", "--size", "8M", NULL);
+	static char out[16384];
+	char args[256];
+
+	snprintf(args, sizeof args, "--socket %s list", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "cli"), "%s", out);
+
+	snprintf(args, sizeof args, "--socket %s info cli", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "resident_bytes: 8388608\n"), "%s", out);
+	cr_assert(strstr(out, "fault_latency_us: p50="), "%s", out);
+
+	snprintf(args, sizeof args, "--socket %s evict cli --bytes 1M --json", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
+	cr_assert(out[0] == '{' && strstr(out, "\"pages_evicted\":256"), "%s", out);
+
+	snprintf(args, sizeof args, "--json --socket %s info cli", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "\"name\":\"cli\""), "%s", out);
+	cr_assert(strstr(out, "\"resident_bytes\":7340032"), "%s", out);
+	cr_assert(strstr(out, "\"fault_latency_us\":{\"p50\":"), "%s", out);
+
+	snprintf(args, sizeof args, "--socket %s info nosuch", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 1, "%s", out);
+	cr_assert(strstr(out, "no VM named nosuch") && strstr(out, "info.name"), "%s", out);
+
+	snprintf(args, sizeof args, "--socket %s/absent.sock stats", srv.dir);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 2, "%s", out);
+	cr_assert(strstr(out, "cannot connect"), "%s", out);
+
+	cr_assert_eq(run_ctl("evict", out, sizeof out), 64, "%s", out);
+	cr_assert_eq(sim_quit(&sim), 0);
+}
