@@ -113,7 +113,7 @@ static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64
 	if (wp && !ret)
 		ret = wp;
 	if (ret && uffd_vmm_gone(ret))
-		vm->vmm_gone = true;
+		fault_vmm_gone(vm, ret);
 	if (ret && !kept)
 		return ret;
 	return kept < count && !ret ? -ENOMEM : (int64_t)kept;

@@ -1,8 +1,8 @@
-/* fault: the VM thread — reads the userfaultfd, resolves every fault, applies
- * REMOVE/UNMAP events, and runs the jobs the server posts (evict, detach).
+/* fault: reads a VM's userfaultfd, resolves every fault, applies
+ * REMOVE/UNMAP events, and restores stored pages on the way out.
  *
- * One thread per VM owns that VM's page tables and store, so the fault path
- * takes no lock.  Messages are read in batches into a ring; events are applied
+ * It runs on the VM's own thread (vm_thread.c), which owns that VM's page
+ * tables and store, so the fault path takes no lock.  Messages are read in batches into a ring; events are applied
  * before the faults of the same batch so that a fault on a discarded page gets
  * zeros, not the discarded content.
  */
@@ -19,20 +19,10 @@
 
 #include "log.h"
 #include "uffd.h"
-#include "wire.h"
-
-uint64_t fault_spin_ns = 50 * 1000;
 
 #define MSG_CONSUMED 0  /* event value of a ring slot already handled */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
-}
-
-static void vmm_gone(struct vm *vm, int err)
+void fault_vmm_gone(struct vm *vm, int err)
 {
 	if (!vm->vmm_gone)
 		vm_warn(vm, "VMM address space is gone (%s): no more faults to serve", strerror(-err));
@@ -56,7 +46,7 @@ int fault_drain(struct vm *vm)
 			return total ? total : -errno;
 		}
 		unsigned got = n / sizeof(struct uffd_msg);
-		uint64_t t = now_ns();
+		uint64_t t = monotonic_ns();
 		for (unsigned i = 0; i < got; i++) {
 			vm->pending_ns[tail + i] = t;
 			if (vm->pending[tail + i].event != UFFD_EVENT_PAGEFAULT)
@@ -317,12 +307,12 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	}
 	if (ret) {
 		if (uffd_vmm_gone(ret))
-			vmm_gone(vm, ret);
+			fault_vmm_gone(vm, ret);
 		else
 			vm_err(vm, "fault at 0x%" PRIx64 " not resolved: %s", addr, strerror(-ret));
 		return;
 	}
-	uint64_t ns = now_ns() - t_read;
+	uint64_t ns = monotonic_ns() - t_read;
 	ctr_add(&vm->ctr.faults_total, 1);
 	latency_record_ns(&vm->lat_all, ns);
 	if (source == PAGE_STORED) {
@@ -339,7 +329,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 /* Handles everything in the pending ring: events first, then faults.  An
  * eviction made for room may read more events mid-way: they are applied
  * before the next fault too. */
-static void serve_pending(struct vm *vm)
+void fault_serve_pending(struct vm *vm)
 {
 	while (vm->pending_len) {
 		if (vm->events_unapplied)
@@ -354,7 +344,7 @@ static void serve_pending(struct vm *vm)
 	}
 }
 
-static void publish_store_stats(struct vm *vm)
+void fault_publish_stats(struct vm *vm)
 {
 	struct zcache_stats st;
 	zcache_get_stats(vm->store, &st);
@@ -368,99 +358,18 @@ void fault_serve_available(struct vm *vm)
 		int n = fault_drain(vm);
 		if (n < 0 && !vm->vmm_gone) {
 			vm_err(vm, "reading the userfaultfd failed: %s", strerror(-n));
-			vmm_gone(vm, n);
+			fault_vmm_gone(vm, n);
 		}
 		if (vm->pending_len == 0)
 			break;
-		serve_pending(vm);
+		fault_serve_pending(vm);
 	}
-	publish_store_stats(vm);
-}
-
-/* Serves faults, then keeps polling the uffd for a short while: faults come
- * in bursts, and catching the next one without a wakeup is 3-4x faster. */
-static void serve_and_spin(struct vm *vm)
-{
-	fault_serve_available(vm);
-	if (!fault_spin_ns)
-		return;
-	uint64_t deadline = now_ns() + fault_spin_ns;
-	while (!vm->stopping && !vm->vmm_gone && now_ns() < deadline) {
-		if (fault_drain(vm) > 0) {
-			serve_pending(vm);
-			deadline = now_ns() + fault_spin_ns;
-		}
-	}
-	publish_store_stats(vm);
-}
-
-static struct vm_job *take_jobs(struct vm *vm)
-{
-	pthread_mutex_lock(&vm->job_lock);
-	struct vm_job *jobs = vm->jobs;
-	vm->jobs = NULL;
-	vm->jobs_tail = &vm->jobs;
-	pthread_mutex_unlock(&vm->job_lock);
-	return jobs;
-}
-
-static void reply_to(int fd, const Memsrv__ServerMessage *msg)
-{
-	if (fd >= 0)
-		wire_send_server(fd, msg);
-}
-
-static void run_evict(struct vm *vm, struct vm_job *job)
-{
-	if (!vm->evictable) {
-		wire_send_error(job->reply_fd, EOPNOTSUPP, "evict.name", "VM %s cannot be evicted: %s",
-				vm->name, vm->not_evictable_reason);
-		return;
-	}
-	uint64_t want = job->all ? UINT64_MAX : 0;
-	if (!job->all) {
-		/* bytes rounded up to whole pages of the VM's page size (4 KiB) */
-		want = (job->bytes + 4095) / 4096;
-	}
-	struct evict_result res = { 0 };
-	uint64_t budget = vm_total_pages(vm);
-	int ret = 0;
-	while (res.pages < want && budget && !vm->stopping && !vm->vmm_gone && !vm->detaching) {
-		uint64_t chunk = want - res.pages < 1024 ? want - res.pages : 1024;
-		uint64_t before = res.pages;
-		ret = evict_pages(vm, chunk, &budget, &res);
-		if (ret)
-			break;
-		/* keep faults flowing during a long eviction */
-		fault_serve_available(vm);
-		if (res.pages == before && !budget)
-			break;
-	}
-	publish_store_stats(vm);
-	if (ret && res.pages == 0) {
-		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, strerror(-ret));
-		return;
-	}
-	if (ret)
-		vm_warn(vm, "eviction stopped early: %s", strerror(-ret));
-	vm_info(vm, "evicted %" PRIu64 " pages (%" PRIu64 " zero, %" PRIu64 " stored in %" PRIu64 " bytes)",
-		res.pages, res.zero_pages, res.stored_pages, res.stored_bytes);
-	Memsrv__EvictReply er = MEMSRV__EVICT_REPLY__INIT;
-	er.pages_evicted = res.pages;
-	er.bytes_evicted = res.pages * 4096;
-	er.zero_pages = res.zero_pages;
-	er.stored_pages = res.stored_pages;
-	er.stored_bytes = res.stored_bytes;
-	er.resident_bytes = ctr_get(&vm->resident_bytes);
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY;
-	msg.evict_reply = &er;
-	reply_to(job->reply_fd, &msg);
+	fault_publish_stats(vm);
 }
 
 /* Brings every stored page back so the VMM can unregister and keep its RAM.
  * Returns the number of pages that could not be restored. */
-static uint64_t restore_all(struct vm *vm, uint64_t *restored)
+uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 {
 	uint64_t failed = 0;
 	*restored = 0;
@@ -483,89 +392,7 @@ static uint64_t restore_all(struct vm *vm, uint64_t *restored)
 				fault_serve_available(vm);
 		}
 	}
-	publish_store_stats(vm);
+	fault_publish_stats(vm);
 	return failed;
 }
 
-static void run_detach(struct vm *vm, struct vm_job *job)
-{
-	vm->detaching = true;  /* no more eviction, whatever the limit */
-	uint64_t restored = 0, failed = job->restore ? restore_all(vm, &restored) : 0;
-	vm_info(vm, "%s: %" PRIu64 " pages restored, %" PRIu64 " failed",
-		job->kind == VM_JOB_SHUTDOWN ? "shutdown" : "detach", restored, failed);
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
-	Memsrv__DetachReply dr = MEMSRV__DETACH_REPLY__INIT;
-	Memsrv__Goodbye bye = MEMSRV__GOODBYE__INIT;
-	if (job->kind == VM_JOB_SHUTDOWN) {
-		bye.restored = !failed && !vm->vmm_gone;
-		bye.reason = "memsrv is shutting down";
-		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_GOODBYE;
-		msg.goodbye = &bye;
-		vm_send(vm, &msg);
-		atomic_store(&vm->stopping, true);
-		return;
-	}
-	if (failed) {
-		pthread_mutex_lock(&vm->session_write_lock);
-		wire_send_error(vm->session_fd, EIO, NULL, "%" PRIu64 " pages could not be restored", failed);
-		pthread_mutex_unlock(&vm->session_write_lock);
-		return;
-	}
-	dr.pages_restored = restored;
-	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY;
-	msg.detach_reply = &dr;
-	vm_send(vm, &msg);
-}
-
-static void run_jobs(struct vm *vm)
-{
-	uint64_t v;
-	if (read(vm->wake_fd, &v, sizeof v) < 0) {
-		/* nothing posted: a spurious wakeup */
-	}
-	for (struct vm_job *job = take_jobs(vm), *next; job; job = next) {
-		next = job->next;
-		if (vm->stopping)
-			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s is going away", vm->name);
-		else if (job->kind == VM_JOB_EVICT)
-			run_evict(vm, job);
-		else
-			run_detach(vm, job);
-		if (job->reply_fd >= 0)
-			close(job->reply_fd);
-		free(job);
-	}
-}
-
-void *vm_thread_main(void *arg)
-{
-	struct vm *vm = arg;
-	if (vm->limit_bytes && ctr_get(&vm->resident_bytes) > vm->limit_bytes)
-		evict_make_room(vm, 0);
-	publish_store_stats(vm);
-	while (!vm->stopping) {
-		/* jobs and evictions may have read faults into the ring: a
-		 * vCPU waits on each of them, so serve them before sleeping */
-		if (vm->pending_len)
-			fault_serve_available(vm);
-		struct pollfd p[2] = {
-			{ .fd = vm->uffd, .events = vm->vmm_gone ? 0 : POLLIN },
-			{ .fd = vm->wake_fd, .events = POLLIN },
-		};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			vm_err(vm, "poll: %s", strerror(errno));
-			break;
-		}
-		if (vm->stopping)
-			break;
-		if (p[1].revents & POLLIN)
-			run_jobs(vm);
-		if (p[0].revents & POLLIN)
-			serve_and_spin(vm);
-		if (p[0].revents & (POLLERR | POLLHUP))
-			vmm_gone(vm, -ESRCH);
-	}
-	return NULL;
-}

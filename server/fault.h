@@ -1,15 +1,24 @@
-/* fault / evict: the work of a VM's own thread.
+/* fault / evict / vm_thread: the work of a VM's own thread.
  *
  * fault.c reads the VM's userfaultfd and resolves faults and events;
  * evict.c takes pages out of residence race-free (write-protect, pread,
- * store, punch).  Both run only on the VM thread.
+ * store, punch); vm_thread.c is the thread's loop and runs its jobs.
+ * All of it runs only on the VM thread.
  */
 #ifndef MEMSRV_FAULT_H
 #define MEMSRV_FAULT_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "vm.h"
+
+static inline uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
 
 /* Busy-poll the uffd this long after serving faults before sleeping in poll:
  * a fault that comes soon after another skips a wakeup (DESIGN.md: 63 -> 17 us). */
@@ -24,8 +33,21 @@ int fault_drain(struct vm *vm);
 /* Handles REMOVE/UNMAP events queued in the pending ring (not faults). */
 void fault_apply_events(struct vm *vm);
 
+/* The VMM's address space is gone (err says how): stop issuing ioctls. */
+void fault_vmm_gone(struct vm *vm, int err);
+
+/* Handles the messages already in the pending ring. */
+void fault_serve_pending(struct vm *vm);
+
 /* Drains and serves everything the uffd has ready, without blocking. */
 void fault_serve_available(struct vm *vm);
+
+/* Copies every STORED page back into the VMM.  Returns the number that
+ * could not be restored; *restored gets the number that were. */
+uint64_t fault_restore_all(struct vm *vm, uint64_t *restored);
+
+/* Publishes the store's byte counts for the control thread. */
+void fault_publish_stats(struct vm *vm);
 
 struct evict_result {
 	uint64_t pages, zero_pages, stored_pages, stored_bytes;
