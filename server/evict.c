@@ -159,6 +159,13 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 	return 0;
 }
 
+/* Room kept free below the limit, so that a burst of faults finds it. */
+static uint64_t headroom_bytes(const struct vm *vm)
+{
+	uint64_t h = vm->limit_bytes / 64;
+	return h < 256 * 4096 ? h : 256 * 4096;
+}
+
 int evict_make_room(struct vm *vm, uint64_t bytes)
 {
 	if (!vm->limit_bytes || vm->detaching)
@@ -173,12 +180,10 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 		vm->limit_warned = true;
 		return -ENOSPC;
 	}
-	/* evict a little more than needed so the next faults find room too */
+	/* the fault waits for this: take only what it needs plus a little;
+	 * evict_keep_headroom() makes the rest of the room while idle */
 	uint64_t need = resident + bytes - vm->limit_bytes;
-	uint64_t headroom = vm->limit_bytes / 64;
-	if (headroom > 256 * 4096)
-		headroom = 256 * 4096;
-	uint64_t pages = (need + headroom + 4095) / 4096;
+	uint64_t pages = (need + 4095) / 4096 + EVICT_RUN_PAGES / 4;
 	uint64_t budget = vm_total_pages(vm);
 	struct evict_result res = { 0 };
 	int ret = evict_pages(vm, pages, &budget, &res);
@@ -187,4 +192,21 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 		vm->limit_warned = true;
 	}
 	return ctr_get(&vm->resident_bytes) + bytes <= vm->limit_bytes ? 0 : -ENOSPC;
+}
+
+void evict_keep_headroom(struct vm *vm)
+{
+	if (!vm->limit_bytes || !vm->evictable || vm->detaching)
+		return;
+	uint64_t target = vm->limit_bytes - headroom_bytes(vm);
+	uint64_t budget = vm_total_pages(vm);
+	while (ctr_get(&vm->resident_bytes) > target && budget && !vm->stopping && !vm->vmm_gone) {
+		/* a fault waiting matters more than room for the next one */
+		if (vm->pending_len || fault_drain(vm) > 0)
+			return;
+		uint64_t want = (ctr_get(&vm->resident_bytes) - target + 4095) / 4096;
+		struct evict_result res = { 0 };
+		if (evict_pages(vm, want < EVICT_RUN_PAGES ? want : EVICT_RUN_PAGES, &budget, &res) || !res.pages)
+			return;
+	}
 }

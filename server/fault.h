@@ -62,6 +62,10 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
  * 0 when there is room, -ENOSPC when the limit cannot hold. */
 int evict_make_room(struct vm *vm, uint64_t bytes);
 
+/* While the VM thread has nothing else to do: evicts down to a little
+ * below the limit, one run at a time, and stops as soon as a fault comes. */
+void evict_keep_headroom(struct vm *vm);
+
 /* Pages in all of the VM's regions: one full turn of the clock hand. */
 uint64_t vm_total_pages(const struct vm *vm);
 

@@ -174,6 +174,7 @@ void *vm_thread_main(void *arg)
 			run_jobs(vm);
 		if (p[0].revents & POLLIN)
 			serve_and_spin(vm);
+		evict_keep_headroom(vm);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);
 	}
