@@ -1,0 +1,181 @@
+/* Description: every kind of backing a VMM may hand memsrv: a tmpfs file
+ * (served and evicted like a memfd), a hugetlbfs memfd (served, not yet
+ * evicted), a file on a disk filesystem (refused with the reason), and a
+ * region the VMM unmaps (its pages leave the store). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "memsrv.h"
+
+static struct test_server srv;
+
+static void setup(void) { server_start(&srv); }
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(backing, .init = setup, .fini = teardown, .timeout = 120);
+
+static void pattern(uint8_t *mem, size_t size, unsigned seed)
+{
+	for (size_t i = 0; i < size; i += 64)
+		mem[i] = (uint8_t)(i / 4096 * 31 + seed);
+}
+
+static size_t count_bad(const uint8_t *mem, size_t size, unsigned seed)
+{
+	size_t bad = 0;
+	for (size_t i = 0; i < size; i += 64)
+		bad += mem[i] != (uint8_t)(i / 4096 * 31 + seed);
+	return bad;
+}
+
+static struct memsrv_session *attach(const char *name, void *mem, size_t size, int fd)
+{
+	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
+	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1 };
+	struct memsrv_session *s = NULL;
+	int ret = memsrv_attach(srv.sock, &vm, &s);
+	cr_assert_eq(ret, 0, "attach %s: %s", name, memsrv_last_error());
+	return s;
+}
+
+Test(backing, a_file_on_tmpfs_is_served_and_evicted)
+{
+	char path[] = "/dev/shm/memsrv-test-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		cr_skip_test("no /dev/shm here");
+	unlink(path);
+	size_t size = 4 << 20;
+	cr_assert_eq(ftruncate(fd, size), 0);
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct memsrv_session *s = attach("tmpfs", mem, size, fd);
+	cr_assert(memsrv_session_evictable(s));
+	pattern(mem, size, 1);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "tmpfs", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, size / 4096);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(count_bad(mem, size, 1), 0);
+	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
+	munmap(mem, size);
+	close(fd);
+}
+
+Test(backing, a_file_on_a_disk_filesystem_is_refused_with_the_reason)
+{
+	char path[] = "/var/tmp/memsrv-test-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	struct statfs fs;
+	cr_assert_eq(fstatfs(fd, &fs), 0);
+	if (fs.f_type == TMPFS_MAGIC)
+		cr_skip_test("/var/tmp is tmpfs here: no disk filesystem to try");
+	size_t size = 1 << 20;
+	cr_assert_eq(ftruncate(fd, size), 0);
+	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
+	struct memsrv_vm vm = { .name = "diskfile", .regions = &r, .n_regions = 1 };
+	struct memsrv_session *s = NULL;
+	cr_assert_eq(memsrv_attach(srv.sock, &vm, &s), -EOPNOTSUPP);
+	cr_assert(strstr(memsrv_last_error(), "disk filesystem"), "%s", memsrv_last_error());
+	cr_assert_eq(ctl_vm_count(&srv), 0);
+	munmap(mem, size);
+	close(fd);
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fprintf(f, "%ld\n", v);
+	return fclose(f) == 0;
+}
+
+Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
+{
+	const char *knob = "/proc/sys/vm/nr_hugepages";
+	long before = read_long(knob);
+	if (before < 0 || !write_long(knob, before + 4) || read_long(knob) < before + 4) {
+		if (before >= 0)
+			write_long(knob, before);
+		cr_skip_test("cannot reserve 2 MiB huge pages here");
+	}
+	size_t size = 4 << 20;
+	int fd = memfd_create("huge", MFD_CLOEXEC | MFD_HUGETLB);
+	cr_assert_geq(fd, 0, "memfd_create(MFD_HUGETLB): %s", strerror(errno));
+	cr_assert_eq(ftruncate(fd, size), 0);
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	struct memsrv_session *s = attach("huge", mem, size, fd);
+	cr_assert_not(memsrv_session_evictable(s));
+	for (size_t i = 0; i < size; i += 4096)
+		cr_assert_eq(mem[i], 0, "a never-touched huge page reads zero");
+	pattern(mem, size, 2);
+	cr_assert_eq(count_bad(mem, size, 2), 0);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "huge");
+	cr_assert_eq(m->vm_info->page_size, 2 << 20);
+	cr_assert_eq(m->vm_info->faults_never_touched, 2, "one fault per 2 MiB page");
+	cr_assert_eq(m->vm_info->resident_bytes, size);
+	cr_assert(strstr(m->vm_info->not_evictable_reason, "huge pages"), "%s", m->vm_info->not_evictable_reason);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
+	munmap(mem, size);
+	close(fd);
+	write_long(knob, before);
+}
+
+static bool removed_enough(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "unmapper");
+	bool done = m->vm_info->removed_pages >= *(uint64_t *)arg;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return done;
+}
+
+Test(backing, unmapped_memory_leaves_the_store)
+{
+	size_t size = 8 << 20, half = size / 2;
+	int fd = memfd_create("unmap", MFD_CLOEXEC);
+	cr_assert_eq(ftruncate(fd, size), 0);
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct memsrv_session *s = attach("unmapper", mem, size, fd);
+	pattern(mem, size, 3);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "unmapper", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, size / 4096);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(munmap(mem + half, half), 0);
+	uint64_t want = half / 4096;
+	cr_assert(wait_until(removed_enough, &want, 2000), "the UNMAP event never reached the page table");
+	m = ctl_info_ok(&srv, "unmapper");
+	cr_assert_eq(m->vm_info->stored_pages + m->vm_info->zero_pages, half / 4096,
+		     "only the mapped half is held: %lu stored, %lu zero", (unsigned long)m->vm_info->stored_pages,
+		     (unsigned long)m->vm_info->zero_pages);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(count_bad(mem, half, 3), 0);
+	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
+	munmap(mem, half);
+	close(fd);
+}
