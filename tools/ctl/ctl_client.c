@@ -58,34 +58,70 @@ int ctl_request(const char *socket_path, const Memsrv__ClientMessage *req,
 	return ret;
 }
 
+void ctl_build_list(struct ctl_req *r)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__list_request__init(&r->body.list);
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_LIST;
+	r->msg.list = &r->body.list;
+}
+
+void ctl_build_info(struct ctl_req *r, const char *vm)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__info_request__init(&r->body.info);
+	r->body.info.name = (char *)vm;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_INFO;
+	r->msg.info = &r->body.info;
+}
+
+void ctl_build_stats(struct ctl_req *r)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__stats_request__init(&r->body.stats);
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_STATS;
+	r->msg.stats = &r->body.stats;
+}
+
+void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all)
+{
+	memsrv__client_message__init(&r->msg);
+	Memsrv__EvictRequest *e = &r->body.evict;
+	memsrv__evict_request__init(e);
+	e->name = (char *)vm;
+	/* only the field that applies, so the server sees what was asked */
+	if (all) {
+		e->has_all = 1;
+		e->all = 1;
+	} else {
+		e->has_bytes = 1;
+		e->bytes = bytes;
+	}
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_EVICT;
+	r->msg.evict = e;
+}
+
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply)
 {
-	Memsrv__ListRequest list = MEMSRV__LIST_REQUEST__INIT;
-	Memsrv__ClientMessage req = MEMSRV__CLIENT_MESSAGE__INIT;
-	req.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_LIST;
-	req.list = &list;
-	return ctl_request(socket_path, &req, reply);
+	struct ctl_req r;
+	ctl_build_list(&r);
+	return ctl_request(socket_path, &r.msg, reply);
 }
 
 int ctl_info(const char *socket_path, const char *vm, Memsrv__ServerMessage **reply)
 {
 	if (!vm)
 		return -EINVAL;
-	Memsrv__InfoRequest info = MEMSRV__INFO_REQUEST__INIT;
-	info.name = (char *)vm;
-	Memsrv__ClientMessage req = MEMSRV__CLIENT_MESSAGE__INIT;
-	req.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_INFO;
-	req.info = &info;
-	return ctl_request(socket_path, &req, reply);
+	struct ctl_req r;
+	ctl_build_info(&r, vm);
+	return ctl_request(socket_path, &r.msg, reply);
 }
 
 int ctl_stats(const char *socket_path, Memsrv__ServerMessage **reply)
 {
-	Memsrv__StatsRequest stats = MEMSRV__STATS_REQUEST__INIT;
-	Memsrv__ClientMessage req = MEMSRV__CLIENT_MESSAGE__INIT;
-	req.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_STATS;
-	req.stats = &stats;
-	return ctl_request(socket_path, &req, reply);
+	struct ctl_req r;
+	ctl_build_stats(&r);
+	return ctl_request(socket_path, &r.msg, reply);
 }
 
 int ctl_evict(const char *socket_path, const char *vm, uint64_t bytes, bool all,
@@ -93,18 +129,7 @@ int ctl_evict(const char *socket_path, const char *vm, uint64_t bytes, bool all,
 {
 	if (!vm)
 		return -EINVAL;
-	Memsrv__EvictRequest evict = MEMSRV__EVICT_REQUEST__INIT;
-	evict.name = (char *)vm;
-	/* Send only the field that applies so the server sees what was asked. */
-	if (all) {
-		evict.has_all = 1;
-		evict.all = 1;
-	} else {
-		evict.has_bytes = 1;
-		evict.bytes = bytes;
-	}
-	Memsrv__ClientMessage req = MEMSRV__CLIENT_MESSAGE__INIT;
-	req.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_EVICT;
-	req.evict = &evict;
-	return ctl_request(socket_path, &req, reply);
+	struct ctl_req r;
+	ctl_build_evict(&r, vm, bytes, all);
+	return ctl_request(socket_path, &r.msg, reply);
 }

@@ -32,6 +32,24 @@ int ctl_call(int sock, const Memsrv__ClientMessage *req, Memsrv__ServerMessage *
 int ctl_request(const char *socket_path, const Memsrv__ClientMessage *req,
 		Memsrv__ServerMessage **reply);
 
+/* A request under construction: the envelope and its one body.  The
+ * builders fill it; strings are borrowed, not copied. */
+struct ctl_req {
+	Memsrv__ClientMessage msg;
+	union {
+		Memsrv__ListRequest list;
+		Memsrv__InfoRequest info;
+		Memsrv__StatsRequest stats;
+		Memsrv__EvictRequest evict;
+	} body;
+};
+
+void ctl_build_list(struct ctl_req *r);
+void ctl_build_info(struct ctl_req *r, const char *vm);
+void ctl_build_stats(struct ctl_req *r);
+/* Every resident page if all, else at least bytes of them. */
+void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all);
+
 /* Replies: vm_list, vm_info, node_stats and evict_reply, or an error. */
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply);
 int ctl_info(const char *socket_path, const char *vm, Memsrv__ServerMessage **reply);

@@ -537,41 +537,27 @@ int main(int argc, char **argv)
 		return usage_error(cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
 				   cmd->name);
 
-	Memsrv__ListRequest list = MEMSRV__LIST_REQUEST__INIT;
-	Memsrv__InfoRequest info = MEMSRV__INFO_REQUEST__INIT;
-	Memsrv__StatsRequest stats = MEMSRV__STATS_REQUEST__INIT;
-	Memsrv__EvictRequest evict = MEMSRV__EVICT_REQUEST__INIT;
-	Memsrv__ClientMessage req = MEMSRV__CLIENT_MESSAGE__INIT;
-	req.msg_case = cmd->request;
 	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_EVICT && (bytes_arg || all))
 		return usage_error("--bytes and --all apply only to evict");
+	struct ctl_req req;
+	uint64_t bytes = 0;
 	switch (cmd->request) {
 	case MEMSRV__CLIENT_MESSAGE__MSG_LIST:
-		req.list = &list;
+		ctl_build_list(&req);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_INFO:
-		info.name = args[1];
-		req.info = &info;
+		ctl_build_info(&req, args[1]);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_STATS:
-		req.stats = &stats;
+		ctl_build_stats(&req);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_EVICT:
+	default:
 		if (!!bytes_arg == all)
 			return usage_error("evict takes either --bytes N or --all");
-		evict.name = args[1];
-		if (all) {
-			evict.has_all = 1;
-			evict.all = 1;
-		} else {
-			evict.has_bytes = 1;
-			if (parse_bytes(bytes_arg, &evict.bytes) < 0)
-				return usage_error("--bytes wants a positive size like 512M, not '%s'",
-						   bytes_arg);
-		}
-		req.evict = &evict;
-		break;
-	default:
+		if (!all && parse_bytes(bytes_arg, &bytes) < 0)
+			return usage_error("--bytes wants a positive size like 512M, not '%s'", bytes_arg);
+		ctl_build_evict(&req, args[1], bytes, all);
 		break;
 	}
 
@@ -582,7 +568,7 @@ int main(int argc, char **argv)
 		return EXIT_NO_SERVER;
 	}
 	Memsrv__ServerMessage *reply;
-	int ret = ctl_call(sock, &req, &reply);
+	int ret = ctl_call(sock, &req.msg, &reply);
 	close(sock);
 	if (ret < 0) {
 		fprintf(stderr, PROG ": no reply from %s: %s\n", socket_path, strerror(-ret));
