@@ -1,5 +1,6 @@
-/* control: the requests of memsrv-ctl — list, info, stats, evict. */
+/* control: the requests of memsrv-ctl — list, info, stats, evict, balloon. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -111,6 +112,45 @@ static void do_evict(struct server *srv, int fd, const Memsrv__EvictRequest *req
 	vm_post_job(vm, job);
 }
 
+/* Passes the target on to the VMM and answers once it is sent: the VMM
+ * does not reply to BalloonTarget, so there is nothing more to wait for. */
+static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest *req)
+{
+	struct vm *vm = server_find_vm(srv, req->name);
+	if (!vm) {
+		wire_send_error(fd, ENOENT, "balloon.name", "no VM named %s is attached", req->name);
+		return;
+	}
+	if (req->target_bytes == 0 || req->target_bytes > vm->size_bytes) {
+		wire_send_error(fd, EINVAL, "balloon.target_bytes",
+				"target %" PRIu64 " bytes is not within 1 to the VM's size of %" PRIu64 " bytes",
+				req->target_bytes, vm->size_bytes);
+		return;
+	}
+	Memsrv__BalloonTarget target = MEMSRV__BALLOON_TARGET__INIT;
+	target.target_bytes = req->target_bytes;
+	Memsrv__ServerMessage out = MEMSRV__SERVER_MESSAGE__INIT;
+	out.msg_case = MEMSRV__SERVER_MESSAGE__MSG_BALLOON_TARGET;
+	out.balloon_target = &target;
+	int ret = vm_send(vm, &out);
+	if (ret) {
+		vm_warn(vm, "sending balloon target %" PRIu64 " bytes to the VMM failed: %s", req->target_bytes,
+			strerror(-ret));
+		wire_send_error(fd, -ret, NULL, "sending the balloon target to VM %s's VMM failed: %s", vm->name,
+				strerror(-ret));
+		return;
+	}
+	atomic_store_explicit(&vm->balloon_target_bytes, req->target_bytes, memory_order_relaxed);
+	vm_info(vm, "balloon target %" PRIu64 " bytes (of %" PRIu64 ") sent to the VMM", req->target_bytes,
+		vm->size_bytes);
+	Memsrv__BalloonReply br = MEMSRV__BALLOON_REPLY__INIT;
+	br.target_bytes = req->target_bytes;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY;
+	msg.balloon_reply = &br;
+	reply(fd, &msg);
+}
+
 void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken)
 {
 	*fd_taken = false;
@@ -126,6 +166,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_EVICT:
 		do_evict(srv, fd, msg->evict, fd_taken);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
+		do_balloon(srv, fd, msg->balloon);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

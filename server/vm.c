@@ -216,6 +216,7 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3
 	info->evictable = vm->evictable;
 	info->not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
+	info->balloon_target_bytes = ctr_get(&vm->balloon_target_bytes);
 }
 
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)

@@ -90,6 +90,7 @@ struct vm {
 
 	_Atomic uint64_t resident_bytes;
 	_Atomic uint64_t stored_bytes, pool_bytes;   /* published by the VM thread */
+	_Atomic uint64_t balloon_target_bytes;       /* last BalloonTarget sent (server thread), 0: never */
 	struct vm_counters ctr;
 	struct latency_hist lat_all, lat_never, lat_stored;
 

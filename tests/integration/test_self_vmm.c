@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -265,6 +266,90 @@ Test(self_vmm, orderly_shutdown_gives_every_page_back)
 	memsrv_detach(g.s, 0);
 	guest_release(&g);
 	server_start(&srv);  /* for the fixture's teardown */
+}
+
+struct balloon_seen {
+	unsigned calls;
+	uint64_t target_bytes;
+};
+
+static int record_balloon(void *opaque, uint64_t target_bytes)
+{
+	struct balloon_seen *seen = opaque;
+	seen->calls++;
+	seen->target_bytes = target_bytes;
+	return 0;
+}
+
+/* Serves what the server sent on the session, waiting up to timeout_ms for it. */
+static bool dispatch_within(struct guest *g, int timeout_ms, struct balloon_seen *seen)
+{
+	static const struct memsrv_vmm_ops ops = { .balloon_target = record_balloon };
+	struct pollfd p = { .fd = memsrv_session_fd(g->s), .events = POLLIN };
+	if (poll(&p, 1, timeout_ms) != 1)
+		return false;
+	int ret = memsrv_session_dispatch(g->s, &ops, seen);
+	cr_assert_eq(ret, 0, "dispatch: %s (%s)", strerror(-ret), memsrv_last_error());
+	return true;
+}
+
+static uint64_t balloon_info(const char *vm)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
+	uint64_t target = m->vm_info->balloon_target_bytes;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return target;
+}
+
+/* A refused balloon request: its errno and the field named. */
+static void expect_balloon_refused(const char *vm, uint64_t target, int err, const char *field, const char *text)
+{
+	Memsrv__ServerMessage *m = NULL;
+	cr_assert_eq(ctl_balloon(srv.sock, vm, target, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "balloon %s to %lu must be refused", vm,
+		     (unsigned long)target);
+	cr_assert_eq(m->error->errno_code, err, "%s", m->error->message);
+	cr_assert(m->error->field && !strcmp(m->error->field, field), "field %s", m->error->field);
+	cr_assert(strstr(m->error->message, text), "message: %s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+Test(self_vmm, balloon_target_reaches_the_vmm_and_shows_in_info)
+{
+	struct guest g;
+	guest_attach(&g, "balloon", 8 << 20, 0);
+	cr_assert_eq(balloon_info("balloon"), 0, "never asked yet");
+
+	Memsrv__ServerMessage *m = NULL;
+	cr_assert_eq(ctl_balloon(srv.sock, "balloon", 4 << 20, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY, "%s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "wrong reply");
+	cr_assert_eq(m->balloon_reply->target_bytes, 4 << 20);
+	memsrv__server_message__free_unpacked(m, NULL);
+	struct balloon_seen seen = { 0 };
+	cr_assert(dispatch_within(&g, 5000, &seen), "no BalloonTarget reached the session");
+	cr_assert_eq(seen.calls, 1);
+	cr_assert_eq(seen.target_bytes, 4 << 20);
+	cr_assert_eq(balloon_info("balloon"), 4 << 20);
+
+	expect_balloon_refused("nosuch", 4 << 20, ENOENT, "balloon.name", "nosuch");
+	expect_balloon_refused("balloon", 0, EINVAL, "balloon.target_bytes", "8388608");
+	expect_balloon_refused("balloon", (8 << 20) + 1, EINVAL, "balloon.target_bytes", "8388608");
+	cr_assert_not(dispatch_within(&g, 100, &seen), "a refused request must not reach the VMM");
+	cr_assert_eq(balloon_info("balloon"), 4 << 20, "a refusal keeps the last target");
+
+	/* the whole VM is a valid target */
+	m = NULL;
+	cr_assert_eq(ctl_balloon(srv.sock, "balloon", 8 << 20, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert(dispatch_within(&g, 5000, &seen));
+	cr_assert_eq(seen.calls, 2);
+	cr_assert_eq(seen.target_bytes, 8 << 20);
+	cr_assert_eq(balloon_info("balloon"), 8 << 20);
+
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
 }
 
 static const char *thp_knob = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";

@@ -157,6 +157,18 @@ static int run_ctl(const char *args, char *out, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+static bool log_has(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
 Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 {
 	struct test_sim sim;
@@ -182,6 +194,21 @@ Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 	cr_assert(strstr(out, "\"name\":\"cli\""), "%s", out);
 	cr_assert(strstr(out, "\"resident_bytes\":7340032"), "%s", out);
 	cr_assert(strstr(out, "\"fault_latency_us\":{\"p50\":"), "%s", out);
+
+	snprintf(args, sizeof args, "--socket %s balloon cli --target 4M", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "target_bytes: 4194304\n"), "%s", out);
+	cr_assert(log_has(srv.log, "vm=cli: balloon target 4194304 bytes"), "memsrv did not log the request");
+	snprintf(args, sizeof args, "--socket %s info cli", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "balloon_target_bytes: 4194304\n"), "%s", out);
+	snprintf(args, sizeof args, "--socket %s balloon cli --target 9M", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 1, "%s", out);
+	cr_assert(strstr(out, "balloon.target_bytes"), "%s", out);
+	snprintf(args, sizeof args, "--socket %s balloon cli --target 0", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 64, "%s", out);
+	snprintf(args, sizeof args, "--socket %s balloon cli", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 64, "%s", out);
 
 	snprintf(args, sizeof args, "--socket %s info nosuch", srv.sock);
 	cr_assert_eq(run_ctl(args, out, sizeof out), 1, "%s", out);

@@ -101,6 +101,16 @@ void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all
 	r->msg.evict = e;
 }
 
+void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__balloon_request__init(&r->body.balloon);
+	r->body.balloon.name = (char *)vm;
+	r->body.balloon.target_bytes = target_bytes;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON;
+	r->msg.balloon = &r->body.balloon;
+}
+
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply)
 {
 	struct ctl_req r;
@@ -131,5 +141,15 @@ int ctl_evict(const char *socket_path, const char *vm, uint64_t bytes, bool all,
 		return -EINVAL;
 	struct ctl_req r;
 	ctl_build_evict(&r, vm, bytes, all);
+	return ctl_request(socket_path, &r.msg, reply);
+}
+
+int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
+		Memsrv__ServerMessage **reply)
+{
+	if (!vm)
+		return -EINVAL;
+	struct ctl_req r;
+	ctl_build_balloon(&r, vm, target_bytes);
 	return ctl_request(socket_path, &r.msg, reply);
 }

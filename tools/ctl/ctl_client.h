@@ -41,6 +41,7 @@ struct ctl_req {
 		Memsrv__InfoRequest info;
 		Memsrv__StatsRequest stats;
 		Memsrv__EvictRequest evict;
+		Memsrv__BalloonRequest balloon;
 	} body;
 };
 
@@ -49,8 +50,10 @@ void ctl_build_info(struct ctl_req *r, const char *vm);
 void ctl_build_stats(struct ctl_req *r);
 /* Every resident page if all, else at least bytes of them. */
 void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all);
+void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes);
 
-/* Replies: vm_list, vm_info, node_stats and evict_reply, or an error. */
+/* Replies: vm_list, vm_info, node_stats, evict_reply and balloon_reply, or
+ * an error. */
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply);
 int ctl_info(const char *socket_path, const char *vm, Memsrv__ServerMessage **reply);
 int ctl_stats(const char *socket_path, Memsrv__ServerMessage **reply);
@@ -58,5 +61,10 @@ int ctl_stats(const char *socket_path, Memsrv__ServerMessage **reply);
 /* Evicts every resident page if all, else at least bytes of them. */
 int ctl_evict(const char *socket_path, const char *vm, uint64_t bytes, bool all,
 	      Memsrv__ServerMessage **reply);
+
+/* Asks the VM's VMM to hold the guest at target_bytes; the reply comes once
+ * the request went out to the VMM. */
+int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
+		Memsrv__ServerMessage **reply);
 
 #endif

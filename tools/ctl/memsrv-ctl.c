@@ -418,6 +418,8 @@ static void usage(FILE *f)
 		"  stats                 counters of the whole node\n"
 		"  evict VM --bytes N    evict at least N bytes (suffix K, M, G: KiB, MiB, GiB)\n"
 		"  evict VM --all        evict every resident page\n"
+		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
+		"                        (suffix K, M, G; at most the VM's size)\n"
 		"  help                  this text\n"
 		"\n"
 		"Options:\n"
@@ -478,6 +480,7 @@ static const struct command commands[] = {
 	{ "info",  1, MEMSRV__CLIENT_MESSAGE__MSG_INFO,  MEMSRV__SERVER_MESSAGE__MSG_VM_INFO },
 	{ "stats", 0, MEMSRV__CLIENT_MESSAGE__MSG_STATS, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS },
 	{ "evict", 1, MEMSRV__CLIENT_MESSAGE__MSG_EVICT, MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY },
+	{ "balloon", 1, MEMSRV__CLIENT_MESSAGE__MSG_BALLOON, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY },
 };
 
 static void print_refusal(const Memsrv__Error *err)
@@ -499,13 +502,14 @@ int main(int argc, char **argv)
 		{ "json",   no_argument,       NULL, 'j' },
 		{ "bytes",  required_argument, NULL, 'b' },
 		{ "all",    no_argument,       NULL, 'a' },
+		{ "target", required_argument, NULL, 't' },
 		{ "help",   no_argument,       NULL, 'h' },
 		{ 0 }
 	};
 	const char *socket_path = getenv("MEMSRV_SOCKET");
 	if (!socket_path || !*socket_path)
 		socket_path = MEMSRV_DEFAULT_SOCKET;
-	const char *bytes_arg = NULL;
+	const char *bytes_arg = NULL, *target_arg = NULL;
 	bool json = false, all = false;
 	int opt;
 	/* getopt_long permutes, so options may come before or after the command. */
@@ -515,6 +519,7 @@ int main(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'b': bytes_arg = optarg; break;
 		case 'a': all = true; break;
+		case 't': target_arg = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default:  fprintf(stderr, "Try '" PROG " --help'.\n"); return EX_USAGE;
 		}
@@ -539,6 +544,8 @@ int main(int argc, char **argv)
 
 	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_EVICT && (bytes_arg || all))
 		return usage_error("--bytes and --all apply only to evict");
+	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_BALLOON && target_arg)
+		return usage_error("--target applies only to balloon");
 	struct ctl_req req;
 	uint64_t bytes = 0;
 	switch (cmd->request) {
@@ -550,6 +557,13 @@ int main(int argc, char **argv)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_STATS:
 		ctl_build_stats(&req);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
+		if (!target_arg)
+			return usage_error("balloon takes --target N");
+		if (parse_bytes(target_arg, &bytes) < 0)
+			return usage_error("--target wants a positive size like 512M, not '%s'", target_arg);
+		ctl_build_balloon(&req, args[1], bytes);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_EVICT:
 	default:
