@@ -1,0 +1,229 @@
+/* Description: real Linux guests in QEMU (TCG) whose RAM memsrv manages
+ * through the project's QEMU patch: a guest verifies every page it wrote
+ * while memsrv holds it to 64 MiB resident; two guests at once; a balloon
+ * inflated and deflated from memsrv-ctl.
+ *
+ * QEMU_BIN (vmm-patch/build-qemu) and GUEST_DIR (vmm-patch/guest/build-guest)
+ * come from the build; LD_LIBRARY_PATH points QEMU at this tree's libmemsrv.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+
+static struct test_server srv;
+
+static void setup(void) { server_start(&srv); }
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(qemu, .init = setup, .fini = teardown, .timeout = 600);
+
+struct guest {
+	pid_t pid;
+	FILE *console;
+	char name[32];
+	double started;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Boots the test guest with RAM from memory-backend-memsrv (or, with
+ * memsrv false, memory-backend-memfd: the baseline). */
+static void guest_boot(struct guest *g, const char *name, bool memsrv, const char *limit, bool balloon,
+		       const char *cmdline)
+{
+	const char *qemu = getenv("QEMU_BIN"), *dir = getenv("GUEST_DIR");
+	cr_assert(qemu && dir, "QEMU_BIN and GUEST_DIR must be set (tools/check sets them)");
+	char backend[512], kernel[256], initrd[256], append[512];
+	if (memsrv)
+		snprintf(backend, sizeof backend,
+			 "memory-backend-memsrv,id=ram0,size=256M,socket=%s,name=%s%s%s", srv.sock, name,
+			 limit ? ",limit=" : "", limit ? limit : "");
+	else
+		snprintf(backend, sizeof backend, "memory-backend-memfd,id=ram0,size=256M,share=on");
+	snprintf(kernel, sizeof kernel, "%s/vmlinuz", dir);
+	snprintf(initrd, sizeof initrd, "%s/initramfs.cpio.gz", dir);
+	snprintf(append, sizeof append, "console=ttyS0 quiet panic=-1 %s", cmdline);
+	const char *argv[] = {
+		qemu, "-machine", "q35,memory-backend=ram0", "-accel", "tcg", "-m", "256M",
+		"-object", backend, "-nographic", "-no-reboot", "-nic", "none",
+		"-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
+		"-kernel", kernel, "-initrd", initrd, "-append", append,
+		balloon ? "-device" : NULL, "virtio-balloon-pci", NULL,
+	};
+	int out[2];
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	snprintf(g->name, sizeof g->name, "%s", name);
+	g->started = now_s();
+	g->pid = fork();
+	cr_assert_geq(g->pid, 0);
+	if (g->pid == 0) {
+		dup2(out[1], 1);
+		dup2(out[1], 2);
+		int devnull = open("/dev/null", O_RDONLY);
+		dup2(devnull, 0);
+		execv(qemu, (char *const *)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	g->console = fdopen(out[0], "r");
+	cr_assert(g->console);
+}
+
+/* Reads the console up to a line containing what; copies it into line. */
+static bool guest_expect(struct guest *g, const char *what, char *line, size_t len)
+{
+	while (fgets(line, (int)len, g->console)) {
+		if (strstr(line, what))
+			return true;
+		if (strstr(line, "MEMLOAD") || strstr(line, "GUEST") || strstr(line, "qemu") ||
+		    strstr(line, "memsrv") || strstr(line, "BALLOON"))
+			cr_log_info("%s: %s", g->name, line);
+	}
+	return false;
+}
+
+/* Expects a RESULT line with no mismatch; returns it. */
+static void guest_result_ok(struct guest *g, char *line, size_t len)
+{
+	cr_assert(guest_expect(g, "MEMLOAD RESULT", line, len), "%s: no result from the guest's workload", g->name);
+	cr_assert(strstr(line, "mismatches=0 "), "%s: %s", g->name, line);
+}
+
+static int guest_wait(struct guest *g)
+{
+	char line[512];
+	while (fgets(line, sizeof line, g->console))
+		;
+	fclose(g->console);
+	return wait_exit(g->pid);
+}
+
+static bool vm_gone(void *arg)
+{
+	Memsrv__ServerMessage *m = NULL;
+	bool gone = ctl_info(srv.sock, arg, &m) == 0 && m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR;
+	if (m)
+		memsrv__server_message__free_unpacked(m, NULL);
+	return gone;
+}
+
+Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
+{
+	struct guest g;
+	char line[512];
+	guest_boot(&g, "guest1", true, "64M", false, "memload.mib=160");
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "guest1 did not boot");
+	double booted = now_s();
+	guest_result_ok(&g, line, sizeof line);
+	double worked = now_s();
+	cr_log_info("guest1 under memsrv: boot %.1f s, workload %.1f s: %s", booted - g.started, worked - booted, line);
+
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "guest1");
+	Memsrv__VmInfo *info = m->vm_info;
+	cr_assert_eq(info->size_bytes, 256u << 20);
+	cr_assert_leq(info->resident_bytes, 64u << 20, "resident %lu over the 64 MiB limit",
+		      (unsigned long)info->resident_bytes);
+	cr_assert_gt(info->evictions_total, (96u << 20) / 4096, "the guest's 160 MiB cannot fit in 64 MiB");
+	cr_assert_gt(info->faults_stored, 0);
+	cr_log_info("memsrv's view: faults %lu (stored %lu), evictions %lu, stored %lu pages in %lu bytes, "
+		    "fault p50 %.1f us p99 %.1f us", (unsigned long)info->faults_total,
+		    (unsigned long)info->faults_stored, (unsigned long)info->evictions_total,
+		    (unsigned long)info->stored_pages, (unsigned long)info->stored_bytes, info->fault_latency_us->p50,
+		    info->fault_latency_us->p99);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line));
+	cr_assert_eq(guest_wait(&g), 0, "QEMU did not exit cleanly after the guest powered off");
+	cr_assert(wait_until(vm_gone, "guest1", 5000), "guest1 is still attached after QEMU exited");
+}
+
+Test(qemu, two_guests_at_once)
+{
+	struct guest a, b;
+	char line[512];
+	guest_boot(&a, "guest-a", true, "64M", false, "memload.mib=96");
+	guest_boot(&b, "guest-b", true, "64M", false, "memload.mib=96 memload.rewrite=50");
+	guest_result_ok(&a, line, sizeof line);
+	guest_result_ok(&b, line, sizeof line);
+	cr_assert_eq(guest_wait(&a), 0);
+	cr_assert_eq(guest_wait(&b), 0);
+	cr_assert(wait_until(vm_gone, "guest-a", 5000));
+	cr_assert(wait_until(vm_gone, "guest-b", 5000));
+}
+
+static bool balloon_taken(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "ballooned");
+	bool done = m->vm_info->removed_pages >= *(uint64_t *)arg;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return done;
+}
+
+Test(qemu, the_balloon_gives_pages_back_to_memsrv_and_takes_them_again)
+{
+	struct guest g;
+	char line[512];
+	guest_boot(&g, "ballooned", true, NULL, true, "balloon=1 memload.mib=48 memload.hold=40");
+	cr_assert(guest_expect(&g, "BALLOON DRIVER LOADED", line, sizeof line), "no balloon driver in the guest");
+	guest_result_ok(&g, line, sizeof line);
+	cr_assert(guest_expect(&g, "MEMLOAD HOLDING", line, sizeof line));
+	Memsrv__ServerMessage *m = NULL;
+
+	/* inflate: the guest gives 96 MiB back; QEMU discards them, memsrv sees REMOVE events */
+	m = NULL;
+	cr_assert_eq(ctl_balloon(srv.sock, "ballooned", 160u << 20, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	uint64_t want = (64u << 20) / 4096;
+	cr_assert(wait_until(balloon_taken, &want, 30000), "the balloon's pages never reached memsrv");
+	/* what the guest gave back is neither resident nor stored: it is a hole
+	 * again (the guest zeroes a page before ballooning it, so some were
+	 * resident a moment before) */
+	m = ctl_info_ok(&srv, "ballooned");
+	Memsrv__VmInfo *info = m->vm_info;
+	cr_assert_geq(info->never_touched_pages * 4096, 64u << 20, "%lu pages not held",
+		      (unsigned long)info->never_touched_pages);
+	cr_assert_eq(info->resident_bytes / 4096 + info->never_touched_pages + info->zero_pages + info->stored_pages,
+		     (256u << 20) / 4096, "every page is in exactly one state");
+	cr_assert_leq(info->resident_bytes, (256u - 64u) << 20);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	/* deflate: the guest may use all of its RAM again */
+	m = NULL;
+	cr_assert_eq(ctl_balloon(srv.sock, "ballooned", 256u << 20, &m), 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+	guest_result_ok(&g, line, sizeof line);  /* verified again after the hold */
+	cr_assert_eq(guest_wait(&g), 0);
+}
+
+Test(qemu, an_unreachable_memsrv_is_a_clear_error)
+{
+	const char *qemu = getenv("QEMU_BIN");
+	cr_assert(qemu);
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "%s -machine q35,memory-backend=ram0 -accel tcg -m 64M -nographic -nic none "
+		 "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s/nobody.sock 2>&1",
+		 qemu, srv.dir);
+	FILE *p = popen(cmd, "r");
+	char out[4096] = "";
+	size_t n = fread(out, 1, sizeof out - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "QEMU must refuse to start");
+	cr_assert(strstr(out, "cannot attach VM") && strstr(out, "nobody.sock"), "%s", out);
+}
