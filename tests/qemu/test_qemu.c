@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -226,4 +227,51 @@ Test(qemu, an_unreachable_memsrv_is_a_clear_error)
 	int st = pclose(p);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "QEMU must refuse to start");
 	cr_assert(strstr(out, "cannot attach VM") && strstr(out, "nobody.sock"), "%s", out);
+}
+
+/* Runs QEMU with extra arguments and monitor commands on stdin; returns its
+ * exit status and what it printed. */
+static int qemu_run(const char *args, const char *monitor_input, char *out, size_t len)
+{
+	const char *qemu = getenv("QEMU_BIN");
+	cr_assert(qemu);
+	char script[256], cmd[2048];
+	snprintf(script, sizeof script, "%s/monitor.txt", srv.dir);
+	FILE *f = fopen(script, "w");
+	cr_assert(f);
+	fputs(monitor_input, f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "%s -machine q35,memory-backend=ram0 -accel tcg -m 64M -nic none "
+		 "-L /usr/share/qemu -L /usr/share/seabios %s < %s 2>&1", qemu, args, script);
+	FILE *p = popen(cmd, "r");
+	cr_assert(p);
+	size_t n = fread(out, 1, len - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+Test(qemu, prealloc_is_refused_clearly)
+{
+	char args[512], out[4096];
+	snprintf(args, sizeof args, "-display none -object memory-backend-memsrv,id=ram0,size=64M,socket=%s,prealloc=on",
+		 srv.sock);
+	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse prealloc=on");
+	cr_assert(strstr(out, "prealloc=on cannot be used with memory-backend-memsrv"), "%s", out);
+	cr_assert_eq(ctl_vm_count(&srv), 0);
+}
+
+Test(qemu, migration_is_blocked_and_dump_guest_memory_works)
+{
+	char args[512], out[8192], input[512], dump[256];
+	snprintf(dump, sizeof dump, "%s/guest.dump", srv.dir);
+	snprintf(args, sizeof args, "-S -display none -serial none -monitor stdio "
+		 "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=monitored", srv.sock);
+	snprintf(input, sizeof input, "migrate \"exec:cat >/dev/null\"\ndump-guest-memory %s\nquit\n", dump);
+	cr_assert_eq(qemu_run(args, input, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "migration is not supported while memsrv manages"), "%s", out);
+	struct stat st;
+	cr_assert_eq(stat(dump, &st), 0, "dump-guest-memory wrote nothing: %s", out);
+	cr_assert_geq(st.st_size, 64 << 20, "the dump holds all of the guest's RAM");
+	cr_assert(wait_until(vm_gone, "monitored", 5000), "the VM is still attached after QEMU quit");
 }
