@@ -43,16 +43,16 @@ static double now_s(void)
 
 /* Boots the test guest with RAM from memory-backend-memsrv (or, with
  * memsrv false, memory-backend-memfd: the baseline). */
-static void guest_boot(struct guest *g, const char *name, bool memsrv, const char *limit, bool balloon,
-		       const char *cmdline)
+static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, const char *limit, bool balloon,
+			    const char *backend_opts, const char *cmdline)
 {
 	const char *qemu = getenv("QEMU_BIN"), *dir = getenv("GUEST_DIR");
 	cr_assert(qemu && dir, "QEMU_BIN and GUEST_DIR must be set (tools/check sets them)");
 	char backend[512], kernel[256], initrd[256], append[512];
 	if (memsrv)
 		snprintf(backend, sizeof backend,
-			 "memory-backend-memsrv,id=ram0,size=256M,socket=%s,name=%s%s%s", srv.sock, name,
-			 limit ? ",limit=" : "", limit ? limit : "");
+			 "memory-backend-memsrv,id=ram0,size=256M,socket=%s,name=%s%s%s%s", srv.sock, name,
+			 limit ? ",limit=" : "", limit ? limit : "", backend_opts);
 	else
 		snprintf(backend, sizeof backend, "memory-backend-memfd,id=ram0,size=256M,share=on");
 	snprintf(kernel, sizeof kernel, "%s/vmlinuz", dir);
@@ -82,6 +82,12 @@ static void guest_boot(struct guest *g, const char *name, bool memsrv, const cha
 	close(out[1]);
 	g->console = fdopen(out[0], "r");
 	cr_assert(g->console);
+}
+
+static void guest_boot(struct guest *g, const char *name, bool memsrv, const char *limit, bool balloon,
+		       const char *cmdline)
+{
+	guest_boot_opts(g, name, memsrv, limit, balloon, "", cmdline);
 }
 
 /* Reads the console up to a line containing what; copies it into line. */
@@ -274,4 +280,44 @@ Test(qemu, migration_is_blocked_and_dump_guest_memory_works)
 	cr_assert_eq(stat(dump, &st), 0, "dump-guest-memory wrote nothing: %s", out);
 	cr_assert_geq(st.st_size, 64 << 20, "the dump holds all of the guest's RAM");
 	cr_assert(wait_until(vm_gone, "monitored", 5000), "the VM is still attached after QEMU quit");
+}
+
+static long hugepages(long set)
+{
+	const char *knob = "/proc/sys/vm/nr_hugepages";
+	long v = -1;
+	FILE *f;
+	if (set >= 0 && (f = fopen(knob, "w"))) {
+		fprintf(f, "%ld\n", set);
+		fclose(f);
+	}
+	if ((f = fopen(knob, "r"))) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+Test(qemu, a_guest_on_hugetlbfs_is_served)
+{
+	long before = hugepages(-1);
+	if (before < 0 || hugepages(before + 128) < before + 128) {
+		hugepages(before);
+		cr_skip_test("cannot reserve 128 huge pages of 2 MiB for a 256 MiB guest");
+	}
+	struct guest g;
+	char line[512];
+	guest_boot_opts(&g, "huge-guest", true, NULL, false, ",hugetlb=on", "memload.mib=96");
+	guest_result_ok(&g, line, sizeof line);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "huge-guest");
+	uint64_t page_size = m->vm_info->page_size, faults = m->vm_info->faults_never_touched;
+	bool evictable = m->vm_info->evictable;
+	memsrv__server_message__free_unpacked(m, NULL);
+	int status = guest_wait(&g);
+	hugepages(before);
+	cr_assert_eq(page_size, 2u << 20);
+	cr_assert_gt(faults, 0, "memsrv served the guest's first touches");
+	cr_assert_not(evictable, "huge pages are served, not evicted yet");
+	cr_assert_eq(status, 0);
 }
