@@ -137,7 +137,7 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 	double booted = now_s();
 	guest_result_ok(&g, line, sizeof line);
 	double worked = now_s();
-	cr_log_info("guest1 under memsrv: boot %.1f s, workload %.1f s: %s", booted - g.started, worked - booted, line);
+	fprintf(stderr, "guest1 under memsrv: boot %.1f s, workload %.1f s: %s", booted - g.started, worked - booted, line);
 
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "guest1");
 	Memsrv__VmInfo *info = m->vm_info;
@@ -146,8 +146,8 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 		      (unsigned long)info->resident_bytes);
 	cr_assert_gt(info->evictions_total, (96u << 20) / 4096, "the guest's 160 MiB cannot fit in 64 MiB");
 	cr_assert_gt(info->faults_stored, 0);
-	cr_log_info("memsrv's view: faults %lu (stored %lu), evictions %lu, stored %lu pages in %lu bytes, "
-		    "fault p50 %.1f us p99 %.1f us", (unsigned long)info->faults_total,
+	fprintf(stderr, "memsrv's view: faults %lu (stored %lu), evictions %lu, stored %lu pages in %lu bytes, "
+		    "fault p50 %.1f us p99 %.1f us\n", (unsigned long)info->faults_total,
 		    (unsigned long)info->faults_stored, (unsigned long)info->evictions_total,
 		    (unsigned long)info->stored_pages, (unsigned long)info->stored_bytes, info->fault_latency_us->p50,
 		    info->fault_latency_us->p99);
