@@ -251,6 +251,16 @@ unsigned ctl_vm_count(const struct test_server *s)
 	return n;
 }
 
+int run_capture(const char *cmd, char *out, size_t len)
+{
+	FILE *p = popen(cmd, "r");
+	cr_assert(p, "popen %s", cmd);
+	size_t n = fread(out, 1, len - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms)
 {
 	for (int t = 0; t < timeout_ms; t += 10) {

@@ -68,6 +68,10 @@ Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm,
 /* Number of VMs attached. */
 unsigned ctl_vm_count(const struct test_server *s);
 
+/* Runs a shell command; returns its exit status (128 if killed) and what
+ * it printed on stdout (and stderr, if the command redirects it) in out. */
+int run_capture(const char *cmd, char *out, size_t len);
+
 /* Polls cond() every 10 ms for up to timeout_ms. */
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
 

@@ -149,12 +149,7 @@ static int run_ctl(const char *args, char *out, size_t len)
 	cr_assert(bin, "CTL_BIN is not set: run the tests with meson test");
 	char cmd[512];
 	snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-	FILE *p = popen(cmd, "r");
-	cr_assert(p);
-	size_t n = fread(out, 1, len - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	return run_capture(cmd, out, len);
 }
 
 static bool log_has(const char *path, const char *text)

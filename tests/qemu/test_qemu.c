@@ -217,24 +217,6 @@ Test(qemu, the_balloon_gives_pages_back_to_memsrv_and_takes_them_again)
 	cr_assert_eq(guest_wait(&g), 0);
 }
 
-Test(qemu, an_unreachable_memsrv_is_a_clear_error)
-{
-	const char *qemu = getenv("QEMU_BIN");
-	cr_assert(qemu);
-	char cmd[1024];
-	snprintf(cmd, sizeof cmd,
-		 "%s -machine q35,memory-backend=ram0 -accel tcg -m 64M -nographic -nic none "
-		 "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s/nobody.sock 2>&1",
-		 qemu, srv.dir);
-	FILE *p = popen(cmd, "r");
-	char out[4096] = "";
-	size_t n = fread(out, 1, sizeof out - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "QEMU must refuse to start");
-	cr_assert(strstr(out, "cannot attach VM") && strstr(out, "nobody.sock"), "%s", out);
-}
-
 /* Runs QEMU with extra arguments and monitor commands on stdin; returns its
  * exit status and what it printed. */
 static int qemu_run(const char *args, const char *monitor_input, char *out, size_t len)
@@ -249,12 +231,16 @@ static int qemu_run(const char *args, const char *monitor_input, char *out, size
 	fclose(f);
 	snprintf(cmd, sizeof cmd, "%s -machine q35,memory-backend=ram0 -accel tcg -m 64M -nic none "
 		 "-L /usr/share/qemu -L /usr/share/seabios %s < %s 2>&1", qemu, args, script);
-	FILE *p = popen(cmd, "r");
-	cr_assert(p);
-	size_t n = fread(out, 1, len - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	return run_capture(cmd, out, len);
+}
+
+Test(qemu, an_unreachable_memsrv_is_a_clear_error)
+{
+	char args[512], out[4096];
+	snprintf(args, sizeof args, "-display none -object memory-backend-memsrv,id=ram0,size=64M,socket=%s/nobody.sock",
+		 srv.dir);
+	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse to start");
+	cr_assert(strstr(out, "cannot attach VM") && strstr(out, "nobody.sock"), "%s", out);
 }
 
 Test(qemu, prealloc_is_refused_clearly)
