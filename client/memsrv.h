@@ -37,6 +37,7 @@ struct memsrv_vm {
 	uint64_t guarantee_bytes; /* 0: no guarantee */
 	uint64_t limit_bytes;     /* 0: no limit of its own */
 	uint32_t shares;          /* 0: default weight */
+	const char *codec;        /* "lz4" or "zstd"; NULL: the server's default */
 };
 
 /* Requests the server may send; a NULL member refuses that request. */

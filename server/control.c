@@ -71,11 +71,17 @@ static void do_stats(struct server *srv, int fd)
 		st.resident_bytes += ctr_get(&vm->resident_bytes);
 		st.zero_pages += vm_count(vm, PAGE_ZERO);
 		st.stored_pages += vm_count(vm, PAGE_STORED);
-		st.stored_bytes += ctr_get(&vm->stored_bytes);
-		st.pool_bytes += ctr_get(&vm->pool_bytes);
 		st.faults_total += ctr_get(&vm->ctr.faults_total);
 		st.evictions_total += ctr_get(&vm->ctr.evictions_total);
 	}
+	struct store_stats ss;
+	store_get_stats(srv->store, &ss);
+#define X(name) st.name = ss.name;
+	STORE_STATS(X)
+#undef X
+	st.stored_bytes = ss.cache_bytes;
+	st.pool_bytes = ss.cache_pool_bytes;
+	st.fragmentation = ss.cache_pool_bytes ? 1.0 - (double)ss.cache_slot_bytes / ss.cache_pool_bytes : 0;
 	st.sessions_total = srv->sessions_total;
 	st.protocol_errors = srv->protocol_errors;
 	struct timespec now;
@@ -151,6 +157,48 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 	reply(fd, &msg);
 }
 
+/* memsrv-ctl set VM key=value ...: every setting is checked before any is
+ * applied, so a refused one changes nothing. */
+static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
+{
+	struct vm *vm = server_find_vm(srv, req->name);
+	if (!vm) {
+		wire_send_error(fd, ENOENT, "set.name", "no VM named %s is attached", req->name);
+		return;
+	}
+	if (req->n_settings == 0 || req->n_settings > 16) {
+		wire_send_error(fd, EINVAL, "set.settings", "give 1 to 16 settings as key=value");
+		return;
+	}
+	enum codec codec = (enum codec)atomic_load(&vm->codec);
+	for (size_t i = 0; i < req->n_settings; i++) {
+		const char *kv = req->settings[i], *eq = strchr(kv, '=');
+		if (!eq) {
+			wire_send_error(fd, EINVAL, "set.settings", "'%s' is not key=value", kv);
+			return;
+		}
+		if (!strncmp(kv, "codec", (size_t)(eq - kv)) && eq - kv == 5) {
+			if (codec_parse(eq + 1, &codec)) {
+				wire_send_error(fd, EINVAL, "set.settings", "codec '%s' is neither lz4 nor zstd", eq + 1);
+				return;
+			}
+		} else {
+			wire_send_error(fd, EINVAL, "set.settings", "'%.*s' cannot be set (settable: codec)",
+					(int)(eq - kv), kv);
+			return;
+		}
+	}
+	atomic_store(&vm->codec, (int)codec);
+	vm_info(vm, "set codec=%s: new pages are compressed with it", codec_name(codec));
+	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
+	sr.n_applied = req->n_settings;
+	sr.applied = req->settings;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY;
+	msg.set_reply = &sr;
+	reply(fd, &msg);
+}
+
 void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken)
 {
 	*fd_taken = false;
@@ -169,6 +217,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
 		do_balloon(srv, fd, msg->balloon);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_SET:
+		do_set(srv, fd, msg->set);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

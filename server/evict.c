@@ -86,18 +86,19 @@ static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64
 			zero++;
 			continue;
 		}
-		struct zcache_ref ref;
-		if (zcache_store(vm->store, page, &ref))
+		obj_id id;
+		struct store_put_info info;
+		if (store_put(vm->store, vm->codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info))
 			break;  /* the store is full: evict what fits */
-		entries[kept] = pe_make(PAGE_STORED, ref.len, ref.handle);
-		stored_bytes += ref.len;
+		entries[kept] = pe_make(PAGE_STORED, 0, id);
+		stored_bytes += info.shared ? 0 : info.len;
 	}
 	if (kept && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(kept * ps))) {
 		ret = -errno;
 		/* nothing punched: the pages stay resident, the copies go */
 		for (uint64_t i = 0; i < kept; i++)
 			if (pe_state(entries[i]) == PAGE_STORED)
-				zcache_drop(vm->store, (struct zcache_ref){ pe_handle(entries[i]), pe_len(entries[i]) });
+				store_drop(vm->store, (obj_id)pe_handle(entries[i]));
 		kept = 0;
 	}
 	for (uint64_t i = 0; i < kept; i++)

@@ -81,7 +81,7 @@ static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unma
 				resident++;
 				break;
 			case PAGE_STORED:
-				zcache_drop(vm->store, (struct zcache_ref){ pe_handle(e), pe_len(e) });
+				store_drop(vm->store, (obj_id)pe_handle(e));
 				break;
 			case PAGE_ZERO:
 			case PAGE_STATES:
@@ -220,9 +220,9 @@ static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
 static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
 {
 	page_entry e = r->pt.entries[idx];
-	struct zcache_ref ref = { pe_handle(e), pe_len(e) };
+	obj_id id = (obj_id)pe_handle(e);
 	evict_make_room(vm, r->page_size);
-	int ret = zcache_load(vm->store, ref, vm->page_buf);
+	int ret = store_get(vm->store, vm->codec_ctx, id, vm->page_buf);
 	if (ret) {
 		/* the store is our own memory: this is a bug, and the page is lost */
 		vm_err(vm, "page at 0x%" PRIx64 " does not decompress (%s): guest will see zeros",
@@ -246,7 +246,7 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
 		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
 		return ret;
 	}
-	zcache_drop(vm->store, ref);
+	store_drop(vm->store, id);
 	return 0;
 }
 
@@ -344,13 +344,6 @@ void fault_serve_pending(struct vm *vm)
 	}
 }
 
-void fault_publish_stats(struct vm *vm)
-{
-	struct zcache_stats st;
-	zcache_get_stats(vm->store, &st);
-	atomic_store_explicit(&vm->stored_bytes, st.stored_bytes, memory_order_relaxed);
-	atomic_store_explicit(&vm->pool_bytes, st.pool_bytes, memory_order_relaxed);
-}
 
 void fault_serve_available(struct vm *vm)
 {
@@ -364,7 +357,6 @@ void fault_serve_available(struct vm *vm)
 			break;
 		fault_serve_pending(vm);
 	}
-	fault_publish_stats(vm);
 }
 
 /* Brings every stored page back so the VMM can unregister and keep its RAM.
@@ -392,7 +384,6 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 				fault_serve_available(vm);
 		}
 	}
-	fault_publish_stats(vm);
 	return failed;
 }
 

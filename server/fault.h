@@ -46,8 +46,6 @@ void fault_serve_available(struct vm *vm);
  * could not be restored; *restored gets the number that were. */
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored);
 
-/* Publishes the store's byte counts for the control thread. */
-void fault_publish_stats(struct vm *vm);
 
 struct evict_result {
 	uint64_t pages, zero_pages, stored_pages, stored_bytes;

@@ -242,6 +242,10 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	vm->guarantee_bytes = guarantee;
 	vm->limit_bytes = limit;
 	vm->shares = h->quota && h->quota->has_shares && h->quota->shares ? h->quota->shares : 1000;
+	enum codec codec = srv->default_codec;
+	if (h->quota && h->quota->codec && *h->quota->codec && codec_parse(h->quota->codec, &codec))
+		return refuse(why, EINVAL, "hello.quota.codec", "codec '%s' is neither lz4 nor zstd", h->quota->codec);
+	atomic_store(&vm->codec, (int)codec);
 
 	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
 	for (unsigned i = 0; i < h->n_regions; i++) {
@@ -291,7 +295,7 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds)
 {
 	struct refusal why = { 0 };
-	struct vm *vm = vm_new();
+	struct vm *vm = vm_new(srv->store);
 	if (!vm) {
 		wire_close_fds(fds, nfds);
 		wire_send_error(c->fd, ENOMEM, NULL, "out of memory");

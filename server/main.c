@@ -9,15 +9,40 @@
 #include "fault.h"
 #include "log.h"
 #include "server.h"
+#include <stdint.h>
+
+/* "512M" -> bytes (K, M, G are powers of 1024); 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'K': case 'k': shift = 10; end++; break;
+	case 'M': case 'm': shift = 20; end++; break;
+	case 'G': case 'g': shift = 30; end++; break;
+	default: break;
+	}
+	if (*end || (shift && v > (~0ull >> shift)))
+		return -EINVAL;
+	*out = v << shift;
+	return 0;
+}
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: memsrv [--socket PATH] [--log-level LEVEL] [--spin-us N]\n"
+		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--log-level LEVEL] [--spin-us N]\n"
 		"\n"
 		"Serves the guest RAM of the VMs that attach to PATH: faults, eviction, quotas.\n"
 		"\n"
 		"  --socket PATH      Unix socket to listen on (default %s)\n"
+		"  --cache-size SIZE  memory the compressed cache of all VMs may hold (K/M/G; default: no budget)\n"
+		"  --codec NAME       compression of VMs that do not choose: lz4 (default) or zstd\n"
+		"  --incompressible N pages compressing to more than N bytes are kept raw (default 3000)\n"
 		"  --log-level LEVEL  error, warn, info (default) or debug\n"
 		"  --spin-us N        busy-poll a VM's uffd N us after each fault (default %llu, 0: off)\n"
 		"  --help, --version\n",
@@ -30,17 +55,51 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "spin-us", required_argument, NULL, 'S' },
+		{ "cache-size", required_argument, NULL, 'c' },
+		{ "codec", required_argument, NULL, 'C' },
+		{ "incompressible", required_argument, NULL, 'I' },
+		{ "debug-hash-bits", required_argument, NULL, 'H' },  /* tests: force hash collisions */
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *socket_path = SERVER_DEFAULT_SOCKET;
+	struct server_config cfg = { .socket_path = SERVER_DEFAULT_SOCKET, .default_codec = CODEC_LZ4 };
 	int c;
 	while ((c = getopt_long(argc, argv, "s:l:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			socket_path = optarg;
+			cfg.socket_path = optarg;
 			break;
+		case 'c':
+			if (parse_size(optarg, &cfg.store.cache_budget)) {
+				fprintf(stderr, "memsrv: --cache-size: '%s' is not a size like 512M\n", optarg);
+				return 64;
+			}
+			break;
+		case 'C':
+			if (codec_parse(optarg, &cfg.default_codec)) {
+				fprintf(stderr, "memsrv: --codec: '%s' is neither lz4 nor zstd\n", optarg);
+				return 64;
+			}
+			break;
+		case 'I': {
+			uint64_t n;
+			if (parse_size(optarg, &n) || n < 64 || n > 4096) {
+				fprintf(stderr, "memsrv: --incompressible: '%s' is not 64..4096\n", optarg);
+				return 64;
+			}
+			cfg.store.incompressible_bytes = (uint32_t)n;
+			break;
+		}
+		case 'H': {
+			uint64_t n;
+			if (parse_size(optarg, &n) || n > 63) {
+				fprintf(stderr, "memsrv: --debug-hash-bits: '%s' is not 0..63\n", optarg);
+				return 64;
+			}
+			cfg.store.hash_bits = (unsigned)n;
+			break;
+		}
 		case 'l':
 			if (log_parse_level(optarg)) {
 				fprintf(stderr, "memsrv: --log-level: unknown level '%s'\n", optarg);
@@ -81,7 +140,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct server srv;
-	int ret = server_open(&srv, socket_path);
+	const char *socket_path = cfg.socket_path;
+	int ret = server_open(&srv, &cfg);
 	if (ret) {
 		if (ret == -EADDRINUSE)
 			pr_err("another memsrv is already listening on %s", socket_path);

@@ -1,8 +1,8 @@
 /* page_state: where each guest page of a region is, packed in 64 bits.
  *
  *   bits 0..2   enum page_state
- *   bits 3..15  stored length (zcache_ref.len: 1..4096, 4096 = raw)
- *   bits 16..63 store handle (zpool_handle, 48 bits)
+ *   bits 3..15  unused
+ *   bits 16..63 the store object of a STORED page (obj_id)
  *
  * A table is an array of entries per region, mmap'd so that untouched parts
  * cost nothing: a zero entry is PAGE_NEVER.  Only the VM's own thread writes
@@ -19,7 +19,7 @@ enum page_state {
 	PAGE_NEVER = 0,     /* never touched since attach (or discarded): a fault gets zeros */
 	PAGE_RESIDENT = 1,  /* in the VMM's memory */
 	PAGE_ZERO = 2,      /* evicted, was all zeros: costs no storage */
-	PAGE_STORED = 3,    /* evicted into the compressed store */
+	PAGE_STORED = 3,    /* evicted into the node's store (store.h) */
 	PAGE_STATES
 };
 

@@ -59,10 +59,15 @@ static int claim_socket_path(const struct sockaddr_un *addr)
 	return 0;
 }
 
-int server_open(struct server *srv, const char *socket_path)
+int server_open(struct server *srv, const struct server_config *cfg)
 {
+	const char *socket_path = cfg->socket_path;
 	memset(srv, 0, sizeof *srv);
 	srv->listen_fd = srv->epoll_fd = srv->signal_fd = -1;
+	srv->default_codec = cfg->default_codec;
+	srv->store = store_create(&cfg->store);
+	if (!srv->store)
+		return -ENOMEM;
 	srv->uid = geteuid();
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -288,4 +293,6 @@ void server_close(struct server *srv)
 		close(srv->epoll_fd);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
+	store_destroy(srv->store);  /* after the VMs: they held references */
+	srv->store = NULL;
 }

@@ -13,13 +13,24 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "codec.h"
 #include "memsrv.pb-c.h"
+#include "store.h"
 #include "vm.h"
 
 #define SERVER_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
 
+/* What main.c hands the server. */
+struct server_config {
+	const char *socket_path;
+	struct store_config store;
+	enum codec default_codec;
+};
+
 struct server {
 	char socket_path[108];
+	struct store *store;     /* the node's page store, shared by all VMs */
+	enum codec default_codec;
 	int listen_fd, epoll_fd, signal_fd;
 	uid_t uid;
 	struct vm *vms;          /* server thread only */
@@ -37,8 +48,8 @@ struct conn {
 	struct conn *next, **prev;
 };
 
-/* Creates the socket (and its directory), 0 or -errno. */
-int server_open(struct server *srv, const char *socket_path);
+/* Creates the store and the socket (and its directory), 0 or -errno. */
+int server_open(struct server *srv, const struct server_config *cfg);
 /* Serves until SIGINT or SIGTERM; 0 or -errno. */
 int server_run(struct server *srv);
 /* Detaches every VM and removes the socket. */

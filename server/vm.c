@@ -15,7 +15,7 @@
 #include "log.h"
 #include "wire.h"
 
-struct vm *vm_new(void)
+struct vm *vm_new(struct store *store)
 {
 	struct vm *vm = calloc(1, sizeof *vm);
 	if (!vm)
@@ -27,9 +27,10 @@ struct vm *vm_new(void)
 	latency_init(&vm->lat_all);
 	latency_init(&vm->lat_never);
 	latency_init(&vm->lat_stored);
-	vm->store = zcache_create();
+	vm->store = store;
+	vm->codec_ctx = codec_ctx_create();
 	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!vm->store || vm->wake_fd < 0) {
+	if (!vm->codec_ctx || vm->wake_fd < 0) {
 		vm_destroy(vm);
 		return NULL;
 	}
@@ -141,12 +142,16 @@ void vm_destroy(struct vm *vm)
 		free(job);
 	}
 	for (unsigned i = 0; i < vm->n_regions; i++) {
-		page_table_destroy(&vm->regions[i].pt);
-		if (vm->regions[i].fd >= 0)
-			close(vm->regions[i].fd);
+		struct region *r = &vm->regions[i];
+		/* the store is the node's: give back this VM's references */
+		for (uint64_t p = 0; p < r->pt.npages && vm->store; p++)
+			if (pe_state(r->pt.entries[p]) == PAGE_STORED)
+				store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
+		page_table_destroy(&r->pt);
+		if (r->fd >= 0)
+			close(r->fd);
 	}
-	if (vm->store)
-		zcache_destroy(vm->store);
+	codec_ctx_destroy(vm->codec_ctx);
 	if (vm->io_buf)
 		munmap(vm->io_buf, EVICT_RUN_PAGES * 4096);
 	if (vm->page_buf)
@@ -178,6 +183,33 @@ uint64_t vm_count(const struct vm *vm, enum page_state s)
 	return n;
 }
 
+/* Where this VM's stored pages are, read from its page tables and the
+ * store's objects: always true, never kept in step by hand. */
+static void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		for (uint64_t p = 0; p < r->pt.npages; p++) {
+			page_entry e = __atomic_load_n(&r->pt.entries[p], __ATOMIC_RELAXED);
+			if (pe_state(e) != PAGE_STORED)
+				continue;
+			struct store_peek k;
+			store_peek(vm->store, (obj_id)pe_handle(e), &k);
+			if (k.tier == TIER_SAMEFILL) {
+				info->samefilled_pages++;
+			} else if (k.tier == TIER_CACHE) {
+				info->cache_pages++;
+				info->cache_bytes += k.len;
+			}
+			info->stored_bytes += k.len;
+			if (k.refs > 1) {
+				info->shared_pages++;
+				info->shared_saved_bytes += (uint64_t)k.len * (k.refs - 1) / k.refs;
+			}
+		}
+	}
+}
+
 static void fill_percentiles(const struct latency_hist *h, Memsrv__Percentiles *p)
 {
 	struct latency_summary s;
@@ -198,8 +230,8 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3
 	info->never_touched_pages = vm_count(vm, PAGE_NEVER);
 	info->zero_pages = vm_count(vm, PAGE_ZERO);
 	info->stored_pages = vm_count(vm, PAGE_STORED);
-	info->stored_bytes = ctr_get(&vm->stored_bytes);
-	info->pool_bytes = ctr_get(&vm->pool_bytes);
+	vm_count_stored(vm, info);
+	info->codec = (char *)codec_name((enum codec)atomic_load(&vm->codec));
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X

@@ -19,7 +19,8 @@
 #include "latency.h"
 #include "memsrv.pb-c.h"
 #include "page_state.h"
-#include "zcache.h"
+#include "codec.h"
+#include "store.h"
 
 #define VM_NAME_MAX 64
 #define VM_MAX_REGIONS 63   /* the uffd and one fd each fit WIRE_MAX_FDS */
@@ -89,13 +90,15 @@ struct vm {
 	char not_evictable_reason[160];
 
 	_Atomic uint64_t resident_bytes;
-	_Atomic uint64_t stored_bytes, pool_bytes;   /* published by the VM thread */
 	_Atomic uint64_t balloon_target_bytes;       /* last BalloonTarget sent (server thread), 0: never */
 	struct vm_counters ctr;
 	struct latency_hist lat_all, lat_never, lat_stored;
 
+	struct store *store;     /* the node's, shared with every VM */
+	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
+
 	/* VM thread only */
-	struct zcache *store;
+	struct codec_ctx *codec_ctx;
 	unsigned cursor_region;  /* eviction clock hand */
 	uint64_t cursor_page;
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
@@ -130,8 +133,8 @@ static inline uint64_t ctr_get(const _Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-/* Allocates an empty VM (no regions, no thread); NULL on ENOMEM. */
-struct vm *vm_new(void);
+/* Allocates an empty VM (no regions, no thread) storing into store; NULL on ENOMEM. */
+struct vm *vm_new(struct store *store);
 /* Adds a region after validation (hello.c); takes fd.  0 or -errno. */
 int vm_add_region(struct vm *vm, const struct region *r);
 /* Starts the VM thread.  0 or -errno. */

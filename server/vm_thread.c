@@ -30,7 +30,6 @@ static void serve_and_spin(struct vm *vm)
 			deadline = monotonic_ns() + fault_spin_ns;
 		}
 	}
-	fault_publish_stats(vm);
 }
 
 static struct vm_job *take_jobs(struct vm *vm)
@@ -75,7 +74,6 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 		if (res.pages == before && !budget)
 			break;
 	}
-	fault_publish_stats(vm);
 	if (ret && res.pages == 0) {
 		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, strerror(-ret));
 		return;
@@ -152,7 +150,6 @@ void *vm_thread_main(void *arg)
 	struct vm *vm = arg;
 	if (vm->limit_bytes && ctr_get(&vm->resident_bytes) > vm->limit_bytes)
 		evict_make_room(vm, 0);
-	fault_publish_stats(vm);
 	while (!vm->stopping) {
 		/* jobs and evictions may have read faults into the ring: a
 		 * vCPU waits on each of them, so serve them before sleeping */

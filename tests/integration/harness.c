@@ -34,6 +34,11 @@ static bool socket_ready(const char *path)
 
 void server_start(struct test_server *s)
 {
+	server_start_with(s, NULL);
+}
+
+void server_start_with(struct test_server *s, const char *const *options)
+{
 	snprintf(s->dir, sizeof s->dir, "/tmp/memsrv-test.XXXXXX");
 	cr_assert(mkdtemp(s->dir), "mkdtemp: %s", strerror(errno));
 	snprintf(s->sock, sizeof s->sock, "%s/memsrv.sock", s->dir);
@@ -45,7 +50,12 @@ void server_start(struct test_server *s)
 		int log = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (log >= 0)
 			dup2(log, 2);
-		execl(bin, bin, "--socket", s->sock, "--log-level", "debug", (char *)NULL);
+		const char *argv[32] = { bin, "--socket", s->sock, "--log-level", "debug" };
+		int n = 5;
+		for (; options && *options && n < 31; options++)
+			argv[n++] = *options;
+		argv[n] = NULL;
+		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
 	for (int i = 0; i < 500 && !socket_ready(s->sock); i++) {

@@ -23,6 +23,8 @@ struct test_server {
 
 /* Starts memsrv and waits until its socket accepts connections. */
 void server_start(struct test_server *s);
+/* The same with extra options, a NULL-terminated list. */
+void server_start_with(struct test_server *s, const char *const *options);
 /* SIGTERM, and asserts a clean exit (status 0): no crash, no leak of a VM. */
 void server_stop(struct test_server *s);
 /* True while the server process runs. */

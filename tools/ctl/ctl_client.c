@@ -111,6 +111,27 @@ void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes)
 	r->msg.balloon = &r->body.balloon;
 }
 
+void ctl_build_set(struct ctl_req *r, const char *vm, const char *const *settings, size_t n)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__set_request__init(&r->body.set);
+	r->body.set.name = (char *)vm;
+	r->body.set.n_settings = n;
+	r->body.set.settings = (char **)settings;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_SET;
+	r->msg.set = &r->body.set;
+}
+
+int ctl_set(const char *socket_path, const char *vm, const char *const *settings, size_t n,
+	    Memsrv__ServerMessage **reply)
+{
+	if (!vm)
+		return -EINVAL;
+	struct ctl_req r;
+	ctl_build_set(&r, vm, settings, n);
+	return ctl_request(socket_path, &r.msg, reply);
+}
+
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply)
 {
 	struct ctl_req r;

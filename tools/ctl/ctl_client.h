@@ -41,6 +41,7 @@ struct ctl_req {
 		Memsrv__InfoRequest info;
 		Memsrv__StatsRequest stats;
 		Memsrv__EvictRequest evict;
+		Memsrv__SetRequest set;
 		Memsrv__BalloonRequest balloon;
 	} body;
 };
@@ -48,6 +49,10 @@ struct ctl_req {
 void ctl_build_list(struct ctl_req *r);
 void ctl_build_info(struct ctl_req *r, const char *vm);
 void ctl_build_stats(struct ctl_req *r);
+/* settings are "key=value" strings, borrowed. */
+void ctl_build_set(struct ctl_req *r, const char *vm, const char *const *settings, size_t n);
+int ctl_set(const char *socket_path, const char *vm, const char *const *settings, size_t n,
+	    Memsrv__ServerMessage **reply);
 /* Every resident page if all, else at least bytes of them. */
 void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all);
 void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes);

@@ -419,6 +419,7 @@ static void usage(FILE *f)
 		"  evict VM --bytes N    evict at least N bytes (suffix K, M, G: KiB, MiB, GiB)\n"
 		"  evict VM --all        evict every resident page\n"
 		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
+		"  set VM key=value...   change a VM's settings: codec=lz4|zstd\n"
 		"                        (suffix K, M, G; at most the VM's size)\n"
 		"  help                  this text\n"
 		"\n"
@@ -470,7 +471,7 @@ static int parse_bytes(const char *s, uint64_t *out)
 
 struct command {
 	const char *name;
-	int nargs;                                  /* positional, after the name */
+	int nargs;                                  /* positional, after the name; -1: a VM and 1 or more */
 	Memsrv__ClientMessage__MsgCase request;
 	Memsrv__ServerMessage__MsgCase reply;
 };
@@ -481,6 +482,7 @@ static const struct command commands[] = {
 	{ "stats", 0, MEMSRV__CLIENT_MESSAGE__MSG_STATS, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS },
 	{ "evict", 1, MEMSRV__CLIENT_MESSAGE__MSG_EVICT, MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY },
 	{ "balloon", 1, MEMSRV__CLIENT_MESSAGE__MSG_BALLOON, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY },
+	{ "set", -1, MEMSRV__CLIENT_MESSAGE__MSG_SET, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY },
 };
 
 static void print_refusal(const Memsrv__Error *err)
@@ -538,8 +540,9 @@ int main(int argc, char **argv)
 			cmd = &commands[i];
 	if (!cmd)
 		return usage_error("unknown command '%s'", args[0]);
-	if (nargs - 1 != cmd->nargs)
-		return usage_error(cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
+	if (cmd->nargs < 0 ? nargs < 3 : nargs - 1 != cmd->nargs)
+		return usage_error(cmd->nargs < 0 ? "'%s' takes a VM name and key=value settings"
+				   : cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
 				   cmd->name);
 
 	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_EVICT && (bytes_arg || all))
@@ -557,6 +560,9 @@ int main(int argc, char **argv)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_STATS:
 		ctl_build_stats(&req);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_SET:
+		ctl_build_set(&req, args[1], (const char *const *)args + 2, (size_t)nargs - 2);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
 		if (!target_arg)

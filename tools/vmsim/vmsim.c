@@ -73,6 +73,7 @@ static int attach(struct vmsim *vm)
 		.guarantee_bytes = vm->opts.guarantee,
 		.limit_bytes = vm->opts.limit,
 		.shares = vm->opts.shares,
+		.codec = vm->opts.codec,
 	};
 	int ret = memsrv_attach(vm->opts.socket, &desc, &vm->session);
 	if (ret < 0) {

@@ -1,0 +1,81 @@
+/* store: the node's page store, shared by every VM.
+ *
+ * A stored page is an object named by an obj_id.  Objects are looked up by
+ * content (XXH3-128, confirmed by a full compare), so identical pages of any
+ * VM — or the same page twice in one VM — are held once and counted by
+ * reference.  A page of one repeated word costs no storage (SAMEFILL); the
+ * others are compressed (LZ4 or zstd, the VM's choice) into a size-classed
+ * pool (CACHE).  Thread-safe: VM threads call it concurrently.
+ */
+#ifndef MEMSRV_STORE_H
+#define MEMSRV_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+typedef uint32_t obj_id;  /* 0 is never an object */
+
+enum store_tier { TIER_FREE = 0, TIER_SAMEFILL, TIER_CACHE, TIER_SWAP };
+
+struct store_config {
+	uint64_t cache_budget;         /* memory the compressed cache may hold; 0: no budget */
+	uint32_t incompressible_bytes; /* compressed larger than this: stored raw (default 3000) */
+	unsigned hash_bits;            /* 0: full XXH3-128; fewer bits force collisions (tests) */
+};
+
+struct store *store_create(const struct store_config *cfg);
+void store_destroy(struct store *s);
+
+struct store_put_info {
+	bool shared;      /* an identical page was already stored */
+	bool samefilled;
+	uint32_t len;     /* bytes it takes in the cache (0: samefilled) */
+};
+
+/* Stores one 4 KiB page; the caller owns one reference to *id.  Returns 0,
+ * -ENOSPC when the cache is at its budget, or -ENOMEM. */
+int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
+	      struct store_put_info *info);
+
+/* Copies the page's content into page.  0 or -EIO. */
+int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page);
+
+/* Releases one reference; the last one frees the object. */
+void store_drop(struct store *s, obj_id id);
+
+/* What a VM's statistics need to know of one of its pages: read without
+ * the lock (a racing change only skews a statistic). */
+struct store_peek {
+	enum store_tier tier;
+	uint32_t refs;
+	uint32_t len;
+};
+void store_peek(const struct store *s, obj_id id, struct store_peek *p);
+
+/* Node statistics, defined once: each becomes a field of the same name
+ * in memsrv.NodeStats. */
+#define STORE_STATS(X)          \
+	X(objects)              \
+	X(samefilled_objects)   \
+	X(cache_objects)        \
+	X(cache_bytes)          \
+	X(cache_raw_objects)    \
+	X(cache_pool_bytes)     \
+	X(cache_slot_bytes)     \
+	X(cache_budget_bytes)   \
+	X(references)           \
+	X(shared_pages)         \
+	X(shared_saved_bytes)   \
+	X(dedup_hits)           \
+	X(hash_collisions)
+
+struct store_stats {
+#define X(name) uint64_t name;
+	STORE_STATS(X)
+#undef X
+};
+void store_get_stats(struct store *s, struct store_stats *st);
+
+#endif

@@ -1,0 +1,156 @@
+/* Description: page sharing across VMs and the compressed cache, against the
+ * real memsrv: identical VMs are stored once, a page changed after sharing
+ * changes nothing elsewhere, forced hash collisions share nothing wrongly,
+ * and the codec is chosen per VM. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+
+static struct test_server srv;
+
+static void teardown(void) { server_stop(&srv); }
+
+static Memsrv__NodeStats *node_stats(Memsrv__ServerMessage **m)
+{
+	*m = NULL;
+	cr_assert_eq(ctl_stats(srv.sock, m), 0);
+	cr_assert_eq((*m)->msg_case, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS);
+	return (*m)->node_stats;
+}
+
+static void verify(struct test_sim *sim, uint64_t pages)
+{
+	struct sim_reply r;
+	sim_cmd(sim, "verify", &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_eq(sim_value(&r, "mismatches"), 0, "%s lost data", sim->name);
+	cr_assert_eq(sim_value(&r, "verified_pages"), pages);
+}
+
+static uint64_t evict_all(const char *name)
+{
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, 0, true);
+	uint64_t stored = m->evict_reply->stored_pages;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return stored;
+}
+
+Test(sharing, four_vms_with_the_same_content_share_one_copy, .init = NULL, .fini = teardown, .timeout = 120)
+{
+	server_start(&srv);
+	struct test_sim vm[4];
+	const char *names[4] = { "twin0", "twin1", "twin2", "twin3" };
+	for (int i = 0; i < 4; i++)
+		sim_start(&vm[i], &srv, names[i], "--size", "16M", "--seed", "7", "--verify", NULL);
+	uint64_t stored = evict_all(names[0]);
+	cr_assert_gt(stored, 1000);
+	Memsrv__ServerMessage *m;
+	uint64_t objects_one = node_stats(&m)->objects;
+	memsrv__server_message__free_unpacked(m, NULL);
+	for (int i = 1; i < 4; i++)
+		cr_assert_eq(evict_all(names[i]), stored, "the twins hold the same pages");
+
+	Memsrv__NodeStats *st = node_stats(&m);
+	cr_assert_eq(st->objects, objects_one, "three more VMs of the same content added no object");
+	cr_assert_eq(st->references, 4 * stored);
+	cr_assert_eq(st->shared_pages, st->references, "every object is held by all four VMs");
+	cr_assert_gt(st->shared_saved_bytes, 2 * st->cache_bytes, "three of four copies are saved");
+	memsrv__server_message__free_unpacked(m, NULL);
+	m = ctl_info_ok(&srv, "twin2");
+	cr_assert_eq(m->vm_info->shared_pages, stored);
+	cr_assert_gt(m->vm_info->shared_saved_bytes, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	for (int i = 0; i < 4; i++)
+		verify(&vm[i], 4096);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(sim_quit(&vm[i]), 0);
+	st = node_stats(&m);
+	cr_assert_eq(st->objects, 0, "the last reference frees every object");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+Test(sharing, a_page_changed_after_sharing_changes_nothing_elsewhere, .fini = teardown, .timeout = 120)
+{
+	server_start(&srv);
+	struct test_sim a, b;
+	sim_start(&a, &srv, "writer", "--size", "16M", "--seed", "9", "--verify", NULL);
+	sim_start(&b, &srv, "reader", "--size", "16M", "--seed", "9", "--verify", NULL);
+	evict_all("writer");
+	evict_all("reader");
+	struct sim_reply r;
+	sim_cmd(&a, "write 0.5", &r);  /* faults shared pages in, then changes them */
+	cr_assert(r.ok, "%s", r.error);
+	evict_all("writer");
+	verify(&b, 4096);
+	verify(&a, 4096);
+	evict_all("reader");
+	verify(&b, 4096);
+	cr_assert_eq(sim_quit(&a), 0);
+	cr_assert_eq(sim_quit(&b), 0);
+}
+
+Test(sharing, forced_hash_collisions_share_nothing_wrongly, .fini = teardown, .timeout = 120)
+{
+	/* 4 bits of hash: nearly every page collides with others */
+	const char *opts[] = { "--debug-hash-bits", "4", NULL };
+	server_start_with(&srv, opts);
+	struct test_sim a, b, c;
+	sim_start(&a, &srv, "coll-a", "--size", "8M", "--seed", "1", "--verify", NULL);
+	sim_start(&b, &srv, "coll-b", "--size", "8M", "--seed", "2", "--verify", NULL);
+	sim_start(&c, &srv, "coll-c", "--size", "8M", "--seed", "1", "--verify", NULL);
+	uint64_t stored = evict_all("coll-a");
+	evict_all("coll-b");
+	evict_all("coll-c");
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = node_stats(&m);
+	cr_assert_gt(st->hash_collisions, 1000, "the weak hash must collide");
+	cr_assert_geq(st->shared_pages, 2 * stored, "coll-c still shares every page with coll-a, its twin");
+	memsrv__server_message__free_unpacked(m, NULL);
+	verify(&a, 2048);
+	verify(&b, 2048);
+	verify(&c, 2048);
+	cr_assert_eq(sim_quit(&a), 0);
+	cr_assert_eq(sim_quit(&b), 0);
+	cr_assert_eq(sim_quit(&c), 0);
+}
+
+Test(sharing, the_codec_is_chosen_per_vm, .fini = teardown, .timeout = 120)
+{
+	server_start(&srv);
+	struct test_sim fast, dense;
+	sim_start(&fast, &srv, "fast", "--size", "16M", "--mix", "text=100", "--seed", "3", NULL);
+	sim_start(&dense, &srv, "dense", "--size", "16M", "--mix", "text=100", "--seed", "4", "--codec", "zstd", NULL);
+	evict_all("fast");
+	evict_all("dense");
+	Memsrv__ServerMessage *f = ctl_info_ok(&srv, "fast"), *d = ctl_info_ok(&srv, "dense");
+	cr_assert_str_eq(f->vm_info->codec, "lz4");
+	cr_assert_str_eq(d->vm_info->codec, "zstd");
+	cr_assert_lt(d->vm_info->cache_bytes, f->vm_info->cache_bytes, "zstd %lu bytes, lz4 %lu",
+		     (unsigned long)d->vm_info->cache_bytes, (unsigned long)f->vm_info->cache_bytes);
+	memsrv__server_message__free_unpacked(f, NULL);
+	memsrv__server_message__free_unpacked(d, NULL);
+
+	const char *to_zstd[] = { "codec=zstd" }, *bad[] = { "codec=gzip" }, *unknown[] = { "colour=blue" };
+	Memsrv__ServerMessage *m = NULL;
+	cr_assert_eq(ctl_set(srv.sock, "fast", to_zstd, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	f = ctl_info_ok(&srv, "fast");
+	cr_assert_str_eq(f->vm_info->codec, "zstd");
+	memsrv__server_message__free_unpacked(f, NULL);
+	cr_assert_eq(ctl_set(srv.sock, "fast", bad, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
+	cr_assert(strstr(m->error->message, "gzip"), "%s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(ctl_set(srv.sock, "fast", unknown, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
+	cr_assert_str_eq(m->error->field, "set.settings");
+	memsrv__server_message__free_unpacked(m, NULL);
+	verify(&fast, 4096);
+	verify(&dense, 4096);
+	cr_assert_eq(sim_quit(&fast), 0);
+	cr_assert_eq(sim_quit(&dense), 0);
+}

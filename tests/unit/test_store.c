@@ -1,0 +1,206 @@
+/* Description: identical pages are stored once and counted by reference,
+ * across codecs; a hash collision is never shared; samefilled pages cost no
+ * storage; the budget holds; everything comes back byte for byte, also
+ * from several threads at once. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "store.h"
+
+static void make_page(uint8_t *p, uint32_t seed)
+{
+	/* compressible, distinct per seed */
+	for (size_t i = 0; i < CODEC_PAGE; i += 16) {
+		uint32_t v[4] = { seed, (uint32_t)i, seed * 7, 0 };
+		memcpy(p + i, v, 16);
+	}
+}
+
+static struct codec_ctx *ctx;
+
+static void setup(void) { ctx = codec_ctx_create(); }
+static void teardown(void) { codec_ctx_destroy(ctx); }
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+Test(store, identical_pages_are_stored_once)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = store_create(&cfg);
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	make_page(page, 1);
+	obj_id ids[4];
+	struct store_put_info info;
+	for (int i = 0; i < 4; i++) {
+		/* the VMs use different codecs: content decides, not bytes stored */
+		cr_assert_eq(store_put(s, ctx, i % 2 ? CODEC_ZSTD : CODEC_LZ4, page, &ids[i], &info), 0);
+		cr_assert_eq(info.shared, i > 0);
+	}
+	cr_assert(ids[0] == ids[1] && ids[1] == ids[2] && ids[2] == ids[3]);
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, 1);
+	cr_assert_eq(st.references, 4);
+	cr_assert_eq(st.shared_pages, 4);
+	cr_assert_eq(st.shared_saved_bytes, 3 * (uint64_t)info.len);
+	cr_assert_eq(st.dedup_hits, 3);
+	/* the last reference frees it */
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(store_get(s, ctx, ids[0], back), 0);
+		cr_assert_arr_eq(back, page, CODEC_PAGE);
+		store_drop(s, ids[i]);
+	}
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.references, 0);
+	cr_assert_eq(st.shared_pages, 0);
+	cr_assert_eq(st.shared_saved_bytes, 0);
+	cr_assert_eq(st.cache_bytes, 0);
+	store_destroy(s);
+}
+
+Test(store, a_hash_collision_is_never_shared)
+{
+	/* two bits of hash: thousands of pages collide */
+	struct store_config cfg = { .hash_bits = 2 };
+	struct store *s = store_create(&cfg);
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	enum { N = 2000 };
+	static obj_id ids[N];
+	struct store_put_info info;
+	for (uint32_t i = 0; i < N; i++) {
+		make_page(page, i + 1);
+		cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &ids[i], &info), 0);
+		cr_assert_not(info.shared, "page %u was shared with another content", i);
+	}
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, N);
+	cr_assert_gt(st.hash_collisions, N, "the weak hash must have collided");
+	for (uint32_t i = 0; i < N; i++) {
+		make_page(page, i + 1);
+		cr_assert_eq(store_get(s, ctx, ids[i], back), 0);
+		cr_assert_arr_eq(back, page, CODEC_PAGE, "page %u came back with other content", i);
+	}
+	/* a true duplicate is still found among the colliders */
+	make_page(page, 777);
+	obj_id again;
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &again, &info), 0);
+	cr_assert(info.shared);
+	cr_assert_eq(again, ids[776]);
+	store_destroy(s);
+}
+
+Test(store, samefilled_pages_cost_nothing)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = store_create(&cfg);
+	uint64_t page[CODEC_PAGE / 8], back[CODEC_PAGE / 8];
+	for (size_t i = 0; i < CODEC_PAGE / 8; i++)
+		page[i] = 0x0101010101010101ull;
+	obj_id a, b;
+	struct store_put_info info;
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &a, &info), 0);
+	cr_assert(info.samefilled && info.len == 0);
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &b, &info), 0);
+	cr_assert(info.shared && a == b);
+	for (size_t i = 0; i < CODEC_PAGE / 8; i++)
+		page[i] = 7;
+	obj_id c;
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &c, &info), 0);
+	cr_assert(!info.shared && c != a, "another word is another page");
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_eq(st.samefilled_objects, 2);
+	cr_assert_eq(st.cache_bytes, 0);
+	cr_assert_eq(st.cache_pool_bytes, 0);
+	cr_assert_eq(store_get(s, ctx, a, back), 0);
+	cr_assert_eq(back[0], 0x0101010101010101ull);
+	cr_assert_eq(back[CODEC_PAGE / 8 - 1], 0x0101010101010101ull);
+	store_destroy(s);
+}
+
+Test(store, incompressible_pages_are_kept_raw_and_the_budget_holds)
+{
+	struct store_config cfg = { .cache_budget = 256 * 1024 };
+	struct store *s = store_create(&cfg);
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	uint64_t x = 99;
+	for (size_t i = 0; i < CODEC_PAGE; i += 8) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		memcpy(page + i, &x, 8);
+	}
+	obj_id id;
+	struct store_put_info info;
+	cr_assert_eq(store_put(s, ctx, CODEC_ZSTD, page, &id, &info), 0);
+	cr_assert_eq(info.len, CODEC_PAGE, "random data is stored as it is");
+	cr_assert_eq(store_get(s, ctx, id, back), 0);
+	cr_assert_arr_eq(back, page, CODEC_PAGE);
+	int ret = 0;
+	uint32_t n = 0;
+	for (uint32_t seed = 1; seed < 100000 && ret == 0; seed++, n++) {
+		page[0] = (uint8_t)seed;
+		page[1] = (uint8_t)(seed >> 8);
+		page[2] = (uint8_t)(seed >> 16);
+		ret = store_put(s, ctx, CODEC_LZ4, page, &id, &info);
+	}
+	cr_assert_eq(ret, -ENOSPC, "the budget must stop the cache");
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_leq(st.cache_pool_bytes, cfg.cache_budget);
+	cr_assert_gt(n, 16);
+	store_destroy(s);
+}
+
+struct worker {
+	struct store *s;
+	unsigned id;
+	int bad;
+};
+
+static void *hammer(void *arg)
+{
+	struct worker *w = arg;
+	struct codec_ctx *c = codec_ctx_create();
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	obj_id ids[256];
+	for (int round = 0; round < 20; round++) {
+		for (unsigned i = 0; i < 256; i++) {
+			make_page(page, i % 64 + 1);  /* the threads share these pages */
+			struct store_put_info info;
+			if (store_put(w->s, c, w->id % 2 ? CODEC_ZSTD : CODEC_LZ4, page, &ids[i], &info))
+				w->bad++;
+		}
+		for (unsigned i = 0; i < 256; i++) {
+			make_page(page, i % 64 + 1);
+			if (store_get(w->s, c, ids[i], back) || memcmp(back, page, CODEC_PAGE))
+				w->bad++;
+			store_drop(w->s, ids[i]);
+		}
+	}
+	codec_ctx_destroy(c);
+	return NULL;
+}
+
+Test(store, threads_share_and_drop_safely)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = store_create(&cfg);
+	pthread_t t[4];
+	struct worker w[4];
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct worker){ s, i, 0 };
+		pthread_create(&t[i], NULL, hammer, &w[i]);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(w[i].bad, 0, "thread %u saw %d bad pages", i, w[i].bad);
+	}
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.references, 0);
+	store_destroy(s);
+}
