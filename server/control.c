@@ -23,7 +23,7 @@ static void do_list(struct server *srv, int fd)
 		n++;
 	Memsrv__VmInfo *infos = calloc(n ? n : 1, sizeof *infos);
 	Memsrv__VmInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-	Memsrv__Percentiles (*pct)[3] = calloc(n ? n : 1, sizeof *pct);
+	Memsrv__Percentiles (*pct)[VM_INFO_PERCENTILES] = calloc(n ? n : 1, sizeof *pct);
 	if (!infos || !ptrs || !pct) {
 		wire_send_error(fd, ENOMEM, NULL, "out of memory");
 		goto out;
@@ -54,7 +54,7 @@ static void do_info(struct server *srv, int fd, const Memsrv__InfoRequest *req)
 		return;
 	}
 	Memsrv__VmInfo info;
-	Memsrv__Percentiles pct[3];
+	Memsrv__Percentiles pct[VM_INFO_PERCENTILES];
 	vm_fill_info(vm, &info, pct);
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_VM_INFO;

@@ -65,9 +65,10 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 }
 
 /* Evicts pages [first, first + count) of r, all RESIDENT.  Returns the
- * number evicted (the store may fill up part way) or -errno. */
-static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64_t count,
-			 struct evict_result *res)
+ * number evicted; when that is not all of them, *err says why (the store
+ * is full: -EBUSY for now, -ENOSPC for good; or the fd or uffd failed). */
+static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64_t count,
+			  struct evict_result *res, int *err)
 {
 	const uint64_t ps = r->page_size;
 	uint64_t addr = r->host_addr + first * ps;
@@ -75,10 +76,13 @@ static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64
 	page_entry entries[EVICT_RUN_PAGES];
 
 	int ret = writeprotect_retry(vm, addr, count * ps, true);
-	if (ret)
-		return ret;
+	if (ret) {
+		*err = ret;
+		return 0;
+	}
 	ret = pread_full(r->fd, vm->io_buf, count * ps, off);
 	uint64_t kept = 0, stored_bytes = 0, zero = 0;
+	int store_ret = 0;
 	for (; !ret && kept < count; kept++) {
 		const void *page = (const char *)vm->io_buf + kept * ps;
 		if (page_is_zero(page, ps)) {
@@ -88,8 +92,9 @@ static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64
 		}
 		obj_id id;
 		struct store_put_info info;
-		if (store_put(vm->store, vm->codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info))
-			break;  /* the store is full: evict what fits */
+		store_ret = store_put(vm->store, vm->codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info);
+		if (store_ret)
+			break;  /* the store is full (for now: EBUSY): evict what fits */
 		entries[kept] = pe_make(PAGE_STORED, 0, id);
 		stored_bytes += info.shared ? 0 : info.len;
 	}
@@ -115,9 +120,8 @@ static int64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint64
 		ret = wp;
 	if (ret && uffd_vmm_gone(ret))
 		fault_vmm_gone(vm, ret);
-	if (ret && !kept)
-		return ret;
-	return kept < count && !ret ? -ENOMEM : (int64_t)kept;
+	*err = ret ? ret : kept < count ? store_ret : 0;
+	return kept;
 }
 
 int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res)
@@ -150,12 +154,15 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 			(*scan_budget)--;
 			count++;
 		}
-		int64_t got = evict_run(vm, r, first, count, res);
-		if (got < 0)
-			return (int)got;
+		int err = 0;
+		uint64_t got = evict_run(vm, r, first, count, res, &err);
 		evicted += got;
-		if ((uint64_t)got < count)
-			return -ENOMEM;
+		if (got < count) {
+			/* the hand comes back to what stayed: a later call may evict it */
+			vm->cursor_page = first + got;
+			*scan_budget += count - got;
+			return err ? err : -EIO;
+		}
 	}
 	return 0;
 }

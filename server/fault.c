@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "swap_reads.h"
 #include "uffd.h"
 
 #define MSG_CONSUMED 0  /* event value of a ring slot already handled */
@@ -126,7 +127,7 @@ void fault_apply_events(struct vm *vm)
 
 /* An ioctl said EAGAIN: the VMM's mappings are changing under an unread
  * event.  Read it, apply it, and let the caller retry. */
-static void resync_events(struct vm *vm)
+void fault_resync_events(struct vm *vm)
 {
 	ctr_add(&vm->ctr.eagain_retries, 1);
 	if (fault_drain(vm) == 0)
@@ -217,23 +218,15 @@ static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
 	return uffd_wake(vm->uffd, r->host_addr + lo * r->page_size, (hi - lo) * r->page_size);
 }
 
-static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
+int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page)
 {
 	page_entry e = r->pt.entries[idx];
 	obj_id id = (obj_id)pe_handle(e);
-	evict_make_room(vm, r->page_size);
-	int ret = store_get(vm->store, vm->codec_ctx, id, vm->page_buf);
-	if (ret) {
-		/* the store is our own memory: this is a bug, and the page is lost */
-		vm_err(vm, "page at 0x%" PRIx64 " does not decompress (%s): guest will see zeros",
-		       r->host_addr + idx * r->page_size, strerror(-ret));
-		memset(vm->page_buf, 0, r->page_size);
-	}
 	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
 	 * must already say resident */
 	mark_resident(vm, r, idx, 1);
 	uint64_t addr = r->host_addr + idx * r->page_size;
-	ret = uffd_copy(vm->uffd, addr, vm->page_buf, r->page_size, false, NULL);
+	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, false, NULL);
 	if (ret == -EEXIST) {
 		/* something wrote the hole through another path: the live page wins */
 		vm_warn(vm, "page at 0x%" PRIx64 " reappeared while evicted; keeping the live copy", addr);
@@ -250,6 +243,66 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx)
 	return 0;
 }
 
+/* A stored page faulted.  From memory it is placed at once; from swap the
+ * read goes to the VM's ring and *deferred is set: the fault completes when
+ * the read does (swap_reads.c), and other faults are served meanwhile.
+ * Without deferred (detach, shutdown) swap is read synchronously. */
+static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred)
+{
+	obj_id id = (obj_id)pe_handle(r->pt.entries[idx]);
+	if (deferred && swap_reads_pending(vm, r, idx)) {
+		*deferred = true;  /* a read for this page is on its way: it wakes every waiter */
+		return 0;
+	}
+	evict_make_room(vm, r->page_size);
+	struct store_read rd;
+	int ret = store_fetch(vm->store, vm->codec_ctx, id, vm->page_buf, &rd);
+	if (ret == 1) {
+		if (deferred && swap_reads_submit(vm, r, idx, t_read, &rd) == 0) {
+			*deferred = true;
+			return 0;
+		}
+		ret = store_read_now(vm->store, vm->codec_ctx, &rd, vm->page_buf);
+		if (ret)
+			return ret;  /* the page stays in swap; the caller reports it */
+	} else if (ret) {
+		/* the cache is our own memory: this is a bug, and the page is lost */
+		vm_err(vm, "page at 0x%" PRIx64 " does not decompress (%s): guest will see zeros",
+		       r->host_addr + idx * r->page_size, strerror(-ret));
+		memset(vm->page_buf, 0, r->page_size);
+	}
+	return fault_place_stored(vm, r, idx, vm->page_buf);
+}
+
+void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
+{
+	uint64_t ns = monotonic_ns() - t_read;
+	ctr_add(&vm->ctr.faults_total, 1);
+	latency_record_ns(&vm->lat_all, ns);
+	switch (source) {
+	case FAULT_FROM_SWAP:
+		ctr_add(&vm->ctr.faults_swap, 1);
+		latency_record_ns(&vm->lat_swap, ns);
+		/* a swap fault is a stored fault too */
+		__attribute__((fallthrough));
+	case FAULT_FROM_STORE:
+		ctr_add(&vm->ctr.faults_stored, 1);
+		latency_record_ns(&vm->lat_stored, ns);
+		if (source == FAULT_FROM_STORE)
+			latency_record_ns(&vm->lat_cache, ns);
+		break;
+	case FAULT_FROM_NEVER:
+		ctr_add(&vm->ctr.faults_never_touched, 1);
+		latency_record_ns(&vm->lat_never, ns);
+		break;
+	case FAULT_FROM_ZERO:
+		ctr_add(&vm->ctr.faults_zero, 1);
+		break;
+	case FAULT_FROM_RESIDENT:
+		break;
+	}
+}
+
 static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
 {
 	uint64_t addr = m->arg.pagefault.address;
@@ -261,6 +314,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	uint64_t idx = (addr - r->host_addr) / r->page_size;
 	uint64_t page = r->host_addr + idx * r->page_size;
 	enum page_state source;
+	bool deferred = false;
 	int ret;
 
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
@@ -269,7 +323,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		do {
 			ret = uffd_writeprotect(vm->uffd, page, r->page_size, false, false);
 			if (ret == -EAGAIN)
-				resync_events(vm);
+				fault_resync_events(vm);
 		} while (ret == -EAGAIN && !vm->stopping);
 		ctr_add(&vm->ctr.faults_wp, 1);
 		return;
@@ -281,7 +335,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			ret = fill_never(vm, r, idx);
 			break;
 		case PAGE_STORED:
-			ret = fill_stored(vm, r, idx);
+			ret = fill_stored(vm, r, idx, t_read, &deferred);
 			break;
 		case PAGE_ZERO:
 			evict_make_room(vm, r->page_size);
@@ -303,7 +357,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		}
 		if (ret != -EAGAIN || vm->stopping)
 			break;
-		resync_events(vm);
+		fault_resync_events(vm);
 	}
 	if (ret) {
 		if (uffd_vmm_gone(ret))
@@ -312,18 +366,11 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			vm_err(vm, "fault at 0x%" PRIx64 " not resolved: %s", addr, strerror(-ret));
 		return;
 	}
-	uint64_t ns = monotonic_ns() - t_read;
-	ctr_add(&vm->ctr.faults_total, 1);
-	latency_record_ns(&vm->lat_all, ns);
-	if (source == PAGE_STORED) {
-		ctr_add(&vm->ctr.faults_stored, 1);
-		latency_record_ns(&vm->lat_stored, ns);
-	} else if (source == PAGE_NEVER) {
-		ctr_add(&vm->ctr.faults_never_touched, 1);
-		latency_record_ns(&vm->lat_never, ns);
-	} else if (source == PAGE_ZERO) {
-		ctr_add(&vm->ctr.faults_zero, 1);
-	}
+	if (deferred)
+		return;  /* swap_reads.c records it when the read completes */
+	fault_record(vm, source == PAGE_STORED ? FAULT_FROM_STORE
+			 : source == PAGE_NEVER ? FAULT_FROM_NEVER
+			 : source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
 }
 
 /* Handles everything in the pending ring: events first, then faults.  An
@@ -372,9 +419,9 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 				continue;
 			int ret;
 			do {
-				ret = fill_stored(vm, r, p);
+				ret = fill_stored(vm, r, p, 0, NULL);
 				if (ret == -EAGAIN)
-					resync_events(vm);
+					fault_resync_events(vm);
 			} while (ret == -EAGAIN && pe_state(r->pt.entries[p]) == PAGE_STORED);
 			if (ret)
 				failed++;

@@ -33,6 +33,19 @@ int fault_drain(struct vm *vm);
 /* Handles REMOVE/UNMAP events queued in the pending ring (not faults). */
 void fault_apply_events(struct vm *vm);
 
+enum fault_source { FAULT_FROM_NEVER, FAULT_FROM_ZERO, FAULT_FROM_STORE, FAULT_FROM_SWAP, FAULT_FROM_RESIDENT };
+
+/* Counts a resolved fault and its latency from t_read, by where the page came from. */
+void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
+
+/* Places a STORED page's content into the VMM: accounts it resident, copies
+ * it in (waking the faulting threads) and drops the store's reference.
+ * 0 or -errno (EAGAIN: resync and retry; the page is STORED again). */
+int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page);
+
+/* Reads pending events and applies them (EAGAIN from an ioctl). */
+void fault_resync_events(struct vm *vm);
+
 /* The VMM's address space is gone (err says how): stop issuing ioctls. */
 void fault_vmm_gone(struct vm *vm, int err);
 

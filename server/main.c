@@ -43,6 +43,8 @@ static void usage(FILE *out)
 		"  --cache-size SIZE  memory the compressed cache of all VMs may hold (K/M/G; default: no budget)\n"
 		"  --codec NAME       compression of VMs that do not choose: lz4 (default) or zstd\n"
 		"  --incompressible N pages compressing to more than N bytes are kept raw (default 3000)\n"
+		"  --swap FILE:SIZE   a swap file memsrv creates (repeatable); the cache's coldest pages go there\n"
+		"  --swap-dir DIR[:SIZE]  the same, named by memsrv inside DIR (default SIZE 4G)\n"
 		"  --log-level LEVEL  error, warn, info (default) or debug\n"
 		"  --spin-us N        busy-poll a VM's uffd N us after each fault (default %llu, 0: off)\n"
 		"  --help, --version\n",
@@ -59,11 +61,14 @@ int main(int argc, char **argv)
 		{ "codec", required_argument, NULL, 'C' },
 		{ "incompressible", required_argument, NULL, 'I' },
 		{ "debug-hash-bits", required_argument, NULL, 'H' },  /* tests: force hash collisions */
+		{ "swap", required_argument, NULL, 'w' },
+		{ "swap-dir", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	struct server_config cfg = { .socket_path = SERVER_DEFAULT_SOCKET, .default_codec = CODEC_LZ4 };
+	struct swapfile *swap = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "s:l:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -89,6 +94,31 @@ int main(int argc, char **argv)
 				return 64;
 			}
 			cfg.store.incompressible_bytes = (uint32_t)n;
+			break;
+		}
+		case 'w':
+		case 'W': {
+			/* PATH:SIZE; for a directory the size may be left out */
+			char path[4096], why[256] = "";
+			uint64_t size = 4ull << 30;
+			const char *colon = strrchr(optarg, ':');
+			snprintf(path, sizeof path, "%.*s", colon ? (int)(colon - optarg) : (int)strlen(optarg), optarg);
+			if ((c == 'w' && !colon) || (colon && parse_size(colon + 1, &size))) {
+				fprintf(stderr, "memsrv: --%s: '%s' is not %s\n", c == 'w' ? "swap" : "swap-dir", optarg,
+					c == 'w' ? "FILE:SIZE" : "DIR[:SIZE]");
+				return 64;
+			}
+			if (!swap && !(swap = swapfile_create()))
+				return 1;
+			int ret = c == 'w' ? swapfile_add(swap, path, size, why, sizeof why)
+					   : swapfile_add_in_dir(swap, path, size, why, sizeof why);
+			if (ret) {
+				fprintf(stderr, "memsrv: --%s %s: %s\n", c == 'w' ? "swap" : "swap-dir", optarg,
+					why[0] ? why : strerror(-ret));
+				swapfile_destroy(swap);
+				return 1;
+			}
+			cfg.store.swap = swap;
 			break;
 		}
 		case 'H': {
@@ -150,10 +180,12 @@ int main(int argc, char **argv)
 		else
 			pr_err("cannot listen on %s: %s", socket_path, strerror(-ret));
 		server_close(&srv);
+		swapfile_destroy(swap);
 		return 1;
 	}
 	ret = server_run(&srv);
 	server_close(&srv);
+	swapfile_destroy(swap);
 	if (ret) {
 		pr_err("server loop failed: %s", strerror(-ret));
 		return 1;

@@ -8,18 +8,26 @@
 #include "store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <liburing.h>
 #include <xxhash.h>
 
+#include "log.h"
 #include "zpool.h"
 
 #define CHUNK_BITS 16
 #define CHUNK_OBJS (1u << CHUNK_BITS)
 #define MAX_CHUNKS (1u << 16)       /* 2^32 objects: 16 TiB of distinct pages */
 #define RAW_LEN CODEC_PAGE          /* a stored length of a whole page: kept raw */
+#define WB_BATCH 32                 /* objects written back per io_uring submission */
+#define WB_HIGH(b) ((b) / 100 * 95) /* writeback starts above this much of the budget... */
+#define WB_LOW(b) ((b) / 100 * 85)  /* ...and stops below this */
 
 struct obj {
 	uint64_t hash_lo, hash_hi;
@@ -28,8 +36,11 @@ struct obj {
 	uint32_t next;               /* hash chain; the free list when FREE */
 	uint32_t lru_prev, lru_next; /* CACHE objects, oldest first */
 	uint16_t len;
+	uint16_t pins;               /* swap reads in flight: the slot must stay */
 	uint8_t tier;
 	uint8_t codec;
+	uint8_t writing;             /* being written back: the cache copy must stay */
+	uint8_t orphan;              /* no references left; freed when unpinned */
 };
 
 struct store {
@@ -43,6 +54,11 @@ struct store {
 	uint32_t lru_head, lru_tail;
 	struct zpool *pool;
 	struct store_stats st;
+	/* writeback: the coldest cache objects go to swap when over budget */
+	pthread_t writeback;
+	bool writeback_started, stopping;
+	pthread_cond_t wb_wake;      /* the cache passed its high watermark */
+	pthread_cond_t room;         /* writeback freed some of the cache */
 	uint8_t cmp_page[CODEC_PAGE];  /* a candidate decompressed for the full compare */
 };
 
@@ -50,6 +66,8 @@ static struct obj *obj_at(const struct store *s, obj_id id)
 {
 	return &s->chunks[id >> CHUNK_BITS][id & (CHUNK_OBJS - 1)];
 }
+
+static void *writeback_main(void *arg);
 
 struct store *store_create(const struct store_config *cfg)
 {
@@ -69,6 +87,18 @@ struct store *store_create(const struct store_config *cfg)
 		return NULL;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wb_wake, NULL);
+	pthread_cond_init(&s->room, NULL);
+	if (cfg->swap) {
+		struct swapfile_stats ss;
+		swapfile_get_stats(cfg->swap, &ss);
+		s->st.swap_size_bytes = ss.size_bytes;
+		if (pthread_create(&s->writeback, NULL, writeback_main, s)) {
+			store_destroy(s);
+			return NULL;
+		}
+		s->writeback_started = true;
+	}
 	return s;
 }
 
@@ -76,6 +106,13 @@ void store_destroy(struct store *s)
 {
 	if (!s)
 		return;
+	if (s->writeback_started) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = true;
+		pthread_cond_broadcast(&s->wb_wake);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->writeback, NULL);
+	}
 	for (uint32_t c = 0; c < MAX_CHUNKS && s->chunks[c]; c++)
 		free(s->chunks[c]);
 	if (s->pool)
@@ -196,6 +233,41 @@ static void ref_changed(struct store *s, const struct obj *o, uint32_t before)
 	s->st.references += (uint64_t)after - before;
 }
 
+/* Releases what an object holds and its id; its references are gone. */
+static void free_obj(struct store *s, obj_id id)
+{
+	struct obj *o = obj_at(s, id);
+	switch (o->tier) {
+	case TIER_CACHE:
+		lru_unlink(s, id);
+		zpool_free(s->pool, o->loc);
+		s->st.cache_objects--;
+		s->st.cache_bytes -= o->len;
+		s->st.cache_raw_objects -= o->len == RAW_LEN;
+		break;
+	case TIER_SWAP:
+		swapfile_free(s->cfg.swap, o->loc);
+		s->st.swap_objects--;
+		s->st.swap_bytes -= o->len;
+		s->st.swap_full = 0;
+		break;
+	case TIER_SAMEFILL:
+		s->st.samefilled_objects--;
+		break;
+	default:
+		break;
+	}
+	s->st.objects--;
+	free_id(s, id);
+}
+
+static uint64_t cache_slot_bytes(const struct store *s)
+{
+	struct zpool_stats ps;
+	zpool_get_stats(s->pool, &ps);
+	return ps.slot_bytes;
+}
+
 /* Fills page with an object's content; called with the lock held. */
 static int read_locked(struct store *s, struct codec_ctx *ctx, const struct obj *o, void *page)
 {
@@ -240,6 +312,8 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 		if (o->hash_lo != lo || o->hash_hi != hi)
 			continue;
 		bool same;
+		if (o->tier == TIER_SWAP)
+			continue;  /* comparing would mean reading swap under the lock: not shared */
 		if (samefilled || o->tier == TIER_SAMEFILL)
 			same = samefilled && o->tier == TIER_SAMEFILL && o->loc == word;
 		else
@@ -254,6 +328,127 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 		return id;
 	}
 	return 0;
+}
+
+/* One batch: the oldest objects of the cache (the incompressible ones come
+ * first) written to swap with one io_uring submission.  Called and returns
+ * with the lock held; the I/O runs without it.  Returns objects moved. */
+static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t *bufs)
+{
+	obj_id ids[WB_BATCH];
+	swap_loc locs[WB_BATCH];
+	unsigned n = 0;
+	for (obj_id id = s->lru_head; id && n < WB_BATCH; id = obj_at(s, id)->lru_next) {
+		struct obj *o = obj_at(s, id);
+		if (o->writing || o->orphan)
+			continue;
+		if (swapfile_alloc(s->cfg.swap, o->len, &locs[n])) {
+			s->st.swap_full = 1;
+			break;
+		}
+		/* copy out under the lock: the slot may not move while we write */
+		uint8_t *buf = bufs + (size_t)n * CODEC_PAGE;
+		memcpy(buf, zpool_map(s->pool, o->loc), o->len);
+		memset(buf + o->len, 0, CODEC_PAGE - o->len);
+		o->writing = 1;
+		ids[n++] = id;
+	}
+	if (!n)
+		return 0;
+	pthread_mutex_unlock(&s->lock);
+
+	int res[WB_BATCH];
+	for (unsigned i = 0; i < n; i++) {
+		struct swap_io io;
+		swapfile_io(s->cfg.swap, locs[i], &io);
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		io_uring_prep_write(sqe, io.fd, bufs + (size_t)i * CODEC_PAGE, io.len, io.offset);
+		io_uring_sqe_set_data64(sqe, i);
+		res[i] = -EIO;
+	}
+	int ret = io_uring_submit_and_wait(ring, n);
+	for (unsigned done = 0; ret >= 0 && done < n; done++) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(ring, &cqe))
+			break;
+		uint64_t i = io_uring_cqe_get_data64(cqe);
+		struct swap_io io;
+		swapfile_io(s->cfg.swap, locs[i], &io);
+		res[i] = cqe->res == (int)io.len ? 0 : cqe->res < 0 ? cqe->res : -EIO;
+		io_uring_cqe_seen(ring, cqe);
+	}
+
+	pthread_mutex_lock(&s->lock);
+	unsigned moved = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (res[i] && !moved && i == n - 1)
+			s->st.swap_full = 1;  /* nothing went through: refuse for a while, retried each second */
+		struct obj *o = obj_at(s, ids[i]);
+		o->writing = 0;
+		if (res[i]) {
+			/* the page stays in the cache: nothing is lost, the error is counted */
+			swapfile_free(s->cfg.swap, locs[i]);
+			if (s->st.swap_write_errors++ % 1000 == 0)
+				pr_warn("swap write failed: %s (%" PRIu64 " failures so far); pages stay in the cache",
+					strerror(-res[i]), s->st.swap_write_errors);
+			if (res[i] == -ENOSPC)
+				s->st.swap_full = 1;
+		} else {
+			lru_unlink(s, ids[i]);
+			zpool_free(s->pool, o->loc);
+			s->st.cache_objects--;
+			s->st.cache_bytes -= o->len;
+			s->st.cache_raw_objects -= o->len == RAW_LEN;
+			o->tier = TIER_SWAP;
+			o->loc = locs[i];
+			s->st.swap_objects++;
+			s->st.swap_bytes += o->len;
+			s->st.writeback_objects++;
+			moved++;
+		}
+		if (o->orphan && !o->pins)
+			free_obj(s, ids[i]);
+	}
+	pthread_cond_broadcast(&s->room);
+	return moved;
+}
+
+static void *writeback_main(void *arg)
+{
+	struct store *s = arg;
+	struct io_uring ring;
+	uint8_t *bufs = aligned_alloc(CODEC_PAGE, (size_t)WB_BATCH * CODEC_PAGE);
+	int ret = io_uring_queue_init(WB_BATCH, &ring, 0);
+	if (ret || !bufs) {
+		pr_err("store: writeback cannot start (%s): nothing will go to swap", strerror(ret ? -ret : ENOMEM));
+		free(bufs);
+		return NULL;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		if (cache_slot_bytes(s) <= WB_LOW(s->cfg.cache_budget) || s->st.swap_full) {
+			/* asleep until the cache fills again; a full or failing swap
+			 * is retried now and then in case room came back */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			if (pthread_cond_timedwait(&s->wb_wake, &s->lock, &until) == ETIMEDOUT)
+				s->st.swap_full = 0;
+			continue;
+		}
+		if (!writeback_batch(s, &ring, bufs)) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 100 * 1000000;
+			until.tv_sec += until.tv_nsec / 1000000000;
+			until.tv_nsec %= 1000000000;
+			pthread_cond_timedwait(&s->wb_wake, &s->lock, &until);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	io_uring_queue_exit(&ring);
+	free(bufs);
+	return NULL;
 }
 
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
@@ -289,12 +484,17 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	int ret = 0;
 	zpool_handle h = 0;
 	if (!samefilled) {
-		struct zpool_stats ps;
-		zpool_get_stats(s->pool, &ps);
-		if (s->cfg.cache_budget && ps.pool_bytes + len > s->cfg.cache_budget)
-			ret = -ENOSPC;
-		else
+		uint64_t used = s->cfg.cache_budget ? cache_slot_bytes(s) : 0;
+		if (s->cfg.cache_budget && used + len > s->cfg.cache_budget) {
+			/* writeback can make room unless there is no swap or it is full */
+			ret = s->cfg.swap && !s->st.swap_full ? -EBUSY : -ENOSPC;
+			if (ret == -EBUSY)
+				pthread_cond_signal(&s->wb_wake);
+		} else {
 			ret = zpool_alloc(s->pool, len, &h);
+			if (!ret && s->cfg.swap && used + len > WB_HIGH(s->cfg.cache_budget))
+				pthread_cond_signal(&s->wb_wake);
+		}
 	}
 	obj_id nid = ret ? 0 : alloc_id(s);
 	if (!ret && !nid)
@@ -337,12 +537,73 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	return 0;
 }
 
-int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
+int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd)
 {
 	pthread_mutex_lock(&s->lock);
-	int ret = read_locked(s, ctx, obj_at(s, id), page);
+	struct obj *o = obj_at(s, id);
+	int ret;
+	if (o->tier == TIER_SWAP) {
+		o->pins++;
+		rd->id = id;
+		rd->len = o->len;
+		rd->codec = o->codec;
+		swapfile_io(s->cfg.swap, o->loc, &rd->io);
+		ret = 1;
+	} else {
+		ret = read_locked(s, ctx, o, page);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
+		   void *page)
+{
+	int ret;
+	if (res != (int)rd->io.len || !buf)
+		ret = -EIO;
+	else if (rd->len == RAW_LEN)
+		ret = (memcpy(page, buf, CODEC_PAGE), 0);
+	else
+		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
+	pthread_mutex_lock(&s->lock);
+	struct obj *o = obj_at(s, rd->id);
+	o->pins--;
+	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
+		s->st.swap_read_errors++;
+	if (o->orphan && !o->pins && !o->writing)
+		free_obj(s, rd->id);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int store_read_now(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, void *page)
+{
+	static __thread uint8_t buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
+	ssize_t n;
+	do
+		n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
+	while (n < 0 && errno == EINTR);
+	return store_read_end(s, ctx, rd, buf, n < 0 ? -errno : (int)n, page);
+}
+
+int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
+{
+	struct store_read rd;
+	int ret = store_fetch(s, ctx, id, page, &rd);
+	return ret == 1 ? store_read_now(s, ctx, &rd, page) : ret;
+}
+
+void store_wait_room(struct store *s, int timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)timeout_ms * 1000000;
+	until.tv_sec += until.tv_nsec / 1000000000;
+	until.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_timedwait(&s->room, &s->lock, &until);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void store_drop(struct store *s, obj_id id)
@@ -352,18 +613,11 @@ void store_drop(struct store *s, obj_id id)
 	uint32_t before = o->refs--;
 	ref_changed(s, o, before);
 	if (o->refs == 0) {
-		index_remove(s, id);
-		if (o->tier == TIER_CACHE) {
-			lru_unlink(s, id);
-			zpool_free(s->pool, o->loc);
-			s->st.cache_objects--;
-			s->st.cache_bytes -= o->len;
-			s->st.cache_raw_objects -= o->len == RAW_LEN;
-		} else if (o->tier == TIER_SAMEFILL) {
-			s->st.samefilled_objects--;
-		}
-		s->st.objects--;
-		free_id(s, id);
+		index_remove(s, id);  /* no new sharing, whatever happens next */
+		if (o->pins || o->writing)
+			o->orphan = 1;  /* the read or the writeback frees it */
+		else
+			free_obj(s, id);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -384,5 +638,10 @@ void store_get_stats(struct store *s, struct store_stats *st)
 	zpool_get_stats(s->pool, &ps);
 	st->cache_pool_bytes = ps.pool_bytes;
 	st->cache_slot_bytes = ps.slot_bytes;
+	if (s->cfg.swap) {
+		struct swapfile_stats ss;
+		swapfile_get_stats(s->cfg.swap, &ss);
+		st->swap_used_bytes = ss.used_bytes;
+	}
 	pthread_mutex_unlock(&s->lock);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "swapfile.h"
 
 typedef uint32_t obj_id;  /* 0 is never an object */
 
@@ -23,6 +24,7 @@ struct store_config {
 	uint64_t cache_budget;         /* memory the compressed cache may hold; 0: no budget */
 	uint32_t incompressible_bytes; /* compressed larger than this: stored raw (default 3000) */
 	unsigned hash_bits;            /* 0: full XXH3-128; fewer bits force collisions (tests) */
+	struct swapfile *swap;         /* where the coldest cache objects go; NULL: nowhere */
 };
 
 struct store *store_create(const struct store_config *cfg);
@@ -35,12 +37,37 @@ struct store_put_info {
 };
 
 /* Stores one 4 KiB page; the caller owns one reference to *id.  Returns 0,
- * -ENOSPC when the cache is at its budget, or -ENOMEM. */
+ * -EBUSY when the cache is at its budget but writeback to swap is making
+ * room (store_wait_room(), then retry), -ENOSPC when nothing can make room,
+ * or -ENOMEM. */
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info);
 
-/* Copies the page's content into page.  0 or -EIO. */
+/* Copies the page's content into page, reading swap synchronously if it
+ * is there.  0 or -EIO. */
 int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page);
+
+/* The fault path's way in: fills page from memory and returns 0, or, for
+ * an object in swap, pins it, fills rd with the read to do and returns 1.
+ * The caller reads rd->io (into a buffer aligned to the swap unit) without
+ * blocking anyone, then calls store_read_end() with what it read. */
+struct store_read {
+	obj_id id;
+	struct swap_io io;
+	uint32_t len;
+	uint8_t codec;
+};
+int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd);
+/* Decodes what the read brought (res: bytes read or -errno) into page and
+ * unpins the object.  0 or -EIO. */
+int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
+		   void *page);
+
+/* Does rd's read synchronously (slow paths: detach, shutdown) and ends it. */
+int store_read_now(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, void *page);
+
+/* Waits up to timeout_ms for writeback to make room in the cache. */
+void store_wait_room(struct store *s, int timeout_ms);
 
 /* Releases one reference; the last one frees the object. */
 void store_drop(struct store *s, obj_id id);
@@ -69,7 +96,15 @@ void store_peek(const struct store *s, obj_id id, struct store_peek *p);
 	X(shared_pages)         \
 	X(shared_saved_bytes)   \
 	X(dedup_hits)           \
-	X(hash_collisions)
+	X(hash_collisions)      \
+	X(swap_objects)         \
+	X(swap_bytes)           \
+	X(swap_used_bytes)      \
+	X(swap_size_bytes)      \
+	X(writeback_objects)    \
+	X(swap_write_errors)    \
+	X(swap_read_errors)     \
+	X(swap_full)
 
 struct store_stats {
 #define X(name) uint64_t name;

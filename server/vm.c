@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "swap_reads.h"
 #include "log.h"
 #include "wire.h"
 
@@ -27,6 +28,8 @@ struct vm *vm_new(struct store *store)
 	latency_init(&vm->lat_all);
 	latency_init(&vm->lat_never);
 	latency_init(&vm->lat_stored);
+	latency_init(&vm->lat_cache);
+	latency_init(&vm->lat_swap);
 	vm->store = store;
 	vm->codec_ctx = codec_ctx_create();
 	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -87,7 +90,11 @@ int vm_start(struct vm *vm)
 		vm->io_buf = NULL;
 		return -ENOMEM;
 	}
-	int ret = pthread_create(&vm->thread, NULL, vm_thread_main, vm);
+	int ret = swap_reads_init(vm);
+	if (ret)
+		vm_warn(vm, "no io_uring for swap reads (%s): faults on swapped pages read synchronously",
+			strerror(-ret));
+	ret = pthread_create(&vm->thread, NULL, vm_thread_main, vm);
 	if (ret)
 		return -ret;
 	vm->thread_started = true;
@@ -132,6 +139,7 @@ void vm_destroy(struct vm *vm)
 			vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 		pthread_join(vm->thread, NULL);
 	}
+	swap_reads_exit(vm);
 	/* jobs the thread never got to: their requesters get an answer */
 	for (struct vm_job *job = vm->jobs, *next; job; job = next) {
 		next = job->next;
@@ -200,6 +208,9 @@ static void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
 			} else if (k.tier == TIER_CACHE) {
 				info->cache_pages++;
 				info->cache_bytes += k.len;
+			} else if (k.tier == TIER_SWAP) {
+				info->swap_pages++;
+				info->swap_bytes += k.len;
 			}
 			info->stored_bytes += k.len;
 			if (k.refs > 1) {
@@ -220,7 +231,7 @@ static void fill_percentiles(const struct latency_hist *h, Memsrv__Percentiles *
 	p->count = s.count;
 }
 
-void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3])
+void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[VM_INFO_PERCENTILES])
 {
 	memsrv__vm_info__init(info);
 	info->name = vm->name;
@@ -241,6 +252,10 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3
 	info->fault_latency_us = &pct[0];
 	info->fault_latency_never_touched_us = &pct[1];
 	info->fault_latency_stored_us = &pct[2];
+	fill_percentiles(&vm->lat_cache, &pct[3]);
+	fill_percentiles(&vm->lat_swap, &pct[4]);
+	info->fault_latency_cache_us = &pct[3];
+	info->fault_latency_swap_us = &pct[4];
 	info->guarantee_bytes = vm->guarantee_bytes;
 	info->limit_bytes = vm->limit_bytes;
 	info->shares = vm->shares;

@@ -35,6 +35,7 @@
 	X(faults_never_touched) \
 	X(faults_zero)          \
 	X(faults_stored)        \
+	X(faults_swap)          \
 	X(faults_wp)            \
 	X(faults_resident)      \
 	X(evictions_total)      \
@@ -92,7 +93,7 @@ struct vm {
 	_Atomic uint64_t resident_bytes;
 	_Atomic uint64_t balloon_target_bytes;       /* last BalloonTarget sent (server thread), 0: never */
 	struct vm_counters ctr;
-	struct latency_hist lat_all, lat_never, lat_stored;
+	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap;
 
 	struct store *store;     /* the node's, shared with every VM */
 	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
@@ -109,6 +110,7 @@ struct vm {
 	unsigned pending_head, pending_len;
 	bool events_unapplied;                    /* a REMOVE/UNMAP in the ring awaits fault_apply_events */
 	void *io_buf;            /* EVICT_RUN_PAGES pages for pread */
+	struct swap_reads *reads; /* faults waiting on swap (swap_reads.c) */
 	void *page_buf;          /* one (huge) page for decompression and zero copies */
 	size_t page_buf_size;
 
@@ -154,7 +156,8 @@ struct region *vm_region_of(struct vm *vm, uint64_t addr);
 uint64_t vm_count(const struct vm *vm, enum page_state s);
 
 /* Fills a VmInfo from the counters (any thread).  Strings point into vm. */
-void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[3]);
+#define VM_INFO_PERCENTILES 5
+void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[VM_INFO_PERCENTILES]);
 
 /* Sends a message on the VM's session socket (any thread). */
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg);

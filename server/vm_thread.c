@@ -12,6 +12,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "swap_reads.h"
 #include "wire.h"
 
 uint64_t fault_spin_ns = 50 * 1000;
@@ -27,6 +28,10 @@ static void serve_and_spin(struct vm *vm)
 	while (!vm->stopping && !vm->vmm_gone && monotonic_ns() < deadline) {
 		if (fault_drain(vm) > 0) {
 			fault_serve_pending(vm);
+			deadline = monotonic_ns() + fault_spin_ns;
+		}
+		if (swap_reads_ready(vm)) {
+			swap_reads_reap(vm);
 			deadline = monotonic_ns() + fault_spin_ns;
 		}
 	}
@@ -63,14 +68,29 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 	struct evict_result res = { 0 };
 	uint64_t budget = vm_total_pages(vm);
 	int ret = 0;
+	unsigned stalled = 0;  /* waits for room in a row */
 	while (res.pages < want && budget && !vm->stopping && !vm->vmm_gone && !vm->detaching) {
 		uint64_t chunk = want - res.pages < 1024 ? want - res.pages : 1024;
 		uint64_t before = res.pages;
 		ret = evict_pages(vm, chunk, &budget, &res);
-		if (ret)
-			break;
 		/* keep faults flowing during a long eviction */
 		fault_serve_available(vm);
+		if (swap_reads_ready(vm))
+			swap_reads_reap(vm);
+		if (ret == -EBUSY && res.pages == before && ++stalled > 250) {
+			ret = -ENOSPC;  /* 5 s without room: swap is not taking pages */
+			break;
+		}
+		if (ret == -EBUSY) {
+			/* the cache is at its budget and writeback is making room */
+			if (res.pages != before)
+				stalled = 0;
+			store_wait_room(vm->store, 20);
+			ret = 0;
+			continue;
+		}
+		if (ret)
+			break;
 		if (res.pages == before && !budget)
 			break;
 	}
@@ -150,16 +170,18 @@ void *vm_thread_main(void *arg)
 	struct vm *vm = arg;
 	if (vm->limit_bytes && ctr_get(&vm->resident_bytes) > vm->limit_bytes)
 		evict_make_room(vm, 0);
+	int retry_ms = -1;  /* a failed swap read waits for its retry */
 	while (!vm->stopping) {
 		/* jobs and evictions may have read faults into the ring: a
 		 * vCPU waits on each of them, so serve them before sleeping */
 		if (vm->pending_len)
 			fault_serve_available(vm);
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{ .fd = vm->uffd, .events = vm->vmm_gone ? 0 : POLLIN },
 			{ .fd = vm->wake_fd, .events = POLLIN },
+			{ .fd = swap_reads_fd(vm), .events = POLLIN },
 		};
-		if (poll(p, 2, -1) < 0) {
+		if (poll(p, 3, retry_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_err(vm, "poll: %s", strerror(errno));
@@ -167,6 +189,8 @@ void *vm_thread_main(void *arg)
 		}
 		if (vm->stopping)
 			break;
+		if (p[2].revents & POLLIN || retry_ms >= 0)
+			retry_ms = swap_reads_reap(vm);
 		if (p[1].revents & POLLIN)
 			run_jobs(vm);
 		if (p[0].revents & POLLIN)
