@@ -82,6 +82,10 @@ static void do_stats(struct server *srv, int fd)
 	st.stored_bytes = ss.cache_bytes;
 	st.pool_bytes = ss.cache_pool_bytes;
 	st.fragmentation = ss.cache_pool_bytes ? 1.0 - (double)ss.cache_slot_bytes / ss.cache_pool_bytes : 0;
+	/* logical bytes out of residence per byte that holds them, in memory or on disk */
+	uint64_t held = ss.cache_pool_bytes + ss.swap_used_bytes;
+	uint64_t evicted = (st.zero_pages + st.stored_pages) * 4096;
+	st.density = held ? (double)evicted / held : 0;
 	st.sessions_total = srv->sessions_total;
 	st.protocol_errors = srv->protocol_errors;
 	struct timespec now;

@@ -330,6 +330,50 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 	return 0;
 }
 
+/* A write that returned is not yet a write that stays: a sparse file's new
+ * blocks (and ext4's unwritten extents) need metadata that can still fail
+ * to reach the disk, and then the data reads back as zeros.  So each file
+ * written to is synced before any cache copy is let go; a failed sync fails
+ * every write of the batch to that file. */
+static void sync_written(struct store *s, struct io_uring *ring, const swap_loc *locs, int *res, unsigned n)
+{
+	int fds[WB_BATCH];
+	unsigned nfds = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct swap_io io;
+		swapfile_io(s->cfg.swap, locs[i], &io);
+		bool seen = false;
+		for (unsigned k = 0; k < nfds; k++)
+			seen |= fds[k] == io.fd;
+		if (!res[i] && !seen)
+			fds[nfds++] = io.fd;
+	}
+	for (unsigned k = 0; k < nfds; k++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		io_uring_prep_fsync(sqe, fds[k], IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, k);
+	}
+	int synced[WB_BATCH];
+	for (unsigned k = 0; k < nfds; k++)
+		synced[k] = -EIO;
+	if (nfds && io_uring_submit_and_wait(ring, nfds) >= 0) {
+		for (unsigned done = 0; done < nfds; done++) {
+			struct io_uring_cqe *cqe;
+			if (io_uring_wait_cqe(ring, &cqe))
+				break;
+			synced[io_uring_cqe_get_data64(cqe)] = cqe->res;
+			io_uring_cqe_seen(ring, cqe);
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct swap_io io;
+		swapfile_io(s->cfg.swap, locs[i], &io);
+		for (unsigned k = 0; k < nfds && !res[i]; k++)
+			if (fds[k] == io.fd && synced[k] < 0)
+				res[i] = synced[k];
+	}
+}
+
 /* One batch: the oldest objects of the cache (the incompressible ones come
  * first) written to swap with one io_uring submission.  Called and returns
  * with the lock held; the I/O runs without it.  Returns objects moved. */
@@ -377,6 +421,7 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 		res[i] = cqe->res == (int)io.len ? 0 : cqe->res < 0 ? cqe->res : -EIO;
 		io_uring_cqe_seen(ring, cqe);
 	}
+	sync_written(s, ring, locs, res, n);
 
 	pthread_mutex_lock(&s->lock);
 	unsigned moved = 0;
