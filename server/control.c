@@ -71,6 +71,11 @@ static void do_stats(struct server *srv, int fd)
 		st.resident_bytes += ctr_get(&vm->resident_bytes);
 		st.zero_pages += vm_count(vm, PAGE_ZERO);
 		st.stored_pages += vm_count(vm, PAGE_STORED);
+		Memsrv__VmInfo tiers = MEMSRV__VM_INFO__INIT;
+		vm_count_stored(vm, &tiers);
+		st.samefilled_pages += tiers.samefilled_pages;
+		st.cache_pages += tiers.cache_pages;
+		st.swap_pages += tiers.swap_pages;
 		st.faults_total += ctr_get(&vm->ctr.faults_total);
 		st.evictions_total += ctr_get(&vm->ctr.evictions_total);
 	}

@@ -193,7 +193,7 @@ uint64_t vm_count(const struct vm *vm, enum page_state s)
 
 /* Where this VM's stored pages are, read from its page tables and the
  * store's objects: always true, never kept in step by hand. */
-static void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
+void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		const struct region *r = &vm->regions[i];

@@ -159,6 +159,10 @@ uint64_t vm_count(const struct vm *vm, enum page_state s);
 #define VM_INFO_PERCENTILES 5
 void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[VM_INFO_PERCENTILES]);
 
+/* Adds where this VM's stored pages are (samefilled, cache, swap, shared,
+ * stored bytes) to info, from its page tables and the store's objects. */
+void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info);
+
 /* Sends a message on the VM's session socket (any thread). */
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg);
 
