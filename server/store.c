@@ -600,6 +600,8 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 		rd->id = id;
 		rd->len = o->len;
 		rd->codec = o->codec;
+		rd->hash_lo = o->hash_lo;
+		rd->hash_hi = o->hash_hi;
 		swapfile_io(s->cfg.swap, o->loc, &rd->io);
 		ret = 1;
 	} else {
@@ -619,7 +621,17 @@ int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_re
 		ret = (memcpy(page, buf, CODEC_PAGE), 0);
 	else
 		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
+	bool corrupt = false;
+	if (!ret) {
+		/* a filesystem that lost its own metadata after a write error can
+		 * hand back other data: the content hash catches it */
+		uint64_t lo, hi;
+		page_hash(s, page, false, 0, &lo, &hi);
+		corrupt = lo != rd->hash_lo || hi != rd->hash_hi;
+		ret = corrupt ? -EIO : 0;
+	}
 	pthread_mutex_lock(&s->lock);
+	s->st.swap_checksum_errors += corrupt;
 	struct obj *o = obj_at(s, rd->id);
 	o->pins--;
 	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */

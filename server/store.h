@@ -56,6 +56,7 @@ struct store_read {
 	struct swap_io io;
 	uint32_t len;
 	uint8_t codec;
+	uint64_t hash_lo, hash_hi;  /* what the page must hash to: swap is checked, not trusted */
 };
 int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd);
 /* Decodes what the read brought (res: bytes read or -errno) into page and
@@ -104,6 +105,7 @@ void store_peek(const struct store *s, obj_id id, struct store_peek *p);
 	X(writeback_objects)    \
 	X(swap_write_errors)    \
 	X(swap_read_errors)     \
+	X(swap_checksum_errors) \
 	X(swap_full)
 
 struct store_stats {

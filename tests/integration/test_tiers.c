@@ -119,6 +119,9 @@ Test(tiers, a_swap_filesystem_out_of_room_loses_nothing)
 	cr_assert_leq(st->cache_slot_bytes, 1u << 20);
 	memsrv__server_message__free_unpacked(m, NULL);
 	verify(&sim, 4096);
+	st = node_stats(&m);
+	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
+	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(sim_quit(&sim), 0);
 }
 
@@ -130,13 +133,14 @@ Test(tiers, a_swap_device_that_fails_writes_loses_nothing)
 	snprintf(mnt, sizeof mnt, "%s/mnt", scratch);
 	mkdir(backing_dir, 0700);
 	mkdir(mnt, 0700);
-	if (!mount_tmpfs(backing_dir, "3M"))
+	if (!mount_tmpfs(backing_dir, "8M"))
 		cr_skip_test("cannot mount a tmpfs (%s): needs root", strerror(errno));
-	/* a 64 MiB ext4 on a loop device whose backing file can only ever hold
-	 * 3 MiB: once full, the loop device fails writes and ext4 reports EIO */
+	/* a 64 MiB ext4 (journaled, as ext4 is by default) on a loop device
+	 * whose backing file can only ever hold 8 MiB: once full, the loop
+	 * device fails writes and ext4 reports EIO, then goes read-only */
 	snprintf(cmd, sizeof cmd,
 		 "set -e; truncate -s 64M %s/disk; dev=$(losetup -f --show %s/disk); echo $dev > %s/dev; "
-		 "mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1 -O ^has_journal $dev; mount $dev %s",
+		 "mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1 $dev; mount -o errors=remount-ro $dev %s",
 		 backing_dir, backing_dir, scratch, mnt);
 	snprintf(cleanup_cmds, sizeof cleanup_cmds,
 		 "umount %s 2>/dev/null; losetup -d $(cat %s/dev) 2>/dev/null; rm -f %s/dev; umount %s", mnt, scratch,
@@ -148,13 +152,16 @@ Test(tiers, a_swap_device_that_fails_writes_loses_nothing)
 	start_with_swap(arg, "1M");
 	struct test_sim sim;
 	/* random pages: every one must be written as it is */
-	sim_start(&sim, &srv, "eio", "--size", "16M", "--mix", "random=100", "--verify", NULL);
+	sim_start(&sim, &srv, "eio", "--size", "32M", "--mix", "random=100", "--verify", NULL);
 	Memsrv__ServerMessage *m = NULL;
 	cr_assert_eq(ctl_evict(srv.sock, "eio", 0, true, &m), 0);
 	memsrv__server_message__free_unpacked(m, NULL);
 	Memsrv__NodeStats *st = node_stats(&m);
 	cr_assert_gt(st->swap_write_errors, 0, "the device failed writes");
 	memsrv__server_message__free_unpacked(m, NULL);
-	verify(&sim, 4096);
+	verify(&sim, 8192);
+	st = node_stats(&m);
+	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
+	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(sim_quit(&sim), 0);
 }
