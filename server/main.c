@@ -35,7 +35,8 @@ static int parse_size(const char *s, uint64_t *out)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--log-level LEVEL] [--spin-us N]\n"
+		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--incompressible N]\n"
+		"              [--swap FILE:SIZE]... [--swap-dir DIR[:SIZE]]... [--log-level LEVEL] [--spin-us N]\n"
 		"\n"
 		"Serves the guest RAM of the VMs that attach to PATH: faults, eviction, quotas.\n"
 		"\n"
@@ -69,6 +70,9 @@ int main(int argc, char **argv)
 	};
 	struct server_config cfg = { .socket_path = SERVER_DEFAULT_SOCKET, .default_codec = CODEC_LZ4 };
 	struct swapfile *swap = NULL;
+	enum { MAX_SWAPS = 16 };
+	struct { const char *spec; bool in_dir; } swaps[MAX_SWAPS];
+	int n_swaps = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "s:l:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -97,30 +101,16 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'w':
-		case 'W': {
-			/* PATH:SIZE; for a directory the size may be left out */
-			char path[4096], why[256] = "";
-			uint64_t size = 4ull << 30;
-			const char *colon = strrchr(optarg, ':');
-			snprintf(path, sizeof path, "%.*s", colon ? (int)(colon - optarg) : (int)strlen(optarg), optarg);
-			if ((c == 'w' && !colon) || (colon && parse_size(colon + 1, &size))) {
-				fprintf(stderr, "memsrv: --%s: '%s' is not %s\n", c == 'w' ? "swap" : "swap-dir", optarg,
-					c == 'w' ? "FILE:SIZE" : "DIR[:SIZE]");
+		case 'W':
+			/* created once every option is known: a later usage error
+			 * must not leave files behind */
+			if (n_swaps == MAX_SWAPS) {
+				fprintf(stderr, "memsrv: at most %d --swap/--swap-dir\n", MAX_SWAPS);
 				return 64;
 			}
-			if (!swap && !(swap = swapfile_create()))
-				return 1;
-			int ret = c == 'w' ? swapfile_add(swap, path, size, why, sizeof why)
-					   : swapfile_add_in_dir(swap, path, size, why, sizeof why);
-			if (ret) {
-				fprintf(stderr, "memsrv: --%s %s: %s\n", c == 'w' ? "swap" : "swap-dir", optarg,
-					why[0] ? why : strerror(-ret));
-				swapfile_destroy(swap);
-				return 1;
-			}
-			cfg.store.swap = swap;
+			swaps[n_swaps].in_dir = c == 'W';
+			swaps[n_swaps++].spec = optarg;
 			break;
-		}
 		case 'H': {
 			uint64_t n;
 			if (parse_size(optarg, &n) || n > 63) {
@@ -160,6 +150,30 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "memsrv: unexpected argument '%s'\n", argv[optind]);
 		return 64;
+	}
+	for (int i = 0; i < n_swaps; i++) {
+		/* FILE:SIZE, or DIR[:SIZE] */
+		const char *spec = swaps[i].spec, *opt = swaps[i].in_dir ? "swap-dir" : "swap";
+		const char *colon = strrchr(spec, ':');
+		char path[4096], why[256] = "";
+		uint64_t size = 4ull << 30;
+		snprintf(path, sizeof path, "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
+		if ((!swaps[i].in_dir && !colon) || (colon && parse_size(colon + 1, &size))) {
+			fprintf(stderr, "memsrv: --%s: '%s' is not %s\n", opt, spec,
+				swaps[i].in_dir ? "DIR[:SIZE]" : "FILE:SIZE");
+			swapfile_destroy(swap);
+			return 64;
+		}
+		if (!swap && !(swap = swapfile_create()))
+			return 1;
+		int err = swaps[i].in_dir ? swapfile_add_in_dir(swap, path, size, why, sizeof why)
+					  : swapfile_add(swap, path, size, why, sizeof why);
+		if (err) {
+			fprintf(stderr, "memsrv: --%s %s: %s\n", opt, spec, why[0] ? why : strerror(-err));
+			swapfile_destroy(swap);
+			return 1;
+		}
+		cfg.store.swap = swap;
 	}
 	/* signals go to the server's signalfd; VM threads inherit the mask */
 	sigset_t mask;

@@ -165,8 +165,8 @@ static void maybe_grow_index(struct store *s)
 	s->nbuckets = n;
 	for (obj_id id = 1; id < s->next_fresh; id++) {
 		struct obj *o = obj_at(s, id);
-		if (o->tier == TIER_FREE)
-			continue;
+		if (o->tier == TIER_FREE || o->orphan)
+			continue;  /* an orphan waits to be freed: never to be shared again */
 		uint32_t *head = bucket_of(s, o->hash_lo);
 		o->next = *head;
 		*head = id;
@@ -472,10 +472,15 @@ static void *writeback_main(void *arg)
 		return NULL;
 	}
 	pthread_mutex_lock(&s->lock);
+	bool over = false;  /* from above the high watermark down to the low one */
 	while (!s->stopping) {
 		/* pages that barely compress gain nothing in memory: they go to
 		 * swap as they are, budget or not; the rest only over budget */
-		bool over = s->cfg.cache_budget && cache_slot_bytes(s) > WB_LOW(s->cfg.cache_budget);
+		uint64_t used = cache_slot_bytes(s);
+		if (s->cfg.cache_budget && used > WB_HIGH(s->cfg.cache_budget))
+			over = true;
+		else if (used <= WB_LOW(s->cfg.cache_budget))
+			over = false;
 		bool raw_waiting = s->st.cache_raw_objects && s->lru_head && obj_at(s, s->lru_head)->len == RAW_LEN;
 		if ((!over && !raw_waiting) || s->st.swap_full) {
 			/* asleep until the cache fills again; a full or failing swap
@@ -543,7 +548,7 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 				pthread_cond_signal(&s->wb_wake);
 		} else {
 			ret = zpool_alloc(s->pool, len, &h);
-			if (!ret && s->cfg.swap && used + len > WB_HIGH(s->cfg.cache_budget))
+			if (!ret && s->cfg.swap && s->cfg.cache_budget && used + len > WB_HIGH(s->cfg.cache_budget))
 				pthread_cond_signal(&s->wb_wake);
 		}
 	}

@@ -88,11 +88,28 @@ static int submit(struct swap_reads *sr, unsigned i)
 	return ret < 0 ? ret : 0;
 }
 
+static void finish(struct vm *vm, unsigned i, int res);
+
 int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd)
 {
 	struct swap_reads *sr = vm->reads;
-	if (!sr || sr->busy == READS)
+	if (!sr)
 		return -EBUSY;
+	/* every slot in flight: the oldest read will be done soonest, wait for one */
+	while (sr->busy == READS) {
+		unsigned waiting = 0;
+		for (unsigned i = 0; i < READS; i++)
+			waiting += sr->slot[i].waiting_retry;
+		if (waiting == READS)
+			return -EBUSY;  /* all of them failed and wait for their retry */
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&sr->ring, &cqe))
+			return -EBUSY;
+		unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&sr->ring, cqe);
+		finish(vm, i, res);
+	}
 	unsigned i = 0;
 	while (sr->slot[i].busy)
 		i++;
@@ -170,7 +187,7 @@ static void retry(struct vm *vm, unsigned i)
 	}
 	int ret = store_fetch(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), vm->page_buf, &s->rd);
 	if (ret == 0) {
-		/* it came back to memory meanwhile (shared with a page swapped in) */
+		/* not in swap any more (cannot happen today: kept for safety) */
 		complete(vm, s, vm->page_buf);
 		s->busy = false;
 		sr->busy--;

@@ -77,14 +77,14 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 		fault_serve_available(vm);
 		if (swap_reads_ready(vm))
 			swap_reads_reap(vm);
-		if (ret == -EBUSY && res.pages == before && ++stalled > 250) {
+		if (res.pages != before)
+			stalled = 0;
+		if (ret == -EBUSY && ++stalled > 250) {
 			ret = -ENOSPC;  /* 5 s without room: swap is not taking pages */
 			break;
 		}
 		if (ret == -EBUSY) {
 			/* the cache is at its budget and writeback is making room */
-			if (res.pages != before)
-				stalled = 0;
 			store_wait_room(vm->store, 20);
 			ret = 0;
 			continue;
@@ -176,6 +176,7 @@ void *vm_thread_main(void *arg)
 		 * vCPU waits on each of them, so serve them before sleeping */
 		if (vm->pending_len)
 			fault_serve_available(vm);
+		retry_ms = swap_reads_reap(vm);  /* and when a failed read is due again */
 		struct pollfd p[3] = {
 			{ .fd = vm->uffd, .events = vm->vmm_gone ? 0 : POLLIN },
 			{ .fd = vm->wake_fd, .events = POLLIN },
@@ -189,8 +190,8 @@ void *vm_thread_main(void *arg)
 		}
 		if (vm->stopping)
 			break;
-		if (p[2].revents & POLLIN || retry_ms >= 0)
-			retry_ms = swap_reads_reap(vm);
+		if (p[2].revents & POLLIN)
+			swap_reads_reap(vm);
 		if (p[1].revents & POLLIN)
 			run_jobs(vm);
 		if (p[0].revents & POLLIN)
