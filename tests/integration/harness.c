@@ -212,6 +212,15 @@ uint64_t sim_value(const struct sim_reply *r, const char *key)
 	return 0;
 }
 
+void sim_expect_verified(struct test_sim *sim, uint64_t pages)
+{
+	struct sim_reply r;
+	sim_cmd(sim, "verify", &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_eq(sim_value(&r, "mismatches"), 0, "VM %s lost data", sim->name);
+	cr_assert_eq(sim_value(&r, "verified_pages"), pages);
+}
+
 int sim_quit(struct test_sim *sim)
 {
 	fprintf(sim->in, "quit\n");
@@ -249,6 +258,14 @@ Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm,
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY, "evict %s: %s", vm,
 		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "wrong reply");
 	return m;
+}
+
+Memsrv__NodeStats *ctl_stats_ok(const struct test_server *s, Memsrv__ServerMessage **m)
+{
+	*m = NULL;
+	cr_assert_eq(ctl_stats(s->sock, m), 0);
+	cr_assert_eq((*m)->msg_case, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS);
+	return (*m)->node_stats;
 }
 
 unsigned ctl_vm_count(const struct test_server *s)

@@ -53,6 +53,8 @@ void sim_start(struct test_sim *sim, const struct test_server *s, const char *na
 void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r);
 /* The value of key as a number; fails the test when the key is missing. */
 uint64_t sim_value(const struct sim_reply *r, const char *key);
+/* Sends verify and asserts every one of pages came back intact. */
+void sim_expect_verified(struct test_sim *sim, uint64_t pages);
 /* Sends quit and returns vmsim's exit status. */
 int sim_quit(struct test_sim *sim);
 /* SIGKILLs vmsim and reaps it. */
@@ -67,6 +69,8 @@ int wait_exit(pid_t pid);
  * memsrv__server_message__free_unpacked). */
 Memsrv__ServerMessage *ctl_info_ok(const struct test_server *s, const char *vm);
 Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm, uint64_t bytes, bool all);
+/* The node's statistics; *m is freed by the caller. */
+Memsrv__NodeStats *ctl_stats_ok(const struct test_server *s, Memsrv__ServerMessage **m);
 /* Number of VMs attached. */
 unsigned ctl_vm_count(const struct test_server *s);
 

@@ -35,11 +35,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	struct sim_reply r;
-	sim_cmd(&bystander, "verify", &r);
-	cr_assert(r.ok, "%s", r.error);
-	cr_assert_eq(sim_value(&r, "mismatches"), 0);
-	cr_assert_eq(sim_value(&r, "verified_pages"), 4096);
+	sim_expect_verified(&bystander, 4096);
 	cr_assert_eq(sim_quit(&bystander), 0);
 	server_stop(&srv);
 }

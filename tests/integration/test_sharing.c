@@ -12,23 +12,6 @@ static struct test_server srv;
 
 static void teardown(void) { server_stop(&srv); }
 
-static Memsrv__NodeStats *node_stats(Memsrv__ServerMessage **m)
-{
-	*m = NULL;
-	cr_assert_eq(ctl_stats(srv.sock, m), 0);
-	cr_assert_eq((*m)->msg_case, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS);
-	return (*m)->node_stats;
-}
-
-static void verify(struct test_sim *sim, uint64_t pages)
-{
-	struct sim_reply r;
-	sim_cmd(sim, "verify", &r);
-	cr_assert(r.ok, "%s", r.error);
-	cr_assert_eq(sim_value(&r, "mismatches"), 0, "%s lost data", sim->name);
-	cr_assert_eq(sim_value(&r, "verified_pages"), pages);
-}
-
 static uint64_t evict_all(const char *name)
 {
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, 0, true);
@@ -47,12 +30,12 @@ Test(sharing, four_vms_with_the_same_content_share_one_copy, .init = NULL, .fini
 	uint64_t stored = evict_all(names[0]);
 	cr_assert_gt(stored, 1000);
 	Memsrv__ServerMessage *m;
-	uint64_t objects_one = node_stats(&m)->objects;
+	uint64_t objects_one = ctl_stats_ok(&srv, &m)->objects;
 	memsrv__server_message__free_unpacked(m, NULL);
 	for (int i = 1; i < 4; i++)
 		cr_assert_eq(evict_all(names[i]), stored, "the twins hold the same pages");
 
-	Memsrv__NodeStats *st = node_stats(&m);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_eq(st->objects, objects_one, "three more VMs of the same content added no object");
 	cr_assert_eq(st->references, 4 * stored);
 	cr_assert_eq(st->shared_pages, st->references, "every object is held by all four VMs");
@@ -64,10 +47,10 @@ Test(sharing, four_vms_with_the_same_content_share_one_copy, .init = NULL, .fini
 	memsrv__server_message__free_unpacked(m, NULL);
 
 	for (int i = 0; i < 4; i++)
-		verify(&vm[i], 4096);
+		sim_expect_verified(&vm[i], 4096);
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(sim_quit(&vm[i]), 0);
-	st = node_stats(&m);
+	st = ctl_stats_ok(&srv, &m);
 	cr_assert_eq(st->objects, 0, "the last reference frees every object");
 	memsrv__server_message__free_unpacked(m, NULL);
 }
@@ -84,10 +67,10 @@ Test(sharing, a_page_changed_after_sharing_changes_nothing_elsewhere, .fini = te
 	sim_cmd(&a, "write 0.5", &r);  /* faults shared pages in, then changes them */
 	cr_assert(r.ok, "%s", r.error);
 	evict_all("writer");
-	verify(&b, 4096);
-	verify(&a, 4096);
+	sim_expect_verified(&b, 4096);
+	sim_expect_verified(&a, 4096);
 	evict_all("reader");
-	verify(&b, 4096);
+	sim_expect_verified(&b, 4096);
 	cr_assert_eq(sim_quit(&a), 0);
 	cr_assert_eq(sim_quit(&b), 0);
 }
@@ -105,13 +88,13 @@ Test(sharing, forced_hash_collisions_share_nothing_wrongly, .fini = teardown, .t
 	evict_all("coll-b");
 	evict_all("coll-c");
 	Memsrv__ServerMessage *m;
-	Memsrv__NodeStats *st = node_stats(&m);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_gt(st->hash_collisions, 1000, "the weak hash must collide");
 	cr_assert_geq(st->shared_pages, 2 * stored, "coll-c still shares every page with coll-a, its twin");
 	memsrv__server_message__free_unpacked(m, NULL);
-	verify(&a, 2048);
-	verify(&b, 2048);
-	verify(&c, 2048);
+	sim_expect_verified(&a, 2048);
+	sim_expect_verified(&b, 2048);
+	sim_expect_verified(&c, 2048);
 	cr_assert_eq(sim_quit(&a), 0);
 	cr_assert_eq(sim_quit(&b), 0);
 	cr_assert_eq(sim_quit(&c), 0);
@@ -149,8 +132,8 @@ Test(sharing, the_codec_is_chosen_per_vm, .fini = teardown, .timeout = 120)
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
 	cr_assert_str_eq(m->error->field, "set.settings");
 	memsrv__server_message__free_unpacked(m, NULL);
-	verify(&fast, 4096);
-	verify(&dense, 4096);
+	sim_expect_verified(&fast, 4096);
+	sim_expect_verified(&dense, 4096);
 	cr_assert_eq(sim_quit(&fast), 0);
 	cr_assert_eq(sim_quit(&dense), 0);
 }

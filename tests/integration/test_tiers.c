@@ -29,23 +29,6 @@ static void teardown(void)
 
 TestSuite(tiers, .fini = teardown, .timeout = 180);
 
-static Memsrv__NodeStats *node_stats(Memsrv__ServerMessage **m)
-{
-	*m = NULL;
-	cr_assert_eq(ctl_stats(srv.sock, m), 0);
-	cr_assert_eq((*m)->msg_case, MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS);
-	return (*m)->node_stats;
-}
-
-static void verify(struct test_sim *sim, uint64_t pages)
-{
-	struct sim_reply r;
-	sim_cmd(sim, "verify", &r);
-	cr_assert(r.ok, "%s", r.error);
-	cr_assert_eq(sim_value(&r, "mismatches"), 0, "%s lost data", sim->name);
-	cr_assert_eq(sim_value(&r, "verified_pages"), pages);
-}
-
 static void start_with_swap(const char *swap_dir_arg, const char *cache)
 {
 	const char *opts[] = { "--cache-size", cache, "--swap-dir", swap_dir_arg, NULL };
@@ -70,7 +53,7 @@ Test(tiers, a_full_cache_spills_to_swap_and_every_page_reads_back)
 	cr_assert_eq(m->evict_reply->pages_evicted, 8192, "evict --all waits for writeback instead of stopping");
 	memsrv__server_message__free_unpacked(m, NULL);
 
-	Memsrv__NodeStats *st = node_stats(&m);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_gt(st->swap_objects, 1000, "most pages went to swap");
 	cr_assert_leq(st->cache_slot_bytes, 4u << 20, "the cache keeps to its budget");
 	cr_assert_eq(st->swap_write_errors, 0);
@@ -82,7 +65,7 @@ Test(tiers, a_full_cache_spills_to_swap_and_every_page_reads_back)
 		     m->vm_info->stored_pages, "every stored page is in exactly one tier");
 	memsrv__server_message__free_unpacked(m, NULL);
 
-	verify(&sim, 8192);
+	sim_expect_verified(&sim, 8192);
 	m = ctl_info_ok(&srv, "spill");
 	cr_assert_gt(m->vm_info->faults_swap, 0, "pages were read back from swap");
 	cr_assert_gt(m->vm_info->fault_latency_swap_us->count, 0);
@@ -114,12 +97,12 @@ Test(tiers, a_swap_filesystem_out_of_room_loses_nothing)
 	/* some pages were evicted, the rest stayed: either answer is honest */
 	cr_assert(m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY || m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR);
 	memsrv__server_message__free_unpacked(m, NULL);
-	Memsrv__NodeStats *st = node_stats(&m);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_gt(st->swap_write_errors, 0, "the device ran out of room");
 	cr_assert_leq(st->cache_slot_bytes, 1u << 20);
 	memsrv__server_message__free_unpacked(m, NULL);
-	verify(&sim, 4096);
-	st = node_stats(&m);
+	sim_expect_verified(&sim, 4096);
+	st = ctl_stats_ok(&srv, &m);
 	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(sim_quit(&sim), 0);
@@ -156,11 +139,11 @@ Test(tiers, a_swap_device_that_fails_writes_loses_nothing)
 	Memsrv__ServerMessage *m = NULL;
 	cr_assert_eq(ctl_evict(srv.sock, "eio", 0, true, &m), 0);
 	memsrv__server_message__free_unpacked(m, NULL);
-	Memsrv__NodeStats *st = node_stats(&m);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_gt(st->swap_write_errors, 0, "the device failed writes");
 	memsrv__server_message__free_unpacked(m, NULL);
-	verify(&sim, 8192);
-	st = node_stats(&m);
+	sim_expect_verified(&sim, 8192);
+	st = ctl_stats_ok(&srv, &m);
 	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(sim_quit(&sim), 0);

@@ -17,15 +17,6 @@ static void teardown(void) { server_stop(&srv); }
 
 TestSuite(vmsim, .init = setup, .fini = teardown, .timeout = 240);
 
-static void expect_verified(struct test_sim *sim, uint64_t pages)
-{
-	struct sim_reply r;
-	sim_cmd(sim, "verify", &r);
-	cr_assert(r.ok, "%s", r.error);
-	cr_assert_eq(sim_value(&r, "mismatches"), 0, "VM %s lost data", sim->name);
-	cr_assert_eq(sim_value(&r, "verified_pages"), pages);
-}
-
 Test(vmsim, evict_all_of_256m_leaves_the_memfd_empty_and_every_page_intact)
 {
 	struct test_sim sim;
@@ -47,7 +38,7 @@ Test(vmsim, evict_all_of_256m_leaves_the_memfd_empty_and_every_page_intact)
 	uint64_t left = sim_value(&r, "memfd_allocated_bytes");
 	cr_assert_leq(left, (256ull << 20) / 100, "%lu bytes still allocated after evict --all", (unsigned long)left);
 
-	expect_verified(&sim, 65536);
+	sim_expect_verified(&sim, 65536);
 	m = ctl_info_ok(&srv, "big");
 	cr_assert_gt(m->vm_info->faults_stored, 0);
 	cr_assert_eq(m->vm_info->stored_pages, 0, "every stored page came back");
@@ -99,11 +90,11 @@ Test(vmsim, two_vms_at_once)
 	cr_assert_geq(m->evict_reply->pages_evicted, 2048);
 	cr_assert_lt(m->evict_reply->pages_evicted, 4096, "evict --bytes takes about that much, not all");
 	memsrv__server_message__free_unpacked(m, NULL);
-	expect_verified(&a, 8192);
-	expect_verified(&b, 4096);
+	sim_expect_verified(&a, 8192);
+	sim_expect_verified(&b, 4096);
 	cr_assert_eq(sim_quit(&a), 0);
 	cr_assert_eq(ctl_vm_count(&srv), 1);
-	expect_verified(&b, 4096);
+	sim_expect_verified(&b, 4096);
 	cr_assert_eq(sim_quit(&b), 0);
 	cr_assert_eq(ctl_vm_count(&srv), 0);
 }
@@ -134,11 +125,11 @@ Test(vmsim, a_vmm_killed_mid_fault_disturbs_no_one_else)
 	sim_kill(&victim);
 	cr_assert(wait_until(one_vm_left, &srv, 5000), "the dead VM was not released");
 	cr_assert(server_alive(&srv));
-	expect_verified(&other, 4096);
+	sim_expect_verified(&other, 4096);
 	m = ctl_evict_ok(&srv, "other", 0, true);
 	cr_assert_gt(m->evict_reply->pages_evicted, 0);
 	memsrv__server_message__free_unpacked(m, NULL);
-	expect_verified(&other, 4096);
+	sim_expect_verified(&other, 4096);
 	cr_assert_eq(sim_quit(&other), 0);
 }
 
