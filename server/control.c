@@ -166,6 +166,23 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 	reply(fd, &msg);
 }
 
+/* "512M" -> bytes (K, M, G: powers of 1024); 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	unsigned shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20 : *end == 'G' || *end == 'g' ? 30 : 0;
+	if (shift)
+		end++;
+	if (*end || (shift && v > (~0ull >> shift)))
+		return -EINVAL;
+	*out = v << shift;
+	return 0;
+}
+
 /* memsrv-ctl set VM key=value ...: every setting is checked before any is
  * applied, so a refused one changes nothing. */
 static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
@@ -180,25 +197,49 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 		return;
 	}
 	enum codec codec = (enum codec)atomic_load(&vm->codec);
+	const struct policy_ops *policy = atomic_load(&vm->policy_wanted);
+	uint64_t limit = vm->limit_bytes;
 	for (size_t i = 0; i < req->n_settings; i++) {
 		const char *kv = req->settings[i], *eq = strchr(kv, '=');
 		if (!eq) {
 			wire_send_error(fd, EINVAL, "set.settings", "'%s' is not key=value", kv);
 			return;
 		}
-		if (!strncmp(kv, "codec", (size_t)(eq - kv)) && eq - kv == 5) {
+		size_t klen = (size_t)(eq - kv);
+		if (klen == 5 && !strncmp(kv, "codec", klen)) {
 			if (codec_parse(eq + 1, &codec)) {
 				wire_send_error(fd, EINVAL, "set.settings", "codec '%s' is neither lz4 nor zstd", eq + 1);
 				return;
 			}
+		} else if (klen == 6 && !strncmp(kv, "policy", klen)) {
+			if (!(policy = policy_find(eq + 1))) {
+				wire_send_error(fd, EINVAL, "set.settings",
+						"policy '%s' is none of lru, fifo, clock, second-chance, aging, nru, random",
+						eq + 1);
+				return;
+			}
+		} else if (klen == 5 && !strncmp(kv, "limit", klen)) {
+			if (parse_size(eq + 1, &limit) || (limit && limit < (1u << 20))) {
+				wire_send_error(fd, EINVAL, "set.settings", "limit '%s' is not 0 (none) or a size of 1M or more",
+						eq + 1);
+				return;
+			}
 		} else {
-			wire_send_error(fd, EINVAL, "set.settings", "'%.*s' cannot be set (settable: codec)",
-					(int)(eq - kv), kv);
+			wire_send_error(fd, EINVAL, "set.settings", "'%.*s' cannot be set (settable: codec, policy, limit)",
+					(int)klen, kv);
 			return;
 		}
 	}
+	if (limit && vm->guarantee_bytes > limit) {
+		wire_send_error(fd, EINVAL, "set.settings", "limit %" PRIu64 " is below the guarantee %" PRIu64, limit,
+				vm->guarantee_bytes);
+		return;
+	}
 	atomic_store(&vm->codec, (int)codec);
-	vm_info(vm, "set codec=%s: new pages are compressed with it", codec_name(codec));
+	atomic_store(&vm->policy_wanted, policy);
+	atomic_store(&vm->limit_bytes, limit);
+	vm_post_wakeup(vm);  /* a new policy or a lower limit takes effect now */
+	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64, codec_name(codec), policy->name, limit);
 	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
 	sr.n_applied = req->n_settings;
 	sr.applied = req->settings;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -124,44 +125,64 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	return kept;
 }
 
+static struct region *region_of_page(struct vm *vm, uint64_t page)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		if (page >= r->first_page && page - r->first_page < r->pt.npages)
+			return r;
+	}
+	return NULL;
+}
+
+static int by_page(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res)
 {
 	uint64_t evicted = 0;
-	while (evicted < want_pages && *scan_budget && !vm->vmm_gone) {
-		struct region *r = &vm->regions[vm->cursor_region];
-		uint64_t n = r->pt.npages;
-		if (!r->evictable || r->unmapped || vm->cursor_page >= n) {
-			uint64_t skipped = vm->cursor_page < n ? n - vm->cursor_page : 0;
-			*scan_budget -= skipped < *scan_budget ? skipped : *scan_budget;
-			vm->cursor_region = (vm->cursor_region + 1) % vm->n_regions;
-			vm->cursor_page = 0;
-			continue;
-		}
-		/* the clock hand: skip to the next resident page, then take the
-		 * run of resident pages that follows it */
-		while (vm->cursor_page < n && *scan_budget &&
-		       pe_state(r->pt.entries[vm->cursor_page]) != PAGE_RESIDENT) {
-			vm->cursor_page++;
+	while (evicted < want_pages && *scan_budget && !vm->vmm_gone && vm->policy.ops) {
+		/* the policy names the victims; sorted, neighbours share one
+		 * write-protect, read and punch */
+		uint64_t victims[EVICT_RUN_PAGES];
+		unsigned n = 0;
+		while (n < EVICT_RUN_PAGES && evicted + n < want_pages && *scan_budget) {
+			uint64_t v = vm->policy.ops->take_victim(&vm->policy);
+			if (v == POLICY_NONE)
+				break;
 			(*scan_budget)--;
+			struct region *r = region_of_page(vm, v);
+			/* the books follow the page table; a mismatch is skipped, never evicted */
+			if (r && pe_state(r->pt.entries[v - r->first_page]) == PAGE_RESIDENT)
+				victims[n++] = v;
 		}
-		if (vm->cursor_page >= n || !*scan_budget)
-			continue;
-		uint64_t first = vm->cursor_page, count = 0;
-		uint64_t max = want_pages - evicted < EVICT_RUN_PAGES ? want_pages - evicted : EVICT_RUN_PAGES;
-		while (count < max && vm->cursor_page < n && *scan_budget &&
-		       pe_state(r->pt.entries[vm->cursor_page]) == PAGE_RESIDENT) {
-			vm->cursor_page++;
-			(*scan_budget)--;
-			count++;
-		}
-		int err = 0;
-		uint64_t got = evict_run(vm, r, first, count, res, &err);
-		evicted += got;
-		if (got < count) {
-			/* the hand comes back to what stayed: a later call may evict it */
-			vm->cursor_page = first + got;
-			*scan_budget += count - got;
-			return err ? err : -EIO;
+		if (!n)
+			break;
+		qsort(victims, n, sizeof victims[0], by_page);
+		for (unsigned i = 0; i < n;) {
+			struct region *r = region_of_page(vm, victims[i]);
+			uint64_t first = victims[i] - r->first_page, count = 1;
+			while (i + count < n && victims[i + count] == victims[i] + count &&
+			       first + count < r->pt.npages)
+				count++;
+			int err = 0;
+			uint64_t got = evict_run(vm, r, first, count, res, &err);
+			evicted += got;
+			if (got < count) {
+				/* what stayed resident goes back on the policy's books */
+				for (unsigned k = i + (unsigned)got; k < n; k++) {
+					struct region *rk = region_of_page(vm, victims[k]);
+					if (pe_state(rk->pt.entries[victims[k] - rk->first_page]) == PAGE_RESIDENT) {
+						vm_policy_resident(vm, rk, victims[k] - rk->first_page, false);
+						(*scan_budget)++;  /* not spent: a later try takes it again */
+					}
+				}
+				return err ? err : -EIO;
+			}
+			i += (unsigned)count;
 		}
 	}
 	return 0;

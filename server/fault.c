@@ -80,6 +80,7 @@ static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unma
 				continue;
 			case PAGE_RESIDENT:
 				resident++;
+				vm_policy_gone(vm, r, p);
 				break;
 			case PAGE_STORED:
 				store_drop(vm->store, (obj_id)pe_handle(e));
@@ -151,8 +152,12 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 
 static void mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
-	for (uint64_t p = first; p < first + count; p++)
+	for (uint64_t p = first; p < first + count; p++) {
 		page_table_set(&r->pt, p, pe_make(PAGE_RESIDENT, 0, 0));
+		/* only the faulting page was used; its neighbours came along */
+		bool used = r->first_page + p == vm->fault_page;
+		vm_policy_resident(vm, r, p, used && vm->fault_write);
+	}
 	atomic_fetch_add(&vm->resident_bytes, count * r->page_size);
 }
 
@@ -236,6 +241,7 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 	}
 	if (ret) {
 		page_table_set(&r->pt, idx, e);
+		vm_policy_gone(vm, r, idx);
 		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
 		return ret;
 	}
@@ -313,6 +319,8 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	}
 	uint64_t idx = (addr - r->host_addr) / r->page_size;
 	uint64_t page = r->host_addr + idx * r->page_size;
+	vm->fault_page = r->first_page + idx;
+	vm->fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	enum page_state source;
 	bool deferred = false;
 	int ret;
@@ -326,6 +334,8 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 				fault_resync_events(vm);
 		} while (ret == -EAGAIN && !vm->stopping);
 		ctr_add(&vm->ctr.faults_wp, 1);
+		if (vm->policy.ops && r->evictable)
+			vm->policy.ops->referenced(&vm->policy, r->first_page + idx, true);
 		return;
 	}
 	for (;;) {

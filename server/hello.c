@@ -246,6 +246,11 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	if (h->quota && h->quota->codec && *h->quota->codec && codec_parse(h->quota->codec, &codec))
 		return refuse(why, EINVAL, "hello.quota.codec", "codec '%s' is neither lz4 nor zstd", h->quota->codec);
 	atomic_store(&vm->codec, (int)codec);
+	const struct policy_ops *policy = policy_find("clock");
+	if (h->quota && h->quota->policy && *h->quota->policy && !(policy = policy_find(h->quota->policy)))
+		return refuse(why, EINVAL, "hello.quota.policy",
+			      "policy '%s' is none of lru, fifo, clock, second-chance, aging, nru, random", h->quota->policy);
+	atomic_store(&vm->policy_wanted, policy);
 
 	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
 	for (unsigned i = 0; i < h->n_regions; i++) {

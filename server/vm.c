@@ -77,14 +77,67 @@ int vm_add_region(struct vm *vm, const struct region *src)
 		vm->page_buf = buf;
 		vm->page_buf_size = need;
 	}
+	r->first_page = vm->n_regions ? vm->regions[vm->n_regions - 1].first_page +
+					     vm->regions[vm->n_regions - 1].pt.npages : 0;
 	vm->n_regions++;
 	vm->size_bytes += r->size;
 	atomic_fetch_add(&vm->resident_bytes, resident);
 	return 0;
 }
 
+void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool write)
+{
+	if (r->evictable && vm->policy.ops)
+		vm->policy.ops->resident(&vm->policy, r->first_page + idx, write);
+}
+
+void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx)
+{
+	if (r->evictable && vm->policy.ops)
+		vm->policy.ops->gone(&vm->policy, r->first_page + idx);
+}
+
+/* (Re)builds the policy's books from the page tables. */
+static int policy_build(struct vm *vm, const struct policy_ops *ops)
+{
+	uint64_t total = 0;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		total += vm->regions[i].pt.npages;
+	if (vm->policy.ops)
+		policy_fini(&vm->policy);
+	int ret = policy_init(&vm->policy, ops, total);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		for (uint64_t p = 0; r->evictable && p < r->pt.npages; p++)
+			if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
+				vm_policy_resident(vm, r, p, false);
+	}
+	return 0;
+}
+
+void vm_policy_update(struct vm *vm)
+{
+	const struct policy_ops *want = atomic_load(&vm->policy_wanted);
+	if (want == vm->policy.ops)
+		return;
+	int ret = policy_build(vm, want);
+	if (ret) {
+		vm_err(vm, "cannot switch to policy %s: %s", want->name, strerror(-ret));
+		atomic_store(&vm->policy_wanted, vm->policy.ops);
+		return;
+	}
+	vm_info(vm, "eviction policy is %s", want->name);
+}
+
 int vm_start(struct vm *vm)
 {
+	if (!atomic_load(&vm->policy_wanted))
+		atomic_store(&vm->policy_wanted, policy_find("clock"));
+	int pret = policy_build(vm, atomic_load(&vm->policy_wanted));
+	if (pret)
+		return pret;
 	vm->io_buf = mmap(NULL, EVICT_RUN_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (vm->io_buf == MAP_FAILED) {
 		vm->io_buf = NULL;
@@ -128,6 +181,13 @@ void vm_shutdown(struct vm *vm)
 	vm->thread_started = false;
 }
 
+void vm_post_wakeup(struct vm *vm)
+{
+	uint64_t one = 1;
+	if (write(vm->wake_fd, &one, sizeof one) < 0)
+		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
+}
+
 void vm_destroy(struct vm *vm)
 {
 	if (!vm)
@@ -160,6 +220,8 @@ void vm_destroy(struct vm *vm)
 			close(r->fd);
 	}
 	codec_ctx_destroy(vm->codec_ctx);
+	if (vm->policy.ops)
+		policy_fini(&vm->policy);
 	if (vm->io_buf)
 		munmap(vm->io_buf, EVICT_RUN_PAGES * 4096);
 	if (vm->page_buf)
@@ -243,6 +305,7 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->stored_pages = vm_count(vm, PAGE_STORED);
 	vm_count_stored(vm, info);
 	info->codec = (char *)codec_name((enum codec)atomic_load(&vm->codec));
+	info->policy = (char *)atomic_load(&vm->policy_wanted)->name;
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X

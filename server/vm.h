@@ -19,6 +19,7 @@
 #include "latency.h"
 #include "memsrv.pb-c.h"
 #include "page_state.h"
+#include "policy.h"
 #include "codec.h"
 #include "store.h"
 
@@ -56,6 +57,7 @@ struct region {
 	Memsrv__Backing backing;
 	bool evictable;
 	bool unmapped;           /* the VMM unmapped it: no faults can come */
+	uint64_t first_page;     /* VM-wide number of its first page, for the policy */
 	struct page_table pt;
 };
 
@@ -84,7 +86,8 @@ struct vm {
 	struct region regions[VM_MAX_REGIONS];
 	unsigned n_regions;
 	uint64_t size_bytes;
-	uint64_t guarantee_bytes, limit_bytes;
+	uint64_t guarantee_bytes;
+	_Atomic uint64_t limit_bytes;  /* memsrv-ctl set may change it */
 	uint32_t shares;
 	uint64_t uffd_features, register_modes;
 	bool evictable;
@@ -97,11 +100,13 @@ struct vm {
 
 	struct store *store;     /* the node's, shared with every VM */
 	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
+	_Atomic(const struct policy_ops *) policy_wanted;  /* control sets; the VM thread switches */
 
 	/* VM thread only */
 	struct codec_ctx *codec_ctx;
-	unsigned cursor_region;  /* eviction clock hand */
-	uint64_t cursor_page;
+	struct policy policy;    /* which resident pages leave first */
+	uint64_t fault_page;     /* the page (VM-wide number) of the fault being served... */
+	bool fault_write;        /* ...and whether it was a write: the policy's modify bit */
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
 	bool detaching;          /* no more eviction */
 	bool limit_warned;
@@ -148,6 +153,14 @@ void vm_destroy(struct vm *vm);
 void vm_shutdown(struct vm *vm);
 /* Hands a job to the VM thread; it owns the job from then on. */
 void vm_post_job(struct vm *vm, struct vm_job *job);
+/* Wakes the VM thread to look at changed settings. */
+void vm_post_wakeup(struct vm *vm);
+
+/* Tells the policy about a page of r that became resident / left. */
+void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool write);
+void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx);
+/* Switches to the policy control asked for, if it changed (VM thread). */
+void vm_policy_update(struct vm *vm);
 
 /* Region containing VMM address addr, or NULL. */
 struct region *vm_region_of(struct vm *vm, uint64_t addr);

@@ -17,6 +17,8 @@
 
 uint64_t fault_spin_ns = 50 * 1000;
 
+#define POLICY_TICK_NS (1000ull * 1000 * 1000)  /* aging and bit clearing, once a second */
+
 /* Serves faults, then keeps polling the uffd for a short while: faults come
  * in bursts, and catching the next one without a wakeup is 3-4x faster. */
 static void serve_and_spin(struct vm *vm)
@@ -91,8 +93,8 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 		}
 		if (ret)
 			break;
-		if (res.pages == before && !budget)
-			break;
+		if (res.pages == before)
+			break;  /* the policy has no resident page left to give */
 	}
 	if (ret && res.pages == 0) {
 		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, strerror(-ret));
@@ -171,7 +173,15 @@ void *vm_thread_main(void *arg)
 	if (vm->limit_bytes && ctr_get(&vm->resident_bytes) > vm->limit_bytes)
 		evict_make_room(vm, 0);
 	int retry_ms = -1;  /* a failed swap read waits for its retry */
+	uint64_t next_tick = monotonic_ns() + POLICY_TICK_NS;
 	while (!vm->stopping) {
+		vm_policy_update(vm);
+		uint64_t now = monotonic_ns();
+		if (now >= next_tick) {
+			if (vm->policy.ops && vm->policy.ops->tick)
+				vm->policy.ops->tick(&vm->policy);
+			next_tick = now + POLICY_TICK_NS;
+		}
 		/* jobs and evictions may have read faults into the ring: a
 		 * vCPU waits on each of them, so serve them before sleeping */
 		if (vm->pending_len)
@@ -182,7 +192,8 @@ void *vm_thread_main(void *arg)
 			{ .fd = vm->wake_fd, .events = POLLIN },
 			{ .fd = swap_reads_fd(vm), .events = POLLIN },
 		};
-		if (poll(p, 3, retry_ms) < 0) {
+		int tick_ms = (int)((next_tick - now) / 1000000) + 1;
+		if (poll(p, 3, retry_ms >= 0 && retry_ms < tick_ms ? retry_ms : tick_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_err(vm, "poll: %s", strerror(errno));

@@ -1,0 +1,113 @@
+/* Description: eviction policies and limits changed at run time, against the
+ * real memsrv: every algorithm keeps every byte under a tight limit; raising
+ * a limit lets a VM grow, lowering it evicts down to it; bad settings are
+ * refused and change nothing. */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+
+static struct test_server srv;
+
+static void setup(void) { server_start(&srv); }
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(policy_vms, .init = setup, .fini = teardown, .timeout = 180);
+
+static void set_ok(const char *vm, const char *setting)
+{
+	Memsrv__ServerMessage *m = NULL;
+	const char *settings[] = { setting };
+	cr_assert_eq(ctl_set(srv.sock, vm, settings, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY, "set %s: %s", setting,
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+static uint64_t resident(const char *vm)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
+	uint64_t r = m->vm_info->resident_bytes;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return r;
+}
+
+Test(policy_vms, every_algorithm_keeps_every_byte_under_a_tight_limit)
+{
+	const char *names[] = { "lru", "fifo", "clock", "second-chance", "aging", "nru", "random" };
+	for (int i = 0; i < 7; i++) {
+		char vm[32], setting[64];
+		snprintf(vm, sizeof vm, "algo-%d", i);
+		struct test_sim sim;
+		sim_start(&sim, &srv, vm, "--size", "16M", "--limit", "4M", "--pattern", "zipf", "--write-pct", "30",
+			  "--ops", "20000", "--verify", NULL);
+		snprintf(setting, sizeof setting, "policy=%s", names[i]);
+		set_ok(vm, setting);
+		struct sim_reply r;
+		sim_cmd(&sim, "run", &r);
+		cr_assert(r.ok, "%s: %s", names[i], r.error);
+		cr_assert_eq(sim_value(&r, "mismatches"), 0, "%s lost data", names[i]);
+		Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
+		cr_assert_str_eq(m->vm_info->policy, names[i]);
+		cr_assert_leq(m->vm_info->resident_bytes, 4u << 20, "%s: the limit holds", names[i]);
+		cr_assert_gt(m->vm_info->faults_stored, 0, "%s: pages went and came back", names[i]);
+		memsrv__server_message__free_unpacked(m, NULL);
+		sim_expect_verified(&sim, 4096);
+		cr_assert_eq(sim_quit(&sim), 0);
+	}
+}
+
+static bool at_most_4m(void *arg)
+{
+	return resident(arg) <= 4u << 20;
+}
+
+Test(policy_vms, a_limit_changed_at_run_time_takes_effect)
+{
+	struct test_sim sim;
+	sim_start(&sim, &srv, "grow", "--size", "32M", "--limit", "8M", "--pattern", "seq", "--verify", NULL);
+	cr_assert_leq(resident("grow"), 8u << 20);
+
+	/* raised: the VM may hold more, and reading everything makes it */
+	set_ok("grow", "limit=24M");
+	struct sim_reply r;
+	sim_cmd(&sim, "run", &r);
+	cr_assert(r.ok, "%s", r.error);
+	uint64_t grown = resident("grow");
+	cr_assert_gt(grown, 16u << 20, "resident %lu after raising the limit", (unsigned long)grown);
+	cr_assert_leq(grown, 24u << 20);
+
+	/* lowered: memsrv evicts down to it on its own */
+	set_ok("grow", "limit=4M");
+	cr_assert(wait_until(at_most_4m, "grow", 5000), "resident %lu after lowering the limit",
+		  (unsigned long)resident("grow"));
+	sim_expect_verified(&sim, 8192);
+	cr_assert_eq(sim_quit(&sim), 0);
+}
+
+Test(policy_vms, bad_settings_change_nothing)
+{
+	struct test_sim sim;
+	sim_start(&sim, &srv, "strict", "--size", "8M", "--limit", "4M", NULL);
+	const char *bad[][2] = {
+		{ "policy=optimal", "policy 'optimal' is none of" },
+		{ "limit=12", "limit '12' is not 0" },
+		{ "colour=blue", "cannot be set" },
+	};
+	for (int i = 0; i < 3; i++) {
+		const char *settings[] = { "codec=zstd", bad[i][0] };
+		Memsrv__ServerMessage *m = NULL;
+		cr_assert_eq(ctl_set(srv.sock, "strict", settings, 2, &m), 0);
+		cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "%s was accepted", bad[i][0]);
+		cr_assert(strstr(m->error->message, bad[i][1]), "%s", m->error->message);
+		memsrv__server_message__free_unpacked(m, NULL);
+	}
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "strict");
+	cr_assert_str_eq(m->vm_info->codec, "lz4", "a refused set applies none of its settings");
+	cr_assert_str_eq(m->vm_info->policy, "clock");
+	cr_assert_eq(m->vm_info->limit_bytes, 4u << 20);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(sim_quit(&sim), 0);
+}
