@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "balancer.h"
 #include "log.h"
 #include "server.h"
 #include "wire.h"
@@ -91,6 +92,34 @@ static void do_stats(struct server *srv, int fd)
 	uint64_t held = ss.cache_pool_bytes + ss.swap_used_bytes;
 	uint64_t evicted = (st.zero_pages + st.stored_pages) * 4096;
 	st.density = held ? (double)evicted / held : 0;
+	struct balance_report br;
+	balancer_run(srv, &br);
+	st.node_limit_bytes = br.node_limit;
+	st.overhead_bytes = br.overhead;
+	st.assigned_bytes = br.assigned;
+	st.guaranteed_bytes = br.guaranteed;
+	st.entitled_bytes = br.entitled;
+	st.overcommitted = br.overcommitted;
+	st.overcommit_margin_bytes = br.overcommit_margin;
+	st.overloaded = br.overloaded;
+	st.overload_margin_bytes = br.overload_margin;
+	/* who should move away: the active VMs, largest first */
+	char *migrate[64];
+	if (br.overloaded) {
+		for (struct vm *vm = srv->vms; vm && st.n_migrate < 64; vm = vm->next)
+			if (atomic_load(&vm->active))
+				migrate[st.n_migrate++] = vm->name;
+		for (size_t a = 1; a < st.n_migrate; a++)
+			for (size_t b = a; b > 0; b--) {
+				struct vm *x = server_find_vm(srv, migrate[b - 1]), *y = server_find_vm(srv, migrate[b]);
+				if (ctr_get(&x->resident_bytes) >= ctr_get(&y->resident_bytes))
+					break;
+				char *t = migrate[b];
+				migrate[b] = migrate[b - 1];
+				migrate[b - 1] = t;
+			}
+	}
+	st.migrate = migrate;
 	st.sessions_total = srv->sessions_total;
 	st.protocol_errors = srv->protocol_errors;
 	struct timespec now;
@@ -185,8 +214,35 @@ static int parse_size(const char *s, uint64_t *out)
 
 /* memsrv-ctl set VM key=value ...: every setting is checked before any is
  * applied, so a refused one changes nothing. */
+/* memsrv-ctl set node limit=SIZE */
+static void do_set_node(struct server *srv, int fd, const Memsrv__SetRequest *req)
+{
+	uint64_t limit = srv->node_limit;
+	for (size_t i = 0; i < req->n_settings; i++) {
+		const char *kv = req->settings[i];
+		if (strncmp(kv, "limit=", 6) || parse_size(kv + 6, &limit)) {
+			wire_send_error(fd, EINVAL, "set.settings", "'%s': the node takes limit=SIZE (0: none)", kv);
+			return;
+		}
+	}
+	srv->node_limit = limit;
+	pr_info("node limit set to %" PRIu64 " bytes", limit);
+	balancer_run(srv, NULL);
+	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
+	sr.n_applied = req->n_settings;
+	sr.applied = req->settings;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY;
+	msg.set_reply = &sr;
+	reply(fd, &msg);
+}
+
 static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 {
+	if (!strcmp(req->name, "node")) {
+		do_set_node(srv, fd, req);
+		return;
+	}
 	struct vm *vm = server_find_vm(srv, req->name);
 	if (!vm) {
 		wire_send_error(fd, ENOENT, "set.name", "no VM named %s is attached", req->name);
@@ -198,7 +254,7 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 	}
 	enum codec codec = (enum codec)atomic_load(&vm->codec);
 	const struct policy_ops *policy = atomic_load(&vm->policy_wanted);
-	uint64_t limit = vm->limit_bytes;
+	uint64_t limit = vm->limit_bytes, guarantee = vm->guarantee_bytes, shares = vm->shares;
 	for (size_t i = 0; i < req->n_settings; i++) {
 		const char *kv = req->settings[i], *eq = strchr(kv, '=');
 		if (!eq) {
@@ -224,22 +280,36 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 						eq + 1);
 				return;
 			}
+		} else if (klen == 9 && !strncmp(kv, "guarantee", klen)) {
+			if (parse_size(eq + 1, &guarantee)) {
+				wire_send_error(fd, EINVAL, "set.settings", "guarantee '%s' is not a size", eq + 1);
+				return;
+			}
+		} else if (klen == 6 && !strncmp(kv, "shares", klen)) {
+			if (parse_size(eq + 1, &shares) || shares == 0 || shares > 1000000) {
+				wire_send_error(fd, EINVAL, "set.settings", "shares '%s' is not 1..1000000", eq + 1);
+				return;
+			}
 		} else {
-			wire_send_error(fd, EINVAL, "set.settings", "'%.*s' cannot be set (settable: codec, policy, limit)",
-					(int)klen, kv);
+			wire_send_error(fd, EINVAL, "set.settings",
+					"'%.*s' cannot be set (settable: codec, policy, limit, guarantee, shares)", (int)klen, kv);
 			return;
 		}
 	}
-	if (limit && vm->guarantee_bytes > limit) {
+	if (limit && guarantee > limit) {
 		wire_send_error(fd, EINVAL, "set.settings", "limit %" PRIu64 " is below the guarantee %" PRIu64, limit,
-				vm->guarantee_bytes);
+				guarantee);
 		return;
 	}
+	vm->guarantee_bytes = guarantee;
+	vm->shares = (uint32_t)shares;
 	atomic_store(&vm->codec, (int)codec);
 	atomic_store(&vm->policy_wanted, policy);
 	atomic_store(&vm->limit_bytes, limit);
 	vm_post_wakeup(vm);  /* a new policy or a lower limit takes effect now */
-	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64, codec_name(codec), policy->name, limit);
+	balancer_run(srv, NULL);
+	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u", codec_name(codec),
+		policy->name, limit, guarantee, vm->shares);
 	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
 	sr.n_applied = req->n_settings;
 	sr.applied = req->settings;

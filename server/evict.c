@@ -189,29 +189,30 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 }
 
 /* Room kept free below the limit, so that a burst of faults finds it. */
-static uint64_t headroom_bytes(const struct vm *vm)
+static uint64_t headroom_bytes(uint64_t limit)
 {
-	uint64_t h = vm->limit_bytes / 64;
+	uint64_t h = limit / 64;
 	return h < 256 * 4096 ? h : 256 * 4096;
 }
 
 int evict_make_room(struct vm *vm, uint64_t bytes)
 {
-	if (!vm->limit_bytes || vm->detaching)
+	uint64_t limit = vm_limit(vm);
+	if (!limit || vm->detaching)
 		return 0;
 	uint64_t resident = ctr_get(&vm->resident_bytes);
-	if (resident + bytes <= vm->limit_bytes)
+	if (resident + bytes <= limit)
 		return 0;
 	if (!vm->evictable) {
 		if (!vm->limit_warned)
 			vm_warn(vm, "resident memory passes the limit of %" PRIu64 " bytes and cannot be evicted: %s",
-				vm->limit_bytes, vm->not_evictable_reason);
+				limit, vm->not_evictable_reason);
 		vm->limit_warned = true;
 		return -ENOSPC;
 	}
 	/* the fault waits for this: take only what it needs plus a little;
 	 * evict_keep_headroom() makes the rest of the room while idle */
-	uint64_t need = resident + bytes - vm->limit_bytes;
+	uint64_t need = resident + bytes - limit;
 	uint64_t pages = (need + 4095) / 4096 + EVICT_RUN_PAGES / 4;
 	uint64_t budget = vm_total_pages(vm);
 	struct evict_result res = { 0 };
@@ -220,14 +221,15 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 		vm_warn(vm, "eviction to hold the limit failed: %s", strerror(-ret));
 		vm->limit_warned = true;
 	}
-	return ctr_get(&vm->resident_bytes) + bytes <= vm->limit_bytes ? 0 : -ENOSPC;
+	return ctr_get(&vm->resident_bytes) + bytes <= limit ? 0 : -ENOSPC;
 }
 
 void evict_keep_headroom(struct vm *vm)
 {
-	if (!vm->limit_bytes || !vm->evictable || vm->detaching)
+	uint64_t limit = vm_limit(vm);
+	if (!limit || !vm->evictable || vm->detaching)
 		return;
-	uint64_t target = vm->limit_bytes - headroom_bytes(vm);
+	uint64_t target = limit - headroom_bytes(limit);
 	uint64_t budget = vm_total_pages(vm);
 	while (ctr_get(&vm->resident_bytes) > target && budget && !vm->stopping && !vm->vmm_gone) {
 		/* a fault waiting matters more than room for the next one */

@@ -282,7 +282,8 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 
 void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 {
-	uint64_t ns = monotonic_ns() - t_read;
+	uint64_t now = monotonic_ns(), ns = now - t_read;
+	atomic_store_explicit(&vm->last_fault_ns, now, memory_order_relaxed);
 	ctr_add(&vm->ctr.faults_total, 1);
 	latency_record_ns(&vm->lat_all, ns);
 	switch (source) {

@@ -36,7 +36,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--incompressible N]\n"
-		"              [--swap FILE:SIZE]... [--swap-dir DIR[:SIZE]]... [--log-level LEVEL] [--spin-us N]\n"
+		"              [--swap FILE:SIZE]... [--swap-dir DIR[:SIZE]]... [--node-limit SIZE] [--idle-tax PCT]\n"
+		"              [--log-level LEVEL] [--spin-us N]\n"
 		"\n"
 		"Serves the guest RAM of the VMs that attach to PATH: faults, eviction, quotas.\n"
 		"\n"
@@ -46,6 +47,8 @@ static void usage(FILE *out)
 		"  --incompressible N pages compressing to more than N bytes are kept raw (default 3000)\n"
 		"  --swap FILE:SIZE   a swap file memsrv creates (repeatable); the cache's coldest pages go there\n"
 		"  --swap-dir DIR[:SIZE]  the same, named by memsrv inside DIR (default SIZE 4G)\n"
+		"  --node-limit SIZE  all VMs' resident memory plus memsrv's own (default: none)\n"
+		"  --idle-tax PCT     an idle VM's shares count PCT%% less (default 75)\n"
 		"  --log-level LEVEL  error, warn, info (default) or debug\n"
 		"  --spin-us N        busy-poll a VM's uffd N us after each fault (default %llu, 0: off)\n"
 		"  --help, --version\n",
@@ -63,12 +66,14 @@ int main(int argc, char **argv)
 		{ "incompressible", required_argument, NULL, 'I' },
 		{ "debug-hash-bits", required_argument, NULL, 'H' },  /* tests: force hash collisions */
 		{ "swap", required_argument, NULL, 'w' },
+		{ "node-limit", required_argument, NULL, 'N' },
+		{ "idle-tax", required_argument, NULL, 'T' },
 		{ "swap-dir", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	struct server_config cfg = { .socket_path = SERVER_DEFAULT_SOCKET, .default_codec = CODEC_LZ4 };
+	struct server_config cfg = { .socket_path = SERVER_DEFAULT_SOCKET, .default_codec = CODEC_LZ4, .idle_tax = 0.75 };
 	struct swapfile *swap = NULL;
 	enum { MAX_SWAPS = 16 };
 	struct { const char *spec; bool in_dir; } swaps[MAX_SWAPS];
@@ -85,6 +90,21 @@ int main(int argc, char **argv)
 				return 64;
 			}
 			break;
+		case 'N':
+			if (parse_size(optarg, &cfg.node_limit)) {
+				fprintf(stderr, "memsrv: --node-limit: '%s' is not a size like 4G\n", optarg);
+				return 64;
+			}
+			break;
+		case 'T': {
+			uint64_t pct;
+			if (parse_size(optarg, &pct) || pct > 99) {
+				fprintf(stderr, "memsrv: --idle-tax: '%s' is not a percentage 0..99\n", optarg);
+				return 64;
+			}
+			cfg.idle_tax = (double)pct / 100;
+			break;
+		}
 		case 'C':
 			if (codec_parse(optarg, &cfg.default_codec)) {
 				fprintf(stderr, "memsrv: --codec: '%s' is neither lz4 nor zstd\n", optarg);

@@ -10,10 +10,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "balancer.h"
 #include "log.h"
 #include "wire.h"
 
@@ -63,8 +65,10 @@ int server_open(struct server *srv, const struct server_config *cfg)
 {
 	const char *socket_path = cfg->socket_path;
 	memset(srv, 0, sizeof *srv);
-	srv->listen_fd = srv->epoll_fd = srv->signal_fd = -1;
+	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = -1;
 	srv->default_codec = cfg->default_codec;
+	srv->node_limit = cfg->node_limit;
+	srv->idle_tax = cfg->idle_tax;
 	srv->store = store_create(&cfg->store);
 	if (!srv->store)
 		return -ENOMEM;
@@ -102,6 +106,13 @@ int server_open(struct server *srv, const struct server_config *cfg)
 		return -errno;
 	ev.data.ptr = &srv->signal_fd;
 	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->signal_fd, &ev))
+		return -errno;
+	srv->balance_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	struct itimerspec every = { .it_interval = { 0, 100 * 1000000 }, .it_value = { 0, 100 * 1000000 } };
+	if (srv->balance_fd < 0 || timerfd_settime(srv->balance_fd, 0, &every, NULL))
+		return -errno;
+	ev.data.ptr = &srv->balance_fd;
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->balance_fd, &ev))
 		return -errno;
 	return 0;
 }
@@ -263,6 +274,10 @@ int server_run(struct server *srv)
 			void *p = evs[i].data.ptr;
 			if (p == &srv->listen_fd) {
 				accept_conn(srv);
+			} else if (p == &srv->balance_fd) {
+				uint64_t ticks;
+				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
+					balancer_run(srv, NULL);
 			} else if (p == &srv->signal_fd) {
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {
@@ -293,6 +308,8 @@ void server_close(struct server *srv)
 		close(srv->epoll_fd);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
+	if (srv->balance_fd >= 0)
+		close(srv->balance_fd);
 	store_destroy(srv->store);  /* after the VMs: they held references */
 	srv->store = NULL;
 }

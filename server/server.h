@@ -25,11 +25,16 @@ struct server_config {
 	const char *socket_path;
 	struct store_config store;
 	enum codec default_codec;
+	uint64_t node_limit;     /* all VMs' resident memory plus memsrv's own; 0: none */
+	double idle_tax;         /* 0..0.99: how much less an idle VM's shares count */
 };
 
 struct server {
 	char socket_path[108];
 	struct store *store;     /* the node's page store, shared by all VMs */
+	uint64_t node_limit;     /* memsrv-ctl set node limit=... changes it */
+	double idle_tax;
+	int balance_fd;          /* timerfd: the balancer runs ten times a second */
 	enum codec default_codec;
 	int listen_fd, epoll_fd, signal_fd;
 	uid_t uid;

@@ -306,6 +306,8 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	vm_count_stored(vm, info);
 	info->codec = (char *)codec_name((enum codec)atomic_load(&vm->codec));
 	info->policy = (char *)atomic_load(&vm->policy_wanted)->name;
+	info->node_target_bytes = atomic_load(&vm->node_target_bytes);
+	info->active = atomic_load(&vm->active);
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X

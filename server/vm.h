@@ -88,6 +88,9 @@ struct vm {
 	uint64_t size_bytes;
 	uint64_t guarantee_bytes;
 	_Atomic uint64_t limit_bytes;  /* memsrv-ctl set may change it */
+	_Atomic uint64_t node_target_bytes;  /* the balancer's share of the node for it; 0: none */
+	_Atomic uint64_t last_fault_ns;      /* when it last faulted: active or idle */
+	_Atomic bool active;
 	uint32_t shares;
 	uint64_t uffd_features, register_modes;
 	bool evictable;
@@ -175,6 +178,15 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 /* Adds where this VM's stored pages are (samefilled, cache, swap, shared,
  * stored bytes) to info, from its page tables and the store's objects. */
 void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info);
+
+/* What the VM may hold resident: its limit and the balancer's target,
+ * whichever is lower (0: no bound). */
+static inline uint64_t vm_limit(const struct vm *vm)
+{
+	uint64_t l = atomic_load_explicit(&vm->limit_bytes, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&vm->node_target_bytes, memory_order_relaxed);
+	return !l ? t : !t ? l : l < t ? l : t;
+}
 
 /* Sends a message on the VM's session socket (any thread). */
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg);

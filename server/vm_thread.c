@@ -170,7 +170,7 @@ static void run_jobs(struct vm *vm)
 void *vm_thread_main(void *arg)
 {
 	struct vm *vm = arg;
-	if (vm->limit_bytes && ctr_get(&vm->resident_bytes) > vm->limit_bytes)
+	if (vm_limit(vm) && ctr_get(&vm->resident_bytes) > vm_limit(vm))
 		evict_make_room(vm, 0);
 	int retry_ms = -1;  /* a failed swap read waits for its retry */
 	uint64_t next_tick = monotonic_ns() + POLICY_TICK_NS;

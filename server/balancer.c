@@ -1,0 +1,110 @@
+/* balancer: the node limit, shares and the idle memory tax. */
+#include "balancer.h"
+
+#include <stdlib.h>
+
+#include "fault.h"
+#include "server.h"
+#include "vm.h"
+
+#define ACTIVE_NS (3ull * 1000 * 1000 * 1000)  /* a fault this recent makes a VM active */
+
+/* memsrv's own memory: the compressed cache and the page tables */
+static uint64_t overhead_bytes(struct server *srv)
+{
+	struct store_stats ss;
+	store_get_stats(srv->store, &ss);
+	uint64_t tables = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		tables += vm_total_pages(vm) * sizeof(page_entry);
+	return ss.cache_pool_bytes + tables;
+}
+
+struct claim {
+	struct vm *vm;
+	uint64_t floor, cap, got;
+	double weight;
+	bool full;
+};
+
+void balancer_run(struct server *srv, struct balance_report *report)
+{
+	struct balance_report r = { .node_limit = srv->node_limit };
+	unsigned n = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		n++;
+	struct claim *c = calloc(n ? n : 1, sizeof *c);
+	if (!c)
+		return;
+	r.overhead = overhead_bytes(srv);
+	uint64_t now = monotonic_ns();
+	unsigned i = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next, i++) {
+		uint64_t size = vm->size_bytes, limit = atomic_load(&vm->limit_bytes);
+		c[i].vm = vm;
+		c[i].cap = limit && limit < size ? limit : size;
+		c[i].floor = vm->guarantee_bytes < c[i].cap ? vm->guarantee_bytes : c[i].cap;
+		bool active = now - atomic_load(&vm->last_fault_ns) < ACTIVE_NS;
+		atomic_store(&vm->active, active);
+		c[i].weight = (double)vm->shares * (active ? 1.0 : 1.0 - srv->idle_tax);
+		r.assigned += size;
+		r.used += ctr_get(&vm->resident_bytes);
+		r.guaranteed += c[i].floor;
+	}
+	if (!srv->node_limit) {
+		for (i = 0; i < n; i++)
+			atomic_store(&c[i].vm->node_target_bytes, 0);
+		goto out;
+	}
+	/* guarantees first, whatever they leave */
+	uint64_t budget = srv->node_limit > r.overhead ? srv->node_limit - r.overhead : 0;
+	uint64_t left = budget > r.guaranteed ? budget - r.guaranteed : 0;
+	for (i = 0; i < n; i++)
+		c[i].got = c[i].floor;
+	/* water-filling by weight: a VM at its cap hands its surplus on */
+	for (unsigned round = 0; round < n && left; round++) {
+		double total = 0;
+		for (i = 0; i < n; i++)
+			if (!c[i].full)
+				total += c[i].weight;
+		if (total <= 0)
+			break;
+		uint64_t given = 0;
+		bool capped = false;
+		for (i = 0; i < n; i++) {
+			if (c[i].full)
+				continue;
+			uint64_t share = (uint64_t)((double)left * c[i].weight / total);
+			if (c[i].got + share >= c[i].cap) {
+				share = c[i].cap - c[i].got;
+				c[i].full = true;
+				capped = true;
+			}
+			c[i].got += share;
+			given += share;
+		}
+		left = left > given ? left - given : 0;
+		if (!capped)
+			break;
+	}
+	for (i = 0; i < n; i++) {
+		/* never a target of 0: that would mean "no target" to the VM */
+		uint64_t t = c[i].got > 4096 ? c[i].got : 4096;
+		atomic_store(&c[i].vm->node_target_bytes, t);
+		r.entitled += c[i].got;
+		if (t < ctr_get(&c[i].vm->resident_bytes))
+			vm_post_wakeup(c[i].vm);  /* over its target: evict now */
+	}
+out:
+	if (srv->node_limit) {
+		r.overcommit_margin = (int64_t)srv->node_limit - (int64_t)(r.assigned + r.overhead);
+		r.overload_margin = (int64_t)srv->node_limit - (int64_t)(r.used + r.overhead);
+		if ((int64_t)srv->node_limit - (int64_t)(r.guaranteed + r.overhead) < r.overload_margin)
+			r.overload_margin = (int64_t)srv->node_limit - (int64_t)(r.guaranteed + r.overhead);
+		r.overcommitted = r.overcommit_margin <= 0;
+		r.overloaded = r.overload_margin <= 0;
+	}
+	free(c);
+	if (report)
+		*report = r;
+}

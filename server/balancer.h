@@ -1,0 +1,29 @@
+/* balancer: keeps the node within its limit by giving each VM a target.
+ *
+ * Ten times a second, on the server thread, it shares the node's memory
+ * (the node limit less memsrv's own overhead) among the VMs: each first
+ * gets its guarantee, the rest goes by shares, water-filled up to each VM's
+ * limit and size.  An idle VM's shares count for less (ESX's idle memory
+ * tax: an idle page costs 1/(1-tax) times an active one), so memory flows
+ * to VMs that use it.  A VM is active when it faulted in the last few
+ * seconds (the working-set estimate to come will refine this).  Each VM's
+ * thread then evicts down to min(its limit, its target).
+ */
+#ifndef MEMSRV_BALANCER_H
+#define MEMSRV_BALANCER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct server;
+
+struct balance_report {
+	uint64_t node_limit, overhead, assigned, used, guaranteed, entitled;
+	bool overcommitted, overloaded;
+	int64_t overcommit_margin, overload_margin;  /* bytes to spare; negative: short by */
+};
+
+/* Recomputes every VM's node target; fills report if not NULL. */
+void balancer_run(struct server *srv, struct balance_report *report);
+
+#endif

@@ -1,0 +1,108 @@
+/* Description: the node limit shared by shares, against the real memsrv:
+ * three busy VMs with shares 1:2:4 converge to resident memory in that
+ * proportion (within 25%), an idle VM yields memory to a busy one with the
+ * same shares (idle tax), guarantees hold, and stats report overcommit. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+
+static struct test_server srv;
+
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(balance, .fini = teardown, .timeout = 120);
+
+static uint64_t resident(const char *vm)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
+	uint64_t r = m->vm_info->resident_bytes;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return r;
+}
+
+/* A VM that keeps reading its (all zero, so cheap) pages at random. */
+static pid_t busy_vm(const char *name, const char *shares, const char *guarantee)
+{
+	return sim_spawn(&srv, name, "--size", "32M", "--mix", "zero=100", "--shares", shares, "--guarantee", guarantee,
+			 "--pattern", "random", "--write-pct", "0", "--ops", "100000000", NULL);
+}
+
+static void stop(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	wait_exit(pid);
+}
+
+Test(balance, shares_1_2_4_converge_to_their_proportion)
+{
+	const char *opts[] = { "--node-limit", "24M", NULL };
+	server_start_with(&srv, opts);
+	pid_t a = busy_vm("s1", "1", "0"), b = busy_vm("s2", "2", "0"), c = busy_vm("s4", "4", "0");
+	sleep(3);  /* fill, then faults under pressure: ten balancer rounds a second */
+	uint64_t r1 = 0, r2 = 0, r4 = 0;
+	for (int i = 0; i < 5; i++) {  /* average a few samples: the VMs fault all the time */
+		r1 += resident("s1");
+		r2 += resident("s2");
+		r4 += resident("s4");
+		usleep(200000);
+	}
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert(st->overcommitted, "96 MiB assigned on a 24 MiB node");
+	cr_assert_leq(st->resident_bytes + st->overhead_bytes, (24u << 20) + (3u << 20), "the node limit holds");
+	memsrv__server_message__free_unpacked(m, NULL);
+	stop(a);
+	stop(b);
+	stop(c);
+	double x2 = (double)r2 / r1, x4 = (double)r4 / r1;
+	fprintf(stderr, "shares 1:2:4 -> resident %.1f : %.1f : %.1f MiB (1 : %.2f : %.2f)\n", r1 / 5.0 / (1 << 20),
+		r2 / 5.0 / (1 << 20), r4 / 5.0 / (1 << 20), x2, x4);
+	cr_assert(x2 > 2 * 0.75 && x2 < 2 * 1.25, "s2/s1 = %.2f (resident %lu / %lu)", x2, (unsigned long)r2,
+		  (unsigned long)r1);
+	cr_assert(x4 > 4 * 0.75 && x4 < 4 * 1.25, "s4/s1 = %.2f (resident %lu / %lu)", x4, (unsigned long)r4,
+		  (unsigned long)r1);
+}
+
+Test(balance, an_idle_vm_yields_to_a_busy_one_but_keeps_its_guarantee)
+{
+	const char *opts[] = { "--node-limit", "40M", NULL };
+	server_start_with(&srv, opts);
+	struct test_sim idle;
+	sim_start(&idle, &srv, "idle", "--size", "32M", "--mix", "zero=100", "--guarantee", "4M", NULL);
+	pid_t busy = busy_vm("busy", "1000", "0");
+	sleep(5);  /* the idle VM's last fault ages past 3 s: its shares count a quarter */
+	uint64_t ri = resident("idle"), rb = resident("busy");
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "idle");
+	bool idle_active = m->vm_info->active;
+	uint64_t idle_target = m->vm_info->node_target_bytes;
+	memsrv__server_message__free_unpacked(m, NULL);
+	stop(busy);
+	cr_assert_not(idle_active);
+	cr_assert_gt(rb, 2 * ri, "busy %lu, idle %lu: the idle VM must yield", (unsigned long)rb, (unsigned long)ri);
+	cr_assert_geq(idle_target, 4u << 20, "the guarantee holds");
+	cr_assert_geq(ri, (4u << 20) - (1u << 20), "the idle VM keeps about its guarantee: %lu", (unsigned long)ri);
+	sim_expect_verified(&idle, 8192);
+	cr_assert_eq(sim_quit(&idle), 0);
+}
+
+Test(balance, the_node_limit_changes_at_run_time)
+{
+	server_start(&srv);
+	pid_t a = busy_vm("grower", "1", "0");
+	sleep(1);
+	cr_assert_gt(resident("grower"), 24u << 20, "no node limit: the VM holds what it touches");
+	Memsrv__ServerMessage *m = NULL;
+	const char *settings[] = { "limit=8M" };
+	cr_assert_eq(ctl_set(srv.sock, "node", settings, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	sleep(1);
+	uint64_t r = resident("grower");
+	stop(a);
+	cr_assert_leq(r, 8u << 20, "resident %lu after the node limit fell to 8 MiB", (unsigned long)r);
+}
