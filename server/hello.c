@@ -217,6 +217,8 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 			      h->version_minor, MEMSRV__VERSION__VERSION_MAJOR);
 	if (!valid_name(h->name))
 		return refuse(why, EINVAL, "hello.name", "VM name must be 1-63 characters of [A-Za-z0-9._-]");
+	if (!strcmp(h->name, "node"))
+		return refuse(why, EINVAL, "hello.name", "'node' is reserved: memsrv-ctl set node ... means the node");
 	if (server_find_vm(srv, h->name))
 		return refuse(why, EEXIST, "hello.name", "a VM named %s is already attached", h->name);
 	if ((pid_t)h->pid != c->cred.pid)
