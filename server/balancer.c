@@ -46,7 +46,12 @@ void balancer_run(struct server *srv, struct balance_report *report)
 		c[i].floor = vm->guarantee_bytes < c[i].cap ? vm->guarantee_bytes : c[i].cap;
 		bool active = now - atomic_load(&vm->last_fault_ns) < ACTIVE_NS;
 		atomic_store(&vm->active, active);
-		c[i].weight = (double)vm->shares * (active ? 1.0 : 1.0 - srv->idle_tax);
+		/* the active share f of its pages counts in full, the idle rest
+		 * (1 - tax); with no sample yet, recent faults decide */
+		double f = active ? 1.0 : 0.0;
+		if (active && atomic_load(&vm->working_set_bytes))
+			f = atomic_load(&vm->working_set_permille) / 1000.0;
+		c[i].weight = (double)vm->shares * (f + (1.0 - f) * (1.0 - srv->idle_tax));
 		r.assigned += size;
 		r.used += ctr_get(&vm->resident_bytes);
 		r.guaranteed += c[i].floor;

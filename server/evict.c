@@ -125,6 +125,28 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	return kept;
 }
 
+int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, void *keep)
+{
+	const uint64_t ps = r->page_size;
+	uint64_t addr = r->host_addr + idx * ps, off = r->fd_offset + idx * ps;
+	/* the same steps as evict_run(), with the content kept raw */
+	int ret = writeprotect_retry(vm, addr, ps, true);
+	if (ret)
+		return ret;
+	ret = pread_full(r->fd, keep, ps, off);
+	if (!ret && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)ps))
+		ret = -errno;
+	if (!ret) {
+		page_table_set(&r->pt, idx, pe_make(PAGE_PROBATION, 0, slot));
+		vm_policy_gone(vm, r, idx);
+		atomic_fetch_sub(&vm->resident_bytes, ps);
+	}
+	int wp = writeprotect_retry(vm, addr, ps, false);
+	if (ret && uffd_vmm_gone(ret))
+		fault_vmm_gone(vm, ret);
+	return ret ? ret : wp;
+}
+
 static struct region *region_of_page(struct vm *vm, uint64_t page)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sampler.h"
 #include "swap_reads.h"
 #include "uffd.h"
 
@@ -84,6 +85,9 @@ static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unma
 				break;
 			case PAGE_STORED:
 				store_drop(vm->store, (obj_id)pe_handle(e));
+				break;
+			case PAGE_PROBATION:
+				sampler_drop(vm, e);
 				break;
 			case PAGE_ZERO:
 			case PAGE_STATES:
@@ -352,6 +356,11 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			evict_make_room(vm, r->page_size);
 			ret = fill_one_zero(vm, r, idx, false);
 			break;
+		case PAGE_PROBATION:
+			/* a sampled page in use: back at the cost of one fault */
+			evict_make_room(vm, r->page_size);
+			ret = sampler_fault(vm, r, idx, vm->fault_write);
+			break;
 		case PAGE_RESIDENT:
 		default:
 			/* Already filled by fault-around or a racing fault (EEXIST:
@@ -421,7 +430,7 @@ void fault_serve_available(struct vm *vm)
  * Returns the number of pages that could not be restored. */
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 {
-	uint64_t failed = 0;
+	uint64_t failed = sampler_restore_all(vm);
 	*restored = 0;
 	for (unsigned i = 0; i < vm->n_regions && !vm->vmm_gone; i++) {
 		struct region *r = &vm->regions[i];

@@ -77,7 +77,11 @@ int evict_make_room(struct vm *vm, uint64_t bytes);
  * below the limit, one run at a time, and stops as soon as a fault comes. */
 void evict_keep_headroom(struct vm *vm);
 
-/* Pages in all of the VM's regions: one full turn of the clock hand. */
+/* Unmaps page idx of r race-free like an eviction, keeping its content in
+ * keep (one page) and the page PROBATION with handle slot.  0 or -errno. */
+int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, void *keep);
+
+/* Pages in all of the VM's regions. */
 uint64_t vm_total_pages(const struct vm *vm);
 
 #endif

@@ -20,6 +20,7 @@ enum page_state {
 	PAGE_RESIDENT = 1,  /* in the VMM's memory */
 	PAGE_ZERO = 2,      /* evicted, was all zeros: costs no storage */
 	PAGE_STORED = 3,    /* evicted into the node's store (store.h) */
+	PAGE_PROBATION = 4, /* unmapped to see if it is used, content kept raw (sampler.c) */
 	PAGE_STATES
 };
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "sampler.h"
 #include "swap_reads.h"
 #include "log.h"
 #include "wire.h"
@@ -143,7 +144,10 @@ int vm_start(struct vm *vm)
 		vm->io_buf = NULL;
 		return -ENOMEM;
 	}
-	int ret = swap_reads_init(vm);
+	int ret = sampler_init(vm);
+	if (ret)
+		return ret;
+	ret = swap_reads_init(vm);
 	if (ret)
 		vm_warn(vm, "no io_uring for swap reads (%s): faults on swapped pages read synchronously",
 			strerror(-ret));
@@ -200,6 +204,7 @@ void vm_destroy(struct vm *vm)
 		pthread_join(vm->thread, NULL);
 	}
 	swap_reads_exit(vm);
+	sampler_fini(vm);
 	/* jobs the thread never got to: their requesters get an answer */
 	for (struct vm_job *job = vm->jobs, *next; job; job = next) {
 		next = job->next;
@@ -308,6 +313,9 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->policy = (char *)atomic_load(&vm->policy_wanted)->name;
 	info->node_target_bytes = atomic_load(&vm->node_target_bytes);
 	info->active = atomic_load(&vm->active);
+	info->working_set_bytes = atomic_load(&vm->working_set_bytes);
+	info->idle_bytes = info->resident_bytes > info->working_set_bytes ? info->resident_bytes - info->working_set_bytes : 0;
+	info->probation_pages = vm_count(vm, PAGE_PROBATION);
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X

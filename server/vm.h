@@ -91,6 +91,8 @@ struct vm {
 	_Atomic uint64_t node_target_bytes;  /* the balancer's share of the node for it; 0: none */
 	_Atomic uint64_t last_fault_ns;      /* when it last faulted: active or idle */
 	_Atomic bool active;
+	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
+	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
 	uint32_t shares;
 	uint64_t uffd_features, register_modes;
 	bool evictable;
@@ -119,6 +121,7 @@ struct vm {
 	bool events_unapplied;                    /* a REMOVE/UNMAP in the ring awaits fault_apply_events */
 	void *io_buf;            /* EVICT_RUN_PAGES pages for pread */
 	struct swap_reads *reads; /* faults waiting on swap (swap_reads.c) */
+	struct sampler *sampler;  /* pages in probation (sampler.c) */
 	void *page_buf;          /* one (huge) page for decompression and zero copies */
 	size_t page_buf_size;
 

@@ -12,6 +12,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "sampler.h"
 #include "swap_reads.h"
 #include "wire.h"
 
@@ -178,6 +179,7 @@ void *vm_thread_main(void *arg)
 		vm_policy_update(vm);
 		uint64_t now = monotonic_ns();
 		if (now >= next_tick) {
+			sampler_tick(vm);
 			if (vm->policy.ops && vm->policy.ops->tick)
 				vm->policy.ops->tick(&vm->policy);
 			next_tick = now + POLICY_TICK_NS;

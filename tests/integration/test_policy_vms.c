@@ -4,6 +4,7 @@
  * refused and change nothing. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ctl_client.h"
@@ -110,4 +111,28 @@ Test(policy_vms, bad_settings_change_nothing)
 	cr_assert_eq(m->vm_info->limit_bytes, 4u << 20);
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(sim_quit(&sim), 0);
+}
+
+Test(policy_vms, sampling_tells_busy_from_idle_and_loses_nothing)
+{
+	/* the busy VM reads and writes a hot set all along; the idle one sits */
+	pid_t busy = sim_spawn(&srv, "hot", "--size", "32M", "--limit", "28M", "--pattern", "zipf", "--zipf-s", "1.2",
+			       "--write-pct", "30", "--ops", "12000000", "--verify", NULL);
+	struct test_sim idle;
+	sim_start(&idle, &srv, "cold", "--size", "32M", "--limit", "28M", "--verify", NULL);
+	sleep(4);  /* four sampling periods */
+	Memsrv__ServerMessage *h = ctl_info_ok(&srv, "hot"), *c = ctl_info_ok(&srv, "cold");
+	uint64_t hot_ws = h->vm_info->working_set_bytes, cold_ws = c->vm_info->working_set_bytes;
+	uint64_t cold_res = c->vm_info->resident_bytes;
+	fprintf(stderr, "working set: hot %lu of %lu resident, cold %lu of %lu\n", (unsigned long)hot_ws,
+		(unsigned long)h->vm_info->resident_bytes, (unsigned long)cold_ws, (unsigned long)cold_res);
+	memsrv__server_message__free_unpacked(h, NULL);
+	memsrv__server_message__free_unpacked(c, NULL);
+	cr_assert_gt(hot_ws, 0, "the busy VM has a working set");
+	cr_assert_lt(cold_ws, cold_res / 10, "an idle VM's working set is near nothing");
+	cr_assert_gt(hot_ws, cold_ws);
+	/* probation raced with the hot VM's writes: every byte must be intact */
+	cr_assert_eq(wait_exit(busy), 0, "the busy VM saw corrupted pages");
+	sim_expect_verified(&idle, 8192);
+	cr_assert_eq(sim_quit(&idle), 0);
 }

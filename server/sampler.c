@@ -1,0 +1,230 @@
+/* sampler: probation of random resident pages, and what it tells. */
+#include "sampler.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "fault.h"
+#include "log.h"
+#include "uffd.h"
+
+struct sample {
+	struct region *r;
+	uint64_t idx;
+	bool busy;     /* holds a page in probation */
+	bool touched;  /* faulted back during this period */
+};
+
+struct sampler {
+	uint8_t *pages;  /* SAMPLE_PAGES raw pages */
+	struct sample s[SAMPLE_PAGES];
+	unsigned taken, touched;
+	double estimate;   /* share of resident memory in use */
+	bool have_estimate;
+	uint64_t rng;
+};
+
+int sampler_init(struct vm *vm)
+{
+	struct sampler *sp = calloc(1, sizeof *sp);
+	if (!sp)
+		return -ENOMEM;
+	sp->pages = mmap(NULL, (size_t)SAMPLE_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (sp->pages == MAP_FAILED) {
+		free(sp);
+		return -ENOMEM;
+	}
+	sp->rng = 0x853c49e6748fea9bull ^ vm->id;
+	vm->sampler = sp;
+	return 0;
+}
+
+void sampler_fini(struct vm *vm)
+{
+	struct sampler *sp = vm->sampler;
+	if (!sp)
+		return;
+	munmap(sp->pages, (size_t)SAMPLE_PAGES * 4096);
+	free(sp);
+	vm->sampler = NULL;
+}
+
+static uint64_t next_random(struct sampler *sp)
+{
+	sp->rng ^= sp->rng >> 12;
+	sp->rng ^= sp->rng << 25;
+	sp->rng ^= sp->rng >> 27;
+	return sp->rng * 2685821657736338717ull;
+}
+
+static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool used, bool write)
+{
+	page_table_set(&r->pt, idx, pe_make(PAGE_RESIDENT, 0, 0));
+	atomic_fetch_add(&vm->resident_bytes, r->page_size);
+	vm_policy_resident(vm, r, idx, write);
+	if (!used && vm->policy.ops)
+		vm->policy.flags[r->first_page + idx] &= (uint8_t)~POLICY_REF;  /* sampled and not used: idle */
+}
+
+/* Copies slot's page back into the VMM; 0, or -errno with the page still in probation. */
+static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wake)
+{
+	struct sampler *sp = vm->sampler;
+	struct sample *s = &sp->s[slot];
+	uint64_t addr = s->r->host_addr + s->idx * s->r->page_size;
+	/* accounted first: once UFFDIO_COPY wakes the VM, it is resident */
+	back_resident(vm, s->r, s->idx, used, write);
+	int ret = uffd_copy(vm->uffd, addr, sp->pages + (size_t)slot * 4096, 4096, !wake, NULL);
+	if (ret == -EEXIST) {
+		/* the page reappeared through another path: the live one wins */
+		if (wake)
+			uffd_wake(vm->uffd, addr, 4096);
+		ret = 0;
+	}
+	if (ret) {
+		vm_policy_gone(vm, s->r, s->idx);
+		page_table_set(&s->r->pt, s->idx, pe_make(PAGE_PROBATION, 0, slot));
+		atomic_fetch_sub(&vm->resident_bytes, s->r->page_size);
+		return ret;
+	}
+	s->busy = false;
+	return 0;
+}
+
+int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write)
+{
+	unsigned slot = (unsigned)pe_handle(r->pt.entries[idx]);
+	struct sampler *sp = vm->sampler;
+	int ret = put_back(vm, slot, true, write, true);
+	if (!ret && !sp->s[slot].touched) {
+		sp->s[slot].touched = true;
+		sp->touched++;
+	}
+	return ret;
+}
+
+void sampler_drop(struct vm *vm, page_entry e)
+{
+	struct sampler *sp = vm->sampler;
+	sp->s[pe_handle(e)].busy = false;
+}
+
+/* An untouched page: back where it was, or, over the limit, into the store. */
+static void settle(struct vm *vm, unsigned slot)
+{
+	struct sampler *sp = vm->sampler;
+	struct sample *s = &sp->s[slot];
+	uint64_t limit = vm_limit(vm);
+	if (limit && ctr_get(&vm->resident_bytes) + s->r->page_size > limit) {
+		const void *page = sp->pages + (size_t)slot * 4096;
+		page_entry e = pe_make(PAGE_ZERO, 0, 0);
+		obj_id id;
+		struct store_put_info info;
+		if (!page_is_zero(page, 4096)) {
+			if (store_put(vm->store, vm->codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info))
+				goto restore;  /* the store is full: keep it resident */
+			e = pe_make(PAGE_STORED, 0, id);
+		}
+		page_table_set(&s->r->pt, s->idx, e);
+		ctr_add(&vm->ctr.evictions_total, 1);
+		s->busy = false;
+		return;
+	}
+restore:
+	for (;;) {
+		int ret = put_back(vm, slot, false, false, false);
+		if (ret != -EAGAIN || vm->stopping)
+			return;
+		fault_resync_events(vm);
+		if (pe_state(s->r->pt.entries[s->idx]) != PAGE_PROBATION)
+			return;  /* discarded meanwhile */
+	}
+}
+
+static void estimate(struct vm *vm)
+{
+	struct sampler *sp = vm->sampler;
+	if (sp->taken < SAMPLE_PAGES / 4)
+		return;  /* too few pages to say anything */
+	double f = (double)sp->touched / sp->taken;
+	/* rise fast, fall slowly: a VM waking up gets memory at once */
+	if (!sp->have_estimate)
+		sp->estimate = f;
+	else if (f > sp->estimate)
+		sp->estimate = 0.5 * sp->estimate + 0.5 * f;
+	else
+		sp->estimate = 0.9 * sp->estimate + 0.1 * f;
+	sp->have_estimate = true;
+	uint64_t resident = ctr_get(&vm->resident_bytes);
+	atomic_store(&vm->working_set_bytes, (uint64_t)(sp->estimate * (double)resident));
+	atomic_store(&vm->working_set_permille, (uint32_t)(sp->estimate * 1000));
+}
+
+static void take_sample(struct vm *vm)
+{
+	struct sampler *sp = vm->sampler;
+	uint64_t total = vm_total_pages(vm);
+	sp->taken = sp->touched = 0;
+	for (unsigned tries = 0; tries < 4 * SAMPLE_PAGES && sp->taken < SAMPLE_PAGES && total; tries++) {
+		uint64_t page = next_random(sp) % total;
+		struct region *r = NULL;
+		for (unsigned i = 0; i < vm->n_regions; i++)
+			if (page >= vm->regions[i].first_page && page - vm->regions[i].first_page < vm->regions[i].pt.npages)
+				r = &vm->regions[i];
+		if (!r || !r->evictable || r->unmapped)
+			continue;
+		uint64_t idx = page - r->first_page;
+		if (pe_state(r->pt.entries[idx]) != PAGE_RESIDENT)
+			continue;
+		unsigned slot = 0;
+		while (slot < SAMPLE_PAGES && sp->s[slot].busy)
+			slot++;
+		if (slot == SAMPLE_PAGES)
+			break;
+		sp->s[slot] = (struct sample){ .r = r, .idx = idx, .busy = true };
+		if (evict_soft(vm, r, idx, slot, sp->pages + (size_t)slot * 4096)) {
+			sp->s[slot].busy = false;
+			break;  /* the VMM is going or the fd refused: try next period */
+		}
+		sp->taken++;
+	}
+}
+
+void sampler_tick(struct vm *vm)
+{
+	struct sampler *sp = vm->sampler;
+	if (!sp || !vm->evictable || vm->vmm_gone || vm->detaching)
+		return;
+	estimate(vm);
+	/* sampling costs faults: only VMs whose memory memsrv manages (a limit
+	 * or a node target) pay it; the pages now in probation still settle */
+	bool sampling = vm_limit(vm) != 0;
+	for (unsigned i = 0; i < SAMPLE_PAGES; i++)
+		if (sp->s[i].busy && pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) == PAGE_PROBATION)
+			settle(vm, i);
+	if (sampling)
+		take_sample(vm);
+	else
+		sp->taken = sp->touched = 0;
+}
+
+uint64_t sampler_restore_all(struct vm *vm)
+{
+	struct sampler *sp = vm->sampler;
+	uint64_t failed = 0;
+	for (unsigned i = 0; sp && i < SAMPLE_PAGES; i++) {
+		if (!sp->s[i].busy || pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) != PAGE_PROBATION)
+			continue;
+		int ret;
+		do {
+			ret = put_back(vm, i, false, false, true);
+			if (ret == -EAGAIN)
+				fault_resync_events(vm);
+		} while (ret == -EAGAIN && pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) == PAGE_PROBATION);
+		failed += ret != 0;
+	}
+	return failed;
+}
