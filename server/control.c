@@ -1,6 +1,7 @@
 /* control: the requests of memsrv-ctl — list, info, stats, evict, balloon. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -319,6 +320,73 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 	reply(fd, &msg);
 }
 
+/* memsrv-ctl check: what the configured quotas promise that the node
+ * cannot keep, or that will make a VM swap. */
+#define MAX_WARNINGS 256
+
+static uint64_t host_ram_bytes(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	unsigned long long kb = 0;
+	char line[128];
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+static void do_check(struct server *srv, int fd)
+{
+	static Memsrv__Warning w[MAX_WARNINGS];
+	static Memsrv__Warning *wp[MAX_WARNINGS];
+	static char text[MAX_WARNINGS][256];
+	size_t n = 0;
+#define WARN(kind_, vm_, ...)                                                   \
+	do {                                                                    \
+		if (n < MAX_WARNINGS) {                                         \
+			memsrv__warning__init(&w[n]);                           \
+			w[n].kind = (char *)(kind_);                            \
+			w[n].vm = (vm_);                                        \
+			snprintf(text[n], sizeof text[n], __VA_ARGS__);         \
+			w[n].message = text[n];                                 \
+			wp[n] = &w[n];                                          \
+			n++;                                                    \
+		}                                                               \
+	} while (0)
+	struct balance_report br;
+	balancer_run(srv, &br);
+	if (srv->node_limit && br.guaranteed + br.overhead > srv->node_limit)
+		WARN("overcommitted-guarantees", NULL,
+		     "guarantees (%" PRIu64 " MiB) plus memsrv's overhead (%" PRIu64 " MiB) exceed the node limit (%" PRIu64
+		     " MiB): the node can never give them all", br.guaranteed >> 20, br.overhead >> 20, srv->node_limit >> 20);
+	uint64_t ram = host_ram_bytes();
+	if (srv->node_limit && ram && srv->node_limit > ram / 100 * 90)
+		WARN("node-limit-above-ram", NULL,
+		     "the node limit (%" PRIu64 " MiB) is above 90%% of the host's RAM (%" PRIu64 " MiB): too optimistic",
+		     srv->node_limit >> 20, ram >> 20);
+	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
+		uint64_t limit = atomic_load(&vm->limit_bytes), ws = atomic_load(&vm->working_set_bytes);
+		if (limit && limit < vm->size_bytes)
+			WARN("limit-below-size", vm->name,
+			     "limit %" PRIu64 " MiB is below the VM's %" PRIu64 " MiB: it runs with a deficit it did not earn",
+			     limit >> 20, vm->size_bytes >> 20);
+		if (br.overcommitted && ws > vm->guarantee_bytes)
+			WARN("guarantee-below-working-set", vm->name,
+			     "guarantee %" PRIu64 " MiB is below its working set of %" PRIu64 " MiB on an overcommitted node: it will swap",
+			     vm->guarantee_bytes >> 20, ws >> 20);
+	}
+#undef WARN
+	Memsrv__CheckReply cr = MEMSRV__CHECK_REPLY__INIT;
+	cr.n_warnings = n;
+	cr.warnings = wp;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY;
+	msg.check_reply = &cr;
+	reply(fd, &msg);
+}
+
 void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken)
 {
 	*fd_taken = false;
@@ -340,6 +408,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SET:
 		do_set(srv, fd, msg->set);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_CHECK:
+		do_check(srv, fd);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

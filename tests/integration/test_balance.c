@@ -106,3 +106,35 @@ Test(balance, the_node_limit_changes_at_run_time)
 	stop(a);
 	cr_assert_leq(r, 8u << 20, "resident %lu after the node limit fell to 8 MiB", (unsigned long)r);
 }
+
+static bool has_warning(const Memsrv__CheckReply *r, const char *kind, const char *vm)
+{
+	for (size_t i = 0; i < r->n_warnings; i++)
+		if (!strcmp(r->warnings[i]->kind, kind) && (!vm || (r->warnings[i]->vm && !strcmp(r->warnings[i]->vm, vm))))
+			return true;
+	return false;
+}
+
+Test(balance, check_names_the_dangers_of_the_quotas)
+{
+	const char *opts[] = { "--node-limit", "16M", NULL };
+	server_start_with(&srv, opts);
+	struct test_sim a, b;
+	sim_start(&a, &srv, "greedy", "--size", "32M", "--mix", "zero=100", "--guarantee", "12M", NULL);
+	sim_start(&b, &srv, "capped", "--size", "32M", "--mix", "zero=100", "--guarantee", "8M", "--limit", "16M", NULL);
+	Memsrv__ServerMessage *m = NULL;
+	cr_assert_eq(ctl_check(srv.sock, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY);
+	const Memsrv__CheckReply *r = m->check_reply;
+	cr_assert(has_warning(r, "overcommitted-guarantees", NULL), "20 MiB of guarantees on a 16 MiB node");
+	cr_assert(has_warning(r, "limit-below-size", "capped"));
+	cr_assert_not(has_warning(r, "limit-below-size", "greedy"), "greedy has no limit");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(sim_quit(&a), 0);
+	cr_assert_eq(sim_quit(&b), 0);
+	/* nothing configured, nothing to say */
+	m = NULL;
+	cr_assert_eq(ctl_check(srv.sock, &m), 0);
+	cr_assert_eq(m->check_reply->n_warnings, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+}

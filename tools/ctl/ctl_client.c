@@ -132,6 +132,21 @@ int ctl_set(const char *socket_path, const char *vm, const char *const *settings
 	return ctl_request(socket_path, &r.msg, reply);
 }
 
+void ctl_build_check(struct ctl_req *r)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__check_request__init(&r->body.check);
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_CHECK;
+	r->msg.check = &r->body.check;
+}
+
+int ctl_check(const char *socket_path, Memsrv__ServerMessage **reply)
+{
+	struct ctl_req r;
+	ctl_build_check(&r);
+	return ctl_request(socket_path, &r.msg, reply);
+}
+
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply)
 {
 	struct ctl_req r;

@@ -42,6 +42,7 @@ struct ctl_req {
 		Memsrv__StatsRequest stats;
 		Memsrv__EvictRequest evict;
 		Memsrv__SetRequest set;
+		Memsrv__CheckRequest check;
 		Memsrv__BalloonRequest balloon;
 	} body;
 };
@@ -49,6 +50,8 @@ struct ctl_req {
 void ctl_build_list(struct ctl_req *r);
 void ctl_build_info(struct ctl_req *r, const char *vm);
 void ctl_build_stats(struct ctl_req *r);
+void ctl_build_check(struct ctl_req *r);
+int ctl_check(const char *socket_path, Memsrv__ServerMessage **reply);
 /* settings are "key=value" strings, borrowed. */
 void ctl_build_set(struct ctl_req *r, const char *vm, const char *const *settings, size_t n);
 int ctl_set(const char *socket_path, const char *vm, const char *const *settings, size_t n,

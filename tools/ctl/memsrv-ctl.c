@@ -419,7 +419,9 @@ static void usage(FILE *f)
 		"  evict VM --bytes N    evict at least N bytes (suffix K, M, G: KiB, MiB, GiB)\n"
 		"  evict VM --all        evict every resident page\n"
 		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
-		"  set VM key=value...   change a VM's settings: codec=lz4|zstd\n"
+		"  set VM key=value...   change a VM's settings: codec, policy, limit, guarantee, shares\n"
+		"  set node limit=SIZE   change the node limit\n"
+		"  check                 warn about quotas the node cannot keep\n"
 		"                        (suffix K, M, G; at most the VM's size)\n"
 		"  help                  this text\n"
 		"\n"
@@ -483,6 +485,7 @@ static const struct command commands[] = {
 	{ "evict", 1, MEMSRV__CLIENT_MESSAGE__MSG_EVICT, MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY },
 	{ "balloon", 1, MEMSRV__CLIENT_MESSAGE__MSG_BALLOON, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY },
 	{ "set", -1, MEMSRV__CLIENT_MESSAGE__MSG_SET, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY },
+	{ "check", 0, MEMSRV__CLIENT_MESSAGE__MSG_CHECK, MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY },
 };
 
 static void print_refusal(const Memsrv__Error *err)
@@ -561,6 +564,9 @@ int main(int argc, char **argv)
 	case MEMSRV__CLIENT_MESSAGE__MSG_STATS:
 		ctl_build_stats(&req);
 		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_CHECK:
+		ctl_build_check(&req);
+		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SET:
 		ctl_build_set(&req, args[1], (const char *const *)args + 2, (size_t)nargs - 2);
 		break;
@@ -613,6 +619,14 @@ int main(int argc, char **argv)
 			fputc('\n', stdout);
 		} else if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_VM_LIST) {
 			print_list_table(stdout, reply->vm_list);
+		} else if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY) {
+			/* one warning a line, greppable; none: say so */
+			const Memsrv__CheckReply *cr = reply->check_reply;
+			for (size_t i = 0; i < cr->n_warnings; i++)
+				printf("warning %s%s%s: %s\n", cr->warnings[i]->kind, cr->warnings[i]->vm ? " " : "",
+				       cr->warnings[i]->vm ? cr->warnings[i]->vm : "", cr->warnings[i]->message);
+			if (!cr->n_warnings)
+				printf("no warnings\n");
 		} else {
 			print_text(stdout, body);
 		}
