@@ -76,6 +76,10 @@ void policy_mark_gone(struct policy *p, uint64_t page);
 void policy_list_resident(struct policy *p, uint64_t page, bool write);
 void policy_list_gone(struct policy *p, uint64_t page);
 uint64_t policy_list_take(struct policy *p, uint64_t page);
+/* A resident page found unused by sampling: no reference bit, no age, and
+ * first in line (the head of the list). */
+void policy_mark_idle(struct policy *p, uint64_t page);
+
 /* Sets the reference (and modify) bit of a resident page. */
 void policy_set_bits(struct policy *p, uint64_t page, bool write);
 

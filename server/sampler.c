@@ -65,8 +65,8 @@ static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool us
 	page_table_set(&r->pt, idx, pe_make(PAGE_RESIDENT, 0, 0));
 	atomic_fetch_add(&vm->resident_bytes, r->page_size);
 	vm_policy_resident(vm, r, idx, write);
-	if (!used && vm->policy.ops)
-		vm->policy.flags[r->first_page + idx] &= (uint8_t)~POLICY_REF;  /* sampled and not used: idle */
+	if (!used && vm->policy.ops && r->evictable)
+		policy_mark_idle(&vm->policy, r->first_page + idx);  /* sampled and not used: first to go */
 }
 
 /* Copies slot's page back into the VMM; 0, or -errno with the page still in probation. */

@@ -107,6 +107,22 @@ void policy_mark_gone(struct policy *p, uint64_t page)
 	p->age[page] = 0;
 }
 
+void policy_mark_idle(struct policy *p, uint64_t page)
+{
+	if (!(p->flags[page] & POLICY_RESIDENT))
+		return;
+	p->flags[page] &= (uint8_t)~POLICY_REF;
+	p->age[page] = 0;
+	policy_list_unlink(p, page);
+	p->next[page] = p->head;
+	p->prev[page] = POLICY_NIL;
+	if (p->head != POLICY_NIL)
+		p->prev[p->head] = (uint32_t)page;
+	else
+		p->tail = (uint32_t)page;
+	p->head = (uint32_t)page;
+}
+
 void policy_set_bits(struct policy *p, uint64_t page, bool write)
 {
 	if (p->flags[page] & POLICY_RESIDENT)

@@ -127,3 +127,20 @@ Test(policy, names)
 	for (int a = 0; policy_all[a]; a++)
 		cr_assert(policy_all[a]->summary && *policy_all[a]->summary);
 }
+
+Test(policy, a_page_sampled_idle_goes_first)
+{
+	for (int a = 0; policy_all[a]; a++) {
+		if (!strcmp(policy_all[a]->name, "random"))
+			continue;
+		make(policy_all[a]->name, 10);
+		arrive(0, 5, false);
+		if (p.ops->tick)
+			p.ops->tick(&p);
+		p.ops->referenced(&p, 0, false);
+		policy_mark_idle(&p, 3);
+		uint64_t v = p.ops->take_victim(&p);
+		cr_assert_eq(v, 3, "%s: the idle page should go first, took %lu", p.ops->name, (unsigned long)v);
+		policy_fini(&p);
+	}
+}
