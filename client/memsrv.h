@@ -38,6 +38,7 @@ struct memsrv_vm {
 	uint64_t limit_bytes;     /* 0: no limit of its own */
 	uint32_t shares;          /* 0: default weight */
 	const char *codec;        /* "lz4" or "zstd"; NULL: the server's default */
+	const char *policy;       /* eviction algorithm: lru, fifo, clock, second-chance, aging, nru, random; NULL: clock */
 };
 
 /* Requests the server may send; a NULL member refuses that request. */

@@ -197,6 +197,7 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 	quota.limit_bytes = vm->limit_bytes;
 	quota.shares = vm->shares;
 	quota.codec = (char *)vm->codec;
+	quota.policy = (char *)vm->policy;
 	Memsrv__Hello hello = MEMSRV__HELLO__INIT;
 	hello.version_major = MEMSRV__VERSION__VERSION_MAJOR;
 	hello.version_minor = MEMSRV__VERSION__VERSION_MINOR;

@@ -8,6 +8,7 @@
 
 #include "balancer.h"
 #include "log.h"
+#include "units.h"
 #include "server.h"
 #include "wire.h"
 
@@ -196,25 +197,20 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 	reply(fd, &msg);
 }
 
-/* "512M" -> bytes (K, M, G: powers of 1024); 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	unsigned shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20 : *end == 'G' || *end == 'g' ? 30 : 0;
-	if (shift)
-		end++;
-	if (*end || (shift && v > (~0ull >> shift)))
-		return -EINVAL;
-	*out = v << shift;
-	return 0;
-}
-
 /* memsrv-ctl set VM key=value ...: every setting is checked before any is
  * applied, so a refused one changes nothing. */
+/* A set request was applied whole: say so, setting by setting. */
+static void reply_applied(int fd, const Memsrv__SetRequest *req)
+{
+	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
+	sr.n_applied = req->n_settings;
+	sr.applied = req->settings;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY;
+	msg.set_reply = &sr;
+	reply(fd, &msg);
+}
+
 /* memsrv-ctl set node limit=SIZE */
 static void do_set_node(struct server *srv, int fd, const Memsrv__SetRequest *req)
 {
@@ -229,13 +225,7 @@ static void do_set_node(struct server *srv, int fd, const Memsrv__SetRequest *re
 	srv->node_limit = limit;
 	pr_info("node limit set to %" PRIu64 " bytes", limit);
 	balancer_run(srv, NULL);
-	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
-	sr.n_applied = req->n_settings;
-	sr.applied = req->settings;
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY;
-	msg.set_reply = &sr;
-	reply(fd, &msg);
+	reply_applied(fd, req);
 }
 
 static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
@@ -311,13 +301,7 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 	balancer_run(srv, NULL);
 	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u", codec_name(codec),
 		policy->name, limit, guarantee, vm->shares);
-	Memsrv__SetReply sr = MEMSRV__SET_REPLY__INIT;
-	sr.n_applied = req->n_settings;
-	sr.applied = req->settings;
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY;
-	msg.set_reply = &sr;
-	reply(fd, &msg);
+	reply_applied(fd, req);
 }
 
 /* memsrv-ctl check: what the configured quotas promise that the node

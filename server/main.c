@@ -8,29 +8,9 @@
 
 #include "fault.h"
 #include "log.h"
+#include "units.h"
 #include "server.h"
 #include <stdint.h>
-
-/* "512M" -> bytes (K, M, G are powers of 1024); 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	unsigned shift = 0;
-	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	default: break;
-	}
-	if (*end || (shift && v > (~0ull >> shift)))
-		return -EINVAL;
-	*out = v << shift;
-	return 0;
-}
 
 static void usage(FILE *out)
 {

@@ -23,6 +23,7 @@ static const char help_text[] =
 	"  --guarantee SIZE      the VM's guaranteed memory\n"
 	"  --shares N            the VM's weight\n"
 	"  --codec lz4|zstd      compression of the VM's evicted pages (default: memsrv's)\n"
+	"  --policy NAME         eviction algorithm: lru, fifo, clock, second-chance, aging, nru, random\n"
 	"  --no-attach           run without memsrv (the baseline)\n"
 	"  --fill-before-attach  fill RAM before attaching (default: after, through memsrv)\n"
 	"\n"
@@ -50,7 +51,7 @@ static const char help_text[] =
 	"64 usage error.\n";
 
 enum {
-	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC,
+	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC, OPT_POLICY,
 	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
 	OPT_PATTERN, OPT_OPS, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
 	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_HELP,
@@ -64,6 +65,7 @@ static const struct option long_options[] = {
 	{ "guarantee", required_argument, NULL, OPT_GUARANTEE },
 	{ "shares", required_argument, NULL, OPT_SHARES },
 	{ "codec", required_argument, NULL, OPT_CODEC },
+	{ "policy", required_argument, NULL, OPT_POLICY },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "mix", required_argument, NULL, OPT_MIX },
 	{ "no-attach", no_argument, NULL, OPT_NO_ATTACH },
@@ -213,6 +215,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 			if (parse_u64(optarg, &v) || v > UINT32_MAX)
 				return usage_error("--shares: a number up to 2^32-1");
 			o->shares = (uint32_t)v;
+			break;
+		case OPT_POLICY:
+			o->policy = optarg;  /* memsrv checks the name and refuses a wrong one at attach */
 			break;
 		case OPT_CODEC:
 			if (strcmp(optarg, "lz4") && strcmp(optarg, "zstd"))

@@ -16,6 +16,7 @@ struct vmsim_options {
 	uint64_t guarantee;
 	uint32_t shares;
 	const char *codec;      /* NULL: the server's default */
+	const char *policy;     /* NULL: the server's default */
 	uint64_t seed;
 	struct content_mix mix;
 	bool no_attach;

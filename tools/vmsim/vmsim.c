@@ -74,6 +74,7 @@ static int attach(struct vmsim *vm)
 		.limit_bytes = vm->opts.limit,
 		.shares = vm->opts.shares,
 		.codec = vm->opts.codec,
+		.policy = vm->opts.policy,
 	};
 	int ret = memsrv_attach(vm->opts.socket, &desc, &vm->session);
 	if (ret < 0) {
