@@ -132,7 +132,7 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 {
 	struct guest g;
 	char line[512];
-	guest_boot_opts(&g, "guest1", true, "64M", false, ",policy=lru,codec=zstd", "memload.mib=160");
+	guest_boot_opts(&g, "guest1", true, "64M", false, ",eviction=lru,codec=zstd", "memload.mib=160");
 	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "guest1 did not boot");
 	double booted = now_s();
 	guest_result_ok(&g, line, sizeof line);
@@ -142,7 +142,7 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "guest1");
 	Memsrv__VmInfo *info = m->vm_info;
 	cr_assert_eq(info->size_bytes, 256u << 20);
-	cr_assert_str_eq(info->policy, "lru", "the backend's policy= reached memsrv");
+	cr_assert_str_eq(info->policy, "lru", "the backend's eviction= reached memsrv");
 	cr_assert_str_eq(info->codec, "zstd", "the backend's codec= reached memsrv");
 	cr_assert_leq(info->resident_bytes, 64u << 20, "resident %lu over the 64 MiB limit",
 		      (unsigned long)info->resident_bytes);
