@@ -304,6 +304,18 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 	if (ret < 0)
 		return fail(ret, "session: %s", ret == -EPROTO ? fault.what : strerror(-ret));
 	ret = handle_request(s, m, ops, opaque);
+	if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_BALLOON_TARGET) {
+		/* memsrv plans with the answer: a VMM without a balloon is not asked again */
+		Memsrv__BalloonResult br = MEMSRV__BALLOON_RESULT__INIT;
+		br.target_bytes = m->balloon_target->target_bytes;
+		br.errno_code = ret < 0 ? -ret : 0;
+		br.message = ret < 0 ? (char *)memsrv_last_error() : NULL;
+		Memsrv__ClientMessage reply = MEMSRV__CLIENT_MESSAGE__INIT;
+		reply.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT;
+		reply.balloon_result = &br;
+		wire_send_client(s->sock, &reply, NULL, 0);
+		ret = ret == -EOPNOTSUPP ? 0 : ret;  /* no balloon is an answer, not a failure */
+	}
 	memsrv__server_message__free_unpacked(m, NULL);
 	return ret;
 }

@@ -1,9 +1,11 @@
 /* balancer: the node limit, shares and the idle memory tax. */
 #include "balancer.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "fault.h"
+#include "log.h"
 #include "server.h"
 #include "vm.h"
 
@@ -18,6 +20,51 @@ static uint64_t overhead_bytes(struct server *srv)
 	for (struct vm *vm = srv->vms; vm; vm = vm->next)
 		tables += vm_total_pages(vm) * sizeof(page_entry);
 	return ss.cache_pool_bytes + tables;
+}
+
+#define MIB (1ull << 20)
+
+/* Balloon first (ESX): the guest picks the pages it can spare, so nothing
+ * is paged twice.  Over its target, a VM whose VMM has (or may have) a
+ * balloon is asked to shrink the guest by the excess; the eviction waits
+ * for it (BALLOON_GRACE_NS).  Without pressure, the balloon deflates. */
+static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
+{
+	if (atomic_load(&vm->balloon) == VM_BALLOON_NO)
+		return;
+	uint64_t asked = atomic_load(&vm->balloon_asked_ns);
+	if (atomic_load(&vm->balloon) == VM_BALLOON_UNKNOWN && asked && now - asked > BALLOON_GRACE_NS) {
+		/* asked and never answered: a VMM that does not serve its session */
+		atomic_store(&vm->balloon, VM_BALLOON_NO);
+		vm_info(vm, "no answer to the balloon request: memsrv will not ask again");
+		return;
+	}
+	uint64_t size = vm->size_bytes, resident = ctr_get(&vm->resident_bytes);
+	uint64_t sent = atomic_load(&vm->balloon_sent_bytes), want = sent;
+	if (resident > target + MIB) {
+		/* the balloon takes at most 65% of the guest (ESX's default), never its guarantee */
+		uint64_t excess = resident - target, floor = size / 100 * 35;
+		if (vm->guarantee_bytes > floor)
+			floor = vm->guarantee_bytes;
+		uint64_t from = sent ? sent : size;
+		want = from > excess + floor ? from - excess : floor;
+	} else if (sent && sent < size && resident + 8 * MIB < target) {
+		want = size;  /* pressure gone: the guest may have its memory back */
+	}
+	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - atomic_load(&vm->balloon_asked_ns) < 1000000000ull)
+		return;
+	Memsrv__BalloonTarget bt = MEMSRV__BALLOON_TARGET__INIT;
+	bt.target_bytes = want;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_BALLOON_TARGET;
+	msg.balloon_target = &bt;
+	if (vm_send(vm, &msg))
+		return;
+	atomic_store(&vm->balloon_sent_bytes, want);
+	atomic_store(&vm->balloon_asked_ns, now);
+	atomic_store(&vm->balloon_target_bytes, want);
+	vm_info(vm, "balloon target %" PRIu64 " MiB (resident %" PRIu64 " MiB, node target %" PRIu64 " MiB)", want >> 20,
+		resident >> 20, target >> 20);
 }
 
 struct claim {
@@ -97,8 +144,9 @@ void balancer_run(struct server *srv, struct balance_report *report)
 		uint64_t t = c[i].got > 4096 ? c[i].got : 4096;
 		atomic_store(&c[i].vm->node_target_bytes, t);
 		r.entitled += c[i].got;
+		ask_balloon(c[i].vm, t, now);
 		if (t < ctr_get(&c[i].vm->resident_bytes))
-			vm_post_wakeup(c[i].vm);  /* over its target: evict now */
+			vm_post_wakeup(c[i].vm);  /* over its target: evict now (after the balloon's grace) */
 	}
 out:
 	if (srv->node_limit) {

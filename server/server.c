@@ -239,6 +239,15 @@ static void handle_conn(struct server *srv, struct conn *c)
 			drop_conn(srv, c, true);
 		}
 		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT:
+		if (c->vm) {
+			const Memsrv__BalloonResult *br = msg->balloon_result;
+			atomic_store(&c->vm->balloon, br->errno_code ? VM_BALLOON_NO : VM_BALLOON_YES);
+			if (br->errno_code)
+				vm_info(c->vm, "no balloon (%s): memsrv will not ask again",
+					br->message ? br->message : strerror(br->errno_code));
+		}
+		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DETACH:
 		if (c->vm)
 			post_detach(c, msg->detach);

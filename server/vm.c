@@ -316,6 +316,8 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->working_set_bytes = atomic_load(&vm->working_set_bytes);
 	info->idle_bytes = info->resident_bytes > info->working_set_bytes ? info->resident_bytes - info->working_set_bytes : 0;
 	info->probation_pages = vm_count(vm, PAGE_PROBATION);
+	static const char *const balloon_names[] = { "unknown", "yes", "no" };
+	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon)];
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 #include <linux/userfaultfd.h>
 
 #include "latency.h"
@@ -61,6 +62,12 @@ struct region {
 	struct page_table pt;
 };
 
+enum { VM_BALLOON_UNKNOWN, VM_BALLOON_YES, VM_BALLOON_NO };
+
+/* How long a balloon request gets to work before the node target is
+ * enforced by eviction: the guest picks its own pages first (no double paging). */
+#define BALLOON_GRACE_NS (2ull * 1000 * 1000 * 1000)
+
 enum vm_job_kind {
 	VM_JOB_EVICT,
 	VM_JOB_DETACH,    /* the VMM leaves: restore if asked, answer DetachReply */
@@ -91,6 +98,9 @@ struct vm {
 	_Atomic uint64_t node_target_bytes;  /* the balancer's share of the node for it; 0: none */
 	_Atomic uint64_t last_fault_ns;      /* when it last faulted: active or idle */
 	_Atomic bool active;
+	_Atomic int balloon;                 /* VM_BALLOON_*: what the VMM answered */
+	_Atomic uint64_t balloon_asked_ns;   /* when memsrv last asked it to balloon */
+	_Atomic uint64_t balloon_sent_bytes; /* the target it asked for */
 	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
 	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
 	uint32_t shares;
@@ -188,6 +198,12 @@ static inline uint64_t vm_limit(const struct vm *vm)
 {
 	uint64_t l = atomic_load_explicit(&vm->limit_bytes, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&vm->node_target_bytes, memory_order_relaxed);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+	if (atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
+	    now - atomic_load_explicit(&vm->balloon_asked_ns, memory_order_relaxed) < BALLOON_GRACE_NS)
+		t = 0;  /* the balloon goes first; a VMM without one said so */
 	return !l ? t : !t ? l : l < t ? l : t;
 }
 

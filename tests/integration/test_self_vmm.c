@@ -3,6 +3,7 @@
  * limits, discards and detach. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -388,6 +389,62 @@ Test(self_vmm, shmem_huge_pages_make_eviction_refuse_not_lose)
 	memsrv__server_message__free_unpacked(m, NULL);
 	fill(&g, 5);
 	cr_assert_eq(count_bad(&g, 5, 0, g.size / PAGE), 0);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+struct balloon_vmm {
+	struct guest *g;
+	uint64_t target, asked;
+};
+
+/* This VMM's balloon: the guest gives back its highest pages, discarded as
+ * QEMU's balloon does it (punch the hole, drop the mapping). */
+static int balloon_give_back(void *opaque, uint64_t target)
+{
+	struct balloon_vmm *b = opaque;
+	b->asked++;
+	b->target = target;
+	if (target < b->g->size) {
+		cr_assert_eq(fallocate(b->g->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)target,
+				       (off_t)(b->g->size - target)), 0);
+		cr_assert_eq(madvise(b->g->mem + target, b->g->size - target, MADV_DONTNEED), 0);
+	}
+	return 0;
+}
+
+Test(self_vmm, under_pressure_the_balloon_goes_before_any_eviction)
+{
+	struct guest g;
+	guest_attach(&g, "ballooner", 64 << 20, 0);
+	fill(&g, 6);
+	struct balloon_vmm b = { .g = &g };
+	const struct memsrv_vmm_ops ops = { .balloon_target = balloon_give_back };
+	Memsrv__ServerMessage *m = NULL;
+	const char *settings[] = { "limit=40M" };
+	cr_assert_eq(ctl_set(srv.sock, "node", settings, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* serve the session for a while, as a VMM's main loop does */
+	for (int i = 0; i < 30 && !b.asked; i++) {
+		struct pollfd p = { .fd = memsrv_session_fd(g.s), .events = POLLIN };
+		if (poll(&p, 1, 100) > 0)
+			cr_assert_eq(memsrv_session_dispatch(g.s, &ops, &b), 0);
+	}
+	cr_assert_gt(b.asked, 0, "memsrv never asked for the balloon");
+	cr_assert_lt(b.target, g.size);
+	usleep(300000);  /* the REMOVE events reach the VM thread */
+	m = ctl_info_ok(&srv, "ballooner");
+	fprintf(stderr, "balloon target %lu MiB: resident %lu MiB, removed %lu pages, evicted %lu, balloon %s\n",
+		(unsigned long)(b.target >> 20), (unsigned long)(m->vm_info->resident_bytes >> 20),
+		(unsigned long)m->vm_info->removed_pages, (unsigned long)m->vm_info->evictions_total, m->vm_info->balloon);
+	cr_assert_str_eq(m->vm_info->balloon, "yes");
+	cr_assert_gt(m->vm_info->removed_pages, (16u << 20) / PAGE, "the guest's pages came back through the balloon");
+	cr_assert_eq(m->vm_info->evictions_total, 0, "nothing evicted while the balloon did the work");
+	cr_assert_leq(m->vm_info->resident_bytes, b.target);
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* what the guest kept is intact */
+	cr_assert_eq(count_bad(&g, 6, 0, b.target / PAGE), 0);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
 }

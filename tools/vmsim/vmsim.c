@@ -18,10 +18,11 @@
 static int balloon_target(void *opaque, uint64_t target_bytes)
 {
 	struct vmsim *vm = opaque;
-	/* vmsim has no balloon driver: the request is only logged. */
-	fprintf(stderr, "vmsim %s: balloon target %llu bytes\n", vm->opts.name,
+	/* vmsim has no balloon driver: the request is logged and refused, so
+	 * that memsrv does not wait for memory that will not come */
+	fprintf(stderr, "vmsim %s: balloon target %llu bytes (no balloon here)\n", vm->opts.name,
 		(unsigned long long)target_bytes);
-	return 0;
+	return -EOPNOTSUPP;
 }
 
 static const struct memsrv_vmm_ops vmm_ops = {
