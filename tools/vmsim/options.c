@@ -35,7 +35,7 @@ static const char help_text[] =
 	"                        (default zero=30,text=30,binary=30,random=10)\n"
 	"\n"
 	"Access pattern:\n"
-	"  --pattern P           seq | random | zipf | write (default seq)\n"
+	"  --pattern P           seq | random | zipf | write | phases (zipf, hot set moving each quarter) (default seq)\n"
 	"  --ops N               accesses (default one per page)\n"
 	"  --zipf-s S            zipf skew (default 1.1)\n"
 	"  --write-pct P         percent of writes under random and zipf (default 0)\n"
@@ -158,7 +158,7 @@ static int parse_pattern(const char *s, enum pattern *out)
 {
 	static const char *const names[] = {
 		[PATTERN_SEQ] = "seq", [PATTERN_RANDOM] = "random",
-		[PATTERN_ZIPF] = "zipf", [PATTERN_WRITE] = "write",
+		[PATTERN_ZIPF] = "zipf", [PATTERN_WRITE] = "write", [PATTERN_PHASES] = "phases",
 	};
 	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
 		if (!strcmp(s, names[i])) {
@@ -243,7 +243,7 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 			break;
 		case OPT_PATTERN:
 			if (parse_pattern(optarg, &o->pattern.pattern))
-				return usage_error("--pattern: seq, random, zipf or write");
+				return usage_error("--pattern: seq, random, zipf, write or phases");
 			break;
 		case OPT_OPS:
 			if (parse_u64(optarg, &o->pattern.ops) || !o->pattern.ops)

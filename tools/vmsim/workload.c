@@ -139,7 +139,8 @@ int workload_run(struct workload *w, const struct pattern_config *cfg, struct ru
 	uint64_t pages = w->ram->pages;
 	uint64_t ops = cfg->ops ? cfg->ops : pages;
 	double write_p = cfg->write_pct / 100.0;
-	if (cfg->pattern == PATTERN_ZIPF && (!w->zipf || w->zipf_s != cfg->zipf_s)) {
+	bool zipf = cfg->pattern == PATTERN_ZIPF || cfg->pattern == PATTERN_PHASES;
+	if (zipf && (!w->zipf || w->zipf_s != cfg->zipf_s)) {
 		zipf_destroy(w->zipf);
 		w->zipf = NULL;
 		int ret = zipf_create(pages, cfg->zipf_s, w->seed, &w->zipf);
@@ -162,6 +163,11 @@ int workload_run(struct workload *w, const struct pattern_config *cfg, struct ru
 			break;
 		case PATTERN_RANDOM:
 			page = rng_below(&w->rng, pages);
+			write = rng_unit(&w->rng) < write_p;
+			break;
+		case PATTERN_PHASES:
+			/* the same skew, shifted by a quarter of RAM per quarter of the run */
+			page = (zipf_page(w->zipf, rng_unit(&w->rng)) + (op * 4 / ops) * (pages / 4)) % pages;
 			write = rng_unit(&w->rng) < write_p;
 			break;
 		default:

@@ -20,6 +20,7 @@ enum pattern {
 	PATTERN_RANDOM,  /* uniform pages, write_pct of them written */
 	PATTERN_ZIPF,    /* Zipf-skewed scattered hot set, same */
 	PATTERN_WRITE,   /* rewrite every page in order */
+	PATTERN_PHASES,  /* zipf whose hot set moves to other pages each quarter of the run */
 };
 
 struct pattern_config {
