@@ -105,7 +105,7 @@ static void do_stats(struct server *srv, int fd)
 	st.overcommit_margin_bytes = br.overcommit_margin;
 	st.overloaded = br.overloaded;
 	st.overload_margin_bytes = br.overload_margin;
-	/* who should move away: the active VMs, largest first */
+	/* who should move away: the active VMs, largest working set first */
 	char *migrate[64];
 	if (br.overloaded) {
 		for (struct vm *vm = srv->vms; vm && st.n_migrate < 64; vm = vm->next)
@@ -114,7 +114,13 @@ static void do_stats(struct server *srv, int fd)
 		for (size_t a = 1; a < st.n_migrate; a++)
 			for (size_t b = a; b > 0; b--) {
 				struct vm *x = server_find_vm(srv, migrate[b - 1]), *y = server_find_vm(srv, migrate[b]);
-				if (ctr_get(&x->resident_bytes) >= ctr_get(&y->resident_bytes))
+				/* largest working set first (resident until sampled) */
+				uint64_t wx = atomic_load(&x->working_set_bytes), wy = atomic_load(&y->working_set_bytes);
+				if (!wx && !wy) {
+					wx = ctr_get(&x->resident_bytes);
+					wy = ctr_get(&y->resident_bytes);
+				}
+				if (wx >= wy)
 					break;
 				char *t = migrate[b];
 				migrate[b] = migrate[b - 1];
