@@ -147,16 +147,6 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	return ret ? ret : wp;
 }
 
-static struct region *region_of_page(struct vm *vm, uint64_t page)
-{
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		struct region *r = &vm->regions[i];
-		if (page >= r->first_page && page - r->first_page < r->pt.npages)
-			return r;
-	}
-	return NULL;
-}
-
 static int by_page(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -176,7 +166,7 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 			if (v == POLICY_NONE)
 				break;
 			(*scan_budget)--;
-			struct region *r = region_of_page(vm, v);
+			struct region *r = vm_region_of_page(vm, v);
 			/* the books follow the page table; a mismatch is skipped, never evicted */
 			if (r && pe_state(r->pt.entries[v - r->first_page]) == PAGE_RESIDENT)
 				victims[n++] = v;
@@ -185,7 +175,7 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 			break;
 		qsort(victims, n, sizeof victims[0], by_page);
 		for (unsigned i = 0; i < n;) {
-			struct region *r = region_of_page(vm, victims[i]);
+			struct region *r = vm_region_of_page(vm, victims[i]);
 			uint64_t first = victims[i] - r->first_page, count = 1;
 			while (i + count < n && victims[i + count] == victims[i] + count &&
 			       first + count < r->pt.npages)
@@ -196,7 +186,7 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 			if (got < count) {
 				/* what stayed resident goes back on the policy's books */
 				for (unsigned k = i + (unsigned)got; k < n; k++) {
-					struct region *rk = region_of_page(vm, victims[k]);
+					struct region *rk = vm_region_of_page(vm, victims[k]);
 					if (pe_state(rk->pt.entries[victims[k] - rk->first_page]) == PAGE_RESIDENT) {
 						vm_policy_resident(vm, rk, victims[k] - rk->first_page, false);
 						(*scan_budget)++;  /* not spent: a later try takes it again */

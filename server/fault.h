@@ -9,16 +9,8 @@
 #define MEMSRV_FAULT_H
 
 #include <stdint.h>
-#include <time.h>
 
 #include "vm.h"
-
-static inline uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
-}
 
 /* Busy-poll the uffd this long after serving faults before sleeping in poll:
  * a fault that comes soon after another skips a wakeup (DESIGN.md: 63 -> 17 us). */

@@ -201,8 +201,9 @@ static const char *eviction_blocker(const struct vm *vm, const struct region *r)
 		return "anonymous private memory: memsrv cannot read or discard it from outside the VMM";
 	if (r->page_size != 4096)
 		return "huge pages are served but not yet evicted";
-	if (r->backing == MEMSRV__BACKING__BACKING_MEMFD && shmem_thp_blocker())
-		return shmem_thp_blocker();
+	const char *thp = r->backing == MEMSRV__BACKING__BACKING_MEMFD ? shmem_thp_blocker() : NULL;
+	if (thp)
+		return thp;
 	if (!(vm->register_modes & UFFDIO_REGISTER_MODE_WP) || !(vm->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
 		return "the uffd lacks write-protect mode on shmem (UFFD_FEATURE_WP_HUGETLBFS_SHMEM), without which eviction races with writes";
 	return NULL;

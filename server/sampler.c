@@ -170,10 +170,7 @@ static void take_sample(struct vm *vm)
 	sp->taken = sp->touched = 0;
 	for (unsigned tries = 0; tries < 4 * SAMPLE_PAGES && sp->taken < SAMPLE_PAGES && total; tries++) {
 		uint64_t page = next_random(sp) % total;
-		struct region *r = NULL;
-		for (unsigned i = 0; i < vm->n_regions; i++)
-			if (page >= vm->regions[i].first_page && page - vm->regions[i].first_page < vm->regions[i].pt.npages)
-				r = &vm->regions[i];
+		struct region *r = vm_region_of_page(vm, page);
 		if (!r || !r->evictable || r->unmapped)
 			continue;
 		uint64_t idx = page - r->first_page;

@@ -240,6 +240,16 @@ void vm_destroy(struct vm *vm)
 	free(vm);
 }
 
+struct region *vm_region_of_page(struct vm *vm, uint64_t page)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		if (page >= r->first_page && page - r->first_page < r->pt.npages)
+			return r;
+	}
+	return NULL;
+}
+
 struct region *vm_region_of(struct vm *vm, uint64_t addr)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {

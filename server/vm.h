@@ -146,6 +146,13 @@ struct vm {
 	struct vm *next;         /* server's list */
 };
 
+static inline uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
 static inline void ctr_add(_Atomic uint64_t *c, uint64_t n)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
@@ -178,6 +185,9 @@ void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx);
 /* Switches to the policy control asked for, if it changed (VM thread). */
 void vm_policy_update(struct vm *vm);
 
+/* Region holding the VM-wide page number page (policy.h), or NULL. */
+struct region *vm_region_of_page(struct vm *vm, uint64_t page);
+
 /* Region containing VMM address addr, or NULL. */
 struct region *vm_region_of(struct vm *vm, uint64_t addr);
 
@@ -198,11 +208,11 @@ static inline uint64_t vm_limit(const struct vm *vm)
 {
 	uint64_t l = atomic_load_explicit(&vm->limit_bytes, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&vm->node_target_bytes, memory_order_relaxed);
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
-	if (atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
-	    now - atomic_load_explicit(&vm->balloon_asked_ns, memory_order_relaxed) < BALLOON_GRACE_NS)
+	uint64_t asked = atomic_load_explicit(&vm->balloon_asked_ns, memory_order_relaxed);
+	/* the clock is read only while a balloon request may still be working:
+	 * this runs before every fill */
+	if (t && asked && atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
+	    monotonic_ns() - asked < BALLOON_GRACE_NS)
 		t = 0;  /* the balloon goes first; a VMM without one said so */
 	return !l ? t : !t ? l : l < t ? l : t;
 }
