@@ -39,7 +39,13 @@ struct memsrv_vm {
 	uint32_t shares;          /* 0: default weight */
 	const char *codec;        /* "lz4" or "zstd"; NULL: the server's default */
 	const char *policy;       /* eviction algorithm: lru, fifo, clock, second-chance, aging, nru, random; NULL: clock */
+	unsigned flags;           /* MEMSRV_VM_* */
 };
+
+/* The guest has no balloon: memsrv never asks for one and goes straight to
+ * compression and swap.  Without it memsrv asks once and learns from the
+ * answer (a VMM that creates its RAM before its devices cannot know yet). */
+#define MEMSRV_VM_NO_BALLOON 1u
 
 /* Requests the server may send; a NULL member refuses that request. */
 struct memsrv_vmm_ops {

@@ -208,6 +208,8 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 	hello.quota = &quota;
 	hello.uffd_features = features;
 	hello.register_modes = modes;
+	if (vm->flags & MEMSRV_VM_NO_BALLOON)
+		hello.has_balloon = 1, hello.balloon = 0;
 	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
 	msg.hello = &hello;

@@ -179,6 +179,10 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 				req->target_bytes, vm->size_bytes);
 		return;
 	}
+	if (atomic_load(&vm->balloon) == VM_BALLOON_NO) {
+		wire_send_error(fd, EOPNOTSUPP, "balloon.name", "VM %s's VMM has no balloon", vm->name);
+		return;
+	}
 	Memsrv__BalloonTarget target = MEMSRV__BALLOON_TARGET__INIT;
 	target.target_bytes = req->target_bytes;
 	Memsrv__ServerMessage out = MEMSRV__SERVER_MESSAGE__INIT;

@@ -254,6 +254,8 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 		return refuse(why, EINVAL, "hello.quota.policy",
 			      "policy '%s' is none of lru, fifo, clock, second-chance, aging, nru, random", h->quota->policy);
 	atomic_store(&vm->policy_wanted, policy);
+	if (h->has_balloon && !h->balloon)
+		atomic_store(&vm->balloon, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
 
 	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
 	for (unsigned i = 0; i < h->n_regions; i++) {

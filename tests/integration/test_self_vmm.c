@@ -71,7 +71,7 @@ static uint64_t allocated(const struct guest *g)
 	return (uint64_t)st.st_blocks * 512;
 }
 
-static void guest_attach(struct guest *g, const char *name, size_t size, uint64_t limit)
+static void guest_attach_with(struct guest *g, const char *name, size_t size, uint64_t limit, unsigned flags)
 {
 	g->size = size;
 	g->fd = memfd_create(name, MFD_CLOEXEC);
@@ -80,9 +80,14 @@ static void guest_attach(struct guest *g, const char *name, size_t size, uint64_
 	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
 	cr_assert_neq(g->mem, MAP_FAILED);
 	struct memsrv_region r = { .host_addr = g->mem, .size = size, .fd = g->fd };
-	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .limit_bytes = limit };
+	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .limit_bytes = limit, .flags = flags };
 	int ret = memsrv_attach(srv.sock, &vm, &g->s);
 	cr_assert_eq(ret, 0, "attach: %s (%s)", strerror(-ret), memsrv_last_error());
+}
+
+static void guest_attach(struct guest *g, const char *name, size_t size, uint64_t limit)
+{
+	guest_attach_with(g, name, size, limit, 0);
 }
 
 static void guest_release(struct guest *g)
@@ -445,6 +450,33 @@ Test(self_vmm, under_pressure_the_balloon_goes_before_any_eviction)
 	memsrv__server_message__free_unpacked(m, NULL);
 	/* what the guest kept is intact */
 	cr_assert_eq(count_bad(&g, 6, 0, b.target / PAGE), 0);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+Test(self_vmm, a_vmm_without_balloon_says_so_at_attach_and_is_never_asked)
+{
+	struct guest g;
+	guest_attach_with(&g, "noballoon", 64 << 20, 0, MEMSRV_VM_NO_BALLOON);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "noballoon");
+	cr_assert_str_eq(m->vm_info->balloon, "no", "known from the attach, before any pressure");
+	memsrv__server_message__free_unpacked(m, NULL);
+	fill(&g, 7);
+	const char *settings[] = { "limit=40M" };
+	cr_assert_eq(ctl_set(srv.sock, "node", settings, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* no balloon grace to wait out: the balancer evicts at once */
+	struct pollfd p = { .fd = memsrv_session_fd(g.s), .events = POLLIN };
+	uint64_t resident = UINT64_MAX;
+	for (int i = 0; i < 10 && resident > (40u << 20); i++) {
+		cr_assert_eq(poll(&p, 1, 100), 0, "memsrv sent this VMM a request though it has no balloon");
+		m = ctl_info_ok(&srv, "noballoon");
+		resident = m->vm_info->resident_bytes;
+		memsrv__server_message__free_unpacked(m, NULL);
+	}
+	cr_assert_leq(resident, 40u << 20, "the node limit held within 1 s, below the 2 s balloon grace");
+	cr_assert_eq(count_bad(&g, 7, 0, g.size / PAGE), 0);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
 }

@@ -15,19 +15,8 @@
 
 #include "memsrv.h"
 
-static int balloon_target(void *opaque, uint64_t target_bytes)
-{
-	struct vmsim *vm = opaque;
-	/* vmsim has no balloon driver: the request is logged and refused, so
-	 * that memsrv does not wait for memory that will not come */
-	fprintf(stderr, "vmsim %s: balloon target %llu bytes (no balloon here)\n", vm->opts.name,
-		(unsigned long long)target_bytes);
-	return -EOPNOTSUPP;
-}
-
-static const struct memsrv_vmm_ops vmm_ops = {
-	.balloon_target = balloon_target,
-};
+/* vmsim has no balloon driver (it says so at attach): it serves no request. */
+static const struct memsrv_vmm_ops vmm_ops = { 0 };
 
 void vmsim_server_gone(void)
 {
@@ -76,6 +65,7 @@ static int attach(struct vmsim *vm)
 		.shares = vm->opts.shares,
 		.codec = vm->opts.codec,
 		.policy = vm->opts.policy,
+		.flags = MEMSRV_VM_NO_BALLOON,
 	};
 	int ret = memsrv_attach(vm->opts.socket, &desc, &vm->session);
 	if (ret < 0) {
