@@ -105,6 +105,14 @@ static void do_stats(struct server *srv, int fd)
 	st.overcommit_margin_bytes = br.overcommit_margin;
 	st.overloaded = br.overloaded;
 	st.overload_margin_bytes = br.overload_margin;
+	char *conditions[2];
+	if (ss.swap_failing)
+		conditions[st.n_conditions++] = "swap-failing";
+	else if (ss.swap_full)
+		conditions[st.n_conditions++] = "swap-full";
+	if (ss.store_full)
+		conditions[st.n_conditions++] = "store-full";
+	st.conditions = conditions;
 	/* who should move away: the active VMs, largest working set first */
 	char *migrate[64];
 	if (br.overloaded) {

@@ -17,11 +17,14 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--incompressible N]\n"
 		"              [--swap FILE:SIZE]... [--swap-dir DIR[:SIZE]]... [--node-limit SIZE] [--idle-tax PCT]\n"
-		"              [--log-level LEVEL] [--spin-us N]\n"
+		"              [--socket-group GROUP] [--max-sessions-per-uid N] [--log-level LEVEL] [--spin-us N]\n"
 		"\n"
 		"Serves the guest RAM of the VMs that attach to PATH: faults, eviction, quotas.\n"
 		"\n"
-		"  --socket PATH      Unix socket to listen on (default %s)\n"
+		"  --socket PATH      Unix socket to listen on (default %s), mode 0660\n"
+		"  --socket-group GROUP  the socket's group: its members may attach VMs and read state\n"
+		"                     (list, info, stats, check); steering stays with root and memsrv's uid\n"
+		"  --max-sessions-per-uid N  connections one uid may hold open (default 256)\n"
 		"  --cache-size SIZE  memory the compressed cache of all VMs may hold (K/M/G; default: no budget)\n"
 		"  --codec NAME       compression of VMs that do not choose: lz4 (default) or zstd\n"
 		"  --incompressible N pages compressing to more than N bytes are kept raw (default 3000)\n"
@@ -49,6 +52,8 @@ int main(int argc, char **argv)
 		{ "node-limit", required_argument, NULL, 'N' },
 		{ "idle-tax", required_argument, NULL, 'T' },
 		{ "swap-dir", required_argument, NULL, 'W' },
+		{ "socket-group", required_argument, NULL, 'g' },
+		{ "max-sessions-per-uid", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -64,6 +69,22 @@ int main(int argc, char **argv)
 		case 's':
 			cfg.socket_path = optarg;
 			break;
+		case 'g':
+			if (access_parse_group(optarg, &cfg.access.group)) {
+				fprintf(stderr, "memsrv: --socket-group: no group named '%s'\n", optarg);
+				return 64;
+			}
+			cfg.access.has_group = true;
+			break;
+		case 'M': {
+			uint64_t n;
+			if (parse_size(optarg, &n) || n < 1 || n > 65536) {
+				fprintf(stderr, "memsrv: --max-sessions-per-uid: '%s' is not 1..65536\n", optarg);
+				return 64;
+			}
+			cfg.access.max_sessions_per_uid = (unsigned)n;
+			break;
+		}
 		case 'c':
 			if (parse_size(optarg, &cfg.store.cache_budget)) {
 				fprintf(stderr, "memsrv: --cache-size: '%s' is not a size like 512M\n", optarg);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,10 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	srv->store = store_create(&cfg->store);
 	if (!srv->store)
 		return -ENOMEM;
-	srv->uid = geteuid();
+	srv->access = cfg->access;
+	srv->access.admin_uid = geteuid();
+	if (!srv->access.max_sessions_per_uid)
+		srv->access.max_sessions_per_uid = ACCESS_DEFAULT_SESSIONS_PER_UID;
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	if (strlen(socket_path) >= sizeof addr.sun_path)
@@ -89,8 +93,12 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	srv->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (srv->listen_fd < 0)
 		return -errno;
-	if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr) || chmod(socket_path, 0660) ||
-	    listen(srv->listen_fd, 64))
+	if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr))
+		return -errno;
+	ret = access_prepare_socket(&srv->access, socket_path);
+	if (ret)
+		return ret;
+	if (listen(srv->listen_fd, 64))
 		return -errno;
 
 	sigset_t mask;
@@ -143,6 +151,29 @@ static void drop_conn(struct server *srv, struct conn *c, bool close_fd)
 	free(c);
 }
 
+/* The connections uid holds open.  One whose peer has hung up is not
+ * counted though this loop has not reached its hangup yet (it is closed
+ * there, never here: its event may be in the batch being handled): a
+ * client that connects again at once must not find its old one counted. */
+static unsigned sessions_of_uid(const struct server *srv, uid_t uid)
+{
+	unsigned n = 0;
+	for (const struct conn *c = srv->conns; c; c = c->next) {
+		if (c->cred.uid != uid)
+			continue;
+		struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+		n += !(poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+	}
+	return n;
+}
+
+/* Requests that change what memsrv does, for admins only. */
+static bool steers(const Memsrv__ClientMessage *msg)
+{
+	return msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_EVICT ||
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET;
+}
+
 static void accept_conn(struct server *srv)
 {
 	for (;;) {
@@ -160,11 +191,24 @@ static void accept_conn(struct server *srv)
 			continue;
 		}
 		c->fd = fd;
-		if (c->cred.uid != 0 && c->cred.uid != srv->uid) {
-			pr_warn("refused connection from pid %d uid %d: only root or uid %d may connect", c->cred.pid,
-				c->cred.uid, srv->uid);
-			wire_send_error(fd, EACCES, NULL, "uid %d may not use this memsrv (root or uid %d only)", c->cred.uid,
-					srv->uid);
+		c->role = access_role_of(&srv->access, &c->cred);
+		if (c->role == ACCESS_NONE) {
+			pr_warn("refused connection from pid %d uid %d: not root, uid %d or a member of the socket's group",
+				c->cred.pid, c->cred.uid, srv->access.admin_uid);
+			wire_send_error(fd, EACCES, NULL,
+					"uid %d may not use this memsrv (root, uid %d or the socket's group only)",
+					c->cred.uid, srv->access.admin_uid);
+			close(fd);
+			free(c);
+			continue;
+		}
+		unsigned open = sessions_of_uid(srv, c->cred.uid);
+		if (open >= srv->access.max_sessions_per_uid) {
+			pr_warn("refused connection from pid %d uid %d: it has %u connections open, the most a uid may",
+				c->cred.pid, c->cred.uid, open);
+			wire_send_error(fd, EUSERS, NULL,
+					"uid %d has %u connections to memsrv open, the most one uid may (--max-sessions-per-uid)",
+					c->cred.uid, open);
 			close(fd);
 			free(c);
 			continue;
@@ -257,6 +301,11 @@ static void handle_conn(struct server *srv, struct conn *c)
 	default:
 		if (c->vm) {
 			wire_send_error(c->fd, EINVAL, NULL, "control requests need a connection of their own");
+		} else if (steers(msg) && c->role != ACCESS_ADMIN) {
+			wire_send_error(c->fd, EPERM, NULL,
+					"uid %d may read memsrv's state but not change it (root or uid %d only)",
+					c->cred.uid, srv->access.admin_uid);
+			drop_conn(srv, c, true);
 		} else {
 			bool taken;
 			control_handle(srv, c->fd, msg, &taken);

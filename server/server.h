@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "access.h"
 #include "codec.h"
 #include "memsrv.pb-c.h"
 #include "store.h"
@@ -27,6 +28,7 @@ struct server_config {
 	enum codec default_codec;
 	uint64_t node_limit;     /* all VMs' resident memory plus memsrv's own; 0: none */
 	double idle_tax;         /* 0..0.99: how much less an idle VM's shares count */
+	struct access_config access;  /* admin_uid is filled in by server_open() */
 };
 
 struct server {
@@ -37,7 +39,7 @@ struct server {
 	int balance_fd;          /* timerfd: the balancer runs ten times a second */
 	enum codec default_codec;
 	int listen_fd, epoll_fd, signal_fd;
-	uid_t uid;
+	struct access_config access;
 	struct vm *vms;          /* server thread only */
 	struct conn *conns;      /* every open connection, closed at exit */
 	uint64_t next_vm_id;
@@ -49,6 +51,7 @@ struct server {
 struct conn {
 	int fd;
 	struct ucred cred;
+	enum access_role role;
 	struct vm *vm;
 	struct conn *next, **prev;
 };
@@ -66,6 +69,10 @@ struct vm *server_find_vm(struct server *srv, const char *name);
  * in every case.  On refusal sends an Error naming the field and returns
  * -errno; on success sends the HelloReply and sets c->vm. */
 int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds);
+
+/* hello.c: the checks of hello_accept() on a VM that is never started nor
+ * attached (fuzzing, tests).  Takes the fds in every case; 0 or -errno. */
+int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds);
 
 /* control.c: answers one control request on fd.  Sets *fd_taken when the
  * request went to a VM thread, which then answers and closes fd. */

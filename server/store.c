@@ -440,7 +440,10 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 					strerror(-res[i]), s->st.swap_write_errors);
 			if (res[i] == -ENOSPC)
 				s->st.swap_full = 1;
+			else
+				s->st.swap_failing = 1;
 		} else {
+			s->st.swap_failing = 0;
 			lru_unlink(s, ids[i]);
 			zpool_free(s->pool, o->loc);
 			s->st.cache_objects--;
@@ -708,6 +711,9 @@ void store_get_stats(struct store *s, struct store_stats *st)
 	zpool_get_stats(s->pool, &ps);
 	st->cache_pool_bytes = ps.pool_bytes;
 	st->cache_slot_bytes = ps.slot_bytes;
+	/* the cache cannot take another page and nothing can leave it */
+	st->store_full = s->cfg.cache_budget && ps.slot_bytes + CODEC_PAGE > s->cfg.cache_budget &&
+			 (!s->cfg.swap || s->st.swap_full || s->st.swap_failing);
 	if (s->cfg.swap) {
 		struct swapfile_stats ss;
 		swapfile_get_stats(s->cfg.swap, &ss);

@@ -106,7 +106,9 @@ void store_peek(const struct store *s, obj_id id, struct store_peek *p);
 	X(swap_write_errors)    \
 	X(swap_read_errors)     \
 	X(swap_checksum_errors) \
-	X(swap_full)
+	X(swap_full)            \
+	X(swap_failing)         \
+	X(store_full)
 
 struct store_stats {
 #define X(name) uint64_t name;

@@ -252,29 +252,3 @@ Test(protocol, pid_of_someone_else)
 	c.hello.pid = 1;
 	send_hello_expect(&c, EPERM, "hello.pid", "not the connecting process");
 }
-
-Test(protocol, stranger_uid_is_refused)
-{
-	/* open the door wide so that only memsrv's peer-credential check stands */
-	cr_assert_eq(chmod(srv.dir, 0755), 0);
-	cr_assert_eq(chmod(srv.sock, 0666), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		if (setgid(65534) || setuid(65534))
-			_exit(77);
-		int fd = ctl_connect(srv.sock);
-		if (fd < 0)
-			_exit(3);
-		Memsrv__ServerMessage *m = NULL;
-		struct wire_fault fault;
-		if (wire_recv_server(fd, &m, &fault) != 1 || m->msg_case != MEMSRV__SERVER_MESSAGE__MSG_ERROR ||
-		    m->error->errno_code != EACCES)
-			_exit(4);
-		_exit(0);
-	}
-	int status = wait_exit(pid);
-	if (status == 77)
-		cr_skip_test("cannot drop privileges to uid 65534 here");
-	cr_assert_eq(status, 0, "a stranger was let in (child status %d)", status);
-}

@@ -88,7 +88,15 @@ static bool mount_tmpfs(const char *dir, const char *size)
 	return mount("tmpfs", dir, "tmpfs", 0, opts) == 0;
 }
 
-Test(tiers, a_swap_filesystem_out_of_room_loses_nothing)
+static bool has_condition(const Memsrv__NodeStats *st, const char *what)
+{
+	for (size_t i = 0; i < st->n_conditions; i++)
+		if (!strcmp(st->conditions[i], what))
+			return true;
+	return false;
+}
+
+Test(tiers, a_swap_filesystem_out_of_room_loses_nothing_and_recovers)
 {
 	make_scratch();
 	if (!mount_tmpfs(scratch, "256k"))
@@ -107,6 +115,26 @@ Test(tiers, a_swap_filesystem_out_of_room_loses_nothing)
 	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_gt(st->swap_write_errors, 0, "the device ran out of room");
 	cr_assert_leq(st->cache_slot_bytes, 1u << 20);
+	cr_assert(has_condition(st, "swap-full"), "stats does not say the swap is full");
+	cr_assert(has_condition(st, "store-full"), "stats does not say eviction stopped");
+	uint64_t swapped = st->swap_objects;
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	/* room comes back: writeback retries, the conditions clear, eviction resumes */
+	cr_assert_eq(mount("tmpfs", scratch, NULL, MS_REMOUNT, "size=64M"), 0, "remount: %s", strerror(errno));
+	bool clear = false;
+	for (int i = 0; i < 50 && !clear; i++) {
+		usleep(100000);
+		st = ctl_stats_ok(&srv, &m);
+		clear = st->n_conditions == 0;
+		memsrv__server_message__free_unpacked(m, NULL);
+	}
+	cr_assert(clear, "the conditions did not clear within 5 s of room coming back");
+	m = ctl_evict_ok(&srv, "full", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	st = ctl_stats_ok(&srv, &m);
+	cr_assert_gt(st->swap_objects, swapped, "nothing more went to swap");
+	cr_assert_eq(st->resident_bytes, 0, "eviction did not resume");
 	memsrv__server_message__free_unpacked(m, NULL);
 	sim_expect_verified(&sim, 4096);
 	st = ctl_stats_ok(&srv, &m);

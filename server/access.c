@@ -1,0 +1,71 @@
+/* access: peer credentials against memsrv's admins and its socket group. */
+#include "access.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Whether the process holds gid among its supplementary groups.  Read from
+ * /proc rather than the group database: what counts is what the process
+ * has now, not what it would get at its next login. */
+static bool process_in_group(pid_t pid, gid_t gid)
+{
+	char path[64], line[4096];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		if (strncmp(line, "Groups:", 7))
+			continue;
+		for (char *p = line + 7, *end; *p && *p != '\n'; p = end) {
+			unsigned long g = strtoul(p, &end, 10);
+			if (end == p)
+				break;
+			found = (gid_t)g == gid;
+			if (found)
+				break;
+		}
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+enum access_role access_role_of(const struct access_config *cfg, const struct ucred *peer)
+{
+	if (peer->uid == 0 || peer->uid == cfg->admin_uid)
+		return ACCESS_ADMIN;
+	if (cfg->has_group && (peer->gid == cfg->group || process_in_group(peer->pid, cfg->group)))
+		return ACCESS_MEMBER;
+	return ACCESS_NONE;
+}
+
+int access_prepare_socket(const struct access_config *cfg, const char *socket_path)
+{
+	if (cfg->has_group && chown(socket_path, (uid_t)-1, cfg->group))
+		return -errno;
+	if (chmod(socket_path, 0660))
+		return -errno;
+	return 0;
+}
+
+int access_parse_group(const char *name, gid_t *out)
+{
+	char *end;
+	unsigned long n = strtoul(name, &end, 10);
+	if (*name && !*end) {
+		*out = (gid_t)n;
+		return 0;
+	}
+	struct group *g = getgrnam(name);
+	if (!g)
+		return -ENOENT;
+	*out = g->gr_gid;
+	return 0;
+}

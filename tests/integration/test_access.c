@@ -1,0 +1,142 @@
+/* Description: who may use memsrv.  The socket is 0660 with the group
+ * --socket-group names; its members read state but cannot steer it; a
+ * stranger is refused whatever the socket's mode; one uid cannot hold more
+ * connections than --max-sessions-per-uid.  Each refusal is a clear error,
+ * and a VM attached to the same server keeps every page. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <grp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "wire.h"
+
+#define GROUP 4242  /* a gid no one has: the test gives it to its child */
+#define NOBODY 65534
+
+static struct test_server srv;
+static struct test_sim bystander;
+
+static void setup(void)
+{
+	static const char *const opts[] = { "--socket-group", "4242", "--max-sessions-per-uid", "3", NULL };
+	server_start_with(&srv, opts);
+	sim_start(&bystander, &srv, "bystander", "--size", "8M", "--verify", NULL);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bystander", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+static void teardown(void)
+{
+	sim_expect_verified(&bystander, 2048);
+	cr_assert_eq(sim_quit(&bystander), 0);
+	server_stop(&srv);
+}
+
+TestSuite(access, .init = setup, .fini = teardown, .timeout = 120);
+
+/* The answer's errno: 0 for a reply that is not an Error, -1 for none. */
+static int answer_errno(int ret, Memsrv__ServerMessage *m)
+{
+	int err = ret < 0 || !m ? -1 : m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->errno_code : 0;
+	if (m)
+		memsrv__server_message__free_unpacked(m, NULL);
+	return err;
+}
+
+/* Runs as uid nobody with the given supplementary group (0: none) and
+ * exits with a code per check, so the parent can say which one failed. */
+static void as_nobody(gid_t group)
+{
+	gid_t groups[1] = { group };
+	if (setgroups(group ? 1 : 0, groups) || setgid(NOBODY) || setuid(NOBODY))
+		_exit(77);
+	Memsrv__ServerMessage *m = NULL;
+	if (!group) {
+		/* refused at connect, before any request: read the refusal */
+		int fd = ctl_connect(srv.sock);
+		struct wire_fault fault;
+		int ret = fd < 0 ? fd : wire_recv_server(fd, &m, &fault) == 1 ? 0 : -EPROTO;
+		_exit(answer_errno(ret, m) == EACCES ? 0 : 10);
+	}
+	int ret = ctl_list(srv.sock, &m);
+	if (answer_errno(ret, m) != 0)
+		_exit(11);  /* a member reads the list */
+	ret = ctl_stats(srv.sock, &m);
+	if (answer_errno(ret, m) != 0)
+		_exit(12);
+	ret = ctl_evict(srv.sock, "bystander", 0, true, &m);
+	if (answer_errno(ret, m) != EPERM)
+		_exit(13);  /* ... but does not steer */
+	const char *settings[] = { "limit=4M" };
+	ret = ctl_set(srv.sock, "bystander", settings, 1, &m);
+	if (answer_errno(ret, m) != EPERM)
+		_exit(14);
+	ret = ctl_balloon(srv.sock, "bystander", 4 << 20, &m);
+	if (answer_errno(ret, m) != EPERM)
+		_exit(15);
+	_exit(0);
+}
+
+static int run_as_nobody(gid_t group)
+{
+	cr_assert_eq(chmod(srv.dir, 0755), 0, "the socket's directory is the operator's to open");
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		as_nobody(group);
+	int status = wait_exit(pid);
+	if (status == 77)
+		cr_skip_test("cannot drop privileges to uid %d here", NOBODY);
+	return status;
+}
+
+Test(access, the_socket_is_0660_with_the_group_named)
+{
+	struct stat st;
+	cr_assert_eq(stat(srv.sock, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0660, "mode %o", st.st_mode & 0777);
+	cr_assert_eq(st.st_gid, GROUP);
+}
+
+Test(access, a_group_member_reads_state_but_cannot_steer)
+{
+	int status = run_as_nobody(GROUP);
+	cr_assert_eq(status, 0, "check %d failed (11 list, 12 stats, 13 evict, 14 set, 15 balloon)", status);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "bystander");
+	cr_assert_eq(m->vm_info->limit_bytes, 0, "the refused set changed nothing");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+Test(access, a_stranger_is_refused_even_through_an_open_socket)
+{
+	cr_assert_eq(chmod(srv.sock, 0666), 0);
+	cr_assert_eq(run_as_nobody(0), 0, "a stranger was let in");
+}
+
+Test(access, one_uid_holds_at_most_its_sessions)
+{
+	/* the bystander holds one connection of root's three */
+	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock);
+	cr_assert_geq(a, 0);
+	cr_assert_geq(b, 0);
+	int c = ctl_connect(srv.sock);
+	cr_assert_geq(c, 0, "connect itself succeeds; memsrv answers with the refusal");
+	Memsrv__ServerMessage *m = NULL;
+	struct wire_fault fault;
+	cr_assert_eq(wire_recv_server(c, &m, &fault), 1, "no answer to the connection over the limit");
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
+	cr_assert_eq(m->error->errno_code, EUSERS);
+	cr_assert(strstr(m->error->message, "--max-sessions-per-uid"), "%s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+	close(c);
+	close(a);
+	/* one closed: the next is let in at once, though memsrv may not have
+	 * reached the hangup in its loop yet */
+	int ret = ctl_list(srv.sock, &m);
+	cr_assert_eq(answer_errno(ret, m), 0, "a freed session slot was not given again");
+	close(b);
+}
