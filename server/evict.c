@@ -99,16 +99,20 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		entries[kept] = pe_make(PAGE_STORED, 0, id);
 		stored_bytes += info.shared ? 0 : info.len;
 	}
+	/* the table names the copies before the pages go: whoever reads it
+	 * after any step finds every page either in the fd or in the store */
+	for (uint64_t i = 0; i < kept; i++)
+		page_table_set(&r->pt, first + i, entries[i]);
 	if (kept && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(kept * ps))) {
 		ret = -errno;
 		/* nothing punched: the pages stay resident, the copies go */
-		for (uint64_t i = 0; i < kept; i++)
+		for (uint64_t i = 0; i < kept; i++) {
+			page_table_set(&r->pt, first + i, pe_make(PAGE_RESIDENT, 0, 0));
 			if (pe_state(entries[i]) == PAGE_STORED)
 				store_drop(vm->store, (obj_id)pe_handle(entries[i]));
+		}
 		kept = 0;
 	}
-	for (uint64_t i = 0; i < kept; i++)
-		page_table_set(&r->pt, first + i, entries[i]);
 	atomic_fetch_sub(&vm->resident_bytes, kept * ps);
 	ctr_add(&vm->ctr.evictions_total, kept);
 	res->pages += kept;
@@ -134,10 +138,14 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	if (ret)
 		return ret;
 	ret = pread_full(r->fd, keep, ps, off);
-	if (!ret && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)ps))
-		ret = -errno;
 	if (!ret) {
-		page_table_set(&r->pt, idx, pe_make(PAGE_PROBATION, 0, slot));
+		page_table_set(&r->pt, idx, pe_make(PAGE_PROBATION, 0, slot));  /* before the punch, as above */
+		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)ps)) {
+			ret = -errno;
+			page_table_set(&r->pt, idx, pe_make(PAGE_RESIDENT, 0, 0));
+		}
+	}
+	if (!ret) {
 		vm_policy_gone(vm, r, idx);
 		atomic_fetch_sub(&vm->resident_bytes, ps);
 	}
