@@ -85,6 +85,24 @@ static int take_fds(struct msghdr *m, int *fds, unsigned *nfds)
 	return too_many;
 }
 
+/* Why a received record of n bytes (its header in hdr) is refused, or NULL:
+ * the checks wire_recv() makes once recvmsg() returned. */
+static const char *record_fault(const uint8_t *hdr, size_t n, int msg_flags, int too_many, char *tmp, size_t tmplen)
+{
+	if (msg_flags & MSG_TRUNC)
+		return "record larger than the 64 KiB limit";
+	if (msg_flags & MSG_CTRUNC || too_many)
+		return "too many fds attached (limit 64)";
+	if (n < WIRE_HEADER)
+		return "record shorter than its 4-byte length header";
+	if (get_le32(hdr) != n - WIRE_HEADER) {
+		snprintf(tmp, tmplen, "length header says %u bytes, record holds %zd", get_le32(hdr),
+			 (ssize_t)n - (ssize_t)WIRE_HEADER);
+		return tmp;
+	}
+	return NULL;
+}
+
 int wire_recv(int sock, void *buf, size_t cap, size_t *len, int *fds, unsigned *nfds,
 	      struct wire_fault *fault)
 {
@@ -107,23 +125,12 @@ int wire_recv(int sock, void *buf, size_t cap, size_t *len, int *fds, unsigned *
 	if (n < 0)
 		return -errno;
 	int too_many = take_fds(&m, fds, &got_fds);
-	const char *why = NULL;
 	char tmp[96];
 	if (n == 0 && got_fds == 0 && !(m.msg_flags & MSG_TRUNC)) {
 		*nfds = 0;
 		return 0;  /* orderly EOF */
 	}
-	if (m.msg_flags & MSG_TRUNC)
-		why = "record larger than the 64 KiB limit";
-	else if (m.msg_flags & MSG_CTRUNC || too_many)
-		why = "too many fds attached (limit 64)";
-	else if ((size_t)n < WIRE_HEADER)
-		why = "record shorter than its 4-byte length header";
-	else if (get_le32(hdr) != (size_t)n - WIRE_HEADER) {
-		snprintf(tmp, sizeof tmp, "length header says %u bytes, record holds %zd",
-			 get_le32(hdr), n - (ssize_t)WIRE_HEADER);
-		why = tmp;
-	}
+	const char *why = record_fault(hdr, (size_t)n, m.msg_flags, too_many, tmp, sizeof tmp);
 	if (why) {
 		if (fault)
 			snprintf(fault->what, sizeof fault->what, "%s", why);
@@ -163,8 +170,55 @@ int wire_send_server(int sock, const Memsrv__ServerMessage *msg)
 	return send_message(sock, &msg->base, NULL, 0);
 }
 
-/* Receives one record and unpacks it as desc, an envelope whose first
- * field is in its oneof: a message that sets none of it is refused too. */
+/* Unpacks payload[n] as desc, an envelope whose first field is in its
+ * oneof: a message that sets none of it is refused too.  1 or -EPROTO. */
+static int unpack_message(const ProtobufCMessageDescriptor *desc, const uint8_t *payload, size_t n,
+			  ProtobufCMessage **out, struct wire_fault *fault)
+{
+	*out = protobuf_c_message_unpack(desc, NULL, n, payload);
+	const uint32_t *oneof_case = *out ? (const uint32_t *)((const char *)*out + desc->fields[0].quantifier_offset) : NULL;
+	if (!oneof_case || *oneof_case == 0) {
+		if (*out)
+			protobuf_c_message_free_unpacked(*out, NULL);
+		*out = NULL;
+		if (fault)
+			snprintf(fault->what, sizeof fault->what, "payload of %zu bytes is not a %s", n, desc->name);
+		return -EPROTO;
+	}
+	return 1;
+}
+
+/* Decodes a whole record held in memory as wire_recv() and recv_message()
+ * do with one from the socket: a record longer than the socket would
+ * deliver counts as truncated. */
+static int decode_record(const ProtobufCMessageDescriptor *desc, const void *rec, size_t n, ProtobufCMessage **out,
+			 struct wire_fault *fault)
+{
+	char tmp[96];
+	*out = NULL;
+	if (n == 0)
+		return 0;  /* what wire_recv() reads as EOF */
+	int flags = n > WIRE_HEADER + WIRE_MAX_PAYLOAD ? MSG_TRUNC : 0;
+	const char *why = record_fault(rec, n, flags, 0, tmp, sizeof tmp);
+	if (why) {
+		if (fault)
+			snprintf(fault->what, sizeof fault->what, "%s", why);
+		return -EPROTO;
+	}
+	return unpack_message(desc, (const uint8_t *)rec + WIRE_HEADER, n - WIRE_HEADER, out, fault);
+}
+
+int wire_decode_client(const void *rec, size_t n, Memsrv__ClientMessage **out, struct wire_fault *fault)
+{
+	return decode_record(&memsrv__client_message__descriptor, rec, n, (ProtobufCMessage **)out, fault);
+}
+
+int wire_decode_server(const void *rec, size_t n, Memsrv__ServerMessage **out, struct wire_fault *fault)
+{
+	return decode_record(&memsrv__server_message__descriptor, rec, n, (ProtobufCMessage **)out, fault);
+}
+
+/* Receives one record and unpacks it as desc (see unpack_message). */
 static int recv_message(int sock, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, int *fds,
 			unsigned *nfds, struct wire_fault *fault)
 {
@@ -178,21 +232,14 @@ static int recv_message(int sock, const ProtobufCMessageDescriptor *desc, Protob
 		free(buf);
 		return ret;
 	}
-	*out = protobuf_c_message_unpack(desc, NULL, n, buf);
+	ret = unpack_message(desc, buf, n, out, fault);
 	free(buf);
-	const uint32_t *oneof_case = *out ? (const uint32_t *)((const char *)*out + desc->fields[0].quantifier_offset) : NULL;
-	if (!oneof_case || *oneof_case == 0) {
-		if (*out)
-			protobuf_c_message_free_unpacked(*out, NULL);
-		*out = NULL;
+	if (ret < 0) {
 		if (fds)
 			wire_close_fds(fds, *nfds);
 		*nfds = 0;
-		if (fault)
-			snprintf(fault->what, sizeof fault->what, "payload of %zu bytes is not a %s", n, desc->name);
-		return -EPROTO;
 	}
-	return 1;
+	return ret;
 }
 
 int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *nfds,

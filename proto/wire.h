@@ -45,6 +45,13 @@ int wire_recv_client(int sock, Memsrv__ClientMessage **out, int *fds, unsigned *
 		     struct wire_fault *fault);
 int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *fault);
 
+/* Decodes one record held in memory, rec[n] = length header and payload,
+ * with the same checks and unpacking wire_recv_client()/wire_recv_server()
+ * apply to a record read from the socket (no fds).  For tests and fuzzers.
+ * Returns 1 with *out set, 0 for n == 0, or -EPROTO with fault filled. */
+int wire_decode_client(const void *rec, size_t n, Memsrv__ClientMessage **out, struct wire_fault *fault);
+int wire_decode_server(const void *rec, size_t n, Memsrv__ServerMessage **out, struct wire_fault *fault);
+
 /* Sends an Error message: errno_code is a positive errno value, field may be NULL. */
 int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -94,6 +94,12 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 			      src->size, ps);
 	if (src->host_addr + src->size < src->host_addr)
 		return refuse(why, EINVAL, FIELD("size"), "region wraps around the address space");
+	uint64_t total = src->size;
+	for (unsigned j = 0; j < i; j++)
+		total += h->regions[j]->size;  /* each checked already: no overflow below 63 x 4 TiB */
+	if (src->size > VM_MAX_BYTES || total > VM_MAX_BYTES)
+		return refuse(why, EFBIG, FIELD("size"), "the VM's regions add up to more than %llu GiB, the most memsrv manages",
+			      VM_MAX_BYTES >> 30);
 	for (unsigned j = 0; j < i; j++) {
 		const Memsrv__Region *o = h->regions[j];
 		if (src->host_addr < o->host_addr + o->size && o->host_addr < src->host_addr + src->size)
@@ -364,4 +370,27 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	srv->vms = vm;
 	srv->sessions_total++;
 	return 0;
+}
+
+/* hello_accept()'s checks without a session: for the fuzzer and tests. */
+int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds)
+{
+	struct refusal why = { 0 };
+	struct vm *vm = vm_new(srv->store);
+	if (!vm) {
+		wire_close_fds(fds, nfds);
+		return -ENOMEM;
+	}
+	int ret = check_hello(srv, c, h, fds, nfds, vm, &why);
+	/* as hello_accept(): the fds the VM's regions kept go with it */
+	bool kept[WIRE_MAX_FDS] = { false };
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		for (unsigned k = 1; k < nfds; k++)
+			if (vm->regions[i].fd == fds[k])
+				kept[k] = true;
+	for (unsigned k = 0; k < nfds; k++)
+		if (!kept[k])
+			close(fds[k]);
+	vm_destroy(vm);
+	return ret;
 }

@@ -216,10 +216,14 @@ void vm_destroy(struct vm *vm)
 	}
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
-		/* the store is the node's: give back this VM's references */
-		for (uint64_t p = 0; p < r->pt.npages && vm->store; p++)
-			if (pe_state(r->pt.entries[p]) == PAGE_STORED)
+		/* the store is the node's: give back this VM's references (and
+		 * stop at the last one: a huge sparse region is not walked) */
+		uint64_t stored = page_table_count(&r->pt, PAGE_STORED);
+		for (uint64_t p = 0; stored && p < r->pt.npages && vm->store; p++)
+			if (pe_state(r->pt.entries[p]) == PAGE_STORED) {
 				store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
+				stored--;
+			}
 		page_table_destroy(&r->pt);
 		if (r->fd >= 0)
 			close(r->fd);

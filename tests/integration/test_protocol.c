@@ -245,6 +245,14 @@ Test(protocol, unaligned_region)
 	send_hello_expect(&c, EINVAL, "hello.regions[0].size", "not a positive multiple");
 }
 
+Test(protocol, a_vm_larger_than_memsrv_manages)
+{
+	struct hello_case c;
+	hello_case_init(&c, "huge");
+	c.region.size = (16ull << 40) + 4096;  /* what a fuzzer sent: page walks would stall the server */
+	send_hello_expect(&c, EFBIG, "hello.regions[0].size", "the most memsrv manages");
+}
+
 Test(protocol, pid_of_someone_else)
 {
 	struct hello_case c;
