@@ -154,7 +154,7 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 	return 0;
 }
 
-static void mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
+void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
 	for (uint64_t p = first; p < first + count; p++) {
 		page_table_set(&r->pt, p, pe_make(PAGE_RESIDENT, 0, 0));
@@ -176,7 +176,7 @@ static int fill_one_zero(struct vm *vm, struct region *r, uint64_t idx, bool don
 		ret = dontwake ? 0 : uffd_wake(vm->uffd, addr, r->page_size);
 	}
 	if (!ret)
-		mark_resident(vm, r, idx, 1);
+		fault_mark_resident(vm, r, idx, 1);
 	return ret;
 }
 
@@ -208,7 +208,7 @@ static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
 		uint64_t addr = r->host_addr + p * r->page_size;
 		int ret = place_zero(vm, r, addr, (run - p) * r->page_size, true);
 		if (ret == 0) {
-			mark_resident(vm, r, p, run - p);
+			fault_mark_resident(vm, r, p, run - p);
 		} else if (ret == -EEXIST || ret == -EAGAIN) {
 			/* part of the run is already there (EEXIST), or an event is
 			 * pending: fall back to page by page, which resyncs */
@@ -233,7 +233,7 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 	obj_id id = (obj_id)pe_handle(e);
 	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
 	 * must already say resident */
-	mark_resident(vm, r, idx, 1);
+	fault_mark_resident(vm, r, idx, 1);
 	uint64_t addr = r->host_addr + idx * r->page_size;
 	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, false, NULL);
 	if (ret == -EEXIST) {
@@ -391,6 +391,8 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	fault_record(vm, source == PAGE_STORED ? FAULT_FROM_STORE
 			 : source == PAGE_NEVER ? FAULT_FROM_NEVER
 			 : source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
+	if ((source == PAGE_STORED || source == PAGE_ZERO) && r->evictable)
+		prefetch_after_fault(vm, r, idx);  /* the faulting thread runs on meanwhile */
 }
 
 /* Handles everything in the pending ring: events first, then faults.  An

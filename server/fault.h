@@ -35,6 +35,14 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
  * 0 or -errno (EAGAIN: resync and retry; the page is STORED again). */
 int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page);
 
+/* Accounts count pages from first as resident, for the page table and the
+ * policy (only the faulting page counts as used). */
+void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count);
+
+/* prefetch.c: after a stored or zero fault on idx was resolved, places the
+ * pages after it if the faults form a sequential stream. */
+void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx);
+
 /* Reads pending events and applies them (EAGAIN from an ioctl). */
 void fault_resync_events(struct vm *vm);
 

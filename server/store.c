@@ -619,6 +619,15 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 	return ret;
 }
 
+int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
+{
+	pthread_mutex_lock(&s->lock);
+	const struct obj *o = obj_at(s, id);
+	int ret = o->tier == TIER_SWAP ? 1 : read_locked(s, ctx, o, page);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
 		   void *page)
 {

@@ -59,6 +59,10 @@ struct store_read {
 	uint64_t hash_lo, hash_hi;  /* what the page must hash to: swap is checked, not trusted */
 };
 int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd);
+/* store_fetch() for pages that are only worth it from memory (prefetch):
+ * 0 with page filled, 1 for an object in swap (nothing pinned), or -EIO. */
+int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *page);
+
 /* Decodes what the read brought (res: bytes read or -errno) into page and
  * unpins the object.  0 or -EIO. */
 int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,

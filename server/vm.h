@@ -44,7 +44,8 @@
 	X(evictions_total)      \
 	X(removed_pages)        \
 	X(eagain_retries)       \
-	X(eexist_wakes)
+	X(eexist_wakes)         \
+	X(prefetched_pages)
 
 struct vm_counters {
 #define X(name) _Atomic uint64_t name;
@@ -123,6 +124,8 @@ struct vm {
 	struct policy policy;    /* which resident pages leave first */
 	uint64_t fault_page;     /* the page (VM-wide number) of the fault being served... */
 	bool fault_write;        /* ...and whether it was a write: the policy's modify bit */
+	uint64_t stream_next;    /* the page a sequential stream of faults would hit next (prefetch.c) */
+	uint64_t stream_window;  /* pages placed ahead of it at its next fault */
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
 	bool detaching;          /* no more eviction */
 	bool limit_warned;

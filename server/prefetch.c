@@ -1,0 +1,81 @@
+/* prefetch: a sequential stream of stored faults brings the pages after it.
+ *
+ * A guest that scans memory faults on page after page; the kernel's swap
+ * readahead answers that with clusters, and so does memsrv: when a stored
+ * fault lands on the page right after the previous one, the stored and
+ * zero pages that follow are placed too, in one UFFDIO_COPY, after the
+ * faulting thread was woken.  The window doubles while the stream holds,
+ * up to PREFETCH_MAX_PAGES, and falls back to nothing when it breaks.
+ * Only what memory holds is taken: a page in swap ends the run (its read
+ * would cost the faults it saves).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "fault.h"
+#include "log.h"
+#include "uffd.h"
+
+#define PREFETCH_MAX_PAGES 32  /* 128 KiB, the kernel's largest swap cluster */
+_Static_assert(PREFETCH_MAX_PAGES <= EVICT_RUN_PAGES, "prefetch fills the eviction buffer");
+
+/* Fills io_buf with the run after idx; returns how many pages it holds. */
+static uint64_t gather(struct vm *vm, struct region *r, uint64_t idx, uint64_t want)
+{
+	uint64_t n = 0;
+	for (; n < want && idx + 1 + n < r->pt.npages; n++) {
+		page_entry e = r->pt.entries[idx + 1 + n];
+		void *dst = (char *)vm->io_buf + n * 4096;
+		if (pe_state(e) == PAGE_ZERO)
+			memset(dst, 0, 4096);
+		else if (pe_state(e) != PAGE_STORED || store_fetch_memory(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), dst))
+			break;  /* not stored, in swap, or unreadable: the run ends here */
+	}
+	return n;
+}
+
+void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
+{
+	uint64_t page = r->first_page + idx;
+	bool stream = page == vm->stream_next;
+	vm->stream_next = page + 1;
+	if (!stream || r->page_size != 4096) {
+		vm->stream_window = 0;
+		return;
+	}
+	vm->stream_window = vm->stream_window ? vm->stream_window * 2 : 2;
+	if (vm->stream_window > PREFETCH_MAX_PAGES)
+		vm->stream_window = PREFETCH_MAX_PAGES;
+	/* room first: making it may use io_buf */
+	uint64_t want = vm->stream_window;
+	if (evict_make_room(vm, want * 4096))
+		return;  /* at the limit with nothing to give: the guest's own faults decide */
+	uint64_t n = gather(vm, r, idx, want);
+	if (!n)
+		return;
+	/* accounted first, as for a fault: once a page is in, the guest can
+	 * touch it and ask about it before this thread runs again */
+	page_entry was[PREFETCH_MAX_PAGES];
+	for (uint64_t i = 0; i < n; i++)
+		was[i] = r->pt.entries[idx + 1 + i];
+	fault_mark_resident(vm, r, idx + 1, n);
+	uint64_t addr = r->host_addr + (idx + 1) * 4096, done = 0;
+	int ret = uffd_copy(vm->uffd, addr, vm->io_buf, n * 4096, false, &done);
+	uint64_t placed = done / 4096;
+	for (uint64_t i = 0; i < n; i++) {
+		if (i >= placed) {
+			/* not placed: stored (or zero) as before */
+			page_table_set(&r->pt, idx + 1 + i, was[i]);
+			vm_policy_gone(vm, r, idx + 1 + i);
+			atomic_fetch_sub(&vm->resident_bytes, 4096);
+		} else if (pe_state(was[i]) == PAGE_STORED) {
+			store_drop(vm->store, (obj_id)pe_handle(was[i]));
+		}
+	}
+	ctr_add(&vm->ctr.prefetched_pages, placed);
+	vm->stream_next += placed;
+	if (ret && uffd_vmm_gone(ret))
+		fault_vmm_gone(vm, ret);
+	/* else (EAGAIN: an event is pending) the rest faults in as usual */
+}
