@@ -377,7 +377,7 @@ static void sync_written(struct store *s, struct io_uring *ring, const swap_loc 
 /* One batch: the oldest objects of the cache (the incompressible ones come
  * first) written to swap with one io_uring submission.  Called and returns
  * with the lock held; the I/O runs without it.  Returns objects moved. */
-static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t *bufs, bool raw_only)
+static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t *bufs)
 {
 	obj_id ids[WB_BATCH];
 	swap_loc locs[WB_BATCH];
@@ -386,8 +386,6 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 		struct obj *o = obj_at(s, id);
 		if (o->writing || o->orphan)
 			continue;
-		if (raw_only && o->len != RAW_LEN)
-			break;  /* the raw ones are at the head: the rest may stay */
 		if (swapfile_alloc(s->cfg.swap, o->len, &locs[n])) {
 			s->st.swap_full = 1;
 			break;
@@ -477,15 +475,14 @@ static void *writeback_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	bool over = false;  /* from above the high watermark down to the low one */
 	while (!s->stopping) {
-		/* pages that barely compress gain nothing in memory: they go to
-		 * swap as they are, budget or not; the rest only over budget */
+		/* only over budget: a page in swap costs a disk read per fault
+		 * (raw ones, which gain nothing in memory, go first) */
 		uint64_t used = cache_slot_bytes(s);
 		if (s->cfg.cache_budget && used > WB_HIGH(s->cfg.cache_budget))
 			over = true;
 		else if (used <= WB_LOW(s->cfg.cache_budget))
 			over = false;
-		bool raw_waiting = s->st.cache_raw_objects && s->lru_head && obj_at(s, s->lru_head)->len == RAW_LEN;
-		if ((!over && !raw_waiting) || s->st.swap_full) {
+		if (!over || s->st.swap_full) {
 			/* asleep until the cache fills again; a full or failing swap
 			 * is retried now and then in case room came back */
 			struct timespec until;
@@ -495,7 +492,7 @@ static void *writeback_main(void *arg)
 				s->st.swap_full = 0;
 			continue;
 		}
-		if (!writeback_batch(s, &ring, bufs, !over)) {
+		if (!writeback_batch(s, &ring, bufs)) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_nsec += 100 * 1000000;
@@ -580,8 +577,6 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 		o->loc = h;
 		o->len = (uint16_t)len;
 		lru_insert(s, nid, len == RAW_LEN);
-		if (len == RAW_LEN && s->cfg.swap)
-			pthread_cond_signal(&s->wb_wake);
 		s->st.cache_objects++;
 		s->st.cache_bytes += len;
 		s->st.cache_raw_objects += len == RAW_LEN;
