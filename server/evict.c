@@ -244,20 +244,26 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 	return ctr_get(&vm->resident_bytes) + bytes <= limit ? 0 : -ENOSPC;
 }
 
-void evict_keep_headroom(struct vm *vm)
+void evict_keep_headroom(struct vm *vm, uint64_t max_pages)
 {
 	uint64_t limit = vm_limit(vm);
 	if (!limit || !vm->evictable || vm->detaching)
 		return;
 	uint64_t target = limit - headroom_bytes(limit);
-	uint64_t budget = vm_total_pages(vm);
-	while (ctr_get(&vm->resident_bytes) > target && budget && !vm->stopping && !vm->vmm_gone) {
+	uint64_t budget = vm_total_pages(vm), done = 0;
+	while (ctr_get(&vm->resident_bytes) > target && budget && done < max_pages && !vm->stopping &&
+	       !vm->vmm_gone) {
 		/* a fault waiting matters more than room for the next one */
 		if (vm->pending_len || fault_drain(vm) > 0)
 			return;
 		uint64_t want = (ctr_get(&vm->resident_bytes) - target + 4095) / 4096;
+		if (want > EVICT_RUN_PAGES)
+			want = EVICT_RUN_PAGES;
+		if (want > max_pages - done)
+			want = max_pages - done;
 		struct evict_result res = { 0 };
-		if (evict_pages(vm, want < EVICT_RUN_PAGES ? want : EVICT_RUN_PAGES, &budget, &res) || !res.pages)
+		if (evict_pages(vm, want, &budget, &res) || !res.pages)
 			return;
+		done += res.pages;
 	}
 }

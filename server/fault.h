@@ -74,8 +74,9 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 int evict_make_room(struct vm *vm, uint64_t bytes);
 
 /* While the VM thread has nothing else to do: evicts down to a little
- * below the limit, one run at a time, and stops as soon as a fault comes. */
-void evict_keep_headroom(struct vm *vm);
+ * below the limit, at most max_pages, one run at a time, and stops as soon
+ * as a fault comes. */
+void evict_keep_headroom(struct vm *vm, uint64_t max_pages);
 
 /* Unmaps page idx of r race-free like an eviction, keeping its content in
  * keep (one page) and the page PROBATION with handle slot.  0 or -errno. */

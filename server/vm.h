@@ -126,6 +126,7 @@ struct vm {
 	bool fault_write;        /* ...and whether it was a write: the policy's modify bit */
 	uint64_t stream_next;    /* the page a sequential stream of faults would hit next (prefetch.c) */
 	uint64_t stream_window;  /* pages placed ahead of it at its next fault */
+	uint64_t spin_ns;        /* how long the thread polls after a fault now (vm_thread.c) */
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
 	bool detaching;          /* no more eviction */
 	bool limit_warned;

@@ -20,24 +20,41 @@ uint64_t fault_spin_ns = 50 * 1000;
 
 #define POLICY_TICK_NS (1000ull * 1000 * 1000)  /* aging and bit clearing, once a second */
 
+#define SPIN_HEADROOM_PAGES 16  /* evicted per quiet moment of a spin: a fault waits at most that long */
+
 /* Serves faults, then keeps polling the uffd for a short while: faults come
- * in bursts, and catching the next one without a wakeup is 3-4x faster. */
+ * in bursts, and catching the next one without a wakeup is 3-4x faster.
+ * The while adapts: a spin that catches a fault doubles it (up to
+ * --spin-us), one that catches none halves it (down to an eighth), so a VM
+ * that faults rarely does not burn the CPU its own vCPUs need.  Quiet
+ * moments of a spin make room below the limit, so the next faults find it
+ * instead of evicting inline. */
 static void serve_and_spin(struct vm *vm)
 {
 	fault_serve_available(vm);
 	if (!fault_spin_ns)
 		return;
-	uint64_t deadline = monotonic_ns() + fault_spin_ns;
+	if (!vm->spin_ns)
+		vm->spin_ns = fault_spin_ns;
+	uint64_t deadline = monotonic_ns() + vm->spin_ns;
+	bool caught = false;
 	while (!vm->stopping && !vm->vmm_gone && monotonic_ns() < deadline) {
 		if (fault_drain(vm) > 0) {
 			fault_serve_pending(vm);
-			deadline = monotonic_ns() + fault_spin_ns;
+			caught = true;
+			deadline = monotonic_ns() + vm->spin_ns;
+		} else {
+			evict_keep_headroom(vm, SPIN_HEADROOM_PAGES);
 		}
 		if (swap_reads_ready(vm)) {
 			swap_reads_reap(vm);
-			deadline = monotonic_ns() + fault_spin_ns;
+			deadline = monotonic_ns() + vm->spin_ns;
 		}
 	}
+	if (caught)
+		vm->spin_ns = vm->spin_ns * 2 < fault_spin_ns ? vm->spin_ns * 2 : fault_spin_ns;
+	else if (vm->spin_ns / 2 >= fault_spin_ns / 8)
+		vm->spin_ns /= 2;
 }
 
 static struct vm_job *take_jobs(struct vm *vm)
@@ -209,7 +226,7 @@ void *vm_thread_main(void *arg)
 			run_jobs(vm);
 		if (p[0].revents & POLLIN)
 			serve_and_spin(vm);
-		evict_keep_headroom(vm);
+		evict_keep_headroom(vm, UINT64_MAX);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);
 	}
