@@ -53,9 +53,20 @@ static uint64_t page_hash(uint64_t index, uint32_t version, uint64_t seed)
 	return rng_mix64(rng_mix64(seed ^ (index * 0x9e3779b97f4a7c15ull)) + version * 0xd1b54a32d192ed03ull);
 }
 
+/* The seed a page's content comes from: the base image's for a shared
+ * page not yet rewritten, else the VM's. */
+static uint64_t page_seed(uint64_t index, uint32_t version, const struct content_mix *mix, uint64_t seed)
+{
+	if (!mix->shared_pct || version)
+		return seed;
+	unsigned r = (unsigned)(((page_hash(index, 0, CONTENT_BASE_SEED ^ 0x7368617265ull) >> 32) * 100) >> 32);
+	return r < mix->shared_pct ? CONTENT_BASE_SEED : seed;
+}
+
 enum content_kind content_kind_of(uint64_t index, uint32_t version,
 				  const struct content_mix *mix, uint64_t seed)
 {
+	seed = page_seed(index, version, mix, seed);
 	/* Multiply-shift maps the hash onto 0..99 without a division. */
 	unsigned r = (unsigned)(((page_hash(index, version, seed) >> 32) * 100) >> 32);
 	unsigned acc = 0;
@@ -222,5 +233,6 @@ void content_fill_kind(void *page, enum content_kind kind, uint64_t index,
 void content_fill(void *page, uint64_t index, uint32_t version,
 		  const struct content_mix *mix, uint64_t seed)
 {
-	content_fill_kind(page, content_kind_of(index, version, mix, seed), index, version, seed);
+	uint64_t s = page_seed(index, version, mix, seed);
+	content_fill_kind(page, content_kind_of(index, version, mix, seed), index, version, s);
 }

@@ -20,10 +20,18 @@ enum content_kind {
 	CONTENT_KINDS
 };
 
-/* Share of each kind in percent; the shares add up to 100. */
+/* Share of each kind in percent; the shares add up to 100.
+ * shared_pct: percent of the pages (picked by index alone) that belong to a
+ * base image common to every VM: at version 0 their kind and content come
+ * from CONTENT_BASE_SEED instead of the VM's seed, so VMs with different
+ * seeds hold those pages identical.  0 (the default): every page depends on
+ * the seed. */
 struct content_mix {
 	uint8_t pct[CONTENT_KINDS];
+	uint8_t shared_pct;
 };
+
+#define CONTENT_BASE_SEED 0x62617365696d6167ull  /* "baseimag" */
 
 /* zero=30,text=30,binary=30,random=10 */
 extern const struct content_mix content_mix_default;

@@ -32,12 +32,32 @@ static int map_memfd(struct guest_ram *ram, const char *name, uint64_t size, uns
 	return 0;
 }
 
-int guest_ram_create(struct guest_ram *ram, const char *name, uint64_t size, bool hugetlb)
+static int map_mergeable(struct guest_ram *ram, uint64_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	if (madvise(p, size, MADV_MERGEABLE) < 0) {
+		int ret = -errno;
+		munmap(p, size);
+		return ret;
+	}
+	ram->base = p;
+	ram->size = size;
+	ram->pages = size / GUEST_PAGE_SIZE;
+	ram->fd_page_size = GUEST_PAGE_SIZE;
+	return 0;
+}
+
+int guest_ram_create(struct guest_ram *ram, const char *name, uint64_t size, enum guest_ram_kind kind)
 {
 	memset(ram, 0, sizeof *ram);
 	ram->fd = -1;
+	bool hugetlb = kind == GUEST_RAM_HUGETLB;
 	if (!size || size % GUEST_PAGE_SIZE || (hugetlb && size % GUEST_HUGE_PAGE_SIZE))
 		return -EINVAL;
+	if (kind == GUEST_RAM_MERGEABLE)
+		return map_mergeable(ram, size);
 	if (hugetlb) {
 		int ret = map_memfd(ram, name, size, MFD_HUGETLB);
 		if (!ret) {
@@ -62,6 +82,8 @@ void guest_ram_destroy(struct guest_ram *ram)
 
 int guest_ram_allocated_bytes(const struct guest_ram *ram, uint64_t *bytes)
 {
+	if (ram->fd < 0)
+		return -EBADF;
 	struct stat st;
 	if (fstat(ram->fd, &st) < 0)
 		return -errno;
@@ -71,6 +93,8 @@ int guest_ram_allocated_bytes(const struct guest_ram *ram, uint64_t *bytes)
 
 int guest_ram_resident_pages(const struct guest_ram *ram, uint64_t *pages)
 {
+	if (ram->fd < 0)
+		return -EBADF;
 	uint64_t n = 0;
 	off_t off = 0;
 	while ((uint64_t)off < ram->size) {

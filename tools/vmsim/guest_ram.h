@@ -9,17 +9,25 @@
 #define GUEST_HUGE_PAGE_SIZE (2u << 20)
 
 struct guest_ram {
-	int fd;
+	int fd;                /* -1 for mergeable anonymous RAM */
 	uint8_t *base;
 	uint64_t size;         /* bytes */
 	uint64_t pages;        /* 4 KiB pages, the unit of content and access */
 	uint32_t fd_page_size; /* 4 KiB, or 2 MiB when hugetlb worked */
 };
 
+enum guest_ram_kind {
+	GUEST_RAM_MEMFD,      /* what a VMM hands memsrv */
+	GUEST_RAM_HUGETLB,    /* a memfd of 2 MiB pages */
+	/* private anonymous memory marked MADV_MERGEABLE (KSM merges only
+	 * anonymous pages), with no fd: such a VM cannot attach to memsrv */
+	GUEST_RAM_MERGEABLE,
+};
+
 /* Creates and maps size bytes (a multiple of 4 KiB; of 2 MiB for hugetlb).
  * With hugetlb, falls back to 4 KiB pages (saying so on stderr) when no
  * huge pages can be had.  Returns 0 or -errno. */
-int guest_ram_create(struct guest_ram *ram, const char *name, uint64_t size, bool hugetlb);
+int guest_ram_create(struct guest_ram *ram, const char *name, uint64_t size, enum guest_ram_kind kind);
 void guest_ram_destroy(struct guest_ram *ram);
 
 /* Bytes the memfd holds, from fstat (st_blocks * 512). */

@@ -26,6 +26,8 @@ static const char help_text[] =
 	"  --policy NAME         eviction algorithm: lru, fifo, clock, second-chance, aging, nru, random\n"
 	"  --no-attach           run without memsrv (the baseline)\n"
 	"  --fill-before-attach  fill RAM before attaching (default: after, through memsrv)\n"
+	"  --mergeable           RAM is private anonymous memory with MADV_MERGEABLE, for KSM\n"
+	"                        (needs --no-attach)\n"
 	"\n"
 	"Guest RAM and content:\n"
 	"  --size SIZE           guest RAM, suffix K, M or G (default 64M)\n"
@@ -33,10 +35,13 @@ static const char help_text[] =
 	"  --seed N              content and pattern seed (default 1)\n"
 	"  --mix SPEC            content kinds in percent, summing to 100\n"
 	"                        (default zero=30,text=30,binary=30,random=10)\n"
+	"  --private-pct P       only P percent of the pages depend on --seed; the others are\n"
+	"                        a base image shared by every VM until rewritten (default 100)\n"
 	"\n"
 	"Access pattern:\n"
 	"  --pattern P           seq | random | zipf | write | phases (zipf, hot set moving each quarter) (default seq)\n"
 	"  --ops N               accesses (default one per page)\n"
+	"  --duration SEC        repeat the pattern until SEC seconds have passed\n"
 	"  --zipf-s S            zipf skew (default 1.1)\n"
 	"  --write-pct P         percent of writes under random and zipf (default 0)\n"
 	"  --verify              check each page read, and every page at the end\n"
@@ -53,8 +58,8 @@ static const char help_text[] =
 enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC, OPT_POLICY,
 	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
-	OPT_PATTERN, OPT_OPS, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
-	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_HELP,
+	OPT_PATTERN, OPT_OPS, OPT_DURATION, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
+	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -73,11 +78,14 @@ static const struct option long_options[] = {
 	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
 	{ "pattern", required_argument, NULL, OPT_PATTERN },
 	{ "ops", required_argument, NULL, OPT_OPS },
+	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "zipf-s", required_argument, NULL, OPT_ZIPF_S },
 	{ "write-pct", required_argument, NULL, OPT_WRITE_PCT },
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "interactive", no_argument, NULL, OPT_INTERACTIVE },
 	{ "bench-content", no_argument, NULL, OPT_BENCH_CONTENT },
+	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
+	{ "private-pct", required_argument, NULL, OPT_PRIVATE_PCT },
 	/* Not in --help: flips a byte of a page after the fill, so tests can
 	 * prove that verification catches corruption. */
 	{ "corrupt-for-test", required_argument, NULL, OPT_CORRUPT },
@@ -186,7 +194,7 @@ static void set_defaults(struct vmsim_options *o)
 int options_parse(int argc, char **argv, struct vmsim_options *o)
 {
 	set_defaults(o);
-	uint64_t v;
+	uint64_t v, private_pct = 100;
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
@@ -249,6 +257,10 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 			if (parse_u64(optarg, &o->pattern.ops) || !o->pattern.ops)
 				return usage_error("--ops: a positive number");
 			break;
+		case OPT_DURATION:
+			if (parse_double(optarg, 0.001, 1e6, &o->pattern.duration_s))
+				return usage_error("--duration: seconds, more than 0");
+			break;
 		case OPT_ZIPF_S:
 			if (parse_double(optarg, 0.01, 100, &o->pattern.zipf_s))
 				return usage_error("--zipf-s: a skew between 0.01 and 100");
@@ -271,6 +283,13 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 				return usage_error("--corrupt-for-test: a page index");
 			o->corrupt_page = (int64_t)v;
 			break;
+		case OPT_MERGEABLE:
+			o->mergeable = true;
+			break;
+		case OPT_PRIVATE_PCT:
+			if (parse_u64(optarg, &private_pct) || private_pct > 100)
+				return usage_error("--private-pct: a percentage, 0 to 100");
+			break;
 		case OPT_HELP:
 			fputs(help_text, stdout);
 			return 1;
@@ -284,6 +303,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	o->mix.shared_pct = (uint8_t)(100 - private_pct);  /* after --mix, which resets the mix */
+	if (o->mergeable && (!o->no_attach || o->hugetlb))
+		return usage_error("--mergeable: only with --no-attach, without --hugetlb");
 	if (o->hugetlb && o->size % GUEST_HUGE_PAGE_SIZE)
 		return usage_error("--hugetlb: --size must be a multiple of 2M");
 	if (o->corrupt_page >= 0 && (uint64_t)o->corrupt_page >= o->size / GUEST_PAGE_SIZE)

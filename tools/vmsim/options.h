@@ -22,6 +22,7 @@ struct vmsim_options {
 	bool no_attach;
 	bool fill_before_attach;
 	bool hugetlb;
+	bool mergeable;          /* anonymous RAM for KSM (--no-attach only) */
 	bool verify;
 	bool interactive;
 	bool bench_content;

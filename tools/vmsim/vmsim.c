@@ -139,7 +139,9 @@ int main(int argc, char **argv)
 	if (vm.opts.bench_content)
 		return bench_content(&vm.opts.mix, vm.opts.seed);
 
-	ret = guest_ram_create(&vm.ram, vm.opts.name, vm.opts.size, vm.opts.hugetlb);
+	enum guest_ram_kind kind = vm.opts.mergeable ? GUEST_RAM_MERGEABLE
+				   : vm.opts.hugetlb ? GUEST_RAM_HUGETLB : GUEST_RAM_MEMFD;
+	ret = guest_ram_create(&vm.ram, vm.opts.name, vm.opts.size, kind);
 	if (!ret)
 		ret = workload_init(&vm.work, &vm.ram, &vm.opts.mix, vm.opts.seed, vm.opts.verify);
 	if (ret) {

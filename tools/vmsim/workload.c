@@ -134,11 +134,47 @@ static void stats_begin(struct run_stats *stats)
 	memset(stats, 0, sizeof *stats);
 }
 
+/* Access number op of a run of ops accesses. */
+static void access_once(struct workload *w, const struct pattern_config *cfg, uint64_t op, uint64_t ops,
+			struct run_stats *stats)
+{
+	uint64_t pages = w->ram->pages, page;
+	double write_p = cfg->write_pct / 100.0;
+	bool write = false;
+	switch (cfg->pattern) {
+	case PATTERN_SEQ:
+		page = op % pages;
+		break;
+	case PATTERN_WRITE:
+		page = op % pages;
+		write = true;
+		break;
+	case PATTERN_RANDOM:
+		page = rng_below(&w->rng, pages);
+		write = rng_unit(&w->rng) < write_p;
+		break;
+	case PATTERN_PHASES:
+		/* the same skew, shifted by a quarter of RAM per quarter of the run */
+		page = (zipf_page(w->zipf, rng_unit(&w->rng)) + (op * 4 / ops) * (pages / 4)) % pages;
+		write = rng_unit(&w->rng) < write_p;
+		break;
+	default:
+		page = zipf_page(w->zipf, rng_unit(&w->rng));
+		write = rng_unit(&w->rng) < write_p;
+		break;
+	}
+	if (write)
+		write_page(w, page, stats);
+	else
+		read_page(w, page, stats);
+	stats->ops++;
+	tick(w, op);
+}
+
 int workload_run(struct workload *w, const struct pattern_config *cfg, struct run_stats *stats)
 {
 	uint64_t pages = w->ram->pages;
 	uint64_t ops = cfg->ops ? cfg->ops : pages;
-	double write_p = cfg->write_pct / 100.0;
 	bool zipf = cfg->pattern == PATTERN_ZIPF || cfg->pattern == PATTERN_PHASES;
 	if (zipf && (!w->zipf || w->zipf_s != cfg->zipf_s)) {
 		zipf_destroy(w->zipf);
@@ -150,38 +186,11 @@ int workload_run(struct workload *w, const struct pattern_config *cfg, struct ru
 	}
 	stats_begin(stats);
 	uint64_t t0 = now_ns();
-	for (uint64_t op = 0; op < ops; op++) {
-		uint64_t page;
-		bool write = false;
-		switch (cfg->pattern) {
-		case PATTERN_SEQ:
-			page = op % pages;
-			break;
-		case PATTERN_WRITE:
-			page = op % pages;
-			write = true;
-			break;
-		case PATTERN_RANDOM:
-			page = rng_below(&w->rng, pages);
-			write = rng_unit(&w->rng) < write_p;
-			break;
-		case PATTERN_PHASES:
-			/* the same skew, shifted by a quarter of RAM per quarter of the run */
-			page = (zipf_page(w->zipf, rng_unit(&w->rng)) + (op * 4 / ops) * (pages / 4)) % pages;
-			write = rng_unit(&w->rng) < write_p;
-			break;
-		default:
-			page = zipf_page(w->zipf, rng_unit(&w->rng));
-			write = rng_unit(&w->rng) < write_p;
-			break;
-		}
-		if (write)
-			write_page(w, page, stats);
-		else
-			read_page(w, page, stats);
-		stats->ops++;
-		tick(w, op);
-	}
+	uint64_t deadline = cfg->duration_s > 0 ? t0 + (uint64_t)(cfg->duration_s * 1e9) : 0;
+	do {
+		for (uint64_t op = 0; op < ops; op++)
+			access_once(w, cfg, op, ops, stats);
+	} while (deadline && now_ns() < deadline);
 	stats->elapsed_s = (double)(now_ns() - t0) / 1e9;
 	return 0;
 }

@@ -26,6 +26,7 @@ enum pattern {
 struct pattern_config {
 	enum pattern pattern;
 	uint64_t ops;       /* accesses; 0: one per page */
+	double duration_s;  /* 0: once; else the ops again and again until this long */
 	double zipf_s;      /* skew of PATTERN_ZIPF */
 	double write_pct;   /* 0..100, for random and zipf */
 };
