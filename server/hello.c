@@ -308,6 +308,18 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	return 0;
 }
 
+/* Which of the fds sent the VM's regions kept (fds[0], the uffd, is not
+ * among them: its fate is the caller's). */
+static void find_kept(const struct vm *vm, const int *fds, unsigned nfds, bool kept[WIRE_MAX_FDS])
+{
+	for (unsigned k = 0; k < WIRE_MAX_FDS; k++)
+		kept[k] = false;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		for (unsigned k = 1; k < nfds; k++)
+			if (vm->regions[i].fd == fds[k])
+				kept[k] = true;
+}
+
 int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds)
 {
 	struct refusal why = { 0 };
@@ -319,11 +331,8 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	}
 	int ret = check_hello(srv, c, h, fds, nfds, vm, &why);
 	/* the VM now owns the fds its regions kept; the rest are closed */
-	bool kept[WIRE_MAX_FDS] = { false };
-	for (unsigned i = 0; i < vm->n_regions; i++)
-		for (unsigned k = 1; k < nfds; k++)
-			if (vm->regions[i].fd == fds[k])
-				kept[k] = true;
+	bool kept[WIRE_MAX_FDS];
+	find_kept(vm, fds, nfds, kept);
 	if (!ret) {
 		vm->uffd = fds[0];
 		kept[0] = true;
@@ -383,11 +392,8 @@ int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, i
 	}
 	int ret = check_hello(srv, c, h, fds, nfds, vm, &why);
 	/* as hello_accept(): the fds the VM's regions kept go with it */
-	bool kept[WIRE_MAX_FDS] = { false };
-	for (unsigned i = 0; i < vm->n_regions; i++)
-		for (unsigned k = 1; k < nfds; k++)
-			if (vm->regions[i].fd == fds[k])
-				kept[k] = true;
+	bool kept[WIRE_MAX_FDS];
+	find_kept(vm, fds, nfds, kept);
 	for (unsigned k = 0; k < nfds; k++)
 		if (!kept[k])
 			close(fds[k]);
