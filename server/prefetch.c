@@ -9,12 +9,9 @@
  * Only what memory holds is taken: a page in swap ends the run (its read
  * would cost the faults it saves).
  */
-#include <errno.h>
-#include <inttypes.h>
 #include <string.h>
 
 #include "fault.h"
-#include "log.h"
 #include "uffd.h"
 
 #define PREFETCH_MAX_PAGES 32  /* 128 KiB, the kernel's largest swap cluster */

@@ -24,7 +24,7 @@ uint64_t fault_spin_ns = 50 * 1000;
 
 /* Serves faults, then keeps polling the uffd for a short while: faults come
  * in bursts, and catching the next one without a wakeup is 3-4x faster.
- * The while adapts: a spin that catches a fault doubles it (up to
+ * How long it spins adapts: a spin that catches a fault doubles it (up to
  * --spin-us), one that catches none halves it (down to an eighth), so a VM
  * that faults rarely does not burn the CPU its own vCPUs need.  Quiet
  * moments of a spin make room below the limit, so the next faults find it
