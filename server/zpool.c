@@ -4,8 +4,12 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SLAB_SIZE   (64u * 1024)        /* small, so an idle VM's memory can go back */
 #define CLASS_STEP  64u
@@ -43,6 +47,7 @@ struct zclass {
 };
 
 struct zpool {
+	int fd;                 /* -1: anonymous slabs; else slab i is at i * SLAB_SIZE of fd */
 	struct zclass cls[NCLASSES];
 	struct zslab *slabs;    /* indexed by the handle's slab field */
 	uint32_t nslabs;        /* descriptors ever used */
@@ -90,7 +95,31 @@ struct zpool *zpool_create(void)
 		p->cls[c].nslots = SLAB_SIZE / slot_size(c);
 	}
 	p->spare = NO_SLAB;
+	p->fd = -1;
 	return p;
+}
+
+struct zpool *zpool_create_in_file(int fd)
+{
+	struct zpool *p = zpool_create();
+	if (p)
+		p->fd = fd;
+	return p;
+}
+
+/* A slab's memory: anonymous, or its place in the pool's file. */
+static void *slab_map(struct zpool *p, uint32_t idx)
+{
+	if (p->fd < 0) {
+		void *mem = mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return mem == MAP_FAILED ? NULL : mem;
+	}
+	off_t off = (off_t)idx * SLAB_SIZE;
+	struct stat st;
+	if (fstat(p->fd, &st) || (st.st_size < off + SLAB_SIZE && ftruncate(p->fd, off + SLAB_SIZE)))
+		return NULL;
+	void *mem = mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, off);
+	return mem == MAP_FAILED ? NULL : mem;
 }
 
 void zpool_destroy(struct zpool *p)
@@ -152,9 +181,8 @@ static int slab_new(struct zpool *p, unsigned cls, uint32_t *out)
 		}
 		idx = p->nslabs;
 	}
-	void *mem = mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
+	void *mem = slab_map(p, idx);
+	if (!mem)
 		return -ENOMEM;
 	if (idx == p->spare)
 		p->spare = p->slabs[idx].next;
@@ -173,6 +201,8 @@ static void slab_release(struct zpool *p, uint32_t idx)
 {
 	struct zslab *s = &p->slabs[idx];
 	munmap(s->mem, SLAB_SIZE);
+	if (p->fd >= 0)  /* the memory goes back; the file keeps its size */
+		fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)idx * SLAB_SIZE, SLAB_SIZE);
 	s->mem = NULL;
 	s->next = p->spare;
 	p->spare = idx;
@@ -268,4 +298,85 @@ void zpool_get_stats(const struct zpool *p, struct zpool_stats *st)
 	st->slot_bytes = p->slot_bytes;
 	st->pool_bytes = p->live_slabs * SLAB_SIZE;
 	st->slabs = p->live_slabs;
+}
+
+/* Which slots of each slab the live handles hold, one bit a slot. */
+struct restore_map {
+	uint64_t (*used)[SLAB_SIZE / CLASS_STEP / 64];
+	uint32_t nslabs;
+};
+
+static int restore_mark(struct zpool *p, struct restore_map *m, zpool_handle h)
+{
+	if (h == 0 || h >> ZPOOL_HANDLE_BITS)
+		return -EINVAL;
+	uint32_t idx = h_slab(h);
+	unsigned c = size_class(h_size(h)), slot = h_slot(h);
+	if (idx >= MAX_SLABS || slot >= p->cls[c].nslots)
+		return -EINVAL;
+	while (idx >= p->cap)
+		if (grow_table(p))
+			return -ENOMEM;
+	if (idx >= m->nslabs) {
+		uint32_t n = p->cap;
+		void *u = realloc(m->used, n * sizeof *m->used);
+		if (!u)
+			return -ENOMEM;
+		m->used = u;
+		memset(m->used + m->nslabs, 0, (n - m->nslabs) * sizeof *m->used);
+		m->nslabs = n;
+	}
+	while (p->nslabs <= idx)
+		p->slabs[p->nslabs++] = (struct zslab){ .prev = NO_SLAB, .next = NO_SLAB, .free_head = NO_SLOT };
+	struct zslab *s = &p->slabs[idx];
+	if (!s->mem) {
+		if (!(s->mem = slab_map(p, idx)))
+			return -ENOMEM;
+		s->cls = (uint8_t)c;
+		p->live_slabs++;
+	} else if (s->cls != c) {
+		return -EINVAL;  /* one slab, two size classes */
+	}
+	uint64_t bit = 1ull << (slot % 64);
+	if (m->used[idx][slot / 64] & bit)
+		return -EINVAL;  /* one slot, two handles */
+	m->used[idx][slot / 64] |= bit;
+	s->inuse++;
+	if (slot >= s->bump)
+		s->bump = (uint16_t)(slot + 1);
+	p->objects++;
+	p->object_bytes += h_size(h);
+	p->slot_bytes += slot_size(c);
+	return 0;
+}
+
+int zpool_restore(struct zpool *p, const zpool_handle *live, size_t n)
+{
+	struct restore_map m = { 0 };
+	int ret = 0;
+	for (size_t i = 0; i < n && !ret; i++)
+		ret = restore_mark(p, &m, live[i]);
+	for (uint32_t idx = 0; idx < p->nslabs && !ret; idx++) {
+		struct zslab *s = &p->slabs[idx];
+		if (!s->mem) {
+			/* nothing live here: the file's bytes go, the descriptor is spare */
+			if (p->fd >= 0)
+				fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)idx * SLAB_SIZE,
+					  SLAB_SIZE);
+			s->next = p->spare;
+			p->spare = idx;
+			continue;
+		}
+		/* the free slots below the highest live one form its free list */
+		struct zclass *cl = &p->cls[s->cls];
+		for (unsigned slot = s->bump; slot-- > 0;)
+			if (!(m.used[idx][slot / 64] & (1ull << (slot % 64)))) {
+				*(uint16_t *)(s->mem + (size_t)slot * slot_size(s->cls)) = s->free_head;
+				s->free_head = (uint16_t)slot;
+			}
+		if (s->inuse < cl->nslots)
+			partial_push(p, cl, idx);
+	}
+	free(m.used);
+	return ret;
 }

@@ -21,7 +21,22 @@ typedef uint64_t zpool_handle;          /* never 0; always fits in 48 bits */
 /* Returns a new empty pool, or NULL on ENOMEM. */
 struct zpool *zpool_create(void);
 
-/* Frees every object and all memory of the pool. */
+/* A pool whose slabs live in the file fd (slab i at offset i * 64 KiB,
+ * MAP_SHARED), so that what it holds outlives the process: restart
+ * without loss keeps the file on tmpfs.  Empty slabs are punched out of
+ * the file.  The pool does not own fd.  NULL on ENOMEM. */
+struct zpool *zpool_create_in_file(int fd);
+
+/* After zpool_create_in_file() on a file an earlier pool wrote: takes the
+ * n handles still live (from the store's own records) as allocated, with
+ * their bytes as the file holds them, and frees everything else.  0, or
+ * -EINVAL when two handles claim the same slot or one slab for two size
+ * classes (the records do not describe this file), or -ENOMEM; after a
+ * failure the pool is only fit for zpool_destroy(). */
+int zpool_restore(struct zpool *p, const zpool_handle *live, size_t n);
+
+/* Frees every object and all memory of the pool (a file-backed pool's
+ * file keeps its bytes: only the mappings go). */
 void zpool_destroy(struct zpool *p);
 
 /* Allocates size bytes.  Returns 0 and the handle in *out, -EINVAL for size 0

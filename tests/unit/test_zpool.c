@@ -1,11 +1,15 @@
 /* Description: zpool allocates, maps and frees objects of every size class
- * without corruption, keeps exact stats and returns empty slabs to the OS. */
+ * without corruption, keeps exact stats and returns empty slabs to the OS;
+ * a file-backed pool is found intact by a new pool on its file. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "zpool.h"
 
@@ -222,4 +226,123 @@ Test(zpool, random_stress)
 	cr_assert_leq(st.slabs, 64, "at most one cached slab per class");
 	zpool_destroy(p);
 	free(s);
+}
+
+/* A file-backed pool as restart finds it: the file an earlier pool wrote,
+ * and the handles the store's records name. */
+static int pool_file(void)
+{
+	int fd = memfd_create("zpool-test", MFD_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	return fd;
+}
+
+Test(zpool, a_file_backed_pool_outlives_its_process_and_restores)
+{
+	enum { N = 3000 };
+	int fd = pool_file();
+	struct zpool *p = zpool_create_in_file(fd);
+	cr_assert_not_null(p);
+	static struct obj objs[N];
+	for (unsigned i = 0; i < N; i++) {
+		objs[i].size = 1 + (i * 977) % ZPOOL_MAX_OBJECT;
+		cr_assert_eq(zpool_alloc(p, objs[i].size, &objs[i].h), 0);
+		fill(zpool_map(p, objs[i].h), objs[i].size, i);
+	}
+	/* every third goes, leaving holes in slabs and some slabs empty */
+	zpool_handle live[N];
+	size_t n_live = 0;
+	uint64_t live_bytes = 0;
+	for (unsigned i = 0; i < N; i++) {
+		if (i % 3 == 0) {
+			zpool_free(p, objs[i].h);
+			objs[i].h = 0;
+		} else {
+			live[n_live++] = objs[i].h;
+			live_bytes += objs[i].size;
+		}
+	}
+	zpool_destroy(p);  /* what a crash leaves: the file, no pool */
+
+	p = zpool_create_in_file(fd);
+	cr_assert_eq(zpool_restore(p, live, n_live), 0);
+	struct zpool_stats st;
+	zpool_get_stats(p, &st);
+	cr_assert_eq(st.objects, n_live);
+	cr_assert_eq(st.object_bytes, live_bytes);
+	for (unsigned i = 0; i < N; i++)
+		if (objs[i].h)
+			cr_assert(matches(zpool_map(p, objs[i].h), objs[i].size, i), "object %u changed across the restart", i);
+
+	/* new objects fill the holes, never a live slot */
+	zpool_handle fresh[N];
+	for (unsigned i = 0; i < N; i++) {
+		size_t size = 1 + (i * 977) % ZPOOL_MAX_OBJECT;
+		cr_assert_eq(zpool_alloc(p, size, &fresh[i]), 0);
+		fill(zpool_map(p, fresh[i]), size, N + i);
+	}
+	for (unsigned i = 0; i < N; i++)
+		if (objs[i].h)
+			cr_assert(matches(zpool_map(p, objs[i].h), objs[i].size, i), "a new object overwrote object %u", i);
+	for (unsigned i = 0; i < N; i++)
+		zpool_free(p, fresh[i]);
+	for (unsigned i = 0; i < N; i++)
+		if (objs[i].h)
+			zpool_free(p, objs[i].h);
+	zpool_get_stats(p, &st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.slot_bytes, 0);
+	cr_assert_leq(st.slabs, ZPOOL_MAX_OBJECT / 64, "at most one cached empty slab per class");
+	zpool_destroy(p);
+	close(fd);
+}
+
+Test(zpool, a_restore_refuses_records_that_do_not_fit_the_file)
+{
+	int fd = pool_file();
+	struct zpool *p = zpool_create_in_file(fd);
+	zpool_handle a, b;
+	cr_assert_eq(zpool_alloc(p, 100, &a), 0);
+	cr_assert_eq(zpool_alloc(p, 3000, &b), 0);
+	zpool_destroy(p);
+
+	zpool_handle twice[] = { a, a };
+	p = zpool_create_in_file(fd);
+	cr_assert_eq(zpool_restore(p, twice, 2), -EINVAL, "one slot named twice");
+	zpool_destroy(p);
+
+	/* the same slab and slot read as another size class (handle layout,
+	 * zpool.c: slot in bits 0-9, size - 1 in bits 10-21, slab + 1 above) */
+	zpool_handle other_class = (a & ~(((zpool_handle)1 << 22) - 1)) | (zpool_handle)(2999) << 10 | (a & 1023);
+	zpool_handle clash[] = { a, other_class };
+	p = zpool_create_in_file(fd);
+	cr_assert_eq(zpool_restore(p, clash, 2), -EINVAL, "one slab, two classes");
+	zpool_destroy(p);
+
+	zpool_handle zero[] = { 0 };
+	p = zpool_create_in_file(fd);
+	cr_assert_eq(zpool_restore(p, zero, 1), -EINVAL, "handle 0 names nothing");
+	zpool_destroy(p);
+	close(fd);
+}
+
+Test(zpool, empty_slabs_leave_the_file)
+{
+	int fd = pool_file();
+	struct zpool *p = zpool_create_in_file(fd);
+	enum { N = 1024 };
+	zpool_handle h[N];
+	for (unsigned i = 0; i < N; i++) {
+		cr_assert_eq(zpool_alloc(p, 2048, &h[i]), 0);
+		fill(zpool_map(p, h[i]), 2048, i);
+	}
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_geq((uint64_t)st.st_blocks * 512, (uint64_t)N * 2048, "the objects live in the file");
+	for (unsigned i = 0; i < N; i++)
+		zpool_free(p, h[i]);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_leq((uint64_t)st.st_blocks * 512, 64u * 1024, "only the one cached empty slab keeps its memory");
+	zpool_destroy(p);
+	close(fd);
 }
