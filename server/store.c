@@ -442,13 +442,16 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 				s->st.swap_failing = 1;
 		} else {
 			s->st.swap_failing = 0;
+			/* the object names its swap copy before its cache slot is
+			 * freed: freeing writes a free-list link into the slot */
+			zpool_handle cached = o->loc;
+			o->loc = locs[i];
+			o->tier = TIER_SWAP;
 			lru_unlink(s, ids[i]);
-			zpool_free(s->pool, o->loc);
+			zpool_free(s->pool, cached);
 			s->st.cache_objects--;
 			s->st.cache_bytes -= o->len;
 			s->st.cache_raw_objects -= o->len == RAW_LEN;
-			o->tier = TIER_SWAP;
-			o->loc = locs[i];
 			s->st.swap_objects++;
 			s->st.swap_bytes += o->len;
 			s->st.writeback_objects++;
