@@ -10,8 +10,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,9 +32,12 @@
 #define WB_HIGH(b) ((b) / 100 * 95) /* writeback starts above this much of the budget... */
 #define WB_LOW(b) ((b) / 100 * 85)  /* ...and stops below this */
 
+/* An object as the objects file holds it (with persistence): the fields up
+ * to codec are its record, the rest is rebuilt by store_restore(). */
 struct obj {
 	uint64_t hash_lo, hash_hi;
 	uint64_t loc;                /* CACHE: zpool handle; SAMEFILL: the word */
+	swap_loc swap;               /* SWAP: where; written before tier turns SWAP */
 	uint32_t refs;
 	uint32_t next;               /* hash chain; the free list when FREE */
 	uint32_t lru_prev, lru_next; /* CACHE objects, oldest first */
@@ -81,7 +87,7 @@ struct store *store_create(const struct store_config *cfg)
 	s->next_fresh = 1;  /* 0 names nothing */
 	s->nbuckets = 1u << 16;
 	s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
-	s->pool = zpool_create();
+	s->pool = cfg->persistent ? zpool_create_in_file(cfg->pool_fd) : zpool_create();
 	if (!s->buckets || !s->pool) {
 		store_destroy(s);
 		return NULL;
@@ -113,12 +119,31 @@ void store_destroy(struct store *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->writeback, NULL);
 	}
-	for (uint32_t c = 0; c < MAX_CHUNKS && s->chunks[c]; c++)
-		free(s->chunks[c]);
+	for (uint32_t c = 0; c < MAX_CHUNKS && s->chunks[c]; c++) {
+		if (s->cfg.persistent)
+			munmap(s->chunks[c], CHUNK_OBJS * sizeof(struct obj));
+		else
+			free(s->chunks[c]);
+	}
 	if (s->pool)
 		zpool_destroy(s->pool);
 	free(s->buckets);
 	free(s);
+}
+
+/* Memory for objects [chunk << CHUNK_BITS, +CHUNK_OBJS): zeroed, or the
+ * chunk's place in the objects file, as an earlier store left it. */
+static struct obj *chunk_new(struct store *s, uint32_t chunk)
+{
+	const size_t bytes = CHUNK_OBJS * sizeof(struct obj);
+	if (!s->cfg.persistent)
+		return calloc(CHUNK_OBJS, sizeof(struct obj));
+	off_t off = (off_t)chunk * (off_t)bytes;
+	struct stat st;
+	if (fstat(s->cfg.objects_fd, &st) || (st.st_size < off + (off_t)bytes && ftruncate(s->cfg.objects_fd, off + bytes)))
+		return NULL;
+	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->cfg.objects_fd, off);
+	return mem == MAP_FAILED ? NULL : mem;
 }
 
 static obj_id alloc_id(struct store *s)
@@ -132,7 +157,7 @@ static obj_id alloc_id(struct store *s)
 	uint32_t chunk = id >> CHUNK_BITS;
 	if (chunk >= MAX_CHUNKS)
 		return 0;
-	if (!s->chunks[chunk] && !(s->chunks[chunk] = calloc(CHUNK_OBJS, sizeof(struct obj))))
+	if (!s->chunks[chunk] && !(s->chunks[chunk] = chunk_new(s, chunk)))
 		return 0;
 	s->next_fresh++;
 	return id;
@@ -246,7 +271,7 @@ static void free_obj(struct store *s, obj_id id)
 		s->st.cache_raw_objects -= o->len == RAW_LEN;
 		break;
 	case TIER_SWAP:
-		swapfile_free(s->cfg.swap, o->loc);
+		swapfile_free(s->cfg.swap, o->swap);
 		s->st.swap_objects--;
 		s->st.swap_bytes -= o->len;
 		s->st.swap_full = 0;
@@ -444,11 +469,11 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 			s->st.swap_failing = 0;
 			/* the object names its swap copy before its cache slot is
 			 * freed: freeing writes a free-list link into the slot */
-			zpool_handle cached = o->loc;
-			o->loc = locs[i];
+			o->swap = locs[i];
+			atomic_signal_fence(memory_order_release);  /* a crash between leaves it CACHE */
 			o->tier = TIER_SWAP;
 			lru_unlink(s, ids[i]);
-			zpool_free(s->pool, cached);
+			zpool_free(s->pool, o->loc);
 			s->st.cache_objects--;
 			s->st.cache_bytes -= o->len;
 			s->st.cache_raw_objects -= o->len == RAW_LEN;
@@ -608,7 +633,7 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 		rd->codec = o->codec;
 		rd->hash_lo = o->hash_lo;
 		rd->hash_hi = o->hash_hi;
-		swapfile_io(s->cfg.swap, o->loc, &rd->io);
+		swapfile_io(s->cfg.swap, o->swap, &rd->io);
 		ret = 1;
 	} else {
 		ret = read_locked(s, ctx, o, page);
@@ -727,4 +752,97 @@ void store_get_stats(struct store *s, struct store_stats *st)
 		st->swap_used_bytes = ss.used_bytes;
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Rebuilds what is not in the objects file for one live object: its place
+ * in the index and the LRU, its storage's books, the statistics. */
+static int restore_live(struct store *s, obj_id id, zpool_handle *handles, size_t *nh)
+{
+	struct obj *o = obj_at(s, id);
+	uint32_t *head = bucket_of(s, o->hash_lo);
+	o->next = *head;
+	*head = id;
+	s->st.objects++;
+	ref_changed(s, o, 0);
+	switch (o->tier) {
+	case TIER_SAMEFILL:
+		s->st.samefilled_objects++;
+		return 0;
+	case TIER_CACHE:
+		handles[(*nh)++] = o->loc;
+		lru_insert(s, id, o->len == RAW_LEN);
+		s->st.cache_objects++;
+		s->st.cache_bytes += o->len;
+		s->st.cache_raw_objects += o->len == RAW_LEN;
+		return 0;
+	case TIER_SWAP:
+		s->st.swap_objects++;
+		s->st.swap_bytes += o->len;
+		return s->cfg.swap ? swapfile_claim(s->cfg.swap, o->swap) : -EINVAL;
+	default:
+		return -EINVAL;
+	}
+}
+
+int store_restore(struct store *s, const obj_id *refs, size_t n)
+{
+	const size_t bytes = CHUNK_OBJS * sizeof(struct obj);
+	struct stat st;
+	if (!s->cfg.persistent || fstat(s->cfg.objects_fd, &st) || (uint64_t)st.st_size / bytes > MAX_CHUNKS)
+		return -EINVAL;
+	uint32_t chunks = (uint32_t)(st.st_size / bytes);
+	pthread_mutex_lock(&s->lock);
+	int ret = 0;
+	for (uint32_t c = 0; c < chunks && !ret; c++)
+		if (!s->chunks[c] && !(s->chunks[c] = chunk_new(s, c)))
+			ret = -ENOMEM;
+	/* the ids handed out: up to the last record in use */
+	obj_id top = 0;
+	for (uint64_t id = (uint64_t)chunks * CHUNK_OBJS; !ret && id-- > 1;)
+		if (obj_at(s, (obj_id)id)->tier != TIER_FREE) {
+			top = (obj_id)id;
+			break;
+		}
+	for (obj_id id = 1; id <= top && !ret; id++) {
+		struct obj *o = obj_at(s, id);
+		if (o->tier > TIER_SWAP)
+			ret = -EINVAL;
+		o->refs = o->next = o->lru_prev = o->lru_next = 0;
+		o->pins = 0;
+		o->writing = o->orphan = 0;
+	}
+	for (size_t i = 0; i < n && !ret; i++) {
+		if (!refs[i] || refs[i] > top || obj_at(s, refs[i])->tier == TIER_FREE)
+			ret = -EINVAL;  /* a page names an object that is not there */
+		else
+			obj_at(s, refs[i])->refs++;
+	}
+	zpool_handle *handles = ret ? NULL : malloc(((size_t)top + 1) * sizeof *handles);
+	if (!ret && !handles)
+		ret = -ENOMEM;
+	size_t nh = 0;
+	s->next_fresh = top + 1;
+	s->free_ids = 0;
+	/* downwards, so that the free list hands the low ids out first */
+	for (obj_id id = top; id >= 1 && !ret; id--) {
+		struct obj *o = obj_at(s, id);
+		if (o->tier != TIER_FREE && !o->refs)
+			memset(o, 0, sizeof *o);  /* no page names it: its storage is simply not taken back */
+		if (o->tier == TIER_FREE) {
+			o->next = s->free_ids;
+			s->free_ids = id;
+		}
+	}
+	for (obj_id id = 1; id <= top && !ret; id++)
+		if (obj_at(s, id)->tier != TIER_FREE)
+			ret = restore_live(s, id, handles, &nh);
+	if (!ret)
+		ret = zpool_restore(s->pool, handles, nh);
+	for (uint32_t before = 0; !ret && before != s->nbuckets;) {
+		before = s->nbuckets;
+		maybe_grow_index(s);  /* doubles once per call, while it holds too many */
+	}
+	free(handles);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }

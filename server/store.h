@@ -25,10 +25,24 @@ struct store_config {
 	uint32_t incompressible_bytes; /* compressed larger than this: stored raw (default 3000) */
 	unsigned hash_bits;            /* 0: full XXH3-128; fewer bits force collisions (tests) */
 	struct swapfile *swap;         /* where the coldest cache objects go; NULL: nowhere */
+	/* Restart without loss: the object table and the cache live in these
+	 * files (MAP_SHARED, on tmpfs), so a new memsrv finds what this one
+	 * stored.  The store does not own them. */
+	bool persistent;
+	int objects_fd, pool_fd;
 };
 
 struct store *store_create(const struct store_config *cfg);
+/* A persistent store's files keep their bytes: only the mappings go. */
 void store_destroy(struct store *s);
+
+/* After store_create() on files an earlier store wrote: refs[] holds one
+ * object id per reference the VMs' page tables make (an id repeats once per
+ * page that shares it).  Every object referenced comes back with its
+ * content, its count and its place in the index; every other one is freed.
+ * 0, or -EINVAL when a reference names no object or the records do not fit
+ * the files (nothing is then to be trusted), or -ENOMEM. */
+int store_restore(struct store *s, const obj_id *refs, size_t n);
 
 struct store_put_info {
 	bool shared;      /* an identical page was already stored */

@@ -364,6 +364,29 @@ int swapfile_alloc(struct swapfile *s, uint32_t bytes, swap_loc *out)
 	return ret;
 }
 
+int swapfile_claim(struct swapfile *s, swap_loc loc)
+{
+	unsigned idx = swap_loc_file(loc);
+	uint64_t at = loc >> LOC_UNITS_BITS & LOC_FIRST_MASK;
+	uint32_t units = swap_loc_units(loc);
+	pthread_mutex_lock(&s->lock);
+	int ret = -EINVAL;
+	if (idx < s->nfiles && units && at + units <= s->files[idx].units) {
+		struct swap_file *f = &s->files[idx];
+		ret = 0;
+		for (uint64_t u = at; u < at + units && !ret; u++)
+			if (f->map[u / 64] >> (u % 64) & 1)
+				ret = -EINVAL;  /* taken twice */
+		if (!ret) {
+			set_bits(f->map, at, units, true);
+			f->free_units -= units;
+			s->objects++;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 void swapfile_free(struct swapfile *s, swap_loc loc)
 {
 	unsigned idx = swap_loc_file(loc);

@@ -61,6 +61,11 @@ int swapfile_add_in_dir(struct swapfile *s, const char *dir, uint64_t size,
  * 4096 + swapfile_unit(), -ENOSPC when no file has room. */
 int swapfile_alloc(struct swapfile *s, uint32_t bytes, swap_loc *out);
 
+/* Marks loc taken, as an earlier swapfile_alloc() on these files handed it
+ * out (restart).  0, or -EINVAL when it lies outside the files or overlaps
+ * a loc already taken. */
+int swapfile_claim(struct swapfile *s, swap_loc loc);
+
 /* Gives back a loc from swapfile_alloc(). */
 void swapfile_free(struct swapfile *s, swap_loc loc);
 

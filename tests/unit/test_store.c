@@ -1,11 +1,14 @@
 /* Description: identical pages are stored once and counted by reference,
  * across codecs; a hash collision is never shared; samefilled pages cost no
  * storage; the budget holds; everything comes back byte for byte, also
- * from several threads at once. */
+ * from several threads at once, and from a new store on the files of a
+ * dead one. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -203,4 +206,136 @@ Test(store, threads_share_and_drop_safely)
 	cr_assert_eq(st.objects, 0);
 	cr_assert_eq(st.references, 0);
 	store_destroy(s);
+}
+
+/* Page i of the restart tests: a tenth samefilled, a seventh random (kept
+ * raw), the rest compressible; contents repeat every 1500 pages. */
+static void restart_page(uint8_t *p, uint32_t i)
+{
+	uint32_t k = i % 1500;
+	if (k % 10 == 0) {
+		memset(p, (int)(k / 10 + 1), CODEC_PAGE);
+	} else if (k % 7 == 0) {
+		uint64_t x = k * 0x9e3779b97f4a7c15ull + 1;
+		for (size_t off = 0; off < CODEC_PAGE; off += 8) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			memcpy(p + off, &x, 8);
+		}
+	} else {
+		make_page(p, k + 1000);
+	}
+}
+
+static struct store_config persistent_config(void)
+{
+	struct store_config cfg = { .persistent = true };
+	cfg.objects_fd = memfd_create("objects", MFD_CLOEXEC);
+	cfg.pool_fd = memfd_create("pool", MFD_CLOEXEC);
+	cr_assert(cfg.objects_fd >= 0 && cfg.pool_fd >= 0);
+	return cfg;
+}
+
+Test(store, a_new_store_on_the_files_of_a_dead_one_finds_every_page)
+{
+	enum { N = 3000 };
+	struct store_config cfg = persistent_config();
+	struct store *s = store_create(&cfg);
+	cr_assert_not_null(s);
+	static obj_id ids[N];
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	struct store_put_info info;
+	for (uint32_t i = 0; i < N; i++) {
+		restart_page(page, i);
+		cr_assert_eq(store_put(s, ctx, i % 2 ? CODEC_ZSTD : CODEC_LZ4, page, &ids[i], &info), 0);
+	}
+	/* a fifth of the pages went back to their VMs before the crash */
+	static obj_id refs[N];
+	size_t n = 0;
+	for (uint32_t i = 0; i < N; i++) {
+		if (i % 5 == 0) {
+			store_drop(s, ids[i]);
+			ids[i] = 0;
+		} else {
+			refs[n++] = ids[i];
+		}
+	}
+	struct store_stats before;
+	store_get_stats(s, &before);
+	store_destroy(s);  /* what kill -9 leaves: the files */
+
+	s = store_create(&cfg);
+	cr_assert_eq(store_restore(s, refs, n), 0);
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, before.objects);
+	cr_assert_eq(st.references, n);
+	cr_assert_eq(st.shared_pages, before.shared_pages);
+	cr_assert_eq(st.cache_bytes, before.cache_bytes);
+	cr_assert_eq(st.cache_raw_objects, before.cache_raw_objects);
+	cr_assert_eq(st.samefilled_objects, before.samefilled_objects);
+	cr_assert_eq(st.cache_slot_bytes, before.cache_slot_bytes);
+	for (uint32_t i = 0; i < N; i++) {
+		if (!ids[i])
+			continue;
+		restart_page(page, i);
+		cr_assert_eq(store_get(s, ctx, ids[i], back), 0);
+		cr_assert_arr_eq(back, page, CODEC_PAGE, "page %u changed across the restart", i);
+	}
+	/* the index is back: a page stored again is found, not copied */
+	restart_page(page, 1);
+	obj_id again;
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &again, &info), 0);
+	cr_assert(info.shared && again == ids[1], "a restored object was not found by its content");
+	store_drop(s, again);
+	/* new objects take free ids and slots, never live ones */
+	for (uint32_t i = N; i < N + 500; i++) {
+		make_page(page, i + 100000);
+		cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &again, &info), 0);
+		cr_assert_not(info.shared);
+		store_drop(s, again);
+	}
+	for (uint32_t i = 0; i < N; i++)
+		if (ids[i]) {
+			restart_page(page, i);
+			cr_assert_eq(store_get(s, ctx, ids[i], back), 0);
+			cr_assert_arr_eq(back, page, CODEC_PAGE, "page %u overwritten after the restart", i);
+			store_drop(s, ids[i]);
+		}
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.references, 0);
+	cr_assert_eq(st.cache_bytes, 0);
+	store_destroy(s);
+	close(cfg.objects_fd);
+	close(cfg.pool_fd);
+}
+
+Test(store, a_restore_refuses_references_to_nothing)
+{
+	struct store_config cfg = persistent_config();
+	struct store *s = store_create(&cfg);
+	uint8_t page[CODEC_PAGE];
+	obj_id a, b;
+	struct store_put_info info;
+	make_page(page, 1);
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &a, &info), 0);
+	make_page(page, 2);
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &b, &info), 0);
+	store_drop(s, a);
+	store_destroy(s);
+
+	obj_id freed[] = { b, a };
+	s = store_create(&cfg);
+	cr_assert_eq(store_restore(s, freed, 2), -EINVAL, "a page names a freed object");
+	store_destroy(s);
+	obj_id beyond[] = { b + 1000 };
+	s = store_create(&cfg);
+	cr_assert_eq(store_restore(s, beyond, 1), -EINVAL, "a page names an id never handed out");
+	store_destroy(s);
+	obj_id none[] = { 0 };
+	s = store_create(&cfg);
+	cr_assert_eq(store_restore(s, none, 1), -EINVAL);
+	store_destroy(s);
+	close(cfg.objects_fd);
+	close(cfg.pool_fd);
 }

@@ -535,3 +535,22 @@ Test(swapfile, threaded_stress_no_overlap)
 	for (int f = 0; f < STRESS_FILES; f++)
 		free(owner[f]);
 }
+
+Test(swapfile, a_claimed_loc_is_taken_once_and_never_handed_out)
+{
+	setup_in("/var/tmp");
+	add("claim", 1 << 20);
+	swap_loc loc = 0, other = 0;
+	cr_assert_eq(swapfile_alloc(sw, 3000, &loc), 0);
+	swapfile_free(sw, loc);
+	/* restart: the records say loc is in use */
+	cr_assert_eq(swapfile_claim(sw, loc), 0);
+	cr_assert_eq(swapfile_claim(sw, loc), -EINVAL, "claimed twice");
+	cr_assert_eq(stats().objects, 1);
+	for (int i = 0; i < 64; i++) {
+		cr_assert_eq(swapfile_alloc(sw, 3000, &other), 0);
+		uint64_t a = loc >> 12 & ((1ull << 44) - 1), b = other >> 12 & ((1ull << 44) - 1);
+		cr_assert(b + swap_loc_units(other) <= a || a + swap_loc_units(loc) <= b, "a claimed unit was handed out");
+	}
+	cr_assert_eq(swapfile_claim(sw, (swap_loc)200 << 56 | 1), -EINVAL, "no such file");
+}
