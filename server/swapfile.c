@@ -24,6 +24,7 @@
 #define NO_RUN UINT64_MAX
 
 _Static_assert(SWAPFILE_MAX_FILES < 1 << (64 - LOC_FILE_SHIFT), "file index must fit");
+_Static_assert(LOC_UNITS_BITS == 12 && LOC_FIRST_BITS == 44, "the layout swapfile.h's swap_loc_* read");
 _Static_assert((MAX_OBJECT_BASE + SWAPFILE_MAX_UNIT) / SWAPFILE_MIN_UNIT <= LOC_UNITS_MASK,
 	       "an object's units must fit");
 
@@ -312,10 +313,11 @@ static void set_bits(uint64_t *map, uint64_t at, uint32_t n, bool on)
 	}
 }
 
-static bool all_set(const uint64_t *map, uint64_t at, uint32_t n)
+/* Whether the n bits from at are all on (or all off). */
+static bool all_bits(const uint64_t *map, uint64_t at, uint32_t n, bool on)
 {
 	for (uint32_t i = 0; i < n; i++, at++)
-		if (!(map[at / 64] >> (at % 64) & 1))
+		if ((map[at / 64] >> (at % 64) & 1) != on)
 			return false;
 	return true;
 }
@@ -367,21 +369,16 @@ int swapfile_alloc(struct swapfile *s, uint32_t bytes, swap_loc *out)
 int swapfile_claim(struct swapfile *s, swap_loc loc)
 {
 	unsigned idx = swap_loc_file(loc);
-	uint64_t at = loc >> LOC_UNITS_BITS & LOC_FIRST_MASK;
+	uint64_t at = swap_loc_first(loc);
 	uint32_t units = swap_loc_units(loc);
 	pthread_mutex_lock(&s->lock);
-	int ret = -EINVAL;
-	if (idx < s->nfiles && units && at + units <= s->files[idx].units) {
-		struct swap_file *f = &s->files[idx];
-		ret = 0;
-		for (uint64_t u = at; u < at + units && !ret; u++)
-			if (f->map[u / 64] >> (u % 64) & 1)
-				ret = -EINVAL;  /* taken twice */
-		if (!ret) {
-			set_bits(f->map, at, units, true);
-			f->free_units -= units;
-			s->objects++;
-		}
+	struct swap_file *f = &s->files[idx];
+	/* outside the files, or taken twice: the records do not fit them */
+	int ret = idx < s->nfiles && units && at + units <= f->units && all_bits(f->map, at, units, false) ? 0 : -EINVAL;
+	if (!ret) {
+		set_bits(f->map, at, units, true);
+		f->free_units -= units;
+		s->objects++;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -390,14 +387,14 @@ int swapfile_claim(struct swapfile *s, swap_loc loc)
 void swapfile_free(struct swapfile *s, swap_loc loc)
 {
 	unsigned idx = swap_loc_file(loc);
-	uint64_t at = loc >> LOC_UNITS_BITS & LOC_FIRST_MASK;
+	uint64_t at = swap_loc_first(loc);
 	uint32_t units = swap_loc_units(loc);
 
 	pthread_mutex_lock(&s->lock);
 	struct swap_file *f = &s->files[idx];
 	/* A bad or double free would corrupt the counts: refuse it. */
 	bool ok = idx < s->nfiles && units && at + units <= f->units &&
-		  all_set(f->map, at, units);
+		  all_bits(f->map, at, units, true);
 	assert(ok);
 	if (ok) {
 		set_bits(f->map, at, units, false);
@@ -413,7 +410,7 @@ void swapfile_io(const struct swapfile *s, swap_loc loc, struct swap_io *io)
 	assert(loc && idx < __atomic_load_n(&s->nfiles, __ATOMIC_ACQUIRE));
 	const struct swap_file *f = &s->files[idx];
 	io->fd = f->fd;
-	io->offset = (loc >> LOC_UNITS_BITS & LOC_FIRST_MASK) << f->shift;
+	io->offset = swap_loc_first(loc) << f->shift;
 	io->len = swap_loc_units(loc) << f->shift;
 	io->direct = f->direct;
 }

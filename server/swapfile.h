@@ -37,6 +37,12 @@ static inline uint32_t swap_loc_units(swap_loc loc)
 	return loc & 0xfff;
 }
 
+/* The loc's first unit in its file. */
+static inline uint64_t swap_loc_first(swap_loc loc)
+{
+	return loc >> 12 & ((1ull << 44) - 1);
+}
+
 /* Returns a swap space with no files, or NULL on ENOMEM. */
 struct swapfile *swapfile_create(void);
 

@@ -549,7 +549,7 @@ Test(swapfile, a_claimed_loc_is_taken_once_and_never_handed_out)
 	cr_assert_eq(stats().objects, 1);
 	for (int i = 0; i < 64; i++) {
 		cr_assert_eq(swapfile_alloc(sw, 3000, &other), 0);
-		uint64_t a = loc >> 12 & ((1ull << 44) - 1), b = other >> 12 & ((1ull << 44) - 1);
+		uint64_t a = swap_loc_first(loc), b = swap_loc_first(other);
 		cr_assert(b + swap_loc_units(other) <= a || a + swap_loc_units(loc) <= b, "a claimed unit was handed out");
 	}
 	cr_assert_eq(swapfile_claim(sw, (swap_loc)200 << 56 | 1), -EINVAL, "no such file");
