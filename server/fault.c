@@ -165,6 +165,13 @@ void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64
 	atomic_fetch_add(&vm->resident_bytes, count * r->page_size);
 }
 
+void fault_unmark_resident(struct vm *vm, struct region *r, uint64_t idx, page_entry was)
+{
+	page_table_set(&r->pt, idx, was);
+	vm_policy_gone(vm, r, idx);
+	atomic_fetch_sub(&vm->resident_bytes, r->page_size);
+}
+
 /* Fills one page with zeros; a page that is already there counts as filled. */
 static int fill_one_zero(struct vm *vm, struct region *r, uint64_t idx, bool dontwake)
 {
@@ -244,9 +251,7 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 		ret = 0;
 	}
 	if (ret) {
-		page_table_set(&r->pt, idx, e);
-		vm_policy_gone(vm, r, idx);
-		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
+		fault_unmark_resident(vm, r, idx, e);
 		return ret;
 	}
 	store_drop(vm->store, id);

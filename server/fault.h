@@ -39,6 +39,10 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
  * policy (only the faulting page counts as used). */
 void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count);
 
+/* Undoes fault_mark_resident() for one page whose copy did not go in: its
+ * entry goes back to was. */
+void fault_unmark_resident(struct vm *vm, struct region *r, uint64_t idx, page_entry was);
+
 /* prefetch.c: after a stored or zero fault on idx was resolved, places the
  * pages after it if the faults form a sequential stream. */
 void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx);

@@ -62,10 +62,7 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 	uint64_t placed = done / 4096;
 	for (uint64_t i = 0; i < n; i++) {
 		if (i >= placed) {
-			/* not placed: stored (or zero) as before */
-			page_table_set(&r->pt, idx + 1 + i, was[i]);
-			vm_policy_gone(vm, r, idx + 1 + i);
-			atomic_fetch_sub(&vm->resident_bytes, 4096);
+			fault_unmark_resident(vm, r, idx + 1 + i, was[i]);  /* not placed: as before */
 		} else if (pe_state(was[i]) == PAGE_STORED) {
 			store_drop(vm->store, (obj_id)pe_handle(was[i]));
 		}

@@ -85,9 +85,7 @@ static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wa
 		ret = 0;
 	}
 	if (ret) {
-		vm_policy_gone(vm, s->r, s->idx);
-		page_table_set(&s->r->pt, s->idx, pe_make(PAGE_PROBATION, 0, slot));
-		atomic_fetch_sub(&vm->resident_bytes, s->r->page_size);
+		fault_unmark_resident(vm, s->r, s->idx, pe_make(PAGE_PROBATION, 0, slot));
 		return ret;
 	}
 	s->busy = false;
