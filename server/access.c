@@ -19,21 +19,17 @@ static bool process_in_group(pid_t pid, gid_t gid)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return false;
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f)) {
-		if (strncmp(line, "Groups:", 7))
-			continue;
-		for (char *p = line + 7, *end; *p && *p != '\n'; p = end) {
-			unsigned long g = strtoul(p, &end, 10);
-			if (end == p)
-				break;
-			found = (gid_t)g == gid;
-			if (found)
-				break;
-		}
-		break;
-	}
+	bool groups = false, found = false;
+	while (!groups && fgets(line, sizeof line, f))
+		groups = !strncmp(line, "Groups:", 7);
 	fclose(f);
+	char *end = line + 7;
+	for (char *p = end; groups && !found; p = end) {
+		unsigned long g = strtoul(p, &end, 10);
+		if (end == p)
+			break;  /* the end of the list */
+		found = (gid_t)g == gid;
+	}
 	return found;
 }
 

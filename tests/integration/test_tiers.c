@@ -88,6 +88,17 @@ static bool mount_tmpfs(const char *dir, const char *size)
 	return mount("tmpfs", dir, "tmpfs", 0, opts) == 0;
 }
 
+/* Every page reads back intact, and swap never handed back other data. */
+static void expect_verified_from_swap(struct test_sim *sim, uint64_t pages)
+{
+	sim_expect_verified(sim, pages);
+	Memsrv__ServerMessage *m = NULL;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(sim_quit(sim), 0);
+}
+
 static bool has_condition(const Memsrv__NodeStats *st, const char *what)
 {
 	for (size_t i = 0; i < st->n_conditions; i++)
@@ -136,11 +147,7 @@ Test(tiers, a_swap_filesystem_out_of_room_loses_nothing_and_recovers)
 	cr_assert_gt(st->swap_objects, swapped, "nothing more went to swap");
 	cr_assert_eq(st->resident_bytes, 0, "eviction did not resume");
 	memsrv__server_message__free_unpacked(m, NULL);
-	sim_expect_verified(&sim, 4096);
-	st = ctl_stats_ok(&srv, &m);
-	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
-	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_eq(sim_quit(&sim), 0);
+	expect_verified_from_swap(&sim, 4096);
 }
 
 Test(tiers, a_swap_device_that_fails_writes_loses_nothing)
@@ -177,9 +184,5 @@ Test(tiers, a_swap_device_that_fails_writes_loses_nothing)
 	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
 	cr_assert_gt(st->swap_write_errors, 0, "the device failed writes");
 	memsrv__server_message__free_unpacked(m, NULL);
-	sim_expect_verified(&sim, 8192);
-	st = ctl_stats_ok(&srv, &m);
-	cr_assert_eq(st->swap_checksum_errors, 0, "swap handed back other data");
-	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_eq(sim_quit(&sim), 0);
+	expect_verified_from_swap(&sim, 8192);
 }
