@@ -83,17 +83,18 @@ static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unma
 				resident++;
 				vm_policy_gone(vm, r, p);
 				break;
-			case PAGE_STORED:
-				store_drop(vm->store, (obj_id)pe_handle(e));
-				break;
 			case PAGE_PROBATION:
 				sampler_drop(vm, e);
 				break;
+			case PAGE_STORED:
 			case PAGE_ZERO:
 			case PAGE_STATES:
 				break;
 			}
+			/* the table lets go of the object before the store frees it */
 			page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
+			if (pe_state(e) == PAGE_STORED)
+				store_drop(vm->store, (obj_id)pe_handle(e));
 			dropped++;
 		}
 		atomic_fetch_sub(&vm->resident_bytes, resident * r->page_size);
@@ -157,12 +158,17 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
 	for (uint64_t p = first; p < first + count; p++) {
-		page_table_set(&r->pt, p, pe_make(PAGE_RESIDENT, 0, 0));
+		page_table_set(&r->pt, p, pe_arriving(r->pt.entries[p]));
 		/* only the faulting page was used; its neighbours came along */
 		bool used = r->first_page + p == vm->fault_page;
 		vm_policy_resident(vm, r, p, used && vm->fault_write);
 	}
 	atomic_fetch_add(&vm->resident_bytes, count * r->page_size);
+}
+
+void fault_arrived(struct region *r, uint64_t idx)
+{
+	page_table_set(&r->pt, idx, pe_make(PAGE_RESIDENT, 0, 0));
 }
 
 void fault_unmark_resident(struct vm *vm, struct region *r, uint64_t idx, page_entry was)
@@ -254,6 +260,7 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 		fault_unmark_resident(vm, r, idx, e);
 		return ret;
 	}
+	fault_arrived(r, idx);
 	store_drop(vm->store, id);
 	return 0;
 }

@@ -36,8 +36,14 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
 int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page);
 
 /* Accounts count pages from first as resident, for the page table and the
- * policy (only the faulting page counts as used). */
+ * policy (only the faulting page counts as used).  A stored or probation
+ * page's entry keeps naming its content (pe_arriving) until
+ * fault_arrived(). */
 void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count);
+
+/* The copy of page idx went in: its entry stops naming where it came from
+ * (the caller drops the store's reference after this, never before). */
+void fault_arrived(struct region *r, uint64_t idx);
 
 /* Undoes fault_mark_resident() for one page whose copy did not go in: its
  * entry goes back to was. */

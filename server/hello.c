@@ -19,6 +19,7 @@
 #include "log.h"
 #include "server.h"
 #include "uffd.h"
+#include "vm_state.h"
 #include "wire.h"
 
 struct refusal {
@@ -215,6 +216,29 @@ static const char *eviction_blocker(const struct vm *vm, const struct region *r)
 	return NULL;
 }
 
+/* Whether this Hello takes up a VM an earlier memsrv kept (state_dir.h):
+ * only its own process may, and a VMM that resumes must find it there. */
+static int check_resume(struct server *srv, struct conn *c, const Memsrv__Hello *h, struct vm *vm,
+			struct refusal *why)
+{
+	vm->start_time = vm_state_process_start(c->cred.pid);
+	struct vm *kept = server_find_kept(srv, h->name);
+	if (kept && !vm_state_owner_alive(kept)) {
+		pr_info("vm=%s: its process %d is gone: dropping the state memsrv kept for it", kept->name, kept->pid);
+		server_release_kept(srv, kept, true);
+		kept = NULL;
+	}
+	if (kept && (kept->pid != c->cred.pid || kept->start_time != vm->start_time))
+		return refuse(why, EEXIST, "hello.name", "memsrv keeps VM %s's pages for its process %d, which runs on", h->name,
+			      kept->pid);
+	if (!kept && h->has_resume && h->resume)
+		return refuse(why, ESTALE, "hello.resume",
+			      "memsrv kept no state for VM %s (it runs without --state-dir, or the state was removed): the pages it held are lost",
+			      h->name);
+	vm->resume_from = kept;  /* a VMM that attaches again without saying so resumes too: its holes are our pages */
+	return 0;
+}
+
 static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
 		       struct vm *vm, struct refusal *why)
 {
@@ -230,6 +254,9 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 		return refuse(why, EEXIST, "hello.name", "a VM named %s is already attached", h->name);
 	if ((pid_t)h->pid != c->cred.pid)
 		return refuse(why, EPERM, "hello.pid", "pid %u is not the connecting process (%d)", h->pid, c->cred.pid);
+	int ret = check_resume(srv, c, h, vm, why);
+	if (ret)
+		return ret;
 	if (nfds < 1 || !uffd_is_userfaultfd(fds[0]))
 		return refuse(why, EBADF, "fds[0]", "the first fd sent must be the VM's userfaultfd");
 	if (h->n_regions == 0 || h->n_regions > VM_MAX_REGIONS)
@@ -262,11 +289,13 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	atomic_store(&vm->policy_wanted, policy);
 	if (h->has_balloon && !h->balloon)
 		atomic_store(&vm->balloon, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
+	if (!vm->resume_from && srv->state.dir_fd >= 0 && (ret = vm_state_create(vm, srv->state.dir_fd)))
+		return refuse(why, -ret, NULL, "cannot create the VM's state file in %s: %s", srv->state.path, strerror(-ret));
 
 	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
 	for (unsigned i = 0; i < h->n_regions; i++) {
 		struct region r;
-		int ret = check_region(h, i, fds, nfds, fd_used, &r, why);
+		ret = check_region(h, i, fds, nfds, fd_used, &r, why);
 		if (ret)
 			return ret;
 		Memsrv__Backing b = r.backing;
@@ -280,18 +309,22 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 			return refuse(why, EOPNOTSUPP, f, "the uffd was opened without the feature %s needs",
 				      backing_name(b));
 		}
-		ret = vm_add_region(vm, &r);
+		char text[256];
+		ret = vm_add_region(vm, &r, text, sizeof text);
 		if (ret) {
 			if (r.fd >= 0 && r.fd != fds[h->regions[i]->fd_index])
 				close(r.fd);
 			char f[64];
 			snprintf(f, sizeof f, "hello.regions[%u]", i);
-			return refuse(why, -ret, f, "cannot track region: %s", strerror(-ret));
+			return refuse(why, -ret, f, "%s", text);
 		}
 	}
 	for (unsigned i = 1; i < nfds; i++)
 		if (!fd_used[i])
 			return refuse(why, EINVAL, "fds", "fd %u was sent but no region refers to it", i);
+	if (vm->resume_from && vm->n_regions != vm->state->n_regions)
+		return refuse(why, EINVAL, "hello.regions", "%u regions, but memsrv kept %u for VM %s", vm->n_regions,
+			      vm->state->n_regions, vm->name);
 
 	vm->evictable = false;
 	const char *blocker = NULL;
@@ -346,11 +379,19 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	if (!ret) {
 		vm->id = ++srv->next_vm_id;
 		vm->session_fd = c->fd;
+		struct vm *earlier = vm->resume_from;
+		if (earlier) {
+			vm_state_resume_done(vm);
+			server_release_kept(srv, earlier, false);
+		}
 		ret = vm_start(vm);
-		if (ret)
+		if (ret) {
 			refuse(&why, -ret, NULL, "cannot start the VM thread: %s", strerror(-ret));
+			vm->state_keep = vm->resumed;  /* its pages are still only there */
+		}
 	}
 	if (ret) {
+		vm_state_resume_abandon(vm);
 		pr_warn("refused VM %s from pid %d: %s%s%s", h->name, c->cred.pid, why.field[0] ? why.field : "",
 			why.field[0] ? ": " : "", why.text);
 		wire_send_error(c->fd, why.err, why.field[0] ? why.field : NULL, "%s", why.text);
@@ -367,12 +408,14 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	hr.limit_bytes = vm->limit_bytes;
 	hr.evictable = vm->evictable;
 	hr.not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
+	hr.has_resumed = 1;
+	hr.resumed = vm->resumed;
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY;
 	msg.hello_reply = &hr;
 	vm_send(vm, &msg);
-	vm_info(vm, "attached: pid %d, %u regions, %" PRIu64 " MiB, %" PRIu64 " MiB resident, limit %" PRIu64
-		" MiB%s%s", vm->pid, vm->n_regions, vm->size_bytes >> 20, hr.resident_bytes >> 20, vm->limit_bytes >> 20,
+	vm_info(vm, "%s: pid %d, %u regions, %" PRIu64 " MiB, %" PRIu64 " MiB resident, limit %" PRIu64
+		" MiB%s%s", vm->resumed ? "resumed" : "attached", vm->pid, vm->n_regions, vm->size_bytes >> 20, hr.resident_bytes >> 20, vm->limit_bytes >> 20,
 		vm->evictable ? "" : ", not evictable: ", vm->evictable ? "" : vm->not_evictable_reason);
 	c->vm = vm;
 	vm->next = srv->vms;
@@ -397,6 +440,7 @@ int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, i
 	for (unsigned k = 0; k < nfds; k++)
 		if (!kept[k])
 			close(fds[k]);
+	vm_state_resume_abandon(vm);
 	vm_destroy(vm);
 	return ret;
 }

@@ -17,7 +17,8 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--incompressible N]\n"
 		"              [--swap FILE:SIZE]... [--swap-dir DIR[:SIZE]]... [--node-limit SIZE] [--idle-tax PCT]\n"
-		"              [--socket-group GROUP] [--max-sessions-per-uid N] [--log-level LEVEL] [--spin-us N]\n"
+		"              [--socket-group GROUP] [--max-sessions-per-uid N] [--state-dir DIR]\n"
+		"              [--log-level LEVEL] [--spin-us N]\n"
 		"\n"
 		"Serves the guest RAM of the VMs that attach to PATH: faults, eviction, quotas.\n"
 		"\n"
@@ -32,6 +33,9 @@ static void usage(FILE *out)
 		"  --swap-dir DIR[:SIZE]  the same, named by memsrv inside DIR (default SIZE 4G)\n"
 		"  --node-limit SIZE  all VMs' resident memory plus memsrv's own (default: none)\n"
 		"  --idle-tax PCT     an idle VM's shares count PCT%% less (default 75)\n"
+		"  --state-dir DIR    keep page tables and the compressed cache in DIR (tmpfs) and the swap\n"
+		"                     files across runs: a memsrv started again after a crash serves every\n"
+		"                     page the dead one held, and the VMs' libmemsrv reconnects\n"
 		"  --log-level LEVEL  error, warn, info (default) or debug\n"
 		"  --spin-us N        busy-poll a VM's uffd N us after each fault (default %llu, 0: off)\n"
 		"  --help, --version\n",
@@ -54,6 +58,7 @@ int main(int argc, char **argv)
 		{ "swap-dir", required_argument, NULL, 'W' },
 		{ "socket-group", required_argument, NULL, 'g' },
 		{ "max-sessions-per-uid", required_argument, NULL, 'M' },
+		{ "state-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -85,6 +90,9 @@ int main(int argc, char **argv)
 			cfg.access.max_sessions_per_uid = (unsigned)n;
 			break;
 		}
+		case 'D':
+			cfg.state_dir = optarg;
+			break;
 		case 'c':
 			if (parse_size(optarg, &cfg.store.cache_budget)) {
 				fprintf(stderr, "memsrv: --cache-size: '%s' is not a size like 512M\n", optarg);
@@ -187,8 +195,18 @@ int main(int argc, char **argv)
 		}
 		if (!swap && !(swap = swapfile_create()))
 			return 1;
-		int err = swaps[i].in_dir ? swapfile_add_in_dir(swap, path, size, why, sizeof why)
-					  : swapfile_add(swap, path, size, why, sizeof why);
+		int err;
+		if (cfg.state_dir) {
+			/* kept for the next memsrv, under a name it finds again */
+			if (swaps[i].in_dir) {
+				size_t len = strlen(path);
+				snprintf(path + len, sizeof path - len, "/memsrv-swap-%d", i);
+			}
+			err = swapfile_add_kept(swap, path, size, why, sizeof why);
+		} else {
+			err = swaps[i].in_dir ? swapfile_add_in_dir(swap, path, size, why, sizeof why)
+					      : swapfile_add(swap, path, size, why, sizeof why);
+		}
 		if (err) {
 			fprintf(stderr, "memsrv: --%s %s: %s\n", opt, spec, why[0] ? why : strerror(-err));
 			swapfile_destroy(swap);
@@ -212,7 +230,7 @@ int main(int argc, char **argv)
 			pr_err("another memsrv is already listening on %s", socket_path);
 		else if (ret == -EEXIST)
 			pr_err("%s exists and is not a socket: refusing to replace it", socket_path);
-		else
+		else if (!srv.state_failed)  /* that one said why already */
 			pr_err("cannot listen on %s: %s", socket_path, strerror(-ret));
 		server_close(&srv);
 		swapfile_destroy(swap);
@@ -220,6 +238,8 @@ int main(int argc, char **argv)
 	}
 	ret = server_run(&srv);
 	server_close(&srv);
+	if (swap && !srv.state_left)
+		swapfile_remove_kept(swap);
 	swapfile_destroy(swap);
 	if (ret) {
 		pr_err("server loop failed: %s", strerror(-ret));

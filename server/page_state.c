@@ -9,7 +9,7 @@
 int page_table_init(struct page_table *pt, uint64_t npages)
 {
 	memset(pt, 0, sizeof *pt);
-	size_t bytes = npages * sizeof(page_entry);
+	size_t bytes = page_table_file_bytes(npages);
 	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
@@ -19,9 +19,73 @@ int page_table_init(struct page_table *pt, uint64_t npages)
 	return 0;
 }
 
+static int count_run(const struct page_table *pt, uint64_t first, uint64_t end, void *arg)
+{
+	uint64_t *count = arg;
+	for (uint64_t i = first; i < end; i++)
+		count[pe_state(pt->entries[i]) < PAGE_STATES ? pe_state(pt->entries[i]) : PAGE_NEVER]++;
+	return 0;
+}
+
+int page_table_map(struct page_table *pt, uint64_t npages, int fd, uint64_t offset)
+{
+	memset(pt, 0, sizeof *pt);
+	size_t bytes = page_table_file_bytes(npages);
+	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, (off_t)offset);
+	if (p == MAP_FAILED)
+		return -errno;
+	pt->entries = p;
+	pt->npages = npages;
+	int ret = page_table_recount(pt, fd, offset);
+	if (ret)
+		page_table_destroy(pt);
+	return ret;
+}
+
+int page_table_recount(struct page_table *pt, int fd, uint64_t offset)
+{
+	uint64_t count[PAGE_STATES] = { 0 };
+	int ret = page_table_each_written(pt, fd, offset, count_run, count);
+	if (ret)
+		return ret;
+	uint64_t written = 0;
+	for (int s = 1; s < PAGE_STATES; s++) {
+		atomic_store(&pt->count[s], count[s]);
+		written += count[s];
+	}
+	atomic_store(&pt->count[PAGE_NEVER], pt->npages - written);
+	return 0;
+}
+
+int page_table_each_written(const struct page_table *pt, int fd, uint64_t offset,
+			    int (*fn)(const struct page_table *pt, uint64_t first, uint64_t end, void *arg), void *arg)
+{
+	/* a table as large as a 4 TiB region is mostly holes: read only what
+	 * was written (reading a hole of a shared mapping would allocate it) */
+	uint64_t end = offset + pt->npages * sizeof(page_entry);
+	off_t pos = (off_t)offset;
+	while ((uint64_t)pos < end) {
+		off_t data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;
+		if ((uint64_t)data >= end)
+			break;
+		off_t hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		uint64_t first = ((uint64_t)data - offset) / sizeof(page_entry);
+		uint64_t last = ((uint64_t)hole - offset + sizeof(page_entry) - 1) / sizeof(page_entry);
+		int ret = fn(pt, first, last < pt->npages ? last : pt->npages, arg);
+		if (ret)
+			return ret;
+		pos = hole;
+	}
+	return 0;
+}
+
 void page_table_destroy(struct page_table *pt)
 {
-	size_t bytes = pt->npages * sizeof(page_entry);
+	size_t bytes = page_table_file_bytes(pt->npages);
 	if (pt->entries)
 		munmap(pt->entries, bytes ? bytes : 1);
 	pt->entries = NULL;

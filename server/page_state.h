@@ -1,8 +1,9 @@
 /* page_state: where each guest page of a region is, packed in 64 bits.
  *
  *   bits 0..2   enum page_state
- *   bits 3..15  unused
- *   bits 16..63 the store object of a STORED page (obj_id)
+ *   bits 3..15  of a RESIDENT page on its way in: the state it came from
+ *   bits 16..63 the store object of a STORED page (obj_id), the probation
+ *               slot of a PROBATION page
  *
  * A table is an array of entries per region, mmap'd so that untouched parts
  * cost nothing: a zero entry is PAGE_NEVER.  Only the VM's own thread writes
@@ -35,6 +36,26 @@ static inline page_entry pe_make(enum page_state s, uint32_t len, uint64_t handl
 	return (page_entry)s | (page_entry)(len & 0x1fff) << 3 | handle << 16;
 }
 
+/* The entry of a page being copied into the VMM: RESIDENT to everyone, but
+ * still naming the content it comes from (and holding its store reference)
+ * until UFFDIO_COPY placed it, so that a memsrv killed in between leaves
+ * that content findable (vm_state.c).  Zero and never-touched pages need no
+ * such note: their content is zeros. */
+static inline page_entry pe_arriving(page_entry from)
+{
+	enum page_state s = pe_state(from);
+	if (s != PAGE_STORED && s != PAGE_PROBATION)
+		return pe_make(PAGE_RESIDENT, 0, 0);
+	return pe_make(PAGE_RESIDENT, s, pe_handle(from));
+}
+
+/* Where a RESIDENT entry's page came from while it is arriving: PAGE_STORED,
+ * PAGE_PROBATION, or PAGE_NEVER once it is in (or it needs no note). */
+static inline enum page_state pe_arriving_from(page_entry e)
+{
+	return pe_state(e) == PAGE_RESIDENT ? (enum page_state)(pe_len(e) & 7) : PAGE_NEVER;
+}
+
 struct page_table {
 	page_entry *entries;
 	uint64_t npages;
@@ -43,6 +64,28 @@ struct page_table {
 
 /* 0 or -ENOMEM; every page starts PAGE_NEVER. */
 int page_table_init(struct page_table *pt, uint64_t npages);
+
+/* The table of npages entries kept at offset (page aligned) of fd, shared
+ * with the file: every entry written is in the file at once.  Its counts
+ * are those of the entries found there (holes are PAGE_NEVER and are not
+ * read).  0 or -errno. */
+int page_table_map(struct page_table *pt, uint64_t npages, int fd, uint64_t offset);
+
+/* Counts the states of a mapped table's entries anew.  0 or -errno. */
+int page_table_recount(struct page_table *pt, int fd, uint64_t offset);
+
+/* Bytes a table of npages entries takes in a file, a whole number of pages. */
+static inline uint64_t page_table_file_bytes(uint64_t npages)
+{
+	return (npages * sizeof(page_entry) + 4095) & ~4095ull;
+}
+
+/* Calls fn on each run of entries [first, end) that fd holds data for (a
+ * table mapped from fd at offset); the other entries are PAGE_NEVER and
+ * were never written.  Stops at fn's first nonzero return and returns it;
+ * 0, or -errno from lseek. */
+int page_table_each_written(const struct page_table *pt, int fd, uint64_t offset,
+			    int (*fn)(const struct page_table *pt, uint64_t first, uint64_t end, void *arg), void *arg);
 void page_table_destroy(struct page_table *pt);
 
 /* Sets one entry and keeps the per-state counts (single writer). */

@@ -63,8 +63,10 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 	for (uint64_t i = 0; i < n; i++) {
 		if (i >= placed) {
 			fault_unmark_resident(vm, r, idx + 1 + i, was[i]);  /* not placed: as before */
-		} else if (pe_state(was[i]) == PAGE_STORED) {
-			store_drop(vm->store, (obj_id)pe_handle(was[i]));
+		} else {
+			fault_arrived(r, idx + 1 + i);
+			if (pe_state(was[i]) == PAGE_STORED)
+				store_drop(vm->store, (obj_id)pe_handle(was[i]));
 		}
 	}
 	ctr_add(&vm->ctr.prefetched_pages, placed);

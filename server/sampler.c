@@ -32,7 +32,10 @@ int sampler_init(struct vm *vm)
 	struct sampler *sp = calloc(1, sizeof *sp);
 	if (!sp)
 		return -ENOMEM;
-	sp->pages = mmap(NULL, (size_t)SAMPLE_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* under --state-dir the pages live in the VM's state file: a page in
+	 * probation has no other copy */
+	sp->pages = vm->state_probation ? vm->state_probation
+		  : mmap(NULL, (size_t)SAMPLE_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (sp->pages == MAP_FAILED) {
 		free(sp);
 		return -ENOMEM;
@@ -47,7 +50,8 @@ void sampler_fini(struct vm *vm)
 	struct sampler *sp = vm->sampler;
 	if (!sp)
 		return;
-	munmap(sp->pages, (size_t)SAMPLE_PAGES * 4096);
+	if (sp->pages != vm->state_probation)
+		munmap(sp->pages, (size_t)SAMPLE_PAGES * 4096);
 	free(sp);
 	vm->sampler = NULL;
 }
@@ -62,7 +66,7 @@ static uint64_t next_random(struct sampler *sp)
 
 static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool used, bool write)
 {
-	page_table_set(&r->pt, idx, pe_make(PAGE_RESIDENT, 0, 0));
+	page_table_set(&r->pt, idx, pe_arriving(r->pt.entries[idx]));
 	atomic_fetch_add(&vm->resident_bytes, r->page_size);
 	vm_policy_resident(vm, r, idx, write);
 	if (!used && vm->policy.ops && r->evictable)
@@ -88,6 +92,7 @@ static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wa
 		fault_unmark_resident(vm, s->r, s->idx, pe_make(PAGE_PROBATION, 0, slot));
 		return ret;
 	}
+	fault_arrived(s->r, s->idx);
 	s->busy = false;
 	return 0;
 }
@@ -102,6 +107,12 @@ int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write)
 		sp->touched++;
 	}
 	return ret;
+}
+
+void sampler_adopt(struct vm *vm, struct region *r, uint64_t idx)
+{
+	unsigned slot = (unsigned)pe_handle(r->pt.entries[idx]);
+	vm->sampler->s[slot] = (struct sample){ .r = r, .idx = idx, .busy = true };
 }
 
 void sampler_drop(struct vm *vm, page_entry e)

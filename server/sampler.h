@@ -29,6 +29,10 @@ void sampler_tick(struct vm *vm);
  * (EAGAIN: resync and retry). */
 int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write);
 
+/* Takes over page idx of r, found PROBATION in a state file an earlier
+ * memsrv left (vm_state.c): it settles at the next tick like any other. */
+void sampler_adopt(struct vm *vm, struct region *r, uint64_t idx);
+
 /* The guest discarded a PROBATION page. */
 void sampler_drop(struct vm *vm, page_entry e);
 

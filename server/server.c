@@ -18,6 +18,7 @@
 
 #include "balancer.h"
 #include "log.h"
+#include "vm_state.h"
 #include "wire.h"
 
 struct vm *server_find_vm(struct server *srv, const char *name)
@@ -26,6 +27,70 @@ struct vm *server_find_vm(struct server *srv, const char *name)
 		if (!strcmp(vm->name, name))
 			return vm;
 	return NULL;
+}
+
+struct vm *server_find_kept(struct server *srv, const char *name)
+{
+	for (struct vm *vm = srv->kept; vm; vm = vm->next)
+		if (!strcmp(vm->name, name))
+			return vm;
+	return NULL;
+}
+
+void server_release_kept(struct server *srv, struct vm *vm, bool drop)
+{
+	for (struct vm **p = &srv->kept; *p; p = &(*p)->next)
+		if (*p == vm) {
+			*p = vm->next;
+			break;
+		}
+	vm->state_keep = !drop;
+	vm_destroy(vm);
+}
+
+/* Kept VMs whose process is gone will never be asked for their pages. */
+static void reap_kept(struct server *srv)
+{
+	for (struct vm *vm = srv->kept, *next; vm; vm = next) {
+		next = vm->next;
+		if (vm_state_owner_alive(vm))
+			continue;
+		pr_info("vm=%s: its process %d is gone: dropping the state memsrv kept for it", vm->name, vm->pid);
+		server_release_kept(srv, vm, true);
+	}
+}
+
+/* --state-dir: lock it, put the store in its files and take up what an
+ * earlier memsrv left there. */
+static int open_state(struct server *srv, const struct server_config *cfg, struct store_config *sc)
+{
+	char why[512];
+	int ret = state_dir_open(&srv->state, cfg->state_dir, why, sizeof why);
+	if (ret) {
+		pr_err("--state-dir: %s", why);
+		return ret;
+	}
+	sc->persistent = true;
+	sc->objects_fd = srv->state.objects_fd;
+	sc->pool_fd = srv->state.pool_fd;
+	srv->store = store_create(sc);
+	if (!srv->store)
+		return -ENOMEM;
+	ret = state_dir_load(&srv->state, srv->store, sc->swap, &srv->kept, why, sizeof why);
+	if (ret) {
+		pr_err("--state-dir: %s; move %s away to start without it (the VMs it served cannot resume then)", why,
+		       cfg->state_dir);
+		return ret;
+	}
+	unsigned n = 0;
+	for (struct vm *vm = srv->kept; vm; vm = vm->next, n++)
+		pr_info("vm=%s: kept from an earlier memsrv: %" PRIu64 " pages stored, waiting for pid %d to reconnect",
+			vm->name, vm_count(vm, PAGE_STORED), vm->pid);
+	struct store_stats st;
+	store_get_stats(srv->store, &st);
+	pr_info("state dir %s: %u VMs kept, %" PRIu64 " objects restored", cfg->state_dir, n, st.objects);
+	reap_kept(srv);
+	return 0;
 }
 
 static int mkdir_parents(const char *path)
@@ -67,10 +132,19 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	const char *socket_path = cfg->socket_path;
 	memset(srv, 0, sizeof *srv);
 	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = -1;
+	srv->state.dir_fd = srv->state.lock_fd = srv->state.objects_fd = srv->state.pool_fd = -1;
 	srv->default_codec = cfg->default_codec;
 	srv->node_limit = cfg->node_limit;
 	srv->idle_tax = cfg->idle_tax;
-	srv->store = store_create(&cfg->store);
+	struct store_config sc = cfg->store;
+	if (cfg->state_dir) {
+		int ret = open_state(srv, cfg, &sc);
+		srv->state_failed = ret != 0;
+		if (ret)
+			return ret;
+	} else {
+		srv->store = store_create(&sc);
+	}
 	if (!srv->store)
 		return -ENOMEM;
 	srv->access = cfg->access;
@@ -336,6 +410,8 @@ int server_run(struct server *srv)
 				uint64_t ticks;
 				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
 					balancer_run(srv, NULL);
+				if (srv->kept && ++srv->reap_ticks % 10 == 0)
+					reap_kept(srv);
 			} else if (p == &srv->signal_fd) {
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {
@@ -358,6 +434,9 @@ void server_close(struct server *srv)
 		drop_conn(srv, srv->conns, true);
 	while (srv->vms)
 		detach_vm(srv, srv->vms);
+	/* a kept VM whose process runs on may still be resumed by the next memsrv */
+	while (srv->kept)
+		server_release_kept(srv, srv->kept, !vm_state_owner_alive(srv->kept));
 	if (srv->listen_fd >= 0) {
 		close(srv->listen_fd);
 		unlink(srv->socket_path);
@@ -370,4 +449,11 @@ void server_close(struct server *srv)
 		close(srv->balance_fd);
 	store_destroy(srv->store);  /* after the VMs: they held references */
 	srv->store = NULL;
+	if (srv->state.dir_fd >= 0) {
+		srv->state_left = state_dir_holds_vms(&srv->state);
+		if (srv->state_left)
+			pr_info("state dir %s keeps VMs whose pages were not all given back: the next memsrv resumes them",
+				srv->state.path);
+		state_dir_close(&srv->state, !srv->state_left);
+	}
 }

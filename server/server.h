@@ -16,6 +16,7 @@
 #include "access.h"
 #include "codec.h"
 #include "memsrv.pb-c.h"
+#include "state_dir.h"
 #include "store.h"
 #include "vm.h"
 
@@ -29,6 +30,7 @@ struct server_config {
 	uint64_t node_limit;     /* all VMs' resident memory plus memsrv's own; 0: none */
 	double idle_tax;         /* 0..0.99: how much less an idle VM's shares count */
 	struct access_config access;  /* admin_uid is filled in by server_open() */
+	const char *state_dir;   /* NULL: a crash loses the evicted pages (state_dir.h) */
 };
 
 struct server {
@@ -41,6 +43,11 @@ struct server {
 	int listen_fd, epoll_fd, signal_fd;
 	struct access_config access;
 	struct vm *vms;          /* server thread only */
+	struct state_dir state;  /* dir_fd -1: no --state-dir */
+	struct vm *kept;         /* VMs an earlier memsrv served, waiting for their VMM to reconnect */
+	bool state_left;         /* server_close() left VM state behind for the next memsrv */
+	bool state_failed;       /* server_open() failed on the state dir (and logged why) */
+	unsigned reap_ticks;
 	struct conn *conns;      /* every open connection, closed at exit */
 	uint64_t next_vm_id;
 	uint64_t sessions_total, protocol_errors;
@@ -64,6 +71,11 @@ int server_run(struct server *srv);
 void server_close(struct server *srv);
 
 struct vm *server_find_vm(struct server *srv, const char *name);
+
+/* The kept VM of that name (state_dir.h), or NULL. */
+struct vm *server_find_kept(struct server *srv, const char *name);
+/* Takes vm off the kept list; with drop its state and references go too. */
+void server_release_kept(struct server *srv, struct vm *vm, bool drop);
 
 /* hello.c: validates a Hello and its fds and attaches the VM.  Takes the fds
  * in every case.  On refusal sends an Error naming the field and returns

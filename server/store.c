@@ -8,6 +8,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -55,6 +56,7 @@ struct store {
 	struct obj *chunks[MAX_CHUNKS];
 	uint32_t next_fresh;         /* ids below it have been handed out */
 	uint32_t free_ids;           /* head of the list of freed ids */
+	bool out_of_room;            /* the last put found no memory or file space */
 	uint32_t *buckets;
 	uint32_t nbuckets;           /* a power of two */
 	uint32_t lru_head, lru_tail;
@@ -139,8 +141,7 @@ static struct obj *chunk_new(struct store *s, uint32_t chunk)
 	if (!s->cfg.persistent)
 		return calloc(CHUNK_OBJS, sizeof(struct obj));
 	off_t off = (off_t)chunk * (off_t)bytes;
-	struct stat st;
-	if (fstat(s->cfg.objects_fd, &st) || (st.st_size < off + (off_t)bytes && ftruncate(s->cfg.objects_fd, off + bytes)))
+	if (fallocate(s->cfg.objects_fd, 0, off, (off_t)bytes))  /* ENOSPC now, not SIGBUS at a write */
 		return NULL;
 	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->cfg.objects_fd, off);
 	return mem == MAP_FAILED ? NULL : mem;
@@ -583,6 +584,14 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	obj_id nid = ret ? 0 : alloc_id(s);
 	if (!ret && !nid)
 		ret = -ENOMEM;
+	/* no memory, or no room in the state dir's files: full until a put
+	 * gets through again */
+	if (ret == -ENOMEM) {
+		s->out_of_room = true;
+		ret = -ENOSPC;
+	} else if (!ret && !samefilled) {
+		s->out_of_room = false;  /* the pool took a page again */
+	}
 	if (ret) {
 		if (h)
 			zpool_free(s->pool, h);
@@ -744,8 +753,9 @@ void store_get_stats(struct store *s, struct store_stats *st)
 	st->cache_pool_bytes = ps.pool_bytes;
 	st->cache_slot_bytes = ps.slot_bytes;
 	/* the cache cannot take another page and nothing can leave it */
-	st->store_full = s->cfg.cache_budget && ps.slot_bytes + CODEC_PAGE > s->cfg.cache_budget &&
-			 (!s->cfg.swap || s->st.swap_full || s->st.swap_failing);
+	st->store_full = (s->cfg.cache_budget && ps.slot_bytes + CODEC_PAGE > s->cfg.cache_budget &&
+			  (!s->cfg.swap || s->st.swap_full || s->st.swap_failing)) ||
+			 s->out_of_room;
 	if (s->cfg.swap) {
 		struct swapfile_stats ss;
 		swapfile_get_stats(s->cfg.swap, &ss);

@@ -52,8 +52,9 @@ struct store_put_info {
 
 /* Stores one 4 KiB page; the caller owns one reference to *id.  Returns 0,
  * -EBUSY when the cache is at its budget but writeback to swap is making
- * room (store_wait_room(), then retry), -ENOSPC when nothing can make room,
- * or -ENOMEM. */
+ * room (store_wait_room(), then retry), or -ENOSPC when nothing can make
+ * room: the budget is reached with no swap to go to, or memory or the state
+ * dir's files have no room (the store_full condition until a put succeeds). */
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info);
 

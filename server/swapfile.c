@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,8 @@ _Static_assert(LOC_UNITS_BITS == 12 && LOC_FIRST_BITS == 44, "the layout swapfil
 _Static_assert((MAX_OBJECT_BASE + SWAPFILE_MAX_UNIT) / SWAPFILE_MIN_UNIT <= LOC_UNITS_MASK,
 	       "an object's units must fit");
 
+#define KEPT_LOCK_WAIT_MS 5000
+
 struct swap_file {
 	uint64_t *map;          /* one bit per unit, set = in use */
 	uint64_t units;
@@ -38,6 +41,7 @@ struct swap_file {
 	uint32_t unit;
 	uint8_t shift;          /* log2(unit) */
 	bool direct;
+	bool kept;              /* outlives us: destroy leaves it for a successor */
 };
 
 /* Slots below nfiles never move and their fd/unit/direct never change, so
@@ -76,7 +80,19 @@ struct swapfile *swapfile_create(void)
 static void file_close(struct swap_file *f)
 {
 	close(f->fd);
-	unlink(f->path);
+	if (!f->kept)
+		unlink(f->path);
+	free(f->path);
+	free(f->map);
+}
+
+/* Undoes a file_open() that cannot be published; only a file it created
+ * goes away. */
+static void file_discard(struct swap_file *f, const char *path, bool created)
+{
+	close(f->fd);
+	if (created)
+		unlink(path);
 	free(f->path);
 	free(f->map);
 }
@@ -135,20 +151,73 @@ static void file_probe(struct swap_file *f, uint32_t *mem_align)
 	*mem_align = dio_mem > f->unit ? pow2_at_least(dio_mem) : f->unit;
 }
 
-/* Everything but publishing: done outside the lock, it may block on I/O. */
-static int file_open(struct swap_file *f, const char *path, uint64_t size,
-		     uint32_t *mem_align, char *why, size_t whylen)
+/* Returns the fd or -errno.  A kept file may exist already; *created tells
+ * a failure whether removing it is ours to do. */
+static int open_file(const char *path, bool kept, bool *created)
+{
+	for (;;) {
+		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		*created = fd >= 0;
+		if (fd >= 0 || errno != EEXIST || !kept)
+			return fd >= 0 ? fd : -errno;
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd >= 0 ? fd : -errno;
+		/* unlinked in between: create it after all */
+	}
+}
+
+/* A memsrv killed a moment ago still holds its files until the kernel has
+ * finished its io_uring's writes, which may take a while; waiting for the
+ * lock is also what keeps those late writes off slots handed out anew. */
+static int lock_kept(int fd)
+{
+	for (int waited_ms = 0;; waited_ms += 10) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK || waited_ms >= KEPT_LOCK_WAIT_MS)
+			return -1;
+		usleep(10000);
+	}
+}
+
+/* Everything but publishing: done outside the lock, it may block on I/O.
+ * *created is set whenever an fd was opened, for file_discard(). */
+static int file_open(struct swap_file *f, const char *path, uint64_t size, bool kept,
+		     bool *created, uint32_t *mem_align, char *why, size_t whylen)
 {
 	int ret;
 	if (size > INT64_MAX) {
 		say(why, whylen, "swap file %s: size %" PRIu64 " is too large", path, size);
 		return -EFBIG;
 	}
-	f->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	f->kept = kept;
+	f->fd = open_file(path, kept, created);
 	if (f->fd < 0) {
-		ret = -errno;
-		say(why, whylen, "cannot create swap file %s: %s", path, strerror(-ret));
+		ret = f->fd;
+		say(why, whylen, "cannot %s swap file %s: %s", kept ? "open" : "create", path,
+		    strerror(-ret));
 		return ret;
+	}
+	uint64_t old_size = 0;
+	if (kept) {
+		struct stat st;
+		if (lock_kept(f->fd)) {
+			ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+			if (ret == -EBUSY) {
+				*created = false;       /* its holder may be using it */
+				say(why, whylen, "swap file %s is in use by another memsrv", path);
+			} else {
+				say(why, whylen, "cannot lock swap file %s: %s", path, strerror(-ret));
+			}
+			goto fail;
+		}
+		if (fstat(f->fd, &st)) {
+			ret = -errno;
+			say(why, whylen, "cannot stat swap file %s: %s", path, strerror(-ret));
+			goto fail;
+		}
+		old_size = st.st_size;
 	}
 	f->path = strdup(path);
 	if (!f->path) {
@@ -171,10 +240,12 @@ static int file_open(struct swap_file *f, const char *path, uint64_t size,
 		    path, size, (uint64_t)LOC_FIRST_MASK);
 		goto fail;
 	}
-	if (ftruncate(f->fd, size)) {
-		ret = -errno;
-		say(why, whylen, "cannot size swap file %s to %" PRIu64 " bytes: %s",
-		    path, size, strerror(-ret));
+	/* Whole units only, so a restart asking for the same size finds it. */
+	uint64_t file_size = kept ? f->units << f->shift : size;
+	if (old_size && old_size != file_size) {
+		ret = -EINVAL;
+		say(why, whylen, "swap file %s holds %" PRIu64 " bytes from an earlier memsrv; "
+		    "give it the same size (not %" PRIu64 ")", path, old_size, file_size);
 		goto fail;
 	}
 	/* Large maps come from mmap inside calloc: pages stay untouched until used. */
@@ -185,18 +256,23 @@ static int file_open(struct swap_file *f, const char *path, uint64_t size,
 		    path, f->units);
 		goto fail;
 	}
+	/* Last, so a failure before it leaves an existing file as it was. */
+	if (old_size != file_size && ftruncate(f->fd, file_size)) {
+		ret = -errno;
+		say(why, whylen, "cannot size swap file %s to %" PRIu64 " bytes: %s",
+		    path, file_size, strerror(-ret));
+		goto fail;
+	}
 	f->free_units = f->units;
 	f->cursor = 0;
 	return 0;
 fail:
-	close(f->fd);
-	unlink(path);
-	free(f->path);
+	file_discard(f, path, *created);
 	return ret;
 }
 
-int swapfile_add(struct swapfile *s, const char *path, uint64_t size,
-		 char *why, size_t whylen)
+static int add_file(struct swapfile *s, const char *path, uint64_t size, bool kept,
+		    char *why, size_t whylen)
 {
 	if (__atomic_load_n(&s->nfiles, __ATOMIC_ACQUIRE) >= SWAPFILE_MAX_FILES) {
 		say(why, whylen, "cannot add swap file %s: at most %u swap files",
@@ -205,7 +281,8 @@ int swapfile_add(struct swapfile *s, const char *path, uint64_t size,
 	}
 	struct swap_file f = { .fd = -1 };
 	uint32_t mem_align = 0;
-	int ret = file_open(&f, path, size, &mem_align, why, whylen);
+	bool created = false;
+	int ret = file_open(&f, path, size, kept, &created, &mem_align, why, whylen);
 	if (ret)
 		return ret;
 
@@ -213,7 +290,7 @@ int swapfile_add(struct swapfile *s, const char *path, uint64_t size,
 	unsigned n = s->nfiles;
 	if (n >= SWAPFILE_MAX_FILES) {  /* lost a race with another add */
 		pthread_mutex_unlock(&s->lock);
-		file_close(&f);
+		file_discard(&f, path, created);
 		say(why, whylen, "cannot add swap file %s: at most %u swap files",
 		    path, SWAPFILE_MAX_FILES);
 		return -EMFILE;
@@ -224,6 +301,33 @@ int swapfile_add(struct swapfile *s, const char *path, uint64_t size,
 	__atomic_store_n(&s->nfiles, n + 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+}
+
+int swapfile_add(struct swapfile *s, const char *path, uint64_t size,
+		 char *why, size_t whylen)
+{
+	return add_file(s, path, size, false, why, whylen);
+}
+
+int swapfile_add_kept(struct swapfile *s, const char *path, uint64_t size,
+		      char *why, size_t whylen)
+{
+	return add_file(s, path, size, true, why, whylen);
+}
+
+void swapfile_describe(const struct swapfile *s, unsigned i, char *out, size_t len)
+{
+	const struct swap_file *f = &s->files[i];
+	snprintf(out, len, "%s unit %u units %" PRIu64 "\n", f->path, f->unit, f->units);
+}
+
+void swapfile_remove_kept(struct swapfile *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < s->nfiles; i++)
+		if (s->files[i].kept)
+			unlink(s->files[i].path);
+	pthread_mutex_unlock(&s->lock);
 }
 
 int swapfile_add_in_dir(struct swapfile *s, const char *dir, uint64_t size,

@@ -1,6 +1,7 @@
 /* swapfile: the node's swap space.
  *
  * Files memsrv creates and sizes (sparse), and a slot allocator over them.
+ * Kept files outlive memsrv, so one restarted on them can claim its locs.
  * An object of n bytes takes ceil(n / unit) contiguous units of one file,
  * where unit is that file's direct-I/O offset alignment (512..4096).  The
  * I/O itself is the caller's: this module hands out (fd, offset, length) and
@@ -46,7 +47,8 @@ static inline uint64_t swap_loc_first(swap_loc loc)
 /* Returns a swap space with no files, or NULL on ENOMEM. */
 struct swapfile *swapfile_create(void);
 
-/* Closes every file and unlinks the ones it created. */
+/* Closes every file and unlinks the ones swapfile_add() created; kept
+ * files stay. */
 void swapfile_destroy(struct swapfile *s);
 
 /* Creates path (O_CREAT|O_EXCL) as a sparse file of size bytes and adds it.
@@ -61,6 +63,27 @@ int swapfile_add(struct swapfile *s, const char *path, uint64_t size,
 /* Same, for a file named dir/memsrv-swap-<pid>-<n>. */
 int swapfile_add_in_dir(struct swapfile *s, const char *dir, uint64_t size,
 			char *why, size_t whylen);
+
+/* Like swapfile_add(), but the file is kept for a memsrv restarted after
+ * this one (even after kill -9), which swapfile_claim()s the locs its
+ * records name: path may exist and is reopened with its content, and
+ * swapfile_destroy() leaves it.  The file is sized to whole units; an
+ * existing non-empty one must already have that size.  An flock() keeps a
+ * second memsrv off it.  Returns 0, -EBUSY if another open of path holds
+ * it, -EINVAL if its size differs or size is less than a unit, or another
+ * error as swapfile_add().  On failure a file this call created is
+ * unlinked and an existing one left as it was. */
+int swapfile_add_kept(struct swapfile *s, const char *path, uint64_t size,
+		      char *why, size_t whylen);
+
+/* One line naming file i and the shape of its locs ("PATH unit U units N"):
+ * a restarted memsrv must find its files in the same order and shape, or
+ * its locs would point elsewhere. */
+void swapfile_describe(const struct swapfile *s, unsigned i, char *out, size_t len);
+
+/* Unlinks every kept file, for when no state remains to resume.  Call it
+ * before swapfile_destroy(). */
+void swapfile_remove_kept(struct swapfile *s);
 
 /* Takes ceil(bytes / unit) contiguous units in one file, files in round
  * robin.  Returns 0 and the loc in *out, -EINVAL for bytes 0 or more than

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -14,6 +15,7 @@
 #include "fault.h"
 #include "sampler.h"
 #include "swap_reads.h"
+#include "vm_state.h"
 #include "log.h"
 #include "wire.h"
 
@@ -22,7 +24,7 @@ struct vm *vm_new(struct store *store)
 	struct vm *vm = calloc(1, sizeof *vm);
 	if (!vm)
 		return NULL;
-	vm->uffd = vm->session_fd = vm->wake_fd = -1;
+	vm->uffd = vm->session_fd = vm->wake_fd = vm->state_fd = vm->state_dir_fd = -1;
 	vm->jobs_tail = &vm->jobs;
 	pthread_mutex_init(&vm->job_lock, NULL);
 	pthread_mutex_init(&vm->session_write_lock, NULL);
@@ -41,16 +43,30 @@ struct vm *vm_new(struct store *store)
 	return vm;
 }
 
-int vm_add_region(struct vm *vm, const struct region *src)
+int vm_add_region(struct vm *vm, const struct region *src, char *why, size_t whylen)
 {
-	if (vm->n_regions == VM_MAX_REGIONS)
+	if (vm->n_regions == VM_MAX_REGIONS) {
+		snprintf(why, whylen, "more than %d regions", VM_MAX_REGIONS);
 		return -E2BIG;
+	}
 	struct region *r = &vm->regions[vm->n_regions];
 	*r = *src;
-	int ret = page_table_init(&r->pt, r->size / r->page_size);
-	if (ret)
-		return ret;
 	uint64_t resident = 0;
+	if (vm->resume_from) {
+		/* the tables an earlier memsrv left, checked against the fds */
+		int64_t found = vm_state_resume_region(vm, r, why, whylen);
+		if (found < 0) {
+			memset(&r->pt, 0, sizeof r->pt);  /* borrowed: not ours to unmap */
+			return (int)found;
+		}
+		resident = (uint64_t)found * r->page_size;
+		goto added;
+	}
+	int ret = vm->state ? vm_state_add_region(vm, r) : page_table_init(&r->pt, r->size / r->page_size);
+	if (ret) {
+		snprintf(why, whylen, "cannot track region%s: %s", vm->state ? " in the state dir" : "", strerror(-ret));
+		return ret;
+	}
 	if (r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS) {
 		/* hugetlbfs has no SEEK_DATA: count what the file holds; such
 		 * pages raise no fault, and huge pages are not evicted yet */
@@ -61,16 +77,21 @@ int vm_add_region(struct vm *vm, const struct region *src)
 		int64_t found = page_table_scan_allocated(&r->pt, r->fd, r->fd_offset, r->page_size);
 		if (found < 0) {
 			page_table_destroy(&r->pt);
+			snprintf(why, whylen, "cannot read which pages the fd holds: %s", strerror((int)-found));
 			return (int)found;  /* the caller still owns the fd */
 		}
 		resident = (uint64_t)found * r->page_size;
 	}
+added:;
 	size_t need = r->page_size > 4096 ? r->page_size : 4096;
 	if (need > vm->page_buf_size) {
 		/* zeroed: hugetlbfs regions copy it as their zero page */
 		void *buf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (buf == MAP_FAILED) {
-			page_table_destroy(&r->pt);
+			if (!vm->resume_from)
+				page_table_destroy(&r->pt);
+			memset(&r->pt, 0, sizeof r->pt);
+			snprintf(why, whylen, "out of memory");
 			return -ENOMEM;
 		}
 		if (vm->page_buf)
@@ -147,6 +168,7 @@ int vm_start(struct vm *vm)
 	int ret = sampler_init(vm);
 	if (ret)
 		return ret;
+	vm_state_adopt_probation(vm);
 	ret = swap_reads_init(vm);
 	if (ret)
 		vm_warn(vm, "no io_uring for swap reads (%s): faults on swapped pages read synchronously",
@@ -214,20 +236,29 @@ void vm_destroy(struct vm *vm)
 		}
 		free(job);
 	}
+	/* a VM whose pages may still be asked for keeps its state and its
+	 * references; any other gives them back, its file first */
+	bool drop = !vm->state_keep && vm->store;
+	if (drop && vm->state)
+		vm_state_remove(vm);
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
-		/* the store is the node's: give back this VM's references (and
-		 * stop at the last one: a huge sparse region is not walked) */
-		uint64_t stored = page_table_count(&r->pt, PAGE_STORED);
-		for (uint64_t p = 0; stored && p < r->pt.npages && vm->store; p++)
-			if (pe_state(r->pt.entries[p]) == PAGE_STORED) {
-				store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
-				stored--;
-			}
+		if (drop && vm->state) {
+			vm_state_drop_references(vm, r);
+		} else if (drop) {
+			/* stop at the last stored page: a huge sparse region is not walked */
+			uint64_t stored = page_table_count(&r->pt, PAGE_STORED);
+			for (uint64_t p = 0; stored && p < r->pt.npages; p++)
+				if (pe_state(r->pt.entries[p]) == PAGE_STORED) {
+					store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
+					stored--;
+				}
+		}
 		page_table_destroy(&r->pt);
 		if (r->fd >= 0)
 			close(r->fd);
 	}
+	vm_state_close(vm);
 	codec_ctx_destroy(vm->codec_ctx);
 	if (vm->policy.ops)
 		policy_fini(&vm->policy);

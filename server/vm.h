@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -85,6 +86,8 @@ struct vm_job {
 	struct vm_job *next;
 };
 
+struct vm_state_header;
+
 struct vm {
 	char name[VM_NAME_MAX];
 	uint64_t id;
@@ -114,6 +117,18 @@ struct vm {
 	_Atomic uint64_t balloon_target_bytes;       /* last BalloonTarget sent (server thread), 0: never */
 	struct vm_counters ctr;
 	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap;
+
+	/* --state-dir (vm_state.c): the file its page tables and probation
+	 * pages live in, so that a memsrv killed at any instant leaves what a
+	 * new one needs to serve them */
+	int state_dir_fd;        /* the server's; -1: nothing is kept */
+	int state_fd;
+	struct vm_state_header *state;
+	void *state_probation;   /* SAMPLE_PAGES pages */
+	bool state_keep;         /* vm_destroy() leaves the file and its store references */
+	struct vm *resume_from;  /* while a Hello resumes: the VM found in the state dir */
+	bool resumed;
+	uint64_t start_time;     /* the VMM process's, to know it again (vm_state.c) */
 
 	struct store *store;     /* the node's, shared with every VM */
 	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
@@ -170,8 +185,10 @@ static inline uint64_t ctr_get(const _Atomic uint64_t *c)
 
 /* Allocates an empty VM (no regions, no thread) storing into store; NULL on ENOMEM. */
 struct vm *vm_new(struct store *store);
-/* Adds a region after validation (hello.c); takes fd.  0 or -errno. */
-int vm_add_region(struct vm *vm, const struct region *r);
+/* Adds a region after validation (hello.c); takes fd.  Its page table is
+ * new, in the VM's state file if it has one, or the one an earlier memsrv
+ * kept (vm->resume_from).  0, or -errno with why filled. */
+int vm_add_region(struct vm *vm, const struct region *r, char *why, size_t whylen);
 /* Starts the VM thread.  0 or -errno. */
 int vm_start(struct vm *vm);
 /* Stops the thread (if any), answers pending jobs, releases everything. */

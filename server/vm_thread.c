@@ -12,6 +12,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "vm_state.h"
 #include "sampler.h"
 #include "swap_reads.h"
 #include "wire.h"
@@ -146,6 +147,8 @@ static void run_detach(struct vm *vm, struct vm_job *job)
 	Memsrv__Goodbye bye = MEMSRV__GOODBYE__INIT;
 	if (job->kind == VM_JOB_SHUTDOWN) {
 		bye.restored = !failed && !vm->vmm_gone;
+		/* its VMM still waits on pages: the next memsrv may serve them */
+		vm->state_keep = !bye.restored && !vm->vmm_gone && vm->state;
 		bye.reason = "memsrv is shutting down";
 		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_GOODBYE;
 		msg.goodbye = &bye;
@@ -188,6 +191,8 @@ static void run_jobs(struct vm *vm)
 void *vm_thread_main(void *arg)
 {
 	struct vm *vm = arg;
+	if (vm->resumed)
+		vm_state_wake_all(vm);
 	if (vm_limit(vm) && ctr_get(&vm->resident_bytes) > vm_limit(vm))
 		evict_make_room(vm, 0);
 	int retry_ms = -1;  /* a failed swap read waits for its retry */

@@ -114,9 +114,10 @@ static void *slab_map(struct zpool *p, uint32_t idx)
 		void *mem = mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		return mem == MAP_FAILED ? NULL : mem;
 	}
+	/* allocated now, not at the first write into the mapping: a full
+	 * filesystem says ENOSPC here instead of SIGBUS there */
 	off_t off = (off_t)idx * SLAB_SIZE;
-	struct stat st;
-	if (fstat(p->fd, &st) || (st.st_size < off + SLAB_SIZE && ftruncate(p->fd, off + SLAB_SIZE)))
+	if (fallocate(p->fd, 0, off, SLAB_SIZE))
 		return NULL;
 	void *mem = mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, off);
 	return mem == MAP_FAILED ? NULL : mem;

@@ -79,6 +79,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!srv.store)
 		die("store_create");
 	srv.listen_fd = srv.epoll_fd = srv.signal_fd = srv.balance_fd = -1;
+	srv.state.dir_fd = srv.state.lock_fd = srv.state.objects_fd = srv.state.pool_fd = -1;
 	srv.default_codec = CODEC_LZ4;
 	srv.idle_tax = 0.75;
 	clock_gettime(CLOCK_MONOTONIC, &srv.started);
@@ -96,7 +97,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	vm1->session_fd = session_sock[0];
 	struct region r = { .host_addr = 0x10000000, .size = 16 << 20, .page_size = 4096,
 			    .backing = MEMSRV__BACKING__BACKING_ANON, .fd = -1 };
-	if (vm_add_region(vm1, &r))
+	char why[256];
+	if (vm_add_region(vm1, &r, why, sizeof why))
 		die("vm_add_region");
 	vm1_reset();
 	srv.vms = vm1;

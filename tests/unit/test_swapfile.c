@@ -1,7 +1,9 @@
 /* Description: swapfile creates sparse swap files, packs objects into
  * contiguous units without overlap (also under two threads), serves real
  * I/O on ext4, tmpfs and ramfs, and shows that a sparse file on a full
- * device fails writes with ENOSPC although the allocator has room. */
+ * device fails writes with ENOSPC although the allocator has room.  Kept
+ * files survive destroy with their bytes, refuse a second holder or another
+ * size, and go with swapfile_remove_kept(). */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -553,4 +555,133 @@ Test(swapfile, a_claimed_loc_is_taken_once_and_never_handed_out)
 		cr_assert(b + swap_loc_units(other) <= a || a + swap_loc_units(loc) <= b, "a claimed unit was handed out");
 	}
 	cr_assert_eq(swapfile_claim(sw, (swap_loc)200 << 56 | 1), -EINVAL, "no such file");
+}
+
+static void add_kept(const char *name, uint64_t size)
+{
+	char why[256] = "";
+	int ret = swapfile_add_kept(sw, path_in(name), size, why, sizeof(why));
+	cr_assert_eq(ret, 0, "swapfile_add_kept %s: %d (%s)", name, ret, why);
+}
+
+static off_t file_size(const char *name)
+{
+	struct stat st;
+	cr_assert_eq(stat(path_in(name), &st), 0, "stat %s: %s", name, strerror(errno));
+	return st.st_size;
+}
+
+/* Writes a pattern of seed over loc's units, or checks it is there. */
+static void pattern_at(swap_loc loc, uint32_t seed, bool check)
+{
+	struct swap_io io;
+	swapfile_io(sw, loc, &io);
+	uint32_t u = swapfile_unit(sw);
+	unsigned char *want = aligned_alloc(u, io.len), *got = aligned_alloc(u, io.len);
+	cr_assert(want && got);
+	fill(want, io.len, seed);
+	ssize_t n = check ? pread(io.fd, got, io.len, io.offset) : pwrite(io.fd, want, io.len, io.offset);
+	cr_assert_eq(n, (ssize_t)io.len, "%s: %zd %s", check ? "pread" : "pwrite", n, strerror(errno));
+	if (check)
+		cr_assert(memcmp(got, want, io.len) == 0, "the pattern did not survive");
+	free(want);
+	free(got);
+}
+
+/* A restart: the same path and size give back the bytes of a claimed loc,
+ * and the allocator never hands its units out again. */
+Test(swapfile, a_kept_file_survives_destroy_with_its_bytes)
+{
+	enum { SIZE = (1 << 20) + 100 };        /* not whole units: the file gets 1 MiB */
+	setup_in("/var/tmp");
+	add_kept("kept", SIZE);
+	cr_assert_eq(file_size("kept"), 1 << 20);
+	swap_loc loc;
+	cr_assert_eq(swapfile_alloc(sw, 3000, &loc), 0);
+	pattern_at(loc, 7, false);
+	swapfile_destroy(sw);
+	sw = NULL;
+	cr_assert_eq(file_size("kept"), 1 << 20, "destroy removed or resized a kept file");
+
+	sw = swapfile_create();
+	cr_assert_not_null(sw);
+	add_kept("kept", SIZE);
+	cr_assert_eq(swapfile_claim(sw, loc), 0);
+	pattern_at(loc, 7, true);
+	swap_loc other;
+	uint64_t at = swap_loc_first(loc), end = at + swap_loc_units(loc);
+	while (swapfile_alloc(sw, 3000, &other) == 0) {
+		uint64_t a = swap_loc_first(other), b = a + swap_loc_units(other);
+		cr_assert(b <= at || end <= a, "units %llu..%llu of the claimed loc handed out",
+			  (unsigned long long)a, (unsigned long long)b);
+	}
+	pattern_at(loc, 7, true);
+}
+
+/* flock is per open file description: a second open in this process conflicts
+ * just as a second memsrv would. */
+Test(swapfile, a_kept_file_in_use_is_busy)
+{
+	setup_in("/var/tmp");
+	add_kept("kept", 1 << 20);
+	struct swapfile *other = swapfile_create();
+	cr_assert_not_null(other);
+	char why[256] = "";
+	cr_assert_eq(swapfile_add_kept(other, path_in("kept"), 1 << 20, why, sizeof(why)), -EBUSY);
+	cr_assert(strstr(why, "in use by another memsrv"), "why: %s", why);
+	cr_assert_eq(swapfile_add_kept(sw, path_in("kept"), 1 << 20, why, sizeof(why)), -EBUSY,
+		     "the same swap space opened it twice");
+	cr_assert_eq(swapfile_count(other), 0);
+	cr_assert_eq(swapfile_count(sw), 1);
+	cr_assert_eq(file_size("kept"), 1 << 20, "a busy add touched the file");
+
+	swapfile_destroy(sw);   /* closing drops the lock */
+	sw = other;
+	add_kept("kept", 1 << 20);
+}
+
+Test(swapfile, a_kept_file_of_another_size_is_left_untouched)
+{
+	setup_in("/var/tmp");
+	add_kept("kept", 1 << 20);
+	swap_loc loc;
+	cr_assert_eq(swapfile_alloc(sw, 4096, &loc), 0);
+	pattern_at(loc, 11, false);
+	swapfile_destroy(sw);
+	sw = swapfile_create();
+	cr_assert_not_null(sw);
+
+	char why[256] = "";
+	cr_assert_eq(swapfile_add_kept(sw, path_in("kept"), 2 << 20, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "holds 1048576 bytes from an earlier memsrv"), "why: %s", why);
+	cr_assert_eq(swapfile_add_kept(sw, path_in("kept"), 100, why, sizeof(why)), -EINVAL);
+	cr_assert_eq(file_size("kept"), 1 << 20);
+	cr_assert_eq(swapfile_count(sw), 0);
+
+	/* a failed add of a file it created leaves nothing; an empty one is sized */
+	cr_assert_eq(swapfile_add_kept(sw, path_in("tiny"), 100, why, sizeof(why)), -EINVAL);
+	cr_assert_neq(access(path_in("tiny"), F_OK), 0, "a failed add left the file it created");
+	int fd = open(path_in("empty"), O_CREAT | O_WRONLY, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	add_kept("empty", 1 << 20);
+	cr_assert_eq(file_size("empty"), 1 << 20);
+
+	add_kept("kept", 1 << 20);
+	cr_assert_eq(swapfile_claim(sw, loc | (swap_loc)1 << 56), 0);   /* "kept" is file 1 now */
+	pattern_at(loc | (swap_loc)1 << 56, 11, true);
+}
+
+Test(swapfile, remove_kept_unlinks_only_kept_files)
+{
+	setup_in("/var/tmp");
+	add_kept("kept", 1 << 20);
+	add("plain", 1 << 20);
+	swapfile_remove_kept(sw);
+	cr_assert_neq(access(path_in("kept"), F_OK), 0);
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(access(path_in("plain"), F_OK), 0);
+	swapfile_destroy(sw);
+	sw = NULL;
+	cr_assert_neq(access(path_in("plain"), F_OK), 0, "destroy left a plain file");
 }

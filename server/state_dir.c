@@ -1,0 +1,211 @@
+/* state_dir: the directory memsrv keeps its crash-proof state in (state_dir.h). */
+#include "state_dir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+
+#include "log.h"
+#include "vm_state.h"
+
+#define OBJECTS_FILE "store.objects"
+#define POOL_FILE "store.pool"
+#define SWAP_FILE "swap.files"
+
+static int mkdir_p(const char *path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", path);
+	for (char *p = dir + 1;; p++) {
+		if (*p && *p != '/')
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			return -errno;
+		if (!c)
+			return 0;
+		*p = c;
+	}
+}
+
+static int state_dir_open_locked(struct state_dir *sd, const char *path, char *why, size_t whylen);
+
+int state_dir_open(struct state_dir *sd, const char *path, char *why, size_t whylen)
+{
+	int ret = state_dir_open_locked(sd, path, why, whylen);
+	if (ret)
+		state_dir_close(sd, false);  /* never touch what another memsrv may own */
+	return ret;
+}
+
+static int state_dir_open_locked(struct state_dir *sd, const char *path, char *why, size_t whylen)
+{
+	memset(sd, 0, sizeof *sd);
+	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = -1;
+	snprintf(sd->path, sizeof sd->path, "%s", path);
+	int ret = mkdir_p(path);
+	if (ret) {
+		snprintf(why, whylen, "cannot create %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	sd->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	sd->lock_fd = sd->dir_fd >= 0 ? openat(sd->dir_fd, "memsrv.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+	if (sd->lock_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot open %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (flock(sd->lock_fd, LOCK_EX | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "%s is in use by another memsrv", path);
+		return ret;
+	}
+	struct statfs fs;
+	if (fstatfs(sd->dir_fd, &fs) == 0 && fs.f_type != TMPFS_MAGIC)
+		pr_warn("state dir %s is not on tmpfs: the compressed cache and page tables will be written back to disk", path);
+	sd->objects_fd = openat(sd->dir_fd, OBJECTS_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	sd->pool_fd = openat(sd->dir_fd, POOL_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (sd->objects_fd < 0 || sd->pool_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot open the store's files in %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static bool is_vm_state(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 9 && !strncmp(name, "vm-", 3) && !strcmp(name + n - 6, ".state");
+}
+
+/* The swap files in order, as swapfile_describe() gives them. */
+static void describe_swap(const struct swapfile *swap, char *out, size_t len)
+{
+	size_t used = 0;
+	out[0] = 0;
+	for (unsigned i = 0; swap && i < swapfile_count(swap) && used < len; i++) {
+		swapfile_describe(swap, i, out + used, len - used);
+		used += strlen(out + used);
+	}
+}
+
+/* Swap locs name a file by its place among the files and a unit: the
+ * files must be the ones the kept state was written with. */
+static int check_swap(struct state_dir *sd, const struct swapfile *swap, bool have_vms, char *why, size_t whylen)
+{
+	static char was[16384], now[16384];
+	describe_swap(swap, now, sizeof now);
+	int fd = openat(sd->dir_fd, SWAP_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot open %s/%s: %s", sd->path, SWAP_FILE, strerror(errno));
+		return -errno;
+	}
+	ssize_t n = pread(fd, was, sizeof was - 1, 0);
+	was[n > 0 ? n : 0] = 0;
+	int ret = 0;
+	if (have_vms && n > 0 && strcmp(was, now)) {
+		snprintf(why, whylen, "the swap files are not those the kept VMs' pages went to; start memsrv with the same --swap and --swap-dir options, in the same order (they were:\n%s)",
+			 was);
+		ret = -EINVAL;
+	} else if ((size_t)n != strlen(now) || strcmp(was, now)) {
+		if (ftruncate(fd, 0) || pwrite(fd, now, strlen(now), 0) != (ssize_t)strlen(now))
+			ret = -errno;
+		if (ret)
+			snprintf(why, whylen, "cannot write %s/%s: %s", sd->path, SWAP_FILE, strerror(-ret));
+	}
+	close(fd);
+	return ret;
+}
+
+int state_dir_load(struct state_dir *sd, struct store *store, const struct swapfile *swap, struct vm **kept,
+		   char *why, size_t whylen)
+{
+	*kept = NULL;
+	int fd = dup(sd->dir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(why, whylen, "cannot read %s: %s", sd->path, strerror(errno));
+		return -errno;
+	}
+	obj_id *refs = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+	for (struct dirent *e; !ret && (e = readdir(d));) {
+		if (!is_vm_state(e->d_name))
+			continue;
+		struct vm *vm;
+		char bad[256];
+		int err = vm_state_load(sd->dir_fd, e->d_name, store, &vm, bad, sizeof bad);
+		if (err) {
+			char aside[NAME_MAX + 16];
+			snprintf(aside, sizeof aside, "%s.unreadable", e->d_name);
+			pr_err("state dir %s: %s: %s; renamed %s", sd->path, e->d_name, bad, aside);
+			renameat(sd->dir_fd, e->d_name, sd->dir_fd, aside);
+			continue;
+		}
+		vm->next = *kept;
+		*kept = vm;
+		ret = vm_state_collect_refs(vm, &refs, &n, &cap);
+	}
+	closedir(d);
+	if (!ret && (ret = check_swap(sd, swap, *kept != NULL, why, whylen))) {
+		free(refs);
+		return ret;
+	}
+	if (!ret && !*kept && (ftruncate(sd->objects_fd, 0) || ftruncate(sd->pool_fd, 0)))
+		ret = -errno;  /* nothing to resume: whatever the store held is garbage */
+	if (!ret)
+		ret = store_restore(store, refs, n);
+	free(refs);
+	if (ret)
+		snprintf(why, whylen, "the store in %s does not hold what the VMs' page tables name (%s): nothing in it can be trusted",
+			 sd->path, strerror(-ret));
+	return ret;
+}
+
+bool state_dir_holds_vms(const struct state_dir *sd)
+{
+	int fd = dup(sd->dir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return true;  /* cannot tell: keep everything */
+	}
+	bool found = false;
+	rewinddir(d);
+	for (struct dirent *e; !found && (e = readdir(d));)
+		found = is_vm_state(e->d_name);
+	closedir(d);
+	return found;
+}
+
+void state_dir_close(struct state_dir *sd, bool discard)
+{
+	if (discard && sd->dir_fd >= 0) {
+		unlinkat(sd->dir_fd, OBJECTS_FILE, 0);
+		unlinkat(sd->dir_fd, POOL_FILE, 0);
+		unlinkat(sd->dir_fd, SWAP_FILE, 0);
+	}
+	if (sd->objects_fd >= 0)
+		close(sd->objects_fd);
+	if (sd->pool_fd >= 0)
+		close(sd->pool_fd);
+	if (sd->lock_fd >= 0)
+		close(sd->lock_fd);  /* releases the lock */
+	if (sd->dir_fd >= 0)
+		close(sd->dir_fd);
+	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = -1;
+}
