@@ -6,6 +6,14 @@
  * a non-resident page.  The VMM watches memsrv_session_fd() in its main loop
  * and calls memsrv_session_dispatch() when it is readable.
  *
+ * If memsrv dies (a crash, kill -9), faults on the guest's RAM wait; a
+ * thread of the library's own notices the hang-up and, every 50 ms, tries
+ * to say Hello again, with the same uffd and regions and "resume" set.  A
+ * memsrv restarted with its state takes the VM back and serves the waiting
+ * faults: the VM never notices.  One that kept no state refuses, and
+ * memsrv_session_dispatch() returns its errno (-ESTALE).  The thread runs
+ * with every signal blocked; MEMSRV_VM_NO_RECONNECT goes without it.
+ *
  * Every function returns 0 (or a count) on success and -errno on failure;
  * none of them sets errno.  memsrv_last_error() gives the reason in words.
  */
@@ -47,6 +55,10 @@ struct memsrv_vm {
  * answer (a VMM that creates its RAM before its devices cannot know yet). */
 #define MEMSRV_VM_NO_BALLOON 1u
 
+/* No reconnect thread: when memsrv dies, memsrv_session_dispatch() returns
+ * -ECONNRESET and faults on the pages it held wait for good. */
+#define MEMSRV_VM_NO_RECONNECT 2u
+
 /* Requests the server may send; a NULL member refuses that request. */
 struct memsrv_vmm_ops {
 	/* Ask the guest's balloon to hold the guest at target_bytes. */
@@ -60,26 +72,37 @@ struct memsrv_session;
  * memsrv_last_error() names the field at fault. */
 int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out);
 
-/* Readable when the server sends a request or goes away. */
+/* An epoll fd, the same for the whole session, memsrv restarts included:
+ * readable when the server sends a request, goes away, or the session has
+ * failed for good.  Watch it for reading only; never read it. */
 int memsrv_session_fd(struct memsrv_session *s);
 
-/* Serves one pending server request.  Returns 0, or -ECONNRESET once the
- * server is gone.  If memsrv shut down in order it gave every page back
- * first, and the regions are unregistered: the VM runs on, unmanaged.
- * Otherwise faults on pages memsrv held keep waiting (memsrv_last_error()
- * says which); keep the process alive or stop the VM. */
+/* Serves one pending server request; returns 0 when there is none (while
+ * memsrv is down and being reconnected, for one), so it may be called on
+ * any wake-up.  Returns -ECONNRESET after memsrv said Goodbye having given
+ * every page back: the regions are unregistered, the VM runs on,
+ * unmanaged.  Returns the errno of memsrv's refusal (e.g. -ESTALE: it
+ * restarted without the VM's state), the fd woken once for it, and the
+ * same error on every call from then on: faults on pages memsrv held wait
+ * for good; stop the VM.  With MEMSRV_VM_NO_RECONNECT, any end of memsrv
+ * is -ECONNRESET (memsrv_last_error() says whether pages were restored). */
 int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_ops *ops, void *opaque);
 
 #define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */
 
 /* Ends the session and frees s.  Without MEMSRV_DETACH_RESTORE the evicted
  * pages are dropped: only for a VMM that discards its RAM.  Returns the
- * number of pages restored, or -errno (s is freed in any case). */
+ * number of pages restored, or -errno (s is freed in any case).  When the
+ * pages could not be restored (-ENOTCONN: memsrv is down) the regions stay
+ * registered and faults on them wait: do not unmap them either, the unmap
+ * waits for memsrv too; stop the VM. */
 int memsrv_detach(struct memsrv_session *s, unsigned flags);
 
 /* Facts about an attached session. */
 uint64_t memsrv_session_vm_id(const struct memsrv_session *s);
 int memsrv_session_evictable(const struct memsrv_session *s);
+/* How many times the session resumed on a restarted memsrv. */
+uint64_t memsrv_session_reconnects(const struct memsrv_session *s);
 
 /* The reason for the last failure of this thread, in words ("" if none). */
 const char *memsrv_last_error(void);

@@ -1,10 +1,16 @@
 /* session: a VMM's connection to memsrv — attach, serve requests, detach. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,12 +21,33 @@
 #include "wire.h"
 
 #define ATTACH_TIMEOUT_S 30
+#define RETRY_MS 50         /* between attempts to reach a restarting memsrv */
+#define DRAIN_GRACE_MS 1000 /* for the VMM to read what a dead memsrv sent last */
 
+/* The keeper thread reconnects while the VMM's own threads may all be
+ * blocked in faults; dispatch, on the VMM's thread, reads the socket.
+ * lock guards sock and everything the keeper changes after attach. */
 struct memsrv_session {
-	int sock;
+	pthread_mutex_t lock;
+	int sock;               /* -1 while reconnecting */
 	int uffd;
+	int epfd;               /* memsrv_session_fd(): holds sock and notify */
+	int notify;             /* eventfd: the session failed for good */
+	int stop;               /* eventfd: the keeper must leave */
+	int kick;               /* eventfd: dispatch read the dead socket to its end */
+	bool has_keeper;
+	bool ended;             /* Goodbye with every page restored: no reconnect */
+	pthread_t keeper;
+	char *path;
+	void *resume_hello;     /* the packed Hello again, with resume set */
+	size_t resume_len;
+	int fds[WIRE_MAX_FDS];  /* [uffd, dups of the region fds...] as the Hello indexes them */
+	unsigned nfds;
 	uint64_t vm_id;
 	int evictable;
+	uint64_t reconnects;
+	int failed;             /* -errno once memsrv refused to resume */
+	char failure[512];
 	unsigned n_regions;
 	struct { uint64_t addr, size; } regions[];
 };
@@ -93,13 +120,43 @@ static void unregister_all(struct memsrv_session *s)
 		uffd_setup_unregister(s->uffd, s->regions[i].addr, s->regions[i].size);
 }
 
-static void session_free(struct memsrv_session *s)
+static void close_fd(int fd)
 {
-	if (s->sock >= 0)
-		close(s->sock);
-	if (s->uffd >= 0)
-		close(s->uffd);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* keep_uffd: the regions stay registered, so faults on pages memsrv may
+ * still hold keep waiting instead of reading zeros. */
+static void session_free(struct memsrv_session *s, bool keep_uffd)
+{
+	close_fd(s->sock);
+	if (!keep_uffd)
+		close_fd(s->uffd);
+	close_fd(s->epfd);
+	close_fd(s->notify);
+	close_fd(s->stop);
+	close_fd(s->kick);
+	for (unsigned i = 1; i < s->nfds; i++)
+		close_fd(s->fds[i]);
+	free(s->resume_hello);
+	free(s->path);
+	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+static void signal_fd(int efd)
+{
+	uint64_t one = 1;
+	while (write(efd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+}
+
+static void drain_fd(int efd)
+{
+	uint64_t n;
+	while (read(efd, &n, sizeof n) < 0 && errno == EINTR)
+		;
 }
 
 /* Builds the Hello's regions and the fd list [uffd, region fds...]. */
@@ -151,6 +208,211 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 	return 0;
 }
 
+/* What saying Hello again takes: the same message with resume set and the
+ * same fd list, the region fds dup'd since the VMM owns its own. */
+static int keep_for_resume(struct memsrv_session *s, const char *path, Memsrv__ClientMessage *msg,
+			   const int *fds, unsigned nfds)
+{
+	msg->hello->has_resume = 1;
+	msg->hello->resume = 1;
+	s->resume_len = memsrv__client_message__get_packed_size(msg);
+	s->resume_hello = malloc(s->resume_len);
+	s->path = strdup(path);
+	if (!s->resume_hello || !s->path)
+		return fail(-ENOMEM, "out of memory");
+	memsrv__client_message__pack(msg, s->resume_hello);
+	s->fds[0] = s->uffd;
+	for (s->nfds = 1; s->nfds < nfds; s->nfds++) {
+		s->fds[s->nfds] = fcntl(fds[s->nfds], F_DUPFD_CLOEXEC, 0);
+		if (s->fds[s->nfds] < 0)
+			return fail(-errno, "dup of region fd %d: %s", fds[s->nfds], strerror(errno));
+	}
+	return 0;
+}
+
+/* The VMM watches one epoll fd: whichever socket is current, and notify. */
+static int open_session_fds(struct memsrv_session *s)
+{
+	if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (s->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    (s->stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    (s->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return fail(-errno, "session fds: %s", strerror(errno));
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = s->sock };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sock, &ev))
+		return fail(-errno, "epoll_ctl: %s", strerror(errno));
+	ev.data.fd = s->notify;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->notify, &ev))
+		return fail(-errno, "epoll_ctl: %s", strerror(errno));
+	return 0;
+}
+
+/* Sleeps ms; false when detach stopped the keeper meanwhile. */
+static bool keeper_sleep(struct memsrv_session *s, int ms)
+{
+	struct pollfd p = { .fd = s->stop, .events = POLLIN };
+	int n = poll(&p, 1, ms);
+	return n == 0 || (n < 0 && errno == EINTR);
+}
+
+/* Is a record waiting on sock?  A peek reads nothing: it stays dispatch's.
+ * The peer's death may be reported first as ECONNRESET, once. */
+static bool record_pending(int sock)
+{
+	char c;
+	ssize_t n = recv(sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && errno == ECONNRESET)
+		n = recv(sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n > 0;
+}
+
+/* Waits until memsrv hangs up, then takes the dead socket out of the
+ * session.  What memsrv sent before dying (a Goodbye, say) is left for
+ * dispatch to read, for DRAIN_GRACE_MS at most: the VMM's threads may all
+ * be waiting on faults, and only a reconnect frees them.  Returns false
+ * when the keeper must stop instead. */
+static bool keeper_watch(struct memsrv_session *s)
+{
+	bool draining = false;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = s->stop, .events = POLLIN },
+			{ .fd = s->kick, .events = POLLIN },
+			/* the hang-up only: the data is dispatch's to read */
+			{ .fd = draining ? -1 : s->sock, .events = POLLRDHUP },
+		};
+		int n = poll(p, 3, draining ? DRAIN_GRACE_MS : -1);
+		if (n < 0) {
+			if (errno != EINTR && !keeper_sleep(s, RETRY_MS))
+				return false;
+			continue;
+		}
+		if (p[0].revents)
+			return false;
+		if (p[1].revents)
+			drain_fd(s->kick);
+		if (!draining && !(p[2].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			continue;
+		pthread_mutex_lock(&s->lock);
+		if (s->ended) {
+			pthread_mutex_unlock(&s->lock);
+			return false;
+		}
+		if (n > 0 && record_pending(s->sock)) {
+			pthread_mutex_unlock(&s->lock);
+			draining = true;
+			continue;
+		}
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->sock, NULL);
+		close(s->sock);
+		s->sock = -1;
+		pthread_mutex_unlock(&s->lock);
+		return true;
+	}
+}
+
+/* The session runs on sock from now on. */
+static int keeper_install(struct memsrv_session *s, int sock, const Memsrv__HelloReply *r)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = sock };
+	pthread_mutex_lock(&s->lock);
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, sock, &ev)) {
+		pthread_mutex_unlock(&s->lock);
+		return -errno;
+	}
+	s->sock = sock;
+	__atomic_store_n(&s->vm_id, r->vm_id, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->evictable, r->evictable, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->reconnects, s->reconnects + 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+enum { RESUME_STOPPED, RESUME_DONE, RESUME_RETRY };
+
+/* One attempt: connect, say Hello again, wait for the answer (detach may
+ * cut the wait short).  Returns RESUME_* or, when memsrv refused to take
+ * the VM back, its -errno: final. */
+static int keeper_resume(struct memsrv_session *s)
+{
+	int sock = connect_to(s->path);
+	if (sock < 0)
+		return RESUME_RETRY;  /* not back yet */
+	int ret = wire_send(sock, s->resume_hello, s->resume_len, s->fds, s->nfds);
+	struct pollfd p[2] = { { .fd = s->stop, .events = POLLIN }, { .fd = sock, .events = POLLIN } };
+	int n = ret ? -1 : poll(p, 2, ATTACH_TIMEOUT_S * 1000);
+	if (n > 0 && p[0].revents) {
+		close(sock);
+		return RESUME_STOPPED;
+	}
+	Memsrv__ServerMessage *reply = NULL;
+	struct wire_fault fault = { "" };
+	if (n <= 0 || wire_recv_server(sock, &reply, &fault) <= 0) {
+		close(sock);
+		return RESUME_RETRY;  /* died or stalled before answering */
+	}
+	if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY)
+		ret = keeper_install(s, sock, reply->hello_reply) ? RESUME_RETRY : RESUME_DONE;
+	else if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR)
+		ret = server_error(reply->error);
+	else
+		ret = fail(-EPROTO, "memsrv answered Hello with message %d", reply->msg_case);
+	if (ret != RESUME_DONE)
+		close(sock);
+	memsrv__server_message__free_unpacked(reply, NULL);
+	return ret;
+}
+
+/* memsrv refused the VM: the session is over, though faults on the pages
+ * it held keep waiting.  last_error is this thread's: the VMM gets a copy
+ * from dispatch, woken by notify. */
+static void keeper_fail(struct memsrv_session *s, int err)
+{
+	pthread_mutex_lock(&s->lock);
+	s->failed = err;
+	snprintf(s->failure, sizeof s->failure, "memsrv restarted but did not resume the session: %.440s", last_error);
+	pthread_mutex_unlock(&s->lock);
+	signal_fd(s->notify);
+}
+
+static void *keeper_main(void *arg)
+{
+	struct memsrv_session *s = arg;
+	while (keeper_watch(s)) {
+		int ret;
+		while ((ret = keeper_resume(s)) == RESUME_RETRY && keeper_sleep(s, RETRY_MS))
+			;
+		if (ret < 0)
+			keeper_fail(s, ret);
+		if (ret != RESUME_DONE)
+			break;
+	}
+	return NULL;
+}
+
+static int keeper_start(struct memsrv_session *s)
+{
+	/* signals are the VMM's business: none is delivered to the keeper */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int ret = pthread_create(&s->keeper, NULL, keeper_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		return fail(-ret, "cannot start the reconnect thread: %s", strerror(ret));
+	s->has_keeper = true;
+	return 0;
+}
+
+static void keeper_stop(struct memsrv_session *s)
+{
+	if (!s->has_keeper)
+		return;
+	signal_fd(s->stop);
+	pthread_join(s->keeper, NULL);
+	s->has_keeper = false;
+}
+
 int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out)
 {
 	last_error[0] = 0;
@@ -172,7 +434,8 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 		ret = fail(-ENOMEM, "out of memory");
 		goto out;
 	}
-	s->sock = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	s->sock = s->epfd = s->notify = s->stop = s->kick = -1;
 	uint64_t features = 0;
 	s->uffd = uffd_setup_open(&features);
 	if (s->uffd < 0) {
@@ -231,13 +494,20 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 	}
 	s->vm_id = reply->hello_reply->vm_id;
 	s->evictable = reply->hello_reply->evictable;
+	ret = keep_for_resume(s, socket_path, &msg, fds, nfds);
+	if (!ret)
+		ret = open_session_fds(s);
+	if (!ret && !(vm->flags & MEMSRV_VM_NO_RECONNECT))
+		ret = keeper_start(s);
+	if (ret)
+		goto out;
 	*out = s;
 	s = NULL;
 	ret = 0;
 out:
 	if (s) {
 		unregister_all(s);
-		session_free(s);
+		session_free(s, false);
 	}
 	if (reply)
 		memsrv__server_message__free_unpacked(reply, NULL);
@@ -248,30 +518,43 @@ out:
 
 int memsrv_session_fd(struct memsrv_session *s)
 {
-	return s->sock;
+	return s->epfd;
 }
 
 uint64_t memsrv_session_vm_id(const struct memsrv_session *s)
 {
-	return s->vm_id;
+	return __atomic_load_n(&s->vm_id, __ATOMIC_RELAXED);
 }
 
 int memsrv_session_evictable(const struct memsrv_session *s)
 {
-	return s->evictable;
+	return __atomic_load_n(&s->evictable, __ATOMIC_RELAXED);
+}
+
+uint64_t memsrv_session_reconnects(const struct memsrv_session *s)
+{
+	return __atomic_load_n(&s->reconnects, __ATOMIC_RELAXED);
 }
 
 /* memsrv is leaving.  When it gave every page back, the RAM is the VMM's
  * own again: unregister, so that holes read as zeros instead of waiting
  * for a handler that will not come.  Otherwise keep waiting: a fault on a
- * page memsrv still held must not read zeros. */
+ * page memsrv still held must not read zeros; with a keeper, memsrv may
+ * come back with its state and resume. */
 static int goodbye(struct memsrv_session *s, const Memsrv__Goodbye *g)
 {
+	if (!g->restored && s->has_keeper)
+		return 0;
 	if (!g->restored)
 		return fail(-ECONNRESET, "memsrv is gone (%s) without restoring every page; faults on them wait",
 			    g->reason);
 	unregister_all(s);
 	s->n_regions = 0;
+	pthread_mutex_lock(&s->lock);
+	s->ended = true;
+	pthread_mutex_unlock(&s->lock);
+	if (s->has_keeper)
+		signal_fd(s->stop);  /* nothing to resume */
 	return fail(-ECONNRESET, "memsrv is gone (%s); every page was restored, RAM is unmanaged now", g->reason);
 }
 
@@ -298,10 +581,31 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 {
 	Memsrv__ServerMessage *m = NULL;
 	struct wire_fault fault = { "" };
-	int ret = wire_recv_server(s->sock, &m, &fault);
-	if (ret == 0)
+	pthread_mutex_lock(&s->lock);
+	if (s->failed) {
+		drain_fd(s->notify);  /* woken once: a VMM that logs and goes on must not spin */
+		int err = fail(s->failed, "%s", s->failure);
+		pthread_mutex_unlock(&s->lock);
+		return err;
+	}
+	/* The epoll fd wakes for the hang-up and notify too: never block the
+	 * VMM's thread on a socket with nothing to read. */
+	int sock = s->sock;
+	uint64_t generation = s->reconnects;
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	int ret = sock >= 0 && poll(&p, 1, 0) > 0 ? wire_recv_server(sock, &m, &fault) : -EAGAIN;
+	bool resuming = s->has_keeper && !s->ended;
+	if (ret == 0) {
+		/* out of the set, or a level-triggered VMM would spin on the
+		 * hang-up; the keeper reconnects */
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, sock, NULL);
+		if (resuming)
+			signal_fd(s->kick);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret == 0 && !resuming)
 		return fail(-ECONNRESET, "memsrv closed the session");
-	if (ret == -EAGAIN)
+	if (ret == 0 || ret == -EAGAIN || (ret == -ECONNRESET && resuming))
 		return 0;
 	if (ret < 0)
 		return fail(ret, "session: %s", ret == -EPROTO ? fault.what : strerror(-ret));
@@ -315,7 +619,10 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 		Memsrv__ClientMessage reply = MEMSRV__CLIENT_MESSAGE__INIT;
 		reply.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT;
 		reply.balloon_result = &br;
-		wire_send_client(s->sock, &reply, NULL, 0);
+		pthread_mutex_lock(&s->lock);
+		if (s->sock >= 0 && s->reconnects == generation)  /* only to the memsrv that asked */
+			wire_send_client(s->sock, &reply, NULL, 0);
+		pthread_mutex_unlock(&s->lock);
 		ret = ret == -EOPNOTSUPP ? 0 : ret;  /* no balloon is an answer, not a failure */
 	}
 	memsrv__server_message__free_unpacked(m, NULL);
@@ -326,8 +633,17 @@ int memsrv_detach(struct memsrv_session *s, unsigned flags)
 {
 	if (!s)
 		return fail(-EINVAL, "no session");
+	keeper_stop(s);  /* s is this thread's alone from here on */
 	int ret = 0;
-	if (flags & MEMSRV_DETACH_RESTORE) {
+	if ((flags & MEMSRV_DETACH_RESTORE) && s->ended) {
+		/* the Goodbye brought every page back already */
+	} else if ((flags & MEMSRV_DETACH_RESTORE) && s->sock < 0) {
+		ret = s->failed ? fail(-ENOTCONN, "cannot restore the evicted pages: %s", s->failure)
+				: fail(-ENOTCONN, "cannot restore the evicted pages: memsrv is down");
+		/* the regions stay registered: faults on pages memsrv held keep waiting */
+		session_free(s, true);
+		return ret;
+	} else if (flags & MEMSRV_DETACH_RESTORE) {
 		Memsrv__Detach d = MEMSRV__DETACH__INIT;
 		d.has_restore = 1;
 		d.restore = 1;
@@ -362,13 +678,11 @@ int memsrv_detach(struct memsrv_session *s, unsigned flags)
 		if (ret < 0) {
 			/* keep the registration: the server may still hold pages,
 			 * and faults on them must keep waiting rather than read zeros */
-			close(s->sock);
-			s->sock = -1;
-			free(s);
+			session_free(s, true);
 			return ret;
 		}
 	}
 	unregister_all(s);
-	session_free(s);
+	session_free(s, false);
 	return ret;
 }

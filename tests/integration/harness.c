@@ -37,17 +37,38 @@ void server_start(struct test_server *s)
 	server_start_with(s, NULL);
 }
 
+static void launch(struct test_server *s, const char *const *options);
+
 void server_start_with(struct test_server *s, const char *const *options)
 {
 	snprintf(s->dir, sizeof s->dir, "/tmp/memsrv-test.XXXXXX");
 	cr_assert(mkdtemp(s->dir), "mkdtemp: %s", strerror(errno));
 	snprintf(s->sock, sizeof s->sock, "%s/memsrv.sock", s->dir);
 	snprintf(s->log, sizeof s->log, "%s/memsrv.log", s->dir);
+	launch(s, options);
+}
+
+void server_crash_and_restart(struct test_server *s, const char *const *options)
+{
+	cr_assert(server_alive(s), "memsrv died before it was killed");
+	kill(s->pid, SIGKILL);
+	cr_assert_eq(wait_exit(s->pid), 128 + SIGKILL);
+	launch(s, options);
+}
+
+void server_relaunch(struct test_server *s, const char *const *options)
+{
+	launch(s, options);
+}
+
+/* Starts memsrv on s->sock, its log appended to s->log. */
+static void launch(struct test_server *s, const char *const *options)
+{
 	const char *bin = env_bin("MEMSRV_BIN");
 	s->pid = fork();
 	cr_assert(s->pid >= 0);
 	if (s->pid == 0) {
-		int log = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int log = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (log >= 0)
 			dup2(log, 2);
 		const char *argv[32] = { bin, "--socket", s->sock, "--log-level", "debug" };

@@ -25,6 +25,11 @@ struct test_server {
 void server_start(struct test_server *s);
 /* The same with extra options, a NULL-terminated list. */
 void server_start_with(struct test_server *s, const char *const *options);
+/* kill -9, then the same memsrv again on the same socket (the log goes on
+ * in the same file): a crash and the restart a supervisor makes. */
+void server_crash_and_restart(struct test_server *s, const char *const *options);
+/* Starts memsrv again on the socket of one that died. */
+void server_relaunch(struct test_server *s, const char *const *options);
 /* SIGTERM, and asserts a clean exit (status 0): no crash, no leak of a VM. */
 void server_stop(struct test_server *s);
 /* True while the server process runs. */

@@ -160,6 +160,42 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 	cr_assert(wait_until(vm_gone, "guest1", 5000), "guest1 is still attached after QEMU exited");
 }
 
+static bool vm_attached(void *arg)
+{
+	return !vm_gone(arg);
+}
+
+Test(qemu, a_guest_runs_on_through_memsrv_killed_and_restarted)
+{
+	/* this test's memsrv keeps its state, as a supervised one would */
+	server_stop(&srv);
+	char state[64], rm[96];
+	snprintf(state, sizeof state, "/dev/shm/memsrv-qemu-state.XXXXXX");
+	cr_assert(mkdtemp(state));
+	const char *opts[] = { "--state-dir", state, NULL };
+	server_start_with(&srv, opts);
+	struct guest g;
+	char line[512];
+	guest_boot(&g, "phoenix", true, "64M", false, "memload.mib=160 memload.passes=10 memload.rewrite=50");
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "phoenix did not boot");
+	const int kills = 4;
+	for (int k = 0; k < kills; k++) {
+		usleep(1000000);  /* mid-workload: pages stored, faults in flight */
+		server_crash_and_restart(&srv, opts);
+		cr_assert(wait_until(vm_attached, "phoenix", 10000), "QEMU reconnected after kill %d", k + 1);
+	}
+	guest_result_ok(&g, line, sizeof line);
+	fprintf(stderr, "phoenix through %d kills of memsrv: %s", kills, line);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "phoenix");
+	cr_assert_gt(m->vm_info->faults_stored, 0, "the restarted memsrv served stored pages");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line));
+	cr_assert_eq(guest_wait(&g), 0, "QEMU exited cleanly");
+	cr_assert(wait_until(vm_gone, "phoenix", 5000));
+	snprintf(rm, sizeof rm, "rm -rf %s", state);
+	cr_assert_eq(system(rm), 0);
+}
+
 Test(qemu, two_guests_at_once)
 {
 	struct guest a, b;

@@ -123,6 +123,8 @@ static void cmd_report(struct vmsim *vm)
 	printf("total_pages %llu\n", (unsigned long long)vm->ram.pages);
 	printf("memfd_allocated_bytes %llu\n", (unsigned long long)bytes);
 	printf("resident_pages %llu\n", (unsigned long long)pages);
+	if (vm->session)
+		printf("reconnects %llu\n", (unsigned long long)memsrv_session_reconnects(vm->session));
 	answer_ok();
 }
 
@@ -182,9 +184,10 @@ int interactive_run(struct vmsim *vm)
 			fprintf(stderr, "vmsim %s: poll: %s\n", vm->opts.name, strerror(errno));
 			return VMSIM_EXIT_SETUP;
 		}
-		/* A hang-up that dispatch does not report would spin here. */
-		if (p[1].revents && vmsim_dispatch(vm) < 0 && (p[1].revents & (POLLHUP | POLLERR)))
-			vmsim_server_gone();
+		/* The session fd is an epoll fd: dispatch takes a dead memsrv's
+		 * socket out of it, so its hang-up does not spin this loop. */
+		if (p[1].revents)
+			vmsim_dispatch(vm);
 		if (p[0].revents) {
 			int ret = fill_reader(&reader);
 			if (ret < 0) {

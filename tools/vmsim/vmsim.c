@@ -31,19 +31,27 @@ int vmsim_dispatch(struct vmsim *vm)
 	int ret = memsrv_session_dispatch(vm->session, &vmm_ops, vm);
 	if (ret == -ECONNRESET)
 		vmsim_server_gone();
-	if (ret < 0)
+	if (ret < 0) {
 		fprintf(stderr, "vmsim %s: dispatch: %s: %s\n", vm->opts.name, strerror(-ret),
 			memsrv_last_error());
+		/* A session that failed for good (memsrv restarted but refused
+		 * to resume it) gives the same error on every call; a bad
+		 * message does not repeat. */
+		int again = memsrv_session_dispatch(vm->session, &vmm_ops, vm);
+		if (again == ret || again == -ECONNRESET)
+			vmsim_server_gone();
+	}
 	return ret;
 }
 
-/* Workload tick: answer the server during long runs. */
+/* Workload tick: answer the server during long runs.  While memsrv is
+ * down dispatch has nothing to read and returns 0. */
 static void service_session(void *opaque)
 {
 	struct vmsim *vm = opaque;
 	struct pollfd p = { .fd = memsrv_session_fd(vm->session), .events = POLLIN };
-	if (poll(&p, 1, 0) > 0 && vmsim_dispatch(vm) < 0 && (p.revents & (POLLHUP | POLLERR)))
-		vmsim_server_gone();
+	if (poll(&p, 1, 0) > 0)
+		vmsim_dispatch(vm);
 }
 
 static int attach(struct vmsim *vm)
@@ -92,7 +100,11 @@ int vmsim_finish(struct vmsim *vm)
 			fprintf(stderr, "vmsim %s: detach: %s: %s\n", vm->opts.name, strerror(-ret),
 				memsrv_last_error());
 			printf("error detach: %s\n", strerror(-ret));
-			return VMSIM_EXIT_SETUP;
+			fflush(stdout);
+			/* The RAM is still registered on a uffd nobody serves (memsrv
+			 * down, say): unmapping it would wait forever for the unmap
+			 * event to be read.  Leave without. */
+			exit(VMSIM_EXIT_SETUP);
 		}
 		printf("restored_pages %d\n", ret);
 	}
@@ -127,6 +139,8 @@ static int run_batch(struct vmsim *vm, double fill_s)
 		printf("memfd_allocated_bytes %llu\n", (unsigned long long)bytes);
 		printf("resident_pages %llu\n", (unsigned long long)pages);
 	}
+	if (vm->session)
+		printf("reconnects %llu\n", (unsigned long long)memsrv_session_reconnects(vm->session));
 	return vmsim_finish(vm);
 }
 

@@ -31,7 +31,8 @@ int vmsim_dispatch(struct vmsim *vm);
 /* Prints "error server gone" and exits with VMSIM_EXIT_SERVER_GONE. */
 __attribute__((noreturn)) void vmsim_server_gone(void);
 
-/* Detaches (restoring evicted pages) and returns the exit status. */
+/* Detaches (restoring evicted pages) and returns the exit status; exits
+ * when the pages cannot be restored (memsrv down): see vmsim_finish(). */
 int vmsim_finish(struct vmsim *vm);
 
 /* The command loop of --interactive; returns the exit status. */
