@@ -57,12 +57,14 @@ int page_table_recount(struct page_table *pt, int fd, uint64_t offset)
 	return 0;
 }
 
-int page_table_each_written(const struct page_table *pt, int fd, uint64_t offset,
-			    int (*fn)(const struct page_table *pt, uint64_t first, uint64_t end, void *arg), void *arg)
+/* Calls fn on each run [first, end) of the n items of unit bytes from
+ * offset of fd that the file holds data for, found with SEEK_DATA/SEEK_HOLE
+ * (never by touching a mapping: that would allocate the holes).  Stops at
+ * fn's first nonzero return and returns it; 0, or -errno from lseek. */
+static int each_data_run(int fd, uint64_t offset, uint64_t unit, uint64_t n,
+			 int (*fn)(uint64_t first, uint64_t end, void *arg), void *arg)
 {
-	/* a table as large as a 4 TiB region is mostly holes: read only what
-	 * was written (reading a hole of a shared mapping would allocate it) */
-	uint64_t end = offset + pt->npages * sizeof(page_entry);
+	uint64_t end = offset + n * unit;
 	off_t pos = (off_t)offset;
 	while ((uint64_t)pos < end) {
 		off_t data = lseek(fd, pos, SEEK_DATA);
@@ -73,14 +75,35 @@ int page_table_each_written(const struct page_table *pt, int fd, uint64_t offset
 		off_t hole = lseek(fd, data, SEEK_HOLE);
 		if (hole < 0)
 			return -errno;
-		uint64_t first = ((uint64_t)data - offset) / sizeof(page_entry);
-		uint64_t last = ((uint64_t)hole - offset + sizeof(page_entry) - 1) / sizeof(page_entry);
-		int ret = fn(pt, first, last < pt->npages ? last : pt->npages, arg);
+		uint64_t first = ((uint64_t)data - offset) / unit;
+		uint64_t last = ((uint64_t)hole - offset + unit - 1) / unit;
+		int ret = fn(first, last < n ? last : n, arg);
 		if (ret)
 			return ret;
 		pos = hole;
 	}
 	return 0;
+}
+
+struct written {
+	const struct page_table *pt;
+	int (*fn)(const struct page_table *pt, uint64_t first, uint64_t end, void *arg);
+	void *arg;
+};
+
+static int written_run(uint64_t first, uint64_t end, void *arg)
+{
+	struct written *w = arg;
+	return w->fn(w->pt, first, end, w->arg);
+}
+
+int page_table_each_written(const struct page_table *pt, int fd, uint64_t offset,
+			    int (*fn)(const struct page_table *pt, uint64_t first, uint64_t end, void *arg), void *arg)
+{
+	/* a table as large as a 4 TiB region is mostly holes: read only what
+	 * was written (reading a hole of a shared mapping would allocate it) */
+	struct written w = { pt, fn, arg };
+	return each_data_run(fd, offset, sizeof(page_entry), pt->npages, written_run, &w);
 }
 
 void page_table_destroy(struct page_table *pt)
@@ -92,31 +115,26 @@ void page_table_destroy(struct page_table *pt)
 	pt->npages = 0;
 }
 
+struct allocated {
+	struct page_table *pt;
+	uint64_t marked;
+};
+
+static int mark_allocated(uint64_t first, uint64_t end, void *arg)
+{
+	struct allocated *a = arg;
+	for (uint64_t i = first; i < end; i++) {
+		if (pe_state(a->pt->entries[i]) == PAGE_NEVER) {
+			page_table_set(a->pt, i, pe_make(PAGE_RESIDENT, 0, 0));
+			a->marked++;
+		}
+	}
+	return 0;
+}
+
 int64_t page_table_scan_allocated(struct page_table *pt, int fd, uint64_t fd_offset, uint32_t page_size)
 {
-	uint64_t end = fd_offset + pt->npages * page_size;
-	uint64_t marked = 0;
-	off_t pos = (off_t)fd_offset;
-	while ((uint64_t)pos < end) {
-		off_t data = lseek(fd, pos, SEEK_DATA);
-		if (data < 0)
-			return errno == ENXIO ? (int64_t)marked : -errno;
-		if ((uint64_t)data >= end)
-			break;
-		off_t hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			return -errno;
-		uint64_t first = ((uint64_t)data - fd_offset) / page_size;
-		uint64_t last = ((uint64_t)hole - fd_offset + page_size - 1) / page_size;
-		if (last > pt->npages)
-			last = pt->npages;
-		for (uint64_t i = first; i < last; i++) {
-			if (pe_state(pt->entries[i]) == PAGE_NEVER) {
-				page_table_set(pt, i, pe_make(PAGE_RESIDENT, 0, 0));
-				marked++;
-			}
-		}
-		pos = hole;
-	}
-	return (int64_t)marked;
+	struct allocated a = { pt, 0 };
+	int ret = each_data_run(fd, fd_offset, page_size, pt->npages, mark_allocated, &a);
+	return ret ? ret : (int64_t)a.marked;
 }
