@@ -77,24 +77,20 @@ struct swapfile *swapfile_create(void)
 	return s;
 }
 
-static void file_close(struct swap_file *f)
+/* Closes f; with remove, its file goes too.  Also undoes a file_open()
+ * that cannot be published, where only a file it created may go. */
+static void file_discard(struct swap_file *f, const char *path, bool remove)
 {
 	close(f->fd);
-	if (!f->kept)
-		unlink(f->path);
+	if (remove)
+		unlink(path);
 	free(f->path);
 	free(f->map);
 }
 
-/* Undoes a file_open() that cannot be published; only a file it created
- * goes away. */
-static void file_discard(struct swap_file *f, const char *path, bool created)
+static void file_close(struct swap_file *f)
 {
-	close(f->fd);
-	if (created)
-		unlink(path);
-	free(f->path);
-	free(f->map);
+	file_discard(f, f->path, !f->kept);
 }
 
 void swapfile_destroy(struct swapfile *s)
