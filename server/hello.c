@@ -222,13 +222,10 @@ static int check_resume(struct server *srv, struct conn *c, const Memsrv__Hello 
 			struct refusal *why)
 {
 	vm->start_time = vm_state_process_start(c->cred.pid);
+	server_reap_kept(srv);
+	/* alive, so its pid names the same process as when it was kept */
 	struct vm *kept = server_find_kept(srv, h->name);
-	if (kept && !vm_state_owner_alive(kept)) {
-		pr_info("vm=%s: its process %d is gone: dropping the state memsrv kept for it", kept->name, kept->pid);
-		server_release_kept(srv, kept, true);
-		kept = NULL;
-	}
-	if (kept && (kept->pid != c->cred.pid || kept->start_time != vm->start_time))
+	if (kept && kept->pid != c->cred.pid)
 		return refuse(why, EEXIST, "hello.name", "memsrv keeps VM %s's pages for its process %d, which runs on", h->name,
 			      kept->pid);
 	if (!kept && h->has_resume && h->resume)

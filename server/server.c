@@ -48,8 +48,7 @@ void server_release_kept(struct server *srv, struct vm *vm, bool drop)
 	vm_destroy(vm);
 }
 
-/* Kept VMs whose process is gone will never be asked for their pages. */
-static void reap_kept(struct server *srv)
+void server_reap_kept(struct server *srv)
 {
 	for (struct vm *vm = srv->kept, *next; vm; vm = next) {
 		next = vm->next;
@@ -89,7 +88,7 @@ static int open_state(struct server *srv, const struct server_config *cfg, struc
 	struct store_stats st;
 	store_get_stats(srv->store, &st);
 	pr_info("state dir %s: %u VMs kept, %" PRIu64 " objects restored", cfg->state_dir, n, st.objects);
-	reap_kept(srv);
+	server_reap_kept(srv);
 	return 0;
 }
 
@@ -132,7 +131,7 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	const char *socket_path = cfg->socket_path;
 	memset(srv, 0, sizeof *srv);
 	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = -1;
-	srv->state.dir_fd = srv->state.lock_fd = srv->state.objects_fd = srv->state.pool_fd = -1;
+	state_dir_none(&srv->state);
 	srv->default_codec = cfg->default_codec;
 	srv->node_limit = cfg->node_limit;
 	srv->idle_tax = cfg->idle_tax;
@@ -411,7 +410,7 @@ int server_run(struct server *srv)
 				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
 					balancer_run(srv, NULL);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
-					reap_kept(srv);
+					server_reap_kept(srv);
 			} else if (p == &srv->signal_fd) {
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {

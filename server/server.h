@@ -74,6 +74,8 @@ struct vm *server_find_vm(struct server *srv, const char *name);
 
 /* The kept VM of that name (state_dir.h), or NULL. */
 struct vm *server_find_kept(struct server *srv, const char *name);
+/* Drops the kept VMs whose process is gone: nobody will ask for their pages. */
+void server_reap_kept(struct server *srv);
 /* Takes vm off the kept list; with drop its state and references go too. */
 void server_release_kept(struct server *srv, struct vm *vm, bool drop);
 

@@ -47,10 +47,15 @@ int state_dir_open(struct state_dir *sd, const char *path, char *why, size_t why
 	return ret;
 }
 
-static int state_dir_open_locked(struct state_dir *sd, const char *path, char *why, size_t whylen)
+void state_dir_none(struct state_dir *sd)
 {
 	memset(sd, 0, sizeof *sd);
 	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = -1;
+}
+
+static int state_dir_open_locked(struct state_dir *sd, const char *path, char *why, size_t whylen)
+{
+	state_dir_none(sd);
 	snprintf(sd->path, sizeof sd->path, "%s", path);
 	int ret = mkdir_p(path);
 	if (ret) {
@@ -80,6 +85,19 @@ static int state_dir_open_locked(struct state_dir *sd, const char *path, char *w
 		return ret;
 	}
 	return 0;
+}
+
+/* The directory's entries from the start: dir_fd's offset, shared with
+ * every dup of it, may stand anywhere after an earlier listing. */
+static DIR *list_dir(const struct state_dir *sd)
+{
+	int fd = dup(sd->dir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d && fd >= 0)
+		close(fd);
+	if (d)
+		rewinddir(d);
+	return d;
 }
 
 static bool is_vm_state(const char *name)
@@ -131,11 +149,8 @@ int state_dir_load(struct state_dir *sd, struct store *store, const struct swapf
 		   char *why, size_t whylen)
 {
 	*kept = NULL;
-	int fd = dup(sd->dir_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = list_dir(sd);
 	if (!d) {
-		if (fd >= 0)
-			close(fd);
 		snprintf(why, whylen, "cannot read %s: %s", sd->path, strerror(errno));
 		return -errno;
 	}
@@ -177,15 +192,10 @@ int state_dir_load(struct state_dir *sd, struct store *store, const struct swapf
 
 bool state_dir_holds_vms(const struct state_dir *sd)
 {
-	int fd = dup(sd->dir_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	DIR *d = list_dir(sd);
+	if (!d)
 		return true;  /* cannot tell: keep everything */
-	}
 	bool found = false;
-	rewinddir(d);
 	for (struct dirent *e; !found && (e = readdir(d));)
 		found = is_vm_state(e->d_name);
 	closedir(d);

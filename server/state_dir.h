@@ -27,6 +27,9 @@ struct state_dir {
 	int dir_fd, lock_fd, objects_fd, pool_fd;
 };
 
+/* An empty state_dir: no --state-dir, every fd -1. */
+void state_dir_none(struct state_dir *sd);
+
 /* Creates path if needed, locks it against a second memsrv (-EBUSY) and
  * opens the store's files.  0, or -errno with why filled. */
 int state_dir_open(struct state_dir *sd, const char *path, char *why, size_t whylen);

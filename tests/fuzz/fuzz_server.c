@@ -79,7 +79,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!srv.store)
 		die("store_create");
 	srv.listen_fd = srv.epoll_fd = srv.signal_fd = srv.balance_fd = -1;
-	srv.state.dir_fd = srv.state.lock_fd = srv.state.objects_fd = srv.state.pool_fd = -1;
+	state_dir_none(&srv.state);
 	srv.default_codec = CODEC_LZ4;
 	srv.idle_tax = 0.75;
 	clock_gettime(CLOCK_MONOTONIC, &srv.started);
