@@ -76,7 +76,14 @@ Test(balance, an_idle_vm_yields_to_a_busy_one_but_keeps_its_guarantee)
 	sim_start(&idle, &srv, "idle", "--size", "32M", "--mix", "zero=100", "--guarantee", "4M", NULL);
 	pid_t busy = busy_vm("busy", "1000", "0");
 	sleep(5);  /* the idle VM's last fault ages past 3 s: its shares count a quarter */
+	/* then the busy VM faults its way up to its new share: on a loaded
+	 * machine that takes a moment more, so wait for it, up to 10 s */
 	uint64_t ri = resident("idle"), rb = resident("busy");
+	for (int i = 0; i < 50 && rb <= 2 * ri; i++) {
+		usleep(200000);
+		ri = resident("idle");
+		rb = resident("busy");
+	}
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "idle");
 	bool idle_active = m->vm_info->active;
 	uint64_t idle_target = m->vm_info->node_target_bytes;
