@@ -6,8 +6,9 @@
  * limit and size.  An idle VM's shares count for less (ESX's idle memory
  * tax: an idle page costs 1/(1-tax) times an active one), so memory flows
  * to VMs that use it.  A VM is active when it faulted in the last few
- * seconds (the working-set estimate to come will refine this).  Each VM's
- * thread then evicts down to min(its limit, its target).
+ * seconds; how much of its resident memory is idle the sampler estimates
+ * (sampler.c).  memsrv's own memory is its resident set, measured.  Each
+ * VM's thread then evicts down to min(its limit, its target).
  */
 #ifndef MEMSRV_BALANCER_H
 #define MEMSRV_BALANCER_H
@@ -23,7 +24,12 @@ struct balance_report {
 	int64_t overcommit_margin, overload_margin;  /* bytes to spare; negative: short by */
 };
 
-/* Recomputes every VM's node target; fills report if not NULL. */
-void balancer_run(struct server *srv, struct balance_report *report);
+/* Recomputes every VM's node target and acts on it: asks balloons, wakes
+ * VMs over their targets.  The server thread's tick, and a changed limit. */
+void balancer_run(struct server *srv);
+
+/* What balancer_run() would find, without acting on it: for the requests
+ * that only read (stats, check), which must not steer. */
+void balancer_report(struct server *srv, struct balance_report *report);
 
 #endif

@@ -95,7 +95,7 @@ static void do_stats(struct server *srv, int fd)
 	uint64_t evicted = (st.zero_pages + st.stored_pages) * 4096;
 	st.density = held ? (double)evicted / held : 0;
 	struct balance_report br;
-	balancer_run(srv, &br);
+	balancer_report(srv, &br);
 	st.node_limit_bytes = br.node_limit;
 	st.overhead_bytes = br.overhead;
 	st.assigned_bytes = br.assigned;
@@ -242,7 +242,7 @@ static void do_set_node(struct server *srv, int fd, const Memsrv__SetRequest *re
 	}
 	srv->node_limit = limit;
 	pr_info("node limit set to %" PRIu64 " bytes", limit);
-	balancer_run(srv, NULL);
+	balancer_run(srv);
 	reply_applied(fd, req);
 }
 
@@ -316,7 +316,7 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 	atomic_store(&vm->policy_wanted, policy);
 	atomic_store(&vm->limit_bytes, limit);
 	vm_post_wakeup(vm);  /* a new policy or a lower limit takes effect now */
-	balancer_run(srv, NULL);
+	balancer_run(srv);
 	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u", codec_name(codec),
 		policy->name, limit, guarantee, vm->shares);
 	reply_applied(fd, req);
@@ -358,7 +358,7 @@ static void do_check(struct server *srv, int fd)
 		}                                                               \
 	} while (0)
 	struct balance_report br;
-	balancer_run(srv, &br);
+	balancer_report(srv, &br);
 	if (srv->node_limit && br.guaranteed + br.overhead > srv->node_limit)
 		WARN("overcommitted-guarantees", NULL,
 		     "guarantees (%" PRIu64 " MiB) plus memsrv's overhead (%" PRIu64 " MiB) exceed the node limit (%" PRIu64

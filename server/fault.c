@@ -162,6 +162,8 @@ void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64
 		/* only the faulting page was used; its neighbours came along */
 		bool used = r->first_page + p == vm->fault_page;
 		vm_policy_resident(vm, r, p, used && vm->fault_write);
+		/* demand brought it, or a stream about to read it (prefetch) */
+		sampler_note_fault(vm, r->first_page + p);
 	}
 	atomic_fetch_add(&vm->resident_bytes, count * r->page_size);
 }

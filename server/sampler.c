@@ -18,11 +18,25 @@ struct sample {
 	bool touched;  /* faulted back during this period */
 };
 
+/* A sampled page that was not resident: nothing to unmap, its next fault
+ * (fault_mark_resident -> sampler_note_fault) says it is in use. */
+struct watch {
+	uint64_t page;  /* VM-wide number */
+	bool touched;
+};
+
+#define FILTER_BITS 1024  /* one bit test per fault says "not watched" */
+
 struct sampler {
 	uint8_t *pages;  /* SAMPLE_PAGES raw pages */
 	struct sample s[SAMPLE_PAGES];
-	unsigned taken, touched;
-	double estimate;   /* share of resident memory in use */
+	struct watch w[SAMPLE_PAGES];
+	unsigned n_watch;
+	uint64_t filter[FILTER_BITS / 64];  /* the watched pages, hashed */
+	unsigned taken, touched;   /* this period, resident and watched alike */
+	uint64_t sampled_bytes;    /* the memory the sample was drawn from */
+	uint64_t demand_faults;    /* the VM's faults for stored, zero and new pages, at the last tick */
+	double estimate;   /* share of the sampled memory in use */
 	bool have_estimate;
 	uint64_t rng;
 };
@@ -153,9 +167,41 @@ restore:
 	}
 }
 
+static uint64_t filter_bit(uint64_t page)
+{
+	return (page * 0x9e3779b97f4a7c15ull) >> 54;  /* 10 bits: FILTER_BITS */
+}
+
+void sampler_note_fault(struct vm *vm, uint64_t page)
+{
+	struct sampler *sp = vm->sampler;
+	uint64_t b = filter_bit(page);
+	if (!sp || !(sp->filter[b / 64] & 1ull << (b % 64)))
+		return;
+	for (unsigned i = 0; i < sp->n_watch; i++)
+		if (sp->w[i].page == page && !sp->w[i].touched) {
+			sp->w[i].touched = true;
+			sp->touched++;
+		}
+}
+
+static uint64_t demand_faults(const struct vm *vm)
+{
+	return ctr_get(&vm->ctr.faults_stored) + ctr_get(&vm->ctr.faults_zero) +
+	       ctr_get(&vm->ctr.faults_never_touched);
+}
+
+/* The working set: the share of the sample (drawn from all of the VM's
+ * memory, resident or not, as ESX does) used during the period, times the
+ * memory it was drawn from.  A VM that keeps faulting its pages back in
+ * wants at least all it holds, whatever one short period saw of it: it
+ * never looks idle.  Published with the share of its resident memory in
+ * use (at most all of it), which the balancer's idle tax reads. */
 static void estimate(struct vm *vm)
 {
 	struct sampler *sp = vm->sampler;
+	uint64_t faults = demand_faults(vm), refaults = faults - sp->demand_faults;
+	sp->demand_faults = faults;
 	if (sp->taken < SAMPLE_PAGES / 4)
 		return;  /* too few pages to say anything */
 	double f = (double)sp->touched / sp->taken;
@@ -168,8 +214,19 @@ static void estimate(struct vm *vm)
 		sp->estimate = 0.9 * sp->estimate + 0.1 * f;
 	sp->have_estimate = true;
 	uint64_t resident = ctr_get(&vm->resident_bytes);
-	atomic_store(&vm->working_set_bytes, (uint64_t)(sp->estimate * (double)resident));
-	atomic_store(&vm->working_set_permille, (uint32_t)(sp->estimate * 1000));
+	uint64_t ws = (uint64_t)(sp->estimate * (double)sp->sampled_bytes);
+	if (refaults >= STEADY_FAULTS(resident / 4096) && ws < resident)
+		ws = resident;
+	atomic_store(&vm->working_set_bytes, ws);
+	atomic_store(&vm->working_set_permille,
+		     resident ? (uint32_t)(ws >= resident ? 1000 : ws * 1000 / resident) : 1000);
+}
+
+static void watch(struct sampler *sp, uint64_t page)
+{
+	sp->w[sp->n_watch++] = (struct watch){ .page = page };
+	uint64_t b = filter_bit(page);
+	sp->filter[b / 64] |= 1ull << (b % 64);
 }
 
 static void take_sample(struct vm *vm)
@@ -177,13 +234,25 @@ static void take_sample(struct vm *vm)
 	struct sampler *sp = vm->sampler;
 	uint64_t total = vm_total_pages(vm);
 	sp->taken = sp->touched = 0;
+	sp->n_watch = 0;
+	memset(sp->filter, 0, sizeof sp->filter);
+	sp->sampled_bytes = 0;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		if (vm->regions[i].evictable && !vm->regions[i].unmapped)
+			sp->sampled_bytes += vm->regions[i].size;
 	for (unsigned tries = 0; tries < 4 * SAMPLE_PAGES && sp->taken < SAMPLE_PAGES && total; tries++) {
 		uint64_t page = next_random(sp) % total;
 		struct region *r = vm_region_of_page(vm, page);
 		if (!r || !r->evictable || r->unmapped)
 			continue;
 		uint64_t idx = page - r->first_page;
-		if (pe_state(r->pt.entries[idx]) != PAGE_RESIDENT)
+		enum page_state st = pe_state(r->pt.entries[idx]);
+		if (st == PAGE_NEVER || st == PAGE_ZERO || st == PAGE_STORED) {
+			watch(sp, page);
+			sp->taken++;
+			continue;
+		}
+		if (st != PAGE_RESIDENT)
 			continue;
 		unsigned slot = 0;
 		while (slot < SAMPLE_PAGES && sp->s[slot].busy)

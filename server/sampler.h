@@ -1,14 +1,17 @@
 /* sampler: the working-set estimate and the reference bits, by probation.
  *
  * memsrv cannot read a guest's accessed bits, so it tests pages instead, as
- * ESX does: once a second it unmaps a random sample of a VM's resident pages
- * (race-free, like an eviction) but keeps their content raw in a small
- * probation buffer.  A page used again faults and comes back from there at
- * the cost of one fault, no decompression, and counts as used.  At the end
- * of the period the share of the sample that was used estimates the VM's
- * active memory (rising fast, falling slowly), and the pages nobody touched
- * go back (or, over the limit, into the store) with their reference bits
- * cleared.  VM thread only.
+ * ESX does: once a second it draws a random sample of all of a VM's pages.
+ * The resident ones it unmaps (race-free, like an eviction) but keeps their
+ * content raw in a small probation buffer: a page used again faults and
+ * comes back from there at the cost of one fault, no decompression, and
+ * counts as used.  The others (stored, zero, never touched) it watches: a
+ * fault that brings one in counts it as used.  At the end of the period the
+ * share of the sample that was used, times the memory it was drawn from,
+ * estimates the VM's active memory (rising fast, falling slowly); a VM that
+ * keeps faulting pages back is busy beyond what it holds.  The pages nobody
+ * touched go back (or, over the limit, into the store) with their reference
+ * bits cleared.  VM thread only.
  */
 #ifndef MEMSRV_SAMPLER_H
 #define MEMSRV_SAMPLER_H
@@ -24,6 +27,15 @@ void sampler_fini(struct vm *vm);
 
 /* Ends the period (counts, estimates, settles the untouched) and starts the next. */
 void sampler_tick(struct vm *vm);
+
+/* The faults for stored, zero or new pages in one period that make a VM
+ * busy beyond what it holds: 1% of its resident pages, at least 16. */
+#define STEADY_FAULTS(resident_pages) ((resident_pages) / 100 > 16 ? (resident_pages) / 100 : 16)
+
+/* A fault (or the prefetch of a stream of faults) brought page (VM-wide
+ * number) in: counts it used if it is in the sample.  One bit test when it
+ * is not. */
+void sampler_note_fault(struct vm *vm, uint64_t page);
 
 /* A fault on a PROBATION page: put it back, mark it used.  0 or -errno
  * (EAGAIN: resync and retry). */

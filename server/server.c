@@ -359,10 +359,19 @@ static void handle_conn(struct server *srv, struct conn *c)
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT:
 		if (c->vm) {
 			const Memsrv__BalloonResult *br = msg->balloon_result;
-			atomic_store(&c->vm->balloon, br->errno_code ? VM_BALLOON_NO : VM_BALLOON_YES);
-			if (br->errno_code)
+			if (br->errno_code == EOPNOTSUPP) {
+				atomic_store(&c->vm->balloon, VM_BALLOON_NO);
 				vm_info(c->vm, "no balloon (%s): memsrv will not ask again",
 					br->message ? br->message : strerror(br->errno_code));
+			} else {
+				/* it has one; a request that failed is no reason to stop
+				 * asking, but nothing to wait for either: the target is
+				 * held by eviction now */
+				atomic_store(&c->vm->balloon, VM_BALLOON_YES);
+				if (br->errno_code && atomic_exchange(&c->vm->balloon_grace_until_ns, 1) != 1)
+					vm_warn(c->vm, "the balloon failed to reach %" PRIu64 " bytes (%s): evicting instead",
+						br->target_bytes, br->message ? br->message : strerror(br->errno_code));
+			}
 		}
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DETACH:
@@ -408,7 +417,7 @@ int server_run(struct server *srv)
 			} else if (p == &srv->balance_fd) {
 				uint64_t ticks;
 				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
-					balancer_run(srv, NULL);
+					balancer_run(srv);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
 					server_reap_kept(srv);
 			} else if (p == &srv->signal_fd) {

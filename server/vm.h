@@ -106,6 +106,11 @@ struct vm {
 	_Atomic int balloon;                 /* VM_BALLOON_*: what the VMM answered */
 	_Atomic uint64_t balloon_asked_ns;   /* when memsrv last asked it to balloon */
 	_Atomic uint64_t balloon_sent_bytes; /* the target it asked for */
+	/* Until when the balloon may work before the node target is enforced
+	 * by eviction (0: no request pending).  Set by the first request of a
+	 * shortage, not renewed by the next ones: a guest that gives nothing
+	 * is held to its target all the same. */
+	_Atomic uint64_t balloon_grace_until_ns;
 	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
 	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
 	uint32_t shares;
@@ -114,6 +119,8 @@ struct vm {
 	char not_evictable_reason[160];
 
 	_Atomic uint64_t resident_bytes;
+	/* the balancer's arithmetic (server thread) */
+	struct { uint64_t floor, cap, got; double weight; bool full, active; } claim;
 	_Atomic uint64_t balloon_target_bytes;       /* last BalloonTarget sent (server thread), 0: never */
 	struct vm_counters ctr;
 	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap;
@@ -230,11 +237,11 @@ static inline uint64_t vm_limit(const struct vm *vm)
 {
 	uint64_t l = atomic_load_explicit(&vm->limit_bytes, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&vm->node_target_bytes, memory_order_relaxed);
-	uint64_t asked = atomic_load_explicit(&vm->balloon_asked_ns, memory_order_relaxed);
+	uint64_t grace = atomic_load_explicit(&vm->balloon_grace_until_ns, memory_order_relaxed);
 	/* the clock is read only while a balloon request may still be working:
 	 * this runs before every fill */
-	if (t && asked && atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
-	    monotonic_ns() - asked < BALLOON_GRACE_NS)
+	if (t && grace && atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
+	    monotonic_ns() < grace)
 		t = 0;  /* the balloon goes first; a VMM without one said so */
 	return !l ? t : !t ? l : l < t ? l : t;
 }

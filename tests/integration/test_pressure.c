@@ -1,0 +1,332 @@
+/* Description: quotas under pressure, with VMMs of the test's own (child
+ * processes linking libmemsrv, not memsrv-vmsim): three VMs that each want
+ * more than the node gives them split it 1:2:4 by their shares whether they
+ * use a hot set, uniform random pages or scan all their memory, and none of
+ * them is taxed as idle while it faults; memsrv's own memory is counted in
+ * the node's overhead; after memsrv is killed and started again on its
+ * state, the node limit holds again as soon as on a fresh start, for VMMs
+ * that never answer a balloon request.  Residency is read from outside:
+ * the blocks each VM's memfd holds.  Every VMM checks every page it reads. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "memsrv.h"
+
+#define PAGE 4096u
+#define MIB (1ull << 20)
+#define MAX_VMMS 3
+#define ACCESSES_PER_S 12288.0
+
+enum pattern { HOT_SET, UNIFORM, SCAN };
+
+struct vmm {
+	pid_t pid;
+	int memfd;        /* its number in the child */
+	char name[32];
+	size_t size;
+};
+
+static struct test_server srv;
+static struct vmm vmms[MAX_VMMS];
+static char state_dir[64], swap_dir[64];
+
+static void teardown(void)
+{
+	for (int i = 0; i < MAX_VMMS; i++)
+		if (vmms[i].pid > 0) {
+			kill(vmms[i].pid, SIGKILL);
+			wait_exit(vmms[i].pid);
+			vmms[i].pid = 0;
+		}
+	if (server_alive(&srv))
+		server_stop(&srv);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", state_dir, swap_dir);
+	if ((state_dir[0] || swap_dir[0]) && system(cmd)) {
+		/* best effort */
+	}
+	state_dir[0] = swap_dir[0] = 0;
+}
+
+TestSuite(pressure, .fini = teardown, .timeout = 240);
+
+/* Different in every VM and page, never samefilled, and compressing to
+ * about half: more than the cache holds goes to swap. */
+static uint64_t word_of(unsigned vm, size_t page, size_t w)
+{
+	uint64_t x = (uint64_t)vm << 56 | (uint64_t)page << 16 | (w % 32) << 4 | 1;
+	if (w % 2)
+		return x;
+	x *= 0x9e3779b97f4a7c15ull;
+	return x ^ x >> 29;
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static uint64_t next_random(uint64_t *x)
+{
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * 2685821657736338717ull;
+}
+
+/* The child: attaches, fills, then reads by its pattern until SIGTERM,
+ * checks every page and exits 0, or 1 at the first wrong word.  It never
+ * serves its session: a VMM that does not answer a balloon request. */
+static void vmm_main(unsigned id, const char *name, size_t size, uint32_t shares, enum pattern pat, int ready_fd)
+{
+	signal(SIGTERM, on_term);
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)size))
+		_exit(2);
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED)
+		_exit(2);
+	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
+	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .shares = shares };
+	struct memsrv_session *s;
+	if (memsrv_attach(srv.sock, &vm, &s)) {
+		fprintf(stderr, "vmm %s: attach: %s\n", name, memsrv_last_error());
+		_exit(2);
+	}
+	size_t pages = size / PAGE;
+	for (size_t p = 0; p < pages; p++)
+		for (size_t w = 0; w < PAGE / 8; w++)
+			((uint64_t *)(mem + p * PAGE))[w] = word_of(id, p, w);
+	if (write(ready_fd, &fd, sizeof fd) != sizeof fd)
+		_exit(2);
+	close(ready_fd);
+	uint64_t x = 0x9e3779b97f4a7c15ull * (id + 1), n = 0;
+	size_t hot = pages / 4 * 3;  /* HOT_SET: three quarters of the VM, at random */
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!stop_flag) {
+		/* a guest with work to do between its reads: ACCESSES_PER_S at
+		 * most, so a scan takes two seconds; it runs flat out when late */
+		if (n % 64 == 0)
+			for (;;) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				double secs = (double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9;
+				if (secs * ACCESSES_PER_S >= (double)n || stop_flag)
+					break;
+			}
+		size_t p = pat == SCAN ? n % pages : pat == UNIFORM ? next_random(&x) % pages : next_random(&x) % hot;
+		n++;
+		size_t w = n % (PAGE / 8);
+		if (((volatile uint64_t *)(mem + p * PAGE))[w] != word_of(id, p, w)) {
+			fprintf(stderr, "vmm %s: page %zu word %zu is wrong\n", name, p, w);
+			_exit(1);
+		}
+	}
+	for (size_t p = 0; p < pages; p++)
+		for (size_t w = 0; w < PAGE / 8; w++)
+			if (((uint64_t *)(mem + p * PAGE))[w] != word_of(id, p, w)) {
+				fprintf(stderr, "vmm %s: page %zu is wrong at the end\n", name, p);
+				_exit(1);
+			}
+	_exit(0);
+}
+
+static void vmm_start(struct vmm *v, unsigned id, size_t size, uint32_t shares, enum pattern pat)
+{
+	snprintf(v->name, sizeof v->name, "p%u", id);
+	v->size = size;
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	v->pid = fork();
+	cr_assert_geq(v->pid, 0);
+	if (v->pid == 0) {
+		close(p[0]);
+		vmm_main(id, v->name, size, shares, pat, p[1]);
+	}
+	close(p[1]);
+	cr_assert_eq(read(p[0], &v->memfd, sizeof v->memfd), (ssize_t)sizeof v->memfd, "VMM %s did not start",
+		     v->name);
+	close(p[0]);
+}
+
+/* SIGTERM: the VMM checks all of its memory and says how it went. */
+static void vmm_stop_verified(struct vmm *v)
+{
+	kill(v->pid, SIGTERM);
+	int st = wait_exit(v->pid);
+	v->pid = 0;
+	cr_assert_eq(st, 0, "VMM %s exited with %d: a page came back wrong", v->name, st);
+}
+
+/* What the VM's memfd holds, seen from outside memsrv. */
+static uint64_t vmm_resident(const struct vmm *v)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd/%d", v->pid, v->memfd);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+	return (uint64_t)st.st_blocks * 512;
+}
+
+static uint64_t memsrv_rss(void)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/statm", srv.pid);
+	FILE *f = fopen(path, "r");
+	cr_assert(f);
+	unsigned long size, res;
+	cr_assert_eq(fscanf(f, "%lu %lu", &size, &res), 2);
+	fclose(f);
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static const char *pattern_name(enum pattern p)
+{
+	return p == HOT_SET ? "hot set" : p == UNIFORM ? "uniform" : "scan";
+}
+
+/* Three VMs of 96 MiB with shares 1:2:4, each wanting all of it (or its
+ * hot three quarters) under a node limit that leaves them about 115 MiB
+ * together: as a user first tried it. */
+static void shares_hold_under(enum pattern pat)
+{
+	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX");
+	cr_assert(mkdtemp(swap_dir));
+	char swap_opt[96];
+	snprintf(swap_opt, sizeof swap_opt, "%s:512M", swap_dir);
+	const char *opts[] = { "--node-limit", "142M", "--cache-size", "16M", "--swap-dir", swap_opt, NULL };
+	server_start_with(&srv, opts);
+	const uint32_t shares[MAX_VMMS] = { 1, 2, 4 };
+	for (unsigned i = 0; i < MAX_VMMS; i++)
+		vmm_start(&vmms[i], i, 96 * MIB, shares[i], pat);
+	sleep(15);  /* the working sets are sampled, the balancer converges */
+	uint64_t res[MAX_VMMS] = { 0 }, overhead = 0, rss = 0;
+	const int samples = 10;
+	for (int k = 0; k < samples; k++) {
+		for (unsigned i = 0; i < MAX_VMMS; i++)
+			res[i] += vmm_resident(&vmms[i]) / samples;
+		Memsrv__ServerMessage *m;
+		Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+		overhead += st->overhead_bytes / samples;
+		memsrv__server_message__free_unpacked(m, NULL);
+		rss += memsrv_rss() / samples;
+		usleep(200000);
+	}
+	uint64_t ws[MAX_VMMS], resident_seen[MAX_VMMS];
+	bool active[MAX_VMMS];
+	for (unsigned i = 0; i < MAX_VMMS; i++) {
+		Memsrv__ServerMessage *m = ctl_info_ok(&srv, vmms[i].name);
+		ws[i] = m->vm_info->working_set_bytes;
+		resident_seen[i] = m->vm_info->resident_bytes;
+		active[i] = m->vm_info->active;
+		memsrv__server_message__free_unpacked(m, NULL);
+	}
+	for (unsigned i = 0; i < MAX_VMMS; i++)
+		vmm_stop_verified(&vmms[i]);
+	uint64_t left = (142 * MIB > overhead ? 142 * MIB - overhead : 0);
+	fprintf(stderr,
+		"%s: resident %.1f : %.1f : %.1f MiB, working sets %.1f : %.1f : %.1f MiB, overhead %.1f MiB "
+		"(memsrv's RSS %.1f MiB), %.1f MiB left for the VMs\n",
+		pattern_name(pat), (double)res[0] / MIB, (double)res[1] / MIB, (double)res[2] / MIB, (double)ws[0] / MIB,
+		(double)ws[1] / MIB, (double)ws[2] / MIB, (double)overhead / MIB, (double)rss / MIB, (double)left / MIB);
+	/* memsrv's own memory is what the node pays for it */
+	cr_assert_geq(overhead, rss / 10 * 9, "overhead %lu counts less than memsrv's RSS %lu",
+		      (unsigned long)overhead, (unsigned long)rss);
+	for (unsigned i = 0; i < MAX_VMMS; i++) {
+		double want = (double)left * shares[i] / 7;
+		cr_assert(res[i] > want * 0.75 && res[i] < want * 1.25,
+			  "%s: VM with shares %u holds %.1f MiB, its share is %.1f MiB (+-25%%)", pattern_name(pat),
+			  shares[i], (double)res[i] / MIB, want / MIB);
+		/* each of them wants more than it holds: busy, never idle */
+		cr_assert(active[i], "%s: %s faults all the time but is called idle", pattern_name(pat), vmms[i].name);
+		cr_assert_geq(ws[i], resident_seen[i] / 10 * 9, "%s: %s's working set %lu is below what it holds (%lu)",
+			      pattern_name(pat), vmms[i].name, (unsigned long)ws[i], (unsigned long)resident_seen[i]);
+		uint64_t used = pat == HOT_SET ? 72 * MIB : 96 * MIB;
+		cr_assert_leq(ws[i], used + used / 2, "%s: %s's working set %lu is more than it uses (%lu)",
+			      pattern_name(pat), vmms[i].name, (unsigned long)ws[i], (unsigned long)used);
+	}
+}
+
+Test(pressure, shares_hold_for_vms_with_a_hot_set)
+{
+	shares_hold_under(HOT_SET);
+}
+
+Test(pressure, shares_hold_for_vms_reading_at_random)
+{
+	shares_hold_under(UNIFORM);
+}
+
+Test(pressure, shares_hold_for_vms_scanning_all_their_memory)
+{
+	shares_hold_under(SCAN);
+}
+
+/* Seconds until the VMs hold at most bound together, for a whole second
+ * (ten looks in a row); -1 if not within timeout_s. */
+static double seconds_until_held(uint64_t bound, int timeout_s)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int in_a_row = 0;
+	for (int k = 0; k < timeout_s * 10; k++) {
+		uint64_t sum = vmm_resident(&vmms[0]) + vmm_resident(&vmms[1]);
+		in_a_row = sum <= bound ? in_a_row + 1 : 0;
+		if (in_a_row == 10) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			return (double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 - 0.9;
+		}
+		usleep(100000);
+	}
+	return -1;
+}
+
+/* Two VMs of 64 MiB reading all their memory, node limit 80 MiB, VMMs that
+ * never answer a balloon request: after each kill -9 and restart on the
+ * state dir, the two hold the limit again about as soon as on a fresh
+ * start (the balloon's grace, then eviction). */
+Test(pressure, the_node_limit_holds_after_every_restart)
+{
+	snprintf(state_dir, sizeof state_dir, "/dev/shm/memsrv-pressure.XXXXXX");
+	cr_assert(mkdtemp(state_dir));
+	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX");
+	cr_assert(mkdtemp(swap_dir));
+	char swap_opt[96];
+	snprintf(swap_opt, sizeof swap_opt, "%s:256M", swap_dir);
+	const char *opts[] = { "--node-limit", "80M", "--cache-size", "8M", "--swap-dir", swap_opt,
+			       "--state-dir", state_dir, NULL };
+	server_start_with(&srv, opts);
+	vmm_start(&vmms[0], 0, 64 * MIB, 0, SCAN);
+	vmm_start(&vmms[1], 1, 64 * MIB, 0, UNIFORM);
+	double fresh = 0;
+	for (int round = 0; round <= 3; round++) {
+		if (round) {
+			sleep(1);  /* churning at their targets */
+			server_crash_and_restart(&srv, opts);
+		}
+		/* the VMs alone: the node's overhead comes off the limit too */
+		double s = seconds_until_held(80 * MIB, 30);
+		fprintf(stderr, "round %d: the node limit held after %.1f s\n", round, s);
+		cr_assert_geq(s, 0, "%s: the VMs hold more than the node limit of 80 MiB after 30 s",
+			      round ? "after a restart" : "on a fresh start");
+		if (!round)
+			fresh = s;
+		else
+			cr_assert_leq(s, fresh + 5, "after restart %d the node limit took %.1f s to hold, %.1f s on a fresh start",
+				      round, s, fresh);
+	}
+	vmm_stop_verified(&vmms[0]);
+	vmm_stop_verified(&vmms[1]);
+}
