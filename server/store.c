@@ -329,6 +329,20 @@ static void page_hash(const struct store *s, const void *page, bool samefilled, 
 	}
 }
 
+/* Describes the read of an object in swap and pins it: its slot stays
+ * until the read ends.  Called with the lock held. */
+static void read_begin_locked(struct store *s, obj_id id, struct store_read *rd)
+{
+	struct obj *o = obj_at(s, id);
+	o->pins++;
+	rd->id = id;
+	rd->len = o->len;
+	rd->codec = o->codec;
+	rd->hash_lo = o->hash_lo;
+	rd->hash_hi = o->hash_hi;
+	swapfile_io(s->cfg.swap, o->swap, &rd->io);
+}
+
 /* Looks for a stored object with this content; takes a reference to it. */
 static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *page, bool samefilled, uint64_t word,
 			  uint64_t lo, uint64_t hi)
@@ -354,6 +368,56 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 		return id;
 	}
 	return 0;
+}
+
+/* Where a thread reads swap synchronously: aligned for direct I/O. */
+static __thread uint8_t sync_buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
+
+/* A read of swap done synchronously into buf (aligned to the swap unit):
+ * bytes read or -errno. */
+static int read_sync(const struct store_read *rd, void *buf)
+{
+	ssize_t n;
+	do
+		n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* Decodes what a read of swap brought (res: bytes read or -errno) into
+ * page and checks it against the hash it was stored under: a filesystem
+ * that lost its own metadata after a write error can hand back other data.
+ * 0, or -EIO (*corrupt for a hash that does not match).  Needs no lock. */
+static int read_decode(const struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf,
+		       int res, void *page, bool *corrupt)
+{
+	int ret;
+	*corrupt = false;
+	if (res != (int)rd->io.len || !buf)
+		ret = -EIO;
+	else if (rd->len == RAW_LEN)
+		ret = (memcpy(page, buf, CODEC_PAGE), 0);
+	else
+		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
+	if (ret)
+		return ret;
+	uint64_t lo, hi;
+	page_hash(s, page, false, 0, &lo, &hi);
+	*corrupt = lo != rd->hash_lo || hi != rd->hash_hi;
+	return *corrupt ? -EIO : 0;
+}
+
+/* Counts how a read of swap went and unpins its object, which goes if it
+ * lost its last reference meanwhile.  Called with the lock held. */
+static void read_end_locked(struct store *s, const struct store_read *rd, int ret, int res, bool corrupt)
+{
+	s->st.swap_checksum_errors += corrupt;
+	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
+		s->st.swap_read_errors++;
+	struct obj *o = obj_at(s, rd->id);
+	o->pins--;
+	if (o->orphan && !o->pins && !o->writing)
+		free_obj(s, rd->id);
 }
 
 /* A write that returned is not yet a write that stays: a sparse file's new
@@ -636,13 +700,7 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 	struct obj *o = obj_at(s, id);
 	int ret;
 	if (o->tier == TIER_SWAP) {
-		o->pins++;
-		rd->id = id;
-		rd->len = o->len;
-		rd->codec = o->codec;
-		rd->hash_lo = o->hash_lo;
-		rd->hash_hi = o->hash_hi;
-		swapfile_io(s->cfg.swap, o->swap, &rd->io);
+		read_begin_locked(s, id, rd);
 		ret = 1;
 	} else {
 		ret = read_locked(s, ctx, o, page);
@@ -663,42 +721,17 @@ int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *
 int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
 		   void *page)
 {
-	int ret;
-	if (res != (int)rd->io.len || !buf)
-		ret = -EIO;
-	else if (rd->len == RAW_LEN)
-		ret = (memcpy(page, buf, CODEC_PAGE), 0);
-	else
-		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
-	bool corrupt = false;
-	if (!ret) {
-		/* a filesystem that lost its own metadata after a write error can
-		 * hand back other data: the content hash catches it */
-		uint64_t lo, hi;
-		page_hash(s, page, false, 0, &lo, &hi);
-		corrupt = lo != rd->hash_lo || hi != rd->hash_hi;
-		ret = corrupt ? -EIO : 0;
-	}
+	bool corrupt;
+	int ret = read_decode(s, ctx, rd, buf, res, page, &corrupt);
 	pthread_mutex_lock(&s->lock);
-	s->st.swap_checksum_errors += corrupt;
-	struct obj *o = obj_at(s, rd->id);
-	o->pins--;
-	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
-		s->st.swap_read_errors++;
-	if (o->orphan && !o->pins && !o->writing)
-		free_obj(s, rd->id);
+	read_end_locked(s, rd, ret, res, corrupt);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
 int store_read_now(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, void *page)
 {
-	static __thread uint8_t buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
-	ssize_t n;
-	do
-		n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
-	while (n < 0 && errno == EINTR);
-	return store_read_end(s, ctx, rd, buf, n < 0 ? -errno : (int)n, page);
+	return store_read_end(s, ctx, rd, sync_buf, read_sync(rd, sync_buf), page);
 }
 
 int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
