@@ -1,9 +1,10 @@
 /* store: content-addressed, reference-counted page objects for all VMs.
  *
  * One mutex guards the object table, the hash index, the LRU and the pool.
- * Hashing and compressing happen outside it; a lookup that finds a candidate
- * decompresses and compares it under the lock, so that a hash collision can
- * never hand one VM another VM's data.
+ * Hashing and compressing happen outside it.  A lookup compares every
+ * candidate whose hash matches in full, so that a hash collision can never
+ * hand one VM another VM's data: one in memory under the lock, one in swap
+ * pinned and read without it.
  */
 #include "store.h"
 
@@ -343,21 +344,29 @@ static void read_begin_locked(struct store *s, obj_id id, struct store_read *rd)
 	swapfile_io(s->cfg.swap, o->swap, &rd->io);
 }
 
-/* Looks for a stored object with this content; takes a reference to it. */
+/* Looks for a stored object with this content in the hash chain from id
+ * on.  Returns the object, with a reference taken; 0 when there is none;
+ * or, for a candidate in swap that must be read to be compared, sets
+ * *in_swap (pinned, rd filled) and returns 0. */
 static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *page, bool samefilled, uint64_t word,
-			  uint64_t lo, uint64_t hi)
+			  uint64_t lo, uint64_t hi, obj_id id, bool *in_swap, struct store_read *rd)
 {
-	for (obj_id id = *bucket_of(s, lo); id; id = obj_at(s, id)->next) {
+	*in_swap = false;
+	for (; id; id = obj_at(s, id)->next) {
 		struct obj *o = obj_at(s, id);
 		if (o->hash_lo != lo || o->hash_hi != hi)
 			continue;
 		bool same;
-		if (o->tier == TIER_SWAP)
-			continue;  /* comparing would mean reading swap under the lock: not shared */
-		if (samefilled || o->tier == TIER_SAMEFILL)
+		if (samefilled || o->tier == TIER_SAMEFILL) {
 			same = samefilled && o->tier == TIER_SAMEFILL && o->loc == word;
-		else
+		} else if (o->tier == TIER_SWAP) {
+			/* reading swap under the lock would stall every VM */
+			read_begin_locked(s, id, rd);
+			*in_swap = true;
+			return 0;
+		} else {
 			same = read_locked(s, ctx, o, s->cmp_page) == 0 && !memcmp(s->cmp_page, page, CODEC_PAGE);
+		}
 		if (!same) {
 			s->st.hash_collisions++;
 			continue;
@@ -418,6 +427,59 @@ static void read_end_locked(struct store *s, const struct store_read *rd, int re
 	o->pins--;
 	if (o->orphan && !o->pins && !o->writing)
 		free_obj(s, rd->id);
+}
+
+/* The candidate find_locked() pinned in swap: read and compared in full
+ * without the lock (store_put runs on the eviction path, where a
+ * synchronous read is acceptable).  Called and returns with the lock held.
+ * Returns the candidate with a reference taken if it holds page's content;
+ * else 0, and *next is where the lookup goes on. */
+static obj_id share_from_swap(struct store *s, struct codec_ctx *ctx, const void *page, const struct store_read *rd,
+			      obj_id *next)
+{
+	static __thread uint8_t stored[CODEC_PAGE];
+	pthread_mutex_unlock(&s->lock);
+	bool corrupt;
+	int res = read_sync(rd, sync_buf);
+	int ret = read_decode(s, ctx, rd, sync_buf, res, stored, &corrupt);
+	bool same = !ret && !memcmp(stored, page, CODEC_PAGE);
+	pthread_mutex_lock(&s->lock);
+
+	/* the pin kept the id from being freed and reused, and content never
+	 * changes; an orphan has left the index and must not be shared */
+	struct obj *o = obj_at(s, rd->id);
+	obj_id id = 0;
+	if (same && !o->orphan) {
+		uint32_t before = o->refs++;
+		ref_changed(s, o, before);
+		s->st.dedup_hits++;
+		id = rd->id;
+	} else if (!ret && !same) {
+		s->st.hash_collisions++;
+	}
+	/* a candidate still indexed is still in the chain of its hash (a grown
+	 * index rebuilt it), so the lookup goes on after it; one that left
+	 * the index starts the lookup over */
+	*next = o->orphan ? *bucket_of(s, rd->hash_lo) : o->next;
+	read_end_locked(s, rd, ret, res, corrupt);
+	return id;
+}
+
+/* Looks for a stored object with this content, in every tier; takes a
+ * reference to it.  Called and returns with the lock held. */
+static obj_id find_shared(struct store *s, struct codec_ctx *ctx, const void *page, bool samefilled, uint64_t word,
+			  uint64_t lo, uint64_t hi)
+{
+	obj_id from = *bucket_of(s, lo);
+	for (;;) {
+		bool in_swap;
+		struct store_read rd;
+		obj_id id = find_locked(s, ctx, page, samefilled, word, lo, hi, from, &in_swap, &rd);
+		if (!in_swap)
+			return id;
+		if ((id = share_from_swap(s, ctx, page, &rd, &from)))
+			return id;
+	}
 }
 
 /* A write that returned is not yet a write that stays: a sparse file's new
@@ -609,7 +671,7 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	*info = (struct store_put_info){ .samefilled = samefilled };
 
 	pthread_mutex_lock(&s->lock);
-	*id = find_locked(s, ctx, page, samefilled, word, lo, hi);
+	*id = find_shared(s, ctx, page, samefilled, word, lo, hi);
 	if (*id) {
 		info->shared = true;
 		info->len = obj_at(s, *id)->len;
