@@ -220,25 +220,36 @@ Test(store, threads_share_and_drop_safely)
 	store_destroy(s);
 }
 
-/* A swap space of one file in a fresh directory under /var/tmp (a real
- * filesystem: direct I/O where it allows). */
+/* A store over a swap space of one file in a fresh directory under
+ * /var/tmp (a real filesystem: direct I/O where it allows); the fini
+ * removes them, also after a failed assertion. */
 static char swap_dir[64];
+static struct swapfile *swap;
+static struct store *swap_store;
 
-static struct swapfile *swap_create(void)
+static struct store *swap_store_create(struct store_config cfg)
 {
 	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/store-test-XXXXXX");
 	cr_assert_not_null(mkdtemp(swap_dir));
-	struct swapfile *sw = swapfile_create();
+	swap = swapfile_create();
 	char why[256] = "";
-	cr_assert_not_null(sw);
-	cr_assert_eq(swapfile_add_in_dir(sw, swap_dir, 64u << 20, why, sizeof why), 0, "%s", why);
-	return sw;
+	cr_assert_not_null(swap);
+	cr_assert_eq(swapfile_add_in_dir(swap, swap_dir, 64u << 20, why, sizeof why), 0, "%s", why);
+	cfg.swap = swap;
+	swap_store = store_create(&cfg);
+	cr_assert_not_null(swap_store);
+	return swap_store;
 }
 
-static void swap_destroy(struct swapfile *sw)
+static void swap_teardown(void)
 {
-	swapfile_destroy(sw);  /* unlinks the file it created */
-	rmdir(swap_dir);
+	store_destroy(swap_store);  /* first: its writeback thread uses the swap */
+	swapfile_destroy(swap);     /* unlinks the file it created */
+	if (swap_dir[0])
+		rmdir(swap_dir);
+	swap_store = NULL;
+	swap = NULL;
+	swap_dir[0] = 0;
 }
 
 /* Stores page, waiting for writeback while the cache is at its budget. */
@@ -268,11 +279,9 @@ static unsigned push_to_swap(struct store *s, obj_id id, obj_id *fillers, unsign
 	return n;
 }
 
-Test(store, a_page_whose_twin_is_in_swap_is_shared)
+Test(store, a_page_whose_twin_is_in_swap_is_shared, .fini = swap_teardown)
 {
-	struct swapfile *sw = swap_create();
-	struct store_config cfg = { .cache_budget = 64 * 1024, .swap = sw };
-	struct store *s = store_create(&cfg);
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 64 * 1024 });
 	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
 	struct store_put_info info;
 	make_page(page, 1);
@@ -304,16 +313,12 @@ Test(store, a_page_whose_twin_is_in_swap_is_shared)
 	}
 	for (unsigned i = 0; i < n; i++)
 		store_drop(s, fillers[i]);
-	store_destroy(s);
-	swap_destroy(sw);
 }
 
-Test(store, a_hash_collision_with_a_page_in_swap_is_never_shared)
+Test(store, a_hash_collision_with_a_page_in_swap_is_never_shared, .fini = swap_teardown)
 {
-	struct swapfile *sw = swap_create();
 	/* one bit of hash: every other page collides with any one */
-	struct store_config cfg = { .cache_budget = 64 * 1024, .swap = sw, .hash_bits = 1 };
-	struct store *s = store_create(&cfg);
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 64 * 1024, .hash_bits = 1 });
 	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
 	struct store_put_info info;
 	make_page(page, 1);
@@ -356,17 +361,13 @@ Test(store, a_hash_collision_with_a_page_in_swap_is_never_shared)
 	cr_assert_eq(store_get(s, ctx, a, back), 0);
 	cr_assert_arr_eq(back, page, CODEC_PAGE);
 	store_drop(s, a);
-	store_destroy(s);
-	swap_destroy(sw);
 }
 
-Test(store, threads_share_and_drop_safely_across_swap)
+Test(store, threads_share_and_drop_safely_across_swap, .fini = swap_teardown)
 {
 	/* a budget below the shared pages: twins are found in swap while
 	 * other threads drop them */
-	struct swapfile *sw = swap_create();
-	struct store_config cfg = { .cache_budget = 32 * 1024, .swap = sw };
-	struct store *s = store_create(&cfg);
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 32 * 1024 });
 	hammer_with_four_threads(s);
 	struct store_stats st;
 	for (int i = 0; i < 500; i++, usleep(10000)) {  /* writeback frees the ones it was writing */
@@ -378,8 +379,6 @@ Test(store, threads_share_and_drop_safely_across_swap)
 	cr_assert_eq(st.references, 0);
 	cr_assert_gt(st.writeback_objects, 0, "nothing went to swap");
 	cr_assert_eq(st.swap_read_errors, 0);
-	store_destroy(s);
-	swap_destroy(sw);
 }
 
 /* Page i of the restart tests: a tenth samefilled, a seventh random (kept
