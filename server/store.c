@@ -1,9 +1,10 @@
 /* store: content-addressed, reference-counted page objects for all VMs.
  *
  * One mutex guards the object table, the hash index, the LRU and the pool.
- * Hashing and compressing happen outside it; a lookup that finds a candidate
- * decompresses and compares it under the lock, so that a hash collision can
- * never hand one VM another VM's data.
+ * Hashing and compressing happen outside it.  A lookup compares every
+ * candidate whose hash matches in full, so that a hash collision can never
+ * hand one VM another VM's data: one in memory under the lock, one in swap
+ * pinned and read without it.
  */
 #include "store.h"
 
@@ -329,21 +330,43 @@ static void page_hash(const struct store *s, const void *page, bool samefilled, 
 	}
 }
 
-/* Looks for a stored object with this content; takes a reference to it. */
-static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *page, bool samefilled, uint64_t word,
-			  uint64_t lo, uint64_t hi)
+/* Describes the read of an object in swap and pins it: its slot stays
+ * until the read ends.  Called with the lock held. */
+static void read_begin_locked(struct store *s, obj_id id, struct store_read *rd)
 {
-	for (obj_id id = *bucket_of(s, lo); id; id = obj_at(s, id)->next) {
+	struct obj *o = obj_at(s, id);
+	o->pins++;
+	rd->id = id;
+	rd->len = o->len;
+	rd->codec = o->codec;
+	rd->hash_lo = o->hash_lo;
+	rd->hash_hi = o->hash_hi;
+	swapfile_io(s->cfg.swap, o->swap, &rd->io);
+}
+
+/* Looks for a stored object with this content in the hash chain from id
+ * on.  Returns the object, with a reference taken; 0 when there is none;
+ * or, for a candidate in swap that must be read to be compared, sets
+ * *in_swap (pinned, rd filled) and returns 0. */
+static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *page, bool samefilled, uint64_t word,
+			  uint64_t lo, uint64_t hi, obj_id id, bool *in_swap, struct store_read *rd)
+{
+	*in_swap = false;
+	for (; id; id = obj_at(s, id)->next) {
 		struct obj *o = obj_at(s, id);
 		if (o->hash_lo != lo || o->hash_hi != hi)
 			continue;
 		bool same;
-		if (o->tier == TIER_SWAP)
-			continue;  /* comparing would mean reading swap under the lock: not shared */
-		if (samefilled || o->tier == TIER_SAMEFILL)
+		if (samefilled || o->tier == TIER_SAMEFILL) {
 			same = samefilled && o->tier == TIER_SAMEFILL && o->loc == word;
-		else
+		} else if (o->tier == TIER_SWAP) {
+			/* reading swap under the lock would stall every VM */
+			read_begin_locked(s, id, rd);
+			*in_swap = true;
+			return 0;
+		} else {
 			same = read_locked(s, ctx, o, s->cmp_page) == 0 && !memcmp(s->cmp_page, page, CODEC_PAGE);
+		}
 		if (!same) {
 			s->st.hash_collisions++;
 			continue;
@@ -354,6 +377,109 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 		return id;
 	}
 	return 0;
+}
+
+/* Where a thread reads swap synchronously: aligned for direct I/O. */
+static __thread uint8_t sync_buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
+
+/* A read of swap done synchronously into buf (aligned to the swap unit):
+ * bytes read or -errno. */
+static int read_sync(const struct store_read *rd, void *buf)
+{
+	ssize_t n;
+	do
+		n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* Decodes what a read of swap brought (res: bytes read or -errno) into
+ * page and checks it against the hash it was stored under: a filesystem
+ * that lost its own metadata after a write error can hand back other data.
+ * 0, or -EIO (*corrupt for a hash that does not match).  Needs no lock. */
+static int read_decode(const struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf,
+		       int res, void *page, bool *corrupt)
+{
+	int ret;
+	*corrupt = false;
+	if (res != (int)rd->io.len || !buf)
+		ret = -EIO;
+	else if (rd->len == RAW_LEN)
+		ret = (memcpy(page, buf, CODEC_PAGE), 0);
+	else
+		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
+	if (ret)
+		return ret;
+	uint64_t lo, hi;
+	page_hash(s, page, false, 0, &lo, &hi);
+	*corrupt = lo != rd->hash_lo || hi != rd->hash_hi;
+	return *corrupt ? -EIO : 0;
+}
+
+/* Counts how a read of swap went and unpins its object, which goes if it
+ * lost its last reference meanwhile.  Called with the lock held. */
+static void read_end_locked(struct store *s, const struct store_read *rd, int ret, int res, bool corrupt)
+{
+	s->st.swap_checksum_errors += corrupt;
+	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
+		s->st.swap_read_errors++;
+	struct obj *o = obj_at(s, rd->id);
+	o->pins--;
+	if (o->orphan && !o->pins && !o->writing)
+		free_obj(s, rd->id);
+}
+
+/* The candidate find_locked() pinned in swap: read and compared in full
+ * without the lock (store_put runs on the eviction path, where a
+ * synchronous read is acceptable).  Called and returns with the lock held.
+ * Returns the candidate with a reference taken if it holds page's content;
+ * else 0, and *next is where the lookup goes on. */
+static obj_id share_from_swap(struct store *s, struct codec_ctx *ctx, const void *page, const struct store_read *rd,
+			      obj_id *next)
+{
+	static __thread uint8_t stored[CODEC_PAGE];
+	pthread_mutex_unlock(&s->lock);
+	bool corrupt;
+	int res = read_sync(rd, sync_buf);
+	int ret = read_decode(s, ctx, rd, sync_buf, res, stored, &corrupt);
+	bool same = !ret && !memcmp(stored, page, CODEC_PAGE);
+	pthread_mutex_lock(&s->lock);
+
+	/* the pin kept the id from being freed and reused, and content never
+	 * changes; an orphan has left the index and must not be shared */
+	struct obj *o = obj_at(s, rd->id);
+	obj_id id = 0;
+	if (same && !o->orphan) {
+		uint32_t before = o->refs++;
+		ref_changed(s, o, before);
+		s->st.dedup_hits++;
+		id = rd->id;
+	} else if (!ret && !same) {
+		s->st.hash_collisions++;
+	}
+	/* a candidate still indexed is still in the chain of its hash (a grown
+	 * index rebuilt it), so the lookup goes on after it; one that left
+	 * the index starts the lookup over */
+	*next = o->orphan ? *bucket_of(s, rd->hash_lo) : o->next;
+	read_end_locked(s, rd, ret, res, corrupt);
+	return id;
+}
+
+/* Looks for a stored object with this content, in every tier; takes a
+ * reference to it.  Called and returns with the lock held. */
+static obj_id find_shared(struct store *s, struct codec_ctx *ctx, const void *page, bool samefilled, uint64_t word,
+			  uint64_t lo, uint64_t hi)
+{
+	obj_id from = *bucket_of(s, lo);
+	for (;;) {
+		bool in_swap;
+		struct store_read rd;
+		obj_id id = find_locked(s, ctx, page, samefilled, word, lo, hi, from, &in_swap, &rd);
+		if (!in_swap)
+			return id;
+		if ((id = share_from_swap(s, ctx, page, &rd, &from)))
+			return id;
+	}
 }
 
 /* A write that returned is not yet a write that stays: a sparse file's new
@@ -545,7 +671,7 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	*info = (struct store_put_info){ .samefilled = samefilled };
 
 	pthread_mutex_lock(&s->lock);
-	*id = find_locked(s, ctx, page, samefilled, word, lo, hi);
+	*id = find_shared(s, ctx, page, samefilled, word, lo, hi);
 	if (*id) {
 		info->shared = true;
 		info->len = obj_at(s, *id)->len;
@@ -636,13 +762,7 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 	struct obj *o = obj_at(s, id);
 	int ret;
 	if (o->tier == TIER_SWAP) {
-		o->pins++;
-		rd->id = id;
-		rd->len = o->len;
-		rd->codec = o->codec;
-		rd->hash_lo = o->hash_lo;
-		rd->hash_hi = o->hash_hi;
-		swapfile_io(s->cfg.swap, o->swap, &rd->io);
+		read_begin_locked(s, id, rd);
 		ret = 1;
 	} else {
 		ret = read_locked(s, ctx, o, page);
@@ -663,42 +783,17 @@ int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *
 int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
 		   void *page)
 {
-	int ret;
-	if (res != (int)rd->io.len || !buf)
-		ret = -EIO;
-	else if (rd->len == RAW_LEN)
-		ret = (memcpy(page, buf, CODEC_PAGE), 0);
-	else
-		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
-	bool corrupt = false;
-	if (!ret) {
-		/* a filesystem that lost its own metadata after a write error can
-		 * hand back other data: the content hash catches it */
-		uint64_t lo, hi;
-		page_hash(s, page, false, 0, &lo, &hi);
-		corrupt = lo != rd->hash_lo || hi != rd->hash_hi;
-		ret = corrupt ? -EIO : 0;
-	}
+	bool corrupt;
+	int ret = read_decode(s, ctx, rd, buf, res, page, &corrupt);
 	pthread_mutex_lock(&s->lock);
-	s->st.swap_checksum_errors += corrupt;
-	struct obj *o = obj_at(s, rd->id);
-	o->pins--;
-	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
-		s->st.swap_read_errors++;
-	if (o->orphan && !o->pins && !o->writing)
-		free_obj(s, rd->id);
+	read_end_locked(s, rd, ret, res, corrupt);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
 int store_read_now(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, void *page)
 {
-	static __thread uint8_t buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
-	ssize_t n;
-	do
-		n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
-	while (n < 0 && errno == EINTR);
-	return store_read_end(s, ctx, rd, buf, n < 0 ? -errno : (int)n, page);
+	return store_read_end(s, ctx, rd, sync_buf, read_sync(rd, sync_buf), page);
 }
 
 int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)

@@ -50,7 +50,9 @@ struct store_put_info {
 	uint32_t len;     /* bytes it takes in the cache (0: samefilled) */
 };
 
-/* Stores one 4 KiB page; the caller owns one reference to *id.  Returns 0,
+/* Stores one 4 KiB page; the caller owns one reference to *id.  A stored
+ * twin in swap is read synchronously (without the store's lock) for the full
+ * compare: call it where a disk read may block.  Returns 0,
  * -EBUSY when the cache is at its budget but writeback to swap is making
  * room (store_wait_room(), then retry), or -ENOSPC when nothing can make
  * room: the budget is reached with no swap to go to, or memory or the state

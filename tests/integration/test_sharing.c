@@ -1,16 +1,29 @@
 /* Description: page sharing across VMs and the compressed cache, against the
- * real memsrv: identical VMs are stored once, a page changed after sharing
- * changes nothing elsewhere, forced hash collisions share nothing wrongly,
- * and the codec is chosen per VM. */
+ * real memsrv: identical VMs are stored once, also when the first copy went
+ * to swap; a page changed after sharing changes nothing elsewhere, forced
+ * hash collisions share nothing wrongly, and the codec is chosen per VM. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl_client.h"
 #include "harness.h"
 
 static struct test_server srv;
+static char scratch[64];  /* the swap directory, for the tests that have one */
 
-static void teardown(void) { server_stop(&srv); }
+static void teardown(void)
+{
+	server_stop(&srv);
+	char rm[96];
+	snprintf(rm, sizeof rm, "rm -rf %s", scratch);
+	if (scratch[0] && system(rm)) {
+		/* a leftover directory is harmless */
+	}
+	scratch[0] = 0;
+}
 
 static uint64_t evict_all(const char *name)
 {
@@ -53,6 +66,73 @@ Test(sharing, four_vms_with_the_same_content_share_one_copy, .init = NULL, .fini
 	st = ctl_stats_ok(&srv, &m);
 	cr_assert_eq(st->objects, 0, "the last reference frees every object");
 	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+/* What the node's stored pages cost in memory plus swap. */
+static uint64_t stored_cost(const Memsrv__NodeStats *st)
+{
+	return st->cache_pool_bytes + st->swap_used_bytes;
+}
+
+/* The node's statistics once writeback rests: it goes on after an evict
+ * returned, down to its low watermark, and the cost depends on where it
+ * stopped (the pool keeps its size, swap grows). */
+static Memsrv__NodeStats *settled_stats(Memsrv__ServerMessage **m)
+{
+	uint64_t last = UINT64_MAX;
+	for (int still = 0, i = 0; i < 100; i++, usleep(100000)) {
+		Memsrv__NodeStats *st = ctl_stats_ok(&srv, m);
+		still = st->writeback_objects == last ? still + 1 : 0;
+		if (still == 3)
+			return st;
+		last = st->writeback_objects;
+		memsrv__server_message__free_unpacked(*m, NULL);
+	}
+	cr_assert_fail("writeback did not rest within 10 s");
+	return NULL;
+}
+
+Test(sharing, identical_vms_share_pages_whose_first_copy_went_to_swap, .fini = teardown, .timeout = 180)
+{
+	/* a cache smaller than one VM: most of the first VM's pages are in
+	 * swap by the time its twins are evicted */
+	snprintf(scratch, sizeof scratch, "/var/tmp/memsrv-sharing.XXXXXX");
+	cr_assert(mkdtemp(scratch));
+	char swap[96];
+	snprintf(swap, sizeof swap, "%s:256M", scratch);
+	const char *opts[] = { "--cache-size", "2M", "--swap-dir", swap, NULL };
+	server_start_with(&srv, opts);
+	struct test_sim vm[4];
+	const char *names[4] = { "deep0", "deep1", "deep2", "deep3" };
+	for (int i = 0; i < 4; i++)  /* compressible, never samefilled */
+		sim_start(&vm[i], &srv, names[i], "--size", "16M", "--mix", "text=60,binary=40", "--seed", "5",
+			  "--verify", NULL);
+	uint64_t stored = evict_all(names[0]);
+	cr_assert_gt(stored, 4000);
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = settled_stats(&m);
+	uint64_t cost_one = stored_cost(st), hits_one = st->dedup_hits;
+	cr_assert_gt(st->swap_objects, stored / 2, "the first VM went mostly to swap");
+	memsrv__server_message__free_unpacked(m, NULL);
+	for (int i = 1; i < 4; i++)
+		cr_assert_eq(evict_all(names[i]), stored, "the twins hold the same pages");
+
+	st = settled_stats(&m);
+	uint64_t cost_four = stored_cost(st), hits = st->dedup_hits - hits_one;
+	cr_log_info("memory + swap: %lu bytes after one VM, %lu after four (%.2fx); dedup hits of the twins %lu of %lu",
+		    (unsigned long)cost_one, (unsigned long)cost_four, (double)cost_four / (double)cost_one,
+		    (unsigned long)hits, (unsigned long)(3 * stored));
+	cr_assert_geq(hits, 3 * stored, "every page of the twins is shared: %lu hits of %lu", (unsigned long)hits,
+		      (unsigned long)(3 * stored));
+	cr_assert_leq(cost_four * 10, cost_one * 11, "three twins cost %lu bytes more than the first VM's %lu",
+		      (unsigned long)(cost_four - cost_one), (unsigned long)cost_one);
+	cr_assert_eq(st->swap_checksum_errors, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	for (int i = 0; i < 4; i++)
+		sim_expect_verified(&vm[i], 4096);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(sim_quit(&vm[i]), 0);
 }
 
 Test(sharing, a_page_changed_after_sharing_changes_nothing_elsewhere, .fini = teardown, .timeout = 120)

@@ -1,11 +1,14 @@
 /* Description: identical pages are stored once and counted by reference,
- * across codecs; a hash collision is never shared; samefilled pages cost no
- * storage; the budget holds; everything comes back byte for byte, also
- * from several threads at once, and from a new store on the files of a
- * dead one. */
+ * across codecs and tiers (a twin in swap too); a hash collision is never
+ * shared, also not with a page in swap; samefilled pages cost no storage;
+ * the budget holds; everything comes back byte for byte, also from several
+ * threads at once, with and without swap, and from a new store on the
+ * files of a dead one. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -173,7 +176,11 @@ static void *hammer(void *arg)
 		for (unsigned i = 0; i < 256; i++) {
 			make_page(page, i % 64 + 1);  /* the threads share these pages */
 			struct store_put_info info;
-			if (store_put(w->s, c, w->id % 2 ? CODEC_ZSTD : CODEC_LZ4, page, &ids[i], &info))
+			int ret;
+			while ((ret = store_put(w->s, c, w->id % 2 ? CODEC_ZSTD : CODEC_LZ4, page, &ids[i], &info)) ==
+			       -EBUSY)
+				store_wait_room(w->s, 100);  /* writeback to swap is making room */
+			if (ret)
 				w->bad++;
 		}
 		for (unsigned i = 0; i < 256; i++) {
@@ -187,10 +194,8 @@ static void *hammer(void *arg)
 	return NULL;
 }
 
-Test(store, threads_share_and_drop_safely)
+static void hammer_with_four_threads(struct store *s)
 {
-	struct store_config cfg = { 0 };
-	struct store *s = store_create(&cfg);
 	pthread_t t[4];
 	struct worker w[4];
 	for (unsigned i = 0; i < 4; i++) {
@@ -201,11 +206,179 @@ Test(store, threads_share_and_drop_safely)
 		pthread_join(t[i], NULL);
 		cr_assert_eq(w[i].bad, 0, "thread %u saw %d bad pages", i, w[i].bad);
 	}
+}
+
+Test(store, threads_share_and_drop_safely)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = store_create(&cfg);
+	hammer_with_four_threads(s);
 	struct store_stats st;
 	store_get_stats(s, &st);
 	cr_assert_eq(st.objects, 0);
 	cr_assert_eq(st.references, 0);
 	store_destroy(s);
+}
+
+/* A store over a swap space of one file in a fresh directory under
+ * /var/tmp (a real filesystem: direct I/O where it allows); the fini
+ * removes them, also after a failed assertion. */
+static char swap_dir[64];
+static struct swapfile *swap;
+static struct store *swap_store;
+
+static struct store *swap_store_create(struct store_config cfg)
+{
+	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/store-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(swap_dir));
+	swap = swapfile_create();
+	char why[256] = "";
+	cr_assert_not_null(swap);
+	cr_assert_eq(swapfile_add_in_dir(swap, swap_dir, 64u << 20, why, sizeof why), 0, "%s", why);
+	cfg.swap = swap;
+	swap_store = store_create(&cfg);
+	cr_assert_not_null(swap_store);
+	return swap_store;
+}
+
+static void swap_teardown(void)
+{
+	store_destroy(swap_store);  /* first: its writeback thread uses the swap */
+	swapfile_destroy(swap);     /* unlinks the file it created */
+	if (swap_dir[0])
+		rmdir(swap_dir);
+	swap_store = NULL;
+	swap = NULL;
+	swap_dir[0] = 0;
+}
+
+/* Stores page, waiting for writeback while the cache is at its budget. */
+static obj_id put_waiting(struct store *s, const uint8_t *page, struct store_put_info *info)
+{
+	obj_id id;
+	int ret;
+	while ((ret = store_put(s, ctx, CODEC_LZ4, page, &id, info)) == -EBUSY)
+		store_wait_room(s, 100);
+	cr_assert_eq(ret, 0);
+	return id;
+}
+
+/* Stores other pages until writeback took object id to swap; their ids go
+ * to fillers (up to max), their number is returned. */
+static unsigned push_to_swap(struct store *s, obj_id id, obj_id *fillers, unsigned max)
+{
+	uint8_t page[CODEC_PAGE];
+	struct store_put_info info;
+	struct store_peek p;
+	unsigned n = 0;
+	for (store_peek(s, id, &p); p.tier != TIER_SWAP; store_peek(s, id, &p)) {
+		cr_assert_lt(n, max, "writeback never took object %u to swap", id);
+		make_page(page, 100000 + n);
+		fillers[n++] = put_waiting(s, page, &info);
+	}
+	return n;
+}
+
+Test(store, a_page_whose_twin_is_in_swap_is_shared, .fini = swap_teardown)
+{
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 64 * 1024 });
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	struct store_put_info info;
+	make_page(page, 1);
+	obj_id a = put_waiting(s, page, &info);
+	static obj_id fillers[4096];
+	unsigned n = push_to_swap(s, a, fillers, 4096);
+
+	struct store_stats before, st;
+	store_get_stats(s, &before);
+	obj_id again = put_waiting(s, page, &info);
+	cr_assert(info.shared, "the twin in swap was not shared");
+	cr_assert_eq(again, a);
+	struct store_peek p;
+	store_peek(s, a, &p);
+	cr_assert_eq(p.refs, 2);
+	cr_assert_eq(p.tier, TIER_SWAP);
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, before.objects, "the page was stored a second time");
+	cr_assert_eq(st.dedup_hits, before.dedup_hits + 1);
+	cr_assert_eq(st.shared_pages, before.shared_pages + 2);
+	cr_assert_eq(st.shared_saved_bytes, before.shared_saved_bytes + p.len);
+	cr_assert_eq(st.references, before.references + 1);
+	cr_assert_eq(st.swap_read_errors, 0);
+	cr_assert_eq(st.swap_checksum_errors, 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(store_get(s, ctx, a, back), 0);
+		cr_assert_arr_eq(back, page, CODEC_PAGE);
+		store_drop(s, a);
+	}
+	for (unsigned i = 0; i < n; i++)
+		store_drop(s, fillers[i]);
+}
+
+Test(store, a_hash_collision_with_a_page_in_swap_is_never_shared, .fini = swap_teardown)
+{
+	/* one bit of hash: every other page collides with any one */
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 64 * 1024, .hash_bits = 1 });
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	struct store_put_info info;
+	make_page(page, 1);
+	obj_id a = put_waiting(s, page, &info);
+	static obj_id fillers[4096];
+	unsigned n = push_to_swap(s, a, fillers, 4096);
+	for (unsigned i = 0; i < n; i++)
+		store_drop(s, fillers[i]);
+	struct store_stats st;
+	for (int i = 0; i < 500; i++, usleep(10000)) {  /* writeback frees the ones it was writing */
+		store_get_stats(s, &st);
+		if (st.objects == 1)
+			break;
+	}
+	cr_assert_eq(st.objects, 1, "only the page in swap is left");
+
+	/* other pages until one collides: the only candidate is the one in swap */
+	for (uint32_t seed = 2;; seed++) {
+		cr_assert_lt(seed, 100, "no page collided with the one in swap");
+		make_page(page, seed);
+		uint64_t collisions = st.hash_collisions;
+		obj_id b = put_waiting(s, page, &info);
+		store_get_stats(s, &st);
+		if (st.hash_collisions == collisions) {
+			store_drop(s, b);
+			continue;
+		}
+		cr_assert_not(info.shared, "a page was shared with another content in swap");
+		cr_assert_neq(b, a);
+		cr_assert_eq(st.objects, 2);
+		cr_assert_eq(st.dedup_hits, 0);
+		cr_assert_eq(st.swap_read_errors, 0);
+		cr_assert_eq(st.swap_checksum_errors, 0);
+		cr_assert_eq(store_get(s, ctx, b, back), 0);
+		cr_assert_arr_eq(back, page, CODEC_PAGE, "the colliding page came back with other content");
+		store_drop(s, b);
+		break;
+	}
+	make_page(page, 1);
+	cr_assert_eq(store_get(s, ctx, a, back), 0);
+	cr_assert_arr_eq(back, page, CODEC_PAGE);
+	store_drop(s, a);
+}
+
+Test(store, threads_share_and_drop_safely_across_swap, .fini = swap_teardown)
+{
+	/* a budget below the shared pages: twins are found in swap while
+	 * other threads drop them */
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 32 * 1024 });
+	hammer_with_four_threads(s);
+	struct store_stats st;
+	for (int i = 0; i < 500; i++, usleep(10000)) {  /* writeback frees the ones it was writing */
+		store_get_stats(s, &st);
+		if (!st.objects)
+			break;
+	}
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.references, 0);
+	cr_assert_gt(st.writeback_objects, 0, "nothing went to swap");
+	cr_assert_eq(st.swap_read_errors, 0);
 }
 
 /* Page i of the restart tests: a tenth samefilled, a seventh random (kept
