@@ -10,6 +10,7 @@
 #include "log.h"
 #include "server.h"
 #include "vm.h"
+#include "vm_state.h"
 
 #define ACTIVE_NS (3ull * 1000 * 1000 * 1000)  /* a fault this recent makes a VM active */
 
@@ -59,6 +60,7 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 	if (atomic_load(&vm->balloon) == VM_BALLOON_UNKNOWN && grace > 1 && now > grace) {
 		/* asked and never answered: a VMM that does not serve its session */
 		atomic_store(&vm->balloon, VM_BALLOON_NO);
+		vm_state_save_settings(vm);
 		vm_info(vm, "no answer to the balloon request: memsrv will not ask again");
 		return;
 	}

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "units.h"
 #include "server.h"
+#include "vm_state.h"
 #include "wire.h"
 
 static void reply(int fd, Memsrv__ServerMessage *msg)
@@ -241,6 +242,7 @@ static void do_set_node(struct server *srv, int fd, const Memsrv__SetRequest *re
 		}
 	}
 	srv->node_limit = limit;
+	state_dir_save_node_limit(&srv->state, srv->configured_node_limit, limit);
 	pr_info("node limit set to %" PRIu64 " bytes", limit);
 	balancer_run(srv);
 	reply_applied(fd, req);
@@ -315,6 +317,7 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 	atomic_store(&vm->codec, (int)codec);
 	atomic_store(&vm->policy_wanted, policy);
 	atomic_store(&vm->limit_bytes, limit);
+	vm_state_save_settings(vm);  /* a restarted memsrv holds the VM to them too */
 	vm_post_wakeup(vm);  /* a new policy or a lower limit takes effect now */
 	balancer_run(srv);
 	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u", codec_name(codec),

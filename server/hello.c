@@ -286,6 +286,8 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	atomic_store(&vm->policy_wanted, policy);
 	if (h->has_balloon && !h->balloon)
 		atomic_store(&vm->balloon, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
+	if (vm->resume_from)
+		vm_state_resume_settings(vm);  /* as memsrv-ctl set left them, not as at attach */
 	if (!vm->resume_from && srv->state.dir_fd >= 0 && (ret = vm_state_create(vm, srv->state.dir_fd)))
 		return refuse(why, -ret, NULL, "cannot create the VM's state file in %s: %s", srv->state.path, strerror(-ret));
 
@@ -381,6 +383,7 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 			vm_state_resume_done(vm);
 			server_release_kept(srv, earlier, false);
 		}
+		vm_state_save_settings(vm);
 		ret = vm_start(vm);
 		if (ret) {
 			refuse(&why, -ret, NULL, "cannot start the VM thread: %s", strerror(-ret));

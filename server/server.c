@@ -88,6 +88,8 @@ static int open_state(struct server *srv, const struct server_config *cfg, struc
 	struct store_stats st;
 	store_get_stats(srv->store, &st);
 	pr_info("state dir %s: %u VMs kept, %" PRIu64 " objects restored", cfg->state_dir, n, st.objects);
+	if (state_dir_node_limit(&srv->state, cfg->node_limit, &srv->node_limit))
+		pr_info("node limit %" PRIu64 " bytes, as memsrv-ctl set it before the restart", srv->node_limit);
 	server_reap_kept(srv);
 	return 0;
 }
@@ -133,7 +135,7 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = -1;
 	state_dir_none(&srv->state);
 	srv->default_codec = cfg->default_codec;
-	srv->node_limit = cfg->node_limit;
+	srv->node_limit = srv->configured_node_limit = cfg->node_limit;
 	srv->idle_tax = cfg->idle_tax;
 	struct store_config sc = cfg->store;
 	if (cfg->state_dir) {
@@ -372,6 +374,7 @@ static void handle_conn(struct server *srv, struct conn *c)
 					vm_warn(c->vm, "the balloon failed to reach %" PRIu64 " bytes (%s): evicting instead",
 						br->target_bytes, br->message ? br->message : strerror(br->errno_code));
 			}
+			vm_state_save_settings(c->vm);
 		}
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DETACH:

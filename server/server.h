@@ -37,6 +37,7 @@ struct server {
 	char socket_path[108];
 	struct store *store;     /* the node's page store, shared by all VMs */
 	uint64_t node_limit;     /* memsrv-ctl set node limit=... changes it */
+	uint64_t configured_node_limit;  /* --node-limit, which a kept node limit replaces only if unchanged */
 	double idle_tax;
 	int balance_fd;          /* timerfd: the balancer runs ten times a second */
 	enum codec default_codec;

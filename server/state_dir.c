@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #define OBJECTS_FILE "store.objects"
 #define POOL_FILE "store.pool"
 #define SWAP_FILE "swap.files"
+#define NODE_LIMIT_FILE "node.limit"
 
 static int mkdir_p(const char *path)
 {
@@ -208,6 +210,7 @@ void state_dir_close(struct state_dir *sd, bool discard)
 		unlinkat(sd->dir_fd, OBJECTS_FILE, 0);
 		unlinkat(sd->dir_fd, POOL_FILE, 0);
 		unlinkat(sd->dir_fd, SWAP_FILE, 0);
+		unlinkat(sd->dir_fd, NODE_LIMIT_FILE, 0);
 	}
 	if (sd->objects_fd >= 0)
 		close(sd->objects_fd);
@@ -218,4 +221,35 @@ void state_dir_close(struct state_dir *sd, bool discard)
 	if (sd->dir_fd >= 0)
 		close(sd->dir_fd);
 	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = -1;
+}
+
+/* "CONFIGURED SET\n": the limit memsrv was started with, and the one
+ * memsrv-ctl set gave it; written whole to a new file, then renamed. */
+void state_dir_save_node_limit(const struct state_dir *sd, uint64_t configured, uint64_t limit)
+{
+	if (sd->dir_fd < 0)
+		return;
+	char text[64];
+	int len = snprintf(text, sizeof text, "%" PRIu64 " %" PRIu64 "\n", configured, limit);
+	int fd = openat(sd->dir_fd, NODE_LIMIT_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, text, (size_t)len) == len;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || renameat(sd->dir_fd, NODE_LIMIT_FILE ".new", sd->dir_fd, NODE_LIMIT_FILE))
+		pr_warn("state dir %s: cannot keep the node limit (%s): a restarted memsrv starts with %" PRIu64 " bytes",
+			sd->path, strerror(errno), configured);
+}
+
+bool state_dir_node_limit(const struct state_dir *sd, uint64_t configured, uint64_t *limit)
+{
+	char text[64] = "";
+	int fd = sd->dir_fd >= 0 ? openat(sd->dir_fd, NODE_LIMIT_FILE, O_RDONLY | O_CLOEXEC) : -1;
+	ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	unsigned long long was, set;
+	if (n <= 0 || sscanf(text, "%llu %llu", &was, &set) != 2 || was != configured)
+		return false;  /* none kept, or memsrv was started with another limit: that one stands */
+	*limit = set;
+	return true;
 }

@@ -5,6 +5,7 @@
  *   store.objects   the store's object table   } store.h, persistent
  *   store.pool      the compressed pool's slabs }
  *   swap.files      the swap files in use, in order (their locs depend on it)
+ *   node.limit      the node limit memsrv-ctl set, and the --node-limit it replaced
  *   vm-NAME.state   one per VM: page tables, probation pages (vm_state.h)
  *
  * Swap files stay where --swap and --swap-dir put them, under names that
@@ -18,6 +19,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 #include "vm.h"
@@ -46,6 +48,15 @@ int state_dir_load(struct state_dir *sd, struct store *store, const struct swapf
 
 /* Whether any VM state remains in the directory. */
 bool state_dir_holds_vms(const struct state_dir *sd);
+
+/* Keeps the node limit memsrv-ctl set (limit) beside the one memsrv was
+ * started with (configured), for a restarted memsrv. */
+void state_dir_save_node_limit(const struct state_dir *sd, uint64_t configured, uint64_t limit);
+
+/* The node limit kept by an earlier memsrv started with the same
+ * configured limit: true with *limit set, false if none applies (a
+ * different --node-limit is the operator's new word). */
+bool state_dir_node_limit(const struct state_dir *sd, uint64_t configured, uint64_t *limit);
 
 /* Closes the directory.  With discard (no VM state remains), the store's
  * files go too: nothing will ask for them. */

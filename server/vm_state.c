@@ -86,6 +86,36 @@ int vm_state_create(struct vm *vm, int dir_fd)
 	return 0;
 }
 
+void vm_state_save_settings(struct vm *vm)
+{
+	struct vm_state_header *h = vm->state;
+	if (!h)
+		return;
+	struct vm_state_settings *st = &h->settings;
+	st->shares = vm->shares;
+	st->limit_bytes = atomic_load(&vm->limit_bytes);
+	st->guarantee_bytes = vm->guarantee_bytes;
+	st->codec = atomic_load(&vm->codec);
+	st->balloon = atomic_load(&vm->balloon);
+	snprintf(st->policy, sizeof st->policy, "%s", atomic_load(&vm->policy_wanted)->name);
+	st->kept = 1;
+}
+
+void vm_state_resume_settings(struct vm *vm)
+{
+	const struct vm_state_settings *st = &vm->resume_from->state->settings;
+	const struct policy_ops *policy = policy_find(st->policy);
+	if (st->kept != 1 || !policy || st->codec < 0 || st->codec >= CODECS || st->balloon < VM_BALLOON_UNKNOWN ||
+	    st->balloon > VM_BALLOON_NO || !st->shares)
+		return;  /* none recorded (or not by this memsrv): the Hello's stand */
+	vm->shares = st->shares;
+	atomic_store(&vm->limit_bytes, st->limit_bytes);
+	vm->guarantee_bytes = st->guarantee_bytes;
+	atomic_store(&vm->codec, st->codec);
+	atomic_store(&vm->balloon, st->balloon);
+	atomic_store(&vm->policy_wanted, policy);
+}
+
 int vm_state_add_region(struct vm *vm, struct region *r)
 {
 	struct vm_state_header *h = vm->state;

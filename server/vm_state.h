@@ -42,6 +42,18 @@ struct vm_state_region {
 	uint32_t page_size, backing;
 };
 
+/* What the VM runs with, as memsrv-ctl set left it, and what memsrv
+ * learned of its balloon: a resumed VM goes on with these, not with what
+ * its Hello said at attach. */
+struct vm_state_settings {
+	uint32_t kept;           /* 1: the fields below are set (0 in a file of an older memsrv) */
+	uint32_t shares;
+	uint64_t limit_bytes, guarantee_bytes;
+	int32_t codec;           /* enum codec */
+	int32_t balloon;         /* VM_BALLOON_* */
+	char policy[32];
+};
+
 struct vm_state_header {
 	uint64_t magic;
 	uint32_t version, n_regions;
@@ -51,6 +63,7 @@ struct vm_state_header {
 	uint64_t start_time;     /* the VMM process's, in clock ticks since boot (/proc/PID/stat) */
 	uint64_t file_bytes;     /* the end of the last region's table */
 	struct vm_state_region regions[VM_MAX_REGIONS];
+	struct vm_state_settings settings;
 };
 
 /* When process pid started (clock ticks since boot), or 0 if there is no
@@ -85,6 +98,14 @@ void vm_state_adopt_probation(struct vm *vm);
 /* Removes the file (the VM left in order, or it is garbage): first, so
  * that no file names the objects dropped next. */
 void vm_state_remove(struct vm *vm);
+
+/* Writes vm's settings (quota, codec, policy, balloon) into its file, if
+ * it has one: after attach and after every change. */
+void vm_state_save_settings(struct vm *vm);
+
+/* A resuming vm takes the settings its kept VM was left with, if that
+ * file recorded any. */
+void vm_state_resume_settings(struct vm *vm);
 
 /* Unmaps and closes the file. */
 void vm_state_close(struct vm *vm);

@@ -86,9 +86,22 @@ static uint64_t next_random(uint64_t *x)
 	return *x * 2685821657736338717ull;
 }
 
+/* How the child's VMM answers a balloon request: never (it does not serve
+ * its session), or with this result and nothing given. */
+enum balloon { BALLOON_SILENT, BALLOON_FAILS, BALLOON_CLAIMS };
+static enum balloon balloon_kind;
+
+static int balloon_target(void *opaque, uint64_t target_bytes)
+{
+	(void)opaque;
+	(void)target_bytes;
+	return balloon_kind == BALLOON_FAILS ? -EIO : 0;
+}
+
+static const struct memsrv_vmm_ops vmm_ops = { .balloon_target = balloon_target };
+
 /* The child: attaches, fills, then reads by its pattern until SIGTERM,
- * checks every page and exits 0, or 1 at the first wrong word.  It never
- * serves its session: a VMM that does not answer a balloon request. */
+ * checks every page and exits 0, or 1 at the first wrong word. */
 static void vmm_main(unsigned id, const char *name, size_t size, uint32_t shares, enum pattern pat, int ready_fd)
 {
 	signal(SIGTERM, on_term);
@@ -119,6 +132,8 @@ static void vmm_main(unsigned id, const char *name, size_t size, uint32_t shares
 	while (!stop_flag) {
 		/* a guest with work to do between its reads: ACCESSES_PER_S at
 		 * most, so a scan takes two seconds; it runs flat out when late */
+		if (n % 4096 == 0 && balloon_kind != BALLOON_SILENT)
+			memsrv_session_dispatch(s, &vmm_ops, NULL);
 		if (n % 64 == 0)
 			for (;;) {
 				clock_gettime(CLOCK_MONOTONIC, &t);
@@ -173,6 +188,8 @@ static void vmm_stop_verified(struct vmm *v)
 /* What the VM's memfd holds, seen from outside memsrv. */
 static uint64_t vmm_resident(const struct vmm *v)
 {
+	if (v->pid <= 0)
+		return 0;  /* not started */
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/fd/%d", v->pid, v->memfd);
 	struct stat st;
@@ -274,16 +291,17 @@ Test(pressure, shares_hold_for_vms_scanning_all_their_memory)
 	shares_hold_under(SCAN);
 }
 
-/* Seconds until the VMs hold at most bound together, for a whole second
- * (ten looks in a row); -1 if not within timeout_s. */
-static double seconds_until_held(uint64_t bound, int timeout_s)
+/* Seconds until the VMs hold at most bound together and the second one
+ * at most its own limit, for a whole second (ten looks in a row); -1 if
+ * not within timeout_s. */
+static double seconds_until_held(uint64_t bound, uint64_t second_limit, int timeout_s)
 {
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int in_a_row = 0;
 	for (int k = 0; k < timeout_s * 10; k++) {
-		uint64_t sum = vmm_resident(&vmms[0]) + vmm_resident(&vmms[1]);
-		in_a_row = sum <= bound ? in_a_row + 1 : 0;
+		uint64_t second = vmm_resident(&vmms[1]), sum = vmm_resident(&vmms[0]) + second;
+		in_a_row = sum <= bound && second <= second_limit ? in_a_row + 1 : 0;
 		if (in_a_row == 10) {
 			clock_gettime(CLOCK_MONOTONIC, &t);
 			return (double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 - 0.9;
@@ -293,11 +311,20 @@ static double seconds_until_held(uint64_t bound, int timeout_s)
 	return -1;
 }
 
-/* Two VMs of 64 MiB reading all their memory, node limit 80 MiB, VMMs that
- * never answer a balloon request: after each kill -9 and restart on the
- * state dir, the two hold the limit again about as soon as on a fresh
+static void ctl_set_ok(const char *name, const char *setting)
+{
+	Memsrv__ServerMessage *m = NULL;
+	cr_assert_eq(ctl_set(srv.sock, name, &setting, 1, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY, "set %s %s refused", name, setting);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+/* Two VMs of 64 MiB reading all their memory, VMMs that never answer a
+ * balloon request; memsrv-ctl set lowers the node limit to 72 MiB and
+ * gives the second VM a limit of 12 MiB.  After each kill -9 and restart
+ * on the state dir, both limits hold again about as soon as on a fresh
  * start (the balloon's grace, then eviction). */
-Test(pressure, the_node_limit_holds_after_every_restart)
+Test(pressure, the_limits_hold_after_every_restart)
 {
 	snprintf(state_dir, sizeof state_dir, "/dev/shm/memsrv-pressure.XXXXXX");
 	cr_assert(mkdtemp(state_dir));
@@ -305,28 +332,75 @@ Test(pressure, the_node_limit_holds_after_every_restart)
 	cr_assert(mkdtemp(swap_dir));
 	char swap_opt[96];
 	snprintf(swap_opt, sizeof swap_opt, "%s:256M", swap_dir);
-	const char *opts[] = { "--node-limit", "80M", "--cache-size", "8M", "--swap-dir", swap_opt,
+	const char *opts[] = { "--node-limit", "96M", "--cache-size", "8M", "--swap-dir", swap_opt,
 			       "--state-dir", state_dir, NULL };
 	server_start_with(&srv, opts);
 	vmm_start(&vmms[0], 0, 64 * MIB, 0, SCAN);
 	vmm_start(&vmms[1], 1, 64 * MIB, 0, UNIFORM);
+	ctl_set_ok("node", "limit=72M");
+	ctl_set_ok(vmms[1].name, "limit=12M");
 	double fresh = 0;
 	for (int round = 0; round <= 3; round++) {
 		if (round) {
 			sleep(1);  /* churning at their targets */
 			server_crash_and_restart(&srv, opts);
 		}
+		for (int k = 0; k < 500 && ctl_vm_count(&srv) < 2; k++)
+			usleep(10000);  /* libmemsrv reconnects every 50 ms */
+		cr_assert_eq(ctl_vm_count(&srv), 2, "round %d: the VMs did not resume", round);
+		Memsrv__ServerMessage *m;
+		Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+		cr_assert_eq(st->node_limit_bytes, 72 * MIB, "round %d: the node limit is %lu", round,
+			     (unsigned long)st->node_limit_bytes);
+		memsrv__server_message__free_unpacked(m, NULL);
+		m = ctl_info_ok(&srv, vmms[1].name);
+		cr_assert_eq(m->vm_info->limit_bytes, 12 * MIB, "round %d: %s's limit is %lu", round, vmms[1].name,
+			     (unsigned long)m->vm_info->limit_bytes);
+		memsrv__server_message__free_unpacked(m, NULL);
 		/* the VMs alone: the node's overhead comes off the limit too */
-		double s = seconds_until_held(80 * MIB, 30);
-		fprintf(stderr, "round %d: the node limit held after %.1f s\n", round, s);
-		cr_assert_geq(s, 0, "%s: the VMs hold more than the node limit of 80 MiB after 30 s",
-			      round ? "after a restart" : "on a fresh start");
+		double s = seconds_until_held(72 * MIB, 12 * MIB, 30);
+		fprintf(stderr, "round %d: the limits held after %.1f s\n", round, s);
+		cr_assert_geq(s, 0, "%s: the VMs hold more than the limits (node 72 MiB, %s 12 MiB) after 30 s",
+			      round ? "after a restart" : "on a fresh start", vmms[1].name);
 		if (!round)
 			fresh = s;
 		else
-			cr_assert_leq(s, fresh + 5, "after restart %d the node limit took %.1f s to hold, %.1f s on a fresh start",
+			cr_assert_leq(s, fresh + 5, "after restart %d the limits took %.1f s to hold, %.1f s on a fresh start",
 				      round, s, fresh);
 	}
 	vmm_stop_verified(&vmms[0]);
 	vmm_stop_verified(&vmms[1]);
+}
+
+/* A VMM whose balloon fails still has one (it is asked again later), and
+ * one that says yes but gives nothing is held to its target all the same:
+ * in both cases eviction holds the node limit after the balloon's grace. */
+static void held_whatever_the_balloon_does(enum balloon kind)
+{
+	balloon_kind = kind;
+	const char *opts[] = { "--node-limit", "40M", NULL };
+	server_start_with(&srv, opts);
+	vmm_start(&vmms[0], 0, 64 * MIB, 0, UNIFORM);
+	double s = seconds_until_held(40 * MIB, 64 * MIB, 20);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vmms[0].name);
+	char balloon[16];
+	snprintf(balloon, sizeof balloon, "%s", m->vm_info->balloon);
+	uint64_t asked = m->vm_info->balloon_target_bytes;
+	memsrv__server_message__free_unpacked(m, NULL);
+	fprintf(stderr, "balloon %s: the node limit held after %.1f s; balloon %s, asked for %lu MiB\n",
+		kind == BALLOON_FAILS ? "fails" : "claims", s, balloon, (unsigned long)(asked >> 20));
+	vmm_stop_verified(&vmms[0]);
+	cr_assert_gt(asked, 0, "the balloon was never asked");
+	cr_assert_str_eq(balloon, "yes", "a VMM that answered the request has a balloon");
+	cr_assert_geq(s, 0, "the VM holds more than the node limit of 40 MiB after 20 s");
+}
+
+Test(pressure, a_failing_balloon_is_held_by_eviction)
+{
+	held_whatever_the_balloon_does(BALLOON_FAILS);
+}
+
+Test(pressure, a_balloon_that_gives_nothing_is_held_by_eviction)
+{
+	held_whatever_the_balloon_does(BALLOON_CLAIMS);
 }
