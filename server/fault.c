@@ -441,7 +441,8 @@ void fault_serve_available(struct vm *vm)
 }
 
 /* Brings every stored page back so the VMM can unregister and keep its RAM.
- * Returns the number of pages that could not be restored. */
+ * Returns the number of pages that could not be restored; a page the VMM
+ * discards meanwhile is neither restored nor failed. */
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 {
 	uint64_t failed = sampler_restore_all(vm);
@@ -457,10 +458,11 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 				if (ret == -EAGAIN)
 					fault_resync_events(vm);
 			} while (ret == -EAGAIN && pe_state(r->pt.entries[p]) == PAGE_STORED);
-			if (ret)
-				failed++;
-			else
+			if (!ret)
 				(*restored)++;
+			else if (pe_state(r->pt.entries[p]) == PAGE_STORED)
+				failed++;
+			/* else the VMM discarded it during the resync: nothing to restore */
 			if ((*restored & 255) == 0)
 				fault_serve_available(vm);
 		}
