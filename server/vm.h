@@ -46,7 +46,8 @@
 	X(removed_pages)        \
 	X(eagain_retries)       \
 	X(eexist_wakes)         \
-	X(prefetched_pages)
+	X(prefetched_pages)       \
+	X(fault_errors)
 
 struct vm_counters {
 #define X(name) _Atomic uint64_t name;
