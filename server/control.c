@@ -297,8 +297,9 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 				return;
 			}
 		} else if (klen == 6 && !strncmp(kv, "shares", klen)) {
-			if (parse_size(eq + 1, &shares) || shares == 0 || shares > 1000000) {
-				wire_send_error(fd, EINVAL, "set.settings", "shares '%s' is not 1..1000000", eq + 1);
+			if (parse_size(eq + 1, &shares) || shares < VM_SHARES_MIN || shares > VM_SHARES_MAX) {
+				wire_send_error(fd, EINVAL, "set.settings", "shares '%s' is not %u..%u", eq + 1, VM_SHARES_MIN,
+						VM_SHARES_MAX);
 				return;
 			}
 		} else {

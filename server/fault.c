@@ -328,6 +328,21 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 	}
 }
 
+/* A fault whose ioctl failed: the VMM gone stops the VM's ioctls; any other
+ * error is logged and counted.  Stopping, an EAGAIN is no error: closing the
+ * uffd wakes every faulting thread. */
+static void fault_failed(struct vm *vm, const char *what, uint64_t addr, int err)
+{
+	if (uffd_vmm_gone(err)) {
+		fault_vmm_gone(vm, err);
+		return;
+	}
+	if (err == -EAGAIN && vm->stopping)
+		return;
+	ctr_add(&vm->ctr.fault_errors, 1);
+	vm_err(vm, "%s at 0x%" PRIx64 " not resolved: %s", what, addr, strerror(-err));
+}
+
 static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
 {
 	uint64_t addr = m->arg.pagefault.address;
@@ -352,6 +367,14 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			if (ret == -EAGAIN)
 				fault_resync_events(vm);
 		} while (ret == -EAGAIN && !vm->stopping);
+		if (ret) {
+			fault_failed(vm, "write-protect fault", addr, ret);
+			/* still protected: woken, the write faults again and gets
+			 * another try rather than sleeping for good */
+			if (!vm->vmm_gone && (ret = uffd_wake(vm->uffd, page, r->page_size)) && uffd_vmm_gone(ret))
+				fault_vmm_gone(vm, ret);
+			return;
+		}
 		ctr_add(&vm->ctr.faults_wp, 1);
 		if (vm->policy.ops && r->evictable)
 			vm->policy.ops->referenced(&vm->policy, r->first_page + idx, true);
@@ -394,10 +417,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		fault_resync_events(vm);
 	}
 	if (ret) {
-		if (uffd_vmm_gone(ret))
-			fault_vmm_gone(vm, ret);
-		else
-			vm_err(vm, "fault at 0x%" PRIx64 " not resolved: %s", addr, strerror(-ret));
+		fault_failed(vm, "fault", addr, ret);
 		return;
 	}
 	if (deferred)
@@ -443,7 +463,8 @@ void fault_serve_available(struct vm *vm)
 }
 
 /* Brings every stored page back so the VMM can unregister and keep its RAM.
- * Returns the number of pages that could not be restored. */
+ * Returns the number of pages that could not be restored; a page the VMM
+ * discards meanwhile is neither restored nor failed. */
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 {
 	uint64_t failed = sampler_restore_all(vm);
@@ -459,10 +480,11 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 				if (ret == -EAGAIN)
 					fault_resync_events(vm);
 			} while (ret == -EAGAIN && pe_state(r->pt.entries[p]) == PAGE_STORED);
-			if (ret)
-				failed++;
-			else
+			if (!ret)
 				(*restored)++;
+			else if (pe_state(r->pt.entries[p]) == PAGE_STORED)
+				failed++;
+			/* else the VMM discarded it during the resync: nothing to restore */
 			if ((*restored & 255) == 0)
 				fault_serve_available(vm);
 		}

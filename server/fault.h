@@ -66,7 +66,8 @@ void fault_serve_pending(struct vm *vm);
 void fault_serve_available(struct vm *vm);
 
 /* Copies every STORED page back into the VMM.  Returns the number that
- * could not be restored; *restored gets the number that were. */
+ * could not be restored; *restored gets the number that were.  A page the
+ * VMM discards meanwhile is neither. */
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored);
 
 

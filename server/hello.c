@@ -267,6 +267,10 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	if (limit && guarantee > limit)
 		return refuse(why, EINVAL, "hello.quota.guarantee_bytes", "guarantee %" PRIu64 " exceeds limit %" PRIu64,
 			      guarantee, limit);
+	uint32_t shares = h->quota && h->quota->has_shares ? h->quota->shares : 0;
+	if (shares > VM_SHARES_MAX)  /* 0: the default, as absent */
+		return refuse(why, EINVAL, "hello.quota.shares", "shares %u is not %u..%u (0 or absent: %u)", shares,
+			      VM_SHARES_MIN, VM_SHARES_MAX, VM_SHARES_DEFAULT);
 
 	snprintf(vm->name, sizeof vm->name, "%s", h->name);
 	vm->pid = c->cred.pid;
@@ -274,7 +278,7 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	vm->register_modes = h->register_modes;
 	vm->guarantee_bytes = guarantee;
 	vm->limit_bytes = limit;
-	vm->shares = h->quota && h->quota->has_shares && h->quota->shares ? h->quota->shares : 1000;
+	vm->shares = shares ? shares : VM_SHARES_DEFAULT;
 	enum codec codec = srv->default_codec;
 	if (h->quota && h->quota->codec && *h->quota->codec && codec_parse(h->quota->codec, &codec))
 		return refuse(why, EINVAL, "hello.quota.codec", "codec '%s' is neither lz4 nor zstd", h->quota->codec);

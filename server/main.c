@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	enum { MAX_SWAPS = 16 };
 	struct { const char *spec; bool in_dir; } swaps[MAX_SWAPS];
 	int n_swaps = 0;
-	int c;
+	int c, err;
 	while ((c = getopt_long(argc, argv, "s:l:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -94,14 +94,16 @@ int main(int argc, char **argv)
 			cfg.state_dir = optarg;
 			break;
 		case 'c':
-			if (parse_size(optarg, &cfg.store.cache_budget)) {
-				fprintf(stderr, "memsrv: --cache-size: '%s' is not a size like 512M\n", optarg);
+			if ((err = parse_size(optarg, &cfg.store.cache_budget))) {
+				fprintf(stderr, "memsrv: --cache-size: '%s' is not a size like 512M: %s\n", optarg,
+					parse_size_why(err));
 				return 64;
 			}
 			break;
 		case 'N':
-			if (parse_size(optarg, &cfg.node_limit)) {
-				fprintf(stderr, "memsrv: --node-limit: '%s' is not a size like 4G\n", optarg);
+			if ((err = parse_size(optarg, &cfg.node_limit))) {
+				fprintf(stderr, "memsrv: --node-limit: '%s' is not a size like 4G: %s\n", optarg,
+					parse_size_why(err));
 				return 64;
 			}
 			break;
@@ -187,15 +189,16 @@ int main(int argc, char **argv)
 		char path[4096], why[256] = "";
 		uint64_t size = 4ull << 30;
 		snprintf(path, sizeof path, "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
-		if ((!swaps[i].in_dir && !colon) || (colon && parse_size(colon + 1, &size))) {
-			fprintf(stderr, "memsrv: --%s: '%s' is not %s\n", opt, spec,
-				swaps[i].in_dir ? "DIR[:SIZE]" : "FILE:SIZE");
+		err = colon ? parse_size(colon + 1, &size) : 0;
+		if ((!swaps[i].in_dir && !colon) || err) {
+			fprintf(stderr, "memsrv: --%s: '%s' is not %s%s%s\n", opt, spec,
+				swaps[i].in_dir ? "DIR[:SIZE]" : "FILE:SIZE", err ? ": SIZE: " : "",
+				err ? parse_size_why(err) : "");
 			swapfile_destroy(swap);
 			return 64;
 		}
 		if (!swap && !(swap = swapfile_create()))
 			return 1;
-		int err;
 		if (cfg.state_dir) {
 			/* kept for the next memsrv, under a name it finds again */
 			if (swaps[i].in_dir) {

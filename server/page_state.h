@@ -7,7 +7,8 @@
  *
  * A table is an array of entries per region, mmap'd so that untouched parts
  * cost nothing: a zero entry is PAGE_NEVER.  Only the VM's own thread writes
- * it; the per-state counts are atomics so the control thread can read them.
+ * it, and only through page_table_set(); entries and the per-state counts
+ * are written atomically so the server thread can read them.
  */
 #ifndef MEMSRV_PAGE_STATE_H
 #define MEMSRV_PAGE_STATE_H
@@ -88,11 +89,14 @@ int page_table_each_written(const struct page_table *pt, int fd, uint64_t offset
 			    int (*fn)(const struct page_table *pt, uint64_t first, uint64_t end, void *arg), void *arg);
 void page_table_destroy(struct page_table *pt);
 
-/* Sets one entry and keeps the per-state counts (single writer). */
+/* Sets one entry and keeps the per-state counts (single writer).  The
+ * server thread reads entries meanwhile (vm_count_stored) with relaxed
+ * atomic loads: the store is a relaxed atomic too, a plain mov on x86-64
+ * and arm64, so no reader can see it torn. */
 static inline void page_table_set(struct page_table *pt, uint64_t idx, page_entry e)
 {
 	enum page_state old = pe_state(pt->entries[idx]), now = pe_state(e);
-	pt->entries[idx] = e;
+	__atomic_store_n(&pt->entries[idx], e, __ATOMIC_RELAXED);
 	if (old != now) {
 		atomic_store_explicit(&pt->count[old],
 				      atomic_load_explicit(&pt->count[old], memory_order_relaxed) - 1,

@@ -49,7 +49,7 @@ void sampler_adopt(struct vm *vm, struct region *r, uint64_t idx);
 void sampler_drop(struct vm *vm, page_entry e);
 
 /* Puts every page in probation back (detach, shutdown).  Returns how many
- * could not be. */
+ * could not be; a page the VMM discards meanwhile does not count. */
 uint64_t sampler_restore_all(struct vm *vm);
 
 #endif

@@ -28,6 +28,9 @@
 #define VM_NAME_MAX 64
 #define VM_MAX_REGIONS 63   /* the uffd and one fd each fit WIRE_MAX_FDS */
 #define VM_MAX_BYTES (4ull << 40)  /* all regions of a VM: more than any host here holds */
+#define VM_SHARES_MIN 1           /* a VM's weight, from a Hello or memsrv-ctl set... */
+#define VM_SHARES_MAX 1000000     /* ...bounded alike: a weight over the sum of all is no weight */
+#define VM_SHARES_DEFAULT 1000    /* a Hello without shares (or 0) */
 #define FAULT_AROUND_BYTES (64 * 1024)   /* aligned block filled on a never-touched fault */
 #define EVICT_RUN_PAGES 64               /* pages write-protected, read and punched at once */
 #define PENDING_MSGS 256                 /* uffd messages read but not yet handled */
@@ -46,7 +49,8 @@
 	X(removed_pages)        \
 	X(eagain_retries)       \
 	X(eexist_wakes)         \
-	X(prefetched_pages)
+	X(prefetched_pages)       \
+	X(fault_errors)
 
 struct vm_counters {
 #define X(name) _Atomic uint64_t name;

@@ -260,3 +260,14 @@ Test(protocol, pid_of_someone_else)
 	c.hello.pid = 1;
 	send_hello_expect(&c, EPERM, "hello.pid", "not the connecting process");
 }
+
+Test(protocol, shares_beyond_what_memsrv_ctl_set_allows)
+{
+	struct hello_case c;
+	Memsrv__Quota q = MEMSRV__QUOTA__INIT;
+	hello_case_init(&c, "greedy");
+	q.has_shares = 1;
+	q.shares = 1000001;  /* memsrv-ctl set refuses it: so must a Hello */
+	c.hello.quota = &q;
+	send_hello_expect(&c, EINVAL, "hello.quota.shares", "1..1000000");
+}

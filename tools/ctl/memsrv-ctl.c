@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ctl_client.h"
+#include "units.h"
 
 #define PROG "memsrv-ctl"
 
@@ -447,30 +448,6 @@ static int usage_error(const char *fmt, ...)
 	return EX_USAGE;
 }
 
-/* N with an optional K, M or G (binary multiples); 0 is refused. */
-static int parse_bytes(const char *s, uint64_t *out)
-{
-	if (*s < '0' || *s > '9')
-		return -EINVAL;  /* strtoull would accept a sign or spaces */
-	errno = 0;
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return -errno;
-	unsigned shift = 0;
-	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	}
-	if (*end || v == 0)
-		return -EINVAL;
-	if (v > UINT64_MAX >> shift)
-		return -ERANGE;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 struct command {
 	const char *name;
 	int nargs;                                  /* positional, after the name; -1: a VM and 1 or more */
@@ -554,6 +531,7 @@ int main(int argc, char **argv)
 		return usage_error("--target applies only to balloon");
 	struct ctl_req req;
 	uint64_t bytes = 0;
+	int err = 0;
 	switch (cmd->request) {
 	case MEMSRV__CLIENT_MESSAGE__MSG_LIST:
 		ctl_build_list(&req);
@@ -573,16 +551,18 @@ int main(int argc, char **argv)
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
 		if (!target_arg)
 			return usage_error("balloon takes --target N");
-		if (parse_bytes(target_arg, &bytes) < 0)
-			return usage_error("--target wants a positive size like 512M, not '%s'", target_arg);
+		if ((err = parse_size(target_arg, &bytes)) || !bytes)
+			return usage_error("--target wants a positive size like 512M, not '%s': %s", target_arg,
+					   err ? parse_size_why(err) : "zero");
 		ctl_build_balloon(&req, args[1], bytes);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_EVICT:
 	default:
 		if (!!bytes_arg == all)
 			return usage_error("evict takes either --bytes N or --all");
-		if (!all && parse_bytes(bytes_arg, &bytes) < 0)
-			return usage_error("--bytes wants a positive size like 512M, not '%s'", bytes_arg);
+		if (!all && ((err = parse_size(bytes_arg, &bytes)) || !bytes))
+			return usage_error("--bytes wants a positive size like 512M, not '%s': %s", bytes_arg,
+					   err ? parse_size_why(err) : "zero");
 		ctl_build_evict(&req, args[1], bytes, all);
 		break;
 	}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "memsrv.h"
+#include "units.h"
 
 static const char help_text[] =
 	"Usage: memsrv-vmsim [OPTION]...\n"
@@ -117,40 +118,6 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* Bytes, with an optional K, M or G (powers of 1024). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	unsigned shift = 0;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k': case 'K':
-		shift = 10;
-		break;
-	case 'm': case 'M':
-		shift = 20;
-		break;
-	case 'g': case 'G':
-		shift = 30;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1])
-		return -EINVAL;
-	if (v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 static int parse_double(const char *s, double lo, double hi, double *out)
 {
 	char *end;
@@ -195,7 +162,7 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 {
 	set_defaults(o);
 	uint64_t v, private_pct = 100;
-	int c;
+	int c, err;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
 		switch (c) {
@@ -208,16 +175,18 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 			strcpy(o->name, optarg);
 			break;
 		case OPT_SIZE:
-			if (parse_size(optarg, &o->size) || !o->size || o->size % GUEST_PAGE_SIZE)
+			if ((err = parse_size(optarg, &o->size)))
+				return usage_error("--size: '%s': %s", optarg, parse_size_why(err));
+			if (!o->size || o->size % GUEST_PAGE_SIZE)
 				return usage_error("--size: a positive multiple of 4K, e.g. 64M");
 			break;
 		case OPT_LIMIT:
-			if (parse_size(optarg, &o->limit))
-				return usage_error("--limit: a size, e.g. 32M");
+			if ((err = parse_size(optarg, &o->limit)))
+				return usage_error("--limit: '%s': %s", optarg, parse_size_why(err));
 			break;
 		case OPT_GUARANTEE:
-			if (parse_size(optarg, &o->guarantee))
-				return usage_error("--guarantee: a size, e.g. 16M");
+			if ((err = parse_size(optarg, &o->guarantee)))
+				return usage_error("--guarantee: '%s': %s", optarg, parse_size_why(err));
 			break;
 		case OPT_SHARES:
 			if (parse_u64(optarg, &v) || v > UINT32_MAX)

@@ -1,0 +1,75 @@
+/* Description: a write-protect fault whose unprotect fails is never dropped:
+ * "VMM gone" stops the VM's ioctls, any other error is counted. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fault.h"
+
+#define PAGE 4096u
+
+static struct vm *vm;
+static uint8_t *mem;
+
+static void setup(void)
+{
+	vm = vm_new(NULL);
+	cr_assert(vm);
+	snprintf(vm->name, sizeof vm->name, "unit");
+	mem = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	struct region r = { .host_addr = (uintptr_t)mem, .size = 4 * PAGE, .page_size = PAGE, .fd = -1 };
+	char why[128];
+	cr_assert_eq(vm_add_region(vm, &r, why, sizeof why), 0, "%s", why);
+}
+
+static void teardown(void)
+{
+	vm_destroy(vm);
+	munmap(mem, 4 * PAGE);
+}
+
+TestSuite(fault, .init = setup, .fini = teardown);
+
+/* Queues a write-protect fault on page idx and serves it. */
+static void serve_wp_fault(unsigned idx)
+{
+	vm->pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_PAGEFAULT };
+	vm->pending[0].arg.pagefault.address = (uintptr_t)mem + idx * PAGE;
+	vm->pending[0].arg.pagefault.flags = UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE;
+	vm->pending_head = 0;
+	vm->pending_len = 1;
+	fault_serve_pending(vm);
+}
+
+Test(fault, unprotect_of_a_range_no_longer_registered_marks_the_vmm_gone)
+{
+	vm->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (vm->uffd < 0)
+		vm->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (vm->uffd < 0)
+		cr_skip_test("no userfaultfd here: %m");
+	struct uffdio_api api = { .api = UFFD_API };
+	cr_assert_eq(ioctl(vm->uffd, UFFDIO_API, &api), 0, "%m");
+	/* nothing registered: the kernel answers ENOENT, as after an unmap */
+	serve_wp_fault(1);
+	cr_assert(vm->vmm_gone);
+	cr_assert_eq(ctr_get(&vm->ctr.faults_wp), 0, "an unresolved fault is not a resolved one");
+}
+
+Test(fault, any_other_unprotect_error_is_counted)
+{
+	/* not a userfaultfd: every ioctl fails with ENOTTY, which is no "gone" */
+	vm->uffd = eventfd(0, EFD_CLOEXEC);
+	cr_assert_geq(vm->uffd, 0);
+	serve_wp_fault(2);
+	cr_assert_not(vm->vmm_gone);
+	cr_assert_eq(ctr_get(&vm->ctr.fault_errors), 1);
+	cr_assert_eq(ctr_get(&vm->ctr.faults_wp), 0);
+}
