@@ -50,8 +50,9 @@ static uint64_t overhead_bytes(struct server *srv)
  * is paged twice.  Over its target, a VM whose VMM has (or may have) a
  * balloon is asked to shrink the guest by the excess; eviction waits for
  * it BALLOON_GRACE_NS from the first request of the shortage, however
- * often the target moves after, and then holds the target whatever the
- * guest gave.  Without pressure, the balloon deflates. */
+ * often the target moves after, holding the VM to what it held then, and
+ * then holds the target whatever the guest gave.  Without pressure, the
+ * balloon deflates. */
 static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 {
 	if (atomic_load(&vm->balloon) == VM_BALLOON_NO)
@@ -73,7 +74,16 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 			floor = vm->guarantee_bytes;
 		uint64_t from = sent ? sent : size;
 		want = from > excess + floor ? from - excess : floor;
-	} else {
+		if (!atomic_load(&vm->balloon_grace_until_ns)) {
+			/* a new shortage: the grace covers the request, which
+			 * may wait for the once-a-second pace, and what the VM
+			 * holds now is its bound until it ends (with room for
+			 * the headroom eviction keeps below a bound: <= 1 MiB) */
+			uint64_t next = atomic_load(&vm->balloon_asked_ns) + 1000000000ull;
+			atomic_store(&vm->balloon_hold_bytes, resident + 2 * MIB);
+			atomic_store(&vm->balloon_grace_until_ns, (next > now ? next : now) + BALLOON_GRACE_NS);
+		}
+	} else if (resident <= target) {
 		atomic_store(&vm->balloon_grace_until_ns, 0);  /* the shortage is over */
 		if (sent && sent < size && resident + 8 * MIB < target)
 			want = size;  /* pressure gone: the guest may have its memory back */
@@ -87,10 +97,6 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 	msg.balloon_target = &bt;
 	if (vm_send(vm, &msg))
 		return;
-	if (want < sent || !sent) {
-		uint64_t none = 0;
-		atomic_compare_exchange_strong(&vm->balloon_grace_until_ns, &none, now + BALLOON_GRACE_NS);
-	}
 	atomic_store(&vm->balloon_sent_bytes, want);
 	atomic_store(&vm->balloon_asked_ns, now);
 	atomic_store(&vm->balloon_target_bytes, want);
@@ -183,8 +189,8 @@ void balancer_run(struct server *srv)
 		}
 		/* never a target of 0: that would mean "no target" to the VM */
 		uint64_t t = vm->claim.got > 4096 ? vm->claim.got : 4096;
+		ask_balloon(vm, t, now);  /* first: a new shortage's grace is in place before its target */
 		atomic_store(&vm->node_target_bytes, t);
-		ask_balloon(vm, t, now);
 		if (t < ctr_get(&vm->resident_bytes))
 			vm_post_wakeup(vm);  /* over its target: evict now (after the balloon's grace) */
 	}

@@ -115,6 +115,7 @@ struct vm {
 	 * shortage, not renewed by the next ones: a guest that gives nothing
 	 * is held to its target all the same. */
 	_Atomic uint64_t balloon_grace_until_ns;
+	_Atomic uint64_t balloon_hold_bytes;  /* during the grace: what it held when the shortage began */
 	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
 	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
 	uint32_t shares;
@@ -245,8 +246,12 @@ static inline uint64_t vm_limit(const struct vm *vm)
 	/* the clock is read only while a balloon request may still be working:
 	 * this runs before every fill */
 	if (t && grace && atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
-	    monotonic_ns() < grace)
-		t = 0;  /* the balloon goes first; a VMM without one said so */
+	    monotonic_ns() < grace) {
+		/* the balloon goes first (a VMM without one said so), but the
+		 * VM does not grow meanwhile */
+		uint64_t hold = atomic_load_explicit(&vm->balloon_hold_bytes, memory_order_relaxed);
+		t = hold > t ? hold : t;
+	}
 	return !l ? t : !t ? l : l < t ? l : t;
 }
 
