@@ -281,6 +281,16 @@ Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm,
 	return m;
 }
 
+void ctl_set_ok(const struct test_server *s, const char *name, const char *setting)
+{
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_set(s->sock, name, &setting, 1, &m);
+	cr_assert_eq(ret, 0, "set %s %s: %s", name, setting, strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY, "set %s %s: %s", name, setting,
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "wrong reply");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
 Memsrv__NodeStats *ctl_stats_ok(const struct test_server *s, Memsrv__ServerMessage **m)
 {
 	*m = NULL;

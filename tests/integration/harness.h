@@ -74,6 +74,8 @@ int wait_exit(pid_t pid);
  * memsrv__server_message__free_unpacked). */
 Memsrv__ServerMessage *ctl_info_ok(const struct test_server *s, const char *vm);
 Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm, uint64_t bytes, bool all);
+/* memsrv-ctl set NAME SETTING (a VM's name, or "node"); asserts it applied. */
+void ctl_set_ok(const struct test_server *s, const char *name, const char *setting);
 /* The node's statistics; *m is freed by the caller. */
 Memsrv__NodeStats *ctl_stats_ok(const struct test_server *s, Memsrv__ServerMessage **m);
 /* Number of VMs attached. */

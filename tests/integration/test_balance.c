@@ -103,11 +103,7 @@ Test(balance, the_node_limit_changes_at_run_time)
 	pid_t a = busy_vm("grower", "1", "0");
 	sleep(1);
 	cr_assert_gt(resident("grower"), 24u << 20, "no node limit: the VM holds what it touches");
-	Memsrv__ServerMessage *m = NULL;
-	const char *settings[] = { "limit=8M" };
-	cr_assert_eq(ctl_set(srv.sock, "node", settings, 1, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
-	memsrv__server_message__free_unpacked(m, NULL);
+	ctl_set_ok(&srv, "node", "limit=8M");
 	sleep(1);
 	uint64_t r = resident("grower");
 	stop(a);

@@ -17,16 +17,6 @@ static void teardown(void) { server_stop(&srv); }
 
 TestSuite(policy_vms, .init = setup, .fini = teardown, .timeout = 180);
 
-static void set_ok(const char *vm, const char *setting)
-{
-	Memsrv__ServerMessage *m = NULL;
-	const char *settings[] = { setting };
-	cr_assert_eq(ctl_set(srv.sock, vm, settings, 1, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY, "set %s: %s", setting,
-		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
-	memsrv__server_message__free_unpacked(m, NULL);
-}
-
 static uint64_t resident(const char *vm)
 {
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
@@ -45,7 +35,7 @@ Test(policy_vms, every_algorithm_keeps_every_byte_under_a_tight_limit)
 		sim_start(&sim, &srv, vm, "--size", "16M", "--limit", "4M", "--pattern", "zipf", "--write-pct", "30",
 			  "--ops", "20000", "--verify", NULL);
 		snprintf(setting, sizeof setting, "policy=%s", names[i]);
-		set_ok(vm, setting);
+		ctl_set_ok(&srv, vm, setting);
 		struct sim_reply r;
 		sim_cmd(&sim, "run", &r);
 		cr_assert(r.ok, "%s: %s", names[i], r.error);
@@ -72,7 +62,7 @@ Test(policy_vms, a_limit_changed_at_run_time_takes_effect)
 	cr_assert_leq(resident("grow"), 8u << 20);
 
 	/* raised: the VM may hold more, and reading everything makes it */
-	set_ok("grow", "limit=24M");
+	ctl_set_ok(&srv, "grow", "limit=24M");
 	struct sim_reply r;
 	sim_cmd(&sim, "run", &r);
 	cr_assert(r.ok, "%s", r.error);
@@ -81,7 +71,7 @@ Test(policy_vms, a_limit_changed_at_run_time_takes_effect)
 	cr_assert_leq(grown, 24u << 20);
 
 	/* lowered: memsrv evicts down to it on its own */
-	set_ok("grow", "limit=4M");
+	ctl_set_ok(&srv, "grow", "limit=4M");
 	cr_assert(wait_until(at_most_4m, "grow", 5000), "resident %lu after lowering the limit",
 		  (unsigned long)resident("grow"));
 	sim_expect_verified(&sim, 8192);

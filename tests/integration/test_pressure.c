@@ -311,14 +311,6 @@ static double seconds_until_held(uint64_t bound, uint64_t second_limit, int time
 	return -1;
 }
 
-static void ctl_set_ok(const char *name, const char *setting)
-{
-	Memsrv__ServerMessage *m = NULL;
-	cr_assert_eq(ctl_set(srv.sock, name, &setting, 1, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY, "set %s %s refused", name, setting);
-	memsrv__server_message__free_unpacked(m, NULL);
-}
-
 /* Two VMs of 64 MiB reading all their memory, VMMs that never answer a
  * balloon request; memsrv-ctl set lowers the node limit to 72 MiB and
  * gives the second VM a limit of 12 MiB.  After each kill -9 and restart
@@ -337,8 +329,8 @@ Test(pressure, the_limits_hold_after_every_restart)
 	server_start_with(&srv, opts);
 	vmm_start(&vmms[0], 0, 64 * MIB, 0, SCAN);
 	vmm_start(&vmms[1], 1, 64 * MIB, 0, UNIFORM);
-	ctl_set_ok("node", "limit=72M");
-	ctl_set_ok(vmms[1].name, "limit=12M");
+	ctl_set_ok(&srv, "node", "limit=72M");
+	ctl_set_ok(&srv, vmms[1].name, "limit=12M");
 	double fresh = 0;
 	for (int round = 0; round <= 3; round++) {
 		if (round) {

@@ -483,11 +483,8 @@ Test(self_vmm, under_pressure_the_balloon_goes_before_any_eviction)
 	fill(&g, 6);
 	struct balloon_vmm b = { .g = &g };
 	const struct memsrv_vmm_ops ops = { .balloon_target = balloon_give_back };
-	Memsrv__ServerMessage *m = NULL;
-	const char *settings[] = { "limit=40M" };
-	cr_assert_eq(ctl_set(srv.sock, "node", settings, 1, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
-	memsrv__server_message__free_unpacked(m, NULL);
+	ctl_set_ok(&srv, "node", "limit=40M");
+	Memsrv__ServerMessage *m;
 	/* serve the session for a while, as a VMM's main loop does */
 	for (int i = 0; i < 30 && !b.asked; i++) {
 		struct pollfd p = { .fd = memsrv_session_fd(g.s), .events = POLLIN };
@@ -520,10 +517,7 @@ Test(self_vmm, a_vmm_without_balloon_says_so_at_attach_and_is_never_asked)
 	cr_assert_str_eq(m->vm_info->balloon, "no", "known from the attach, before any pressure");
 	memsrv__server_message__free_unpacked(m, NULL);
 	fill(&g, 7);
-	const char *settings[] = { "limit=40M" };
-	cr_assert_eq(ctl_set(srv.sock, "node", settings, 1, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY);
-	memsrv__server_message__free_unpacked(m, NULL);
+	ctl_set_ok(&srv, "node", "limit=40M");
 	/* no balloon grace to wait out: the balancer evicts at once */
 	struct pollfd p = { .fd = memsrv_session_fd(g.s), .events = POLLIN };
 	uint64_t resident = UINT64_MAX;
