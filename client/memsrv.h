@@ -88,6 +88,15 @@ int memsrv_session_fd(struct memsrv_session *s);
  * is -ECONNRESET (memsrv_last_error() says whether pages were restored). */
 int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_ops *ops, void *opaque);
 
+/* The guest gave [addr, addr + len) back (balloon, virtio-mem, free page
+ * reporting): its pages are freed — punched from the region's fd, or
+ * MADV_DONTNEED for anonymous memory — memsrv drops what it holds for them,
+ * and they read as zeros from now on.  Whole 4 KiB pages (whole huge pages
+ * on hugetlbfs) inside one region.  This is the only way to discard guest
+ * RAM under memsrv: munmap or MADV_DONTNEED of shared memory leave the data
+ * where it was, and memsrv keeps it.  0 or -errno. */
+int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len);
+
 #define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */
 
 /* Ends the session and frees s.  Without MEMSRV_DETACH_RESTORE the evicted

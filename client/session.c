@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -49,7 +50,7 @@ struct memsrv_session {
 	int failed;             /* -errno once memsrv refused to resume */
 	char failure[512];
 	unsigned n_regions;
-	struct { uint64_t addr, size; } regions[];
+	struct { uint64_t addr, size, fd_offset; unsigned fd_index; } regions[];  /* fd_index 0: no fd */
 };
 
 static __thread char last_error[512];
@@ -189,7 +190,14 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 		*modes_all &= modes;
 		s->regions[i].addr = (uint64_t)(uintptr_t)r->host_addr;
 		s->regions[i].size = r->size;
+		s->regions[i].fd_offset = r->fd_offset;
+		s->regions[i].fd_index = r->fd >= 0 ? *nfds : 0;
 		s->n_regions = i + 1;
+		/* A child the VMM forks has no uffd on guest RAM: its reads would
+		 * fill the holes memsrv punched with zeros, for the VMM too.  So
+		 * it does not get the mapping at all (QEMU does the same). */
+		if (madvise(r->host_addr, r->size, MADV_DONTFORK))
+			return fail(-errno, "region %u: madvise(MADV_DONTFORK): %s", i, strerror(errno));
 
 		memsrv__region__init(&regions[i]);
 		regions[i].host_addr = (uint64_t)(uintptr_t)r->host_addr;
@@ -627,6 +635,46 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 	}
 	memsrv__server_message__free_unpacked(m, NULL);
 	return ret;
+}
+
+int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
+{
+	uint64_t start = (uint64_t)(uintptr_t)addr;
+	unsigned i;
+	if (!s)
+		return fail(-EINVAL, "no session");
+	for (i = 0; i < s->n_regions; i++)
+		if (start >= s->regions[i].addr && start - s->regions[i].addr < s->regions[i].size)
+			break;
+	if (i == s->n_regions || len > s->regions[i].addr + s->regions[i].size - start)
+		return fail(-EINVAL, "%p + %llu is not guest RAM of one region", addr, (unsigned long long)len);
+	if (start % 4096 || len % 4096 || !len)
+		return fail(-EINVAL, "%p + %llu is not whole pages", addr, (unsigned long long)len);
+	/* the memory goes first, so that no page of it survives in the memfd
+	 * whatever memsrv does; then memsrv lets go of what it holds */
+	int ret;
+	if (s->regions[i].fd_index) {
+		off_t off = (off_t)(s->regions[i].fd_offset + (start - s->regions[i].addr));
+		ret = fallocate(s->fds[s->regions[i].fd_index], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len)
+			      ? -errno : 0;
+	} else {
+		ret = madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
+	}
+	if (ret)
+		return fail(ret, "discarding %p + %llu: %s", addr, (unsigned long long)len, strerror(-ret));
+	Memsrv__Discard d = MEMSRV__DISCARD__INIT;
+	d.host_addr = start;
+	d.length = len;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_DISCARD;
+	msg.discard = &d;
+	pthread_mutex_lock(&s->lock);
+	ret = s->sock >= 0 ? wire_send_client(s->sock, &msg, NULL, 0) : -ENOTCONN;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return fail(ret, "telling memsrv of the discard: %s (pages it held there come back as they were)",
+			    strerror(-ret));
+	return 0;
 }
 
 int memsrv_detach(struct memsrv_session *s, unsigned flags)

@@ -223,10 +223,10 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 	uint64_t resident = ctr_get(&vm->resident_bytes);
 	if (resident + bytes <= limit)
 		return 0;
-	if (!vm->evictable) {
+	if (!vm_can_evict(vm)) {
 		if (!vm->limit_warned)
 			vm_warn(vm, "resident memory passes the limit of %" PRIu64 " bytes and cannot be evicted: %s",
-				limit, vm->not_evictable_reason);
+				limit, vm->evictable ? "another process maps its RAM" : vm->not_evictable_reason);
 		vm->limit_warned = true;
 		return -ENOSPC;
 	}
@@ -247,7 +247,7 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 void evict_keep_headroom(struct vm *vm, uint64_t max_pages)
 {
 	uint64_t limit = vm_limit(vm);
-	if (!limit || !vm->evictable || vm->detaching)
+	if (!limit || !vm_can_evict(vm) || vm->detaching)
 		return;
 	uint64_t target = limit - headroom_bytes(limit);
 	uint64_t budget = vm_total_pages(vm), done = 0;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "discards.h"
 #include "log.h"
 #include "sampler.h"
 #include "swap_reads.h"
@@ -62,50 +63,6 @@ int fault_drain(struct vm *vm)
 	return total;
 }
 
-/* The guest discarded [start, end): whatever we held for it is garbage now. */
-static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unmapped)
-{
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		struct region *r = &vm->regions[i];
-		uint64_t lo = start > r->host_addr ? start : r->host_addr;
-		uint64_t hi = end < r->host_addr + r->size ? end : r->host_addr + r->size;
-		if (lo >= hi)
-			continue;
-		uint64_t first = (lo - r->host_addr) / r->page_size;
-		uint64_t last = (hi - r->host_addr + r->page_size - 1) / r->page_size;
-		uint64_t dropped = 0, resident = 0;
-		for (uint64_t p = first; p < last; p++) {
-			page_entry e = r->pt.entries[p];
-			switch (pe_state(e)) {
-			case PAGE_NEVER:
-				continue;
-			case PAGE_RESIDENT:
-				resident++;
-				vm_policy_gone(vm, r, p);
-				break;
-			case PAGE_PROBATION:
-				sampler_drop(vm, e);
-				break;
-			case PAGE_STORED:
-			case PAGE_ZERO:
-			case PAGE_STATES:
-				break;
-			}
-			/* the table lets go of the object before the store frees it */
-			page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
-			if (pe_state(e) == PAGE_STORED)
-				store_drop(vm->store, (obj_id)pe_handle(e));
-			dropped++;
-		}
-		atomic_fetch_sub(&vm->resident_bytes, resident * r->page_size);
-		ctr_add(&vm->ctr.removed_pages, dropped);
-		if (unmapped && lo == r->host_addr && hi == r->host_addr + r->size) {
-			r->unmapped = true;
-			vm_info(vm, "region at 0x%" PRIx64 " unmapped by the VMM", r->host_addr);
-		}
-	}
-}
-
 void fault_apply_events(struct vm *vm)
 {
 	vm->events_unapplied = false;
@@ -113,11 +70,11 @@ void fault_apply_events(struct vm *vm)
 		struct uffd_msg *m = &vm->pending[(vm->pending_head + k) % PENDING_MSGS];
 		switch (m->event) {
 		case UFFD_EVENT_REMOVE:
-			discard_range(vm, m->arg.remove.start, m->arg.remove.end, false);
+			discards_apply(vm, m->arg.remove.start, m->arg.remove.end, DISCARD_REMOVE_EVENT);
 			m->event = MSG_CONSUMED;
 			break;
 		case UFFD_EVENT_UNMAP:
-			discard_range(vm, m->arg.remove.start, m->arg.remove.end, true);
+			discards_apply(vm, m->arg.remove.start, m->arg.remove.end, DISCARD_UNMAP_EVENT);
 			m->event = MSG_CONSUMED;
 			break;
 		case UFFD_EVENT_PAGEFAULT:
@@ -242,6 +199,27 @@ static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
 	return uffd_wake(vm->uffd, r->host_addr + lo * r->page_size, (hi - lo) * r->page_size);
 }
 
+int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *ours)
+{
+	uint64_t addr = r->host_addr + idx * r->page_size;
+	off_t off = (off_t)(r->fd_offset + idx * r->page_size);
+	ctr_add(&vm->ctr.eexist_wakes, 1);
+	ssize_t n = r->fd >= 0 ? pread(r->fd, vm->io_buf, r->page_size, off) : -1;
+	bool zeros = n == (ssize_t)r->page_size && page_is_zero(vm->io_buf, r->page_size);
+	bool put_back = zeros && !page_is_zero(ours, r->page_size);
+	if (put_back && pwrite(r->fd, ours, r->page_size, off) != (ssize_t)r->page_size) {
+		vm_err(vm, "page at 0x%" PRIx64 " was filled with zeros behind memsrv's back and cannot be put back: %s",
+		       addr, strerror(errno));
+		return -EIO;
+	}
+	/* another mapping of the memfd did it, once per page it touched */
+	if (vm->reappeared++ % 1024 == 0)
+		vm_warn(vm, "page at 0x%" PRIx64 " (and %" PRIu64 " before it) was filled behind memsrv's back, by another "
+			"mapping of its memory: %s", addr, vm->reappeared - 1,
+			put_back ? "zeros there, the guest's data put back" : "written there, the new content kept");
+	return 0;
+}
+
 int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page)
 {
 	page_entry e = r->pt.entries[idx];
@@ -252,11 +230,8 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 	uint64_t addr = r->host_addr + idx * r->page_size;
 	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, false, NULL);
 	if (ret == -EEXIST) {
-		/* something wrote the hole through another path: the live page wins */
-		vm_warn(vm, "page at 0x%" PRIx64 " reappeared while evicted; keeping the live copy", addr);
-		ctr_add(&vm->ctr.eexist_wakes, 1);
+		ret = fault_reappeared(vm, r, idx, page);
 		uffd_wake(vm->uffd, addr, r->page_size);
-		ret = 0;
 	}
 	if (ret) {
 		fault_unmark_resident(vm, r, idx, e);

@@ -35,6 +35,12 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
  * 0 or -errno (EAGAIN: resync and retry; the page is STORED again). */
 int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page);
 
+/* UFFDIO_COPY of page idx, whose content memsrv held (ours), found it in
+ * the file already: another mapping of the memfd filled the hole.  A read
+ * there left zeros: ours goes back in; a write left data: it stays.  The
+ * caller wakes the waiters.  0 or -errno. */
+int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *ours);
+
 /* Accounts count pages from first as resident, for the page table and the
  * policy (only the faulting page counts as used).  A stored or probation
  * page's entry keeps naming its content (pe_arriving) until

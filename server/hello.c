@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
 #include <linux/magic.h>
 
 #include "log.h"
@@ -147,6 +149,8 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 		return refuse(why, EINVAL, FIELD("fd_offset"),
 			      "region [%" PRIu64 ", +%" PRIu64 ") lies outside the fd, which holds %" PRIu64 " bytes",
 			      src->fd_offset, src->size, (uint64_t)st.st_size);
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
 	int acc = fcntl(fd, F_GETFL);
 	if (acc < 0 || (acc & O_ACCMODE) != O_RDWR)
 		return refuse(why, EBADF, FIELD("fd_index"), "fd must be open read-write (memsrv reads pages and punches holes)");
@@ -214,6 +218,45 @@ static const char *eviction_blocker(const struct vm *vm, const struct region *r)
 	if (!(vm->register_modes & UFFDIO_REGISTER_MODE_WP) || !(vm->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
 		return "the uffd lacks write-protect mode on shmem (UFFD_FEATURE_WP_HUGETLBFS_SHMEM), without which eviction races with writes";
 	return NULL;
+}
+
+static bool same_file_pages(const struct region *a, const struct region *b)
+{
+	return a->fd >= 0 && b->fd >= 0 && a->dev == b->dev && a->ino == b->ino &&
+	       a->fd_offset < b->fd_offset + b->size && b->fd_offset < a->fd_offset + a->size;
+}
+
+static bool same_open_file(int a, int b)
+{
+	pid_t self = getpid();
+	return syscall(SYS_kcmp, self, self, KCMP_FILE, a, b) == 0;
+}
+
+/* One page of guest RAM has one owner: two VMs (or two regions) on the
+ * same pages of a file would each punch what the other serves, and two
+ * VMs on one uffd would each read the other's faults. */
+static int check_not_shared(struct server *srv, const struct vm *vm, int uffd, struct refusal *why)
+{
+	for (const struct vm *o = srv->vms; o; o = o->next) {
+		if (same_open_file(uffd, o->uffd))
+			return refuse(why, EBUSY, "fds[0]", "this userfaultfd is VM %s's already", o->name);
+		for (unsigned i = 0; i < vm->n_regions; i++)
+			for (unsigned j = 0; j < o->n_regions; j++)
+				if (same_file_pages(&vm->regions[i], &o->regions[j])) {
+					char f[64];
+					snprintf(f, sizeof f, "hello.regions[%u].fd_index", i);
+					return refuse(why, EBUSY, f, "pages of this file are VM %s's RAM already (its region %u)",
+						      o->name, j);
+				}
+	}
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		for (unsigned j = 0; j < i; j++)
+			if (same_file_pages(&vm->regions[i], &vm->regions[j])) {
+				char f[64];
+				snprintf(f, sizeof f, "hello.regions[%u].fd_offset", i);
+				return refuse(why, EINVAL, f, "region %u maps pages of the same file as region %u", i, j);
+			}
+	return 0;
 }
 
 /* Whether this Hello takes up a VM an earlier memsrv kept (state_dir.h):
@@ -325,6 +368,9 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	for (unsigned i = 1; i < nfds; i++)
 		if (!fd_used[i])
 			return refuse(why, EINVAL, "fds", "fd %u was sent but no region refers to it", i);
+	ret = check_not_shared(srv, vm, fds[0], why);
+	if (ret)
+		return ret;
 	if (vm->resume_from && vm->n_regions != vm->state->n_regions)
 		return refuse(why, EINVAL, "hello.regions", "%u regions, but memsrv kept %u for VM %s", vm->n_regions,
 			      vm->state->n_regions, vm->name);

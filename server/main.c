@@ -8,6 +8,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "mappings.h"
 #include "units.h"
 #include "server.h"
 #include <stdint.h>
@@ -18,7 +19,7 @@ static void usage(FILE *out)
 		"usage: memsrv [--socket PATH] [--cache-size SIZE] [--codec lz4|zstd] [--incompressible N]\n"
 		"              [--swap FILE:SIZE]... [--swap-dir DIR[:SIZE]]... [--node-limit SIZE] [--idle-tax PCT]\n"
 		"              [--socket-group GROUP] [--max-sessions-per-uid N] [--state-dir DIR]\n"
-		"              [--log-level LEVEL] [--spin-us N]\n"
+		"              [--log-level LEVEL] [--spin-us N] [--mapping-scan-ms N]\n"
 		"\n"
 		"Serves the guest RAM of the VMs that attach to PATH: faults, eviction, quotas.\n"
 		"\n"
@@ -38,8 +39,9 @@ static void usage(FILE *out)
 		"                     page the dead one held, and the VMs' libmemsrv reconnects\n"
 		"  --log-level LEVEL  error, warn, info (default) or debug\n"
 		"  --spin-us N        busy-poll a VM's uffd N us after each fault (default %llu, 0: off)\n"
+		"  --mapping-scan-ms N  look for other processes mapping guest RAM every N ms (default %u)\n"
 		"  --help, --version\n",
-		SERVER_DEFAULT_SOCKET, (unsigned long long)(fault_spin_ns / 1000));
+		SERVER_DEFAULT_SOCKET, (unsigned long long)(fault_spin_ns / 1000), MAPPINGS_DEFAULT_SCAN_MS);
 }
 
 int main(int argc, char **argv)
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "spin-us", required_argument, NULL, 'S' },
+		{ "mapping-scan-ms", required_argument, NULL, 'P' },
 		{ "cache-size", required_argument, NULL, 'c' },
 		{ "codec", required_argument, NULL, 'C' },
 		{ "incompressible", required_argument, NULL, 'I' },
@@ -165,6 +168,16 @@ int main(int argc, char **argv)
 				return 64;
 			}
 			fault_spin_ns = us * 1000;
+			break;
+		}
+		case 'P': {
+			char *end;
+			unsigned long ms = strtoul(optarg, &end, 10);
+			if (*end || ms < 10 || ms > 60000) {
+				fprintf(stderr, "memsrv: --mapping-scan-ms: '%s' is not 10..60000\n", optarg);
+				return 64;
+			}
+			cfg.mapping_scan_ms = (unsigned)ms;
 			break;
 		}
 		case 'h':

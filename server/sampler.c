@@ -97,10 +97,9 @@ static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wa
 	back_resident(vm, s->r, s->idx, used, write);
 	int ret = uffd_copy(vm->uffd, addr, sp->pages + (size_t)slot * 4096, 4096, !wake, NULL);
 	if (ret == -EEXIST) {
-		/* the page reappeared through another path: the live one wins */
+		ret = fault_reappeared(vm, s->r, s->idx, sp->pages + (size_t)slot * 4096);
 		if (wake)
 			uffd_wake(vm->uffd, addr, 4096);
-		ret = 0;
 	}
 	if (ret) {
 		fault_unmark_resident(vm, s->r, s->idx, pe_make(PAGE_PROBATION, 0, slot));
@@ -127,6 +126,11 @@ void sampler_adopt(struct vm *vm, struct region *r, uint64_t idx)
 {
 	unsigned slot = (unsigned)pe_handle(r->pt.entries[idx]);
 	vm->sampler->s[slot] = (struct sample){ .r = r, .idx = idx, .busy = true };
+}
+
+const void *sampler_page(const struct vm *vm, page_entry e)
+{
+	return vm->sampler->pages + (size_t)pe_handle(e) * 4096;
 }
 
 void sampler_drop(struct vm *vm, page_entry e)
@@ -271,7 +275,7 @@ static void take_sample(struct vm *vm)
 void sampler_tick(struct vm *vm)
 {
 	struct sampler *sp = vm->sampler;
-	if (!sp || !vm->evictable || vm->vmm_gone || vm->detaching)
+	if (!sp || !vm_can_evict(vm) || vm->vmm_gone || vm->detaching)
 		return;
 	estimate(vm);
 	/* sampling costs faults: only VMs whose memory memsrv manages (a limit

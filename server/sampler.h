@@ -45,6 +45,9 @@ int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write);
  * memsrv left (vm_state.c): it settles at the next tick like any other. */
 void sampler_adopt(struct vm *vm, struct region *r, uint64_t idx);
 
+/* The content kept for a PROBATION page (4 KiB). */
+const void *sampler_page(const struct vm *vm, page_entry e);
+
 /* The guest discarded a PROBATION page. */
 void sampler_drop(struct vm *vm, page_entry e);
 

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "balancer.h"
+#include "discards.h"
 #include "log.h"
+#include "mappings.h"
 #include "vm_state.h"
 #include "wire.h"
 
@@ -137,6 +139,7 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	srv->default_codec = cfg->default_codec;
 	srv->node_limit = srv->configured_node_limit = cfg->node_limit;
 	srv->idle_tax = cfg->idle_tax;
+	srv->mapping_scan_ms = cfg->mapping_scan_ms ? cfg->mapping_scan_ms : MAPPINGS_DEFAULT_SCAN_MS;
 	struct store_config sc = cfg->store;
 	if (cfg->state_dir) {
 		int ret = open_state(srv, cfg, &sc);
@@ -318,6 +321,25 @@ static void post_detach(struct conn *c, const Memsrv__Detach *d)
 	vm_post_job(c->vm, job);
 }
 
+static void post_discard(struct conn *c, const Memsrv__Discard *d)
+{
+	if (!discards_range_valid(c->vm, d->host_addr, d->length)) {
+		wire_send_error(c->fd, EINVAL, "discard", "0x%" PRIx64 " + %" PRIu64 " is not whole pages of one region",
+				d->host_addr, d->length);
+		return;
+	}
+	struct vm_job *job = calloc(1, sizeof *job);
+	if (!job) {
+		vm_err(c->vm, "out of memory: a Discard is not applied (the pages stay as they were)");
+		return;
+	}
+	job->kind = VM_JOB_DISCARD;
+	job->addr = d->host_addr;
+	job->len = d->length;
+	job->reply_fd = -1;
+	vm_post_job(c->vm, job);
+}
+
 static void handle_conn(struct server *srv, struct conn *c)
 {
 	Memsrv__ClientMessage *msg = NULL;
@@ -377,6 +399,12 @@ static void handle_conn(struct server *srv, struct conn *c)
 			vm_state_save_settings(c->vm);
 		}
 		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_DISCARD:
+		if (c->vm)
+			post_discard(c, msg->discard);
+		else
+			wire_send_error(c->fd, ENOTCONN, "discard", "no VM is attached on this connection");
+		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DETACH:
 		if (c->vm)
 			post_detach(c, msg->detach);
@@ -423,6 +451,10 @@ int server_run(struct server *srv)
 					balancer_run(srv);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
 					server_reap_kept(srv);
+				if (monotonic_ns() >= srv->next_mapping_scan_ns) {
+					mappings_scan(srv);
+					srv->next_mapping_scan_ns = monotonic_ns() + srv->mapping_scan_ms * 1000000ull;
+				}
 			} else if (p == &srv->signal_fd) {
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {

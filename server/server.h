@@ -31,6 +31,7 @@ struct server_config {
 	double idle_tax;         /* 0..0.99: how much less an idle VM's shares count */
 	struct access_config access;  /* admin_uid is filled in by server_open() */
 	const char *state_dir;   /* NULL: a crash loses the evicted pages (state_dir.h) */
+	unsigned mapping_scan_ms; /* how often to look for other mappings of guest RAM (mappings.c) */
 };
 
 struct server {
@@ -49,6 +50,8 @@ struct server {
 	bool state_left;         /* server_close() left VM state behind for the next memsrv */
 	bool state_failed;       /* server_open() failed on the state dir (and logged why) */
 	unsigned reap_ticks;
+	unsigned mapping_scan_ms;
+	uint64_t next_mapping_scan_ns;
 	struct conn *conns;      /* every open connection, closed at exit */
 	uint64_t next_vm_id;
 	uint64_t sessions_total, protocol_errors;

@@ -380,8 +380,13 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->limit_bytes = vm->limit_bytes;
 	info->shares = vm->shares;
 	info->regions = vm->n_regions;
-	info->evictable = vm->evictable;
-	info->not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
+	info->evictable = vm_can_evict(vm);
+	info->not_evictable_reason = !vm->evictable ? vm->not_evictable_reason
+				     : !info->evictable ? vm->unprotected_reason : NULL;
+	info->n_conditions = 0;
+	info->conditions = vm->conditions;
+	if (atomic_load(&vm->unprotected_by))
+		vm->conditions[info->n_conditions++] = "unprotected-mapping";
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
 	info->balloon_target_bytes = ctr_get(&vm->balloon_target_bytes);
 }

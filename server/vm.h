@@ -62,6 +62,8 @@ struct region {
 	uint64_t host_addr, size, guest_phys_addr, fd_offset;
 	uint32_t page_size;
 	int fd;                  /* -1: anonymous private memory */
+	dev_t dev;               /* the fd's file, to know it again (mappings.c, hello.c) */
+	ino_t ino;
 	Memsrv__Backing backing;
 	bool evictable;
 	bool unmapped;           /* the VMM unmapped it: no faults can come */
@@ -79,6 +81,8 @@ enum vm_job_kind {
 	VM_JOB_EVICT,
 	VM_JOB_DETACH,    /* the VMM leaves: restore if asked, answer DetachReply */
 	VM_JOB_SHUTDOWN,  /* memsrv leaves: restore everything, say Goodbye, stop */
+	VM_JOB_DISCARD,   /* the VMM's Discard of [addr, addr + len) */
+	VM_JOB_RESTORE,   /* put every page back (another process maps the RAM), stay attached */
 };
 
 struct vm_job {
@@ -86,6 +90,7 @@ struct vm_job {
 	uint64_t bytes;          /* EVICT: at least this much, unless all */
 	bool all;
 	bool restore;            /* DETACH */
+	uint64_t addr, len;      /* DISCARD */
 	int reply_fd;            /* where the reply goes; the job owns it */
 	struct vm_job *next;
 };
@@ -122,6 +127,11 @@ struct vm {
 	uint64_t uffd_features, register_modes;
 	bool evictable;
 	char not_evictable_reason[160];
+	/* another process maps the VM's RAM outside its uffd (mappings.c):
+	 * its pid, 0 for none; nothing is evicted while it does */
+	_Atomic pid_t unprotected_by;
+	char unprotected_reason[160];  /* server thread */
+	char *conditions[2];           /* vm_fill_info()'s, server thread */
 
 	_Atomic uint64_t resident_bytes;
 	/* the balancer's arithmetic (server thread) */
@@ -157,6 +167,7 @@ struct vm {
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
 	bool detaching;          /* no more eviction */
 	bool limit_warned;
+	uint64_t reappeared;     /* pages found filled behind memsrv's back (fault_reappeared) */
 	struct uffd_msg pending[PENDING_MSGS];   /* ring of messages read, not yet handled */
 	uint64_t pending_ns[PENDING_MSGS];        /* when each was read, for fault latency */
 	unsigned pending_head, pending_len;
@@ -253,6 +264,13 @@ static inline uint64_t vm_limit(const struct vm *vm)
 		t = hold > t ? hold : t;
 	}
 	return !l ? t : !t ? l : l < t ? l : t;
+}
+
+/* Whether pages may leave residence now: the VM's memory allows it and no
+ * other process maps it (mappings.c). */
+static inline bool vm_can_evict(const struct vm *vm)
+{
+	return vm->evictable && !atomic_load_explicit(&vm->unprotected_by, memory_order_relaxed);
 }
 
 /* Sends a message on the VM's session socket (any thread). */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "discards.h"
 #include "fault.h"
 #include "log.h"
 #include "vm_state.h"
@@ -79,6 +80,13 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 	if (!vm->evictable) {
 		wire_send_error(job->reply_fd, EOPNOTSUPP, "evict.name", "VM %s cannot be evicted: %s",
 				vm->name, vm->not_evictable_reason);
+		return;
+	}
+	pid_t other = atomic_load(&vm->unprotected_by);
+	if (other) {
+		wire_send_error(job->reply_fd, EBUSY, "evict.name",
+				"VM %s cannot be evicted while process %d maps its RAM outside memsrv's userfaultfd",
+				vm->name, other);
 		return;
 	}
 	uint64_t want = job->all ? UINT64_MAX : 0;
@@ -168,6 +176,15 @@ static void run_detach(struct vm *vm, struct vm_job *job)
 	vm_send(vm, &msg);
 }
 
+/* Another process maps the VM's RAM (mappings.c): memsrv cannot see its
+ * accesses, so every page goes back where that process can read it. */
+static void run_restore(struct vm *vm)
+{
+	uint64_t restored = 0, failed = fault_restore_all(vm, &restored);
+	vm_info(vm, "%" PRIu64 " pages put back for the other mapping%s", restored,
+		failed ? ", some could not be (logged)" : "");
+}
+
 static void run_jobs(struct vm *vm)
 {
 	uint64_t v;
@@ -180,6 +197,10 @@ static void run_jobs(struct vm *vm)
 			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s is going away", vm->name);
 		else if (job->kind == VM_JOB_EVICT)
 			run_evict(vm, job);
+		else if (job->kind == VM_JOB_DISCARD)
+			discards_apply(vm, job->addr, job->addr + job->len, DISCARD_REQUESTED);
+		else if (job->kind == VM_JOB_RESTORE)
+			run_restore(vm);
 		else
 			run_detach(vm, job);
 		if (job->reply_fd >= 0)

@@ -1,0 +1,195 @@
+/* discards: what the VMM does to guest RAM besides touching it — REMOVE and
+ * UNMAP events from its userfaultfd, and the Discard it sends on purpose.
+ *
+ * Of shared memory (memfd, hugetlbfs) only a Discard discards.  A REMOVE
+ * (MADV_DONTNEED) or UNMAP (munmap) drops the VMM's page table entries,
+ * never the file's pages: what memsrv holds for the range is still the
+ * guest's data.  So a REMOVE only forgets resident pages the VMM punched
+ * out of the file itself (their data is gone from the file: a balloon
+ * without Discard), and an UNMAP writes the pages memsrv holds back into
+ * the file, where the VMM finds them if it maps it again — no fault will
+ * come for that range any more.  Of anonymous private memory a REMOVE or
+ * UNMAP is what it says: the pages are gone.
+ *
+ * VM thread only, like the page tables.
+ */
+#include "discards.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "log.h"
+#include "sampler.h"
+#include "swap_reads.h"
+
+/* The pages [first, last) of r that lie in [start, end); false if none. */
+static bool pages_of(const struct region *r, uint64_t start, uint64_t end, uint64_t *first, uint64_t *last)
+{
+	uint64_t lo = start > r->host_addr ? start : r->host_addr;
+	uint64_t hi = end < r->host_addr + r->size ? end : r->host_addr + r->size;
+	if (lo >= hi)
+		return false;
+	*first = (lo - r->host_addr) / r->page_size;
+	*last = (hi - r->host_addr + r->page_size - 1) / r->page_size;
+	return true;
+}
+
+static bool region_is_shared(const struct region *r) { return r->fd >= 0; }
+
+/* Lets go of page p of r, whatever memsrv held for it: it reads as zeros
+ * from now on (its data is gone from the file too). */
+static void forget_page(struct vm *vm, struct region *r, uint64_t p)
+{
+	page_entry e = r->pt.entries[p];
+	switch (pe_state(e)) {
+	case PAGE_NEVER:
+		return;
+	case PAGE_RESIDENT:
+		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
+		vm_policy_gone(vm, r, p);
+		break;
+	case PAGE_PROBATION:
+		sampler_drop(vm, e);
+		break;
+	case PAGE_STORED:
+	case PAGE_ZERO:
+	case PAGE_STATES:
+		break;
+	}
+	/* the table lets go of the object before the store frees it */
+	page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
+	if (pe_state(e) == PAGE_STORED)
+		store_drop(vm->store, (obj_id)pe_handle(e));
+	ctr_add(&vm->ctr.removed_pages, 1);
+}
+
+/* Whether page p of a shared region has no block in its file: the VMM
+ * punched it (memsrv's own punches are of pages it no longer counts
+ * resident).  SEEK_DATA from the page's start lands past it on a hole. */
+static bool punched(const struct region *r, uint64_t p)
+{
+	off_t off = (off_t)(r->fd_offset + p * r->page_size);
+	off_t data = lseek(r->fd, off, SEEK_DATA);
+	return (data < 0 && errno == ENXIO) || (data >= 0 && data >= off + (off_t)r->page_size);
+}
+
+/* REMOVE of shared memory: resident pages whose block the VMM punched are
+ * gone; everything else — resident pages still in the file, pages memsrv
+ * holds — is still the guest's. */
+static void forget_punched(struct vm *vm, struct region *r, uint64_t first, uint64_t last)
+{
+	for (uint64_t p = first; p < last; p++)
+		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT && punched(r, p))
+			forget_page(vm, r, p);
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* The content memsrv holds for page p (STORED or PROBATION) into buf.
+ * 0 or -errno. */
+static int held_content(struct vm *vm, const struct region *r, uint64_t p, void *buf)
+{
+	page_entry e = r->pt.entries[p];
+	if (pe_state(e) == PAGE_PROBATION) {
+		memcpy(buf, sampler_page(vm, e), r->page_size);
+		return 0;
+	}
+	struct store_read rd;
+	int ret = store_fetch(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), buf, &rd);
+	if (ret == 1)
+		ret = store_read_now(vm->store, vm->codec_ctx, &rd, buf);
+	return ret;
+}
+
+/* UNMAP of shared memory: no fault will come for the range again, but the
+ * VMM may map the file again, so what memsrv holds goes back into the file.
+ * A page whose content cannot be read stays held (and is logged): zeros
+ * in the file would be a lie. */
+static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t last)
+{
+	uint64_t written = 0, failed = 0;
+	for (uint64_t p = first; p < last; p++) {
+		page_entry e = r->pt.entries[p];
+		enum page_state s = pe_state(e);
+		if (s == PAGE_STORED || s == PAGE_PROBATION) {
+			int ret = held_content(vm, r, p, vm->page_buf);
+			if (!ret)
+				ret = pwrite_full(r->fd, vm->page_buf, r->page_size, (off_t)(r->fd_offset + p * r->page_size));
+			if (ret) {
+				failed++;
+				vm_err(vm, "page at 0x%" PRIx64 " of an unmapped range cannot go back into its file: %s",
+				       r->host_addr + p * r->page_size, strerror(-ret));
+				continue;
+			}
+			written++;
+		}
+		if (s == PAGE_RESIDENT) {
+			atomic_fetch_sub(&vm->resident_bytes, r->page_size);
+			vm_policy_gone(vm, r, p);
+		} else if (s == PAGE_PROBATION) {
+			sampler_drop(vm, e);
+		}
+		/* the file holds it now (a zero page is its hole): not memsrv's */
+		page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
+		if (s == PAGE_STORED)
+			store_drop(vm->store, (obj_id)pe_handle(e));
+	}
+	if (written || failed)
+		vm_info(vm, "range at 0x%" PRIx64 " unmapped: %" PRIu64 " pages written back into its file%s",
+			r->host_addr + first * r->page_size, written, failed ? ", some failed (logged)" : "");
+}
+
+void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_kind kind)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		uint64_t first, last;
+		if (!pages_of(r, start, end, &first, &last))
+			continue;
+		if (!region_is_shared(r)) {
+			for (uint64_t p = first; p < last; p++)
+				forget_page(vm, r, p);
+		} else if (kind == DISCARD_REQUESTED) {
+			/* a resident page still in the file was written again
+			 * since the VMM punched it: no longer discarded */
+			for (uint64_t p = first; p < last; p++)
+				if (pe_state(r->pt.entries[p]) != PAGE_RESIDENT || punched(r, p))
+					forget_page(vm, r, p);
+		} else if (kind == DISCARD_REMOVE_EVENT) {
+			forget_punched(vm, r, first, last);
+		} else {
+			write_back(vm, r, first, last);
+		}
+		if (kind == DISCARD_UNMAP_EVENT && first == 0 && last == r->pt.npages) {
+			r->unmapped = true;
+			vm_info(vm, "region at 0x%" PRIx64 " unmapped by the VMM", r->host_addr);
+		}
+	}
+}
+
+bool discards_range_valid(const struct vm *vm, uint64_t start, uint64_t len)
+{
+	if (!len || start + len < start)
+		return false;
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		if (start >= r->host_addr && start - r->host_addr < r->size && len <= r->host_addr + r->size - start)
+			return start % r->page_size == 0 && len % r->page_size == 0;
+	}
+	return false;
+}

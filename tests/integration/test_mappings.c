@@ -1,0 +1,323 @@
+/* Description: guest RAM seen through more than the VMM's one registered
+ * mapping — a forked child, another process mapping the memfd, a second VM
+ * on the same memfd or uffd, MADV_DONTNEED, munmap — and the explicit
+ * discard: none of them may lose a page. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "memsrv.h"
+#include "wire.h"
+
+#define PAGE 4096u
+
+struct guest {
+	int fd;
+	uint8_t *mem;
+	size_t size;
+	struct memsrv_session *s;
+};
+
+static struct test_server srv;
+
+static void setup(void)
+{
+	/* a scan for other mappings every 200 ms keeps the waits short */
+	static const char *const opts[] = { "--mapping-scan-ms", "200", NULL };
+	server_start_with(&srv, opts);
+}
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(mappings, .init = setup, .fini = teardown, .timeout = 120);
+
+static uint64_t word_of(size_t page, size_t w)
+{
+	return page % 7 == 3 ? 0 : (uint64_t)page << 24 | (w % 32) | 0x5a00000000000000ull;
+}
+
+static void fill(uint8_t *mem, size_t size)
+{
+	for (size_t p = 0; p < size / PAGE; p++)
+		for (size_t w = 0; w < PAGE / 8; w++)
+			((uint64_t *)(mem + p * PAGE))[w] = word_of(p, w);
+}
+
+static size_t count_bad(const uint8_t *mem, size_t from_page, size_t to_page)
+{
+	size_t bad = 0;
+	for (size_t p = from_page; p < to_page; p++)
+		for (size_t w = 0; w < PAGE / 8; w++)
+			if (((const uint64_t *)(mem + p * PAGE))[w] != word_of(p, w)) {
+				bad++;
+				break;
+			}
+	return bad;
+}
+
+static void guest_attach(struct guest *g, const char *name, size_t size)
+{
+	g->size = size;
+	g->fd = memfd_create(name, MFD_CLOEXEC);
+	cr_assert_geq(g->fd, 0);
+	cr_assert_eq(ftruncate(g->fd, size), 0);
+	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
+	cr_assert_neq(g->mem, MAP_FAILED);
+	struct memsrv_region r = { .host_addr = g->mem, .size = size, .fd = g->fd };
+	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .flags = MEMSRV_VM_NO_BALLOON };
+	int ret = memsrv_attach(srv.sock, &vm, &g->s);
+	cr_assert_eq(ret, 0, "attach: %s (%s)", strerror(-ret), memsrv_last_error());
+	fill(g->mem, size);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, size / PAGE);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+static void guest_release(struct guest *g)
+{
+	if (g->s)
+		cr_assert_geq(memsrv_detach(g->s, MEMSRV_DETACH_RESTORE), 0);
+	munmap(g->mem, g->size);
+	close(g->fd);
+}
+
+static uint64_t info_field(const char *vm, size_t offset)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
+	uint64_t v = *(uint64_t *)((char *)m->vm_info + offset);
+	memsrv__server_message__free_unpacked(m, NULL);
+	return v;
+}
+#define INFO(vm, field) info_field(vm, offsetof(Memsrv__VmInfo, field))
+
+/* The child's read of every page: a sum, so nothing is optimised away. */
+static uint64_t read_all(const uint8_t *mem, size_t size)
+{
+	uint64_t sum = 0;
+	for (size_t off = 0; off < size; off += PAGE)
+		sum += mem[off + 8];
+	return sum;
+}
+
+Test(mappings, a_forked_child_reading_guest_ram_loses_nothing)
+{
+	struct guest g;
+	guest_attach(&g, "forker", 16 << 20);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		/* libmemsrv marked guest RAM MADV_DONTFORK (as QEMU does): the
+		 * child has no such mapping and dies of SIGSEGV; without it, its
+		 * reads fill the holes memsrv punched with zeros */
+		_exit(read_all(g.mem, g.size) == 0 ? 1 : 0);
+	}
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		  "the child read guest RAM it should not have inherited (status 0x%x)", status);
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0, "guest RAM changed under a fork");
+	guest_release(&g);
+}
+
+static bool nothing_stored(void *arg)
+{
+	return INFO((const char *)arg, stored_pages) == 0;
+}
+
+struct unprotected {
+	const char *vm;
+	bool want;
+};
+
+static bool unprotected_is(void *arg)
+{
+	const struct unprotected *u = arg;
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, u->vm);
+	bool is = m->vm_info->n_conditions > 0 && !strcmp(m->vm_info->conditions[0], "unprotected-mapping");
+	memsrv__server_message__free_unpacked(m, NULL);
+	return is == u->want;
+}
+
+/* A process of its own (a dump tool, a vhost-user backend) maps the memfd:
+ * memsrv cannot see its accesses, so it puts every page back and evicts
+ * nothing while that mapping lives, and says why. */
+Test(mappings, another_process_mapping_the_memfd_stops_eviction_until_it_goes)
+{
+	struct guest g;
+	guest_attach(&g, "mapped-twice", 8 << 20);
+	cr_assert_gt(INFO("mapped-twice", stored_pages), 0);
+	int go[2], done[2];
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(done), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		uint8_t *view = mmap(NULL, g.size, PROT_READ, MAP_SHARED, g.fd, 0);
+		char c = 1;
+		if (view == MAP_FAILED || write(done[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		/* told memsrv has put every page back: all of them read right */
+		_exit(count_bad(view, 0, g.size / PAGE) ? 1 : 0);
+	}
+	char c;
+	cr_assert_eq(read(done[0], &c, 1), 1);
+	struct unprotected u = { "mapped-twice", true };
+	cr_assert(wait_until(unprotected_is, &u, 10000), "memsrv never noticed the second mapping");
+	cr_assert(wait_until(nothing_stored, (void *)"mapped-twice", 5000), "pages are still held outside the memfd");
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "mapped-twice");
+	cr_assert_not(m->vm_info->evictable);
+	cr_assert(strstr(m->vm_info->not_evictable_reason, "maps"), "reason: %s", m->vm_info->not_evictable_reason);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(write(go[1], "x", 1), 1);
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the second mapping read wrong data (0x%x)", status);
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
+	/* the mapping is gone: eviction resumes */
+	u.want = false;
+	cr_assert(wait_until(unprotected_is, &u, 10000), "eviction never resumed");
+	uint64_t resident = INFO("mapped-twice", resident_bytes);
+	m = ctl_evict_ok(&srv, "mapped-twice", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, resident / PAGE);
+	cr_assert_gt(resident, g.size / 2, "the pages came back");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
+	guest_release(&g);
+}
+
+Test(mappings, madv_dontneed_on_shared_memory_is_no_discard)
+{
+	struct guest g;
+	guest_attach(&g, "dontneed", 8 << 20);
+	cr_assert_eq(madvise(g.mem, g.size / 2, MADV_DONTNEED), 0);
+	usleep(100000);  /* the REMOVE event reaches the VM thread */
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0, "a PTE zap lost pages");
+	cr_assert_eq(INFO("dontneed", removed_pages), 0);
+	guest_release(&g);
+}
+
+static bool nothing_held(void *arg)
+{
+	return INFO((const char *)arg, stored_pages) + INFO((const char *)arg, zero_pages) == 0;
+}
+
+Test(mappings, munmap_and_remap_finds_every_page_in_the_memfd)
+{
+	struct guest g;
+	guest_attach(&g, "remapper", 8 << 20);
+	cr_assert_eq(munmap(g.mem, g.size), 0);
+	/* the pages go back into the memfd when memsrv reads the UNMAP event */
+	cr_assert(wait_until(nothing_held, (void *)"remapper", 5000), "memsrv still holds pages of an unmapped range");
+	uint8_t *again = mmap(g.mem, g.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, g.fd, 0);
+	cr_assert_eq(again, g.mem);
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0, "pages were lost with the mapping");
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	g.s = NULL;
+	guest_release(&g);
+}
+
+Test(mappings, a_discard_outside_the_vm_is_refused)
+{
+	struct guest g;
+	guest_attach(&g, "discard-bad", 1 << 20);
+	cr_assert_eq(memsrv_discard(g.s, g.mem + g.size, PAGE), -EINVAL);
+	cr_assert(strstr(memsrv_last_error(), "not guest RAM"), "%s", memsrv_last_error());
+	cr_assert_eq(memsrv_discard(g.s, g.mem + 1, PAGE), -EINVAL);
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
+	guest_release(&g);
+}
+
+Test(mappings, a_second_vm_on_the_same_memfd_is_refused)
+{
+	struct guest g;
+	guest_attach(&g, "first", 4 << 20);
+	uint8_t *alias = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, g.fd, 0);
+	cr_assert_neq(alias, MAP_FAILED);
+	struct memsrv_region r = { .host_addr = alias, .size = g.size, .fd = g.fd };
+	struct memsrv_vm vm = { .name = "second", .regions = &r, .n_regions = 1, .flags = MEMSRV_VM_NO_RECONNECT };
+	struct memsrv_session *s;
+	int ret = memsrv_attach(srv.sock, &vm, &s);
+	cr_assert_eq(ret, -EBUSY, "attach: %d (%s)", ret, memsrv_last_error());
+	cr_assert(strstr(memsrv_last_error(), "first"), "the refusal names the VM that has it: %s", memsrv_last_error());
+	munmap(alias, g.size);
+	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
+	guest_release(&g);
+}
+
+static int raw_uffd(void)
+{
+	int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	cr_assert_geq(u, 0);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM };
+	cr_assert_eq(ioctl(u, UFFDIO_API, &api), 0);
+	return u;
+}
+
+/* A Hello for one 1 MiB memfd registered on uffd, sent on a connection of
+ * its own; returns the connection. */
+static int raw_attach(const char *name, int uffd, uint8_t **mem)
+{
+	int memfd = memfd_create(name, MFD_CLOEXEC);
+	cr_assert_eq(ftruncate(memfd, 1 << 20), 0);
+	*mem = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)*mem, 1 << 20 }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	cr_assert_eq(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
+	Memsrv__Region region = MEMSRV__REGION__INIT, *regions[1] = { &region };
+	region.host_addr = (uint64_t)(uintptr_t)*mem;
+	region.size = 1 << 20;
+	region.page_size = PAGE;
+	region.backing = MEMSRV__BACKING__BACKING_MEMFD;
+	region.has_fd_index = 1;
+	region.fd_index = 1;
+	Memsrv__Hello h = MEMSRV__HELLO__INIT;
+	h.version_major = MEMSRV__VERSION__VERSION_MAJOR;
+	h.name = (char *)name;
+	h.pid = (uint32_t)getpid();
+	h.n_regions = 1;
+	h.regions = regions;
+	h.uffd_features = UFFD_FEATURE_MISSING_SHMEM;
+	h.register_modes = UFFDIO_REGISTER_MODE_MISSING;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
+	msg.hello = &h;
+	int fd = ctl_connect(srv.sock);
+	cr_assert_geq(fd, 0);
+	int fds[2] = { dup(uffd), memfd };
+	cr_assert_eq(wire_send_client(fd, &msg, fds, 2), 0);
+	close(fds[0]);
+	close(memfd);
+	return fd;
+}
+
+Test(mappings, a_second_vm_on_the_same_uffd_is_refused)
+{
+	int uffd = raw_uffd();
+	uint8_t *a, *b;
+	int first = raw_attach("uffd-a", uffd, &a);
+	Memsrv__ServerMessage *m = NULL;
+	struct wire_fault fault;
+	cr_assert_eq(wire_recv_server(first, &m, &fault), 1);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY, "%s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
+	memsrv__server_message__free_unpacked(m, NULL);
+	int second = raw_attach("uffd-b", uffd, &b);
+	cr_assert_eq(wire_recv_server(second, &m, &fault), 1);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "a second VM was attached on the same uffd");
+	cr_assert_eq(m->error->errno_code, EBUSY);
+	cr_assert(strstr(m->error->message, "uffd-a"), "%s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(ctl_vm_count(&srv), 1);
+	close(second);
+	close(first);
+	close(uffd);
+}
