@@ -41,8 +41,11 @@ const char *poison_cause(const struct region *r, enum page_state from, int err, 
 		}
 	}
 	if (r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS && (err == -ENOMEM || err == -ENOSPC)) {
-		snprintf(buf, len, "no free %u MiB huge pages: see /proc/sys/vm/nr_hugepages (or hugepages-%ukB in /sys/kernel/mm/hugepages)",
-			 r->page_size >> 20, r->page_size >> 10);
+		if (r->page_size == 2u << 20)
+			snprintf(buf, len, "no free 2 MiB huge pages: see /proc/sys/vm/nr_hugepages");
+		else
+			snprintf(buf, len, "no free %u MiB huge pages: see /sys/kernel/mm/hugepages/hugepages-%ukB/nr_hugepages",
+				 r->page_size >> 20, r->page_size >> 10);
 		return buf;
 	}
 	snprintf(buf, len, "the kernel refused to place it: %s (errno %d)", strerror(-err), -err);
