@@ -389,14 +389,6 @@ static void fault_lost(struct vm *vm, struct region *r, uint64_t idx, enum page_
 		ctr_add(&vm->ctr.fault_errors, 1);
 }
 
-/* Before try tries + 1 of a fault that failed: short, the VM thread
- * serves no other fault meanwhile (2, 4, 8, 16 ms). */
-static void fault_backoff(unsigned tries)
-{
-	struct timespec ts = { 0, (long)(1000000L << tries) };
-	nanosleep(&ts, NULL);
-}
-
 static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
 {
 	uint64_t addr = m->arg.pagefault.address;
@@ -476,7 +468,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		}
 		if (!ret || source == PAGE_POISONED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
 			break;
-		fault_backoff(tries++);
+		poison_pause(tries++);
 	}
 	if (ret) {
 		fault_lost(vm, r, idx, source, read_failed, ret);
@@ -546,7 +538,7 @@ static int restore_one(struct vm *vm, struct region *r, uint64_t p)
 			fault_lost(vm, r, p, PAGE_STORED, read_failed, ret);
 			return ret;
 		}
-		fault_backoff(tries++);
+		poison_pause(tries++);
 	}
 }
 

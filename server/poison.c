@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "fault.h"
 #include "log.h"
@@ -20,6 +21,12 @@ bool poison_worth_retry(const struct vm *vm, int err)
 unsigned poison_backoff_ms(unsigned tries)
 {
 	return 100u << (tries > 4 ? 4 : tries - 1);  /* 100, 200, 400, 800 ms: ~1.5 s over POISON_TRIES */
+}
+
+void poison_pause(unsigned tries)
+{
+	struct timespec ts = { 0, 1000000L << (tries > 4 ? 4 : tries) };
+	nanosleep(&ts, NULL);
 }
 
 const char *poison_cause(const struct region *r, enum page_state from, int err, char *buf, size_t len)

@@ -27,8 +27,13 @@
 /* Whether err is worth another try before poisoning. */
 bool poison_worth_retry(const struct vm *vm, int err);
 
-/* Milliseconds to wait before try number tries + 1 (tries >= 1). */
+/* Milliseconds a swap read waits before try number tries + 1 (tries >= 1):
+ * 100, 200, 400, 800; the vCPU waits, the VM thread serves others. */
 unsigned poison_backoff_ms(unsigned tries);
+
+/* Sleeps before try number tries + 1 of a placement: 2, 4, 8, 16 ms, short
+ * because the VM thread serves no other fault meanwhile. */
+void poison_pause(unsigned tries);
 
 /* Why page idx of r, in state from (PAGE_STORED: its content was being
  * read; otherwise it was being placed), could not be brought back, as a

@@ -128,7 +128,7 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 {
 	struct region *r = s->r;
 	uint64_t addr = r->host_addr + s->idx * r->page_size;
-	for (;;) {
+	for (unsigned tries = 1;; tries++) {
 		page_entry e = r->pt.entries[s->idx];
 		if (pe_state(e) != PAGE_STORED || (obj_id)pe_handle(e) != s->rd.id) {
 			/* discarded meanwhile: let the waiters fault again on what it is now */
@@ -140,13 +140,17 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 			fault_resync_events(vm);
 			continue;
 		}
+		if (ret && poison_worth_retry(vm, ret) && tries < POISON_TRIES) {
+			poison_pause(tries);
+			continue;
+		}
 		if (ret) {
 			if (uffd_vmm_gone(ret)) {
 				fault_vmm_gone(vm, ret);
 			} else if (!(ret == -EAGAIN && vm->stopping)) {
 				/* the content is here but the kernel will not take
-				 * it (no memory for the page): its waiters must not
-				 * wait forever */
+				 * it (no memory for the page), also after POISON_TRIES
+				 * tries: its waiters must not wait forever */
 				char buf[200];
 				poison_page(vm, r, s->idx, poison_cause(r, PAGE_RESIDENT, ret, buf, sizeof buf));
 			}
