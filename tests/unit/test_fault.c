@@ -120,3 +120,15 @@ Test(fault, a_zap_of_a_poisoned_page_keeps_it_poisoned)
 	fault_apply_events(vm);
 	cr_assert_eq(pe_state(vm->regions[0].pt.entries[2]), PAGE_POISONED, "a zap served the page zeros next");
 }
+
+Test(fault, without_the_poison_feature_a_lost_page_is_left_waiting_never_zeros)
+{
+	vm->uffd = eventfd(0, EFD_CLOEXEC);
+	vm->uffd_features = 0;  /* a uffd opened without UFFD_FEATURE_POISON (before Linux 6.6) */
+	serve_missing_fault(3);
+	/* lost all the same, and said so; no ioctl could place zeros (each failed) */
+	cr_assert_eq(pe_state(vm->regions[0].pt.entries[3]), PAGE_POISONED);
+	cr_assert_eq(ctr_get(&vm->ctr.pages_poisoned), 1);
+	serve_missing_fault(3);
+	cr_assert_eq(ctr_get(&vm->ctr.pages_poisoned), 1, "logged and counted once");
+}
