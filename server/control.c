@@ -383,6 +383,11 @@ static void do_check(struct server *srv, int fd)
 			WARN("limit-below-size", vm->name,
 			     "limit %" PRIu64 " MiB is below the VM's %" PRIu64 " MiB: it runs with a deficit it did not earn",
 			     limit >> 20, vm->size_bytes >> 20);
+		uint64_t poisoned = vm_count(vm, PAGE_POISONED);
+		if (poisoned)
+			WARN(VM_COND_PAGES_POISONED, vm->name,
+			     "%" PRIu64 " pages are lost and poisoned: the guest gets a memory error on each (the cause of each "
+			     "is in memsrv's log)", poisoned);
 		if (br.overcommitted && ws > vm->guarantee_bytes)
 			WARN("guarantee-below-working-set", vm->name,
 			     "guarantee %" PRIu64 " MiB is below its working set of %" PRIu64 " MiB on an overcommitted node: it will swap",

@@ -466,6 +466,14 @@ static void expect_poisoned(const char *name, uint64_t pages)
 	cr_assert_eq(st->pages_poisoned, pages);
 	cr_assert(has(st->conditions, st->n_conditions, "pages-poisoned"), "the node does not show pages-poisoned");
 	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(ctl_check(srv.sock, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY);
+	bool warned = false;
+	for (size_t i = 0; i < m->check_reply->n_warnings; i++)
+		warned |= !strcmp(m->check_reply->warnings[i]->kind, "pages-poisoned") &&
+			  !strcmp(m->check_reply->warnings[i]->vm, name);
+	cr_assert(warned, "memsrv-ctl check does not warn of the lost pages");
+	memsrv__server_message__free_unpacked(m, NULL);
 }
 
 static uint64_t checksum_errors(void)
