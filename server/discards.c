@@ -57,6 +57,7 @@ static void forget_page(struct vm *vm, struct region *r, uint64_t p)
 		break;
 	case PAGE_STORED:
 	case PAGE_ZERO:
+	case PAGE_POISONED:  /* given back: its loss no longer matters */
 	case PAGE_STATES:
 		break;
 	}
@@ -126,6 +127,14 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 	for (uint64_t p = first; p < last; p++) {
 		page_entry e = r->pt.entries[p];
 		enum page_state s = pe_state(e);
+		if (s == PAGE_POISONED) {
+			/* lost: the file has a hole there, which a new mapping
+			 * reads as zeros; a fault through a registered one is
+			 * poisoned again */
+			vm_err(vm, "page at 0x%" PRIx64 " of an unmapped range was lost: a new mapping of the file reads zeros there",
+			       r->host_addr + p * r->page_size);
+			continue;
+		}
 		if (s == PAGE_STORED || s == PAGE_PROBATION) {
 			int ret = held_content(vm, r, p, vm->page_buf);
 			if (!ret)
@@ -162,8 +171,11 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 		if (!pages_of(r, start, end, &first, &last))
 			continue;
 		if (!region_is_shared(r)) {
+			/* a zap of a poisoned page drops the kernel's marker, not
+			 * the loss: its next fault is poisoned again */
 			for (uint64_t p = first; p < last; p++)
-				forget_page(vm, r, p);
+				if (pe_state(r->pt.entries[p]) != PAGE_POISONED)
+					forget_page(vm, r, p);
 		} else if (kind == DISCARD_REQUESTED) {
 			/* a resident page still in the file was written again
 			 * since the VMM punched it: no longer discarded */

@@ -383,12 +383,14 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->evictable = vm_can_evict(vm);
 	info->not_evictable_reason = !vm->evictable ? vm->not_evictable_reason
 				     : !info->evictable ? vm->unprotected_reason : NULL;
-	info->n_conditions = 0;
-	info->conditions = vm->conditions;
-	if (atomic_load(&vm->unprotected_by))
-		vm->conditions[info->n_conditions++] = "unprotected-mapping";
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
 	info->balloon_target_bytes = ctr_get(&vm->balloon_target_bytes);
+	info->n_conditions = 0;
+	info->conditions = vm->conditions;
+	if (vm_count(vm, PAGE_POISONED))
+		vm->conditions[info->n_conditions++] = VM_COND_PAGES_POISONED;
+	if (atomic_load(&vm->unprotected_by))
+		vm->conditions[info->n_conditions++] = VM_COND_UNPROTECTED_MAPPING;
 }
 
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)

@@ -50,7 +50,14 @@
 	X(eagain_retries)       \
 	X(eexist_wakes)         \
 	X(prefetched_pages)       \
-	X(fault_errors)
+	X(fault_errors)         \
+	X(pages_poisoned)
+
+/* A VM's conditions (VmInfo.conditions, and the node's): it holds pages
+ * whose content is lost (poison.h); another process maps its RAM, so
+ * nothing is evicted (mappings.h). */
+#define VM_COND_PAGES_POISONED "pages-poisoned"
+#define VM_COND_UNPROTECTED_MAPPING "unprotected-mapping"
 
 struct vm_counters {
 #define X(name) _Atomic uint64_t name;
