@@ -22,6 +22,16 @@
 
 #define SERVER_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
 
+/* memsrv's fds, budgeted (server.c): a member's connection is refused when
+ * fewer than FD_RESERVE_ADMIN + FD_RESERVE_ATTACH would stay free, and so
+ * is a member's Hello, so that root can always connect and attach; an
+ * admin's connection when fewer than FD_RESERVE_LAST would; a Hello of
+ * anyone's when its fds (at most WIRE_MAX_FDS) and the VM's own would not
+ * fit (FD_RESERVE_ATTACH). */
+#define FD_RESERVE_LAST 8
+#define FD_RESERVE_ADMIN 16
+#define FD_RESERVE_ATTACH 80
+
 /* What main.c hands the server. */
 struct server_config {
 	const char *socket_path;
@@ -50,6 +60,9 @@ struct server {
 	bool state_failed;       /* server_open() failed on the state dir (and logged why) */
 	unsigned reap_ticks;
 	struct conn *conns;      /* every open connection, closed at exit */
+	unsigned nofile;         /* RLIMIT_NOFILE: what connections are budgeted against */
+	int spare_fd;            /* given up to accept and answer a peer when no fd is left */
+	bool accept_paused;      /* no fd and no spare: the listening socket waits a tick */
 	uint64_t next_vm_id;
 	uint64_t sessions_total, protocol_errors;
 	struct timespec started;
