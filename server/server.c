@@ -33,6 +33,14 @@ struct vm *server_find_vm(struct server *srv, const char *name)
 	return NULL;
 }
 
+unsigned server_connections(const struct server *srv)
+{
+	unsigned n = 0;
+	for (const struct conn *c = srv->conns; c; c = c->next)
+		n++;
+	return n;
+}
+
 struct vm *server_find_kept(struct server *srv, const char *name)
 {
 	for (struct vm *vm = srv->kept; vm; vm = vm->next)
@@ -274,7 +282,7 @@ static bool steers(const Memsrv__ClientMessage *msg)
 
 /* The fds memsrv has open now.  Counted, not kept in step by hand: the
  * store, swap, VMs and their threads open fds of their own. */
-static unsigned fds_in_use(void)
+unsigned server_fds_in_use(void)
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
@@ -289,7 +297,7 @@ static unsigned fds_in_use(void)
 /* Fds free under the limit, counted now. */
 static unsigned fds_free(const struct server *srv)
 {
-	unsigned used = fds_in_use();
+	unsigned used = server_fds_in_use();
 	return used >= srv->nofile ? 0 : srv->nofile - used;
 }
 

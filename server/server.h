@@ -86,6 +86,11 @@ void server_close(struct server *srv);
 
 struct vm *server_find_vm(struct server *srv, const char *name);
 
+/* memsrv's open fds now (counted in /proc/self/fd; UINT_MAX if it cannot
+ * even open that), and its connections. */
+unsigned server_fds_in_use(void);
+unsigned server_connections(const struct server *srv);
+
 /* The kept VM of that name (state_dir.h), or NULL. */
 struct vm *server_find_kept(struct server *srv, const char *name);
 /* Drops the kept VMs whose process is gone: nobody will ask for their pages. */

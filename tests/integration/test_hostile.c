@@ -329,6 +329,11 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	Memsrv__ServerMessage *m = NULL;
 	int ret = ctl_list(srv.sock, &m);
 	cr_assert_eq(answer_errno(ret, m), 0, "root's list was refused");
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->fd_limit, 1024);
+	cr_assert_gt(st->connections_open, 500);
+	cr_assert_leq(st->fds_open, 1024);
+	memsrv__server_message__free_unpacked(m, NULL);
 	struct vmm_child vmm;
 	char said[600];
 	vmm_start(&vmm, "rootvm", 8 * MIB, said, sizeof said);
