@@ -357,7 +357,7 @@ static void resume_accepting(struct server *srv)
 }
 
 /* Whether c may stay: its role, its uid's connections and memsrv's fds.
- * Answers and closes a refused one (0 then), 1 if it stays. */
+ * Answers and closes a refused one (false then); true if it stays. */
 static bool admit(struct server *srv, struct conn *c)
 {
 	int ret = access_role_of(&srv->access, &c->cred, &c->role);

@@ -361,6 +361,17 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	cr_assert_neq(status, 0, "a member was let in past the budget: %s", out);
 	cr_assert(strstr(out, "file descriptors"), "memsrv-ctl said: %s", out);
 	cr_assert(!strstr(out, "not a member") && !strstr(out, "Broken pipe"), "memsrv-ctl said: %s", out);
+	/* and a member's attach */
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		become(MEMBER_UID + 5, true);
+		struct vmm_child late;
+		vmm_start(&late, "late", 1 * MIB, out, sizeof out);
+		wait_exit(late.pid);
+		_exit(strstr(out, "file descriptors") ? 0 : 1);
+	}
+	cr_assert_eq(wait_child(pid), 0, "a member's attach past the budget failed without the reason");
 
 	for (unsigned i = 0; i < 5; i++) {
 		kill(mb[i].pid, SIGKILL);
