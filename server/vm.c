@@ -389,7 +389,11 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)
 {
-	return session_out_send(&vm->out, vm->session_fd, msg);
+	int ret = session_out_send(&vm->out, vm->session_fd, msg);
+	if (ret == -ENOBUFS)
+		vm_warn_ratelimited(vm, "the VMM does not read its session (%u records wait): message %d dropped",
+				    SESSION_OUT_MAX_RECORDS, msg->msg_case);
+	return ret;
 }
 
 int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *fmt, ...)
