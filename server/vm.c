@@ -391,8 +391,8 @@ int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)
 {
 	int ret = session_out_send(&vm->out, vm->session_fd, msg);
 	if (ret == -ENOBUFS)
-		vm_warn_ratelimited(vm, "the VMM does not read its session (%u records wait): message %d dropped",
-				    SESSION_OUT_MAX_RECORDS, msg->msg_case);
+		vm_warn_ratelimited(vm, "the VMM does not read its session and its queue is full: message %d dropped",
+				    msg->msg_case);
 	return ret;
 }
 
