@@ -39,7 +39,7 @@ struct memsrv_region {
 };
 
 struct memsrv_vm {
-	const char *name;         /* unique on the server, 1..63 chars of [A-Za-z0-9._-] */
+	const char *name;         /* unique on the server, 1..63 chars of [A-Za-z0-9._-], first alnum */
 	const struct memsrv_region *regions;
 	unsigned n_regions;
 	uint64_t guarantee_bytes; /* 0: no guarantee */

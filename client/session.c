@@ -106,6 +106,8 @@ static int recv_reply(int sock, int timeout_s, Memsrv__ServerMessage **out)
 		return fail(-errno, "poll: %s", strerror(errno));
 	struct wire_fault fault = { "" };
 	int ret = wire_recv_server(sock, out, &fault);
+	if (ret == -ECONNRESET)  /* memsrv closed with our message unread: its answer follows */
+		ret = wire_recv_server(sock, out, &fault);
 	if (ret == 0)
 		return fail(-ECONNRESET, "memsrv closed the connection");
 	if (ret == -EPROTO)
@@ -485,11 +487,17 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
 	msg.hello = &hello;
 	ret = wire_send_client(s->sock, &msg, fds, nfds);
-	if (ret) {
+	if (ret && ret != -EPIPE && ret != -ECONNRESET) {
 		ret = fail(ret, "sending Hello: %s", strerror(-ret));
 		goto out;
 	}
-	ret = recv_reply(s->sock, ATTACH_TIMEOUT_S, &reply);
+	/* EPIPE: memsrv refused the connection at once (access, limits, fds)
+	 * and closed it, but its Error waits to be read: the reason, not
+	 * "Broken pipe" */
+	int sent = ret;
+	ret = recv_reply(s->sock, sent ? 1 : ATTACH_TIMEOUT_S, &reply);
+	if (ret && sent)
+		ret = fail(sent, "sending Hello: %s (memsrv closed the connection without a reason)", strerror(-sent));
 	if (ret)
 		goto out;
 	if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR) {

@@ -9,16 +9,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Whether the process holds gid among its supplementary groups.  Read from
- * /proc rather than the group database: what counts is what the process
- * has now, not what it would get at its next login. */
-static bool process_in_group(pid_t pid, gid_t gid)
+/* Whether the process holds gid among its supplementary groups: 1, 0, or
+ * -errno when memsrv cannot tell (EMFILE: out of fds), which must not read
+ * as "not a member".  Read from /proc rather than the group database: what
+ * counts is what the process has now, not what it would get at its next
+ * login. */
+static int process_in_group(pid_t pid, gid_t gid)
 {
 	char path[64], line[4096];
 	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
-		return false;
+		return errno == ENOENT || errno == ESRCH ? 0 : -errno;  /* gone: nobody to let in */
 	bool groups = false, found = false;
 	while (!groups && fgets(line, sizeof line, f))
 		groups = !strncmp(line, "Groups:", 7);
@@ -33,13 +35,20 @@ static bool process_in_group(pid_t pid, gid_t gid)
 	return found;
 }
 
-enum access_role access_role_of(const struct access_config *cfg, const struct ucred *peer)
+int access_role_of(const struct access_config *cfg, const struct ucred *peer, enum access_role *role)
 {
-	if (peer->uid == 0 || peer->uid == cfg->admin_uid)
-		return ACCESS_ADMIN;
-	if (cfg->has_group && (peer->gid == cfg->group || process_in_group(peer->pid, cfg->group)))
-		return ACCESS_MEMBER;
-	return ACCESS_NONE;
+	*role = ACCESS_NONE;
+	if (peer->uid == 0 || peer->uid == cfg->admin_uid) {
+		*role = ACCESS_ADMIN;
+		return 0;
+	}
+	if (!cfg->has_group)
+		return 0;
+	int in = peer->gid == cfg->group ? 1 : process_in_group(peer->pid, cfg->group);
+	if (in < 0)
+		return in;
+	*role = in ? ACCESS_MEMBER : ACCESS_NONE;
+	return 0;
 }
 
 int access_prepare_socket(const struct access_config *cfg, const char *socket_path)

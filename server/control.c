@@ -143,6 +143,9 @@ static void do_stats(struct server *srv, int fd)
 	}
 	st.migrate = migrate;
 	st.sessions_total = srv->sessions_total;
+	st.connections_open = server_connections(srv);
+	st.fds_open = server_fds_in_use();
+	st.fd_limit = srv->nofile;
 	st.protocol_errors = srv->protocol_errors;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);

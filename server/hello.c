@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <linux/kcmp.h>
@@ -44,12 +46,16 @@ static int refuse(struct refusal *why, int err, const char *field, const char *f
 	return -err;
 }
 
+/* A name starts with a letter or digit: ".", ".." and "-x" would read as
+ * paths or options wherever an operator types or files them. */
 static bool valid_name(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n >= VM_NAME_MAX)
 		return false;
-	for (size_t i = 0; i < n; i++) {
+	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++) {
 		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '.' || c == '_' || c == '-'))
@@ -279,6 +285,8 @@ static int check_resume(struct server *srv, struct conn *c, const Memsrv__Hello 
 	return 0;
 }
 
+static int check_owner(const struct vm *vm, int uffd, struct refusal *why);
+
 static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
 		       struct vm *vm, struct refusal *why)
 {
@@ -287,7 +295,8 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 			      "protocol version %u.%u is not supported; this memsrv speaks %d.x", h->version_major,
 			      h->version_minor, MEMSRV__VERSION__VERSION_MAJOR);
 	if (!valid_name(h->name))
-		return refuse(why, EINVAL, "hello.name", "VM name must be 1-63 characters of [A-Za-z0-9._-]");
+		return refuse(why, EINVAL, "hello.name",
+			      "VM name must be 1-63 characters of [A-Za-z0-9._-], the first a letter or digit");
 	if (!strcmp(h->name, "node"))
 		return refuse(why, EINVAL, "hello.name", "'node' is reserved: memsrv-ctl set node ... means the node");
 	if (server_find_vm(srv, h->name))
@@ -324,12 +333,14 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	vm->shares = shares ? shares : VM_SHARES_DEFAULT;
 	enum codec codec = srv->default_codec;
 	if (h->quota && h->quota->codec && *h->quota->codec && codec_parse(h->quota->codec, &codec))
-		return refuse(why, EINVAL, "hello.quota.codec", "codec '%s' is neither lz4 nor zstd", h->quota->codec);
+		return refuse(why, EINVAL, "hello.quota.codec", "codec '%.*s' is neither lz4 nor zstd", LOG_CLIENT_STR_MAX,
+			      h->quota->codec);
 	atomic_store(&vm->codec, (int)codec);
 	const struct policy_ops *policy = policy_find("clock");
 	if (h->quota && h->quota->policy && *h->quota->policy && !(policy = policy_find(h->quota->policy)))
 		return refuse(why, EINVAL, "hello.quota.policy",
-			      "policy '%s' is none of lru, fifo, clock, second-chance, aging, nru, random", h->quota->policy);
+			      "policy '%.*s' is none of lru, fifo, clock, second-chance, aging, nru, random",
+			      LOG_CLIENT_STR_MAX, h->quota->policy);
 	atomic_store(&vm->policy_wanted, policy);
 	if (h->has_balloon && !h->balloon)
 		atomic_store(&vm->balloon, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
@@ -387,7 +398,125 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	}
 	if (!vm->evictable)
 		snprintf(vm->not_evictable_reason, sizeof vm->not_evictable_reason, "%s", blocker);
+	return check_owner(vm, fds[0], why);
+}
+
+/* ---- whose memory it is ----
+ *
+ * A Hello passes fds, and fds can come from anywhere: a memfd another
+ * process maps, a uffd another process registered.  memsrv would then
+ * serve one process's faults from another's pages, or punch holes in
+ * memory that no fault of this VM asks back, and report it all under the
+ * attaching pid.  So each region must be the attaching process's own
+ * mapping of the fd it sent (its /proc/PID/smaps: the range maps that
+ * dev/inode at that offset, without a gap), registered there with a
+ * userfaultfd for missing faults (VmFlags "um"), and the uffd sent must be
+ * the one registered there: with write-protect mode, un-protecting the
+ * region's first page (a no-op on memory nobody protected) fails with
+ * ENOENT when the uffd's own process has no such registration. */
+
+struct mapping {
+	uint64_t start, end, offset, ino;
+	unsigned dev_major, dev_minor;
+	bool uffd_missing;
+};
+
+/* One VMA of smaps: its header line, then its fields up to VmFlags.
+ * 1 for a mapping, 0 at the end, -errno. */
+static int read_mapping(FILE *f, struct mapping *m)
+{
+	char line[512];
+	bool have = false;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long start, end, offset, ino;
+		unsigned maj, min;
+		char perms[8];
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms, &offset, &maj, &min, &ino) == 7) {
+			*m = (struct mapping){ start, end, offset, ino, maj, min, false };
+			have = true;
+		} else if (have && !strncmp(line, "VmFlags:", 8)) {
+			m->uffd_missing = strstr(line, " um") != NULL;
+			return 1;
+		}
+	}
+	return ferror(f) ? -EIO : 0;
+}
+
+/* Checks region r of the VM against the mappings of its process. */
+static int check_region_owner(FILE *smaps, const struct vm *vm, unsigned i, const struct region *r,
+			      struct refusal *why)
+{
+	char f[64];
+	snprintf(f, sizeof f, "hello.regions[%u].host_addr", i);
+	struct stat st = { 0 };
+	if (r->fd >= 0 && fstat(r->fd, &st))
+		return refuse(why, errno, f, "fstat: %s", strerror(errno));
+	rewind(smaps);
+	uint64_t at = r->host_addr, end = r->host_addr + r->size;
+	struct mapping m = { 0 };
+	int ret = 0;
+	while (at < end && (ret = read_mapping(smaps, &m)) == 1) {
+		if (m.end <= at)
+			continue;
+		if (m.start > at)
+			break;  /* a hole in the region */
+		bool same = r->fd < 0 ? m.ino == 0
+				      : m.ino == st.st_ino && m.dev_major == major(st.st_dev) && m.dev_minor == minor(st.st_dev) &&
+					m.offset + (at - m.start) == r->fd_offset + (at - r->host_addr);
+		if (!same)
+			return refuse(why, EPERM, f,
+				      "pid %d does not map the region's %s at 0x%" PRIx64 " (it maps inode %" PRIu64 " at offset %" PRIu64 " there): memsrv serves a process's own memory only",
+				      vm->pid, r->fd < 0 ? "anonymous memory" : "fd", at, m.ino, m.offset + (at - m.start));
+		if (!m.uffd_missing)
+			return refuse(why, EPERM, "fds[0]",
+				      "pid %d's memory at 0x%" PRIx64 " (region %u) is not registered with a userfaultfd for missing faults",
+				      vm->pid, at, i);
+		at = m.end;
+	}
+	if (ret < 0)
+		return refuse(why, -ret, "hello.pid", "cannot read pid %d's mappings: %s", vm->pid, strerror(-ret));
+	if (at < end)
+		return refuse(why, EPERM, f, "pid %d maps nothing at 0x%" PRIx64 " (region %u): memsrv serves a process's own memory only",
+			      vm->pid, at, i);
 	return 0;
+}
+
+/* With write-protect mode: whether the uffd's own process registered the
+ * region's first page (ENOENT: it did not, so the uffd is another's). */
+static int check_uffd_owner(int uffd, const struct vm *vm, unsigned i, const struct region *r, struct refusal *why)
+{
+	struct uffdio_writeprotect wp = { .range = { r->host_addr, r->page_size }, .mode = 0 };
+	if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 || errno != ENOENT)
+		return 0;
+	return refuse(why, EPERM, "fds[0]",
+		      "the userfaultfd is not the one pid %d registered its memory with (region %u at 0x%" PRIx64 "): memsrv serves a process's own memory only",
+		      vm->pid, i, r->host_addr);
+}
+
+static int check_owner(const struct vm *vm, int uffd, struct refusal *why)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/smaps", (int)vm->pid);
+	FILE *smaps = fopen(path, "re");
+	if (!smaps && (errno == EACCES || errno == EPERM)) {
+		/* memsrv without the right to read another uid's maps: it
+		 * cannot tell, and says so rather than refuse every VM */
+		pr_warn_ratelimited("vm=%s: cannot verify that pid %d's regions are its own memory (%s: %s)", vm->name,
+				    vm->pid, path, strerror(errno));
+		return 0;
+	}
+	if (!smaps)
+		return refuse(why, errno == ENOENT ? ESRCH : errno, "hello.pid", "cannot read pid %d's mappings: %s", vm->pid,
+			      strerror(errno));
+	int ret = 0;
+	for (unsigned i = 0; i < vm->n_regions && !ret; i++)
+		ret = check_region_owner(smaps, vm, i, &vm->regions[i], why);
+	fclose(smaps);
+	/* not on a resume: the memsrv that died may have left pages protected */
+	bool wp = (vm->register_modes & UFFDIO_REGISTER_MODE_WP) && !vm->resume_from;
+	for (unsigned i = 0; i < vm->n_regions && !ret && wp; i++)
+		ret = check_uffd_owner(uffd, vm, i, &vm->regions[i], why);
+	return ret;
 }
 
 /* Which of the fds sent the VM's regions kept (fds[0], the uffd, is not
@@ -428,6 +557,7 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	if (!ret) {
 		vm->id = ++srv->next_vm_id;
 		vm->session_fd = c->fd;
+		session_out_watch(&vm->out, srv->epoll_fd, c);  /* what the VMM does not read yet waits there */
 		struct vm *earlier = vm->resume_from;
 		if (earlier) {
 			vm_state_resume_done(vm);
@@ -442,8 +572,8 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	}
 	if (ret) {
 		vm_state_resume_abandon(vm);
-		pr_warn("refused VM %s from pid %d: %s%s%s", h->name, c->cred.pid, why.field[0] ? why.field : "",
-			why.field[0] ? ": " : "", why.text);
+		pr_warn_ratelimited("refused VM %.*s from pid %d: %s%s%s", LOG_CLIENT_STR_MAX, h->name, c->cred.pid,
+				    why.field[0] ? why.field : "", why.field[0] ? ": " : "", why.text);
 		wire_send_error(c->fd, why.err, why.field[0] ? why.field : NULL, "%s", why.text);
 		vm->session_fd = -1;
 		vm_destroy(vm);

@@ -22,6 +22,55 @@ int log_parse_level(const char *name)
 	return -EINVAL;
 }
 
+/* Copies line[n] to out (room for 4 * n bytes), every byte that is not
+ * printable ASCII as \xNN and a backslash as \\: whatever a client put in
+ * a string, the line stays one line and shows what was sent. */
+static size_t escape_line(const char *line, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)line[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			out[len++] = (char)c;
+		} else if (c == '\\') {
+			out[len++] = '\\';
+			out[len++] = '\\';
+		} else {
+			out[len++] = '\\';
+			out[len++] = 'x';
+			out[len++] = hex[c >> 4];
+			out[len++] = hex[c & 15];
+		}
+	}
+	return len;
+}
+
+bool log_ratelimit_pass(struct log_ratelimit *rl, uint64_t *held)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&rl->lock);
+	if (!rl->refilled_ns)
+		rl->refilled_ns = now;
+	uint64_t gained = (now - rl->refilled_ns) / LOG_RATELIMIT_INTERVAL_NS;
+	if (gained) {
+		rl->tokens = rl->tokens + gained > LOG_RATELIMIT_BURST ? LOG_RATELIMIT_BURST : rl->tokens + (unsigned)gained;
+		rl->refilled_ns += gained * LOG_RATELIMIT_INTERVAL_NS;
+	}
+	bool pass = rl->tokens > 0;
+	if (pass) {
+		rl->tokens--;
+		*held = rl->suppressed;
+		rl->suppressed = 0;
+	} else {
+		rl->suppressed++;
+	}
+	pthread_mutex_unlock(&rl->lock);
+	return pass;
+}
+
 void log_line(enum log_level level, const char *vm, const char *fmt, ...)
 {
 	if (!log_enabled(level))
@@ -40,9 +89,11 @@ void log_line(enum log_level level, const char *vm, const char *fmt, ...)
 	n += vsnprintf(line + n, sizeof line - n, fmt, ap);
 	va_end(ap);
 	if (n >= (int)sizeof line - 1)
-		n = sizeof line - 2;
-	line[n++] = '\n';
-	if (write(STDERR_FILENO, line, n) < 0) {
+		n = sizeof line - 1;
+	char out[sizeof line * 4 + 1];
+	size_t len = escape_line(line, (size_t)n, out);
+	out[len++] = '\n';
+	if (write(STDERR_FILENO, out, len) < 0) {
 		/* nowhere left to report it */
 	}
 	errno = saved_errno;

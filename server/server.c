@@ -6,9 +6,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <dirent.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -29,6 +33,14 @@ struct vm *server_find_vm(struct server *srv, const char *name)
 		if (!strcmp(vm->name, name))
 			return vm;
 	return NULL;
+}
+
+unsigned server_connections(const struct server *srv)
+{
+	unsigned n = 0;
+	for (const struct conn *c = srv->conns; c; c = c->next)
+		n++;
+	return n;
 }
 
 struct vm *server_find_kept(struct server *srv, const char *name)
@@ -96,6 +108,22 @@ static int open_state(struct server *srv, const struct server_config *cfg, struc
 	return 0;
 }
 
+/* The soft limit on open files raised to the hard one (the soft one is for
+ * programs that do not expect many; memsrv does), and what it is now. */
+static unsigned raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur > UINT_MAX / 2 ? UINT_MAX / 2 : (unsigned)rl.rlim_cur;
+}
+
 static int mkdir_parents(const char *path)
 {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -134,7 +162,10 @@ int server_open(struct server *srv, const struct server_config *cfg)
 {
 	const char *socket_path = cfg->socket_path;
 	memset(srv, 0, sizeof *srv);
-	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = -1;
+	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = srv->spare_fd = -1;
+	srv->nofile = raise_nofile();
+	/* kept for the moment accept4() finds no fd: then the peer is told why */
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	state_dir_none(&srv->state);
 	srv->default_codec = cfg->default_codec;
 	srv->node_limit = srv->configured_node_limit = cfg->node_limit;
@@ -252,51 +283,161 @@ static bool steers(const Memsrv__ClientMessage *msg)
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET;
 }
 
+/* The fds memsrv has open now.  Counted, not kept in step by hand: the
+ * store, swap, VMs and their threads open fds of their own. */
+unsigned server_fds_in_use(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return UINT_MAX;  /* cannot even open a directory: none left */
+	unsigned n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n > 0 ? n - 1 : 0;  /* not the directory's own */
+}
+
+/* Fds free under the limit, counted now. */
+static unsigned fds_free(const struct server *srv)
+{
+	unsigned used = server_fds_in_use();
+	return used >= srv->nofile ? 0 : srv->nofile - used;
+}
+
+/* A refusal, answered and closed: the client reads the reason even if its
+ * own send failed (a SEQPACKET socket keeps the Error for it). */
+static void refuse_conn(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void refuse_conn(int fd, int err, const char *fmt, ...)
+{
+	char text[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	wire_send_error(fd, err, NULL, "%s", text);
+	close(fd);
+}
+
+/* accept4() failed with EMFILE/ENFILE: the peer would wait in the backlog
+ * without a word.  The spare fd makes room to take it, tell it why and let
+ * it go.  Without a spare, accepting pauses until the next balancer tick
+ * (the listening socket would wake the loop for nothing meanwhile). */
+static void refuse_without_fds(struct server *srv, int err)
+{
+	if (srv->spare_fd >= 0) {
+		close(srv->spare_fd);
+		srv->spare_fd = -1;
+		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0) {
+			struct ucred cred = { 0 };
+			socklen_t len = sizeof cred;
+			getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+			pr_warn_ratelimited("refused connection from pid %d uid %d: memsrv is out of file descriptors (%s, limit %u)",
+					    cred.pid, cred.uid, strerror(err), srv->nofile);
+			refuse_conn(fd, EMFILE, "memsrv is out of file descriptors (limit %u): try again later, or raise memsrv's limit (ulimit -n, LimitNOFILE=)",
+				    srv->nofile);
+		}
+		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && srv->spare_fd >= 0)
+			return;
+	}
+	pr_warn_ratelimited("accept: %s: not accepting for 100 ms", strerror(err));
+	struct epoll_event ev = { .events = 0, .data.ptr = &srv->listen_fd };
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, srv->listen_fd, &ev) == 0)
+		srv->accept_paused = true;
+}
+
+static void resume_accepting(struct server *srv)
+{
+	if (srv->spare_fd < 0)
+		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (!srv->accept_paused)
+		return;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &srv->listen_fd };
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, srv->listen_fd, &ev) == 0)
+		srv->accept_paused = false;
+}
+
+/* Whether c may stay: its role, its uid's connections and memsrv's fds.
+ * Answers and closes a refused one (false then); true if it stays. */
+static bool admit(struct server *srv, struct conn *c)
+{
+	int ret = access_role_of(&srv->access, &c->cred, &c->role);
+	if (ret) {
+		pr_warn_ratelimited("refused connection from pid %d uid %d: cannot read its groups: %s", c->cred.pid,
+				    c->cred.uid, strerror(-ret));
+		refuse_conn(c->fd, -ret, "memsrv cannot check whether uid %d is a member of its socket's group: %s",
+			    c->cred.uid, strerror(-ret));
+		return false;
+	}
+	if (c->role == ACCESS_NONE) {
+		pr_warn_ratelimited("refused connection from pid %d uid %d: not root, uid %d or a member of the socket's group",
+				    c->cred.pid, c->cred.uid, srv->access.admin_uid);
+		refuse_conn(c->fd, EACCES, "uid %d may not use this memsrv (root, uid %d or the socket's group only)",
+			    c->cred.uid, srv->access.admin_uid);
+		return false;
+	}
+	/* members leave root its own connections and the fds of an attach */
+	unsigned reserve = c->role == ACCESS_ADMIN ? FD_RESERVE_LAST : FD_RESERVE_ADMIN + FD_RESERVE_ATTACH;
+	unsigned free_fds = fds_free(srv);
+	if (free_fds < reserve) {
+		pr_warn_ratelimited("refused connection from pid %d uid %d: %u of memsrv's %u file descriptors are free, %u are kept for %s",
+				    c->cred.pid, c->cred.uid, free_fds, srv->nofile, reserve,
+				    c->role == ACCESS_ADMIN ? "the server itself" : "root and attaches");
+		refuse_conn(c->fd, EMFILE,
+			    "memsrv is near its limit of %u open file descriptors (%u free, %u kept for %s): close connections, or raise memsrv's limit (ulimit -n, LimitNOFILE=)",
+			    srv->nofile, free_fds, reserve, c->role == ACCESS_ADMIN ? "the server itself" : "root and attaches");
+		return false;
+	}
+	if (c->role == ACCESS_ADMIN)
+		return true;  /* root is bound by fds only */
+	unsigned open = sessions_of_uid(srv, c->cred.uid);
+	if (open >= srv->access.max_sessions_per_uid) {
+		pr_warn_ratelimited("refused connection from pid %d uid %d: it has %u connections open, the most a uid may",
+				    c->cred.pid, c->cred.uid, open);
+		refuse_conn(c->fd, EUSERS,
+			    "uid %d has %u connections to memsrv open, the most one uid may (--max-sessions-per-uid)",
+			    c->cred.uid, open);
+		return false;
+	}
+	return true;
+}
+
 static void accept_conn(struct server *srv)
 {
 	for (;;) {
-		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		/* non-blocking: no peer that stops reading can stall this thread */
+		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				refuse_without_fds(srv, errno);
+				if (srv->accept_paused)
+					return;
+				continue;
+			}
 			if (errno != EAGAIN && errno != EINTR)
-				pr_warn("accept: %s", strerror(errno));
+				pr_warn_ratelimited("accept: %s", strerror(errno));
 			return;
 		}
 		struct conn *c = calloc(1, sizeof *c);
 		socklen_t len = sizeof c->cred;
 		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len)) {
+			if (!c)
+				refuse_conn(fd, ENOMEM, "memsrv is out of memory");
+			else
+				close(fd);
 			free(c);
-			close(fd);
 			continue;
 		}
 		c->fd = fd;
-		c->role = access_role_of(&srv->access, &c->cred);
-		if (c->role == ACCESS_NONE) {
-			pr_warn("refused connection from pid %d uid %d: not root, uid %d or a member of the socket's group",
-				c->cred.pid, c->cred.uid, srv->access.admin_uid);
-			wire_send_error(fd, EACCES, NULL,
-					"uid %d may not use this memsrv (root, uid %d or the socket's group only)",
-					c->cred.uid, srv->access.admin_uid);
-			close(fd);
+		if (!admit(srv, c)) {
 			free(c);
 			continue;
 		}
-		unsigned open = sessions_of_uid(srv, c->cred.uid);
-		if (open >= srv->access.max_sessions_per_uid) {
-			pr_warn("refused connection from pid %d uid %d: it has %u connections open, the most a uid may",
-				c->cred.pid, c->cred.uid, open);
-			wire_send_error(fd, EUSERS, NULL,
-					"uid %d has %u connections to memsrv open, the most one uid may (--max-sessions-per-uid)",
-					c->cred.uid, open);
-			close(fd);
-			free(c);
-			continue;
-		}
-		/* a peer that stops reading must not stall the server */
-		struct timeval tv = { .tv_sec = 2 };
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
-			close(fd);
+			refuse_conn(fd, errno, "memsrv cannot watch the connection: %s", strerror(errno));
 			free(c);
 			continue;
 		}
@@ -308,11 +449,40 @@ static void accept_conn(struct server *srv)
 	}
 }
 
+/* A Hello's fds are installed as memsrv reads the record: with too few fds
+ * free the kernel drops those that do not fit, and the Hello would read as
+ * malformed ("too many fds").  Before reading a record that carries fds,
+ * see that they fit with the reserve kept (a member's Hello leaves root the
+ * room of an attach); if not, take the record without them and say why.
+ * True when the record was refused (and the connection is to be dropped). */
+static bool hello_without_room(struct server *srv, struct conn *c)
+{
+	char byte;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	/* no control buffer: a peek installs nothing, and flags the fds */
+	if (recvmsg(c->fd, &m, MSG_PEEK | MSG_DONTWAIT) < 0 || !(m.msg_flags & MSG_CTRUNC))
+		return false;
+	unsigned need = FD_RESERVE_ATTACH + (c->role == ACCESS_ADMIN ? 0 : FD_RESERVE_ADMIN + FD_RESERVE_ATTACH);
+	unsigned free_fds = fds_free(srv);
+	if (free_fds >= need)
+		return false;
+	if (recv(c->fd, &byte, 1, MSG_DONTWAIT) < 0) {
+		/* gone meanwhile: its hangup follows */
+	}
+	pr_warn_ratelimited("refused a Hello from pid %d uid %d: %u of memsrv's %u file descriptors are free, an attach needs %u",
+			    c->cred.pid, c->cred.uid, free_fds, srv->nofile, need);
+	wire_send_error(c->fd, EMFILE, "hello",
+			"memsrv is near its limit of %u open file descriptors (%u free, an attach %s needs %u): detach VMs, close connections, or raise memsrv's limit (ulimit -n, LimitNOFILE=)",
+			srv->nofile, free_fds, c->role == ACCESS_ADMIN ? "" : "by a group member", need);
+	return true;
+}
+
 static void post_detach(struct conn *c, const Memsrv__Detach *d)
 {
 	struct vm_job *job = calloc(1, sizeof *job);
 	if (!job) {
-		wire_send_error(c->fd, ENOMEM, NULL, "out of memory");
+		vm_send_error(c->vm, ENOMEM, NULL, "out of memory");
 		return;
 	}
 	job->kind = VM_JOB_DETACH;
@@ -346,12 +516,21 @@ static void handle_conn(struct server *srv, struct conn *c)
 	int fds[WIRE_MAX_FDS];
 	unsigned nfds = 0;
 	struct wire_fault fault = { "" };
+	if (!c->vm && hello_without_room(srv, c)) {
+		drop_conn(srv, c, true);
+		return;
+	}
 	int ret = wire_recv_client(c->fd, &msg, fds, &nfds, &fault);
+	if (ret == -EAGAIN)
+		return;  /* woken for nothing */
 	if (ret == -EPROTO) {
 		srv->protocol_errors++;
-		pr_warn("%s%s: malformed message from pid %d: %s", c->vm ? "vm=" : "", c->vm ? c->vm->name : "",
-			c->cred.pid, fault.what);
-		wire_send_error(c->fd, EPROTO, NULL, "malformed message: %s", fault.what);
+		pr_warn_ratelimited("%s%s%smalformed message from pid %d: %s", c->vm ? "vm=" : "", c->vm ? c->vm->name : "",
+				    c->vm ? ": " : "", c->cred.pid, fault.what);
+		if (c->vm)
+			vm_send_error(c->vm, EPROTO, NULL, "malformed message: %s", fault.what);
+		else
+			wire_send_error(c->fd, EPROTO, NULL, "malformed message: %s", fault.what);
 		/* a VMM's session survives its mistakes: dropping it would drop its pages */
 		if (!c->vm)
 			drop_conn(srv, c, true);
@@ -375,7 +554,7 @@ static void handle_conn(struct server *srv, struct conn *c)
 	case MEMSRV__CLIENT_MESSAGE__MSG_HELLO:
 		if (c->vm) {
 			wire_close_fds(fds, nfds);
-			wire_send_error(c->fd, EALREADY, "hello", "this session already attached VM %s", c->vm->name);
+			vm_send_error(c->vm, EALREADY, "hello", "this session already attached VM %s", c->vm->name);
 		} else if (hello_accept(srv, c, msg->hello, fds, nfds)) {
 			drop_conn(srv, c, true);
 		}
@@ -385,7 +564,7 @@ static void handle_conn(struct server *srv, struct conn *c)
 			const Memsrv__BalloonResult *br = msg->balloon_result;
 			if (br->errno_code == EOPNOTSUPP) {
 				atomic_store(&c->vm->balloon, VM_BALLOON_NO);
-				vm_info(c->vm, "no balloon (%s): memsrv will not ask again",
+				vm_info(c->vm, "no balloon (%.*s): memsrv will not ask again", LOG_CLIENT_STR_MAX,
 					br->message ? br->message : strerror(br->errno_code));
 			} else {
 				/* it has one; a request that failed is no reason to stop
@@ -393,8 +572,9 @@ static void handle_conn(struct server *srv, struct conn *c)
 				 * held by eviction now */
 				atomic_store(&c->vm->balloon, VM_BALLOON_YES);
 				if (br->errno_code && atomic_exchange(&c->vm->balloon_grace_until_ns, 1) != 1)
-					vm_warn(c->vm, "the balloon failed to reach %" PRIu64 " bytes (%s): evicting instead",
-						br->target_bytes, br->message ? br->message : strerror(br->errno_code));
+					vm_warn(c->vm, "the balloon failed to reach %" PRIu64 " bytes (%.*s): evicting instead",
+						br->target_bytes, LOG_CLIENT_STR_MAX,
+						br->message ? br->message : strerror(br->errno_code));
 			}
 			vm_state_save_settings(c->vm);
 		}
@@ -409,11 +589,11 @@ static void handle_conn(struct server *srv, struct conn *c)
 		if (c->vm)
 			post_detach(c, msg->detach);
 		else
-			wire_send_error(c->fd, ENOTCONN, "detach", "no VM is attached on this connection");
+			wire_send_error(c->fd, ENOTCONN, "detach", "no VM is attached on this connection");  /* no session: nothing queued */
 		break;
 	default:
 		if (c->vm) {
-			wire_send_error(c->fd, EINVAL, NULL, "control requests need a connection of their own");
+			vm_send_error(c->vm, EINVAL, NULL, "control requests need a connection of their own");
 		} else if (steers(msg) && c->role != ACCESS_ADMIN) {
 			wire_send_error(c->fd, EPERM, NULL,
 					"uid %d may read memsrv's state but not change it (root or uid %d only)",
@@ -449,6 +629,7 @@ int server_run(struct server *srv)
 				uint64_t ticks;
 				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
 					balancer_run(srv);
+				resume_accepting(srv);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
 					server_reap_kept(srv);
 				if (monotonic_ns() >= srv->next_mapping_scan_ns) {
@@ -462,7 +643,12 @@ int server_run(struct server *srv)
 					return 0;
 				}
 			} else {
-				handle_conn(srv, p);
+				struct conn *c = p;
+				/* first: handle_conn() may free c */
+				if ((evs[i].events & EPOLLOUT) && c->vm)
+					session_out_flush(&c->vm->out, c->fd);
+				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+					handle_conn(srv, c);
 			}
 		}
 	}
@@ -473,6 +659,11 @@ void server_close(struct server *srv)
 	/* orderly exit: every VM gets its pages back before memsrv goes */
 	for (struct vm *vm = srv->vms; vm; vm = vm->next)
 		vm_shutdown(vm);
+	/* and its Goodbye, which no loop flushes now: a VMM that reads gets
+	 * it; one that does not cannot hold memsrv's exit past 2 s */
+	uint64_t deadline = monotonic_ns() + 2000000000ull;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		session_out_drain(&vm->out, vm->session_fd, deadline);
 	while (srv->conns)
 		drop_conn(srv, srv->conns, true);
 	while (srv->vms)
@@ -488,6 +679,8 @@ void server_close(struct server *srv)
 		close(srv->epoll_fd);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
 	if (srv->balance_fd >= 0)
 		close(srv->balance_fd);
 	store_destroy(srv->store);  /* after the VMs: they held references */

@@ -22,6 +22,16 @@
 
 #define SERVER_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
 
+/* memsrv's fds, budgeted (server.c): a member's connection is refused when
+ * fewer than FD_RESERVE_ADMIN + FD_RESERVE_ATTACH would stay free, and so
+ * is a member's Hello, so that root can always connect and attach; an
+ * admin's connection when fewer than FD_RESERVE_LAST would; a Hello of
+ * anyone's when its fds (at most WIRE_MAX_FDS) and the VM's own would not
+ * fit (FD_RESERVE_ATTACH). */
+#define FD_RESERVE_LAST 8
+#define FD_RESERVE_ADMIN 16
+#define FD_RESERVE_ATTACH 80
+
 /* What main.c hands the server. */
 struct server_config {
 	const char *socket_path;
@@ -53,6 +63,9 @@ struct server {
 	unsigned mapping_scan_ms;
 	uint64_t next_mapping_scan_ns;
 	struct conn *conns;      /* every open connection, closed at exit */
+	unsigned nofile;         /* RLIMIT_NOFILE: what connections are budgeted against */
+	int spare_fd;            /* given up to accept and answer a peer when no fd is left */
+	bool accept_paused;      /* no fd and no spare: the listening socket waits a tick */
 	uint64_t next_vm_id;
 	uint64_t sessions_total, protocol_errors;
 	struct timespec started;
@@ -75,6 +88,11 @@ int server_run(struct server *srv);
 void server_close(struct server *srv);
 
 struct vm *server_find_vm(struct server *srv, const char *name);
+
+/* memsrv's open fds now (counted in /proc/self/fd; UINT_MAX if it cannot
+ * even open that), and its connections. */
+unsigned server_fds_in_use(void);
+unsigned server_connections(const struct server *srv);
 
 /* The kept VM of that name (state_dir.h), or NULL. */
 struct vm *server_find_kept(struct server *srv, const char *name);

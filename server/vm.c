@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ struct vm *vm_new(struct store *store)
 	vm->uffd = vm->session_fd = vm->wake_fd = vm->state_fd = vm->state_dir_fd = -1;
 	vm->jobs_tail = &vm->jobs;
 	pthread_mutex_init(&vm->job_lock, NULL);
-	pthread_mutex_init(&vm->session_write_lock, NULL);
+	session_out_init(&vm->out);
 	latency_init(&vm->lat_all);
 	latency_init(&vm->lat_never);
 	latency_init(&vm->lat_stored);
@@ -271,7 +272,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->wake_fd >= 0)
 		close(vm->wake_fd);
 	pthread_mutex_destroy(&vm->job_lock);
-	pthread_mutex_destroy(&vm->session_write_lock);
+	session_out_fini(&vm->out);
 	free(vm);
 }
 
@@ -395,8 +396,26 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)
 {
-	pthread_mutex_lock(&vm->session_write_lock);
-	int ret = wire_send_server(vm->session_fd, msg);
-	pthread_mutex_unlock(&vm->session_write_lock);
+	int ret = session_out_send(&vm->out, vm->session_fd, msg);
+	if (ret == -ENOBUFS)
+		vm_warn_ratelimited(vm, "the VMM does not read its session and its queue is full: message %d dropped",
+				    msg->msg_case);
 	return ret;
+}
+
+int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	Memsrv__Error err = MEMSRV__ERROR__INIT;
+	err.errno_code = errno_code;
+	err.field = (char *)field;
+	err.message = text;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_ERROR;
+	msg.error = &err;
+	return vm_send(vm, &msg);
 }

@@ -23,6 +23,7 @@
 #include "page_state.h"
 #include "policy.h"
 #include "codec.h"
+#include "session_out.h"
 #include "store.h"
 
 #define VM_NAME_MAX 64
@@ -109,8 +110,8 @@ struct vm {
 	uint64_t id;
 	pid_t pid;
 	int uffd;
-	int session_fd;          /* owned by the server; the VM thread only writes replies */
-	pthread_mutex_t session_write_lock;
+	int session_fd;          /* owned by the server; written through out only */
+	struct session_out out;  /* what waits to go out on it (session_out.h) */
 	struct region regions[VM_MAX_REGIONS];
 	unsigned n_regions;
 	uint64_t size_bytes;
@@ -280,7 +281,11 @@ static inline bool vm_can_evict(const struct vm *vm)
 	return vm->evictable && !atomic_load_explicit(&vm->unprotected_by, memory_order_relaxed);
 }
 
-/* Sends a message on the VM's session socket (any thread). */
+/* Sends a message on the VM's session socket, or queues it while the VMM
+ * is not reading (any thread; never blocks: session_out.h).  0 or -errno. */
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg);
+/* The same for an Error (errno_code positive, field may be NULL). */
+int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #endif

@@ -165,9 +165,7 @@ static void run_detach(struct vm *vm, struct vm_job *job)
 		return;
 	}
 	if (failed) {
-		pthread_mutex_lock(&vm->session_write_lock);
-		wire_send_error(vm->session_fd, EIO, NULL, "%" PRIu64 " pages could not be restored", failed);
-		pthread_mutex_unlock(&vm->session_write_lock);
+		vm_send_error(vm, EIO, NULL, "%" PRIu64 " pages could not be restored", failed);
 		return;
 	}
 	dr.pages_restored = restored;

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -38,6 +39,15 @@ void server_start(struct test_server *s)
 }
 
 static void launch(struct test_server *s, const char *const *options);
+
+static rlim_t launch_nofile;  /* 0: memsrv inherits the test's limit */
+
+void server_start_nofile(struct test_server *s, const char *const *options, unsigned long nofile)
+{
+	launch_nofile = nofile;
+	server_start_with(s, options);
+	launch_nofile = 0;
+}
 
 void server_start_with(struct test_server *s, const char *const *options)
 {
@@ -71,6 +81,9 @@ static void launch(struct test_server *s, const char *const *options)
 		int log = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (log >= 0)
 			dup2(log, 2);
+		struct rlimit rl = { launch_nofile, launch_nofile };
+		if (launch_nofile && setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(126);
 		const char *argv[32] = { bin, "--socket", s->sock, "--log-level", "debug" };
 		int n = 5;
 		for (; options && *options && n < 31; options++)

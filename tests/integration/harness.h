@@ -25,6 +25,9 @@ struct test_server {
 void server_start(struct test_server *s);
 /* The same with extra options, a NULL-terminated list. */
 void server_start_with(struct test_server *s, const char *const *options);
+/* The same with at most nofile open files (soft and hard), as `ulimit -n`
+ * or systemd's LimitNOFILE= would start it. */
+void server_start_nofile(struct test_server *s, const char *const *options, unsigned long nofile);
 /* kill -9, then the same memsrv again on the same socket (the log goes on
  * in the same file): a crash and the restart a supervisor makes. */
 void server_crash_and_restart(struct test_server *s, const char *const *options);

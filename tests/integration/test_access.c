@@ -1,7 +1,8 @@
 /* Description: who may use memsrv.  The socket is 0660 with the group
  * --socket-group names; its members read state but cannot steer it; a
- * stranger is refused whatever the socket's mode; one uid cannot hold more
- * connections than --max-sessions-per-uid.  Each refusal is a clear error,
+ * stranger is refused whatever the socket's mode; a member's uid cannot hold
+ * more connections than --max-sessions-per-uid (root is bound by memsrv's
+ * fds only).  Each refusal is a clear error,
  * and a VM attached to the same server keeps every page. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -117,26 +118,57 @@ Test(access, a_stranger_is_refused_even_through_an_open_socket)
 	cr_assert_eq(run_as_nobody(0), 0, "a stranger was let in");
 }
 
-Test(access, one_uid_holds_at_most_its_sessions)
+/* A member's uid holds at most --max-sessions-per-uid (3) connections; the
+ * exit code says which check failed. */
+static void member_over_its_sessions(void)
 {
-	/* the bystander holds one connection of root's three */
-	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock);
-	cr_assert_geq(a, 0);
-	cr_assert_geq(b, 0);
-	int c = ctl_connect(srv.sock);
-	cr_assert_geq(c, 0, "connect itself succeeds; memsrv answers with the refusal");
+	gid_t groups[1] = { GROUP };
+	if (setgroups(1, groups) || setgid(NOBODY) || setuid(NOBODY))
+		_exit(77);
+	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock), c = ctl_connect(srv.sock);
+	if (a < 0 || b < 0 || c < 0)
+		_exit(10);
+	int d = ctl_connect(srv.sock);
+	if (d < 0)
+		_exit(11);  /* connect itself succeeds; memsrv answers with the refusal */
 	Memsrv__ServerMessage *m = NULL;
 	struct wire_fault fault;
-	cr_assert_eq(wire_recv_server(c, &m, &fault), 1, "no answer to the connection over the limit");
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
-	cr_assert_eq(m->error->errno_code, EUSERS);
-	cr_assert(strstr(m->error->message, "--max-sessions-per-uid"), "%s", m->error->message);
+	if (wire_recv_server(d, &m, &fault) != 1)
+		_exit(12);  /* no answer to the connection over the limit */
+	bool why = m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR && m->error->errno_code == EUSERS &&
+		   strstr(m->error->message, "--max-sessions-per-uid");
 	memsrv__server_message__free_unpacked(m, NULL);
-	close(c);
+	if (!why)
+		_exit(13);
+	close(d);
 	close(a);
 	/* one closed: the next is let in at once, though memsrv may not have
 	 * reached the hangup in its loop yet */
 	int ret = ctl_list(srv.sock, &m);
-	cr_assert_eq(answer_errno(ret, m), 0, "a freed session slot was not given again");
+	_exit(answer_errno(ret, m) == 0 ? 0 : 14);  /* 14: a freed session slot was not given again */
+}
+
+Test(access, one_uid_holds_at_most_its_sessions)
+{
+	cr_assert_eq(chmod(srv.dir, 0755), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		member_over_its_sessions();
+	int status = wait_exit(pid);
+	if (status == 77)
+		cr_skip_test("cannot drop privileges to uid %d here", NOBODY);
+	cr_assert_eq(status, 0, "check %d failed (11-13 the refusal, 14 the freed slot)", status);
+}
+
+Test(access, root_is_bound_by_fds_only)
+{
+	/* the bystander holds one connection of root's: three more are fine */
+	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock), c = ctl_connect(srv.sock);
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_list(srv.sock, &m);
+	cr_assert_eq(answer_errno(ret, m), 0, "root was held to --max-sessions-per-uid");
+	close(a);
 	close(b);
+	close(c);
 }

@@ -33,18 +33,34 @@ int ctl_connect(const char *socket_path)
 	return sock;
 }
 
+/* Reads the one reply.  memsrv may have refused the connection before it
+ * read the request (access, --max-sessions-per-uid, fds): it answered and
+ * closed, and the kernel reports the unread request as ECONNRESET once
+ * before it hands over the answer. */
+static int recv_reply(int sock, Memsrv__ServerMessage **reply)
+{
+	int ret = wire_recv_server(sock, reply, NULL);
+	if (ret == -ECONNRESET)
+		ret = wire_recv_server(sock, reply, NULL);
+	if (ret == 0)
+		return -ECONNRESET;
+	return ret < 0 ? ret : 0;
+}
+
 int ctl_call(int sock, const Memsrv__ClientMessage *req, Memsrv__ServerMessage **reply)
 {
 	if (!req || !reply)
 		return -EINVAL;
 	*reply = NULL;
 	int ret = wire_send_client(sock, req, NULL, 0);
+	if (ret == -EPIPE || ret == -ECONNRESET) {
+		/* refused and closed before the request went out: the
+		 * refusal is still there to read, and says why */
+		return recv_reply(sock, reply) == 0 ? 0 : ret;
+	}
 	if (ret < 0)
 		return ret;
-	ret = wire_recv_server(sock, reply, NULL);
-	if (ret == 0)
-		return -ECONNRESET;
-	return ret < 0 ? ret : 0;
+	return recv_reply(sock, reply);
 }
 
 int ctl_request(const char *socket_path, const Memsrv__ClientMessage *req,

@@ -25,7 +25,9 @@ int ctl_connect(const char *socket_path);
 
 /* Sends req on a connected socket and waits for one reply.  Returns 0,
  * -ECONNRESET if the server closes without replying, -EPROTO for a reply
- * that is not a ServerMessage, or another -errno.  The socket stays open. */
+ * that is not a ServerMessage, or another -errno.  A server that refused
+ * the connection before reading req (its send fails with EPIPE) still
+ * answered why: that Error is the reply.  The socket stays open. */
 int ctl_call(int sock, const Memsrv__ClientMessage *req, Memsrv__ServerMessage **reply);
 
 /* ctl_connect + ctl_call + close. */
