@@ -365,9 +365,11 @@ Test(store, a_hash_collision_with_a_page_in_swap_is_never_shared, .fini = swap_t
 
 Test(store, threads_share_and_drop_safely_across_swap, .fini = swap_teardown)
 {
-	/* a budget below the shared pages: twins are found in swap while
-	 * other threads drop them */
-	struct store *s = swap_store_create((struct store_config){ .cache_budget = 32 * 1024 });
+	/* a budget of a few compressed pages, far below the 64 shared ones:
+	 * puts wait for writeback, and twins are found in swap while other
+	 * threads drop them (at 32 KiB a loaded machine sometimes had the
+	 * threads done before writeback ran at all) */
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 16 * 1024 });
 	hammer_with_four_threads(s);
 	struct store_stats st;
 	for (int i = 0; i < 500; i++, usleep(10000)) {  /* writeback frees the ones it was writing */
