@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,11 @@ static bool vm_gone(void *arg)
 	return gone;
 }
 
+static bool vm_attached(void *arg)
+{
+	return !vm_gone(arg);
+}
+
 Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 {
 	struct guest g;
@@ -160,10 +166,6 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 	cr_assert(wait_until(vm_gone, "guest1", 5000), "guest1 is still attached after QEMU exited");
 }
 
-static bool vm_attached(void *arg)
-{
-	return !vm_gone(arg);
-}
 
 Test(qemu, a_guest_runs_on_through_memsrv_killed_and_restarted)
 {
@@ -194,6 +196,60 @@ Test(qemu, a_guest_runs_on_through_memsrv_killed_and_restarted)
 	cr_assert(wait_until(vm_gone, "phoenix", 5000));
 	snprintf(rm, sizeof rm, "rm -rf %s", state);
 	cr_assert_eq(system(rm), 0);
+}
+
+/* Waits up to timeout_ms for QEMU to end; SIGKILLs it after that.  Returns
+ * wait_exit()'s status, or -1 if it had to be killed. */
+static int guest_wait_bounded(struct guest *g, int timeout_ms)
+{
+	int status;
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		pid_t r = waitpid(g->pid, &status, WNOHANG);
+		if (r == g->pid)
+			return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+		usleep(50000);
+	}
+	kill(g->pid, SIGKILL);
+	wait_exit(g->pid);
+	return -1;
+}
+
+/* The rest of the console after QEMU ended: every line, in out. */
+static void guest_console_rest(struct guest *g, char *out, size_t len)
+{
+	char line[512];
+	size_t used = 0;
+	out[0] = 0;
+	while (fgets(line, sizeof line, g->console)) {
+		cr_log_info("%s: %s", g->name, line);
+		if (used + strlen(line) < len)
+			used += (size_t)snprintf(out + used, len - used, "%s", line);
+	}
+	fclose(g->console);
+}
+
+Test(qemu, qemu_ends_naming_the_cause_when_a_restarted_memsrv_lost_the_pages)
+{
+	/* memsrv without --state-dir: a crash loses every page it held */
+	struct guest g;
+	char line[512], rest[16384];
+	guest_boot(&g, "amnesia", true, "64M", false, "memload.mib=160 memload.passes=1000 memload.rewrite=50");
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "amnesia did not boot");
+	cr_assert(guest_expect(&g, "pass 1 ", line, sizeof line), "the workload runs");
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "amnesia", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	server_crash_and_restart(&srv, NULL);
+	double killed = now_s();
+	int status = guest_wait_bounded(&g, 60000);
+	double ended = now_s();
+	guest_console_rest(&g, rest, sizeof rest);
+	cr_assert_neq(status, -1, "QEMU still ran 60 s after memsrv came back without the guest's pages: %s", rest);
+	fprintf(stderr, "amnesia: QEMU ended %.1f s after memsrv was killed, status %d\n", ended - killed, status);
+	cr_assert_eq(status, 1, "QEMU ended in order, with a failure status: %s", rest);
+	cr_assert(strstr(rest, "memsrv kept no state for VM amnesia") && strstr(rest, "memory is lost, shutting down"),
+		  "QEMU names the cause: %s", rest);
+	cr_assert_null(strstr(rest, "MEMLOAD MISMATCH"), "the guest never read a lost page as zeros: %s", rest);
+	cr_assert_eq(ctl_vm_count(&srv), 0);
 }
 
 Test(qemu, two_guests_at_once)
@@ -272,6 +328,14 @@ static int qemu_run(const char *args, const char *monitor_input, char *out, size
 	return run_capture(cmd, out, len);
 }
 
+static unsigned occurrences(const char *text, const char *what)
+{
+	unsigned n = 0;
+	for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
 Test(qemu, an_unreachable_memsrv_is_a_clear_error)
 {
 	char args[512], out[4096];
@@ -279,6 +343,125 @@ Test(qemu, an_unreachable_memsrv_is_a_clear_error)
 		 srv.dir);
 	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse to start");
 	cr_assert(strstr(out, "cannot attach VM") && strstr(out, "nobody.sock"), "%s", out);
+	cr_assert_eq(occurrences(out, "No such file or directory"), 1, "the reason is said once: %s", out);
+}
+
+/* QEMU with its human monitor on a pipe, for a conversation: the test acts
+ * on memsrv between two commands. */
+struct monitor {
+	pid_t pid;
+	int in, out;
+	char buf[16384];
+	size_t len;
+};
+
+static void monitor_start(struct monitor *m, const char *args)
+{
+	const char *qemu = getenv("QEMU_BIN");
+	cr_assert(qemu);
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "exec %s -machine q35,memory-backend=ram0 -accel tcg -m 64M -nic none -S "
+		 "-display none -serial none -monitor stdio -L /usr/share/qemu -L /usr/share/seabios %s 2>&1", qemu, args);
+	int in[2], out[2];
+	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	m->pid = fork();
+	cr_assert_geq(m->pid, 0);
+	if (m->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	m->in = in[1];
+	m->out = out[0];
+	m->len = 0;
+}
+
+/* Reads QEMU's output until it holds want (true) or 20 s pass or QEMU ends. */
+static bool monitor_wait_for(struct monitor *m, const char *want)
+{
+	for (int waited = 0; waited < 20000;) {
+		m->buf[m->len] = 0;
+		if (strstr(m->buf, want))
+			return true;
+		struct pollfd p = { .fd = m->out, .events = POLLIN };
+		int n = poll(&p, 1, 100);
+		waited += n == 0 ? 100 : 0;
+		if (n <= 0)
+			continue;
+		ssize_t got = read(m->out, m->buf + m->len, sizeof m->buf - 1 - m->len);
+		if (got <= 0)
+			return false;
+		m->len += (size_t)got;
+	}
+	return false;
+}
+
+/* Sends one command and waits for want in what QEMU answers. */
+static bool monitor_cmd(struct monitor *m, const char *cmd, const char *want)
+{
+	m->len = 0;
+	cr_assert_eq(write(m->in, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+	cr_assert_eq(write(m->in, "\n", 1), 1);
+	return monitor_wait_for(m, want);
+}
+
+static int monitor_quit(struct monitor *m)
+{
+	if (write(m->in, "quit\n", 5) != 5)
+		cr_log_warn("quit: %s", strerror(errno));
+	close(m->in);
+	while (monitor_wait_for(m, "\1never\1"))
+		;
+	close(m->out);
+	return wait_exit(m->pid);
+}
+
+Test(qemu, qom_shows_the_settings_memsrv_holds_and_hugetlb_is_fixed_once_realized)
+{
+	struct monitor m;
+	char args[512];
+	snprintf(args, sizeof args, "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=qommed,limit=64M",
+		 srv.sock);
+	monitor_start(&m, args);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 limit", "67108864"), "%s", m.buf);
+	ctl_set_ok(&srv, "qommed", "limit=32M");
+	ctl_set_ok(&srv, "qommed", "shares=300");
+	ctl_set_ok(&srv, "qommed", "codec=zstd");
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 limit", "33554432"), "after memsrv-ctl set: %s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 shares", "300"), "%s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 codec", "zstd"), "%s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-set /objects/ram0 hugetlb on", "cannot change property 'hugetlb'"), "%s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 hugetlb", "false"), "%s", m.buf);
+	cr_assert_eq(monitor_quit(&m), 0);
+}
+
+static unsigned count_in_log(const char *what)
+{
+	char cmd[256], out[64];
+	snprintf(cmd, sizeof cmd, "grep -c '%s' %s", what, srv.log);
+	run_capture(cmd, out, sizeof out);
+	return (unsigned)strtoul(out, NULL, 10);
+}
+
+Test(qemu, object_del_lets_the_memory_go_without_restoring_it)
+{
+	struct monitor m;
+	char args[512];
+	snprintf(args, sizeof args, "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=main-ram "
+		 "-object memory-backend-memsrv,id=spare,size=32M,socket=%s,name=spare-ram", srv.sock, srv.sock);
+	monitor_start(&m, args);
+	cr_assert(monitor_cmd(&m, "info memdev", "spare"), "%s", m.buf);
+	cr_assert(wait_until(vm_attached, "spare-ram", 5000));
+	monitor_cmd(&m, "object_del spare", "(qemu)");
+	cr_assert(wait_until(vm_gone, "spare-ram", 5000), "object-del detached the backend: %s", m.buf);
+	cr_assert_eq(count_in_log("vm=spare-ram: detached:"), 1, "memsrv saw it go");
+	cr_assert_eq(count_in_log("vm=spare-ram: detach:"), 0,
+		     "its memory is freed with it: nothing to restore, memsrv was not asked to");
+	cr_assert_eq(monitor_quit(&m), 0);
 }
 
 Test(qemu, prealloc_is_refused_clearly)
