@@ -21,12 +21,24 @@
 #define UFFD_USER_MODE_ONLY 1
 #endif
 
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
 /* What memsrv asks for when the kernel has it.  MISSING_* serve faults on
  * shared memory, WP_HUGETLBFS_SHMEM makes eviction race-free, REMOVE and
- * UNMAP tell the server when the VMM discards memory. */
+ * UNMAP tell the server when the VMM discards memory, POISON (Linux 6.6)
+ * lets it answer a page it cannot bring back with SIGBUS. */
 #define MEMSRV_UFFD_WANTED                                                            \
 	(UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_MISSING_SHMEM | \
 	 UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_PAGEFAULT_FLAG_WP |                  \
-	 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID)
+	 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON)
 
 #endif

@@ -69,6 +69,7 @@ static void do_info(struct server *srv, int fd, const Memsrv__InfoRequest *req)
 static void do_stats(struct server *srv, int fd)
 {
 	Memsrv__NodeStats st = MEMSRV__NODE_STATS__INIT;
+	uint64_t poisoned_now = 0;
 	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
 		st.vms++;
 		st.size_bytes += vm->size_bytes;
@@ -82,6 +83,8 @@ static void do_stats(struct server *srv, int fd)
 		st.swap_pages += tiers.swap_pages;
 		st.faults_total += ctr_get(&vm->ctr.faults_total);
 		st.evictions_total += ctr_get(&vm->ctr.evictions_total);
+		st.pages_poisoned += ctr_get(&vm->ctr.pages_poisoned);
+		poisoned_now += vm_count(vm, PAGE_POISONED);
 	}
 	struct store_stats ss;
 	store_get_stats(srv->store, &ss);
@@ -106,13 +109,15 @@ static void do_stats(struct server *srv, int fd)
 	st.overcommit_margin_bytes = br.overcommit_margin;
 	st.overloaded = br.overloaded;
 	st.overload_margin_bytes = br.overload_margin;
-	char *conditions[2];
+	char *conditions[3];
 	if (ss.swap_failing)
 		conditions[st.n_conditions++] = "swap-failing";
 	else if (ss.swap_full)
 		conditions[st.n_conditions++] = "swap-full";
 	if (ss.store_full)
 		conditions[st.n_conditions++] = "store-full";
+	if (poisoned_now)
+		conditions[st.n_conditions++] = VM_COND_PAGES_POISONED;
 	st.conditions = conditions;
 	/* who should move away: the active VMs, largest working set first */
 	char *migrate[64];

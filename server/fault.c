@@ -9,6 +9,7 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "poison.h"
 #include "sampler.h"
 #include "swap_reads.h"
 #include "uffd.h"
@@ -78,6 +80,9 @@ static void discard_range(struct vm *vm, uint64_t start, uint64_t end, bool unma
 			page_entry e = r->pt.entries[p];
 			switch (pe_state(e)) {
 			case PAGE_NEVER:
+			case PAGE_POISONED:
+				/* a zap of a poisoned page drops the kernel's marker,
+				 * not the loss: its next fault is poisoned again */
 				continue;
 			case PAGE_RESIDENT:
 				resident++;
@@ -141,6 +146,22 @@ void fault_resync_events(struct vm *vm)
 	fault_apply_events(vm);
 }
 
+/* Whether the huge page at addr is really there after UFFDIO_COPY said
+ * EEXIST: Linux 6.x says EEXIST too when it could not allocate a huge page
+ * and the address already has a page table (hugetlb_mfill_atomic_pte), and
+ * a VMM with no free huge pages would then be woken and fault again
+ * forever.  The file knows: allocating the page (nothing to do if it is
+ * there) fails with ENOSPC when no huge page is to be had; if it succeeds
+ * the page is there now, zero-filled, which is what was being placed.
+ * 0 (there: EEXIST stands) or -errno. */
+static int huge_page_there(const struct region *r, uint64_t addr)
+{
+	if (r->fd < 0)
+		return 0;  /* no file to ask: EEXIST stands */
+	off_t off = (off_t)(r->fd_offset + (addr - r->host_addr));
+	return fallocate(r->fd, FALLOC_FL_KEEP_SIZE, off, r->page_size) ? -errno : 0;
+}
+
 /* Maps zero pages at [addr, addr+len): ZEROPAGE where the kernel has it,
  * a copy of a zeroed buffer on hugetlbfs (which has no ZEROPAGE). */
 static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t len, bool dontwake)
@@ -149,6 +170,11 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 		return uffd_zeropage(vm->uffd, addr, len, dontwake, NULL);
 	for (uint64_t off = 0; off < len; off += r->page_size) {
 		int ret = uffd_copy(vm->uffd, addr + off, vm->page_buf, r->page_size, dontwake, NULL);
+		if (ret == -EEXIST) {
+			int there = huge_page_there(r, addr + off);
+			if (there)
+				return there;
+		}
 		if (ret)
 			return ret;
 	}
@@ -270,9 +296,13 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 /* A stored page faulted.  From memory it is placed at once; from swap the
  * read goes to the VM's ring and *deferred is set: the fault completes when
  * the read does (swap_reads.c), and other faults are served meanwhile.
- * Without deferred (detach, shutdown) swap is read synchronously. */
-static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred)
+ * Without deferred (detach, shutdown) swap is read synchronously.  On an
+ * error, *read_failed says whether it was the content that could not be
+ * had (STORE_ERR_*, a read's -errno) rather than the placement. */
+static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
+		       bool *read_failed)
 {
+	*read_failed = false;
 	obj_id id = (obj_id)pe_handle(r->pt.entries[idx]);
 	if (deferred && swap_reads_pending(vm, r, idx)) {
 		*deferred = true;  /* a read for this page is on its way: it wakes every waiter */
@@ -287,13 +317,12 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 			return 0;
 		}
 		ret = store_read_now(vm->store, vm->codec_ctx, &rd, vm->page_buf);
-		if (ret)
-			return ret;  /* the page stays in swap; the caller reports it */
-	} else if (ret) {
-		/* the cache is our own memory: this is a bug, and the page is lost */
-		vm_err(vm, "page at 0x%" PRIx64 " does not decompress (%s): guest will see zeros",
-		       r->host_addr + idx * r->page_size, strerror(-ret));
-		memset(vm->page_buf, 0, r->page_size);
+	}
+	if (ret) {
+		/* the page stays STORED: the caller tries again or poisons it,
+		 * never zeros in its place */
+		*read_failed = true;
+		return ret;
 	}
 	return fault_place_stored(vm, r, idx, vm->page_buf);
 }
@@ -343,6 +372,31 @@ static void fault_failed(struct vm *vm, const char *what, uint64_t addr, int err
 	vm_err(vm, "%s at 0x%" PRIx64 " not resolved: %s", what, addr, strerror(-err));
 }
 
+/* A fault that failed for good (tried POISON_TRIES times, or its content
+ * is known bad): its page is poisoned rather than left waiting forever.
+ * from is the state it faulted in, read_failed whether its content could
+ * not be had (fill_stored). */
+static void fault_lost(struct vm *vm, struct region *r, uint64_t idx, enum page_state from, bool read_failed, int err)
+{
+	if (uffd_vmm_gone(err) || (err == -EAGAIN && vm->stopping) || from == PAGE_POISONED) {
+		fault_failed(vm, from == PAGE_POISONED ? "fault on a poisoned page" : "fault",
+			     r->host_addr + idx * r->page_size, err);
+		return;
+	}
+	char buf[200];
+	const char *cause = poison_cause(r, read_failed ? PAGE_STORED : PAGE_RESIDENT, err, buf, sizeof buf);
+	if (poison_page(vm, r, idx, cause))
+		ctr_add(&vm->ctr.fault_errors, 1);
+}
+
+/* Before try tries + 1 of a fault that failed: short, the VM thread
+ * serves no other fault meanwhile (2, 4, 8, 16 ms). */
+static void fault_backoff(unsigned tries)
+{
+	struct timespec ts = { 0, (long)(1000000L << tries) };
+	nanosleep(&ts, NULL);
+}
+
 static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
 {
 	uint64_t addr = m->arg.pagefault.address;
@@ -356,7 +410,8 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	vm->fault_page = r->first_page + idx;
 	vm->fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	enum page_state source;
-	bool deferred = false;
+	bool deferred = false, read_failed = false;
+	unsigned tries = 1;
 	int ret;
 
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
@@ -387,7 +442,10 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			ret = fill_never(vm, r, idx);
 			break;
 		case PAGE_STORED:
-			ret = fill_stored(vm, r, idx, t_read, &deferred);
+			ret = fill_stored(vm, r, idx, t_read, &deferred, &read_failed);
+			break;
+		case PAGE_POISONED:
+			ret = poison_refault(vm, r, idx);
 			break;
 		case PAGE_ZERO:
 			evict_make_room(vm, r->page_size);
@@ -412,14 +470,20 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			}
 			break;
 		}
-		if (ret != -EAGAIN || vm->stopping)
+		if (ret == -EAGAIN && !vm->stopping) {
+			fault_resync_events(vm);
+			continue;
+		}
+		if (!ret || source == PAGE_POISONED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
 			break;
-		fault_resync_events(vm);
+		fault_backoff(tries++);
 	}
 	if (ret) {
-		fault_failed(vm, "fault", addr, ret);
+		fault_lost(vm, r, idx, source, read_failed, ret);
 		return;
 	}
+	if (source == PAGE_POISONED)
+		return;  /* no page came: not a fault served */
 	if (deferred)
 		return;  /* swap_reads.c records it when the read completes */
 	fault_record(vm, source == PAGE_STORED ? FAULT_FROM_STORE
@@ -462,6 +526,30 @@ void fault_serve_available(struct vm *vm)
 	}
 }
 
+/* Brings one stored page back, trying a failing read or placement again a
+ * few times; a page that cannot be had is poisoned (it stays so in the VMM
+ * after it unregisters: SIGBUS rather than zeros).  0 or -errno. */
+static int restore_one(struct vm *vm, struct region *r, uint64_t p)
+{
+	unsigned tries = 1;
+	bool read_failed;
+	for (;;) {
+		int ret = fill_stored(vm, r, p, 0, NULL, &read_failed);
+		if (ret == -EAGAIN) {
+			fault_resync_events(vm);
+			if (pe_state(r->pt.entries[p]) == PAGE_STORED)
+				continue;
+		}
+		if (!ret || pe_state(r->pt.entries[p]) != PAGE_STORED)
+			return ret;
+		if (!poison_worth_retry(vm, ret) || tries >= POISON_TRIES) {
+			fault_lost(vm, r, p, PAGE_STORED, read_failed, ret);
+			return ret;
+		}
+		fault_backoff(tries++);
+	}
+}
+
 /* Brings every stored page back so the VMM can unregister and keep its RAM.
  * Returns the number of pages that could not be restored; a page the VMM
  * discards meanwhile is neither restored nor failed. */
@@ -474,21 +562,20 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 		for (uint64_t p = 0; p < r->pt.npages && !vm->vmm_gone; p++) {
 			if (pe_state(r->pt.entries[p]) != PAGE_STORED)
 				continue;
-			int ret;
-			do {
-				ret = fill_stored(vm, r, p, 0, NULL);
-				if (ret == -EAGAIN)
-					fault_resync_events(vm);
-			} while (ret == -EAGAIN && pe_state(r->pt.entries[p]) == PAGE_STORED);
+			int ret = restore_one(vm, r, p);
 			if (!ret)
 				(*restored)++;
 			else if (pe_state(r->pt.entries[p]) == PAGE_STORED)
 				failed++;
-			/* else the VMM discarded it during the resync: nothing to restore */
+			/* else the VMM discarded it during the resync, or it was
+			 * lost and poisoned: nothing to restore */
 			if ((*restored & 255) == 0)
 				fault_serve_available(vm);
 		}
 	}
+	uint64_t poisoned = vm_count(vm, PAGE_POISONED);
+	if (poisoned)
+		vm_warn(vm, "%" PRIu64 " poisoned pages stay poisoned in the VMM: their content is lost", poisoned);
 	return failed;
 }
 

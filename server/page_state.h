@@ -23,6 +23,7 @@ enum page_state {
 	PAGE_ZERO = 2,      /* evicted, was all zeros: costs no storage */
 	PAGE_STORED = 3,    /* evicted into the node's store (store.h) */
 	PAGE_PROBATION = 4, /* unmapped to see if it is used, content kept raw (sampler.c) */
+	PAGE_POISONED = 5,  /* its content is lost (poison.c): every fault on it gets SIGBUS, never zeros */
 	PAGE_STATES
 };
 

@@ -309,7 +309,8 @@ static int read_locked(struct store *s, struct codec_ctx *ctx, const struct obj 
 			memcpy(page, src, CODEC_PAGE);
 			return 0;
 		}
-		return codec_decompress(ctx, o->codec, src, o->len, page);
+		/* our own memory, so a bug or a bit flip: the content is lost */
+		return codec_decompress(ctx, o->codec, src, o->len, page) ? -EILSEQ : 0;
 	}
 	default:
 		return -EIO;
@@ -396,24 +397,24 @@ static int read_sync(const struct store_read *rd, void *buf)
 /* Decodes what a read of swap brought (res: bytes read or -errno) into
  * page and checks it against the hash it was stored under: a filesystem
  * that lost its own metadata after a write error can hand back other data.
- * 0, or -EIO (*corrupt for a hash that does not match).  Needs no lock. */
+ * 0 or a -errno that names the cause (store.h, store_read_end); *corrupt
+ * when the read was whole but its content is not the page's.  Needs no lock. */
 static int read_decode(const struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf,
 		       int res, void *page, bool *corrupt)
 {
-	int ret;
 	*corrupt = false;
+	if (res < 0)
+		return res;
 	if (res != (int)rd->io.len || !buf)
-		ret = -EIO;
-	else if (rd->len == RAW_LEN)
-		ret = (memcpy(page, buf, CODEC_PAGE), 0);
-	else
-		ret = codec_decompress(ctx, rd->codec, buf, rd->len, page);
-	if (ret)
-		return ret;
+		return -ENODATA;
+	if (rd->len == RAW_LEN)
+		memcpy(page, buf, CODEC_PAGE);
+	else if (codec_decompress(ctx, rd->codec, buf, rd->len, page))
+		return (*corrupt = true), -EILSEQ;
 	uint64_t lo, hi;
 	page_hash(s, page, false, 0, &lo, &hi);
 	*corrupt = lo != rd->hash_lo || hi != rd->hash_hi;
-	return *corrupt ? -EIO : 0;
+	return *corrupt ? -EBADMSG : 0;
 }
 
 /* Counts how a read of swap went and unpins its object, which goes if it

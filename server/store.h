@@ -10,6 +10,7 @@
 #ifndef MEMSRV_STORE_H
 #define MEMSRV_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -60,8 +61,16 @@ struct store_put_info {
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info);
 
+/* Why a stored page's content could not be had (store_get, store_fetch,
+ * store_read_end): the final ones will not change if tried again. */
+#define STORE_ERR_CHECKSUM  (-EBADMSG)  /* swap handed back other data than was written (final) */
+#define STORE_ERR_DECOMPRESS (-EILSEQ)  /* its compressed form does not decompress (final) */
+#define STORE_ERR_SHORT_READ (-ENODATA) /* swap returned less than was written: the file was truncated */
+/* Any other -errno is the read's own (EIO: the device failed it). */
+static inline bool store_err_final(int err) { return err == STORE_ERR_CHECKSUM || err == STORE_ERR_DECOMPRESS; }
+
 /* Copies the page's content into page, reading swap synchronously if it
- * is there.  0 or -EIO. */
+ * is there.  0 or -errno (above). */
 int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page);
 
 /* The fault path's way in: fills page from memory and returns 0, or, for
@@ -77,11 +86,13 @@ struct store_read {
 };
 int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd);
 /* store_fetch() for pages that are only worth it from memory (prefetch):
- * 0 with page filled, 1 for an object in swap (nothing pinned), or -EIO. */
+ * 0 with page filled, 1 for an object in swap (nothing pinned), or -errno
+ * (STORE_ERR_DECOMPRESS). */
 int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *page);
 
 /* Decodes what the read brought (res: bytes read or -errno) into page and
- * unpins the object.  0 or -EIO. */
+ * unpins the object.  0, or why not (STORE_ERR_*, or the read's -errno).
+ * Every failure counts swap_read_errors, bad content swap_checksum_errors. */
 int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
 		   void *page);
 

@@ -12,10 +12,10 @@
 
 #include "fault.h"
 #include "log.h"
+#include "poison.h"
 #include "uffd.h"
 
 #define READS 32           /* reads in flight per VM */
-#define RETRY_MS 1000      /* a failed read is tried again this often: the vCPU waits, nothing is lost */
 
 struct swap_read {
 	bool busy;
@@ -141,15 +141,64 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 			continue;
 		}
 		if (ret) {
-			if (uffd_vmm_gone(ret))
+			if (uffd_vmm_gone(ret)) {
 				fault_vmm_gone(vm, ret);
-			else
-				vm_err(vm, "swapped-in page at 0x%" PRIx64 " not placed: %s", addr, strerror(-ret));
+			} else if (!(ret == -EAGAIN && vm->stopping)) {
+				/* the content is here but the kernel will not take
+				 * it (no memory for the page): its waiters must not
+				 * wait forever */
+				char buf[200];
+				poison_page(vm, r, s->idx, poison_cause(r, PAGE_RESIDENT, ret, buf, sizeof buf));
+			}
 			return;
 		}
 		fault_record(vm, FAULT_FROM_SWAP, s->t_read);
 		return;
 	}
+}
+
+static void release(struct swap_reads *sr, struct swap_read *s)
+{
+	s->busy = false;
+	s->waiting_retry = false;
+	sr->busy--;
+}
+
+/* The page's content cannot be had (err, from store_read_end): poisoned if
+ * it is still the one read, so its waiters get SIGBUS rather than wait. */
+static void lose(struct vm *vm, struct swap_read *s, int err)
+{
+	struct region *r = s->r;
+	page_entry e = r->pt.entries[s->idx];
+	if (pe_state(e) != PAGE_STORED || (obj_id)pe_handle(e) != s->rd.id) {
+		uffd_wake(vm->uffd, r->host_addr + s->idx * r->page_size, r->page_size);
+		return;  /* discarded meanwhile: the waiters fault on what it is now */
+	}
+	char buf[200];
+	poison_page(vm, r, s->idx, poison_cause(r, PAGE_STORED, err, buf, sizeof buf));
+}
+
+/* Read number s->failures of the page failed with err: bad content is
+ * final; an I/O error or a short read is tried again, POISON_TRIES in all.
+ * Meanwhile the vCPU waits; the pin was released, so fetch it anew then. */
+static void failed(struct vm *vm, unsigned i, int err)
+{
+	struct swap_reads *sr = vm->reads;
+	struct swap_read *s = &sr->slot[i];
+	uint64_t addr = s->r->host_addr + s->idx * s->r->page_size;
+	s->failures++;
+	if (!poison_worth_retry(vm, err) || s->failures >= POISON_TRIES) {
+		release(sr, s);
+		lose(vm, s, err);
+		return;
+	}
+	unsigned ms = poison_backoff_ms(s->failures);
+	char buf[200];
+	if (s->failures == 1)
+		vm_warn(vm, "swap read of page at 0x%" PRIx64 " failed (%s); trying again in %u ms, %d tries in all", addr,
+			poison_cause(s->r, PAGE_STORED, err, buf, sizeof buf), ms, POISON_TRIES);
+	s->waiting_retry = true;
+	s->retry_at = monotonic_ns() + (uint64_t)ms * 1000000;
 }
 
 static void finish(struct vm *vm, unsigned i, int res)
@@ -159,17 +208,10 @@ static void finish(struct vm *vm, unsigned i, int res)
 	int ret = store_read_end(vm->store, vm->codec_ctx, &s->rd, sr->bufs + (size_t)i * CODEC_PAGE, res, vm->page_buf);
 	if (ret == 0) {
 		complete(vm, s, vm->page_buf);
-		s->busy = false;
-		sr->busy--;
+		release(sr, s);
 		return;
 	}
-	/* The read failed: the data is still in swap.  The vCPU keeps waiting
-	 * while we try again; the pin was released, so fetch it anew then. */
-	if (s->failures++ % 10 == 0)
-		vm_err(vm, "swap read of page at 0x%" PRIx64 " failed (%s); retrying every %d ms",
-		       s->r->host_addr + s->idx * s->r->page_size, res < 0 ? strerror(-res) : "short read", RETRY_MS);
-	s->waiting_retry = true;
-	s->retry_at = monotonic_ns() + (uint64_t)RETRY_MS * 1000000;
+	failed(vm, i, ret);
 }
 
 static void retry(struct vm *vm, unsigned i)
@@ -178,24 +220,23 @@ static void retry(struct vm *vm, unsigned i)
 	struct swap_read *s = &sr->slot[i];
 	page_entry e = s->r->pt.entries[s->idx];
 	s->waiting_retry = false;
-	if (pe_state(e) != PAGE_STORED) {
+	if (pe_state(e) != PAGE_STORED || (obj_id)pe_handle(e) != s->rd.id) {
 		/* discarded meanwhile */
 		uffd_wake(vm->uffd, s->r->host_addr + s->idx * s->r->page_size, s->r->page_size);
-		s->busy = false;
-		sr->busy--;
+		release(sr, s);
 		return;
 	}
 	int ret = store_fetch(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), vm->page_buf, &s->rd);
 	if (ret == 0) {
 		/* not in swap any more (cannot happen today: kept for safety) */
 		complete(vm, s, vm->page_buf);
-		s->busy = false;
-		sr->busy--;
-	} else if (ret < 0 || submit(sr, i)) {
-		if (ret == 1)
-			store_read_end(vm->store, vm->codec_ctx, &s->rd, NULL, -EIO, vm->page_buf);
-		s->waiting_retry = true;
-		s->retry_at = monotonic_ns() + (uint64_t)RETRY_MS * 1000000;
+		release(sr, s);
+	} else if (ret < 0) {
+		failed(vm, i, ret);
+	} else if (submit(sr, i)) {
+		store_read_end(vm->store, vm->codec_ctx, &s->rd, NULL, -ECANCELED, vm->page_buf);
+		s->failures--;  /* the ring was full: no try was made */
+		failed(vm, i, -EIO);
 	}
 }
 

@@ -37,6 +37,12 @@ int uffd_wake(int uffd, uint64_t start, uint64_t len)
 	return ioctl(uffd, UFFDIO_WAKE, &r) ? -errno : 0;
 }
 
+int uffd_poison(int uffd, uint64_t start, uint64_t len)
+{
+	struct uffdio_poison p = { .range = { .start = start, .len = len }, .mode = 0 };
+	return ioctl(uffd, UFFDIO_POISON, &p) ? -errno : 0;
+}
+
 int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect, bool dontwake)
 {
 	struct uffdio_writeprotect wp = {

@@ -22,6 +22,11 @@ int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, bool dontwa
 /* Maps zero pages at [dst, dst+len) (anonymous and shmem memory only). */
 int uffd_zeropage(int uffd, uint64_t dst, uint64_t len, bool dontwake, uint64_t *done);
 int uffd_wake(int uffd, uint64_t start, uint64_t len);
+/* Marks [start, start+len) poisoned in the VMM and wakes its waiters: every
+ * access gets SIGBUS (BUS_MCEERR_AR where the kernel has memory-failure
+ * handling) until the range is zapped (MADV_DONTNEED, munmap), after which
+ * it faults MISSING again.  Needs UFFD_FEATURE_POISON (Linux 6.6). */
+int uffd_poison(int uffd, uint64_t start, uint64_t len);
 /* The kernel refuses DONTWAKE together with protect (EINVAL). */
 int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect, bool dontwake);
 

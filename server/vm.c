@@ -384,6 +384,11 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
 	info->balloon_target_bytes = ctr_get(&vm->balloon_target_bytes);
+	static char *const poisoned[] = { VM_COND_PAGES_POISONED };
+	if (vm_count(vm, PAGE_POISONED)) {
+		info->n_conditions = 1;
+		info->conditions = (char **)poisoned;
+	}
 }
 
 int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)

@@ -50,7 +50,12 @@
 	X(eagain_retries)       \
 	X(eexist_wakes)         \
 	X(prefetched_pages)       \
-	X(fault_errors)
+	X(fault_errors)         \
+	X(pages_poisoned)
+
+/* A VM's condition (VmInfo.conditions, and the node's): it holds pages
+ * whose content is lost (poison.h). */
+#define VM_COND_PAGES_POISONED "pages-poisoned"
 
 struct vm_counters {
 #define X(name) _Atomic uint64_t name;

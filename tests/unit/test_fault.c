@@ -1,5 +1,7 @@
 /* Description: a write-protect fault whose unprotect fails is never dropped:
- * "VMM gone" stops the VM's ioctls, any other error is counted. */
+ * "VMM gone" stops the VM's ioctls, any other error is counted.  A fault
+ * whose page cannot be placed is tried a bounded number of times, then the
+ * page is poisoned (counted once), and stays so across a zap. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "uffd_compat.h"
 
 #define PAGE 4096u
 
@@ -72,4 +75,48 @@ Test(fault, any_other_unprotect_error_is_counted)
 	cr_assert_not(vm->vmm_gone);
 	cr_assert_eq(ctr_get(&vm->ctr.fault_errors), 1);
 	cr_assert_eq(ctr_get(&vm->ctr.faults_wp), 0);
+}
+
+/* Queues a missing fault on page idx and serves it. */
+static void serve_missing_fault(unsigned idx)
+{
+	vm->pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_PAGEFAULT };
+	vm->pending[0].arg.pagefault.address = (uintptr_t)mem + idx * PAGE;
+	vm->pending_head = 0;
+	vm->pending_len = 1;
+	fault_serve_pending(vm);
+}
+
+Test(fault, a_fault_that_keeps_failing_ends_in_a_poisoned_page_counted_once)
+{
+	/* every ioctl fails with ENOTTY: no placement, no poison ever goes in */
+	vm->uffd = eventfd(0, EFD_CLOEXEC);
+	vm->uffd_features = UFFD_FEATURE_POISON;
+	serve_missing_fault(1);
+	cr_assert_not(vm->vmm_gone);
+	cr_assert_eq(pe_state(vm->regions[0].pt.entries[1]), PAGE_POISONED, "tried a bounded number of times, then lost");
+	cr_assert_eq(ctr_get(&vm->ctr.pages_poisoned), 1);
+	cr_assert_eq(ctr_get(&vm->ctr.faults_total), 0, "a lost page is no fault served");
+	cr_assert_eq(vm_count(vm, PAGE_POISONED), 1);
+	/* its next fault is poisoned again, and counted once only */
+	serve_missing_fault(1);
+	cr_assert_eq(pe_state(vm->regions[0].pt.entries[1]), PAGE_POISONED);
+	cr_assert_eq(ctr_get(&vm->ctr.pages_poisoned), 1);
+	cr_assert_eq(pe_state(vm->regions[0].pt.entries[0]), PAGE_NEVER, "its neighbours are not lost");
+}
+
+Test(fault, a_zap_of_a_poisoned_page_keeps_it_poisoned)
+{
+	vm->uffd = eventfd(0, EFD_CLOEXEC);
+	vm->uffd_features = UFFD_FEATURE_POISON;
+	serve_missing_fault(2);
+	cr_assert_eq(pe_state(vm->regions[0].pt.entries[2]), PAGE_POISONED);
+	/* MADV_DONTNEED drops the kernel's marker; the loss stays */
+	vm->pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_REMOVE };
+	vm->pending[0].arg.remove.start = (uintptr_t)mem;
+	vm->pending[0].arg.remove.end = (uintptr_t)mem + 4 * PAGE;
+	vm->pending_head = 0;
+	vm->pending_len = 1;
+	fault_apply_events(vm);
+	cr_assert_eq(pe_state(vm->regions[0].pt.entries[2]), PAGE_POISONED, "a zap served the page zeros next");
 }

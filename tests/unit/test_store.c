@@ -512,3 +512,61 @@ Test(store, a_restore_refuses_references_to_nothing)
 	close(cfg.objects_fd);
 	close(cfg.pool_fd);
 }
+
+/* Reads rd's bytes of swap as they are, into buf (aligned for O_DIRECT). */
+static int read_as_is(const struct store_read *rd, uint8_t *buf)
+{
+	ssize_t n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
+	return n < 0 ? -errno : (int)n;
+}
+
+Test(store, a_failed_swap_read_names_its_cause_and_bad_content_is_a_checksum_error, .fini = swap_teardown)
+{
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 64 * 1024 });
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	static uint8_t buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
+	struct store_put_info info;
+	make_page(page, 1);  /* compressible: LZ4 in swap */
+	obj_id a = put_waiting(s, page, &info);
+	static obj_id fillers[4096];
+	unsigned n = push_to_swap(s, a, fillers, 4096);
+	struct store_read rd;
+	struct store_stats st;
+
+	cr_assert_eq(store_fetch(s, ctx, a, back, &rd), 1, "the page is in swap");
+	int res = read_as_is(&rd, buf);
+	cr_assert_eq(res, (int)rd.io.len);
+	cr_assert_eq(store_read_end(s, ctx, &rd, buf, res - 1, back), STORE_ERR_SHORT_READ);
+	store_get_stats(s, &st);
+	cr_assert_eq(st.swap_read_errors, 1);
+	cr_assert_eq(st.swap_checksum_errors, 0, "a short read is no checksum error");
+
+	cr_assert_eq(store_fetch(s, ctx, a, back, &rd), 1);
+	cr_assert_eq(store_read_end(s, ctx, &rd, buf, -EIO, back), -EIO, "the read's own error, as it is");
+	cr_assert_not(store_err_final(-EIO), "an I/O error may pass");
+
+	/* a complete read of other bytes: the literals differ, the page does not match its hash */
+	cr_assert_eq(store_fetch(s, ctx, a, back, &rd), 1);
+	res = read_as_is(&rd, buf);
+	buf[rd.len / 2] ^= 0x55;
+	int ret = store_read_end(s, ctx, &rd, buf, res, back);
+	cr_assert(ret == STORE_ERR_CHECKSUM || ret == STORE_ERR_DECOMPRESS, "%d", ret);
+	cr_assert(store_err_final(ret));
+	store_get_stats(s, &st);
+	cr_assert_eq(st.swap_checksum_errors, 1, "a compressed page with bad content is a checksum error");
+
+	/* bytes that are no LZ4 at all */
+	cr_assert_eq(store_fetch(s, ctx, a, back, &rd), 1);
+	memset(buf, 0xff, sizeof buf);
+	cr_assert_eq(store_read_end(s, ctx, &rd, buf, (int)rd.io.len, back), STORE_ERR_DECOMPRESS);
+	store_get_stats(s, &st);
+	cr_assert_eq(st.swap_checksum_errors, 2);
+	cr_assert_eq(st.swap_read_errors, 4, "every failed read counts");
+
+	/* the object is unharmed: a good read still brings it back */
+	cr_assert_eq(store_get(s, ctx, a, back), 0);
+	cr_assert_arr_eq(back, page, CODEC_PAGE);
+	store_drop(s, a);
+	for (unsigned i = 0; i < n; i++)
+		store_drop(s, fillers[i]);
+}

@@ -329,6 +329,7 @@ static const struct column list_columns[] = {
 	{ "SIZE",     "size_bytes",     true },
 	{ "RESIDENT", "resident_bytes", true },
 	{ "STORED",   "stored_bytes",   true },
+	{ "CONDITIONS", "conditions",   false },  /* e.g. pages-poisoned; "-": all is well */
 };
 #define N_LIST_COLUMNS (sizeof list_columns / sizeof list_columns[0])
 
@@ -348,10 +349,27 @@ static void format_iec(char *buf, size_t n, uint64_t v)
 	snprintf(buf, n, "%.1f%c", d, units[u]);
 }
 
+/* A repeated string field as words joined by ',' ("-" when empty). */
+static void format_words(char *buf, size_t n, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd)
+{
+	size_t count = *(const size_t *)member(m, fd->quantifier_offset);
+	char *const *words = *(char *const *const *)member(m, fd->offset);
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < count && used < n; i++)
+		used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? "," : "", words[i]);
+	if (!count)
+		snprintf(buf, n, "-");
+}
+
 static void format_cell(char *buf, size_t n, const ProtobufCMessage *m, const struct column *c)
 {
 	const ProtobufCFieldDescriptor *fd =
 		protobuf_c_message_descriptor_get_field_by_name(m->descriptor, c->field);
+	if (fd && fd->label == PROTOBUF_C_LABEL_REPEATED && fd->type == PROTOBUF_C_TYPE_STRING) {
+		format_words(buf, n, m, fd);
+		return;
+	}
 	if (!fd || !field_present(m, fd) || fd->label == PROTOBUF_C_LABEL_REPEATED) {
 		snprintf(buf, n, "-");
 		return;

@@ -1,0 +1,149 @@
+/* poison: a page memsrv cannot bring back gets SIGBUS, never zeros, never a wait without end. */
+#include "poison.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fault.h"
+#include "log.h"
+#include "sampler.h"
+#include "store.h"
+#include "uffd.h"
+
+bool poison_worth_retry(const struct vm *vm, int err)
+{
+	return !store_err_final(err) && !uffd_vmm_gone(err) && err != -EAGAIN && !vm->stopping && !vm->vmm_gone;
+}
+
+unsigned poison_backoff_ms(unsigned tries)
+{
+	return 100u << (tries > 4 ? 4 : tries - 1);  /* 100, 200, 400, 800 ms: ~1.5 s over POISON_TRIES */
+}
+
+const char *poison_cause(const struct region *r, enum page_state from, int err, char *buf, size_t len)
+{
+	if (from == PAGE_STORED) {
+		switch (err) {
+		case STORE_ERR_CHECKSUM:
+			return "checksum mismatch: swap handed back other data than was written";
+		case STORE_ERR_DECOMPRESS:
+			return "decompression failure: its stored content does not decompress";
+		case STORE_ERR_SHORT_READ:
+			return "short read: the swap file holds less than was written (truncated?)";
+		case -ENOMEM:
+		case -ENOSPC:
+			break;  /* the placement's, below */
+		default:
+			snprintf(buf, len, "I/O error reading swap: %s (errno %d)", strerror(-err), -err);
+			return buf;
+		}
+	}
+	if (r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS && (err == -ENOMEM || err == -ENOSPC)) {
+		if (r->page_size == 2u << 20)
+			snprintf(buf, len, "no free 2 MiB huge pages: see /proc/sys/vm/nr_hugepages");
+		else
+			snprintf(buf, len, "no free %u MiB huge pages: see /sys/kernel/mm/hugepages/hugepages-%ukB/nr_hugepages",
+				 r->page_size >> 20, r->page_size >> 10);
+		return buf;
+	}
+	snprintf(buf, len, "the kernel refused to place it: %s (errno %d)", strerror(-err), -err);
+	return buf;
+}
+
+/* The table lets go of what it held for the page (before the store may
+ * free it) and holds the page POISONED from now on. */
+static void mark_poisoned(struct vm *vm, struct region *r, uint64_t idx)
+{
+	page_entry e = r->pt.entries[idx];
+	page_table_set(&r->pt, idx, pe_make(PAGE_POISONED, 0, 0));
+	switch (pe_state(e)) {
+	case PAGE_STORED:
+		store_drop(vm->store, (obj_id)pe_handle(e));
+		break;
+	case PAGE_PROBATION:
+		sampler_drop(vm, e);
+		break;
+	case PAGE_RESIDENT:
+		/* held resident but gone, and it cannot be placed again */
+		vm_policy_gone(vm, r, idx);
+		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
+		if (pe_arriving_from(e) == PAGE_STORED)
+			store_drop(vm->store, (obj_id)pe_handle(e));
+		break;
+	default:
+		break;
+	}
+}
+
+/* UFFDIO_POISON on page idx, through EAGAIN.  0; or -ECANCELED when the
+ * VMM discarded the page meanwhile (woken to fault on what it is now);
+ * -EEXIST when a page is there after all (woken: the live copy wins); or
+ * the ioctl's -errno. */
+static int poison_in_vmm(struct vm *vm, struct region *r, uint64_t idx)
+{
+	page_entry was = r->pt.entries[idx];
+	uint64_t addr = r->host_addr + idx * r->page_size;
+	for (;;) {
+		int ret = uffd_poison(vm->uffd, addr, r->page_size);
+		if (ret == -EEXIST || (ret == -EAGAIN && !vm->stopping && r->pt.entries[idx] != was)) {
+			uffd_wake(vm->uffd, addr, r->page_size);
+			return ret == -EEXIST ? ret : -ECANCELED;
+		}
+		if (ret != -EAGAIN || vm->stopping)
+			return ret;
+		fault_resync_events(vm);
+		if (r->pt.entries[idx] != was) {
+			uffd_wake(vm->uffd, addr, r->page_size);
+			return -ECANCELED;
+		}
+	}
+}
+
+static bool can_poison(const struct vm *vm)
+{
+	return vm->uffd_features & UFFD_FEATURE_POISON;
+}
+
+int poison_page(struct vm *vm, struct region *r, uint64_t idx, const char *cause)
+{
+	uint64_t addr = r->host_addr + idx * r->page_size;
+	if (pe_state(r->pt.entries[idx]) == PAGE_POISONED)
+		return poison_refault(vm, r, idx);
+	if (!can_poison(vm)) {
+		mark_poisoned(vm, r, idx);
+		ctr_add(&vm->ctr.pages_poisoned, 1);
+		vm_err(vm, "page at 0x%" PRIx64 " is lost (%s); the uffd lacks UFFD_FEATURE_POISON (Linux 6.6+), so its "
+		       "faulting thread is left waiting rather than given zeros", addr, cause);
+		return 0;
+	}
+	int ret = poison_in_vmm(vm, r, idx);
+	if (ret == -ECANCELED || ret == -EEXIST)
+		return 0;
+	if (uffd_vmm_gone(ret)) {
+		fault_vmm_gone(vm, ret);
+		return ret;
+	}
+	/* lost whether or not the ioctl went in: never placed as zeros later */
+	mark_poisoned(vm, r, idx);
+	ctr_add(&vm->ctr.pages_poisoned, 1);
+	vm_err(vm, "page at 0x%" PRIx64 " is lost (%s): poisoned, the guest gets a memory error (SIGBUS) on it", addr,
+	       cause);
+	if (ret && !(ret == -EAGAIN && vm->stopping)) {
+		vm_err(vm, "poisoning page at 0x%" PRIx64 " failed: %s; its faulting thread is left waiting", addr,
+		       strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+int poison_refault(struct vm *vm, struct region *r, uint64_t idx)
+{
+	if (!can_poison(vm))
+		return 0;  /* said when it was lost: the thread waits, never zeros */
+	int ret = poison_in_vmm(vm, r, idx);
+	if (ret == -ECANCELED || ret == -EEXIST || (ret == -EAGAIN && vm->stopping))
+		return 0;
+	return ret;
+}

@@ -1,0 +1,665 @@
+/* Description: a page memsrv cannot bring back (its swap copy corrupted or
+ * truncated, or no huge page to place it in) ends in SIGBUS for the thread
+ * that reads it, within a bounded time, never in zeros or a wait without
+ * end; every other page reads back intact; the loss is counted, shown as a
+ * condition and logged with its true cause.  The VMM is a child process
+ * of the test's own, linking libmemsrv, with a SIGBUS handler. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "memsrv.h"
+
+#define PAGE 4096u
+#define PAGES 2048u                /* 8 MiB: most of it spills past a 1 MiB cache */
+#define RESULT_TIMEOUT_MS 60000    /* the poisoning takes ~1.5 s at most: never flakes */
+
+static struct test_server srv;
+static char scratch[64];
+static long hugepages_before = -1;
+static pid_t vmm_pid;  /* the VMM child while it runs */
+
+static void write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%ld\n", v);
+		fclose(f);
+	}
+}
+
+static void teardown(void)
+{
+	if (vmm_pid > 0) {
+		/* a failed test left it waiting on a fault: it would hold memsrv's shutdown */
+		kill(vmm_pid, SIGKILL);
+		waitpid(vmm_pid, NULL, 0);
+		vmm_pid = 0;
+	}
+	if (srv.pid)
+		server_stop(&srv);
+	char rm[128];
+	snprintf(rm, sizeof rm, "rm -rf %s", scratch);
+	if (scratch[0] && system(rm)) {
+		/* best effort */
+	}
+	scratch[0] = 0;
+	if (hugepages_before >= 0)
+		write_long("/proc/sys/vm/nr_hugepages", hugepages_before);
+	hugepages_before = -1;
+}
+
+TestSuite(poison, .fini = teardown, .timeout = 240);
+
+/* ---- the VMM: a child process with a SIGBUS handler ---- */
+
+enum content {
+	CONTENT_RANDOM,       /* does not compress: kept raw, in swap verbatim */
+	CONTENT_HALF_RANDOM,  /* compresses to about half (LZ4 keeps the random half as literals) */
+};
+
+/* Every page starts with a tag the test finds in the swap file: the page
+ * number is scrambled so that no run of equal bytes makes LZ4 split it. */
+struct tag {
+	char magic[8];
+	uint64_t page_scrambled;
+};
+#define TAG_MAGIC "PoisonPg"
+#define TAG_SCRAMBLE 0xa5c3e1f29b7d4e6full
+
+static uint64_t next_random(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void page_content(uint8_t *dst, uint64_t page, enum content c)
+{
+	uint64_t x = page * 0x9e3779b97f4a7c15ull + 1;
+	size_t random_bytes = c == CONTENT_RANDOM ? PAGE : PAGE / 2;
+	for (size_t off = 0; off < PAGE; off += 8) {
+		uint64_t v = off < random_bytes ? next_random(&x) : 0;
+		memcpy(dst + off, &v, 8);
+	}
+	struct tag t = { .page_scrambled = page ^ TAG_SCRAMBLE };
+	memcpy(t.magic, TAG_MAGIC, 8);
+	memcpy(dst, &t, sizeof t);
+}
+
+enum read_status { PAGE_INTACT, PAGE_WRONG, PAGE_SIGBUS };
+
+struct page_result {
+	uint8_t status;     /* enum read_status */
+	uint8_t again;      /* a SIGBUS page after MADV_DONTNEED: its status then */
+	int32_t code;
+	uint64_t addr;
+};
+
+static sigjmp_buf bus_jump;
+static volatile int bus_code;
+static void *volatile bus_addr;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	bus_code = si->si_code;
+	bus_addr = si->si_addr;
+	siglongjmp(bus_jump, 1);
+}
+
+/* Reads one page as a guest would; SIGBUS is caught. */
+static enum read_status read_page(const uint8_t *p, uint64_t idx, enum content c, struct page_result *res)
+{
+	static uint8_t want[PAGE], got[PAGE];
+	if (sigsetjmp(bus_jump, 1)) {
+		res->code = bus_code;
+		res->addr = (uint64_t)(uintptr_t)bus_addr;
+		return PAGE_SIGBUS;
+	}
+	memcpy(got, (const void *)p, PAGE);
+	page_content(want, idx, c);
+	return memcmp(got, want, PAGE) ? PAGE_WRONG : PAGE_INTACT;
+}
+
+struct vmm {
+	pid_t pid;
+	int cmd, res;   /* the parent's ends of the pipes */
+	uint8_t *base;  /* where the child mapped guest RAM (the same in the parent's view of the child) */
+};
+
+struct vmm_config {
+	const char *name;
+	size_t pages;       /* of page_size */
+	size_t page_size;
+	enum content content;
+	bool huge;          /* hugetlbfs, MAP_NORESERVE, not filled */
+};
+
+static void child_fail(int res, const char *what)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof msg, "E%s: %s (%s)", what, strerror(errno), memsrv_last_error());
+	if (write(res, msg, (size_t)n) < 0) {
+		/* the parent sees the pipe close */
+	}
+	_exit(1);
+}
+
+static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+	for (size_t got = 0; got < len;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, timeout_ms) != 1)
+			return false;
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+static void write_full(int fd, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+		if (n <= 0)
+			_exit(3);
+		done += (size_t)n;
+	}
+}
+
+/* The child: attach, fill, say ready ('R' and the address); on 'r' read
+ * pages (all, or the first for huge pages) and send a page_result each;
+ * on 'q' detach with restore and exit. */
+static void vmm_child(const struct vmm_config *cfg, int cmd, int res)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	sigaction(SIGBUS, &sa, NULL);
+	size_t size = cfg->pages * cfg->page_size;
+	int fd = memfd_create(cfg->name, MFD_CLOEXEC | (cfg->huge ? MFD_HUGETLB : 0));
+	if (fd < 0 || ftruncate(fd, (off_t)size))
+		child_fail(res, "memfd");
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | (cfg->huge ? MAP_NORESERVE : 0), fd, 0);
+	if (mem == MAP_FAILED)
+		child_fail(res, "mmap");
+	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
+	struct memsrv_vm vm = { .name = cfg->name, .regions = &r, .n_regions = 1, .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON };
+	struct memsrv_session *s;
+	if (memsrv_attach(srv.sock, &vm, &s))
+		child_fail(res, "attach");
+	for (size_t p = 0; !cfg->huge && p < cfg->pages; p++)
+		page_content(mem + p * PAGE, p, cfg->content);
+	char ready[1 + sizeof mem] = { 'R' };
+	memcpy(ready + 1, &mem, sizeof mem);
+	write_full(res, ready, sizeof ready);
+	char c;
+	while (read(cmd, &c, 1) == 1) {
+		if (c == 'q')
+			break;
+		size_t n = cfg->huge ? 1 : cfg->pages;
+		for (size_t p = 0; p < n; p++) {
+			struct page_result pr = { 0 };
+			pr.status = (uint8_t)read_page(mem + p * cfg->page_size, p, cfg->content, &pr);
+			if (pr.status == PAGE_SIGBUS && !cfg->huge) {
+				/* the zap drops the kernel's marker: memsrv must poison it again */
+				struct page_result again = { 0 };
+				madvise(mem + p * PAGE, PAGE, MADV_DONTNEED);
+				pr.again = (uint8_t)read_page(mem + p * PAGE, p, cfg->content, &again);
+			}
+			write_full(res, &pr, sizeof pr);
+		}
+	}
+	int ret = memsrv_detach(s, MEMSRV_DETACH_RESTORE);
+	_exit(ret < 0 ? 2 : 0);
+}
+
+static void vmm_start(struct vmm *v, const struct vmm_config *cfg)
+{
+	int cmd[2], res[2];
+	cr_assert_eq(pipe(cmd), 0);
+	cr_assert_eq(pipe(res), 0);
+	v->pid = fork();
+	cr_assert_geq(v->pid, 0);
+	vmm_pid = v->pid;
+	if (v->pid == 0) {
+		close(cmd[1]);
+		close(res[0]);
+		vmm_child(cfg, cmd[0], res[1]);
+	}
+	close(cmd[0]);
+	close(res[1]);
+	v->cmd = cmd[1];
+	v->res = res[0];
+	char ready[1 + sizeof v->base];
+	bool got = read_full(v->res, ready, 1, 30000);
+	if (got && ready[0] == 'E') {
+		char msg[256] = { 0 };
+		read_full(v->res, msg, 1, 1000);
+		ssize_t n = read(v->res, msg + 1, sizeof msg - 2);
+		(void)n;
+		cr_assert_fail("the VMM failed: %s", msg);
+	}
+	cr_assert(got && ready[0] == 'R' && read_full(v->res, ready + 1, sizeof v->base, 1000), "the VMM never got ready");
+	memcpy(&v->base, ready + 1, sizeof v->base);
+}
+
+/* Asks the VMM to read its pages; false if it did not answer in time. */
+static bool vmm_read(struct vmm *v, struct page_result *out, size_t n)
+{
+	cr_assert_eq(write(v->cmd, "r", 1), 1);
+	return read_full(v->res, out, n * sizeof *out, RESULT_TIMEOUT_MS);
+}
+
+static int vmm_stop(struct vmm *v)
+{
+	if (write(v->cmd, "q", 1) != 1) {
+		/* it is gone already */
+	}
+	struct pollfd p = { .fd = v->res, .events = POLLIN };
+	poll(&p, 1, 30000);  /* the pipe closes when it exits */
+	kill(v->pid, SIGKILL);
+	int status = wait_exit(v->pid);
+	vmm_pid = 0;
+	close(v->cmd);
+	close(v->res);
+	return status;
+}
+
+/* ---- the swap file ---- */
+
+static void make_scratch(void)
+{
+	snprintf(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX");
+	cr_assert(mkdtemp(scratch));
+}
+
+static void start_with_swap(void)
+{
+	make_scratch();
+	char arg[128];
+	snprintf(arg, sizeof arg, "%s:64M", scratch);
+	const char *opts[] = { "--cache-size", "1M", "--swap-dir", arg, NULL };
+	server_start_with(&srv, opts);
+}
+
+static int open_swap_file(char *path, size_t len)
+{
+	glob_t g;
+	char pattern[128];
+	snprintf(pattern, sizeof pattern, "%s/memsrv-swap-*", scratch);
+	cr_assert_eq(glob(pattern, 0, NULL, &g), 0, "no swap file in %s", scratch);
+	cr_assert_eq(g.gl_pathc, 1);
+	snprintf(path, len, "%s", g.gl_pathv[0]);
+	globfree(&g);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	return fd;
+}
+
+/* Where each page's tag is in the swap file (-1: not in swap). */
+static void find_tags(int fd, int64_t *where, size_t pages)
+{
+	for (size_t p = 0; p < pages; p++)
+		where[p] = -1;
+	static uint8_t buf[1 << 20];
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	for (off_t base = 0; base < st.st_size; base += (off_t)sizeof buf) {
+		/* data, not holes: skip the sparse rest */
+		off_t data = lseek(fd, base, SEEK_DATA);
+		if (data < 0)
+			break;
+		base = data & ~(off_t)(PAGE - 1);
+		ssize_t n = pread(fd, buf, sizeof buf, base);
+		cr_assert_geq(n, 0);
+		/* at any byte: a compressed page's literals follow its token */
+		for (uint8_t *hit = buf; (hit = memmem(hit, (size_t)(buf + n - hit), TAG_MAGIC, 8)); hit++) {
+			struct tag t;
+			if (hit + sizeof t > buf + n)
+				break;
+			memcpy(&t, hit, sizeof t);
+			uint64_t page = t.page_scrambled ^ TAG_SCRAMBLE;
+			if (page < pages)
+				where[page] = base + (hit - buf);
+		}
+	}
+}
+
+static uint64_t swap_objects(void)
+{
+	Memsrv__ServerMessage *m;
+	uint64_t n = ctl_stats_ok(&srv, &m)->swap_objects;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return n;
+}
+
+static void evict_all_to_swap(const char *name, int64_t *where, size_t *in_swap)
+{
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, PAGES);
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* writeback may go on a little after evict answers: the file must
+	 * hold what it will hold before it is read and changed */
+	uint64_t was = swap_objects();
+	for (int still = 0; still < 3;) {
+		usleep(100000);
+		uint64_t now = swap_objects();
+		still = now == was ? still + 1 : 0;
+		was = now;
+	}
+	char path[256];
+	int fd = open_swap_file(path, sizeof path);
+	find_tags(fd, where, PAGES);
+	close(fd);
+	*in_swap = 0;
+	for (size_t p = 0; p < PAGES; p++)
+		*in_swap += where[p] >= 0;
+	cr_assert_gt(*in_swap, PAGES / 2, "only %zu of %u pages went to swap", *in_swap, PAGES);
+}
+
+/* The swap page nearest the middle of the file: one whose neighbours in
+ * the file are in swap too. */
+static size_t pick_victim(const int64_t *where)
+{
+	for (size_t p = PAGES / 2; p < PAGES; p++)
+		if (where[p] >= 0)
+			return p;
+	cr_assert_fail("no page in swap");
+	return 0;
+}
+
+static void overwrite_fd(int fd, int64_t at, const void *bytes, size_t len)
+{
+	cr_assert_eq(pwrite(fd, bytes, len, at), (ssize_t)len);
+}
+
+static void overwrite(int64_t at, const void *bytes, size_t len)
+{
+	char path[256];
+	int fd = open_swap_file(path, sizeof path);
+	overwrite_fd(fd, at, bytes, len);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+}
+
+/* ---- what memsrv says ---- */
+
+/* The code of a poisoned page: BUS_MCEERR_AR where the kernel handles
+ * memory failure (CONFIG_MEMORY_FAILURE, which QEMU relies on), else the
+ * kernel sends a plain BUS_ADRERR for the same marker. */
+static int poisoned_si_code(void)
+{
+	if (access("/proc/sys/vm/memory_failure_early_kill", F_OK) == 0)
+		return BUS_MCEERR_AR;
+	cr_log_info("this kernel has no CONFIG_MEMORY_FAILURE: a poisoned page is BUS_ADRERR, not BUS_MCEERR_AR");
+	return BUS_ADRERR;
+}
+
+static bool log_has_now(const char *what)
+{
+	FILE *f = fopen(srv.log, "r");
+	cr_assert(f);
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, what) != NULL;
+	fclose(f);
+	return found;
+}
+
+static bool log_has_cond(void *what)
+{
+	return log_has_now(what);
+}
+
+/* memsrv logs a lost page just after the ioctl that woke its reader: give
+ * it a moment. */
+static bool log_has(const char *what)
+{
+	return wait_until(log_has_cond, (void *)what, 5000);
+}
+
+static bool has(char **words, size_t n, const char *word)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(words[i], word))
+			return true;
+	return false;
+}
+
+static bool vm_poisoned(void *name)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, name);
+	bool some = m->vm_info->pages_poisoned > 0;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return some;
+}
+
+/* pages_poisoned of the VM and the node, and their conditions. */
+static void expect_poisoned(const char *name, uint64_t pages)
+{
+	/* counted just after the ioctl that woke the reader */
+	wait_until(vm_poisoned, (void *)name, 5000);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, name);
+	cr_assert_eq(m->vm_info->pages_poisoned, pages, "VM pages_poisoned %lu, expected %lu",
+		     (unsigned long)m->vm_info->pages_poisoned, (unsigned long)pages);
+	cr_assert(has(m->vm_info->conditions, m->vm_info->n_conditions, "pages-poisoned"),
+		  "the VM does not show the pages-poisoned condition");
+	memsrv__server_message__free_unpacked(m, NULL);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->pages_poisoned, pages);
+	cr_assert(has(st->conditions, st->n_conditions, "pages-poisoned"), "the node does not show pages-poisoned");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+static uint64_t checksum_errors(void)
+{
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	uint64_t n = st->swap_checksum_errors;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return n;
+}
+
+/* Reads every page: the ones in lost[] get SIGBUS (again after a zap), at
+ * their own address; all the others are intact. */
+static void expect_reads(struct vmm *v, const bool *lost)
+{
+	static struct page_result res[PAGES];
+	cr_assert(vmm_read(v, res, PAGES), "the VMM did not finish reading within %d s: a fault waits forever",
+		  RESULT_TIMEOUT_MS / 1000);
+	int code = poisoned_si_code();
+	size_t wrong = 0, bus = 0;
+	for (size_t p = 0; p < PAGES; p++) {
+		if (lost[p]) {
+			cr_assert_eq(res[p].status, PAGE_SIGBUS, "lost page %zu read as %s", p,
+				     res[p].status == PAGE_WRONG ? "wrong data" : "intact");
+			cr_assert_eq(res[p].code, code, "page %zu: code %d, expected %d", p, res[p].code, code);
+			cr_assert_eq(res[p].addr, (uint64_t)(uintptr_t)(v->base + p * PAGE));
+			cr_assert_eq(res[p].again, PAGE_SIGBUS, "page %zu after MADV_DONTNEED: %s, not poisoned again", p,
+				     res[p].again == PAGE_WRONG ? "wrong data (zeros?)" : "intact");
+		} else {
+			wrong += res[p].status == PAGE_WRONG;
+			bus += res[p].status == PAGE_SIGBUS;
+		}
+	}
+	cr_assert_eq(wrong + bus, 0, "%zu other pages read wrong, %zu got SIGBUS", wrong, bus);
+}
+
+/* A page's swap copy has bytes changed at offset from its tag: it is lost
+ * for cause, all others read back. */
+static void corrupt_one(const char *name, enum content c, int64_t from_tag, const uint8_t *bytes, size_t len,
+			const char *cause)
+{
+	start_with_swap();
+	struct vmm v;
+	struct vmm_config cfg = { .name = name, .pages = PAGES, .page_size = PAGE, .content = c };
+	vmm_start(&v, &cfg);
+	static int64_t where[PAGES];
+	size_t in_swap;
+	evict_all_to_swap(name, where, &in_swap);
+	size_t victim = pick_victim(where);
+	overwrite(where[victim] + from_tag, bytes, len);
+	static bool lost[PAGES];
+	memset(lost, 0, sizeof lost);
+	lost[victim] = true;
+	expect_reads(&v, lost);
+	cr_assert_geq(checksum_errors(), 1, "bad content is a checksum error");
+	expect_poisoned(name, 1);
+	cr_assert(log_has(cause), "the log does not say '%s'", cause);
+	cr_assert(log_has("is lost"), "the log does not say the page is lost");
+	cr_assert(!log_has_now("short read"), "the log blames a short read");
+	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
+}
+
+Test(poison, a_raw_page_whose_swap_copy_changed_gets_sigbus_and_the_rest_reads_back)
+{
+	uint8_t junk[64];
+	memset(junk, 0xa5, sizeof junk);
+	corrupt_one("raw", CONTENT_RANDOM, 512, junk, sizeof junk, "checksum mismatch");
+}
+
+Test(poison, a_compressed_page_whose_literals_changed_is_a_checksum_error)
+{
+	uint8_t junk[64];
+	memset(junk, 0x5a, sizeof junk);
+	/* inside the random half, which LZ4 keeps as literals: it decompresses, to other data */
+	corrupt_one("lz4-literals", CONTENT_HALF_RANDOM, 512, junk, sizeof junk, "checksum mismatch");
+}
+
+Test(poison, a_compressed_page_that_does_not_decompress_is_a_checksum_error)
+{
+	/* the literal length bytes just before the tag: a run longer than the input */
+	uint8_t ff[8];
+	memset(ff, 0xff, sizeof ff);
+	corrupt_one("lz4-header", CONTENT_HALF_RANDOM, -(int64_t)sizeof ff, ff, sizeof ff, "decompression failure");
+}
+
+Test(poison, a_truncated_swap_file_is_a_short_read_and_sigbus)
+{
+	start_with_swap();
+	struct vmm v;
+	struct vmm_config cfg = { .name = "truncated", .pages = PAGES, .page_size = PAGE, .content = CONTENT_RANDOM };
+	vmm_start(&v, &cfg);
+	static int64_t where[PAGES];
+	size_t in_swap;
+	evict_all_to_swap("truncated", where, &in_swap);
+	/* the file ends just before the last page written to it: that one is lost */
+	size_t last = pick_victim(where);
+	for (size_t p = 0; p < PAGES; p++)
+		if (where[p] > where[last])
+			last = p;
+	char path[256];
+	int fd = open_swap_file(path, sizeof path);
+	cr_assert_eq(ftruncate(fd, where[last]), 0);  /* a raw page's tag is where its object starts */
+	close(fd);
+	static bool lost[PAGES];
+	memset(lost, 0, sizeof lost);
+	lost[last] = true;
+	expect_reads(&v, lost);
+	expect_poisoned("truncated", 1);
+	cr_assert(log_has("short read"), "the log does not say short read");
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_geq(st->swap_read_errors, 1);
+	cr_assert_eq(st->swap_checksum_errors, 0, "a short read is no checksum error");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
+}
+
+/* ---- huge pages ---- */
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+Test(poison, a_huge_page_with_none_free_gets_sigbus_instead_of_faulting_forever)
+{
+	const char *knob = "/proc/sys/vm/nr_hugepages";
+	const char *free_knob = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+	long before = read_long(knob);
+	if (before < 0)
+		cr_skip_test("no 2 MiB huge pages on this kernel");
+	if (before > 0) {
+		hugepages_before = before;
+		write_long(knob, 0);  /* frees only free ones: pages in use stay */
+	}
+	if (read_long(free_knob) != 0)
+		cr_skip_test("cannot make the free 2 MiB huge pages run out here");
+	server_start(&srv);
+	struct vmm v;
+	struct vmm_config cfg = { .name = "nohuge", .pages = 2, .page_size = 2 << 20, .huge = true };
+	vmm_start(&v, &cfg);
+	struct page_result res;
+	cr_assert(vmm_read(&v, &res, 1), "the VMM did not get page 0 within %d s: it faults forever", RESULT_TIMEOUT_MS / 1000);
+	cr_assert_eq(res.status, PAGE_SIGBUS, "a huge page with none free read as %s",
+		     res.status == PAGE_WRONG ? "wrong data" : "intact");
+	cr_assert_eq(res.code, poisoned_si_code());
+	cr_assert_eq(res.addr, (uint64_t)(uintptr_t)v.base);
+	expect_poisoned("nohuge", 1);
+	cr_assert(log_has("no free 2 MiB huge pages"), "the log does not name the cause");
+	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
+}
+
+/* ---- the cache ---- */
+
+Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
+{
+	/* under --state-dir the cache's pool is a shared file: the test can
+	 * reach memsrv's own memory through it */
+	snprintf(scratch, sizeof scratch, "/dev/shm/memsrv-poison.XXXXXX");
+	if (!mkdtemp(scratch))
+		cr_skip_test("no /dev/shm here");
+	const char *opts[] = { "--cache-size", "64M", "--state-dir", scratch, NULL };
+	server_start_with(&srv, opts);
+	struct vmm v;
+	struct vmm_config cfg = { .name = "cache", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
+	vmm_start(&v, &cfg);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "cache", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, PAGES);
+	memsrv__server_message__free_unpacked(m, NULL);
+	char path[128];
+	snprintf(path, sizeof path, "%s/store.pool", scratch);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	static int64_t where[PAGES];
+	find_tags(fd, where, PAGES);
+	size_t victim = pick_victim(where);
+	/* the literal length bytes before its tag: a run longer than the input */
+	uint8_t ff[8];
+	memset(ff, 0xff, sizeof ff);
+	overwrite_fd(fd, where[victim] - (int64_t)sizeof ff, ff, sizeof ff);
+	close(fd);
+	static bool lost[PAGES];
+	memset(lost, 0, sizeof lost);
+	lost[victim] = true;
+	expect_reads(&v, lost);
+	expect_poisoned("cache", 1);
+	cr_assert(log_has("decompression failure"), "the log does not name the cause");
+	cr_assert(!log_has_now("guest will see zeros"));
+	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
+}
