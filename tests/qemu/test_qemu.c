@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -27,6 +28,9 @@ static void setup(void) { server_start(&srv); }
 static void teardown(void) { server_stop(&srv); }
 
 TestSuite(qemu, .init = setup, .fini = teardown, .timeout = 600);
+
+/* The guest's CPU model; NULL: QEMU's default (qemu64, an AMD-like CPU). */
+static const char *guest_cpu;
 
 struct guest {
 	pid_t pid;
@@ -64,6 +68,7 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 		"-object", backend, "-nographic", "-no-reboot", "-nic", "none",
 		"-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
 		"-kernel", kernel, "-initrd", initrd, "-append", append,
+		"-cpu", guest_cpu ? guest_cpu : "qemu64",
 		balloon ? "-device" : NULL, "virtio-balloon-pci", NULL,
 	};
 	int out[2];
@@ -527,4 +532,131 @@ Test(qemu, a_guest_on_hugetlbfs_is_served)
 	cr_assert_gt(faults, 0, "memsrv served the guest's first touches");
 	cr_assert_not(evictable, "huge pages are served, not evicted yet");
 	cr_assert_eq(status, 0);
+}
+
+/* ---- a page memsrv poisons, in a guest ---- */
+
+#define MIX_C1 0xbf58476d1ce4e5b9ULL
+#define MIX_C2 0x94d049bb133111ebULL
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+
+/* memload's hash (vmm-patch/guest/memload.c) and its inverse */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= MIX_C1;
+	x ^= x >> 27;
+	x *= MIX_C2;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t inverse_mod_2_64(uint64_t a)
+{
+	uint64_t x = a;  /* Newton: each step doubles the correct low bits */
+	for (int i = 0; i < 6; i++)
+		x *= 2 - a * x;
+	return x;
+}
+
+static uint64_t unxorshift(uint64_t x, int shift)
+{
+	uint64_t y = x;
+	for (int s = shift; s < 64; s += shift)
+		y = x ^ (y >> shift);
+	return y;
+}
+
+static uint64_t unmix64(uint64_t x)
+{
+	x = unxorshift(x, 31);
+	x *= inverse_mod_2_64(MIX_C2);
+	x = unxorshift(x, 27);
+	x *= inverse_mod_2_64(MIX_C1);
+	return unxorshift(x, 30);
+}
+
+/* Does a page of memload's start at p?  Its words are
+ * mix64(seed + (w + 1) * GOLDEN) | 1: the first gives the seed (up to
+ * its lowest bit), the second confirms it. */
+static bool memload_page_at(const uint64_t *p)
+{
+	for (uint64_t low = 0; low < 2; low++) {
+		uint64_t seed = unmix64(p[0] ^ low) - GOLDEN;
+		if ((mix64(seed + GOLDEN) | 1) == p[0] && (mix64(seed + 2 * GOLDEN) | 1) == p[1] &&
+		    (mix64(seed + 3 * GOLDEN) | 1) == p[2])
+			return true;
+	}
+	return false;
+}
+
+/* Corrupts the last of memload's pages written to the swap file (the
+ * most likely to be the copy memsrv reads next); returns its offset. */
+static long corrupt_a_memload_page(const char *swap_dir)
+{
+	glob_t gl;
+	char pattern[256];
+	snprintf(pattern, sizeof pattern, "%s/memsrv-swap-*", swap_dir);
+	cr_assert_eq(glob(pattern, 0, NULL, &gl), 0, "no swap file in %s", swap_dir);
+	int fd = open(gl.gl_pathv[0], O_RDWR);
+	globfree(&gl);
+	cr_assert_geq(fd, 0);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	static uint64_t buf[(1 << 20) / 8 + 4096 / 8];
+	long found = -1;
+	unsigned pages = 0;
+	for (off_t base = 0; base < st.st_size; base += 1 << 20) {
+		ssize_t n = pread(fd, buf, sizeof buf, base);
+		for (ssize_t i = 0; i + 4096 <= n && i < (1 << 20); i += 8)
+			if (memload_page_at(&buf[i / 8])) {
+				found = (long)(base + i);
+				pages++;
+				i += 4096 - 8;
+			}
+	}
+	cr_assert_geq(found, 0, "no page of memload's in the swap file (%lld bytes)", (long long)st.st_size);
+	static const uint8_t junk[64] = { [0 ... 63] = 0x5a };
+	cr_assert_eq(pwrite(fd, junk, sizeof junk, found + 2048), (ssize_t)sizeof junk);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+	fprintf(stderr, "guest pages in swap: %u; corrupted the one at %ld\n", pages, found);
+	return found;
+}
+
+static bool vm_has_swapped(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, arg);
+	bool swapped = m->vm_info->swap_pages > 4096;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return swapped;
+}
+
+Test(qemu, a_guest_survives_a_page_memsrv_poisoned)
+{
+	server_stop(&srv);
+	char swap_dir[64], swap_arg[96], rm[96], line[512];
+	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-qemu-swap.XXXXXX");
+	cr_assert(mkdtemp(swap_dir));
+	snprintf(swap_arg, sizeof swap_arg, "%s:512M", swap_dir);
+	const char *opts[] = { "--cache-size", "1M", "--swap-dir", swap_arg, NULL };
+	server_start_with(&srv, opts);
+	/* Linux grades an action-required machine check by the vendor's rules:
+	 * Intel's (MCA recovery) kill the process, AMD's without SUCCOR do not */
+	guest_cpu = "qemu64,vendor=GenuineIntel";
+	struct guest g;
+	guest_boot(&g, "poisoned", true, "64M", false, "memload.mib=160 memload.passes=20 memload.rewrite=0");
+	guest_cpu = NULL;
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "the guest did not boot");
+	cr_assert(guest_expect(&g, "pass 1 ", line, sizeof line), "the workload runs");
+	cr_assert(wait_until(vm_has_swapped, "poisoned", 60000), "the guest's pages reach swap");
+	corrupt_a_memload_page(swap_dir);
+	cr_assert(guest_expect(&g, "Memory failure", line, sizeof line), "the guest never took the memory error");
+	fprintf(stderr, "guest: %s", line);
+	cr_assert(guest_expect(&g, "MEMLOAD EXIT", line, sizeof line), "memload ended");
+	cr_assert(strstr(line, "status=135"), "the guest killed memload, whose page was lost, with SIGBUS: %s", line);
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line), "the guest ran on");
+	cr_assert_eq(guest_wait(&g), 0, "and powered off normally");
+	snprintf(rm, sizeof rm, "rm -rf %s", swap_dir);
+	cr_assert_eq(system(rm), 0);
 }
