@@ -404,7 +404,8 @@ static uint32_t lost_page_size(const struct memsrv_session *s, uint64_t addr)
  * poisoned, never zero-filled: memsrv's page table died with it, so a hole
  * it punched cannot be told from one the guest never touched, and a guest
  * must never read zeros where its data was.  The faulting thread gets
- * SIGBUS (BUS_MCEERR_AR), the kernel's word for memory that cannot be
+ * SIGBUS (BUS_MCEERR_AR; BUS_ADRERR on a kernel without
+ * CONFIG_MEMORY_FAILURE), the kernel's word for memory that cannot be
  * brought back.  A write-protected page (an eviction memsrv did not
  * finish) still holds its data: it is unprotected. */
 static int lost_serve_fault(struct memsrv_session *s, const struct uffd_msg *m)
