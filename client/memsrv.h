@@ -11,7 +11,8 @@
  * to say Hello again, with the same uffd and regions and "resume" set.  A
  * memsrv restarted with its state takes the VM back and serves the waiting
  * faults: the VM never notices.  One that kept no state refuses, and
- * memsrv_session_dispatch() returns its errno (-ESTALE).  The thread runs
+ * memsrv_session_dispatch() returns its errno (-ESTALE); the pages it held
+ * are lost, and the thread poisons them (memsrv_session_failed()).  The thread runs
  * with every signal blocked; MEMSRV_VM_NO_RECONNECT goes without it.
  *
  * Every function returns 0 (or a count) on success and -errno on failure;
@@ -83,8 +84,8 @@ int memsrv_session_fd(struct memsrv_session *s);
  * every page back: the regions are unregistered, the VM runs on,
  * unmanaged.  Returns the errno of memsrv's refusal (e.g. -ESTALE: it
  * restarted without the VM's state), the fd woken once for it, and the
- * same error on every call from then on: faults on pages memsrv held wait
- * for good; stop the VM.  With MEMSRV_VM_NO_RECONNECT, any end of memsrv
+ * same error on every call from then on: the pages memsrv held are lost,
+ * faults on them get SIGBUS (memsrv_session_failed()); stop the VM.  With MEMSRV_VM_NO_RECONNECT, any end of memsrv
  * is -ECONNRESET (memsrv_last_error() says whether pages were restored). */
 int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_ops *ops, void *opaque);
 
@@ -112,6 +113,31 @@ uint64_t memsrv_session_vm_id(const struct memsrv_session *s);
 int memsrv_session_evictable(const struct memsrv_session *s);
 /* How many times the session resumed on a restarted memsrv. */
 uint64_t memsrv_session_reconnects(const struct memsrv_session *s);
+
+/* 0 while memsrv serves the session (or may come back to), the errno of
+ * its refusal (e.g. -ESTALE) once a restarted memsrv would not take the VM
+ * back.  From then on the pages memsrv held are lost, and the library's
+ * thread serves the uffd itself until detach: a fault on a page that is
+ * not there is answered with UFFDIO_POISON (Linux 6.6+), so the faulting
+ * thread gets SIGBUS with BUS_MCEERR_AR, as for a memory error, instead of
+ * waiting for good or reading zeros; memsrv kept no record, so a page the
+ * guest never touched is poisoned too.  The VMM should stop the VM. */
+int memsrv_session_failed(struct memsrv_session *s);
+/* How many lost pages were poisoned since. */
+uint64_t memsrv_session_pages_poisoned(const struct memsrv_session *s);
+
+/* A VM's settings as memsrv holds them now (memsrv-ctl set changes them). */
+struct memsrv_vm_settings {
+	uint64_t guarantee_bytes;
+	uint64_t limit_bytes;
+	uint32_t shares;
+	char codec[16];
+	char policy[32];
+};
+
+/* Asks memsrv for the VM's current settings over a short connection of its
+ * own (at most 5 s).  -errno when memsrv cannot be reached or answer. */
+int memsrv_session_settings(struct memsrv_session *s, struct memsrv_vm_settings *out);
 
 /* The reason for the last failure of this thread, in words ("" if none). */
 const char *memsrv_last_error(void);

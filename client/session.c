@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -22,8 +23,19 @@
 #include "wire.h"
 
 #define ATTACH_TIMEOUT_S 30
+#define SETTINGS_TIMEOUT_S 5  /* a VMM asks from its main loop */
 #define RETRY_MS 50         /* between attempts to reach a restarting memsrv */
 #define DRAIN_GRACE_MS 1000 /* for the VMM to read what a dead memsrv sent last */
+
+/* Linux 6.6: fill a missing page with a poison marker (not in 6.1's headers) */
+#ifndef UFFDIO_POISON
+struct uffdio_poison {
+	struct uffdio_range range;
+	uint64_t mode;
+	int64_t updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
+#endif
 
 /* The keeper thread reconnects while the VMM's own threads may all be
  * blocked in faults; dispatch, on the VMM's thread, reads the socket.
@@ -48,9 +60,12 @@ struct memsrv_session {
 	int evictable;
 	uint64_t reconnects;
 	int failed;             /* -errno once memsrv refused to resume */
+	bool failure_read;      /* dispatch has told the VMM why */
+	uint64_t pages_poisoned; /* lost pages the keeper poisoned since */
 	char failure[512];
+	char name[64];          /* the VM's, for memsrv_session_settings() */
 	unsigned n_regions;
-	struct { uint64_t addr, size, fd_offset; unsigned fd_index; } regions[];  /* fd_index 0: no fd */
+	struct { uint64_t addr, size, fd_offset; uint32_t page_size; unsigned fd_index; } regions[];  /* fd_index 0: no fd */
 };
 
 static __thread char last_error[512];
@@ -194,6 +209,7 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 		s->regions[i].size = r->size;
 		s->regions[i].fd_offset = r->fd_offset;
 		s->regions[i].fd_index = r->fd >= 0 ? *nfds : 0;
+		s->regions[i].page_size = ps;
 		s->n_regions = i + 1;
 		/* A child the VMM forks has no uffd on guest RAM: its reads would
 		 * fill the holes memsrv punched with zeros, for the VMM too.  So
@@ -373,9 +389,9 @@ static int keeper_resume(struct memsrv_session *s)
 	return ret;
 }
 
-/* memsrv refused the VM: the session is over, though faults on the pages
- * it held keep waiting.  last_error is this thread's: the VMM gets a copy
- * from dispatch, woken by notify. */
+/* memsrv refused the VM: the session is over and the pages it held are
+ * lost (keeper_serve_lost poisons them).  last_error is this thread's: the
+ * VMM gets a copy from dispatch, woken by notify. */
 static void keeper_fail(struct memsrv_session *s, int err)
 {
 	pthread_mutex_lock(&s->lock);
@@ -385,6 +401,92 @@ static void keeper_fail(struct memsrv_session *s, int err)
 	signal_fd(s->notify);
 }
 
+/* The region holding addr's page size (the fault came from a registered range). */
+static uint32_t lost_page_size(const struct memsrv_session *s, uint64_t addr)
+{
+	for (unsigned i = 0; i < s->n_regions; i++)
+		if (addr - s->regions[i].addr < s->regions[i].size)
+			return s->regions[i].page_size;
+	return 4096;
+}
+
+/* One fault on a session whose pages are lost.  A missing page is
+ * poisoned, never zero-filled: memsrv's page table died with it, so a hole
+ * it punched cannot be told from one the guest never touched, and a guest
+ * must never read zeros where its data was.  The faulting thread gets
+ * SIGBUS (BUS_MCEERR_AR; BUS_ADRERR on a kernel without
+ * CONFIG_MEMORY_FAILURE), the kernel's word for memory that cannot be
+ * brought back.  A write-protected page (an eviction memsrv did not
+ * finish) still holds its data: it is unprotected. */
+static int lost_serve_fault(struct memsrv_session *s, const struct uffd_msg *m)
+{
+	uint32_t ps = lost_page_size(s, m->arg.pagefault.address);
+	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(ps - 1);
+	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+		struct uffdio_writeprotect wp = { .range = { .start = page, .len = ps }, .mode = 0 };
+		return ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
+	}
+	struct uffdio_poison p = { .range = { .start = page, .len = ps }, .mode = 0 };
+	if (!ioctl(s->uffd, UFFDIO_POISON, &p)) {
+		__atomic_add_fetch(&s->pages_poisoned, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	/* EEXIST: filled meanwhile (a write through the memfd), the thread may
+	 * go on; EAGAIN: the mapping was changing (an event is pending), the
+	 * thread faults again once woken and the next message is served */
+	if (errno != EEXIST && errno != EAGAIN)
+		return -errno;
+	struct uffdio_range r = { .start = page, .len = ps };
+	return ioctl(s->uffd, UFFDIO_WAKE, &r) ? -errno : 0;
+}
+
+/* Reads what the uffd holds; events other than faults (REMOVE, UNMAP)
+ * complete by being read.  Returns false when a fault cannot be resolved
+ * (a kernel without UFFDIO_POISON): faults wait for good, as before. */
+static bool lost_serve_batch(struct memsrv_session *s)
+{
+	struct uffd_msg msgs[32];
+	ssize_t n = read(s->uffd, msgs, sizeof msgs);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		int ret = lost_serve_fault(s, &msgs[i]);
+		if (ret) {
+			pthread_mutex_lock(&s->lock);
+			snprintf(s->failure + strlen(s->failure), sizeof s->failure - strlen(s->failure),
+				 "; cannot poison the lost page at %#llx (%s): faults on it wait",
+				 (unsigned long long)msgs[i].arg.pagefault.address, strerror(-ret));
+			pthread_mutex_unlock(&s->lock);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* memsrv refused to take the VM back, so the pages it had evicted are lost
+ * and no one else will ever serve the VMM's uffd: the keeper does, until
+ * detach, so that no VMM thread waits for good and the VMM can stop.  It
+ * first gives the VMM up to DRAIN_GRACE_MS to hear why from dispatch, so
+ * that its account comes before the SIGBUS of a poisoned page. */
+static void keeper_serve_lost(struct memsrv_session *s)
+{
+	for (int waited = 0; waited < DRAIN_GRACE_MS && !__atomic_load_n(&s->failure_read, __ATOMIC_RELAXED);
+	     waited += 10)
+		if (!keeper_sleep(s, 10))
+			return;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = s->stop, .events = POLLIN }, { .fd = s->uffd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return;
+		if (p[0].revents)
+			return;
+		if (p[1].revents && !lost_serve_batch(s))
+			return;
+	}
+}
+
 static void *keeper_main(void *arg)
 {
 	struct memsrv_session *s = arg;
@@ -392,8 +494,10 @@ static void *keeper_main(void *arg)
 		int ret;
 		while ((ret = keeper_resume(s)) == RESUME_RETRY && keeper_sleep(s, RETRY_MS))
 			;
-		if (ret < 0)
+		if (ret < 0) {
 			keeper_fail(s, ret);
+			keeper_serve_lost(s);
+		}
 		if (ret != RESUME_DONE)
 			break;
 	}
@@ -508,6 +612,7 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 		ret = fail(-EPROTO, "memsrv answered Hello with message %d", reply->msg_case);
 		goto out;
 	}
+	snprintf(s->name, sizeof s->name, "%s", vm->name);
 	s->vm_id = reply->hello_reply->vm_id;
 	s->evictable = reply->hello_reply->evictable;
 	ret = keep_for_resume(s, socket_path, &msg, fds, nfds);
@@ -550,6 +655,62 @@ int memsrv_session_evictable(const struct memsrv_session *s)
 uint64_t memsrv_session_reconnects(const struct memsrv_session *s)
 {
 	return __atomic_load_n(&s->reconnects, __ATOMIC_RELAXED);
+}
+
+int memsrv_session_failed(struct memsrv_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int err = s->failed;
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+uint64_t memsrv_session_pages_poisoned(const struct memsrv_session *s)
+{
+	return __atomic_load_n(&s->pages_poisoned, __ATOMIC_RELAXED);
+}
+
+/* The VM's settings as memsrv holds them now, asked over a connection of
+ * its own: the session socket carries memsrv's requests, and a reply
+ * there would cross them. */
+int memsrv_session_settings(struct memsrv_session *s, struct memsrv_vm_settings *out)
+{
+	last_error[0] = 0;
+	if (!s || !out)
+		return fail(-EINVAL, "session and out are required");
+	int sock = connect_to(s->path);
+	if (sock < 0)
+		return sock;
+	Memsrv__InfoRequest info = MEMSRV__INFO_REQUEST__INIT;
+	info.name = s->name;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_INFO;
+	msg.info = &info;
+	Memsrv__ServerMessage *reply = NULL;
+	int ret = wire_send_client(sock, &msg, NULL, 0);
+	if (ret)
+		ret = fail(ret, "sending Info: %s", strerror(-ret));
+	else
+		ret = recv_reply(sock, SETTINGS_TIMEOUT_S, &reply);
+	close(sock);
+	if (ret)
+		return ret;
+	if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR)
+		ret = server_error(reply->error);
+	else if (reply->msg_case != MEMSRV__SERVER_MESSAGE__MSG_VM_INFO)
+		ret = fail(-EPROTO, "memsrv answered Info with message %d", reply->msg_case);
+	else {
+		const Memsrv__VmInfo *v = reply->vm_info;
+		*out = (struct memsrv_vm_settings){
+			.guarantee_bytes = v->guarantee_bytes,
+			.limit_bytes = v->limit_bytes,
+			.shares = v->shares,
+		};
+		snprintf(out->codec, sizeof out->codec, "%s", v->codec);
+		snprintf(out->policy, sizeof out->policy, "%s", v->policy);
+	}
+	memsrv__server_message__free_unpacked(reply, NULL);
+	return ret;
 }
 
 /* memsrv is leaving.  When it gave every page back, the RAM is the VMM's
@@ -600,6 +761,7 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 	pthread_mutex_lock(&s->lock);
 	if (s->failed) {
 		drain_fd(s->notify);  /* woken once: a VMM that logs and goes on must not spin */
+		__atomic_store_n(&s->failure_read, true, __ATOMIC_RELAXED);
 		int err = fail(s->failed, "%s", s->failure);
 		pthread_mutex_unlock(&s->lock);
 		return err;
@@ -656,8 +818,9 @@ int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
 			break;
 	if (i == s->n_regions || len > s->regions[i].addr + s->regions[i].size - start)
 		return fail(-EINVAL, "%p + %llu is not guest RAM of one region", addr, (unsigned long long)len);
-	if (start % 4096 || len % 4096 || !len)
-		return fail(-EINVAL, "%p + %llu is not whole pages", addr, (unsigned long long)len);
+	uint32_t ps = s->regions[i].page_size;
+	if ((start - s->regions[i].addr) % ps || len % ps || !len)
+		return fail(-EINVAL, "%p + %llu is not whole %u-byte pages", addr, (unsigned long long)len, ps);
 	/* the memory goes first, so that no page of it survives in the memfd
 	 * whatever memsrv does; then memsrv lets go of what it holds */
 	int ret;

@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,9 @@ static void setup(void) { server_start(&srv); }
 static void teardown(void) { server_stop(&srv); }
 
 TestSuite(qemu, .init = setup, .fini = teardown, .timeout = 600);
+
+/* The guest's CPU model; NULL: QEMU's default (qemu64, an AMD-like CPU). */
+static const char *guest_cpu;
 
 struct guest {
 	pid_t pid;
@@ -63,6 +68,7 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 		"-object", backend, "-nographic", "-no-reboot", "-nic", "none",
 		"-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
 		"-kernel", kernel, "-initrd", initrd, "-append", append,
+		"-cpu", guest_cpu ? guest_cpu : "qemu64",
 		balloon ? "-device" : NULL, "virtio-balloon-pci", NULL,
 	};
 	int out[2];
@@ -128,6 +134,11 @@ static bool vm_gone(void *arg)
 	return gone;
 }
 
+static bool vm_attached(void *arg)
+{
+	return !vm_gone(arg);
+}
+
 Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 {
 	struct guest g;
@@ -160,10 +171,6 @@ Test(qemu, a_guest_verifies_every_page_while_held_to_64m)
 	cr_assert(wait_until(vm_gone, "guest1", 5000), "guest1 is still attached after QEMU exited");
 }
 
-static bool vm_attached(void *arg)
-{
-	return !vm_gone(arg);
-}
 
 Test(qemu, a_guest_runs_on_through_memsrv_killed_and_restarted)
 {
@@ -194,6 +201,60 @@ Test(qemu, a_guest_runs_on_through_memsrv_killed_and_restarted)
 	cr_assert(wait_until(vm_gone, "phoenix", 5000));
 	snprintf(rm, sizeof rm, "rm -rf %s", state);
 	cr_assert_eq(system(rm), 0);
+}
+
+/* Waits up to timeout_ms for QEMU to end; SIGKILLs it after that.  Returns
+ * wait_exit()'s status, or -1 if it had to be killed. */
+static int guest_wait_bounded(struct guest *g, int timeout_ms)
+{
+	int status;
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		pid_t r = waitpid(g->pid, &status, WNOHANG);
+		if (r == g->pid)
+			return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+		usleep(50000);
+	}
+	kill(g->pid, SIGKILL);
+	wait_exit(g->pid);
+	return -1;
+}
+
+/* The rest of the console after QEMU ended: every line, in out. */
+static void guest_console_rest(struct guest *g, char *out, size_t len)
+{
+	char line[512];
+	size_t used = 0;
+	out[0] = 0;
+	while (fgets(line, sizeof line, g->console)) {
+		cr_log_info("%s: %s", g->name, line);
+		if (used + strlen(line) < len)
+			used += (size_t)snprintf(out + used, len - used, "%s", line);
+	}
+	fclose(g->console);
+}
+
+Test(qemu, qemu_ends_naming_the_cause_when_a_restarted_memsrv_lost_the_pages)
+{
+	/* memsrv without --state-dir: a crash loses every page it held */
+	struct guest g;
+	char line[512], rest[16384];
+	guest_boot(&g, "amnesia", true, "64M", false, "memload.mib=160 memload.passes=1000 memload.rewrite=50");
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "amnesia did not boot");
+	cr_assert(guest_expect(&g, "pass 1 ", line, sizeof line), "the workload runs");
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "amnesia", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	server_crash_and_restart(&srv, NULL);
+	double killed = now_s();
+	int status = guest_wait_bounded(&g, 60000);
+	double ended = now_s();
+	guest_console_rest(&g, rest, sizeof rest);
+	cr_assert_neq(status, -1, "QEMU still ran 60 s after memsrv came back without the guest's pages: %s", rest);
+	fprintf(stderr, "amnesia: QEMU ended %.1f s after memsrv was killed, status %d\n", ended - killed, status);
+	cr_assert_eq(status, 1, "QEMU ended in order, with a failure status: %s", rest);
+	cr_assert(strstr(rest, "memsrv kept no state for VM amnesia") && strstr(rest, "memory is lost, shutting down"),
+		  "QEMU names the cause: %s", rest);
+	cr_assert_null(strstr(rest, "MEMLOAD MISMATCH"), "the guest never read a lost page as zeros: %s", rest);
+	cr_assert_eq(ctl_vm_count(&srv), 0);
 }
 
 Test(qemu, two_guests_at_once)
@@ -272,6 +333,14 @@ static int qemu_run(const char *args, const char *monitor_input, char *out, size
 	return run_capture(cmd, out, len);
 }
 
+static unsigned occurrences(const char *text, const char *what)
+{
+	unsigned n = 0;
+	for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
 Test(qemu, an_unreachable_memsrv_is_a_clear_error)
 {
 	char args[512], out[4096];
@@ -279,6 +348,125 @@ Test(qemu, an_unreachable_memsrv_is_a_clear_error)
 		 srv.dir);
 	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse to start");
 	cr_assert(strstr(out, "cannot attach VM") && strstr(out, "nobody.sock"), "%s", out);
+	cr_assert_eq(occurrences(out, "No such file or directory"), 1, "the reason is said once: %s", out);
+}
+
+/* QEMU with its human monitor on a pipe, for a conversation: the test acts
+ * on memsrv between two commands. */
+struct monitor {
+	pid_t pid;
+	int in, out;
+	char buf[16384];
+	size_t len;
+};
+
+static void monitor_start(struct monitor *m, const char *args)
+{
+	const char *qemu = getenv("QEMU_BIN");
+	cr_assert(qemu);
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "exec %s -machine q35,memory-backend=ram0 -accel tcg -m 64M -nic none -S "
+		 "-display none -serial none -monitor stdio -L /usr/share/qemu -L /usr/share/seabios %s 2>&1", qemu, args);
+	int in[2], out[2];
+	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	m->pid = fork();
+	cr_assert_geq(m->pid, 0);
+	if (m->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	m->in = in[1];
+	m->out = out[0];
+	m->len = 0;
+}
+
+/* Reads QEMU's output until it holds want (true) or 20 s pass or QEMU ends. */
+static bool monitor_wait_for(struct monitor *m, const char *want)
+{
+	for (int waited = 0; waited < 20000;) {
+		m->buf[m->len] = 0;
+		if (strstr(m->buf, want))
+			return true;
+		struct pollfd p = { .fd = m->out, .events = POLLIN };
+		int n = poll(&p, 1, 100);
+		waited += n == 0 ? 100 : 0;
+		if (n <= 0)
+			continue;
+		ssize_t got = read(m->out, m->buf + m->len, sizeof m->buf - 1 - m->len);
+		if (got <= 0)
+			return false;
+		m->len += (size_t)got;
+	}
+	return false;
+}
+
+/* Sends one command and waits for want in what QEMU answers. */
+static bool monitor_cmd(struct monitor *m, const char *cmd, const char *want)
+{
+	m->len = 0;
+	cr_assert_eq(write(m->in, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+	cr_assert_eq(write(m->in, "\n", 1), 1);
+	return monitor_wait_for(m, want);
+}
+
+static int monitor_quit(struct monitor *m)
+{
+	if (write(m->in, "quit\n", 5) != 5)
+		cr_log_warn("quit: %s", strerror(errno));
+	close(m->in);
+	while (monitor_wait_for(m, "\1never\1"))
+		;
+	close(m->out);
+	return wait_exit(m->pid);
+}
+
+Test(qemu, qom_shows_the_settings_memsrv_holds_and_hugetlb_is_fixed_once_realized)
+{
+	struct monitor m;
+	char args[512];
+	snprintf(args, sizeof args, "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=qommed,limit=64M",
+		 srv.sock);
+	monitor_start(&m, args);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 limit", "67108864"), "%s", m.buf);
+	ctl_set_ok(&srv, "qommed", "limit=32M");
+	ctl_set_ok(&srv, "qommed", "shares=300");
+	ctl_set_ok(&srv, "qommed", "codec=zstd");
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 limit", "33554432"), "after memsrv-ctl set: %s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 shares", "300"), "%s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 codec", "zstd"), "%s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-set /objects/ram0 hugetlb on", "cannot change property 'hugetlb'"), "%s", m.buf);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 hugetlb", "false"), "%s", m.buf);
+	cr_assert_eq(monitor_quit(&m), 0);
+}
+
+static unsigned count_in_log(const char *what)
+{
+	char cmd[256], out[64];
+	snprintf(cmd, sizeof cmd, "grep -c '%s' %s", what, srv.log);
+	run_capture(cmd, out, sizeof out);
+	return (unsigned)strtoul(out, NULL, 10);
+}
+
+Test(qemu, object_del_lets_the_memory_go_without_restoring_it)
+{
+	struct monitor m;
+	char args[512];
+	snprintf(args, sizeof args, "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=main-ram "
+		 "-object memory-backend-memsrv,id=spare,size=32M,socket=%s,name=spare-ram", srv.sock, srv.sock);
+	monitor_start(&m, args);
+	cr_assert(monitor_cmd(&m, "info memdev", "spare"), "%s", m.buf);
+	cr_assert(wait_until(vm_attached, "spare-ram", 5000));
+	monitor_cmd(&m, "object_del spare", "(qemu)");
+	cr_assert(wait_until(vm_gone, "spare-ram", 5000), "object-del detached the backend: %s", m.buf);
+	cr_assert_eq(count_in_log("vm=spare-ram: detached:"), 1, "memsrv saw it go");
+	cr_assert_eq(count_in_log("vm=spare-ram: detach:"), 0,
+		     "its memory is freed with it: nothing to restore, memsrv was not asked to");
+	cr_assert_eq(monitor_quit(&m), 0);
 }
 
 Test(qemu, prealloc_is_refused_clearly)
@@ -344,4 +532,131 @@ Test(qemu, a_guest_on_hugetlbfs_is_served)
 	cr_assert_gt(faults, 0, "memsrv served the guest's first touches");
 	cr_assert_not(evictable, "huge pages are served, not evicted yet");
 	cr_assert_eq(status, 0);
+}
+
+/* ---- a page memsrv poisons, in a guest ---- */
+
+#define MIX_C1 0xbf58476d1ce4e5b9ULL
+#define MIX_C2 0x94d049bb133111ebULL
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+
+/* memload's hash (vmm-patch/guest/memload.c) and its inverse */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= MIX_C1;
+	x ^= x >> 27;
+	x *= MIX_C2;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t inverse_mod_2_64(uint64_t a)
+{
+	uint64_t x = a;  /* Newton: each step doubles the correct low bits */
+	for (int i = 0; i < 6; i++)
+		x *= 2 - a * x;
+	return x;
+}
+
+static uint64_t unxorshift(uint64_t x, int shift)
+{
+	uint64_t y = x;
+	for (int s = shift; s < 64; s += shift)
+		y = x ^ (y >> shift);
+	return y;
+}
+
+static uint64_t unmix64(uint64_t x)
+{
+	x = unxorshift(x, 31);
+	x *= inverse_mod_2_64(MIX_C2);
+	x = unxorshift(x, 27);
+	x *= inverse_mod_2_64(MIX_C1);
+	return unxorshift(x, 30);
+}
+
+/* Does a page of memload's start at p?  Its words are
+ * mix64(seed + (w + 1) * GOLDEN) | 1: the first gives the seed (up to
+ * its lowest bit), the second confirms it. */
+static bool memload_page_at(const uint64_t *p)
+{
+	for (uint64_t low = 0; low < 2; low++) {
+		uint64_t seed = unmix64(p[0] ^ low) - GOLDEN;
+		if ((mix64(seed + GOLDEN) | 1) == p[0] && (mix64(seed + 2 * GOLDEN) | 1) == p[1] &&
+		    (mix64(seed + 3 * GOLDEN) | 1) == p[2])
+			return true;
+	}
+	return false;
+}
+
+/* Corrupts the last of memload's pages written to the swap file (the
+ * most likely to be the copy memsrv reads next); returns its offset. */
+static long corrupt_a_memload_page(const char *swap_dir)
+{
+	glob_t gl;
+	char pattern[256];
+	snprintf(pattern, sizeof pattern, "%s/memsrv-swap-*", swap_dir);
+	cr_assert_eq(glob(pattern, 0, NULL, &gl), 0, "no swap file in %s", swap_dir);
+	int fd = open(gl.gl_pathv[0], O_RDWR);
+	globfree(&gl);
+	cr_assert_geq(fd, 0);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	static uint64_t buf[(1 << 20) / 8 + 4096 / 8];
+	long found = -1;
+	unsigned pages = 0;
+	for (off_t base = 0; base < st.st_size; base += 1 << 20) {
+		ssize_t n = pread(fd, buf, sizeof buf, base);
+		for (ssize_t i = 0; i + 4096 <= n && i < (1 << 20); i += 8)
+			if (memload_page_at(&buf[i / 8])) {
+				found = (long)(base + i);
+				pages++;
+				i += 4096 - 8;
+			}
+	}
+	cr_assert_geq(found, 0, "no page of memload's in the swap file (%lld bytes)", (long long)st.st_size);
+	static const uint8_t junk[64] = { [0 ... 63] = 0x5a };
+	cr_assert_eq(pwrite(fd, junk, sizeof junk, found + 2048), (ssize_t)sizeof junk);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+	fprintf(stderr, "guest pages in swap: %u; corrupted the one at %ld\n", pages, found);
+	return found;
+}
+
+static bool vm_has_swapped(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, arg);
+	bool swapped = m->vm_info->swap_pages > 4096;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return swapped;
+}
+
+Test(qemu, a_guest_survives_a_page_memsrv_poisoned)
+{
+	server_stop(&srv);
+	char swap_dir[64], swap_arg[96], rm[96], line[512];
+	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-qemu-swap.XXXXXX");
+	cr_assert(mkdtemp(swap_dir));
+	snprintf(swap_arg, sizeof swap_arg, "%s:512M", swap_dir);
+	const char *opts[] = { "--cache-size", "1M", "--swap-dir", swap_arg, NULL };
+	server_start_with(&srv, opts);
+	/* Linux grades an action-required machine check by the vendor's rules:
+	 * Intel's (MCA recovery) kill the process, AMD's without SUCCOR do not */
+	guest_cpu = "qemu64,vendor=GenuineIntel";
+	struct guest g;
+	guest_boot(&g, "poisoned", true, "64M", false, "memload.mib=160 memload.passes=20 memload.rewrite=0");
+	guest_cpu = NULL;
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "the guest did not boot");
+	cr_assert(guest_expect(&g, "pass 1 ", line, sizeof line), "the workload runs");
+	cr_assert(wait_until(vm_has_swapped, "poisoned", 60000), "the guest's pages reach swap");
+	corrupt_a_memload_page(swap_dir);
+	cr_assert(guest_expect(&g, "Memory failure", line, sizeof line), "the guest never took the memory error");
+	fprintf(stderr, "guest: %s", line);
+	cr_assert(guest_expect(&g, "MEMLOAD EXIT", line, sizeof line), "memload ended");
+	cr_assert(strstr(line, "status=135"), "the guest killed memload, whose page was lost, with SIGBUS: %s", line);
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line), "the guest ran on");
+	cr_assert_eq(guest_wait(&g), 0, "and powered off normally");
+	snprintf(rm, sizeof rm, "rm -rf %s", swap_dir);
+	cr_assert_eq(system(rm), 0);
 }
