@@ -27,16 +27,6 @@
 #define RETRY_MS 50         /* between attempts to reach a restarting memsrv */
 #define DRAIN_GRACE_MS 1000 /* for the VMM to read what a dead memsrv sent last */
 
-/* Linux 6.6: fill a missing page with a poison marker (not in 6.1's headers) */
-#ifndef UFFDIO_POISON
-struct uffdio_poison {
-	struct uffdio_range range;
-	uint64_t mode;
-	int64_t updated;
-};
-#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
-#endif
-
 /* The keeper thread reconnects while the VMM's own threads may all be
  * blocked in faults; dispatch, on the VMM's thread, reads the socket.
  * lock guards sock and everything the keeper changes after attach. */

@@ -34,7 +34,7 @@ struct uffdio_poison {
 
 /* What memsrv asks for when the kernel has it.  MISSING_* serve faults on
  * shared memory, WP_HUGETLBFS_SHMEM makes eviction race-free, REMOVE and
- * UNMAP tell the server when the VMM discards memory, POISON (Linux 6.6)
+ * UNMAP tell the server when the VMM zaps or unmaps it (discards.c), POISON (Linux 6.6)
  * lets it answer a page it cannot bring back with SIGBUS. */
 #define MEMSRV_UFFD_WANTED                                                            \
 	(UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_MISSING_SHMEM | \

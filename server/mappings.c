@@ -131,12 +131,17 @@ static void became_unprotected(struct vm *vm, pid_t pid)
 	vm_post_job(vm, job);
 }
 
+/* The VMs on the list, 0 when none could be evicted (nothing to protect,
+ * no scan). */
 static unsigned count_vms(const struct server *srv)
 {
 	unsigned n = 0;
-	for (const struct vm *vm = srv->vms; vm; vm = vm->next)
+	bool any_evictable = false;
+	for (const struct vm *vm = srv->vms; vm; vm = vm->next) {
 		n++;
-	return n;
+		any_evictable |= vm->evictable;
+	}
+	return any_evictable ? n : 0;
 }
 
 void mappings_scan(struct server *srv)
@@ -153,14 +158,18 @@ void mappings_scan(struct server *srv)
 		return;  /* the next scan tries again */
 	}
 	pid_t self = getpid();
+	uint64_t t0 = monotonic_ns();
+	unsigned processes = 0;
 	for (struct dirent *d; (d = readdir(proc));) {
 		if (!isdigit((unsigned char)d->d_name[0]))
 			continue;
 		pid_t pid = (pid_t)atoi(d->d_name);
 		if (pid != self)
 			scan_process(srv, pid, found, n_vms);
+		processes++;
 	}
 	closedir(proc);
+	pr_debug("mapping scan: %u processes in %.2f ms", processes, (monotonic_ns() - t0) / 1e6);
 	unsigned k = 0;
 	for (struct vm *vm = srv->vms; vm; vm = vm->next, k++) {
 		pid_t was = atomic_load(&vm->unprotected_by);
