@@ -68,24 +68,38 @@ static void forget_page(struct vm *vm, struct region *r, uint64_t p)
 	ctr_add(&vm->ctr.removed_pages, 1);
 }
 
-/* Whether page p of a shared region has no block in its file: the VMM
- * punched it (memsrv's own punches are of pages it no longer counts
- * resident).  SEEK_DATA from the page's start lands past it on a hole. */
-static bool punched(const struct region *r, uint64_t p)
+/* The first page at or after p of a shared region whose block is in its
+ * file (whence SEEK_DATA), or at or after p with no block (SEEK_HOLE);
+ * last if there is none before it.  memsrv's own punches are of pages it no
+ * longer counts resident, so a RESIDENT page in a hole was punched by the
+ * VMM.  A file that cannot say (an error other than "none") is all data:
+ * nothing is forgotten on a guess. */
+static uint64_t seek_page(const struct region *r, uint64_t p, uint64_t last, int whence)
 {
-	off_t off = (off_t)(r->fd_offset + p * r->page_size);
-	off_t data = lseek(r->fd, off, SEEK_DATA);
-	return (data < 0 && errno == ENXIO) || (data >= 0 && data >= off + (off_t)r->page_size);
+	off_t off = lseek(r->fd, (off_t)(r->fd_offset + p * r->page_size), whence);
+	if (off < 0) {
+		if (whence == SEEK_DATA && errno == ENXIO)
+			return last;  /* no data from p on: all holes */
+		return whence == SEEK_DATA ? p : last;  /* cannot say: all data */
+	}
+	uint64_t page = ((uint64_t)off - r->fd_offset + (whence == SEEK_HOLE ? r->page_size - 1 : 0)) / r->page_size;
+	return page < last ? page : last;
 }
 
-/* REMOVE of shared memory: resident pages whose block the VMM punched are
- * gone; everything else — resident pages still in the file, pages memsrv
- * holds — is still the guest's. */
+/* Forgets the RESIDENT pages of [first, last) the VMM punched out of the
+ * file: one SEEK_DATA and one SEEK_HOLE per run, not a call per page. */
 static void forget_punched(struct vm *vm, struct region *r, uint64_t first, uint64_t last)
 {
-	for (uint64_t p = first; p < last; p++)
-		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT && punched(r, p))
-			forget_page(vm, r, p);
+	for (uint64_t p = first; p < last;) {
+		uint64_t data = seek_page(r, p, last, SEEK_DATA);
+		for (; p < data; p++)
+			if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
+				forget_page(vm, r, p);
+		if (p < last) {
+			uint64_t hole = seek_page(r, p, last, SEEK_HOLE);
+			p = hole > p ? hole : p + 1;
+		}
+	}
 }
 
 static int pwrite_full(int fd, const void *buf, size_t len, off_t off)
@@ -180,9 +194,13 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 			/* a resident page still in the file was written again
 			 * since the VMM punched it: no longer discarded */
 			for (uint64_t p = first; p < last; p++)
-				if (pe_state(r->pt.entries[p]) != PAGE_RESIDENT || punched(r, p))
+				if (pe_state(r->pt.entries[p]) != PAGE_RESIDENT)
 					forget_page(vm, r, p);
+			forget_punched(vm, r, first, last);
 		} else if (kind == DISCARD_REMOVE_EVENT) {
+			/* a PTE zap: only what the VMM punched itself is gone;
+			 * resident pages in the file and pages memsrv holds are
+			 * still the guest's */
 			forget_punched(vm, r, first, last);
 		} else {
 			write_back(vm, r, first, last);
