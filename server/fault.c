@@ -236,10 +236,8 @@ int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *
 		return -EIO;
 	}
 	/* another mapping of the memfd did it, once per page it touched */
-	if (vm->reappeared++ % 1024 == 0)
-		vm_warn(vm, "page at 0x%" PRIx64 " (and %" PRIu64 " before it) was filled behind memsrv's back, by another "
-			"mapping of its memory: %s", addr, vm->reappeared - 1,
-			put_back ? "zeros there, the guest's data put back" : "written there, the new content kept");
+	vm_warn_ratelimited(vm, "page at 0x%" PRIx64 " was filled behind memsrv's back, by another mapping of its memory: %s",
+			    addr, put_back ? "zeros there, the guest's data put back" : "written there, the new content kept");
 	return 0;
 }
 

@@ -175,7 +175,6 @@ struct vm {
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
 	bool detaching;          /* no more eviction */
 	bool limit_warned;
-	uint64_t reappeared;     /* pages found filled behind memsrv's back (fault_reappeared) */
 	struct uffd_msg pending[PENDING_MSGS];   /* ring of messages read, not yet handled */
 	uint64_t pending_ns[PENDING_MSGS];        /* when each was read, for fault latency */
 	unsigned pending_head, pending_len;
