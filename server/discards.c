@@ -186,9 +186,10 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 			continue;
 		if (!region_is_shared(r)) {
 			/* a zap of a poisoned page drops the kernel's marker, not
-			 * the loss: its next fault is poisoned again */
+			 * the loss: its next fault is poisoned again; given back,
+			 * the loss no longer matters */
 			for (uint64_t p = first; p < last; p++)
-				if (pe_state(r->pt.entries[p]) != PAGE_POISONED)
+				if (kind == DISCARD_REQUESTED || pe_state(r->pt.entries[p]) != PAGE_POISONED)
 					forget_page(vm, r, p);
 		} else if (kind == DISCARD_REQUESTED) {
 			/* a resident page still in the file was written again
