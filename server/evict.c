@@ -1,6 +1,7 @@
 /* evict: take resident pages out of a VM without ever losing a write.
  *
- * Per run of contiguous resident pages (DESIGN.md, verified on 6.18):
+ * Per run of contiguous resident pages (verified on Linux 6.18 with a racing
+ * writer; docs/architecture.md, "Kernel facts and measurements"):
  *   1. UFFDIO_WRITEPROTECT the run: from here a write blocks in a WP fault;
  *   2. pread the run from the region's fd (never through a mapping: a read
  *      fault on a hole would allocate it and hide the next MISSING fault);

@@ -13,7 +13,8 @@
 #include "vm.h"
 
 /* Busy-poll the uffd this long after serving faults before sleeping in poll:
- * a fault that comes soon after another skips a wakeup (DESIGN.md: 63 -> 17 us). */
+ * a fault that comes soon after another skips a wakeup (63 -> 17 us a fault with a
+ * minimal handler: docs/architecture.md, "Kernel facts and measurements"). */
 extern uint64_t fault_spin_ns;
 
 void *vm_thread_main(void *arg);
