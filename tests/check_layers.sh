@@ -7,6 +7,7 @@
 # Fails on an upward edge:
 #  - a file in a layer that #includes a header of a layer above it, or any
 #    quoted #include with a path (it would get round the include dirs);
+#  - a header in a layer's private/ folder #included from another layer;
 #  - a layer's archive needing a symbol that a layer above it defines.
 # Prints the include graph as counts per (from layer, to layer) pair.
 set -eu
@@ -46,6 +47,11 @@ for from in $LAYERS; do
 			esac
 			to=$(layer_of_header "$h")
 			[ -n "$to" ] || to=outside   # proto/, client/ or generated
+			if [ "$to" != outside ] && [ "$to" != "$from" ] &&
+			   [ -n "$(find "$dir/$to/private" -name "$h" -print -quit 2>/dev/null)" ]; then
+				echo "FAIL: $f ($from) includes $h, private to $to"
+				bad=1
+			fi
 			echo "$from -> $to" >>"$edges"
 			if [ "$to" != outside ] && [ "$(rank "$to")" -gt "$(rank "$from")" ]; then
 				echo "FAIL: $f ($from) includes $h ($to): upward"
