@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "fault.h"
 #include "log.h"
 #include "server.h"
 #include "vm.h"

@@ -1,6 +1,6 @@
 /* policy: which resident pages of a VM leave first.
  *
- * An eviction algorithm is one file in server/policy/ behind this small
+ * An eviction algorithm is one file in server/engine/policy/ behind this small
  * interface.  Pages are numbered across the VM's evictable regions.  The
  * VM thread tells the policy what it sees from outside the guest — a page
  * became resident (a fault, possibly a write), was used again while resident

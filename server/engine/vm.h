@@ -287,4 +287,12 @@ int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg);
 int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Pages in all of the VM's regions (evict.c). */
+uint64_t vm_total_pages(const struct vm *vm);
+
+/* Busy-poll the uffd this long after serving faults before sleeping in poll:
+ * a fault that comes soon after another skips a wakeup (63 -> 17 us a fault with a
+ * minimal handler: docs/architecture.md, "Kernel facts and measurements"). */
+extern uint64_t fault_spin_ns;
+
 #endif

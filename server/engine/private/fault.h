@@ -4,6 +4,9 @@
  * evict.c takes pages out of residence race-free (write-protect, pread,
  * store, punch); vm_thread.c is the thread's loop and runs its jobs.
  * All of it runs only on the VM thread.
+ *
+ * The engine's private header: it is in engine/private/, which only the
+ * engine's own sources see (engine/meson.build); the daemon uses vm.h.
  */
 #ifndef MEMSRV_FAULT_H
 #define MEMSRV_FAULT_H
@@ -11,11 +14,6 @@
 #include <stdint.h>
 
 #include "vm.h"
-
-/* Busy-poll the uffd this long after serving faults before sleeping in poll:
- * a fault that comes soon after another skips a wakeup (63 -> 17 us a fault with a
- * minimal handler: docs/architecture.md, "Kernel facts and measurements"). */
-extern uint64_t fault_spin_ns;
 
 void *vm_thread_main(void *arg);
 
@@ -99,8 +97,5 @@ void evict_keep_headroom(struct vm *vm, uint64_t max_pages);
 /* Unmaps page idx of r race-free like an eviction, keeping its content in
  * keep (one page) and the page PROBATION with handle slot.  0 or -errno. */
 int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, void *keep);
-
-/* Pages in all of the VM's regions. */
-uint64_t vm_total_pages(const struct vm *vm);
 
 #endif

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fault.h"
 #include "log.h"
 #include "mappings.h"
 #include "units.h"
 #include "server.h"
+#include "vm.h"
 #include <stdint.h>
 
 static void usage(FILE *out)
