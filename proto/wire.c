@@ -254,6 +254,18 @@ int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *f
 	return recv_message(sock, &memsrv__server_message__descriptor, (ProtobufCMessage **)out, NULL, &nfds, fault);
 }
 
+void wire_error_message(Memsrv__ServerMessage *msg, Memsrv__Error *err, int errno_code, const char *field,
+			char *text)
+{
+	memsrv__error__init(err);
+	err->errno_code = errno_code;
+	err->field = (char *)field;
+	err->message = text;
+	memsrv__server_message__init(msg);
+	msg->msg_case = MEMSRV__SERVER_MESSAGE__MSG_ERROR;
+	msg->error = err;
+}
+
 int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
 {
 	char text[512];
@@ -261,12 +273,8 @@ int wire_send_error(int sock, int errno_code, const char *field, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
-	Memsrv__Error err = MEMSRV__ERROR__INIT;
-	err.errno_code = errno_code;
-	err.field = (char *)field;
-	err.message = text;
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_ERROR;
-	msg.error = &err;
+	Memsrv__Error err;
+	Memsrv__ServerMessage msg;
+	wire_error_message(&msg, &err, errno_code, field, text);
 	return wire_send_server(sock, &msg);
 }

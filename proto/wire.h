@@ -52,6 +52,11 @@ int wire_recv_server(int sock, Memsrv__ServerMessage **out, struct wire_fault *f
 int wire_decode_client(const void *rec, size_t n, Memsrv__ClientMessage **out, struct wire_fault *fault);
 int wire_decode_server(const void *rec, size_t n, Memsrv__ServerMessage **out, struct wire_fault *fault);
 
+/* Makes msg an Error naming errno_code, field (may be NULL) and text; err
+ * is the caller's storage for it. */
+void wire_error_message(Memsrv__ServerMessage *msg, Memsrv__Error *err, int errno_code, const char *field,
+			char *text);
+
 /* Sends an Error message: errno_code is a positive errno value, field may be NULL. */
 int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

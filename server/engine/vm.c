@@ -410,12 +410,8 @@ int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
-	Memsrv__Error err = MEMSRV__ERROR__INIT;
-	err.errno_code = errno_code;
-	err.field = (char *)field;
-	err.message = text;
-	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_ERROR;
-	msg.error = &err;
+	Memsrv__Error err;
+	Memsrv__ServerMessage msg;
+	wire_error_message(&msg, &err, errno_code, field, text);
 	return vm_send(vm, &msg);
 }
