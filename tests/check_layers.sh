@@ -8,7 +8,10 @@
 #  - a file in a layer that #includes a header of a layer above it, or any
 #    quoted #include with a path (it would get round the include dirs);
 #  - a header in a layer's private/ folder #included from another layer;
-#  - a layer's archive needing a symbol that a layer above it defines.
+#  - a layer's archive needing a symbol that a layer above it defines;
+#  - a file outside the engine touching a VM's engine-only parts (struct
+#    vm's eng: the VM thread's own state; thr: its thread and job queue,
+#    reached through vm_post_job() and vm_post_wakeup()).
 # Prints the include graph as counts per (from layer, to layer) pair.
 set -eu
 LAYERS="base store engine daemon"
@@ -60,6 +63,14 @@ for from in $LAYERS; do
 		done
 	done
 done
+for l in $LAYERS; do
+	[ "$l" = engine ] && continue
+	if grep -nE '(->|\.)(eng|thr)\.' $(find "$dir/$l" -name '*.[ch]') /dev/null; then
+		echo "FAIL: the lines above ($l) touch a VM's engine-only state"
+		bad=1
+	fi
+done
+
 echo "include edges per layer pair:"
 sort "$edges" | uniq -c
 

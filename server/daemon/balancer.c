@@ -54,40 +54,40 @@ static uint64_t overhead_bytes(struct server *srv)
  * balloon deflates. */
 static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 {
-	if (atomic_load(&vm->balloon) == VM_BALLOON_NO)
+	if (atomic_load(&vm->balloon.answer) == VM_BALLOON_NO)
 		return;
-	uint64_t grace = atomic_load(&vm->balloon_grace_until_ns);
-	if (atomic_load(&vm->balloon) == VM_BALLOON_UNKNOWN && grace > 1 && now > grace) {
+	uint64_t grace = atomic_load(&vm->balloon.grace_until_ns);
+	if (atomic_load(&vm->balloon.answer) == VM_BALLOON_UNKNOWN && grace > 1 && now > grace) {
 		/* asked and never answered: a VMM that does not serve its session */
-		atomic_store(&vm->balloon, VM_BALLOON_NO);
+		atomic_store(&vm->balloon.answer, VM_BALLOON_NO);
 		vm_state_save_settings(vm);
 		vm_info(vm, "no answer to the balloon request: memsrv will not ask again");
 		return;
 	}
 	uint64_t size = vm->size_bytes, resident = ctr_get(&vm->resident_bytes);
-	uint64_t sent = atomic_load(&vm->balloon_sent_bytes), want = sent;
+	uint64_t sent = atomic_load(&vm->balloon.sent_bytes), want = sent;
 	if (resident > target + MIB) {
 		/* the balloon takes at most 65% of the guest (ESX's default), never its guarantee */
 		uint64_t excess = resident - target, floor = size / 100 * 35;
-		if (vm->guarantee_bytes > floor)
-			floor = vm->guarantee_bytes;
+		if (vm->quota.guarantee_bytes > floor)
+			floor = vm->quota.guarantee_bytes;
 		uint64_t from = sent ? sent : size;
 		want = from > excess + floor ? from - excess : floor;
-		if (!atomic_load(&vm->balloon_grace_until_ns)) {
+		if (!atomic_load(&vm->balloon.grace_until_ns)) {
 			/* a new shortage: the grace covers the request, which
 			 * may wait for the once-a-second pace, and what the VM
 			 * holds now is its bound until it ends (with room for
 			 * the headroom eviction keeps below a bound: <= 1 MiB) */
-			uint64_t next = atomic_load(&vm->balloon_asked_ns) + 1000000000ull;
-			atomic_store(&vm->balloon_hold_bytes, resident + 2 * MIB);
-			atomic_store(&vm->balloon_grace_until_ns, (next > now ? next : now) + BALLOON_GRACE_NS);
+			uint64_t next = atomic_load(&vm->balloon.asked_ns) + 1000000000ull;
+			atomic_store(&vm->balloon.hold_bytes, resident + 2 * MIB);
+			atomic_store(&vm->balloon.grace_until_ns, (next > now ? next : now) + BALLOON_GRACE_NS);
 		}
 	} else if (resident <= target) {
-		atomic_store(&vm->balloon_grace_until_ns, 0);  /* the shortage is over */
+		atomic_store(&vm->balloon.grace_until_ns, 0);  /* the shortage is over */
 		if (sent && sent < size && resident + 8 * MIB < target)
 			want = size;  /* pressure gone: the guest may have its memory back */
 	}
-	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - atomic_load(&vm->balloon_asked_ns) < 1000000000ull)
+	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - atomic_load(&vm->balloon.asked_ns) < 1000000000ull)
 		return;
 	Memsrv__BalloonTarget bt = MEMSRV__BALLOON_TARGET__INIT;
 	bt.target_bytes = want;
@@ -96,14 +96,14 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 	msg.balloon_target = &bt;
 	if (vm_send(vm, &msg))
 		return;
-	atomic_store(&vm->balloon_sent_bytes, want);
-	atomic_store(&vm->balloon_asked_ns, now);
-	atomic_store(&vm->balloon_target_bytes, want);
+	atomic_store(&vm->balloon.sent_bytes, want);
+	atomic_store(&vm->balloon.asked_ns, now);
+	atomic_store(&vm->balloon.target_bytes, want);
 	vm_info(vm, "balloon target %" PRIu64 " MiB (resident %" PRIu64 " MiB, node target %" PRIu64 " MiB)", want >> 20,
 		resident >> 20, target >> 20);
 }
 
-/* Shares the node among the VMs into each vm->claim and fills r; changes
+/* Shares the node among the VMs into each vm->quota.claim and fills r; changes
  * nothing else.  Allocates nothing, so it cannot fail. */
 static void plan(struct server *srv, struct balance_report *r)
 {
@@ -112,21 +112,21 @@ static void plan(struct server *srv, struct balance_report *r)
 	uint64_t now = monotonic_ns();
 	unsigned n = 0;
 	for (struct vm *vm = srv->vms; vm; vm = vm->next, n++) {
-		uint64_t size = vm->size_bytes, limit = atomic_load(&vm->limit_bytes);
-		vm->claim.cap = limit && limit < size ? limit : size;
-		vm->claim.floor = vm->guarantee_bytes < vm->claim.cap ? vm->guarantee_bytes : vm->claim.cap;
-		vm->claim.active = now - atomic_load(&vm->last_fault_ns) < ACTIVE_NS;
+		uint64_t size = vm->size_bytes, limit = atomic_load(&vm->quota.limit_bytes);
+		vm->quota.claim.cap = limit && limit < size ? limit : size;
+		vm->quota.claim.floor = vm->quota.guarantee_bytes < vm->quota.claim.cap ? vm->quota.guarantee_bytes : vm->quota.claim.cap;
+		vm->quota.claim.active = now - atomic_load(&vm->quota.last_fault_ns) < ACTIVE_NS;
 		/* the active share f of its pages counts in full, the idle rest
 		 * (1 - tax); with no sample yet, recent faults decide */
-		double f = vm->claim.active ? 1.0 : 0.0;
-		if (vm->claim.active && atomic_load(&vm->working_set_bytes))
-			f = atomic_load(&vm->working_set_permille) / 1000.0;
-		vm->claim.weight = (double)vm->shares * (f + (1.0 - f) * (1.0 - srv->idle_tax));
-		vm->claim.got = vm->claim.floor;
-		vm->claim.full = false;
+		double f = vm->quota.claim.active ? 1.0 : 0.0;
+		if (vm->quota.claim.active && atomic_load(&vm->quota.working_set_bytes))
+			f = atomic_load(&vm->quota.working_set_permille) / 1000.0;
+		vm->quota.claim.weight = (double)vm->quota.shares * (f + (1.0 - f) * (1.0 - srv->idle_tax));
+		vm->quota.claim.got = vm->quota.claim.floor;
+		vm->quota.claim.full = false;
 		r->assigned += size;
 		r->used += ctr_get(&vm->resident_bytes);
-		r->guaranteed += vm->claim.floor;
+		r->guaranteed += vm->quota.claim.floor;
 	}
 	if (srv->node_limit) {
 		/* guarantees first, whatever they leave */
@@ -136,22 +136,22 @@ static void plan(struct server *srv, struct balance_report *r)
 		for (unsigned round = 0; round < n && left; round++) {
 			double total = 0;
 			for (struct vm *vm = srv->vms; vm; vm = vm->next)
-				if (!vm->claim.full)
-					total += vm->claim.weight;
+				if (!vm->quota.claim.full)
+					total += vm->quota.claim.weight;
 			if (total <= 0)
 				break;
 			uint64_t given = 0;
 			bool capped = false;
 			for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-				if (vm->claim.full)
+				if (vm->quota.claim.full)
 					continue;
-				uint64_t share = (uint64_t)((double)left * vm->claim.weight / total);
-				if (vm->claim.got + share >= vm->claim.cap) {
-					share = vm->claim.cap - vm->claim.got;
-					vm->claim.full = true;
+				uint64_t share = (uint64_t)((double)left * vm->quota.claim.weight / total);
+				if (vm->quota.claim.got + share >= vm->quota.claim.cap) {
+					share = vm->quota.claim.cap - vm->quota.claim.got;
+					vm->quota.claim.full = true;
 					capped = true;
 				}
-				vm->claim.got += share;
+				vm->quota.claim.got += share;
 				given += share;
 			}
 			left = left > given ? left - given : 0;
@@ -159,7 +159,7 @@ static void plan(struct server *srv, struct balance_report *r)
 				break;
 		}
 		for (struct vm *vm = srv->vms; vm; vm = vm->next)
-			r->entitled += vm->claim.got;
+			r->entitled += vm->quota.claim.got;
 		r->overcommit_margin = (int64_t)srv->node_limit - (int64_t)(r->assigned + r->overhead);
 		r->overload_margin = (int64_t)srv->node_limit - (int64_t)(r->used + r->overhead);
 		if ((int64_t)srv->node_limit - (int64_t)(r->guaranteed + r->overhead) < r->overload_margin)
@@ -180,16 +180,16 @@ void balancer_run(struct server *srv)
 	plan(srv, &r);
 	uint64_t now = monotonic_ns();
 	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-		atomic_store(&vm->active, vm->claim.active);
+		atomic_store(&vm->quota.active, vm->quota.claim.active);
 		if (!srv->node_limit) {
-			atomic_store(&vm->node_target_bytes, 0);
-			atomic_store(&vm->balloon_grace_until_ns, 0);
+			atomic_store(&vm->quota.node_target_bytes, 0);
+			atomic_store(&vm->balloon.grace_until_ns, 0);
 			continue;
 		}
 		/* never a target of 0: that would mean "no target" to the VM */
-		uint64_t t = vm->claim.got > 4096 ? vm->claim.got : 4096;
+		uint64_t t = vm->quota.claim.got > 4096 ? vm->quota.claim.got : 4096;
 		ask_balloon(vm, t, now);  /* first: a new shortage's grace is in place before its target */
-		atomic_store(&vm->node_target_bytes, t);
+		atomic_store(&vm->quota.node_target_bytes, t);
 		if (t < ctr_get(&vm->resident_bytes))
 			vm_post_wakeup(vm);  /* over its target: evict now (after the balloon's grace) */
 	}

@@ -123,13 +123,13 @@ static void do_stats(struct server *srv, int fd)
 	char *migrate[64];
 	if (br.overloaded) {
 		for (struct vm *vm = srv->vms; vm && st.n_migrate < 64; vm = vm->next)
-			if (atomic_load(&vm->active))
+			if (atomic_load(&vm->quota.active))
 				migrate[st.n_migrate++] = vm->name;
 		for (size_t a = 1; a < st.n_migrate; a++)
 			for (size_t b = a; b > 0; b--) {
 				struct vm *x = server_find_vm(srv, migrate[b - 1]), *y = server_find_vm(srv, migrate[b]);
 				/* largest working set first (resident until sampled) */
-				uint64_t wx = atomic_load(&x->working_set_bytes), wy = atomic_load(&y->working_set_bytes);
+				uint64_t wx = atomic_load(&x->quota.working_set_bytes), wy = atomic_load(&y->quota.working_set_bytes);
 				if (!wx && !wy) {
 					wx = ctr_get(&x->resident_bytes);
 					wy = ctr_get(&y->resident_bytes);
@@ -196,7 +196,7 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 				req->target_bytes, vm->size_bytes);
 		return;
 	}
-	if (atomic_load(&vm->balloon) == VM_BALLOON_NO) {
+	if (atomic_load(&vm->balloon.answer) == VM_BALLOON_NO) {
 		wire_send_error(fd, EOPNOTSUPP, "balloon.name", "VM %s's VMM has no balloon", vm->name);
 		return;
 	}
@@ -213,7 +213,7 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 				strerror(-ret));
 		return;
 	}
-	atomic_store_explicit(&vm->balloon_target_bytes, req->target_bytes, memory_order_relaxed);
+	atomic_store_explicit(&vm->balloon.target_bytes, req->target_bytes, memory_order_relaxed);
 	vm_info(vm, "balloon target %" PRIu64 " bytes (of %" PRIu64 ") sent to the VMM", req->target_bytes,
 		vm->size_bytes);
 	Memsrv__BalloonReply br = MEMSRV__BALLOON_REPLY__INIT;
@@ -273,7 +273,7 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 	}
 	enum codec codec = (enum codec)atomic_load(&vm->codec);
 	const struct policy_ops *policy = atomic_load(&vm->policy_wanted);
-	uint64_t limit = vm->limit_bytes, guarantee = vm->guarantee_bytes, shares = vm->shares;
+	uint64_t limit = vm->quota.limit_bytes, guarantee = vm->quota.guarantee_bytes, shares = vm->quota.shares;
 	for (size_t i = 0; i < req->n_settings; i++) {
 		const char *kv = req->settings[i], *eq = strchr(kv, '=');
 		if (!eq) {
@@ -321,16 +321,16 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 				guarantee);
 		return;
 	}
-	vm->guarantee_bytes = guarantee;
-	vm->shares = (uint32_t)shares;
+	vm->quota.guarantee_bytes = guarantee;
+	vm->quota.shares = (uint32_t)shares;
 	atomic_store(&vm->codec, (int)codec);
 	atomic_store(&vm->policy_wanted, policy);
-	atomic_store(&vm->limit_bytes, limit);
+	atomic_store(&vm->quota.limit_bytes, limit);
 	vm_state_save_settings(vm);  /* a restarted memsrv holds the VM to them too */
 	vm_post_wakeup(vm);  /* a new policy or a lower limit takes effect now */
 	balancer_run(srv);
 	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u", codec_name(codec),
-		policy->name, limit, guarantee, vm->shares);
+		policy->name, limit, guarantee, vm->quota.shares);
 	reply_applied(fd, req);
 }
 
@@ -381,7 +381,7 @@ static void do_check(struct server *srv, int fd)
 		     "the node limit (%" PRIu64 " MiB) is above 90%% of the host's RAM (%" PRIu64 " MiB): too optimistic",
 		     srv->node_limit >> 20, ram >> 20);
 	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-		uint64_t limit = atomic_load(&vm->limit_bytes), ws = atomic_load(&vm->working_set_bytes);
+		uint64_t limit = atomic_load(&vm->quota.limit_bytes), ws = atomic_load(&vm->quota.working_set_bytes);
 		if (limit && limit < vm->size_bytes)
 			WARN("limit-below-size", vm->name,
 			     "limit %" PRIu64 " MiB is below the VM's %" PRIu64 " MiB: it runs with a deficit it did not earn",
@@ -391,10 +391,10 @@ static void do_check(struct server *srv, int fd)
 			WARN(VM_COND_PAGES_POISONED, vm->name,
 			     "%" PRIu64 " pages are lost and poisoned: the guest gets a memory error on each (the cause of each "
 			     "is in memsrv's log)", poisoned);
-		if (br.overcommitted && ws > vm->guarantee_bytes)
+		if (br.overcommitted && ws > vm->quota.guarantee_bytes)
 			WARN("guarantee-below-working-set", vm->name,
 			     "guarantee %" PRIu64 " MiB is below its working set of %" PRIu64 " MiB on an overcommitted node: it will swap",
-			     vm->guarantee_bytes >> 20, ws >> 20);
+			     vm->quota.guarantee_bytes >> 20, ws >> 20);
 	}
 #undef WARN
 	Memsrv__CheckReply cr = MEMSRV__CHECK_REPLY__INIT;

@@ -270,7 +270,7 @@ static int check_not_shared(struct server *srv, const struct vm *vm, int uffd, s
 static int check_resume(struct server *srv, struct conn *c, const Memsrv__Hello *h, struct vm *vm,
 			struct refusal *why)
 {
-	vm->start_time = vm_state_process_start(c->cred.pid);
+	vm->persist.start_time = vm_state_process_start(c->cred.pid);
 	server_reap_kept(srv);
 	/* alive, so its pid names the same process as when it was kept */
 	struct vm *kept = server_find_kept(srv, h->name);
@@ -281,7 +281,7 @@ static int check_resume(struct server *srv, struct conn *c, const Memsrv__Hello 
 		return refuse(why, ESTALE, "hello.resume",
 			      "memsrv kept no state for VM %s (it runs without --state-dir, or the state was removed): the pages it held are lost",
 			      h->name);
-	vm->resume_from = kept;  /* a VMM that attaches again without saying so resumes too: its holes are our pages */
+	vm->persist.resume_from = kept;  /* a VMM that attaches again without saying so resumes too: its holes are our pages */
 	return 0;
 }
 
@@ -328,9 +328,9 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	vm->pid = c->cred.pid;
 	vm->uffd_features = h->uffd_features;
 	vm->register_modes = h->register_modes;
-	vm->guarantee_bytes = guarantee;
-	vm->limit_bytes = limit;
-	vm->shares = shares ? shares : VM_SHARES_DEFAULT;
+	vm->quota.guarantee_bytes = guarantee;
+	vm->quota.limit_bytes = limit;
+	vm->quota.shares = shares ? shares : VM_SHARES_DEFAULT;
 	enum codec codec = srv->default_codec;
 	if (h->quota && h->quota->codec && *h->quota->codec && codec_parse(h->quota->codec, &codec))
 		return refuse(why, EINVAL, "hello.quota.codec", "codec '%.*s' is neither lz4 nor zstd", LOG_CLIENT_STR_MAX,
@@ -343,10 +343,10 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 			      LOG_CLIENT_STR_MAX, h->quota->policy);
 	atomic_store(&vm->policy_wanted, policy);
 	if (h->has_balloon && !h->balloon)
-		atomic_store(&vm->balloon, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
-	if (vm->resume_from)
+		atomic_store(&vm->balloon.answer, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
+	if (vm->persist.resume_from)
 		vm_state_resume_settings(vm);  /* as memsrv-ctl set left them, not as at attach */
-	if (!vm->resume_from && srv->state.dir_fd >= 0 && (ret = vm_state_create(vm, srv->state.dir_fd)))
+	if (!vm->persist.resume_from && srv->state.dir_fd >= 0 && (ret = vm_state_create(vm, srv->state.dir_fd)))
 		return refuse(why, -ret, NULL, "cannot create the VM's state file in %s: %s", srv->state.path, strerror(-ret));
 
 	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
@@ -382,9 +382,9 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	ret = check_not_shared(srv, vm, fds[0], why);
 	if (ret)
 		return ret;
-	if (vm->resume_from && vm->n_regions != vm->state->n_regions)
+	if (vm->persist.resume_from && vm->n_regions != vm->persist.header->n_regions)
 		return refuse(why, EINVAL, "hello.regions", "%u regions, but memsrv kept %u for VM %s", vm->n_regions,
-			      vm->state->n_regions, vm->name);
+			      vm->persist.header->n_regions, vm->name);
 
 	vm->evictable = false;
 	const char *blocker = NULL;
@@ -513,7 +513,7 @@ static int check_owner(const struct vm *vm, int uffd, struct refusal *why)
 		ret = check_region_owner(smaps, vm, i, &vm->regions[i], why);
 	fclose(smaps);
 	/* not on a resume: the memsrv that died may have left pages protected */
-	bool wp = (vm->register_modes & UFFDIO_REGISTER_MODE_WP) && !vm->resume_from;
+	bool wp = (vm->register_modes & UFFDIO_REGISTER_MODE_WP) && !vm->persist.resume_from;
 	for (unsigned i = 0; i < vm->n_regions && !ret && wp; i++)
 		ret = check_uffd_owner(uffd, vm, i, &vm->regions[i], why);
 	return ret;
@@ -558,7 +558,7 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 		vm->id = ++srv->next_vm_id;
 		vm->session_fd = c->fd;
 		session_out_watch(&vm->out, srv->epoll_fd, c);  /* what the VMM does not read yet waits there */
-		struct vm *earlier = vm->resume_from;
+		struct vm *earlier = vm->persist.resume_from;
 		if (earlier) {
 			vm_state_resume_done(vm);
 			server_release_kept(srv, earlier, false);
@@ -567,7 +567,7 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 		ret = vm_start(vm);
 		if (ret) {
 			refuse(&why, -ret, NULL, "cannot start the VM thread: %s", strerror(-ret));
-			vm->state_keep = vm->resumed;  /* its pages are still only there */
+			vm->persist.keep = vm->persist.resumed;  /* its pages are still only there */
 		}
 	}
 	if (ret) {
@@ -585,17 +585,18 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	hr.vm_id = vm->id;
 	hr.size_bytes = vm->size_bytes;
 	hr.resident_bytes = ctr_get(&vm->resident_bytes);
-	hr.limit_bytes = vm->limit_bytes;
+	hr.limit_bytes = vm->quota.limit_bytes;
 	hr.evictable = vm->evictable;
 	hr.not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
 	hr.has_resumed = 1;
-	hr.resumed = vm->resumed;
+	hr.resumed = vm->persist.resumed;
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY;
 	msg.hello_reply = &hr;
 	vm_send(vm, &msg);
 	vm_info(vm, "%s: pid %d, %u regions, %" PRIu64 " MiB, %" PRIu64 " MiB resident, limit %" PRIu64
-		" MiB%s%s", vm->resumed ? "resumed" : "attached", vm->pid, vm->n_regions, vm->size_bytes >> 20, hr.resident_bytes >> 20, vm->limit_bytes >> 20,
+		" MiB%s%s", vm->persist.resumed ? "resumed" : "attached", vm->pid, vm->n_regions,
+		vm->size_bytes >> 20, hr.resident_bytes >> 20, vm->quota.limit_bytes >> 20,
 		vm->evictable ? "" : ", not evictable: ", vm->evictable ? "" : vm->not_evictable_reason);
 	c->vm = vm;
 	vm->next = srv->vms;

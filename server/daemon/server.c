@@ -58,7 +58,7 @@ void server_release_kept(struct server *srv, struct vm *vm, bool drop)
 			*p = vm->next;
 			break;
 		}
-	vm->state_keep = !drop;
+	vm->persist.keep = !drop;
 	vm_destroy(vm);
 }
 
@@ -563,15 +563,15 @@ static void handle_conn(struct server *srv, struct conn *c)
 		if (c->vm) {
 			const Memsrv__BalloonResult *br = msg->balloon_result;
 			if (br->errno_code == EOPNOTSUPP) {
-				atomic_store(&c->vm->balloon, VM_BALLOON_NO);
+				atomic_store(&c->vm->balloon.answer, VM_BALLOON_NO);
 				vm_info(c->vm, "no balloon (%.*s): memsrv will not ask again", LOG_CLIENT_STR_MAX,
 					br->message ? br->message : strerror(br->errno_code));
 			} else {
 				/* it has one; a request that failed is no reason to stop
 				 * asking, but nothing to wait for either: the target is
 				 * held by eviction now */
-				atomic_store(&c->vm->balloon, VM_BALLOON_YES);
-				if (br->errno_code && atomic_exchange(&c->vm->balloon_grace_until_ns, 1) != 1)
+				atomic_store(&c->vm->balloon.answer, VM_BALLOON_YES);
+				if (br->errno_code && atomic_exchange(&c->vm->balloon.grace_until_ns, 1) != 1)
 					vm_warn(c->vm, "the balloon failed to reach %" PRIu64 " bytes (%.*s): evicting instead",
 						br->target_bytes, LOG_CLIENT_STR_MAX,
 						br->message ? br->message : strerror(br->errno_code));

@@ -125,9 +125,9 @@ static int held_content(struct vm *vm, const struct region *r, uint64_t p, void 
 		return 0;
 	}
 	struct store_read rd;
-	int ret = store_fetch(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), buf, &rd);
+	int ret = store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), buf, &rd);
 	if (ret == 1)
-		ret = store_read_now(vm->store, vm->codec_ctx, &rd, buf);
+		ret = store_read_now(vm->store, vm->eng.codec_ctx, &rd, buf);
 	return ret;
 }
 
@@ -150,9 +150,9 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 			continue;
 		}
 		if (s == PAGE_STORED || s == PAGE_PROBATION) {
-			int ret = held_content(vm, r, p, vm->page_buf);
+			int ret = held_content(vm, r, p, vm->eng.page_buf);
 			if (!ret)
-				ret = pwrite_full(r->fd, vm->page_buf, r->page_size, (off_t)(r->fd_offset + p * r->page_size));
+				ret = pwrite_full(r->fd, vm->eng.page_buf, r->page_size, (off_t)(r->fd_offset + p * r->page_size));
 			if (ret) {
 				failed++;
 				vm_err(vm, "page at 0x%" PRIx64 " of an unmapped range cannot go back into its file: %s",

@@ -41,7 +41,7 @@ static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool p
 		ctr_add(&vm->ctr.eagain_retries, 1);
 		if (fault_drain(vm) == 0)
 			sched_yield();
-		if (vm->stopping)
+		if (vm->thr.stopping)
 			return -EINTR;
 	}
 }
@@ -82,11 +82,11 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		*err = ret;
 		return 0;
 	}
-	ret = pread_full(r->fd, vm->io_buf, count * ps, off);
+	ret = pread_full(r->fd, vm->eng.io_buf, count * ps, off);
 	uint64_t kept = 0, stored_bytes = 0, zero = 0;
 	int store_ret = 0;
 	for (; !ret && kept < count; kept++) {
-		const void *page = (const char *)vm->io_buf + kept * ps;
+		const void *page = (const char *)vm->eng.io_buf + kept * ps;
 		if (page_is_zero(page, ps)) {
 			entries[kept] = pe_make(PAGE_ZERO, 0, 0);
 			zero++;
@@ -94,7 +94,7 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		}
 		obj_id id;
 		struct store_put_info info;
-		store_ret = store_put(vm->store, vm->codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info);
+		store_ret = store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info);
 		if (store_ret)
 			break;  /* the store is full (for now: EBUSY): evict what fits */
 		entries[kept] = pe_make(PAGE_STORED, 0, id);
@@ -165,13 +165,13 @@ static int by_page(const void *a, const void *b)
 int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res)
 {
 	uint64_t evicted = 0;
-	while (evicted < want_pages && *scan_budget && !vm->vmm_gone && vm->policy.ops) {
+	while (evicted < want_pages && *scan_budget && !vm->eng.vmm_gone && vm->eng.policy.ops) {
 		/* the policy names the victims; sorted, neighbours share one
 		 * write-protect, read and punch */
 		uint64_t victims[EVICT_RUN_PAGES];
 		unsigned n = 0;
 		while (n < EVICT_RUN_PAGES && evicted + n < want_pages && *scan_budget) {
-			uint64_t v = vm->policy.ops->take_victim(&vm->policy);
+			uint64_t v = vm->eng.policy.ops->take_victim(&vm->eng.policy);
 			if (v == POLICY_NONE)
 				break;
 			(*scan_budget)--;
@@ -219,16 +219,16 @@ static uint64_t headroom_bytes(uint64_t limit)
 int evict_make_room(struct vm *vm, uint64_t bytes)
 {
 	uint64_t limit = vm_limit(vm);
-	if (!limit || vm->detaching)
+	if (!limit || vm->eng.detaching)
 		return 0;
 	uint64_t resident = ctr_get(&vm->resident_bytes);
 	if (resident + bytes <= limit)
 		return 0;
 	if (!vm_can_evict(vm)) {
-		if (!vm->limit_warned)
+		if (!vm->eng.limit_warned)
 			vm_warn(vm, "resident memory passes the limit of %" PRIu64 " bytes and cannot be evicted: %s",
 				limit, vm->evictable ? "another process maps its RAM" : vm->not_evictable_reason);
-		vm->limit_warned = true;
+		vm->eng.limit_warned = true;
 		return -ENOSPC;
 	}
 	/* the fault waits for this: take only what it needs plus a little;
@@ -238,9 +238,9 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 	uint64_t budget = vm_total_pages(vm);
 	struct evict_result res = { 0 };
 	int ret = evict_pages(vm, pages, &budget, &res);
-	if (ret && !vm->limit_warned) {
+	if (ret && !vm->eng.limit_warned) {
 		vm_warn(vm, "eviction to hold the limit failed: %s", strerror(-ret));
-		vm->limit_warned = true;
+		vm->eng.limit_warned = true;
 	}
 	return ctr_get(&vm->resident_bytes) + bytes <= limit ? 0 : -ENOSPC;
 }
@@ -248,14 +248,14 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 void evict_keep_headroom(struct vm *vm, uint64_t max_pages)
 {
 	uint64_t limit = vm_limit(vm);
-	if (!limit || !vm_can_evict(vm) || vm->detaching)
+	if (!limit || !vm_can_evict(vm) || vm->eng.detaching)
 		return;
 	uint64_t target = limit - headroom_bytes(limit);
 	uint64_t budget = vm_total_pages(vm), done = 0;
-	while (ctr_get(&vm->resident_bytes) > target && budget && done < max_pages && !vm->stopping &&
-	       !vm->vmm_gone) {
+	while (ctr_get(&vm->resident_bytes) > target && budget && done < max_pages && !vm->thr.stopping &&
+	       !vm->eng.vmm_gone) {
 		/* a fault waiting matters more than room for the next one */
-		if (vm->pending_len || fault_drain(vm) > 0)
+		if (vm->eng.pending_len || fault_drain(vm) > 0)
 			return;
 		uint64_t want = (ctr_get(&vm->resident_bytes) - target + 4095) / 4096;
 		if (want > EVICT_RUN_PAGES)

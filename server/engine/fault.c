@@ -29,20 +29,20 @@
 
 void fault_vmm_gone(struct vm *vm, int err)
 {
-	if (!vm->vmm_gone)
+	if (!vm->eng.vmm_gone)
 		vm_warn(vm, "VMM address space is gone (%s): no more faults to serve", strerror(-err));
-	vm->vmm_gone = true;
+	vm->eng.vmm_gone = true;
 }
 
 int fault_drain(struct vm *vm)
 {
 	int total = 0;
-	while (vm->pending_len < PENDING_MSGS) {
-		unsigned tail = (vm->pending_head + vm->pending_len) % PENDING_MSGS;
-		unsigned room = PENDING_MSGS - vm->pending_len;
+	while (vm->eng.pending_len < PENDING_MSGS) {
+		unsigned tail = (vm->eng.pending_head + vm->eng.pending_len) % PENDING_MSGS;
+		unsigned room = PENDING_MSGS - vm->eng.pending_len;
 		if (tail + room > PENDING_MSGS)
 			room = PENDING_MSGS - tail;
-		ssize_t n = read(vm->uffd, &vm->pending[tail], room * sizeof(struct uffd_msg));
+		ssize_t n = read(vm->uffd, &vm->eng.pending[tail], room * sizeof(struct uffd_msg));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -53,11 +53,11 @@ int fault_drain(struct vm *vm)
 		unsigned got = n / sizeof(struct uffd_msg);
 		uint64_t t = monotonic_ns();
 		for (unsigned i = 0; i < got; i++) {
-			vm->pending_ns[tail + i] = t;
-			if (vm->pending[tail + i].event != UFFD_EVENT_PAGEFAULT)
-				vm->events_unapplied = true;
+			vm->eng.pending_ns[tail + i] = t;
+			if (vm->eng.pending[tail + i].event != UFFD_EVENT_PAGEFAULT)
+				vm->eng.events_unapplied = true;
 		}
-		vm->pending_len += got;
+		vm->eng.pending_len += got;
 		total += got;
 		if (got < room)
 			break;
@@ -67,9 +67,9 @@ int fault_drain(struct vm *vm)
 
 void fault_apply_events(struct vm *vm)
 {
-	vm->events_unapplied = false;
-	for (unsigned k = 0; k < vm->pending_len; k++) {
-		struct uffd_msg *m = &vm->pending[(vm->pending_head + k) % PENDING_MSGS];
+	vm->eng.events_unapplied = false;
+	for (unsigned k = 0; k < vm->eng.pending_len; k++) {
+		struct uffd_msg *m = &vm->eng.pending[(vm->eng.pending_head + k) % PENDING_MSGS];
 		switch (m->event) {
 		case UFFD_EVENT_REMOVE:
 			discards_apply(vm, m->arg.remove.start, m->arg.remove.end, DISCARD_REMOVE_EVENT);
@@ -123,7 +123,7 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 	if (r->backing != MEMSRV__BACKING__BACKING_HUGETLBFS)
 		return uffd_zeropage(vm->uffd, addr, len, dontwake, NULL);
 	for (uint64_t off = 0; off < len; off += r->page_size) {
-		int ret = uffd_copy(vm->uffd, addr + off, vm->page_buf, r->page_size, dontwake, NULL);
+		int ret = uffd_copy(vm->uffd, addr + off, vm->eng.page_buf, r->page_size, dontwake, NULL);
 		if (ret == -EEXIST) {
 			int there = huge_page_there(r, addr + off);
 			if (there)
@@ -140,8 +140,8 @@ void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64
 	for (uint64_t p = first; p < first + count; p++) {
 		page_table_set(&r->pt, p, pe_arriving(r->pt.entries[p]));
 		/* only the faulting page was used; its neighbours came along */
-		bool used = r->first_page + p == vm->fault_page;
-		vm_policy_resident(vm, r, p, used && vm->fault_write);
+		bool used = r->first_page + p == vm->eng.fault_page;
+		vm_policy_resident(vm, r, p, used && vm->eng.fault_write);
 		/* demand brought it, or a stream about to read it (prefetch) */
 		sampler_note_fault(vm, r->first_page + p);
 	}
@@ -228,8 +228,8 @@ int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *
 	uint64_t addr = r->host_addr + idx * r->page_size;
 	off_t off = (off_t)(r->fd_offset + idx * r->page_size);
 	ctr_add(&vm->ctr.eexist_wakes, 1);
-	ssize_t n = r->fd >= 0 ? pread(r->fd, vm->io_buf, r->page_size, off) : -1;
-	bool zeros = n == (ssize_t)r->page_size && page_is_zero(vm->io_buf, r->page_size);
+	ssize_t n = r->fd >= 0 ? pread(r->fd, vm->eng.io_buf, r->page_size, off) : -1;
+	bool zeros = n == (ssize_t)r->page_size && page_is_zero(vm->eng.io_buf, r->page_size);
 	bool put_back = zeros && !page_is_zero(ours, r->page_size);
 	if (put_back && pwrite(r->fd, ours, r->page_size, off) != (ssize_t)r->page_size) {
 		vm_err(vm, "page at 0x%" PRIx64 " was filled with zeros behind memsrv's back and cannot be put back: %s",
@@ -281,13 +281,13 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 	}
 	evict_make_room(vm, r->page_size);
 	struct store_read rd;
-	int ret = store_fetch(vm->store, vm->codec_ctx, id, vm->page_buf, &rd);
+	int ret = store_fetch(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf, &rd);
 	if (ret == 1) {
 		if (deferred && swap_reads_submit(vm, r, idx, t_read, &rd) == 0) {
 			*deferred = true;
 			return 0;
 		}
-		ret = store_read_now(vm->store, vm->codec_ctx, &rd, vm->page_buf);
+		ret = store_read_now(vm->store, vm->eng.codec_ctx, &rd, vm->eng.page_buf);
 	}
 	if (ret) {
 		/* the page stays STORED: the caller tries again or poisons it,
@@ -295,13 +295,13 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 		*read_failed = true;
 		return ret;
 	}
-	return fault_place_stored(vm, r, idx, vm->page_buf);
+	return fault_place_stored(vm, r, idx, vm->eng.page_buf);
 }
 
 void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 {
 	uint64_t now = monotonic_ns(), ns = now - t_read;
-	atomic_store_explicit(&vm->last_fault_ns, now, memory_order_relaxed);
+	atomic_store_explicit(&vm->quota.last_fault_ns, now, memory_order_relaxed);
 	ctr_add(&vm->ctr.faults_total, 1);
 	latency_record_ns(&vm->lat_all, ns);
 	switch (source) {
@@ -337,7 +337,7 @@ static void fault_failed(struct vm *vm, const char *what, uint64_t addr, int err
 		fault_vmm_gone(vm, err);
 		return;
 	}
-	if (err == -EAGAIN && vm->stopping)
+	if (err == -EAGAIN && vm->thr.stopping)
 		return;
 	ctr_add(&vm->ctr.fault_errors, 1);
 	vm_err(vm, "%s at 0x%" PRIx64 " not resolved: %s", what, addr, strerror(-err));
@@ -349,7 +349,7 @@ static void fault_failed(struct vm *vm, const char *what, uint64_t addr, int err
  * not be had (fill_stored). */
 static void fault_lost(struct vm *vm, struct region *r, uint64_t idx, enum page_state from, bool read_failed, int err)
 {
-	if (uffd_vmm_gone(err) || (err == -EAGAIN && vm->stopping) || from == PAGE_POISONED) {
+	if (uffd_vmm_gone(err) || (err == -EAGAIN && vm->thr.stopping) || from == PAGE_POISONED) {
 		fault_failed(vm, from == PAGE_POISONED ? "fault on a poisoned page" : "fault",
 			     r->host_addr + idx * r->page_size, err);
 		return;
@@ -370,8 +370,8 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	}
 	uint64_t idx = (addr - r->host_addr) / r->page_size;
 	uint64_t page = r->host_addr + idx * r->page_size;
-	vm->fault_page = r->first_page + idx;
-	vm->fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	vm->eng.fault_page = r->first_page + idx;
+	vm->eng.fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	enum page_state source;
 	bool deferred = false, read_failed = false;
 	unsigned tries = 1;
@@ -384,18 +384,18 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			ret = uffd_writeprotect(vm->uffd, page, r->page_size, false, false);
 			if (ret == -EAGAIN)
 				fault_resync_events(vm);
-		} while (ret == -EAGAIN && !vm->stopping);
+		} while (ret == -EAGAIN && !vm->thr.stopping);
 		if (ret) {
 			fault_failed(vm, "write-protect fault", addr, ret);
 			/* still protected: woken, the write faults again and gets
 			 * another try rather than sleeping for good */
-			if (!vm->vmm_gone && (ret = uffd_wake(vm->uffd, page, r->page_size)) && uffd_vmm_gone(ret))
+			if (!vm->eng.vmm_gone && (ret = uffd_wake(vm->uffd, page, r->page_size)) && uffd_vmm_gone(ret))
 				fault_vmm_gone(vm, ret);
 			return;
 		}
 		ctr_add(&vm->ctr.faults_wp, 1);
-		if (vm->policy.ops && r->evictable)
-			vm->policy.ops->referenced(&vm->policy, r->first_page + idx, true);
+		if (vm->eng.policy.ops && r->evictable)
+			vm->eng.policy.ops->referenced(&vm->eng.policy, r->first_page + idx, true);
 		return;
 	}
 	for (;;) {
@@ -417,7 +417,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		case PAGE_PROBATION:
 			/* a sampled page in use: back at the cost of one fault */
 			evict_make_room(vm, r->page_size);
-			ret = sampler_fault(vm, r, idx, vm->fault_write);
+			ret = sampler_fault(vm, r, idx, vm->eng.fault_write);
 			break;
 		case PAGE_RESIDENT:
 		default:
@@ -433,7 +433,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			}
 			break;
 		}
-		if (ret == -EAGAIN && !vm->stopping) {
+		if (ret == -EAGAIN && !vm->thr.stopping) {
 			fault_resync_events(vm);
 			continue;
 		}
@@ -461,15 +461,15 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
  * before the next fault too. */
 void fault_serve_pending(struct vm *vm)
 {
-	while (vm->pending_len) {
-		if (vm->events_unapplied)
+	while (vm->eng.pending_len) {
+		if (vm->eng.events_unapplied)
 			fault_apply_events(vm);
-		unsigned head = vm->pending_head;
-		struct uffd_msg m = vm->pending[head];
-		uint64_t t = vm->pending_ns[head];
-		vm->pending_head = (head + 1) % PENDING_MSGS;
-		vm->pending_len--;
-		if (m.event == UFFD_EVENT_PAGEFAULT && !vm->vmm_gone)
+		unsigned head = vm->eng.pending_head;
+		struct uffd_msg m = vm->eng.pending[head];
+		uint64_t t = vm->eng.pending_ns[head];
+		vm->eng.pending_head = (head + 1) % PENDING_MSGS;
+		vm->eng.pending_len--;
+		if (m.event == UFFD_EVENT_PAGEFAULT && !vm->eng.vmm_gone)
 			handle_fault(vm, &m, t);
 	}
 }
@@ -479,11 +479,11 @@ void fault_serve_available(struct vm *vm)
 {
 	for (;;) {
 		int n = fault_drain(vm);
-		if (n < 0 && !vm->vmm_gone) {
+		if (n < 0 && !vm->eng.vmm_gone) {
 			vm_err(vm, "reading the userfaultfd failed: %s", strerror(-n));
 			fault_vmm_gone(vm, n);
 		}
-		if (vm->pending_len == 0)
+		if (vm->eng.pending_len == 0)
 			break;
 		fault_serve_pending(vm);
 	}
@@ -520,9 +520,9 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 {
 	uint64_t failed = sampler_restore_all(vm);
 	*restored = 0;
-	for (unsigned i = 0; i < vm->n_regions && !vm->vmm_gone; i++) {
+	for (unsigned i = 0; i < vm->n_regions && !vm->eng.vmm_gone; i++) {
 		struct region *r = &vm->regions[i];
-		for (uint64_t p = 0; p < r->pt.npages && !vm->vmm_gone; p++) {
+		for (uint64_t p = 0; p < r->pt.npages && !vm->eng.vmm_gone; p++) {
 			if (pe_state(r->pt.entries[p]) != PAGE_STORED)
 				continue;
 			int ret = restore_one(vm, r, p);

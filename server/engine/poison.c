@@ -15,7 +15,7 @@
 
 bool poison_worth_retry(const struct vm *vm, int err)
 {
-	return !store_err_final(err) && !uffd_vmm_gone(err) && err != -EAGAIN && !vm->stopping && !vm->vmm_gone;
+	return !store_err_final(err) && !uffd_vmm_gone(err) && err != -EAGAIN && !vm->thr.stopping && !vm->eng.vmm_gone;
 }
 
 unsigned poison_backoff_ms(unsigned tries)
@@ -94,11 +94,11 @@ static int poison_in_vmm(struct vm *vm, struct region *r, uint64_t idx)
 	uint64_t addr = r->host_addr + idx * r->page_size;
 	for (;;) {
 		int ret = uffd_poison(vm->uffd, addr, r->page_size);
-		if (ret == -EEXIST || (ret == -EAGAIN && !vm->stopping && r->pt.entries[idx] != was)) {
+		if (ret == -EEXIST || (ret == -EAGAIN && !vm->thr.stopping && r->pt.entries[idx] != was)) {
 			uffd_wake(vm->uffd, addr, r->page_size);
 			return ret == -EEXIST ? ret : -ECANCELED;
 		}
-		if (ret != -EAGAIN || vm->stopping)
+		if (ret != -EAGAIN || vm->thr.stopping)
 			return ret;
 		fault_resync_events(vm);
 		if (r->pt.entries[idx] != was) {
@@ -137,7 +137,7 @@ int poison_page(struct vm *vm, struct region *r, uint64_t idx, const char *cause
 	ctr_add(&vm->ctr.pages_poisoned, 1);
 	vm_err(vm, "page at 0x%" PRIx64 " is lost (%s): poisoned, the guest gets a memory error (SIGBUS) on it", addr,
 	       cause);
-	if (ret && !(ret == -EAGAIN && vm->stopping)) {
+	if (ret && !(ret == -EAGAIN && vm->thr.stopping)) {
 		vm_err(vm, "poisoning page at 0x%" PRIx64 " failed: %s; its faulting thread is left waiting", addr,
 		       strerror(-ret));
 		return ret;
@@ -150,7 +150,7 @@ int poison_refault(struct vm *vm, struct region *r, uint64_t idx)
 	if (!can_poison(vm))
 		return 0;  /* said when it was lost: the thread waits, never zeros */
 	int ret = poison_in_vmm(vm, r, idx);
-	if (ret == -ECANCELED || ret == -EEXIST || (ret == -EAGAIN && vm->stopping))
+	if (ret == -ECANCELED || ret == -EEXIST || (ret == -EAGAIN && vm->thr.stopping))
 		return 0;
 	return ret;
 }

@@ -23,10 +23,10 @@ static uint64_t gather(struct vm *vm, struct region *r, uint64_t idx, uint64_t w
 	uint64_t n = 0;
 	for (; n < want && idx + 1 + n < r->pt.npages; n++) {
 		page_entry e = r->pt.entries[idx + 1 + n];
-		void *dst = (char *)vm->io_buf + n * 4096;
+		void *dst = (char *)vm->eng.io_buf + n * 4096;
 		if (pe_state(e) == PAGE_ZERO)
 			memset(dst, 0, 4096);
-		else if (pe_state(e) != PAGE_STORED || store_fetch_memory(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), dst))
+		else if (pe_state(e) != PAGE_STORED || store_fetch_memory(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), dst))
 			break;  /* not stored, in swap, or unreadable: the run ends here */
 	}
 	return n;
@@ -35,17 +35,17 @@ static uint64_t gather(struct vm *vm, struct region *r, uint64_t idx, uint64_t w
 void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 {
 	uint64_t page = r->first_page + idx;
-	bool stream = page == vm->stream_next;
-	vm->stream_next = page + 1;
+	bool stream = page == vm->eng.stream_next;
+	vm->eng.stream_next = page + 1;
 	if (!stream || r->page_size != 4096) {
-		vm->stream_window = 0;
+		vm->eng.stream_window = 0;
 		return;
 	}
-	vm->stream_window = vm->stream_window ? vm->stream_window * 2 : 2;
-	if (vm->stream_window > PREFETCH_MAX_PAGES)
-		vm->stream_window = PREFETCH_MAX_PAGES;
+	vm->eng.stream_window = vm->eng.stream_window ? vm->eng.stream_window * 2 : 2;
+	if (vm->eng.stream_window > PREFETCH_MAX_PAGES)
+		vm->eng.stream_window = PREFETCH_MAX_PAGES;
 	/* room first: making it may use io_buf */
-	uint64_t want = vm->stream_window;
+	uint64_t want = vm->eng.stream_window;
 	if (evict_make_room(vm, want * 4096))
 		return;  /* at the limit with nothing to give: the guest's own faults decide */
 	uint64_t n = gather(vm, r, idx, want);
@@ -58,7 +58,7 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 		was[i] = r->pt.entries[idx + 1 + i];
 	fault_mark_resident(vm, r, idx + 1, n);
 	uint64_t addr = r->host_addr + (idx + 1) * 4096, done = 0;
-	int ret = uffd_copy(vm->uffd, addr, vm->io_buf, n * 4096, false, &done);
+	int ret = uffd_copy(vm->uffd, addr, vm->eng.io_buf, n * 4096, false, &done);
 	uint64_t placed = done / 4096;
 	for (uint64_t i = 0; i < n; i++) {
 		if (i >= placed) {
@@ -70,7 +70,7 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 		}
 	}
 	ctr_add(&vm->ctr.prefetched_pages, placed);
-	vm->stream_next += placed;
+	vm->eng.stream_next += placed;
 	if (ret && uffd_vmm_gone(ret))
 		fault_vmm_gone(vm, ret);
 	/* else (EAGAIN: an event is pending) the rest faults in as usual */

@@ -48,26 +48,26 @@ int sampler_init(struct vm *vm)
 		return -ENOMEM;
 	/* under --state-dir the pages live in the VM's state file: a page in
 	 * probation has no other copy */
-	sp->pages = vm->state_probation ? vm->state_probation
+	sp->pages = vm->persist.probation ? vm->persist.probation
 		  : mmap(NULL, (size_t)SAMPLE_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (sp->pages == MAP_FAILED) {
 		free(sp);
 		return -ENOMEM;
 	}
 	sp->rng = 0x853c49e6748fea9bull ^ vm->id;
-	vm->sampler = sp;
+	vm->eng.sampler = sp;
 	return 0;
 }
 
 void sampler_fini(struct vm *vm)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	if (!sp)
 		return;
-	if (sp->pages != vm->state_probation)
+	if (sp->pages != vm->persist.probation)
 		munmap(sp->pages, (size_t)SAMPLE_PAGES * 4096);
 	free(sp);
-	vm->sampler = NULL;
+	vm->eng.sampler = NULL;
 }
 
 static uint64_t next_random(struct sampler *sp)
@@ -83,14 +83,14 @@ static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool us
 	page_table_set(&r->pt, idx, pe_arriving(r->pt.entries[idx]));
 	atomic_fetch_add(&vm->resident_bytes, r->page_size);
 	vm_policy_resident(vm, r, idx, write);
-	if (!used && vm->policy.ops && r->evictable)
-		policy_mark_idle(&vm->policy, r->first_page + idx);  /* sampled and not used: first to go */
+	if (!used && vm->eng.policy.ops && r->evictable)
+		policy_mark_idle(&vm->eng.policy, r->first_page + idx);  /* sampled and not used: first to go */
 }
 
 /* Copies slot's page back into the VMM; 0, or -errno with the page still in probation. */
 static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wake)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	struct sample *s = &sp->s[slot];
 	uint64_t addr = s->r->host_addr + s->idx * s->r->page_size;
 	/* accounted first: once UFFDIO_COPY wakes the VM, it is resident */
@@ -113,7 +113,7 @@ static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wa
 int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write)
 {
 	unsigned slot = (unsigned)pe_handle(r->pt.entries[idx]);
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	int ret = put_back(vm, slot, true, write, true);
 	if (!ret && !sp->s[slot].touched) {
 		sp->s[slot].touched = true;
@@ -125,24 +125,24 @@ int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write)
 void sampler_adopt(struct vm *vm, struct region *r, uint64_t idx)
 {
 	unsigned slot = (unsigned)pe_handle(r->pt.entries[idx]);
-	vm->sampler->s[slot] = (struct sample){ .r = r, .idx = idx, .busy = true };
+	vm->eng.sampler->s[slot] = (struct sample){ .r = r, .idx = idx, .busy = true };
 }
 
 const void *sampler_page(const struct vm *vm, page_entry e)
 {
-	return vm->sampler->pages + (size_t)pe_handle(e) * 4096;
+	return vm->eng.sampler->pages + (size_t)pe_handle(e) * 4096;
 }
 
 void sampler_drop(struct vm *vm, page_entry e)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	sp->s[pe_handle(e)].busy = false;
 }
 
 /* An untouched page: back where it was, or, over the limit, into the store. */
 static void settle(struct vm *vm, unsigned slot)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	struct sample *s = &sp->s[slot];
 	uint64_t limit = vm_limit(vm);
 	if (limit && ctr_get(&vm->resident_bytes) + s->r->page_size > limit) {
@@ -151,7 +151,7 @@ static void settle(struct vm *vm, unsigned slot)
 		obj_id id;
 		struct store_put_info info;
 		if (!page_is_zero(page, 4096)) {
-			if (store_put(vm->store, vm->codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info))
+			if (store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info))
 				goto restore;  /* the store is full: keep it resident */
 			e = pe_make(PAGE_STORED, 0, id);
 		}
@@ -163,7 +163,7 @@ static void settle(struct vm *vm, unsigned slot)
 restore:
 	for (;;) {
 		int ret = put_back(vm, slot, false, false, false);
-		if (ret != -EAGAIN || vm->stopping)
+		if (ret != -EAGAIN || vm->thr.stopping)
 			return;
 		fault_resync_events(vm);
 		if (pe_state(s->r->pt.entries[s->idx]) != PAGE_PROBATION)
@@ -178,7 +178,7 @@ static uint64_t filter_bit(uint64_t page)
 
 void sampler_note_fault(struct vm *vm, uint64_t page)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	uint64_t b = filter_bit(page);
 	if (!sp || !(sp->filter[b / 64] & 1ull << (b % 64)))
 		return;
@@ -203,7 +203,7 @@ static uint64_t demand_faults(const struct vm *vm)
  * use (at most all of it), which the balancer's idle tax reads. */
 static void estimate(struct vm *vm)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	uint64_t faults = demand_faults(vm), refaults = faults - sp->demand_faults;
 	sp->demand_faults = faults;
 	if (sp->taken < SAMPLE_PAGES / 4)
@@ -221,8 +221,8 @@ static void estimate(struct vm *vm)
 	uint64_t ws = (uint64_t)(sp->estimate * (double)sp->sampled_bytes);
 	if (refaults >= STEADY_FAULTS(resident / 4096) && ws < resident)
 		ws = resident;
-	atomic_store(&vm->working_set_bytes, ws);
-	atomic_store(&vm->working_set_permille,
+	atomic_store(&vm->quota.working_set_bytes, ws);
+	atomic_store(&vm->quota.working_set_permille,
 		     resident ? (uint32_t)(ws >= resident ? 1000 : ws * 1000 / resident) : 1000);
 }
 
@@ -235,7 +235,7 @@ static void watch(struct sampler *sp, uint64_t page)
 
 static void take_sample(struct vm *vm)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	uint64_t total = vm_total_pages(vm);
 	sp->taken = sp->touched = 0;
 	sp->n_watch = 0;
@@ -274,8 +274,8 @@ static void take_sample(struct vm *vm)
 
 void sampler_tick(struct vm *vm)
 {
-	struct sampler *sp = vm->sampler;
-	if (!sp || !vm_can_evict(vm) || vm->vmm_gone || vm->detaching)
+	struct sampler *sp = vm->eng.sampler;
+	if (!sp || !vm_can_evict(vm) || vm->eng.vmm_gone || vm->eng.detaching)
 		return;
 	estimate(vm);
 	/* sampling costs faults: only VMs whose memory memsrv manages (a limit
@@ -292,7 +292,7 @@ void sampler_tick(struct vm *vm)
 
 uint64_t sampler_restore_all(struct vm *vm)
 {
-	struct sampler *sp = vm->sampler;
+	struct sampler *sp = vm->eng.sampler;
 	uint64_t failed = 0;
 	for (unsigned i = 0; sp && i < SAMPLE_PAGES; i++) {
 		if (!sp->s[i].busy || pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) != PAGE_PROBATION)

@@ -58,18 +58,18 @@ int swap_reads_init(struct vm *vm)
 		free(sr);
 		return ret;
 	}
-	vm->reads = sr;
+	vm->eng.reads = sr;
 	return 0;
 }
 
 int swap_reads_fd(const struct vm *vm)
 {
-	return vm->reads ? vm->reads->efd : -1;
+	return vm->eng.reads ? vm->eng.reads->efd : -1;
 }
 
 bool swap_reads_pending(const struct vm *vm, const struct region *r, uint64_t idx)
 {
-	const struct swap_reads *sr = vm->reads;
+	const struct swap_reads *sr = vm->eng.reads;
 	for (unsigned i = 0; sr && sr->busy && i < READS; i++)
 		if (sr->slot[i].busy && sr->slot[i].r == r && sr->slot[i].idx == idx)
 			return true;
@@ -92,7 +92,7 @@ static void finish(struct vm *vm, unsigned i, int res);
 
 int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd)
 {
-	struct swap_reads *sr = vm->reads;
+	struct swap_reads *sr = vm->eng.reads;
 	if (!sr)
 		return -EBUSY;
 	/* every slot in flight: the oldest read will be done soonest, wait for one */
@@ -136,7 +136,7 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 			return;
 		}
 		int ret = fault_place_stored(vm, r, s->idx, page);
-		if (ret == -EAGAIN && !vm->stopping) {
+		if (ret == -EAGAIN && !vm->thr.stopping) {
 			fault_resync_events(vm);
 			continue;
 		}
@@ -147,7 +147,7 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 		if (ret) {
 			if (uffd_vmm_gone(ret)) {
 				fault_vmm_gone(vm, ret);
-			} else if (!(ret == -EAGAIN && vm->stopping)) {
+			} else if (!(ret == -EAGAIN && vm->thr.stopping)) {
 				/* the content is here but the kernel will not take
 				 * it (no memory for the page), also after POISON_TRIES
 				 * tries: its waiters must not wait forever */
@@ -187,7 +187,7 @@ static void lose(struct vm *vm, struct swap_read *s, int err)
  * Meanwhile the vCPU waits; the pin was released, so fetch it anew then. */
 static void failed(struct vm *vm, unsigned i, int err)
 {
-	struct swap_reads *sr = vm->reads;
+	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
 	uint64_t addr = s->r->host_addr + s->idx * s->r->page_size;
 	s->failures++;
@@ -207,11 +207,11 @@ static void failed(struct vm *vm, unsigned i, int err)
 
 static void finish(struct vm *vm, unsigned i, int res)
 {
-	struct swap_reads *sr = vm->reads;
+	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
-	int ret = store_read_end(vm->store, vm->codec_ctx, &s->rd, sr->bufs + (size_t)i * CODEC_PAGE, res, vm->page_buf);
+	int ret = store_read_end(vm->store, vm->eng.codec_ctx, &s->rd, sr->bufs + (size_t)i * CODEC_PAGE, res, vm->eng.page_buf);
 	if (ret == 0) {
-		complete(vm, s, vm->page_buf);
+		complete(vm, s, vm->eng.page_buf);
 		release(sr, s);
 		return;
 	}
@@ -220,7 +220,7 @@ static void finish(struct vm *vm, unsigned i, int res)
 
 static void retry(struct vm *vm, unsigned i)
 {
-	struct swap_reads *sr = vm->reads;
+	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
 	page_entry e = s->r->pt.entries[s->idx];
 	s->waiting_retry = false;
@@ -230,15 +230,15 @@ static void retry(struct vm *vm, unsigned i)
 		release(sr, s);
 		return;
 	}
-	int ret = store_fetch(vm->store, vm->codec_ctx, (obj_id)pe_handle(e), vm->page_buf, &s->rd);
+	int ret = store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), vm->eng.page_buf, &s->rd);
 	if (ret == 0) {
 		/* not in swap any more (cannot happen today: kept for safety) */
-		complete(vm, s, vm->page_buf);
+		complete(vm, s, vm->eng.page_buf);
 		release(sr, s);
 	} else if (ret < 0) {
 		failed(vm, i, ret);
 	} else if (submit(sr, i)) {
-		store_read_end(vm->store, vm->codec_ctx, &s->rd, NULL, -ECANCELED, vm->page_buf);
+		store_read_end(vm->store, vm->eng.codec_ctx, &s->rd, NULL, -ECANCELED, vm->eng.page_buf);
 		s->failures--;  /* the ring was full: no try was made */
 		failed(vm, i, -EIO);
 	}
@@ -246,12 +246,12 @@ static void retry(struct vm *vm, unsigned i)
 
 bool swap_reads_ready(const struct vm *vm)
 {
-	return vm->reads && vm->reads->busy && io_uring_cq_ready(&vm->reads->ring);
+	return vm->eng.reads && vm->eng.reads->busy && io_uring_cq_ready(&vm->eng.reads->ring);
 }
 
 int swap_reads_reap(struct vm *vm)
 {
-	struct swap_reads *sr = vm->reads;
+	struct swap_reads *sr = vm->eng.reads;
 	if (!sr)
 		return -1;
 	uint64_t v;
@@ -283,7 +283,7 @@ int swap_reads_reap(struct vm *vm)
 
 void swap_reads_exit(struct vm *vm)
 {
-	struct swap_reads *sr = vm->reads;
+	struct swap_reads *sr = vm->eng.reads;
 	if (!sr)
 		return;
 	/* every read in flight pins its object: wait for each, then unpin */
@@ -296,11 +296,11 @@ void swap_reads_exit(struct vm *vm)
 			break;
 		unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
 		io_uring_cqe_seen(&sr->ring, cqe);
-		store_read_end(vm->store, vm->codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->page_buf);
+		store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
 	}
 	io_uring_queue_exit(&sr->ring);
 	close(sr->efd);
 	free(sr->bufs);
 	free(sr);
-	vm->reads = NULL;
+	vm->eng.reads = NULL;
 }

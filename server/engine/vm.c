@@ -25,9 +25,9 @@ struct vm *vm_new(struct store *store)
 	struct vm *vm = calloc(1, sizeof *vm);
 	if (!vm)
 		return NULL;
-	vm->uffd = vm->session_fd = vm->wake_fd = vm->state_fd = vm->state_dir_fd = -1;
-	vm->jobs_tail = &vm->jobs;
-	pthread_mutex_init(&vm->job_lock, NULL);
+	vm->uffd = vm->session_fd = vm->thr.wake_fd = vm->persist.fd = vm->persist.dir_fd = -1;
+	vm->thr.jobs_tail = &vm->thr.jobs;
+	pthread_mutex_init(&vm->thr.job_lock, NULL);
 	session_out_init(&vm->out);
 	latency_init(&vm->lat_all);
 	latency_init(&vm->lat_never);
@@ -35,9 +35,9 @@ struct vm *vm_new(struct store *store)
 	latency_init(&vm->lat_cache);
 	latency_init(&vm->lat_swap);
 	vm->store = store;
-	vm->codec_ctx = codec_ctx_create();
-	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!vm->codec_ctx || vm->wake_fd < 0) {
+	vm->eng.codec_ctx = codec_ctx_create();
+	vm->thr.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!vm->eng.codec_ctx || vm->thr.wake_fd < 0) {
 		vm_destroy(vm);
 		return NULL;
 	}
@@ -53,7 +53,7 @@ int vm_add_region(struct vm *vm, const struct region *src, char *why, size_t why
 	struct region *r = &vm->regions[vm->n_regions];
 	*r = *src;
 	uint64_t resident = 0;
-	if (vm->resume_from) {
+	if (vm->persist.resume_from) {
 		/* the tables an earlier memsrv left, checked against the fds */
 		int64_t found = vm_state_resume_region(vm, r, why, whylen);
 		if (found < 0) {
@@ -63,9 +63,9 @@ int vm_add_region(struct vm *vm, const struct region *src, char *why, size_t why
 		resident = (uint64_t)found * r->page_size;
 		goto added;
 	}
-	int ret = vm->state ? vm_state_add_region(vm, r) : page_table_init(&r->pt, r->size / r->page_size);
+	int ret = vm->persist.header ? vm_state_add_region(vm, r) : page_table_init(&r->pt, r->size / r->page_size);
 	if (ret) {
-		snprintf(why, whylen, "cannot track region%s: %s", vm->state ? " in the state dir" : "", strerror(-ret));
+		snprintf(why, whylen, "cannot track region%s: %s", vm->persist.header ? " in the state dir" : "", strerror(-ret));
 		return ret;
 	}
 	if (r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS) {
@@ -85,20 +85,20 @@ int vm_add_region(struct vm *vm, const struct region *src, char *why, size_t why
 	}
 added:;
 	size_t need = r->page_size > 4096 ? r->page_size : 4096;
-	if (need > vm->page_buf_size) {
+	if (need > vm->eng.page_buf_size) {
 		/* zeroed: hugetlbfs regions copy it as their zero page */
 		void *buf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (buf == MAP_FAILED) {
-			if (!vm->resume_from)
+			if (!vm->persist.resume_from)
 				page_table_destroy(&r->pt);
 			memset(&r->pt, 0, sizeof r->pt);
 			snprintf(why, whylen, "out of memory");
 			return -ENOMEM;
 		}
-		if (vm->page_buf)
-			munmap(vm->page_buf, vm->page_buf_size);
-		vm->page_buf = buf;
-		vm->page_buf_size = need;
+		if (vm->eng.page_buf)
+			munmap(vm->eng.page_buf, vm->eng.page_buf_size);
+		vm->eng.page_buf = buf;
+		vm->eng.page_buf_size = need;
 	}
 	r->first_page = vm->n_regions ? vm->regions[vm->n_regions - 1].first_page +
 					     vm->regions[vm->n_regions - 1].pt.npages : 0;
@@ -110,14 +110,14 @@ added:;
 
 void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool write)
 {
-	if (r->evictable && vm->policy.ops)
-		vm->policy.ops->resident(&vm->policy, r->first_page + idx, write);
+	if (r->evictable && vm->eng.policy.ops)
+		vm->eng.policy.ops->resident(&vm->eng.policy, r->first_page + idx, write);
 }
 
 void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx)
 {
-	if (r->evictable && vm->policy.ops)
-		vm->policy.ops->gone(&vm->policy, r->first_page + idx);
+	if (r->evictable && vm->eng.policy.ops)
+		vm->eng.policy.ops->gone(&vm->eng.policy, r->first_page + idx);
 }
 
 /* (Re)builds the policy's books from the page tables. */
@@ -126,9 +126,9 @@ static int policy_build(struct vm *vm, const struct policy_ops *ops)
 	uint64_t total = 0;
 	for (unsigned i = 0; i < vm->n_regions; i++)
 		total += vm->regions[i].pt.npages;
-	if (vm->policy.ops)
-		policy_fini(&vm->policy);
-	int ret = policy_init(&vm->policy, ops, total);
+	if (vm->eng.policy.ops)
+		policy_fini(&vm->eng.policy);
+	int ret = policy_init(&vm->eng.policy, ops, total);
 	if (ret)
 		return ret;
 	for (unsigned i = 0; i < vm->n_regions; i++) {
@@ -143,12 +143,12 @@ static int policy_build(struct vm *vm, const struct policy_ops *ops)
 void vm_policy_update(struct vm *vm)
 {
 	const struct policy_ops *want = atomic_load(&vm->policy_wanted);
-	if (want == vm->policy.ops)
+	if (want == vm->eng.policy.ops)
 		return;
 	int ret = policy_build(vm, want);
 	if (ret) {
 		vm_err(vm, "cannot switch to policy %s: %s", want->name, strerror(-ret));
-		atomic_store(&vm->policy_wanted, vm->policy.ops);
+		atomic_store(&vm->policy_wanted, vm->eng.policy.ops);
 		return;
 	}
 	vm_info(vm, "eviction policy is %s", want->name);
@@ -161,9 +161,9 @@ int vm_start(struct vm *vm)
 	int pret = policy_build(vm, atomic_load(&vm->policy_wanted));
 	if (pret)
 		return pret;
-	vm->io_buf = mmap(NULL, EVICT_RUN_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (vm->io_buf == MAP_FAILED) {
-		vm->io_buf = NULL;
+	vm->eng.io_buf = mmap(NULL, EVICT_RUN_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (vm->eng.io_buf == MAP_FAILED) {
+		vm->eng.io_buf = NULL;
 		return -ENOMEM;
 	}
 	int ret = sampler_init(vm);
@@ -174,29 +174,29 @@ int vm_start(struct vm *vm)
 	if (ret)
 		vm_warn(vm, "no io_uring for swap reads (%s): faults on swapped pages read synchronously",
 			strerror(-ret));
-	ret = pthread_create(&vm->thread, NULL, vm_thread_main, vm);
+	ret = pthread_create(&vm->thr.thread, NULL, vm_thread_main, vm);
 	if (ret)
 		return -ret;
-	vm->thread_started = true;
+	vm->thr.started = true;
 	return 0;
 }
 
 void vm_post_job(struct vm *vm, struct vm_job *job)
 {
 	job->next = NULL;
-	pthread_mutex_lock(&vm->job_lock);
-	*vm->jobs_tail = job;
-	vm->jobs_tail = &job->next;
-	pthread_mutex_unlock(&vm->job_lock);
+	pthread_mutex_lock(&vm->thr.job_lock);
+	*vm->thr.jobs_tail = job;
+	vm->thr.jobs_tail = &job->next;
+	pthread_mutex_unlock(&vm->thr.job_lock);
 	uint64_t one = 1;
-	if (write(vm->wake_fd, &one, sizeof one) < 0)
+	if (write(vm->thr.wake_fd, &one, sizeof one) < 0)
 		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 }
 
 void vm_shutdown(struct vm *vm)
 {
 	struct vm_job *job = calloc(1, sizeof *job);
-	if (!job || !vm->thread_started) {
+	if (!job || !vm->thr.started) {
 		free(job);
 		return;
 	}
@@ -204,14 +204,14 @@ void vm_shutdown(struct vm *vm)
 	job->restore = true;
 	job->reply_fd = -1;
 	vm_post_job(vm, job);
-	pthread_join(vm->thread, NULL);
-	vm->thread_started = false;
+	pthread_join(vm->thr.thread, NULL);
+	vm->thr.started = false;
 }
 
 void vm_post_wakeup(struct vm *vm)
 {
 	uint64_t one = 1;
-	if (write(vm->wake_fd, &one, sizeof one) < 0)
+	if (write(vm->thr.wake_fd, &one, sizeof one) < 0)
 		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 }
 
@@ -219,17 +219,17 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
-	if (vm->thread_started) {
-		atomic_store(&vm->stopping, true);
+	if (vm->thr.started) {
+		atomic_store(&vm->thr.stopping, true);
 		uint64_t one = 1;
-		if (write(vm->wake_fd, &one, sizeof one) < 0)
+		if (write(vm->thr.wake_fd, &one, sizeof one) < 0)
 			vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
-		pthread_join(vm->thread, NULL);
+		pthread_join(vm->thr.thread, NULL);
 	}
 	swap_reads_exit(vm);
 	sampler_fini(vm);
 	/* jobs the thread never got to: their requesters get an answer */
-	for (struct vm_job *job = vm->jobs, *next; job; job = next) {
+	for (struct vm_job *job = vm->thr.jobs, *next; job; job = next) {
 		next = job->next;
 		if (job->reply_fd >= 0) {
 			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s detached before the request ran", vm->name);
@@ -239,12 +239,12 @@ void vm_destroy(struct vm *vm)
 	}
 	/* a VM whose pages may still be asked for keeps its state and its
 	 * references; any other gives them back, its file first */
-	bool drop = !vm->state_keep && vm->store;
-	if (drop && vm->state)
+	bool drop = !vm->persist.keep && vm->store;
+	if (drop && vm->persist.header)
 		vm_state_remove(vm);
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
-		if (drop && vm->state) {
+		if (drop && vm->persist.header) {
 			vm_state_drop_references(vm, r);
 		} else if (drop) {
 			/* stop at the last stored page: a huge sparse region is not walked */
@@ -260,18 +260,18 @@ void vm_destroy(struct vm *vm)
 			close(r->fd);
 	}
 	vm_state_close(vm);
-	codec_ctx_destroy(vm->codec_ctx);
-	if (vm->policy.ops)
-		policy_fini(&vm->policy);
-	if (vm->io_buf)
-		munmap(vm->io_buf, EVICT_RUN_PAGES * 4096);
-	if (vm->page_buf)
-		munmap(vm->page_buf, vm->page_buf_size);
+	codec_ctx_destroy(vm->eng.codec_ctx);
+	if (vm->eng.policy.ops)
+		policy_fini(&vm->eng.policy);
+	if (vm->eng.io_buf)
+		munmap(vm->eng.io_buf, EVICT_RUN_PAGES * 4096);
+	if (vm->eng.page_buf)
+		munmap(vm->eng.page_buf, vm->eng.page_buf_size);
 	if (vm->uffd >= 0)
 		close(vm->uffd);
-	if (vm->wake_fd >= 0)
-		close(vm->wake_fd);
-	pthread_mutex_destroy(&vm->job_lock);
+	if (vm->thr.wake_fd >= 0)
+		close(vm->thr.wake_fd);
+	pthread_mutex_destroy(&vm->thr.job_lock);
 	session_out_fini(&vm->out);
 	free(vm);
 }
@@ -357,13 +357,13 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	vm_count_stored(vm, info);
 	info->codec = (char *)codec_name((enum codec)atomic_load(&vm->codec));
 	info->policy = (char *)atomic_load(&vm->policy_wanted)->name;
-	info->node_target_bytes = atomic_load(&vm->node_target_bytes);
-	info->active = atomic_load(&vm->active);
-	info->working_set_bytes = atomic_load(&vm->working_set_bytes);
+	info->node_target_bytes = atomic_load(&vm->quota.node_target_bytes);
+	info->active = atomic_load(&vm->quota.active);
+	info->working_set_bytes = atomic_load(&vm->quota.working_set_bytes);
 	info->idle_bytes = info->resident_bytes > info->working_set_bytes ? info->resident_bytes - info->working_set_bytes : 0;
 	info->probation_pages = vm_count(vm, PAGE_PROBATION);
 	static const char *const balloon_names[] = { "unknown", "yes", "no" };
-	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon)];
+	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon.answer)];
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X
@@ -377,15 +377,15 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	fill_percentiles(&vm->lat_swap, &pct[4]);
 	info->fault_latency_cache_us = &pct[3];
 	info->fault_latency_swap_us = &pct[4];
-	info->guarantee_bytes = vm->guarantee_bytes;
-	info->limit_bytes = vm->limit_bytes;
-	info->shares = vm->shares;
+	info->guarantee_bytes = vm->quota.guarantee_bytes;
+	info->limit_bytes = vm->quota.limit_bytes;
+	info->shares = vm->quota.shares;
 	info->regions = vm->n_regions;
 	info->evictable = vm_can_evict(vm);
 	info->not_evictable_reason = !vm->evictable ? vm->not_evictable_reason
 				     : !info->evictable ? vm->unprotected_reason : NULL;
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
-	info->balloon_target_bytes = ctr_get(&vm->balloon_target_bytes);
+	info->balloon_target_bytes = ctr_get(&vm->balloon.target_bytes);
 	info->n_conditions = 0;
 	info->conditions = vm->conditions;
 	if (vm_count(vm, PAGE_POISONED))

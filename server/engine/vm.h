@@ -105,66 +105,55 @@ struct vm_job {
 
 struct vm_state_header;
 
-struct vm {
-	char name[VM_NAME_MAX];
-	uint64_t id;
-	pid_t pid;
-	int uffd;
-	int session_fd;          /* owned by the server; written through out only */
-	struct session_out out;  /* what waits to go out on it (session_out.h) */
-	struct region regions[VM_MAX_REGIONS];
-	unsigned n_regions;
-	uint64_t size_bytes;
+/* The node's share for the VM and what it is judged by.  The server thread
+ * (Hello, memsrv-ctl set, the balancer) writes the bounds; the VM thread
+ * reads them before each fill and writes its activity. */
+struct vm_quota {
 	uint64_t guarantee_bytes;
-	_Atomic uint64_t limit_bytes;  /* memsrv-ctl set may change it */
+	_Atomic uint64_t limit_bytes;        /* memsrv-ctl set may change it */
+	uint32_t shares;
 	_Atomic uint64_t node_target_bytes;  /* the balancer's share of the node for it; 0: none */
 	_Atomic uint64_t last_fault_ns;      /* when it last faulted: active or idle */
 	_Atomic bool active;
-	_Atomic int balloon;                 /* VM_BALLOON_*: what the VMM answered */
-	_Atomic uint64_t balloon_asked_ns;   /* when memsrv last asked it to balloon */
-	_Atomic uint64_t balloon_sent_bytes; /* the target it asked for */
+	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
+	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
+	/* the balancer's arithmetic (server thread) */
+	struct { uint64_t floor, cap, got; double weight; bool full, active; } claim;
+};
+
+/* What memsrv asked of the VMM's balloon and learned of it (balancer.c,
+ * server thread; vm_limit() reads the grace from the VM thread). */
+struct vm_balloon {
+	_Atomic int answer;                  /* VM_BALLOON_*: what the VMM answered */
+	_Atomic uint64_t asked_ns;           /* when memsrv last asked it to balloon */
+	_Atomic uint64_t sent_bytes;         /* the target it asked for */
 	/* Until when the balloon may work before the node target is enforced
 	 * by eviction (0: no request pending).  Set by the first request of a
 	 * shortage, not renewed by the next ones: a guest that gives nothing
 	 * is held to its target all the same. */
-	_Atomic uint64_t balloon_grace_until_ns;
-	_Atomic uint64_t balloon_hold_bytes;  /* during the grace: what it held when the shortage began */
-	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
-	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
-	uint32_t shares;
-	uint64_t uffd_features, register_modes;
-	bool evictable;
-	char not_evictable_reason[160];
-	/* another process maps the VM's RAM outside its uffd (mappings.c):
-	 * its pid, 0 for none; nothing is evicted while it does */
-	_Atomic pid_t unprotected_by;
-	char unprotected_reason[160];  /* server thread */
-	char *conditions[2];           /* vm_fill_info()'s, server thread */
+	_Atomic uint64_t grace_until_ns;
+	_Atomic uint64_t hold_bytes;         /* during the grace: what it held when the shortage began */
+	_Atomic uint64_t target_bytes;       /* last BalloonTarget sent, 0: never */
+};
 
-	_Atomic uint64_t resident_bytes;
-	/* the balancer's arithmetic (server thread) */
-	struct { uint64_t floor, cap, got; double weight; bool full, active; } claim;
-	_Atomic uint64_t balloon_target_bytes;       /* last BalloonTarget sent (server thread), 0: never */
-	struct vm_counters ctr;
-	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap;
-
-	/* --state-dir (vm_state.c): the file its page tables and probation
-	 * pages live in, so that a memsrv killed at any instant leaves what a
-	 * new one needs to serve them */
-	int state_dir_fd;        /* the server's; -1: nothing is kept */
-	int state_fd;
-	struct vm_state_header *state;
-	void *state_probation;   /* SAMPLE_PAGES pages */
-	bool state_keep;         /* vm_destroy() leaves the file and its store references */
+/* --state-dir (vm_state.c): the file its page tables and probation pages
+ * live in, so that a memsrv killed at any instant leaves what a new one
+ * needs to serve them.  Set up by the server thread at Hello, written by
+ * the VM thread after. */
+struct vm_persist {
+	int dir_fd;              /* the server's; -1: nothing is kept */
+	int fd;
+	struct vm_state_header *header;
+	void *probation;         /* SAMPLE_PAGES pages */
+	bool keep;               /* vm_destroy() leaves the file and its store references */
 	struct vm *resume_from;  /* while a Hello resumes: the VM found in the state dir */
 	bool resumed;
 	uint64_t start_time;     /* the VMM process's, to know it again (vm_state.c) */
+};
 
-	struct store *store;     /* the node's, shared with every VM */
-	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
-	_Atomic(const struct policy_ops *) policy_wanted;  /* control sets; the VM thread switches */
-
-	/* VM thread only */
+/* The VM thread's own state: nothing outside server/engine touches it
+ * (tests/check_layers.sh checks). */
+struct vm_engine {
 	struct codec_ctx *codec_ctx;
 	struct policy policy;    /* which resident pages leave first */
 	uint64_t fault_page;     /* the page (VM-wide number) of the fault being served... */
@@ -184,14 +173,55 @@ struct vm {
 	struct sampler *sampler;  /* pages in probation (sampler.c) */
 	void *page_buf;          /* one (huge) page for decompression and zero copies */
 	size_t page_buf_size;
+};
 
-	/* threads */
+/* The VM thread and how other threads reach it (vm.c, vm_thread.c): jobs
+ * through vm_post_job(), settings changes through vm_post_wakeup(). */
+struct vm_thread_ctl {
 	pthread_t thread;
-	bool thread_started;
+	bool started;
 	int wake_fd;             /* eventfd: jobs posted or stop requested */
 	_Atomic bool stopping;
 	pthread_mutex_t job_lock;
 	struct vm_job *jobs, **jobs_tail;
+};
+
+struct vm {
+	/* what the Hello said, fixed from then on (server thread writes
+	 * before the VM thread starts) */
+	char name[VM_NAME_MAX];
+	uint64_t id;
+	pid_t pid;
+	int uffd;
+	int session_fd;          /* owned by the server; written through out only */
+	struct session_out out;  /* what waits to go out on it (session_out.h) */
+	struct region regions[VM_MAX_REGIONS];
+	unsigned n_regions;
+	uint64_t size_bytes;
+	uint64_t uffd_features, register_modes;
+	bool evictable;
+	char not_evictable_reason[160];
+	/* another process maps the VM's RAM outside its uffd (mappings.c):
+	 * its pid, 0 for none; nothing is evicted while it does */
+	_Atomic pid_t unprotected_by;
+	char unprotected_reason[160];  /* server thread */
+	char *conditions[2];           /* vm_fill_info()'s, server thread */
+
+	struct vm_quota quota;
+	struct vm_balloon balloon;
+	struct vm_persist persist;
+
+	/* the VM thread writes, any thread reads */
+	_Atomic uint64_t resident_bytes;
+	struct vm_counters ctr;
+	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap;
+
+	struct store *store;     /* the node's, shared with every VM */
+	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
+	_Atomic(const struct policy_ops *) policy_wanted;  /* control sets; the VM thread switches */
+
+	struct vm_engine eng;
+	struct vm_thread_ctl thr;
 
 	struct vm *next;         /* server's list */
 };
@@ -217,7 +247,7 @@ static inline uint64_t ctr_get(const _Atomic uint64_t *c)
 struct vm *vm_new(struct store *store);
 /* Adds a region after validation (hello.c); takes fd.  Its page table is
  * new, in the VM's state file if it has one, or the one an earlier memsrv
- * kept (vm->resume_from).  0, or -errno with why filled. */
+ * kept (vm->persist.resume_from).  0, or -errno with why filled. */
 int vm_add_region(struct vm *vm, const struct region *r, char *why, size_t whylen);
 /* Starts the VM thread.  0 or -errno. */
 int vm_start(struct vm *vm);
@@ -258,16 +288,16 @@ void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info);
  * whichever is lower (0: no bound). */
 static inline uint64_t vm_limit(const struct vm *vm)
 {
-	uint64_t l = atomic_load_explicit(&vm->limit_bytes, memory_order_relaxed);
-	uint64_t t = atomic_load_explicit(&vm->node_target_bytes, memory_order_relaxed);
-	uint64_t grace = atomic_load_explicit(&vm->balloon_grace_until_ns, memory_order_relaxed);
+	uint64_t l = atomic_load_explicit(&vm->quota.limit_bytes, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&vm->quota.node_target_bytes, memory_order_relaxed);
+	uint64_t grace = atomic_load_explicit(&vm->balloon.grace_until_ns, memory_order_relaxed);
 	/* the clock is read only while a balloon request may still be working:
 	 * this runs before every fill */
-	if (t && grace && atomic_load_explicit(&vm->balloon, memory_order_relaxed) != VM_BALLOON_NO &&
+	if (t && grace && atomic_load_explicit(&vm->balloon.answer, memory_order_relaxed) != VM_BALLOON_NO &&
 	    monotonic_ns() < grace) {
 		/* the balloon goes first (a VMM without one said so), but the
 		 * VM does not grow meanwhile */
-		uint64_t hold = atomic_load_explicit(&vm->balloon_hold_bytes, memory_order_relaxed);
+		uint64_t hold = atomic_load_explicit(&vm->balloon.hold_bytes, memory_order_relaxed);
 		t = hold > t ? hold : t;
 	}
 	return !l ? t : !t ? l : l < t ? l : t;

@@ -47,15 +47,15 @@ uint64_t vm_state_process_start(pid_t pid)
 
 static int map_file(struct vm *vm)
 {
-	vm->state = mmap(NULL, HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, vm->state_fd, 0);
-	if (vm->state == MAP_FAILED) {
-		vm->state = NULL;
+	vm->persist.header = mmap(NULL, HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, vm->persist.fd, 0);
+	if (vm->persist.header == MAP_FAILED) {
+		vm->persist.header = NULL;
 		return -errno;
 	}
-	vm->state_probation = mmap(NULL, (size_t)SAMPLE_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
-				   vm->state_fd, PROBATION_OFFSET);
-	if (vm->state_probation == MAP_FAILED) {
-		vm->state_probation = NULL;
+	vm->persist.probation = mmap(NULL, (size_t)SAMPLE_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+				   vm->persist.fd, PROBATION_OFFSET);
+	if (vm->persist.probation == MAP_FAILED) {
+		vm->persist.probation = NULL;
 		return -errno;
 	}
 	return 0;
@@ -65,21 +65,21 @@ int vm_state_create(struct vm *vm, int dir_fd)
 {
 	char name[VM_NAME_MAX + 16];
 	file_name(name, sizeof name, vm->name);
-	vm->state_dir_fd = dir_fd;
-	vm->state_fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (vm->state_fd < 0)
+	vm->persist.dir_fd = dir_fd;
+	vm->persist.fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (vm->persist.fd < 0)
 		return -errno;
 	/* every byte the mappings may write is allocated up front: a full
 	 * state dir refuses an attach instead of killing memsrv with SIGBUS */
-	if (fallocate(vm->state_fd, 0, 0, (off_t)TABLES_OFFSET))
+	if (fallocate(vm->persist.fd, 0, 0, (off_t)TABLES_OFFSET))
 		return -errno;
 	int ret = map_file(vm);
 	if (ret)
 		return ret;
-	struct vm_state_header *h = vm->state;
+	struct vm_state_header *h = vm->persist.header;
 	snprintf(h->name, sizeof h->name, "%s", vm->name);
 	h->pid = vm->pid;
-	h->start_time = vm->start_time;
+	h->start_time = vm->persist.start_time;
 	h->file_bytes = TABLES_OFFSET;
 	h->version = VM_STATE_VERSION;
 	h->magic = VM_STATE_MAGIC;  /* last: a file without it is not loaded */
@@ -88,37 +88,37 @@ int vm_state_create(struct vm *vm, int dir_fd)
 
 void vm_state_save_settings(struct vm *vm)
 {
-	struct vm_state_header *h = vm->state;
+	struct vm_state_header *h = vm->persist.header;
 	if (!h)
 		return;
 	struct vm_state_settings *st = &h->settings;
-	st->shares = vm->shares;
-	st->limit_bytes = atomic_load(&vm->limit_bytes);
-	st->guarantee_bytes = vm->guarantee_bytes;
+	st->shares = vm->quota.shares;
+	st->limit_bytes = atomic_load(&vm->quota.limit_bytes);
+	st->guarantee_bytes = vm->quota.guarantee_bytes;
 	st->codec = atomic_load(&vm->codec);
-	st->balloon = atomic_load(&vm->balloon);
+	st->balloon = atomic_load(&vm->balloon.answer);
 	snprintf(st->policy, sizeof st->policy, "%s", atomic_load(&vm->policy_wanted)->name);
 	st->kept = 1;
 }
 
 void vm_state_resume_settings(struct vm *vm)
 {
-	const struct vm_state_settings *st = &vm->resume_from->state->settings;
+	const struct vm_state_settings *st = &vm->persist.resume_from->persist.header->settings;
 	const struct policy_ops *policy = policy_find(st->policy);
 	if (st->kept != 1 || !policy || st->codec < 0 || st->codec >= CODECS || st->balloon < VM_BALLOON_UNKNOWN ||
 	    st->balloon > VM_BALLOON_NO || !st->shares)
 		return;  /* none recorded (or not by this memsrv): the Hello's stand */
-	vm->shares = st->shares;
-	atomic_store(&vm->limit_bytes, st->limit_bytes);
-	vm->guarantee_bytes = st->guarantee_bytes;
+	vm->quota.shares = st->shares;
+	atomic_store(&vm->quota.limit_bytes, st->limit_bytes);
+	vm->quota.guarantee_bytes = st->guarantee_bytes;
 	atomic_store(&vm->codec, st->codec);
-	atomic_store(&vm->balloon, st->balloon);
+	atomic_store(&vm->balloon.answer, st->balloon);
 	atomic_store(&vm->policy_wanted, policy);
 }
 
 int vm_state_add_region(struct vm *vm, struct region *r)
 {
-	struct vm_state_header *h = vm->state;
+	struct vm_state_header *h = vm->persist.header;
 	unsigned i = vm->n_regions;
 	uint64_t npages = r->size / r->page_size;
 	struct vm_state_region *sr = &h->regions[i];
@@ -131,9 +131,9 @@ int vm_state_add_region(struct vm *vm, struct region *r)
 		.dev = st.st_dev, .ino = st.st_ino, .page_size = r->page_size, .backing = (uint32_t)r->backing,
 	};
 	uint64_t end = sr->table_offset + page_table_file_bytes(npages);
-	if (fallocate(vm->state_fd, 0, (off_t)sr->table_offset, (off_t)(end - sr->table_offset)))
+	if (fallocate(vm->persist.fd, 0, (off_t)sr->table_offset, (off_t)(end - sr->table_offset)))
 		return -errno;
-	int ret = page_table_map(&r->pt, npages, vm->state_fd, sr->table_offset);
+	int ret = page_table_map(&r->pt, npages, vm->persist.fd, sr->table_offset);
 	if (ret)
 		return ret;
 	h->file_bytes = end;
@@ -210,13 +210,13 @@ int64_t vm_state_resume_region(struct vm *vm, struct region *r, char *why, size_
 {
 	/* the kept VM's file and tables are borrowed until the resume is done
 	 * (vm_state_resume_done) or refused (vm_state_resume_abandon) */
-	struct vm *kept = vm->resume_from;
+	struct vm *kept = vm->persist.resume_from;
 	unsigned i = vm->n_regions;
-	vm->state_dir_fd = kept->state_dir_fd;
-	vm->state_fd = kept->state_fd;
-	vm->state = kept->state;
-	vm->state_probation = kept->state_probation;
-	const struct vm_state_header *h = vm->state;
+	vm->persist.dir_fd = kept->persist.dir_fd;
+	vm->persist.fd = kept->persist.fd;
+	vm->persist.header = kept->persist.header;
+	vm->persist.probation = kept->persist.probation;
+	const struct vm_state_header *h = vm->persist.header;
 	struct stat st = { 0 };
 	if (r->fd >= 0 && fstat(r->fd, &st))
 		return -errno;
@@ -227,11 +227,11 @@ int64_t vm_state_resume_region(struct vm *vm, struct region *r, char *why, size_
 	}
 	r->pt = kept->regions[i].pt;
 	/* an earlier attempt may have changed entries through its own copy */
-	int ret = page_table_recount(&r->pt, vm->state_fd, h->regions[i].table_offset);
+	int ret = page_table_recount(&r->pt, vm->persist.fd, h->regions[i].table_offset);
 	if (ret || r->fd < 0 || r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS)
 		return ret ? ret : (int64_t)page_table_count(&r->pt, PAGE_RESIDENT);  /* nothing is evicted from these */
 	struct reconcile rc = { .vm = vm, .r = r };
-	ret = page_table_each_written(&r->pt, vm->state_fd, h->regions[i].table_offset, reconcile_run, &rc);
+	ret = page_table_each_written(&r->pt, vm->persist.fd, h->regions[i].table_offset, reconcile_run, &rc);
 	if (ret) {
 		snprintf(why, whylen, "the state memsrv kept for region %u of VM %s is unreadable: %s", i, vm->name,
 			 strerror(-ret));
@@ -247,26 +247,26 @@ int64_t vm_state_resume_region(struct vm *vm, struct region *r, char *why, size_
 
 void vm_state_resume_done(struct vm *vm)
 {
-	struct vm *kept = vm->resume_from;
+	struct vm *kept = vm->persist.resume_from;
 	memset(kept->regions, 0, sizeof kept->regions[0] * kept->n_regions);
 	kept->n_regions = 0;
-	kept->state = NULL;
-	kept->state_probation = NULL;
-	kept->state_fd = -1;
-	vm->resume_from = NULL;
-	vm->resumed = true;
+	kept->persist.header = NULL;
+	kept->persist.probation = NULL;
+	kept->persist.fd = -1;
+	vm->persist.resume_from = NULL;
+	vm->persist.resumed = true;
 }
 
 void vm_state_resume_abandon(struct vm *vm)
 {
-	if (!vm->resume_from)
+	if (!vm->persist.resume_from)
 		return;
 	for (unsigned i = 0; i < vm->n_regions; i++)
 		memset(&vm->regions[i].pt, 0, sizeof vm->regions[i].pt);
-	vm->state = NULL;
-	vm->state_probation = NULL;
-	vm->state_fd = -1;
-	vm->resume_from = NULL;
+	vm->persist.header = NULL;
+	vm->persist.probation = NULL;
+	vm->persist.fd = -1;
+	vm->persist.resume_from = NULL;
 }
 
 struct adopt {
@@ -285,11 +285,11 @@ static int adopt_run(const struct page_table *pt, uint64_t first, uint64_t end, 
 
 void vm_state_adopt_probation(struct vm *vm)
 {
-	for (unsigned i = 0; vm->resumed && vm->sampler && i < vm->n_regions; i++) {
+	for (unsigned i = 0; vm->persist.resumed && vm->eng.sampler && i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
 		struct adopt a = { vm, r };
 		if (page_table_count(&r->pt, PAGE_PROBATION))
-			page_table_each_written(&r->pt, vm->state_fd, vm->state->regions[i].table_offset, adopt_run, &a);
+			page_table_each_written(&r->pt, vm->persist.fd, vm->persist.header->regions[i].table_offset, adopt_run, &a);
 	}
 }
 
@@ -324,33 +324,33 @@ static int drop_run(const struct page_table *pt, uint64_t first, uint64_t end, v
 void vm_state_drop_references(struct vm *vm, struct region *r)
 {
 	unsigned i = (unsigned)(r - vm->regions);
-	if (vm->state && r->pt.entries)
-		page_table_each_written(&r->pt, vm->state_fd, vm->state->regions[i].table_offset, drop_run, vm);
+	if (vm->persist.header && r->pt.entries)
+		page_table_each_written(&r->pt, vm->persist.fd, vm->persist.header->regions[i].table_offset, drop_run, vm);
 }
 
 void vm_state_remove(struct vm *vm)
 {
 	char name[VM_NAME_MAX + 16];
-	file_name(name, sizeof name, vm->state->name);
-	unlinkat(vm->state_dir_fd, name, 0);
+	file_name(name, sizeof name, vm->persist.header->name);
+	unlinkat(vm->persist.dir_fd, name, 0);
 }
 
 void vm_state_close(struct vm *vm)
 {
-	if (vm->state)
-		munmap(vm->state, HEADER_BYTES);
-	if (vm->state_probation)
-		munmap(vm->state_probation, (size_t)SAMPLE_PAGES * 4096);
-	if (vm->state_fd >= 0)
-		close(vm->state_fd);
-	vm->state = NULL;
-	vm->state_probation = NULL;
-	vm->state_fd = -1;
+	if (vm->persist.header)
+		munmap(vm->persist.header, HEADER_BYTES);
+	if (vm->persist.probation)
+		munmap(vm->persist.probation, (size_t)SAMPLE_PAGES * 4096);
+	if (vm->persist.fd >= 0)
+		close(vm->persist.fd);
+	vm->persist.header = NULL;
+	vm->persist.probation = NULL;
+	vm->persist.fd = -1;
 }
 
 static int load_regions(struct vm *vm, uint64_t file_size, char *why, size_t whylen)
 {
-	const struct vm_state_header *h = vm->state;
+	const struct vm_state_header *h = vm->persist.header;
 	uint64_t expect = TABLES_OFFSET;
 	for (unsigned i = 0; i < h->n_regions; i++) {
 		const struct vm_state_region *sr = &h->regions[i];
@@ -376,7 +376,7 @@ static int load_regions(struct vm *vm, uint64_t file_size, char *why, size_t why
 		r->backing = (Memsrv__Backing)sr->backing;
 		r->fd = -1;
 		r->first_page = i ? vm->regions[i - 1].first_page + vm->regions[i - 1].pt.npages : 0;
-		int ret = page_table_map(&r->pt, npages, vm->state_fd, sr->table_offset);
+		int ret = page_table_map(&r->pt, npages, vm->persist.fd, sr->table_offset);
 		if (ret) {
 			snprintf(why, whylen, "cannot map region %u's table: %s", i, strerror(-ret));
 			return ret;
@@ -394,12 +394,12 @@ int vm_state_load(int dir_fd, const char *file, struct store *store, struct vm *
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
-	vm->state_dir_fd = dir_fd;
-	vm->state_keep = true;  /* until it is known to be garbage */
+	vm->persist.dir_fd = dir_fd;
+	vm->persist.keep = true;  /* until it is known to be garbage */
 	int ret;
 	struct stat st;
-	vm->state_fd = openat(dir_fd, file, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (vm->state_fd < 0 || fstat(vm->state_fd, &st)) {
+	vm->persist.fd = openat(dir_fd, file, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (vm->persist.fd < 0 || fstat(vm->persist.fd, &st)) {
 		ret = -errno;
 		snprintf(why, whylen, "cannot open it: %s", strerror(-ret));
 		goto fail;
@@ -414,7 +414,7 @@ int vm_state_load(int dir_fd, const char *file, struct store *store, struct vm *
 		snprintf(why, whylen, "cannot map it: %s", strerror(-ret));
 		goto fail;
 	}
-	const struct vm_state_header *h = vm->state;
+	const struct vm_state_header *h = vm->persist.header;
 	char expect[VM_NAME_MAX + 16];
 	file_name(expect, sizeof expect, h->name);
 	if (h->magic != VM_STATE_MAGIC || h->version != VM_STATE_VERSION || h->n_regions > VM_MAX_REGIONS ||
@@ -425,14 +425,14 @@ int vm_state_load(int dir_fd, const char *file, struct store *store, struct vm *
 	}
 	snprintf(vm->name, sizeof vm->name, "%s", h->name);
 	vm->pid = h->pid;
-	vm->start_time = h->start_time;
+	vm->persist.start_time = h->start_time;
 	ret = load_regions(vm, (uint64_t)st.st_size, why, whylen);
 	if (ret)
 		goto fail;
 	*out = vm;
 	return 0;
 fail:
-	vm_destroy(vm);  /* state_keep: the file stays for whoever looks into it */
+	vm_destroy(vm);  /* persist.keep: the file stays for whoever looks into it */
 	return ret;
 }
 
@@ -465,7 +465,7 @@ int vm_state_collect_refs(const struct vm *vm, obj_id **refs, size_t *n, size_t 
 {
 	struct refs rs = { refs, n, cap };
 	for (unsigned i = 0; i < vm->n_regions; i++) {
-		int ret = page_table_each_written(&vm->regions[i].pt, vm->state_fd, vm->state->regions[i].table_offset,
+		int ret = page_table_each_written(&vm->regions[i].pt, vm->persist.fd, vm->persist.header->regions[i].table_offset,
 						  refs_run, &rs);
 		if (ret)
 			return ret;
@@ -475,5 +475,5 @@ int vm_state_collect_refs(const struct vm *vm, obj_id **refs, size_t *n, size_t 
 
 bool vm_state_owner_alive(const struct vm *vm)
 {
-	return vm_state_process_start(vm->pid) == vm->start_time;
+	return vm_state_process_start(vm->pid) == vm->persist.start_time;
 }

@@ -78,7 +78,7 @@ int vm_state_create(struct vm *vm, int dir_fd);
  * and maps its page table from there.  0 or -errno. */
 int vm_state_add_region(struct vm *vm, struct region *r);
 
-/* Borrows region r's page table from vm->resume_from, after checking that
+/* Borrows region r's page table from vm->persist.resume_from, after checking that
  * the region is the one the state describes, and reconciles it with what
  * r's fd holds.  Returns the pages found resident, or -errno with why
  * filled. */

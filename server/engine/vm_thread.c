@@ -36,36 +36,36 @@ static void serve_and_spin(struct vm *vm)
 	fault_serve_available(vm);
 	if (!fault_spin_ns)
 		return;
-	if (!vm->spin_ns)
-		vm->spin_ns = fault_spin_ns;
-	uint64_t deadline = monotonic_ns() + vm->spin_ns;
+	if (!vm->eng.spin_ns)
+		vm->eng.spin_ns = fault_spin_ns;
+	uint64_t deadline = monotonic_ns() + vm->eng.spin_ns;
 	bool caught = false;
-	while (!vm->stopping && !vm->vmm_gone && monotonic_ns() < deadline) {
+	while (!vm->thr.stopping && !vm->eng.vmm_gone && monotonic_ns() < deadline) {
 		if (fault_drain(vm) > 0) {
 			fault_serve_pending(vm);
 			caught = true;
-			deadline = monotonic_ns() + vm->spin_ns;
+			deadline = monotonic_ns() + vm->eng.spin_ns;
 		} else {
 			evict_keep_headroom(vm, SPIN_HEADROOM_PAGES);
 		}
 		if (swap_reads_ready(vm)) {
 			swap_reads_reap(vm);
-			deadline = monotonic_ns() + vm->spin_ns;
+			deadline = monotonic_ns() + vm->eng.spin_ns;
 		}
 	}
 	if (caught)
-		vm->spin_ns = vm->spin_ns * 2 < fault_spin_ns ? vm->spin_ns * 2 : fault_spin_ns;
-	else if (vm->spin_ns / 2 >= fault_spin_ns / 8)
-		vm->spin_ns /= 2;
+		vm->eng.spin_ns = vm->eng.spin_ns * 2 < fault_spin_ns ? vm->eng.spin_ns * 2 : fault_spin_ns;
+	else if (vm->eng.spin_ns / 2 >= fault_spin_ns / 8)
+		vm->eng.spin_ns /= 2;
 }
 
 static struct vm_job *take_jobs(struct vm *vm)
 {
-	pthread_mutex_lock(&vm->job_lock);
-	struct vm_job *jobs = vm->jobs;
-	vm->jobs = NULL;
-	vm->jobs_tail = &vm->jobs;
-	pthread_mutex_unlock(&vm->job_lock);
+	pthread_mutex_lock(&vm->thr.job_lock);
+	struct vm_job *jobs = vm->thr.jobs;
+	vm->thr.jobs = NULL;
+	vm->thr.jobs_tail = &vm->thr.jobs;
+	pthread_mutex_unlock(&vm->thr.job_lock);
 	return jobs;
 }
 
@@ -98,7 +98,7 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 	uint64_t budget = vm_total_pages(vm);
 	int ret = 0;
 	unsigned stalled = 0;  /* waits for room in a row */
-	while (res.pages < want && budget && !vm->stopping && !vm->vmm_gone && !vm->detaching) {
+	while (res.pages < want && budget && !vm->thr.stopping && !vm->eng.vmm_gone && !vm->eng.detaching) {
 		uint64_t chunk = want - res.pages < 1024 ? want - res.pages : 1024;
 		uint64_t before = res.pages;
 		ret = evict_pages(vm, chunk, &budget, &res);
@@ -146,7 +146,7 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 
 static void run_detach(struct vm *vm, struct vm_job *job)
 {
-	vm->detaching = true;  /* no more eviction, whatever the limit */
+	vm->eng.detaching = true;  /* no more eviction, whatever the limit */
 	uint64_t restored = 0, failed = job->restore ? fault_restore_all(vm, &restored) : 0;
 	vm_info(vm, "%s: %" PRIu64 " pages restored, %" PRIu64 " failed",
 		job->kind == VM_JOB_SHUTDOWN ? "shutdown" : "detach", restored, failed);
@@ -154,14 +154,14 @@ static void run_detach(struct vm *vm, struct vm_job *job)
 	Memsrv__DetachReply dr = MEMSRV__DETACH_REPLY__INIT;
 	Memsrv__Goodbye bye = MEMSRV__GOODBYE__INIT;
 	if (job->kind == VM_JOB_SHUTDOWN) {
-		bye.restored = !failed && !vm->vmm_gone;
+		bye.restored = !failed && !vm->eng.vmm_gone;
 		/* its VMM still waits on pages: the next memsrv may serve them */
-		vm->state_keep = !bye.restored && !vm->vmm_gone && vm->state;
+		vm->persist.keep = !bye.restored && !vm->eng.vmm_gone && vm->persist.header;
 		bye.reason = "memsrv is shutting down";
 		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_GOODBYE;
 		msg.goodbye = &bye;
 		vm_send(vm, &msg);
-		atomic_store(&vm->stopping, true);
+		atomic_store(&vm->thr.stopping, true);
 		return;
 	}
 	if (failed) {
@@ -186,12 +186,12 @@ static void run_restore(struct vm *vm)
 static void run_jobs(struct vm *vm)
 {
 	uint64_t v;
-	if (read(vm->wake_fd, &v, sizeof v) < 0) {
+	if (read(vm->thr.wake_fd, &v, sizeof v) < 0) {
 		/* nothing posted: a spurious wakeup */
 	}
 	for (struct vm_job *job = take_jobs(vm), *next; job; job = next) {
 		next = job->next;
-		if (vm->stopping)
+		if (vm->thr.stopping)
 			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s is going away", vm->name);
 		else if (job->kind == VM_JOB_EVICT)
 			run_evict(vm, job);
@@ -210,29 +210,29 @@ static void run_jobs(struct vm *vm)
 void *vm_thread_main(void *arg)
 {
 	struct vm *vm = arg;
-	if (vm->resumed)
+	if (vm->persist.resumed)
 		vm_state_wake_all(vm);
 	if (vm_limit(vm) && ctr_get(&vm->resident_bytes) > vm_limit(vm))
 		evict_make_room(vm, 0);
 	int retry_ms = -1;  /* a failed swap read waits for its retry */
 	uint64_t next_tick = monotonic_ns() + POLICY_TICK_NS;
-	while (!vm->stopping) {
+	while (!vm->thr.stopping) {
 		vm_policy_update(vm);
 		uint64_t now = monotonic_ns();
 		if (now >= next_tick) {
 			sampler_tick(vm);
-			if (vm->policy.ops && vm->policy.ops->tick)
-				vm->policy.ops->tick(&vm->policy);
+			if (vm->eng.policy.ops && vm->eng.policy.ops->tick)
+				vm->eng.policy.ops->tick(&vm->eng.policy);
 			next_tick = now + POLICY_TICK_NS;
 		}
 		/* jobs and evictions may have read faults into the ring: a
 		 * vCPU waits on each of them, so serve them before sleeping */
-		if (vm->pending_len)
+		if (vm->eng.pending_len)
 			fault_serve_available(vm);
 		retry_ms = swap_reads_reap(vm);  /* and when a failed read is due again */
 		struct pollfd p[3] = {
-			{ .fd = vm->uffd, .events = vm->vmm_gone ? 0 : POLLIN },
-			{ .fd = vm->wake_fd, .events = POLLIN },
+			{ .fd = vm->uffd, .events = vm->eng.vmm_gone ? 0 : POLLIN },
+			{ .fd = vm->thr.wake_fd, .events = POLLIN },
 			{ .fd = swap_reads_fd(vm), .events = POLLIN },
 		};
 		int tick_ms = (int)((next_tick - now) / 1000000) + 1;
@@ -242,7 +242,7 @@ void *vm_thread_main(void *arg)
 			vm_err(vm, "poll: %s", strerror(errno));
 			break;
 		}
-		if (vm->stopping)
+		if (vm->thr.stopping)
 			break;
 		if (p[2].revents & POLLIN)
 			swap_reads_reap(vm);

@@ -41,9 +41,9 @@ static struct vm *busy_vm(uint64_t size, uint32_t shares)
 	struct vm *vm = vm_new(srv.store);
 	cr_assert(vm);
 	vm->size_bytes = size;
-	vm->shares = shares;
+	vm->quota.shares = shares;
 	atomic_store(&vm->resident_bytes, size);
-	atomic_store(&vm->last_fault_ns, monotonic_ns());
+	atomic_store(&vm->quota.last_fault_ns, monotonic_ns());
 	vm->next = srv.vms;
 	srv.vms = vm;
 	return vm;
@@ -52,7 +52,7 @@ static struct vm *busy_vm(uint64_t size, uint32_t shares)
 static bool woken(struct vm *vm)
 {
 	uint64_t n;
-	return read(vm->wake_fd, &n, sizeof n) == sizeof n;
+	return read(vm->thr.wake_fd, &n, sizeof n) == sizeof n;
 }
 
 Test(balancer, a_report_changes_nothing)
@@ -63,9 +63,9 @@ Test(balancer, a_report_changes_nothing)
 	cr_assert_gt(r.entitled, 0);
 	cr_assert_eq(r.used, 2048 * MIB);
 	cr_assert(r.overloaded, "2 GiB resident on a 1 GiB node");
-	cr_assert_eq(atomic_load(&a->node_target_bytes), 0, "a report set a target");
-	cr_assert_eq(atomic_load(&b->node_target_bytes), 0, "a report set a target");
-	cr_assert_not(atomic_load(&a->active), "a report marked a VM active");
+	cr_assert_eq(atomic_load(&a->quota.node_target_bytes), 0, "a report set a target");
+	cr_assert_eq(atomic_load(&b->quota.node_target_bytes), 0, "a report set a target");
+	cr_assert_not(atomic_load(&a->quota.active), "a report marked a VM active");
 	cr_assert_not(woken(a), "a report woke a VM over its target");
 	cr_assert_not(woken(b), "a report woke a VM over its target");
 }
@@ -76,7 +76,7 @@ Test(balancer, a_run_shares_the_node_by_shares_after_the_overhead)
 	balancer_run(&srv);
 	struct balance_report r;
 	balancer_report(&srv, &r);
-	uint64_t ta = atomic_load(&a->node_target_bytes), tb = atomic_load(&b->node_target_bytes);
+	uint64_t ta = atomic_load(&a->quota.node_target_bytes), tb = atomic_load(&b->quota.node_target_bytes);
 	cr_assert_gt(r.overhead, 0, "memsrv's own memory is counted: this process holds some");
 	/* the resident set moves a little between two readings */
 	uint64_t left = srv.node_limit - r.overhead;
@@ -84,6 +84,6 @@ Test(balancer, a_run_shares_the_node_by_shares_after_the_overhead)
 		  (unsigned long)tb, (unsigned long)left);
 	cr_assert(tb > ta * 3 - 4 && tb < ta * 3 + 4, "shares 1:3 give %lu and %lu", (unsigned long)ta,
 		  (unsigned long)tb);
-	cr_assert(atomic_load(&a->active));
+	cr_assert(atomic_load(&a->quota.active));
 	cr_assert(woken(a) && woken(b), "both are over their targets: woken to evict");
 }

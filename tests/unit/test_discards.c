@@ -82,7 +82,7 @@ static void make_stored(unsigned i)
 	content(page, i);
 	obj_id id;
 	struct store_put_info info;
-	cr_assert_eq(store_put(store, vm->codec_ctx, CODEC_LZ4, page, &id, &info), 0);
+	cr_assert_eq(store_put(store, vm->eng.codec_ctx, CODEC_LZ4, page, &id, &info), 0);
 	page_table_set(&r->pt, i, pe_make(PAGE_STORED, 0, id));
 }
 

@@ -43,11 +43,11 @@ TestSuite(fault, .init = setup, .fini = teardown);
 /* Queues a write-protect fault on page idx and serves it. */
 static void serve_wp_fault(unsigned idx)
 {
-	vm->pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_PAGEFAULT };
-	vm->pending[0].arg.pagefault.address = (uintptr_t)mem + idx * PAGE;
-	vm->pending[0].arg.pagefault.flags = UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE;
-	vm->pending_head = 0;
-	vm->pending_len = 1;
+	vm->eng.pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_PAGEFAULT };
+	vm->eng.pending[0].arg.pagefault.address = (uintptr_t)mem + idx * PAGE;
+	vm->eng.pending[0].arg.pagefault.flags = UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE;
+	vm->eng.pending_head = 0;
+	vm->eng.pending_len = 1;
 	fault_serve_pending(vm);
 }
 
@@ -62,7 +62,7 @@ Test(fault, unprotect_of_a_range_no_longer_registered_marks_the_vmm_gone)
 	cr_assert_eq(ioctl(vm->uffd, UFFDIO_API, &api), 0, "%m");
 	/* nothing registered: the kernel answers ENOENT, as after an unmap */
 	serve_wp_fault(1);
-	cr_assert(vm->vmm_gone);
+	cr_assert(vm->eng.vmm_gone);
 	cr_assert_eq(ctr_get(&vm->ctr.faults_wp), 0, "an unresolved fault is not a resolved one");
 }
 
@@ -72,7 +72,7 @@ Test(fault, any_other_unprotect_error_is_counted)
 	vm->uffd = eventfd(0, EFD_CLOEXEC);
 	cr_assert_geq(vm->uffd, 0);
 	serve_wp_fault(2);
-	cr_assert_not(vm->vmm_gone);
+	cr_assert_not(vm->eng.vmm_gone);
 	cr_assert_eq(ctr_get(&vm->ctr.fault_errors), 1);
 	cr_assert_eq(ctr_get(&vm->ctr.faults_wp), 0);
 }
@@ -80,10 +80,10 @@ Test(fault, any_other_unprotect_error_is_counted)
 /* Queues a missing fault on page idx and serves it. */
 static void serve_missing_fault(unsigned idx)
 {
-	vm->pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_PAGEFAULT };
-	vm->pending[0].arg.pagefault.address = (uintptr_t)mem + idx * PAGE;
-	vm->pending_head = 0;
-	vm->pending_len = 1;
+	vm->eng.pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_PAGEFAULT };
+	vm->eng.pending[0].arg.pagefault.address = (uintptr_t)mem + idx * PAGE;
+	vm->eng.pending_head = 0;
+	vm->eng.pending_len = 1;
 	fault_serve_pending(vm);
 }
 
@@ -93,7 +93,7 @@ Test(fault, a_fault_that_keeps_failing_ends_in_a_poisoned_page_counted_once)
 	vm->uffd = eventfd(0, EFD_CLOEXEC);
 	vm->uffd_features = UFFD_FEATURE_POISON;
 	serve_missing_fault(1);
-	cr_assert_not(vm->vmm_gone);
+	cr_assert_not(vm->eng.vmm_gone);
 	cr_assert_eq(pe_state(vm->regions[0].pt.entries[1]), PAGE_POISONED, "tried a bounded number of times, then lost");
 	cr_assert_eq(ctr_get(&vm->ctr.pages_poisoned), 1);
 	cr_assert_eq(ctr_get(&vm->ctr.faults_total), 0, "a lost page is no fault served");
@@ -112,11 +112,11 @@ Test(fault, a_zap_of_a_poisoned_page_keeps_it_poisoned)
 	serve_missing_fault(2);
 	cr_assert_eq(pe_state(vm->regions[0].pt.entries[2]), PAGE_POISONED);
 	/* MADV_DONTNEED drops the kernel's marker; the loss stays */
-	vm->pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_REMOVE };
-	vm->pending[0].arg.remove.start = (uintptr_t)mem;
-	vm->pending[0].arg.remove.end = (uintptr_t)mem + 4 * PAGE;
-	vm->pending_head = 0;
-	vm->pending_len = 1;
+	vm->eng.pending[0] = (struct uffd_msg){ .event = UFFD_EVENT_REMOVE };
+	vm->eng.pending[0].arg.remove.start = (uintptr_t)mem;
+	vm->eng.pending[0].arg.remove.end = (uintptr_t)mem + 4 * PAGE;
+	vm->eng.pending_head = 0;
+	vm->eng.pending_len = 1;
 	fault_apply_events(vm);
 	cr_assert_eq(pe_state(vm->regions[0].pt.entries[2]), PAGE_POISONED, "a zap served the page zeros next");
 }
