@@ -510,27 +510,18 @@ static void post_discard(struct conn *c, const Memsrv__Discard *d)
 	vm_post_job(c->vm, job);
 }
 
-static void handle_conn(struct server *srv, struct conn *c)
+/* A read that brought no message: a malformed one, an error, or the peer
+ * leaving (ret <= 0).  The connection may be gone after. */
+static void recv_failed(struct server *srv, struct conn *c, int ret, const struct wire_fault *fault)
 {
-	Memsrv__ClientMessage *msg = NULL;
-	int fds[WIRE_MAX_FDS];
-	unsigned nfds = 0;
-	struct wire_fault fault = { "" };
-	if (!c->vm && hello_without_room(srv, c)) {
-		drop_conn(srv, c, true);
-		return;
-	}
-	int ret = wire_recv_client(c->fd, &msg, fds, &nfds, &fault);
-	if (ret == -EAGAIN)
-		return;  /* woken for nothing */
 	if (ret == -EPROTO) {
 		srv->protocol_errors++;
 		pr_warn_ratelimited("%s%s%smalformed message from pid %d: %s", c->vm ? "vm=" : "", c->vm ? c->vm->name : "",
-				    c->vm ? ": " : "", c->cred.pid, fault.what);
+				    c->vm ? ": " : "", c->cred.pid, fault->what);
 		if (c->vm)
-			vm_send_error(c->vm, EPROTO, NULL, "malformed message: %s", fault.what);
+			vm_send_error(c->vm, EPROTO, NULL, "malformed message: %s", fault->what);
 		else
-			wire_send_error(c->fd, EPROTO, NULL, "malformed message: %s", fault.what);
+			wire_send_error(c->fd, EPROTO, NULL, "malformed message: %s", fault->what);
 		/* a VMM's session survives its mistakes: dropping it would drop its pages */
 		if (!c->vm)
 			drop_conn(srv, c, true);
@@ -541,14 +532,50 @@ static void handle_conn(struct server *srv, struct conn *c)
 		vm_warn(c->vm, "reading from the VMM failed: %s", strerror(-ret));
 		return;
 	}
-	if (ret <= 0) {
-		if (ret < 0 && ret != -ECONNRESET)
-			pr_debug("connection from pid %d: %s", c->cred.pid, strerror(-ret));
+	if (ret < 0 && ret != -ECONNRESET)
+		pr_debug("connection from pid %d: %s", c->cred.pid, strerror(-ret));
+	drop_conn(srv, c, true);
+}
+
+/* The VMM's answer to a BalloonTarget: whether it has a balloon at all. */
+static void take_balloon_result(struct vm *vm, const Memsrv__BalloonResult *br)
+{
+	if (br->errno_code == EOPNOTSUPP) {
+		atomic_store(&vm->balloon.answer, VM_BALLOON_NO);
+		vm_info(vm, "no balloon (%.*s): memsrv will not ask again", LOG_CLIENT_STR_MAX,
+			br->message ? br->message : strerror(br->errno_code));
+	} else {
+		/* it has one; a request that failed is no reason to stop
+		 * asking, but nothing to wait for either: the target is
+		 * held by eviction now */
+		atomic_store(&vm->balloon.answer, VM_BALLOON_YES);
+		if (br->errno_code && atomic_exchange(&vm->balloon.grace_until_ns, 1) != 1)
+			vm_warn(vm, "the balloon failed to reach %" PRIu64 " bytes (%.*s): evicting instead",
+				br->target_bytes, LOG_CLIENT_STR_MAX, br->message ? br->message : strerror(br->errno_code));
+	}
+	vm_state_save_settings(vm);
+}
+
+/* A control request on a connection of its own: answered, then the
+ * connection goes (unless the request took it, e.g. to stream). */
+static void take_control(struct server *srv, struct conn *c, const Memsrv__ClientMessage *msg)
+{
+	if (steers(msg) && c->role != ACCESS_ADMIN) {
+		wire_send_error(c->fd, EPERM, NULL, "uid %d may read memsrv's state but not change it (root or uid %d only)",
+				c->cred.uid, srv->access.admin_uid);
 		drop_conn(srv, c, true);
 		return;
 	}
-	bool is_hello = msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
-	if (!is_hello)
+	bool taken;
+	control_handle(srv, c->fd, msg, &taken);
+	drop_conn(srv, c, !taken);  /* one request per control connection */
+}
+
+/* One message from a connection; only a Hello brings fds (closed here
+ * otherwise).  The connection may be gone after. */
+static void dispatch(struct server *srv, struct conn *c, const Memsrv__ClientMessage *msg, int *fds, unsigned nfds)
+{
+	if (msg->msg_case != MEMSRV__CLIENT_MESSAGE__MSG_HELLO)
 		wire_close_fds(fds, nfds);
 	switch (msg->msg_case) {
 	case MEMSRV__CLIENT_MESSAGE__MSG_HELLO:
@@ -560,24 +587,8 @@ static void handle_conn(struct server *srv, struct conn *c)
 		}
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT:
-		if (c->vm) {
-			const Memsrv__BalloonResult *br = msg->balloon_result;
-			if (br->errno_code == EOPNOTSUPP) {
-				atomic_store(&c->vm->balloon.answer, VM_BALLOON_NO);
-				vm_info(c->vm, "no balloon (%.*s): memsrv will not ask again", LOG_CLIENT_STR_MAX,
-					br->message ? br->message : strerror(br->errno_code));
-			} else {
-				/* it has one; a request that failed is no reason to stop
-				 * asking, but nothing to wait for either: the target is
-				 * held by eviction now */
-				atomic_store(&c->vm->balloon.answer, VM_BALLOON_YES);
-				if (br->errno_code && atomic_exchange(&c->vm->balloon.grace_until_ns, 1) != 1)
-					vm_warn(c->vm, "the balloon failed to reach %" PRIu64 " bytes (%.*s): evicting instead",
-						br->target_bytes, LOG_CLIENT_STR_MAX,
-						br->message ? br->message : strerror(br->errno_code));
-			}
-			vm_state_save_settings(c->vm);
-		}
+		if (c->vm)
+			take_balloon_result(c->vm, msg->balloon_result);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DISCARD:
 		if (c->vm)
@@ -592,21 +603,32 @@ static void handle_conn(struct server *srv, struct conn *c)
 			wire_send_error(c->fd, ENOTCONN, "detach", "no VM is attached on this connection");  /* no session: nothing queued */
 		break;
 	default:
-		if (c->vm) {
+		if (c->vm)
 			vm_send_error(c->vm, EINVAL, NULL, "control requests need a connection of their own");
-		} else if (steers(msg) && c->role != ACCESS_ADMIN) {
-			wire_send_error(c->fd, EPERM, NULL,
-					"uid %d may read memsrv's state but not change it (root or uid %d only)",
-					c->cred.uid, srv->access.admin_uid);
-			drop_conn(srv, c, true);
-		} else {
-			bool taken;
-			control_handle(srv, c->fd, msg, &taken);
-			/* one request per control connection */
-			drop_conn(srv, c, !taken);
-		}
+		else
+			take_control(srv, c, msg);
 		break;
 	}
+}
+
+static void handle_conn(struct server *srv, struct conn *c)
+{
+	Memsrv__ClientMessage *msg = NULL;
+	int fds[WIRE_MAX_FDS];
+	unsigned nfds = 0;
+	struct wire_fault fault = { "" };
+	if (!c->vm && hello_without_room(srv, c)) {
+		drop_conn(srv, c, true);
+		return;
+	}
+	int ret = wire_recv_client(c->fd, &msg, fds, &nfds, &fault);
+	if (ret == -EAGAIN)
+		return;  /* woken for nothing */
+	if (ret <= 0) {
+		recv_failed(srv, c, ret, &fault);
+		return;
+	}
+	dispatch(srv, c, msg, fds, nfds);
 	memsrv__client_message__free_unpacked(msg, NULL);
 }
 

@@ -530,10 +530,10 @@ static void sync_written(struct store *s, struct io_uring *ring, const swap_loc 
 /* One batch: the oldest objects of the cache (the incompressible ones come
  * first) written to swap with one io_uring submission.  Called and returns
  * with the lock held; the I/O runs without it.  Returns objects moved. */
-static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t *bufs)
+/* Takes up to WB_BATCH of the coldest cache objects for writeback: a swap
+ * slot each, their data copied into bufs, marked writing.  Under the lock. */
+static unsigned pick_writeback(struct store *s, uint8_t *bufs, obj_id *ids, swap_loc *locs)
 {
-	obj_id ids[WB_BATCH];
-	swap_loc locs[WB_BATCH];
 	unsigned n = 0;
 	for (obj_id id = s->lru_head; id && n < WB_BATCH; id = obj_at(s, id)->lru_next) {
 		struct obj *o = obj_at(s, id);
@@ -550,11 +550,14 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 		o->writing = 1;
 		ids[n++] = id;
 	}
-	if (!n)
-		return 0;
-	pthread_mutex_unlock(&s->lock);
+	return n;
+}
 
-	int res[WB_BATCH];
+/* Writes the n buffers to their swap slots in one submission and makes
+ * them durable; res[i] gets 0 or -errno for each.  Without the lock. */
+static void write_batch(struct store *s, struct io_uring *ring, uint8_t *bufs, const swap_loc *locs, int *res,
+			unsigned n)
+{
 	for (unsigned i = 0; i < n; i++) {
 		struct swap_io io;
 		swapfile_io(s->cfg.swap, locs[i], &io);
@@ -575,41 +578,68 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 		io_uring_cqe_seen(ring, cqe);
 	}
 	sync_written(s, ring, locs, res, n);
+}
 
+/* Object id's write to loc failed with err: the page stays in the cache,
+ * nothing is lost, the error is counted.  Under the lock. */
+static void writeback_failed(struct store *s, swap_loc loc, int err)
+{
+	swapfile_free(s->cfg.swap, loc);
+	if (s->st.swap_write_errors++ % 1000 == 0)
+		pr_warn("swap write failed: %s (%" PRIu64 " failures so far); pages stay in the cache", strerror(-err),
+			s->st.swap_write_errors);
+	if (err == -ENOSPC)
+		s->st.swap_full = 1;
+	else
+		s->st.swap_failing = 1;
+}
+
+/* Object id now lives at loc in swap: its cache slot goes.  Under the lock. */
+static void move_to_swap(struct store *s, obj_id id, swap_loc loc)
+{
+	struct obj *o = obj_at(s, id);
+	s->st.swap_failing = 0;
+	/* the object names its swap copy before its cache slot is freed:
+	 * freeing writes a free-list link into the slot */
+	o->swap = loc;
+	atomic_signal_fence(memory_order_release);  /* a crash between leaves it CACHE */
+	o->tier = TIER_SWAP;
+	lru_unlink(s, id);
+	zpool_free(s->pool, o->loc);
+	s->st.cache_objects--;
+	s->st.cache_bytes -= o->len;
+	s->st.cache_raw_objects -= o->len == RAW_LEN;
+	s->st.swap_objects++;
+	s->st.swap_bytes += o->len;
+	s->st.writeback_objects++;
+}
+
+/* One round of writeback, entered and left with the lock held (dropped
+ * while writing).  The number of objects moved to swap. */
+static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t *bufs)
+{
+	obj_id ids[WB_BATCH];
+	swap_loc locs[WB_BATCH];
+	unsigned n = pick_writeback(s, bufs, ids, locs);
+	if (!n)
+		return 0;
+	pthread_mutex_unlock(&s->lock);
+	int res[WB_BATCH];
+	write_batch(s, ring, bufs, locs, res, n);
 	pthread_mutex_lock(&s->lock);
+
 	unsigned moved = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (res[i] && !moved && i == n - 1)
 			s->st.swap_full = 1;  /* nothing went through: refuse for a while, retried each second */
-		struct obj *o = obj_at(s, ids[i]);
-		o->writing = 0;
+		obj_at(s, ids[i])->writing = 0;
 		if (res[i]) {
-			/* the page stays in the cache: nothing is lost, the error is counted */
-			swapfile_free(s->cfg.swap, locs[i]);
-			if (s->st.swap_write_errors++ % 1000 == 0)
-				pr_warn("swap write failed: %s (%" PRIu64 " failures so far); pages stay in the cache",
-					strerror(-res[i]), s->st.swap_write_errors);
-			if (res[i] == -ENOSPC)
-				s->st.swap_full = 1;
-			else
-				s->st.swap_failing = 1;
+			writeback_failed(s, locs[i], res[i]);
 		} else {
-			s->st.swap_failing = 0;
-			/* the object names its swap copy before its cache slot is
-			 * freed: freeing writes a free-list link into the slot */
-			o->swap = locs[i];
-			atomic_signal_fence(memory_order_release);  /* a crash between leaves it CACHE */
-			o->tier = TIER_SWAP;
-			lru_unlink(s, ids[i]);
-			zpool_free(s->pool, o->loc);
-			s->st.cache_objects--;
-			s->st.cache_bytes -= o->len;
-			s->st.cache_raw_objects -= o->len == RAW_LEN;
-			s->st.swap_objects++;
-			s->st.swap_bytes += o->len;
-			s->st.writeback_objects++;
+			move_to_swap(s, ids[i], locs[i]);
 			moved++;
 		}
+		struct obj *o = obj_at(s, ids[i]);
 		if (o->orphan && !o->pins)
 			free_obj(s, ids[i]);
 	}
@@ -663,6 +693,75 @@ static void *writeback_main(void *arg)
 	return NULL;
 }
 
+/* Room for a new object of len bytes (none for a same-filled page) and
+ * its id, under the lock.  0 with *h (the cache slot, 0 if none) and
+ * *nid; -EBUSY while writeback can make room, -ENOSPC when nothing can. */
+static int reserve_obj(struct store *s, bool samefilled, uint32_t len, zpool_handle *h, obj_id *nid)
+{
+	int ret = 0;
+	*h = 0;
+	if (!samefilled) {
+		uint64_t used = s->cfg.cache_budget ? cache_slot_bytes(s) : 0;
+		if (s->cfg.cache_budget && used + len > s->cfg.cache_budget) {
+			/* writeback can make room unless there is no swap or it is full */
+			ret = s->cfg.swap && !s->st.swap_full ? -EBUSY : -ENOSPC;
+			if (ret == -EBUSY)
+				pthread_cond_signal(&s->wb_wake);
+		} else {
+			ret = zpool_alloc(s->pool, len, h);
+			if (!ret && s->cfg.swap && s->cfg.cache_budget && used + len > WB_HIGH(s->cfg.cache_budget))
+				pthread_cond_signal(&s->wb_wake);
+		}
+	}
+	*nid = ret ? 0 : alloc_id(s);
+	if (!ret && !*nid)
+		ret = -ENOMEM;
+	/* no memory, or no room in the state dir's files: full until a put
+	 * gets through again */
+	if (ret == -ENOMEM) {
+		s->out_of_room = true;
+		ret = -ENOSPC;
+	} else if (!ret && !samefilled) {
+		s->out_of_room = false;  /* the pool took a page again */
+	}
+	if (ret && *h)
+		zpool_free(s->pool, *h);
+	return ret;
+}
+
+/* Fills the new object nid (in slot h unless same-filled) and indexes it
+ * by its hash, under the lock. */
+static void insert_obj(struct store *s, obj_id nid, zpool_handle h, enum codec c, bool samefilled, uint64_t word,
+		       const void *data, uint32_t len, uint64_t lo, uint64_t hi)
+{
+	struct obj *o = obj_at(s, nid);
+	o->hash_lo = lo;
+	o->hash_hi = hi;
+	o->refs = 1;
+	o->codec = (uint8_t)c;
+	if (samefilled) {
+		o->tier = TIER_SAMEFILL;
+		o->loc = word;
+		o->len = 0;
+		s->st.samefilled_objects++;
+	} else {
+		memcpy(zpool_map(s->pool, h), data, len);
+		o->tier = TIER_CACHE;
+		o->loc = h;
+		o->len = (uint16_t)len;
+		lru_insert(s, nid, len == RAW_LEN);
+		s->st.cache_objects++;
+		s->st.cache_bytes += len;
+		s->st.cache_raw_objects += len == RAW_LEN;
+	}
+	uint32_t *head = bucket_of(s, lo);
+	o->next = *head;
+	*head = nid;
+	s->st.objects++;
+	s->st.references++;
+	maybe_grow_index(s);
+}
+
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info)
 {
@@ -693,65 +792,14 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	}
 
 	pthread_mutex_lock(&s->lock);
-	int ret = 0;
-	zpool_handle h = 0;
-	if (!samefilled) {
-		uint64_t used = s->cfg.cache_budget ? cache_slot_bytes(s) : 0;
-		if (s->cfg.cache_budget && used + len > s->cfg.cache_budget) {
-			/* writeback can make room unless there is no swap or it is full */
-			ret = s->cfg.swap && !s->st.swap_full ? -EBUSY : -ENOSPC;
-			if (ret == -EBUSY)
-				pthread_cond_signal(&s->wb_wake);
-		} else {
-			ret = zpool_alloc(s->pool, len, &h);
-			if (!ret && s->cfg.swap && s->cfg.cache_budget && used + len > WB_HIGH(s->cfg.cache_budget))
-				pthread_cond_signal(&s->wb_wake);
-		}
-	}
-	obj_id nid = ret ? 0 : alloc_id(s);
-	if (!ret && !nid)
-		ret = -ENOMEM;
-	/* no memory, or no room in the state dir's files: full until a put
-	 * gets through again */
-	if (ret == -ENOMEM) {
-		s->out_of_room = true;
-		ret = -ENOSPC;
-	} else if (!ret && !samefilled) {
-		s->out_of_room = false;  /* the pool took a page again */
-	}
-	if (ret) {
-		if (h)
-			zpool_free(s->pool, h);
-		pthread_mutex_unlock(&s->lock);
-		return ret;
-	}
-	struct obj *o = obj_at(s, nid);
-	o->hash_lo = lo;
-	o->hash_hi = hi;
-	o->refs = 1;
-	o->codec = (uint8_t)c;
-	if (samefilled) {
-		o->tier = TIER_SAMEFILL;
-		o->loc = word;
-		o->len = 0;
-		s->st.samefilled_objects++;
-	} else {
-		memcpy(zpool_map(s->pool, h), data, len);
-		o->tier = TIER_CACHE;
-		o->loc = h;
-		o->len = (uint16_t)len;
-		lru_insert(s, nid, len == RAW_LEN);
-		s->st.cache_objects++;
-		s->st.cache_bytes += len;
-		s->st.cache_raw_objects += len == RAW_LEN;
-	}
-	uint32_t *head = bucket_of(s, lo);
-	o->next = *head;
-	*head = nid;
-	s->st.objects++;
-	s->st.references++;
-	maybe_grow_index(s);
+	zpool_handle h;
+	obj_id nid;
+	int ret = reserve_obj(s, samefilled, len, &h, &nid);
+	if (!ret)
+		insert_obj(s, nid, h, c, samefilled, word, data, len, lo, hi);
 	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
 	*id = nid;
 	info->len = len;
 	return 0;

@@ -179,6 +179,50 @@ static int lock_kept(int fd)
 
 /* Everything but publishing: done outside the lock, it may block on I/O.
  * *created is set whenever an fd was opened, for file_discard(). */
+/* A kept file (--state-dir): locked against another memsrv, and its size
+ * from an earlier one in *old_size.  0 or -errno, why filled. */
+static int lock_and_size(struct swap_file *f, const char *path, bool *created, uint64_t *old_size, char *why,
+			 size_t whylen)
+{
+	struct stat st;
+	int ret;
+	if (lock_kept(f->fd)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (ret == -EBUSY) {
+			*created = false;       /* its holder may be using it */
+			say(why, whylen, "swap file %s is in use by another memsrv", path);
+		} else {
+			say(why, whylen, "cannot lock swap file %s: %s", path, strerror(-ret));
+		}
+		return ret;
+	}
+	if (fstat(f->fd, &st)) {
+		ret = -errno;
+		say(why, whylen, "cannot stat swap file %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	*old_size = st.st_size;
+	return 0;
+}
+
+/* The file's units of f->unit bytes in size bytes: at least one, and no
+ * more than a location can name.  0 or -errno, why filled. */
+static int count_units(struct swap_file *f, const char *path, uint64_t size, char *why, size_t whylen)
+{
+	f->units = size >> f->shift;
+	if (f->units == 0) {
+		say(why, whylen, "swap file %s: size %" PRIu64 " is less than one unit of %u bytes", path, size,
+		    f->unit);
+		return -EINVAL;
+	}
+	if (f->units > LOC_FIRST_MASK) {
+		say(why, whylen, "swap file %s: size %" PRIu64 " exceeds %" PRIu64 " units", path, size,
+		    (uint64_t)LOC_FIRST_MASK);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 static int file_open(struct swap_file *f, const char *path, uint64_t size, bool kept,
 		     bool *created, uint32_t *mem_align, char *why, size_t whylen)
 {
@@ -196,25 +240,8 @@ static int file_open(struct swap_file *f, const char *path, uint64_t size, bool 
 		return ret;
 	}
 	uint64_t old_size = 0;
-	if (kept) {
-		struct stat st;
-		if (lock_kept(f->fd)) {
-			ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-			if (ret == -EBUSY) {
-				*created = false;       /* its holder may be using it */
-				say(why, whylen, "swap file %s is in use by another memsrv", path);
-			} else {
-				say(why, whylen, "cannot lock swap file %s: %s", path, strerror(-ret));
-			}
-			goto fail;
-		}
-		if (fstat(f->fd, &st)) {
-			ret = -errno;
-			say(why, whylen, "cannot stat swap file %s: %s", path, strerror(-ret));
-			goto fail;
-		}
-		old_size = st.st_size;
-	}
+	if (kept && (ret = lock_and_size(f, path, created, &old_size, why, whylen)))
+		goto fail;
 	f->path = strdup(path);
 	if (!f->path) {
 		ret = -ENOMEM;
@@ -223,19 +250,8 @@ static int file_open(struct swap_file *f, const char *path, uint64_t size, bool 
 	}
 	file_probe(f, mem_align);
 
-	f->units = size >> f->shift;
-	if (f->units == 0) {
-		ret = -EINVAL;
-		say(why, whylen, "swap file %s: size %" PRIu64 " is less than one unit of %u bytes",
-		    path, size, f->unit);
+	if ((ret = count_units(f, path, size, why, whylen)))
 		goto fail;
-	}
-	if (f->units > LOC_FIRST_MASK) {
-		ret = -EFBIG;
-		say(why, whylen, "swap file %s: size %" PRIu64 " exceeds %" PRIu64 " units",
-		    path, size, (uint64_t)LOC_FIRST_MASK);
-		goto fail;
-	}
 	/* Whole units only, so a restart asking for the same size finds it. */
 	uint64_t file_size = kept ? f->units << f->shift : size;
 	if (old_size && old_size != file_size) {
