@@ -5,7 +5,8 @@
  *   1. UFFDIO_WRITEPROTECT the run: from here a write blocks in a WP fault;
  *   2. pread the run from the region's fd (never through a mapping: a read
  *      fault on a hole would allocate it and hide the next MISSING fault);
- *   3. store each page (all-zero pages cost nothing);
+ *   3. store each page (all-zero pages cost nothing) and set its page-table
+ *      entry (a failed punch puts RESIDENT back and drops the copies);
  *   4. fallocate(PUNCH_HOLE) the run: the VMM's next access faults MISSING;
  *   5. unprotect and wake: a blocked writer faults MISSING and gets the
  *      stored content before its write lands.

@@ -1,10 +1,11 @@
 /* fault: reads a VM's userfaultfd, resolves every fault, applies
  * REMOVE/UNMAP events, and restores stored pages on the way out.
  *
- * It runs on the VM's own thread (vm_thread.c), which owns that VM's page
- * tables and store, so the fault path takes no lock.  Messages are read in batches into a ring; events are applied
- * before the faults of the same batch so that a fault on a discarded page gets
- * zeros, not the discarded content.
+ * It runs on the VM's own thread (vm_thread.c), the only writer of that VM's
+ * page tables, so the fault path takes no lock of its own (the shared store
+ * locks inside).  Messages are read in batches into a ring; events are
+ * applied before the faults of the same batch so that a fault on a
+ * discarded page gets zeros, not the discarded content.
  */
 #include "fault.h"
 

@@ -1,4 +1,4 @@
-/* sampler: the working-set estimate and the reference bits, by probation.
+/* sampler: the working-set estimate and which pages are idle, by probation.
  *
  * memsrv cannot read a guest's accessed bits, so it tests pages instead, as
  * ESX does: once a second it draws a random sample of all of a VM's pages.
@@ -10,8 +10,8 @@
  * share of the sample that was used, times the memory it was drawn from,
  * estimates the VM's active memory (rising fast, falling slowly); a VM that
  * keeps faulting pages back is busy beyond what it holds.  The pages nobody
- * touched go back (or, over the limit, into the store) with their reference
- * bits cleared.  VM thread only.
+ * touched go back (or, over the limit, into the store), marked idle for the
+ * policy: the first to leave.  VM thread only.
  */
 #ifndef MEMSRV_SAMPLER_H
 #define MEMSRV_SAMPLER_H

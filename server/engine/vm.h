@@ -1,10 +1,13 @@
 /* vm: one attached VM — its regions, page tables, store, quota, counters and
  * the thread that serves its faults and evicts its pages.
  *
- * Threads: the VM's own thread (fault.c) is the only writer of its page
- * tables and store.  The server thread creates and destroys the VM and reads
- * its counters (atomics) for the control requests; work for the VM thread
- * (evict, detach) goes through vm_post_job().
+ * Threads: the VM's own thread (vm_thread.c) is the only writer of its page
+ * tables and of its engine state (vm->eng); the store is the node's, shared
+ * by every VM, and locks inside.  The server thread creates and destroys the
+ * VM, writes its quota and balloon parts and reads its counters (atomics)
+ * for the control requests; work for the VM thread (evict, detach,
+ * shutdown, discard, restore: enum vm_job_kind) goes through vm_post_job(),
+ * changed settings through vm_post_wakeup().
  */
 #ifndef MEMSRV_VM_H
 #define MEMSRV_VM_H
