@@ -158,9 +158,63 @@ static int claim_socket_path(const struct sockaddr_un *addr)
 	return 0;
 }
 
+/* The socket VMMs and memsrv-ctl connect to, at path (a stale one from a
+ * dead memsrv is taken over; a live one's is not).  0 or -errno. */
+static int listen_on(struct server *srv, const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof addr.sun_path)
+		return -ENAMETOOLONG;
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+	snprintf(srv->socket_path, sizeof srv->socket_path, "%s", path);
+
+	int ret = mkdir_parents(path);
+	if (ret)
+		return ret;
+	ret = claim_socket_path(&addr);
+	if (ret)
+		return ret;
+	srv->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (srv->listen_fd < 0)
+		return -errno;
+	if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr))
+		return -errno;
+	ret = access_prepare_socket(&srv->access, path);
+	if (ret)
+		return ret;
+	return listen(srv->listen_fd, 64) ? -errno : 0;
+}
+
+/* The server thread's epoll: the listening socket, SIGINT/SIGTERM and the
+ * 100 ms timer of the balancer and the mapping scan.  0 or -errno. */
+static int watch_events(struct server *srv)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->signal_fd < 0 || srv->epoll_fd < 0)
+		return -errno;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &srv->listen_fd };
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev))
+		return -errno;
+	ev.data.ptr = &srv->signal_fd;
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->signal_fd, &ev))
+		return -errno;
+	srv->balance_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	struct itimerspec every = { .it_interval = { 0, 100 * 1000000 }, .it_value = { 0, 100 * 1000000 } };
+	if (srv->balance_fd < 0 || timerfd_settime(srv->balance_fd, 0, &every, NULL))
+		return -errno;
+	ev.data.ptr = &srv->balance_fd;
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->balance_fd, &ev))
+		return -errno;
+	return 0;
+}
+
 int server_open(struct server *srv, const struct server_config *cfg)
 {
-	const char *socket_path = cfg->socket_path;
 	memset(srv, 0, sizeof *srv);
 	srv->listen_fd = srv->epoll_fd = srv->signal_fd = srv->balance_fd = srv->spare_fd = -1;
 	srv->nofile = raise_nofile();
@@ -187,51 +241,8 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	if (!srv->access.max_sessions_per_uid)
 		srv->access.max_sessions_per_uid = ACCESS_DEFAULT_SESSIONS_PER_UID;
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (strlen(socket_path) >= sizeof addr.sun_path)
-		return -ENAMETOOLONG;
-	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path);
-	snprintf(srv->socket_path, sizeof srv->socket_path, "%s", socket_path);
-
-	int ret = mkdir_parents(socket_path);
-	if (ret)
-		return ret;
-	ret = claim_socket_path(&addr);
-	if (ret)
-		return ret;
-	srv->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (srv->listen_fd < 0)
-		return -errno;
-	if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr))
-		return -errno;
-	ret = access_prepare_socket(&srv->access, socket_path);
-	if (ret)
-		return ret;
-	if (listen(srv->listen_fd, 64))
-		return -errno;
-
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (srv->signal_fd < 0 || srv->epoll_fd < 0)
-		return -errno;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &srv->listen_fd };
-	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev))
-		return -errno;
-	ev.data.ptr = &srv->signal_fd;
-	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->signal_fd, &ev))
-		return -errno;
-	srv->balance_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	struct itimerspec every = { .it_interval = { 0, 100 * 1000000 }, .it_value = { 0, 100 * 1000000 } };
-	if (srv->balance_fd < 0 || timerfd_settime(srv->balance_fd, 0, &every, NULL))
-		return -errno;
-	ev.data.ptr = &srv->balance_fd;
-	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->balance_fd, &ev))
-		return -errno;
-	return 0;
+	int ret = listen_on(srv, cfg->socket_path);
+	return ret ? ret : watch_events(srv);
 }
 
 static void detach_vm(struct server *srv, struct vm *vm)
