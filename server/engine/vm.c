@@ -215,20 +215,18 @@ void vm_post_wakeup(struct vm *vm)
 		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 }
 
-void vm_destroy(struct vm *vm)
+static void stop_thread(struct vm *vm)
 {
-	if (!vm)
-		return;
-	if (vm->thr.started) {
-		atomic_store(&vm->thr.stopping, true);
-		uint64_t one = 1;
-		if (write(vm->thr.wake_fd, &one, sizeof one) < 0)
-			vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
-		pthread_join(vm->thr.thread, NULL);
-	}
-	swap_reads_exit(vm);
-	sampler_fini(vm);
-	/* jobs the thread never got to: their requesters get an answer */
+	atomic_store(&vm->thr.stopping, true);
+	uint64_t one = 1;
+	if (write(vm->thr.wake_fd, &one, sizeof one) < 0)
+		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
+	pthread_join(vm->thr.thread, NULL);
+}
+
+/* Jobs the thread never got to: their requesters get an answer. */
+static void refuse_jobs(struct vm *vm)
+{
 	for (struct vm_job *job = vm->thr.jobs, *next; job; job = next) {
 		next = job->next;
 		if (job->reply_fd >= 0) {
@@ -237,28 +235,44 @@ void vm_destroy(struct vm *vm)
 		}
 		free(job);
 	}
+}
+
+/* Region r's stored pages go back to the store, unless drop is false (its
+ * pages may still be asked for); its table and fd go either way. */
+static void release_region(struct vm *vm, struct region *r, bool drop)
+{
+	if (drop && vm->persist.header) {
+		vm_state_drop_references(vm, r);
+	} else if (drop) {
+		/* stop at the last stored page: a huge sparse region is not walked */
+		uint64_t stored = page_table_count(&r->pt, PAGE_STORED);
+		for (uint64_t p = 0; stored && p < r->pt.npages; p++)
+			if (pe_state(r->pt.entries[p]) == PAGE_STORED) {
+				store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
+				stored--;
+			}
+	}
+	page_table_destroy(&r->pt);
+	if (r->fd >= 0)
+		close(r->fd);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->thr.started)
+		stop_thread(vm);
+	swap_reads_exit(vm);
+	sampler_fini(vm);
+	refuse_jobs(vm);
 	/* a VM whose pages may still be asked for keeps its state and its
 	 * references; any other gives them back, its file first */
 	bool drop = !vm->persist.keep && vm->store;
 	if (drop && vm->persist.header)
 		vm_state_remove(vm);
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		struct region *r = &vm->regions[i];
-		if (drop && vm->persist.header) {
-			vm_state_drop_references(vm, r);
-		} else if (drop) {
-			/* stop at the last stored page: a huge sparse region is not walked */
-			uint64_t stored = page_table_count(&r->pt, PAGE_STORED);
-			for (uint64_t p = 0; stored && p < r->pt.npages; p++)
-				if (pe_state(r->pt.entries[p]) == PAGE_STORED) {
-					store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
-					stored--;
-				}
-		}
-		page_table_destroy(&r->pt);
-		if (r->fd >= 0)
-			close(r->fd);
-	}
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		release_region(vm, &vm->regions[i], drop);
 	vm_state_close(vm);
 	codec_ctx_destroy(vm->eng.codec_ctx);
 	if (vm->eng.policy.ops)

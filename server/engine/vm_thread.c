@@ -75,54 +75,64 @@ static void reply_to(int fd, const Memsrv__ServerMessage *msg)
 		wire_send_server(fd, msg);
 }
 
-static void run_evict(struct vm *vm, struct vm_job *job)
+/* Whether the VM can give pages now; if not, the requester is told why. */
+static bool may_evict(struct vm *vm, int reply_fd)
 {
 	if (!vm->evictable) {
-		wire_send_error(job->reply_fd, EOPNOTSUPP, "evict.name", "VM %s cannot be evicted: %s",
-				vm->name, vm->not_evictable_reason);
-		return;
+		wire_send_error(reply_fd, EOPNOTSUPP, "evict.name", "VM %s cannot be evicted: %s", vm->name,
+				vm->not_evictable_reason);
+		return false;
 	}
 	pid_t other = atomic_load(&vm->unprotected_by);
 	if (other) {
-		wire_send_error(job->reply_fd, EBUSY, "evict.name",
+		wire_send_error(reply_fd, EBUSY, "evict.name",
 				"VM %s cannot be evicted while process %d maps its RAM outside memsrv's userfaultfd",
 				vm->name, other);
-		return;
+		return false;
 	}
-	uint64_t want = job->all ? UINT64_MAX : 0;
-	if (!job->all) {
-		/* bytes rounded up to whole pages of the VM's page size (4 KiB) */
-		want = (job->bytes + 4095) / 4096;
-	}
-	struct evict_result res = { 0 };
+	return true;
+}
+
+/* Evicts want pages (or until the policy has none left) in chunks, serving
+ * faults between them and waiting while writeback makes room in the cache.
+ * 0 or -errno; res counts what left either way. */
+static int evict_many(struct vm *vm, uint64_t want, struct evict_result *res)
+{
 	uint64_t budget = vm_total_pages(vm);
 	int ret = 0;
 	unsigned stalled = 0;  /* waits for room in a row */
-	while (res.pages < want && budget && !vm->thr.stopping && !vm->eng.vmm_gone && !vm->eng.detaching) {
-		uint64_t chunk = want - res.pages < 1024 ? want - res.pages : 1024;
-		uint64_t before = res.pages;
-		ret = evict_pages(vm, chunk, &budget, &res);
+	while (res->pages < want && budget && !vm->thr.stopping && !vm->eng.vmm_gone && !vm->eng.detaching) {
+		uint64_t chunk = want - res->pages < 1024 ? want - res->pages : 1024;
+		uint64_t before = res->pages;
+		ret = evict_pages(vm, chunk, &budget, res);
 		/* keep faults flowing during a long eviction */
 		fault_serve_available(vm);
 		if (swap_reads_ready(vm))
 			swap_reads_reap(vm);
-		if (res.pages != before)
+		if (res->pages != before)
 			stalled = 0;
-		if (ret == -EBUSY && ++stalled > 250) {
-			ret = -ENOSPC;  /* 5 s without room: swap is not taking pages */
-			break;
-		}
+		if (ret == -EBUSY && ++stalled > 250)
+			return -ENOSPC;  /* 5 s without room: swap is not taking pages */
 		if (ret == -EBUSY) {
 			/* the cache is at its budget and writeback is making room */
 			store_wait_room(vm->store, 20);
 			ret = 0;
 			continue;
 		}
-		if (ret)
-			break;
-		if (res.pages == before)
-			break;  /* the policy has no resident page left to give */
+		if (ret || res->pages == before)
+			break;  /* an error, or the policy has no resident page left to give */
 	}
+	return ret;
+}
+
+static void run_evict(struct vm *vm, struct vm_job *job)
+{
+	if (!may_evict(vm, job->reply_fd))
+		return;
+	/* bytes rounded up to whole pages of the VM's page size (4 KiB) */
+	uint64_t want = job->all ? UINT64_MAX : (job->bytes + 4095) / 4096;
+	struct evict_result res = { 0 };
+	int ret = evict_many(vm, want, &res);
 	if (ret && res.pages == 0) {
 		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, strerror(-ret));
 		return;
