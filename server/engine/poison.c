@@ -16,7 +16,8 @@
 
 bool poison_worth_retry(const struct vm *vm, int err)
 {
-	return !store_err_final(err) && !uffd_vmm_gone(err) && err != -EAGAIN && !vm->stopping && !vm->vmm_gone;
+	enum uffd_outcome o = uffd_classify(err);
+	return !store_err_final(err) && o != UFFD_GONE && o != UFFD_RETRY && !vm->stopping && !vm->vmm_gone;
 }
 
 unsigned poison_backoff_ms(unsigned tries)
