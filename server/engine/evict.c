@@ -22,6 +22,7 @@
 #include "fault.h"
 #include "log.h"
 #include "uffd.h"
+#include "uffd_op.h"
 
 uint64_t vm_total_pages(const struct vm *vm)
 {
@@ -31,20 +32,16 @@ uint64_t vm_total_pages(const struct vm *vm)
 	return n;
 }
 
+/* Protects or unprotects [addr, addr+len) through EAGAIN; 0 or -errno,
+ * -EINTR when the VM stops meanwhile. */
 static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool protect)
 {
-	for (;;) {
-		int ret = uffd_writeprotect(vm->uffd, addr, len, protect, false);
-		if (ret != -EAGAIN)
-			return ret;
-		/* read the pending event so the kernel lets us go on; it is
-		 * applied after this run (fault.c), not in the middle of it */
-		ctr_add(&vm->ctr.eagain_retries, 1);
-		if (fault_drain(vm) == 0)
-			sched_yield();
-		if (vm->thr.stopping)
-			return -EINTR;
-	}
+	struct uffd_wp_range w = { .addr = addr, .len = len, .protect = protect };
+	/* on EAGAIN the pending event is read, so the kernel lets us go on,
+	 * and applied after this run (fault.c), not in the middle of it */
+	static const struct uffd_op op = { .run = uffd_op_writeprotect, .read_only = true };
+	int ret;
+	return uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY ? -EINTR : ret;
 }
 
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)

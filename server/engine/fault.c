@@ -25,6 +25,7 @@
 #include "sampler.h"
 #include "swap_reads.h"
 #include "uffd.h"
+#include "uffd_op.h"
 
 #define MSG_CONSUMED 0  /* event value of a ring slot already handled */
 
@@ -89,16 +90,6 @@ void fault_apply_events(struct vm *vm)
 			break;
 		}
 	}
-}
-
-/* An ioctl said EAGAIN: the VMM's mappings are changing under an unread
- * event.  Read it, apply it, and let the caller retry. */
-void fault_resync_events(struct vm *vm)
-{
-	ctr_add(&vm->ctr.eagain_retries, 1);
-	if (fault_drain(vm) == 0)
-		sched_yield();  /* the event is not queued yet */
-	fault_apply_events(vm);
 }
 
 /* Whether the huge page at addr is really there after UFFDIO_COPY said
@@ -329,36 +320,92 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 	}
 }
 
-/* A fault whose ioctl failed: the VMM gone stops the VM's ioctls; any other
- * error is logged and counted.  Stopping, an EAGAIN is no error: closing the
- * uffd wakes every faulting thread. */
-static void fault_failed(struct vm *vm, const char *what, uint64_t addr, int err)
-{
-	if (uffd_vmm_gone(err)) {
-		fault_vmm_gone(vm, err);
-		return;
-	}
-	if (err == -EAGAIN && vm->thr.stopping)
-		return;
-	ctr_add(&vm->ctr.fault_errors, 1);
-	vm_err(vm, "%s at 0x%" PRIx64 " not resolved: %s", what, addr, strerror(-err));
-}
+/* One fault (or restore) being served: its page, and what came of it. */
+struct fault_work {
+	struct region *r;
+	uint64_t idx;
+	uint64_t t_read;
+	enum page_state source;  /* the page's state when it was last tried */
+	bool deferred;           /* a swap read completes it (swap_reads.c) */
+	bool read_failed;        /* its content could not be had (fill_stored) */
+};
 
 /* A fault that failed for good (tried POISON_TRIES times, or its content
  * is known bad): its page is poisoned rather than left waiting forever.
- * from is the state it faulted in, read_failed whether its content could
- * not be had (fill_stored). */
-static void fault_lost(struct vm *vm, struct region *r, uint64_t idx, enum page_state from, bool read_failed, int err)
+ * The VMM gone, the VM stopping or a poisoned page's refault are
+ * uffd_op_failed()'s to judge instead. */
+static void fault_lost(struct vm *vm, const struct fault_work *f, enum uffd_outcome o, int err)
 {
-	if (uffd_vmm_gone(err) || (err == -EAGAIN && vm->thr.stopping) || from == PAGE_POISONED) {
-		fault_failed(vm, from == PAGE_POISONED ? "fault on a poisoned page" : "fault",
-			     r->host_addr + idx * r->page_size, err);
+	struct region *r = f->r;
+	if (o == UFFD_GONE || o == UFFD_RETRY || f->source == PAGE_POISONED) {
+		uffd_op_failed(vm, o, err, f->source == PAGE_POISONED ? "fault on a poisoned page" : "fault",
+			       r->host_addr + f->idx * r->page_size);
 		return;
 	}
 	char buf[200];
-	const char *cause = poison_cause(r, read_failed ? PAGE_STORED : PAGE_RESIDENT, err, buf, sizeof buf);
-	if (poison_page(vm, r, idx, cause))
-		ctr_add(&vm->ctr.fault_errors, 1);
+	const char *cause = poison_cause(r, f->read_failed ? PAGE_STORED : PAGE_RESIDENT, err, buf, sizeof buf);
+	poison_page(vm, r, f->idx, cause);  /* a poison that fails is counted there */
+}
+
+/* A write that hit an eviction in progress; that eviction is over now:
+ * unprotect, and the write faults MISSING and gets the data. */
+static void serve_wp_fault(struct vm *vm, struct region *r, uint64_t idx, uint64_t addr)
+{
+	uint64_t page = r->host_addr + idx * r->page_size;
+	struct uffd_wp_range w = { .addr = page, .len = r->page_size, .protect = false };
+	int ret;
+	static const struct uffd_op unprotect = { .run = uffd_op_writeprotect };
+	enum uffd_outcome o = uffd_op_run(vm, &unprotect, &w, &ret);
+	if (o != UFFD_PLACED) {
+		uffd_op_failed(vm, o, ret, "write-protect fault", addr);
+		/* still protected: woken, the write faults again and gets
+		 * another try rather than sleeping for good */
+		if (!vm->eng.vmm_gone && (ret = uffd_wake(vm->uffd, page, r->page_size)) && uffd_vmm_gone(ret))
+			fault_vmm_gone(vm, ret);
+		return;
+	}
+	ctr_add(&vm->ctr.faults_wp, 1);
+	if (vm->eng.policy.ops && r->evictable)
+		vm->eng.policy.ops->referenced(&vm->eng.policy, r->first_page + idx, true);
+}
+
+/* Serves a missing fault by what its page is now: after a resync it may
+ * be something else (a REMOVE made it NEVER).  0 or -errno. */
+static int serve_page(struct vm *vm, void *arg)
+{
+	struct fault_work *f = arg;
+	struct region *r = f->r;
+	uint64_t idx = f->idx, page = r->host_addr + idx * r->page_size;
+	int ret;
+	f->source = pe_state(r->pt.entries[idx]);
+	switch (f->source) {
+	case PAGE_NEVER:
+		return fill_never(vm, r, idx);
+	case PAGE_STORED:
+		return fill_stored(vm, r, idx, f->t_read, &f->deferred, &f->read_failed);
+	case PAGE_POISONED:
+		return poison_refault(vm, r, idx);
+	case PAGE_ZERO:
+		evict_make_room(vm, r->page_size);
+		return fill_one_zero(vm, r, idx, false);
+	case PAGE_PROBATION:
+		/* a sampled page in use: back at the cost of one fault */
+		evict_make_room(vm, r->page_size);
+		return sampler_fault(vm, r, idx, vm->eng.fault_write);
+	case PAGE_RESIDENT:
+	default:
+		/* Already filled by fault-around or a racing fault (EEXIST:
+		 * wake), or dropped behind our back by a hole punch without
+		 * an event (the VMM discarded it: zeros). */
+		ret = place_zero(vm, r, page, r->page_size, false);
+		if (ret == -EEXIST) {
+			ctr_add(&vm->ctr.eexist_wakes, 1);
+			ret = uffd_wake(vm->uffd, page, r->page_size);
+		} else if (ret == 0) {
+			ctr_add(&vm->ctr.faults_resident, 1);
+		}
+		return ret;
+	}
 }
 
 static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
@@ -370,90 +417,34 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		return;
 	}
 	uint64_t idx = (addr - r->host_addr) / r->page_size;
-	uint64_t page = r->host_addr + idx * r->page_size;
 	vm->eng.fault_page = r->first_page + idx;
 	vm->eng.fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
-	enum page_state source;
-	bool deferred = false, read_failed = false;
-	unsigned tries = 1;
-	int ret;
-
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
-		/* A write that hit an eviction in progress; that eviction is over
-		 * now: unprotect, and the write faults MISSING and gets the data. */
-		do {
-			ret = uffd_writeprotect(vm->uffd, page, r->page_size, false, false);
-			if (ret == -EAGAIN)
-				fault_resync_events(vm);
-		} while (ret == -EAGAIN && !vm->thr.stopping);
-		if (ret) {
-			fault_failed(vm, "write-protect fault", addr, ret);
-			/* still protected: woken, the write faults again and gets
-			 * another try rather than sleeping for good */
-			if (!vm->eng.vmm_gone && (ret = uffd_wake(vm->uffd, page, r->page_size)) && uffd_vmm_gone(ret))
-				fault_vmm_gone(vm, ret);
-			return;
-		}
-		ctr_add(&vm->ctr.faults_wp, 1);
-		if (vm->eng.policy.ops && r->evictable)
-			vm->eng.policy.ops->referenced(&vm->eng.policy, r->first_page + idx, true);
+		serve_wp_fault(vm, r, idx, addr);
 		return;
 	}
-	for (;;) {
-		source = pe_state(r->pt.entries[idx]);
-		switch (source) {
-		case PAGE_NEVER:
-			ret = fill_never(vm, r, idx);
+	struct fault_work f = { .r = r, .idx = idx, .t_read = t_read };
+	static const struct uffd_op op = { .run = serve_page };
+	enum uffd_outcome o;
+	int ret;
+	for (unsigned tries = 1;; tries++) {
+		o = uffd_op_run(vm, &op, &f, &ret);
+		if (!ret || f.source == PAGE_POISONED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
 			break;
-		case PAGE_STORED:
-			ret = fill_stored(vm, r, idx, t_read, &deferred, &read_failed);
-			break;
-		case PAGE_POISONED:
-			ret = poison_refault(vm, r, idx);
-			break;
-		case PAGE_ZERO:
-			evict_make_room(vm, r->page_size);
-			ret = fill_one_zero(vm, r, idx, false);
-			break;
-		case PAGE_PROBATION:
-			/* a sampled page in use: back at the cost of one fault */
-			evict_make_room(vm, r->page_size);
-			ret = sampler_fault(vm, r, idx, vm->eng.fault_write);
-			break;
-		case PAGE_RESIDENT:
-		default:
-			/* Already filled by fault-around or a racing fault (EEXIST:
-			 * wake), or dropped behind our back by a hole punch without
-			 * an event (the VMM discarded it: zeros). */
-			ret = place_zero(vm, r, page, r->page_size, false);
-			if (ret == -EEXIST) {
-				ctr_add(&vm->ctr.eexist_wakes, 1);
-				ret = uffd_wake(vm->uffd, page, r->page_size);
-			} else if (ret == 0) {
-				ctr_add(&vm->ctr.faults_resident, 1);
-			}
-			break;
-		}
-		if (ret == -EAGAIN && !vm->thr.stopping) {
-			fault_resync_events(vm);
-			continue;
-		}
-		if (!ret || source == PAGE_POISONED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
-			break;
-		poison_pause(tries++);
+		poison_pause(tries);
 	}
 	if (ret) {
-		fault_lost(vm, r, idx, source, read_failed, ret);
+		fault_lost(vm, &f, o, ret);
 		return;
 	}
-	if (source == PAGE_POISONED)
+	if (f.source == PAGE_POISONED)
 		return;  /* no page came: not a fault served */
-	if (deferred)
+	if (f.deferred)
 		return;  /* swap_reads.c records it when the read completes */
-	fault_record(vm, source == PAGE_STORED ? FAULT_FROM_STORE
-			 : source == PAGE_NEVER ? FAULT_FROM_NEVER
-			 : source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
-	if ((source == PAGE_STORED || source == PAGE_ZERO) && r->evictable)
+	fault_record(vm, f.source == PAGE_STORED ? FAULT_FROM_STORE
+			 : f.source == PAGE_NEVER ? FAULT_FROM_NEVER
+			 : f.source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
+	if ((f.source == PAGE_STORED || f.source == PAGE_ZERO) && r->evictable)
 		prefetch_after_fault(vm, r, idx);  /* the faulting thread runs on meanwhile */
 }
 
@@ -490,27 +481,38 @@ void fault_serve_available(struct vm *vm)
 	}
 }
 
+static int restore_page(struct vm *vm, void *arg)
+{
+	struct fault_work *f = arg;
+	return fill_stored(vm, f->r, f->idx, 0, NULL, &f->read_failed);
+}
+
+/* After a resync: a page the VMM discarded meanwhile is not to restore. */
+static bool still_stored(struct vm *vm, void *arg)
+{
+	(void)vm;
+	const struct fault_work *f = arg;
+	return pe_state(f->r->pt.entries[f->idx]) == PAGE_STORED;
+}
+
 /* Brings one stored page back, trying a failing read or placement again a
  * few times; a page that cannot be had is poisoned (it stays so in the VMM
- * after it unregisters: SIGBUS rather than zeros).  0 or -errno. */
+ * after it unregisters: SIGBUS rather than zeros).  0 or -errno; the page
+ * no longer STORED after an error was discarded or poisoned meanwhile. */
 static int restore_one(struct vm *vm, struct region *r, uint64_t p)
 {
-	unsigned tries = 1;
-	bool read_failed;
-	for (;;) {
-		int ret = fill_stored(vm, r, p, 0, NULL, &read_failed);
-		if (ret == -EAGAIN) {
-			fault_resync_events(vm);
-			if (pe_state(r->pt.entries[p]) == PAGE_STORED)
-				continue;
-		}
-		if (!ret || pe_state(r->pt.entries[p]) != PAGE_STORED)
+	struct fault_work f = { .r = r, .idx = p, .source = PAGE_STORED };
+	static const struct uffd_op op = { .run = restore_page, .wanted = still_stored };
+	int ret;
+	for (unsigned tries = 1;; tries++) {
+		enum uffd_outcome o = uffd_op_run(vm, &op, &f, &ret);
+		if (o == UFFD_PLACED || o == UFFD_DISCARDED || !still_stored(vm, &f))
 			return ret;
 		if (!poison_worth_retry(vm, ret) || tries >= POISON_TRIES) {
-			fault_lost(vm, r, p, PAGE_STORED, read_failed, ret);
+			fault_lost(vm, &f, o, ret);
 			return ret;
 		}
-		poison_pause(tries++);
+		poison_pause(tries);
 	}
 }
 

@@ -12,10 +12,12 @@
 #include "sampler.h"
 #include "store.h"
 #include "uffd.h"
+#include "uffd_op.h"
 
 bool poison_worth_retry(const struct vm *vm, int err)
 {
-	return !store_err_final(err) && !uffd_vmm_gone(err) && err != -EAGAIN && !vm->thr.stopping && !vm->eng.vmm_gone;
+	enum uffd_outcome o = uffd_classify(err);
+	return !store_err_final(err) && o != UFFD_GONE && o != UFFD_RETRY && !vm->thr.stopping && !vm->eng.vmm_gone;
 }
 
 unsigned poison_backoff_ms(unsigned tries)
@@ -84,28 +86,39 @@ static void mark_poisoned(struct vm *vm, struct region *r, uint64_t idx)
 	}
 }
 
-/* UFFDIO_POISON on page idx, through EAGAIN.  0; or -ECANCELED when the
- * VMM discarded the page meanwhile (woken to fault on what it is now);
- * -EEXIST when a page is there after all (woken: the live copy wins); or
- * the ioctl's -errno. */
-static int poison_in_vmm(struct vm *vm, struct region *r, uint64_t idx)
+/* A page to poison (uffd_op_run): arg is one. */
+struct poison_target {
+	struct region *r;
+	uint64_t idx;
+	page_entry was;  /* its entry when it was found lost */
+};
+
+static int poison_ioctl(struct vm *vm, void *arg)
 {
-	page_entry was = r->pt.entries[idx];
-	uint64_t addr = r->host_addr + idx * r->page_size;
-	for (;;) {
-		int ret = uffd_poison(vm->uffd, addr, r->page_size);
-		if (ret == -EEXIST || (ret == -EAGAIN && !vm->thr.stopping && r->pt.entries[idx] != was)) {
-			uffd_wake(vm->uffd, addr, r->page_size);
-			return ret == -EEXIST ? ret : -ECANCELED;
-		}
-		if (ret != -EAGAIN || vm->thr.stopping)
-			return ret;
-		fault_resync_events(vm);
-		if (r->pt.entries[idx] != was) {
-			uffd_wake(vm->uffd, addr, r->page_size);
-			return -ECANCELED;
-		}
-	}
+	const struct poison_target *t = arg;
+	return uffd_poison(vm->uffd, t->r->host_addr + t->idx * t->r->page_size, t->r->page_size);
+}
+
+/* After a resync: a page the VMM discarded meanwhile is lost no more. */
+static bool still_lost(struct vm *vm, void *arg)
+{
+	(void)vm;
+	const struct poison_target *t = arg;
+	return t->r->pt.entries[t->idx] == t->was;
+}
+
+/* UFFDIO_POISON on page idx, through EAGAIN; *err gets its 0 or -errno.
+ * UFFD_DISCARDED when the VMM discarded the page meanwhile, UFFD_EXISTS
+ * when a page is there after all (the live copy wins): either way its
+ * waiters are woken to fault on what it is now. */
+static enum uffd_outcome poison_in_vmm(struct vm *vm, struct region *r, uint64_t idx, int *err)
+{
+	struct poison_target t = { .r = r, .idx = idx, .was = r->pt.entries[idx] };
+	static const struct uffd_op op = { .run = poison_ioctl, .wanted = still_lost };
+	enum uffd_outcome o = uffd_op_run(vm, &op, &t, err);
+	if (o == UFFD_EXISTS || o == UFFD_DISCARDED)
+		uffd_wake(vm->uffd, r->host_addr + idx * r->page_size, r->page_size);
+	return o;
 }
 
 static bool can_poison(const struct vm *vm)
@@ -125,10 +138,11 @@ int poison_page(struct vm *vm, struct region *r, uint64_t idx, const char *cause
 		       "faulting thread is left waiting rather than given zeros", addr, cause);
 		return 0;
 	}
-	int ret = poison_in_vmm(vm, r, idx);
-	if (ret == -ECANCELED || ret == -EEXIST)
+	int ret;
+	enum uffd_outcome o = poison_in_vmm(vm, r, idx, &ret);
+	if (o == UFFD_DISCARDED || o == UFFD_EXISTS)
 		return 0;
-	if (uffd_vmm_gone(ret)) {
+	if (o == UFFD_GONE) {
 		fault_vmm_gone(vm, ret);
 		return ret;
 	}
@@ -137,11 +151,10 @@ int poison_page(struct vm *vm, struct region *r, uint64_t idx, const char *cause
 	ctr_add(&vm->ctr.pages_poisoned, 1);
 	vm_err(vm, "page at 0x%" PRIx64 " is lost (%s): poisoned, the guest gets a memory error (SIGBUS) on it", addr,
 	       cause);
-	if (ret && !(ret == -EAGAIN && vm->thr.stopping)) {
-		vm_err(vm, "poisoning page at 0x%" PRIx64 " failed: %s; its faulting thread is left waiting", addr,
-		       strerror(-ret));
+	/* the VM stopping (UFFD_RETRY) is no failure: closing the uffd wakes
+	 * every thread */
+	if (uffd_op_failed(vm, o, ret, "poisoning the lost page (its faulting thread is left waiting)", addr))
 		return ret;
-	}
 	return 0;
 }
 
@@ -149,8 +162,7 @@ int poison_refault(struct vm *vm, struct region *r, uint64_t idx)
 {
 	if (!can_poison(vm))
 		return 0;  /* said when it was lost: the thread waits, never zeros */
-	int ret = poison_in_vmm(vm, r, idx);
-	if (ret == -ECANCELED || ret == -EEXIST || (ret == -EAGAIN && vm->thr.stopping))
-		return 0;
-	return ret;
+	int ret;
+	enum uffd_outcome o = poison_in_vmm(vm, r, idx, &ret);
+	return o == UFFD_GONE || o == UFFD_ERROR ? ret : 0;
 }

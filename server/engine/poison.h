@@ -45,7 +45,8 @@ const char *poison_cause(const struct region *r, enum page_state from, int err, 
  * table held for it, and the first time counts and logs it with cause.
  * Without UFFD_FEATURE_POISON the fault is left unresolved, loudly: never
  * zeros.  A page the VMM discards meanwhile is woken instead.  Returns
- * 0 or -errno of the ioctl when it failed for good (logged). */
+ * 0 or -errno of the ioctl when it failed for good (logged, and counted
+ * in fault_errors unless the VMM is gone). */
 int poison_page(struct vm *vm, struct region *r, uint64_t idx, const char *cause);
 
 /* A fault on a page already POISONED (the kernel's marker was zapped):

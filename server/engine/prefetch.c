@@ -71,7 +71,8 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 	}
 	ctr_add(&vm->ctr.prefetched_pages, placed);
 	vm->eng.stream_next += placed;
-	if (ret && uffd_vmm_gone(ret))
+	/* no retry: on EAGAIN (an event is pending) or any error the rest
+	 * faults in as usual */
+	if (uffd_classify(ret) == UFFD_GONE)
 		fault_vmm_gone(vm, ret);
-	/* else (EAGAIN: an event is pending) the rest faults in as usual */
 }

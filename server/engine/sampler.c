@@ -10,6 +10,7 @@
 #include "fault.h"
 #include "log.h"
 #include "uffd.h"
+#include "uffd_op.h"
 
 struct sample {
 	struct region *r;
@@ -110,6 +111,33 @@ static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wa
 	return 0;
 }
 
+/* An unused page put back through EAGAIN (uffd_op_run): arg is one. */
+struct put_back_unused {
+	unsigned slot;
+	bool wake;
+};
+
+static int put_back_unused(struct vm *vm, void *arg)
+{
+	const struct put_back_unused *p = arg;
+	return put_back(vm, p->slot, false, false, p->wake);
+}
+
+/* After a resync: a page the VMM discarded meanwhile is not to put back. */
+static bool still_in_probation(struct vm *vm, void *arg)
+{
+	const struct sample *s = &vm->eng.sampler->s[((const struct put_back_unused *)arg)->slot];
+	return pe_state(s->r->pt.entries[s->idx]) == PAGE_PROBATION;
+}
+
+static enum uffd_outcome put_back_retried(struct vm *vm, unsigned slot, bool wake)
+{
+	struct put_back_unused p = { .slot = slot, .wake = wake };
+	int err;
+	static const struct uffd_op op = { .run = put_back_unused, .wanted = still_in_probation };
+	return uffd_op_run(vm, &op, &p, &err);
+}
+
 int sampler_fault(struct vm *vm, struct region *r, uint64_t idx, bool write)
 {
 	unsigned slot = (unsigned)pe_handle(r->pt.entries[idx]);
@@ -161,14 +189,7 @@ static void settle(struct vm *vm, unsigned slot)
 		return;
 	}
 restore:
-	for (;;) {
-		int ret = put_back(vm, slot, false, false, false);
-		if (ret != -EAGAIN || vm->thr.stopping)
-			return;
-		fault_resync_events(vm);
-		if (pe_state(s->r->pt.entries[s->idx]) != PAGE_PROBATION)
-			return;  /* discarded meanwhile */
-	}
+	put_back_retried(vm, slot, false);  /* or it stays in probation, to settle next tick */
 }
 
 static uint64_t filter_bit(uint64_t page)
@@ -297,14 +318,9 @@ uint64_t sampler_restore_all(struct vm *vm)
 	for (unsigned i = 0; sp && i < SAMPLE_PAGES; i++) {
 		if (!sp->s[i].busy || pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) != PAGE_PROBATION)
 			continue;
-		int ret;
-		do {
-			ret = put_back(vm, i, false, false, true);
-			if (ret == -EAGAIN)
-				fault_resync_events(vm);
-		} while (ret == -EAGAIN && pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) == PAGE_PROBATION);
+		enum uffd_outcome o = put_back_retried(vm, i, true);
 		/* a page the VMM discarded during the resync is no failure */
-		failed += ret && pe_state(sp->s[i].r->pt.entries[sp->s[i].idx]) == PAGE_PROBATION;
+		failed += o != UFFD_PLACED && o != UFFD_DISCARDED;
 	}
 	return failed;
 }

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "poison.h"
 #include "uffd.h"
+#include "uffd_op.h"
 
 #define READS 32           /* reads in flight per VM */
 
@@ -123,41 +124,58 @@ int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_
 	return 0;
 }
 
+/* A page read from swap, to place (uffd_op_run): arg is one. */
+struct placing {
+	const struct swap_read *s;
+	const void *page;
+};
+
+static int place(struct vm *vm, void *arg)
+{
+	const struct placing *p = arg;
+	return fault_place_stored(vm, p->s->r, p->s->idx, p->page);
+}
+
+/* Whether the page is still the one read: the VMM may have discarded it
+ * (a resync applied its REMOVE) while the read or a retry was on its way. */
+static bool still_this_read(struct vm *vm, void *arg)
+{
+	(void)vm;
+	const struct swap_read *s = ((const struct placing *)arg)->s;
+	page_entry e = s->r->pt.entries[s->idx];
+	return pe_state(e) == PAGE_STORED && (obj_id)pe_handle(e) == s->rd.id;
+}
+
 /* A read came in whole: place the page if it is still the one asked for. */
 static void complete(struct vm *vm, struct swap_read *s, const void *page)
 {
 	struct region *r = s->r;
 	uint64_t addr = r->host_addr + s->idx * r->page_size;
+	struct placing p = { .s = s, .page = page };
+	static const struct uffd_op op = { .run = place, .wanted = still_this_read };
+	enum uffd_outcome o;
+	int ret = 0;
 	for (unsigned tries = 1;; tries++) {
-		page_entry e = r->pt.entries[s->idx];
-		if (pe_state(e) != PAGE_STORED || (obj_id)pe_handle(e) != s->rd.id) {
-			/* discarded meanwhile: let the waiters fault again on what it is now */
-			uffd_wake(vm->uffd, addr, r->page_size);
+		o = still_this_read(vm, &p) ? uffd_op_run(vm, &op, &p, &ret) : UFFD_DISCARDED;
+		if (o == UFFD_PLACED) {
+			fault_record(vm, FAULT_FROM_SWAP, s->t_read);
 			return;
 		}
-		int ret = fault_place_stored(vm, r, s->idx, page);
-		if (ret == -EAGAIN && !vm->thr.stopping) {
-			fault_resync_events(vm);
-			continue;
-		}
-		if (ret && poison_worth_retry(vm, ret) && tries < POISON_TRIES) {
-			poison_pause(tries);
-			continue;
-		}
-		if (ret) {
-			if (uffd_vmm_gone(ret)) {
-				fault_vmm_gone(vm, ret);
-			} else if (!(ret == -EAGAIN && vm->thr.stopping)) {
-				/* the content is here but the kernel will not take
-				 * it (no memory for the page), also after POISON_TRIES
-				 * tries: its waiters must not wait forever */
-				char buf[200];
-				poison_page(vm, r, s->idx, poison_cause(r, PAGE_RESIDENT, ret, buf, sizeof buf));
-			}
-			return;
-		}
-		fault_record(vm, FAULT_FROM_SWAP, s->t_read);
-		return;
+		if (o == UFFD_DISCARDED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
+			break;
+		poison_pause(tries);
+	}
+	if (o == UFFD_DISCARDED) {
+		/* let the waiters fault again on what it is now */
+		uffd_wake(vm->uffd, addr, r->page_size);
+	} else if (o == UFFD_GONE || o == UFFD_RETRY) {
+		uffd_op_failed(vm, o, ret, "swap-in", addr);
+	} else {
+		/* the content is here but the kernel will not take it (no
+		 * memory for the page), also after POISON_TRIES tries: its
+		 * waiters must not wait forever */
+		char buf[200];
+		poison_page(vm, r, s->idx, poison_cause(r, PAGE_RESIDENT, ret, buf, sizeof buf));
 	}
 }
 

@@ -53,6 +53,19 @@ int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect, bool
 	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
 }
 
+const char *uffd_outcome_name(enum uffd_outcome o)
+{
+	switch (o) {
+	case UFFD_PLACED: return "placed";
+	case UFFD_EXISTS: return "exists";
+	case UFFD_RETRY: return "retry";
+	case UFFD_GONE: return "gone";
+	case UFFD_ERROR: return "error";
+	case UFFD_DISCARDED: return "discarded";
+	}
+	return "?";
+}
+
 bool uffd_is_userfaultfd(int fd)
 {
 	char path[64], target[64];

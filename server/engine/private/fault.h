@@ -58,9 +58,6 @@ void fault_unmark_resident(struct vm *vm, struct region *r, uint64_t idx, page_e
  * pages after it if the faults form a sequential stream. */
 void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx);
 
-/* Reads pending events and applies them (EAGAIN from an ioctl). */
-void fault_resync_events(struct vm *vm);
-
 /* The VMM's address space is gone (err says how): stop issuing ioctls. */
 void fault_vmm_gone(struct vm *vm, int err);
 
