@@ -1,9 +1,11 @@
 /* balancer: the node limit, shares and the idle memory tax. */
 #include "balancer.h"
+#include "balancer_plan.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -103,94 +105,72 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		resident >> 20, target >> 20);
 }
 
-/* Shares the node among the VMs into each vm->claim and fills r; changes
- * nothing else.  Allocates nothing, so it cannot fail. */
-static void plan(struct server *srv, struct balance_report *r)
+/* What the plan needs to know of a VM, read now. */
+static struct plan_vm plan_input(struct vm *vm, uint64_t now)
 {
-	*r = (struct balance_report){ .node_limit = srv->node_limit };
-	r->overhead = overhead_bytes(srv);
+	return (struct plan_vm){
+		.size = vm->size_bytes,
+		.limit = atomic_load(&vm->limit_bytes),
+		.guarantee = vm->guarantee_bytes,
+		.resident = ctr_get(&vm->resident_bytes),
+		.shares = vm->shares,
+		.active = now - atomic_load(&vm->last_fault_ns) < ACTIVE_NS,
+		.has_working_set = atomic_load(&vm->working_set_bytes) != 0,
+		.working_set_permille = atomic_load(&vm->working_set_permille),
+	};
+}
+
+/* Shares the node among the VMs: returns one plan_vm per VM, in the order
+ * of srv->vms (the caller frees it), and fills r; changes nothing else.
+ * NULL when out of memory (r then says nothing of entitlements). */
+static struct plan_vm *plan(struct server *srv, struct balance_report *r)
+{
+	size_t n = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		n++;
+	struct plan_node node = { .limit = srv->node_limit, .overhead = overhead_bytes(srv), .idle_tax = srv->idle_tax };
+	struct plan_vm *vms = calloc(n ? n : 1, sizeof *vms);
+	if (!vms) {
+		*r = (struct balance_report){ .node_limit = node.limit, .overhead = node.overhead };
+		return NULL;
+	}
 	uint64_t now = monotonic_ns();
-	unsigned n = 0;
-	for (struct vm *vm = srv->vms; vm; vm = vm->next, n++) {
-		uint64_t size = vm->size_bytes, limit = atomic_load(&vm->limit_bytes);
-		vm->claim.cap = limit && limit < size ? limit : size;
-		vm->claim.floor = vm->guarantee_bytes < vm->claim.cap ? vm->guarantee_bytes : vm->claim.cap;
-		vm->claim.active = now - atomic_load(&vm->last_fault_ns) < ACTIVE_NS;
-		/* the active share f of its pages counts in full, the idle rest
-		 * (1 - tax); with no sample yet, recent faults decide */
-		double f = vm->claim.active ? 1.0 : 0.0;
-		if (vm->claim.active && atomic_load(&vm->working_set_bytes))
-			f = atomic_load(&vm->working_set_permille) / 1000.0;
-		vm->claim.weight = (double)vm->shares * (f + (1.0 - f) * (1.0 - srv->idle_tax));
-		vm->claim.got = vm->claim.floor;
-		vm->claim.full = false;
-		r->assigned += size;
-		r->used += ctr_get(&vm->resident_bytes);
-		r->guaranteed += vm->claim.floor;
-	}
-	if (srv->node_limit) {
-		/* guarantees first, whatever they leave */
-		uint64_t budget = srv->node_limit > r->overhead ? srv->node_limit - r->overhead : 0;
-		uint64_t left = budget > r->guaranteed ? budget - r->guaranteed : 0;
-		/* water-filling by weight: a VM at its cap hands its surplus on */
-		for (unsigned round = 0; round < n && left; round++) {
-			double total = 0;
-			for (struct vm *vm = srv->vms; vm; vm = vm->next)
-				if (!vm->claim.full)
-					total += vm->claim.weight;
-			if (total <= 0)
-				break;
-			uint64_t given = 0;
-			bool capped = false;
-			for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-				if (vm->claim.full)
-					continue;
-				uint64_t share = (uint64_t)((double)left * vm->claim.weight / total);
-				if (vm->claim.got + share >= vm->claim.cap) {
-					share = vm->claim.cap - vm->claim.got;
-					vm->claim.full = true;
-					capped = true;
-				}
-				vm->claim.got += share;
-				given += share;
-			}
-			left = left > given ? left - given : 0;
-			if (!capped)
-				break;
-		}
-		for (struct vm *vm = srv->vms; vm; vm = vm->next)
-			r->entitled += vm->claim.got;
-		r->overcommit_margin = (int64_t)srv->node_limit - (int64_t)(r->assigned + r->overhead);
-		r->overload_margin = (int64_t)srv->node_limit - (int64_t)(r->used + r->overhead);
-		if ((int64_t)srv->node_limit - (int64_t)(r->guaranteed + r->overhead) < r->overload_margin)
-			r->overload_margin = (int64_t)srv->node_limit - (int64_t)(r->guaranteed + r->overhead);
-		r->overcommitted = r->overcommit_margin <= 0;
-		r->overloaded = r->overload_margin <= 0;
-	}
+	size_t i = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		vms[i++] = plan_input(vm, now);
+	balance_plan(&node, vms, n, r);
+	return vms;
 }
 
 void balancer_report(struct server *srv, struct balance_report *report)
 {
-	plan(srv, report);
+	free(plan(srv, report));
 }
 
 void balancer_run(struct server *srv)
 {
 	struct balance_report r;
-	plan(srv, &r);
+	struct plan_vm *planned = plan(srv, &r);
+	if (!planned) {
+		pr_warn_ratelimited("balancer: out of memory; the targets stay as they are until the next tick");
+		return;
+	}
 	uint64_t now = monotonic_ns();
+	size_t i = 0;
 	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-		atomic_store(&vm->active, vm->claim.active);
+		const struct plan_vm *p = &planned[i++];
+		atomic_store(&vm->active, p->active);
 		if (!srv->node_limit) {
 			atomic_store(&vm->node_target_bytes, 0);
 			atomic_store(&vm->balloon_grace_until_ns, 0);
 			continue;
 		}
 		/* never a target of 0: that would mean "no target" to the VM */
-		uint64_t t = vm->claim.got > 4096 ? vm->claim.got : 4096;
+		uint64_t t = p->entitled > 4096 ? p->entitled : 4096;
 		ask_balloon(vm, t, now);  /* first: a new shortage's grace is in place before its target */
 		atomic_store(&vm->node_target_bytes, t);
 		if (t < ctr_get(&vm->resident_bytes))
 			vm_post_wakeup(vm);  /* over its target: evict now (after the balloon's grace) */
 	}
+	free(planned);
 }

@@ -8,7 +8,9 @@
  * to VMs that use it.  A VM is active when it faulted in the last few
  * seconds; how much of its resident memory is idle the sampler estimates
  * (sampler.c).  memsrv's own memory is its resident set, measured.  Each
- * VM's thread then evicts down to min(its limit, its target).
+ * VM's thread then evicts down to min(its limit, its target).  The
+ * arithmetic is balancer_plan.c's, over plain numbers; this file gathers
+ * them and acts on the result.
  */
 #ifndef MEMSRV_BALANCER_H
 #define MEMSRV_BALANCER_H
