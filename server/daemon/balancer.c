@@ -1,9 +1,12 @@
 /* balancer: the node limit, shares and the idle memory tax. */
 #include "balancer.h"
+#include "balancer_plan.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -103,70 +106,48 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		resident >> 20, target >> 20);
 }
 
-/* Shares the node among the VMs into each vm->quota.claim and fills r; changes
- * nothing else.  Allocates nothing, so it cannot fail. */
+/* What the plan needs to know of a VM, read now. */
+static struct plan_vm plan_input(struct vm *vm, uint64_t now)
+{
+	return (struct plan_vm){
+		.size = vm->size_bytes,
+		.limit = atomic_load(&vm->quota.limit_bytes),
+		.guarantee = vm->quota.guarantee_bytes,
+		.resident = ctr_get(&vm->resident_bytes),
+		.shares = vm->quota.shares,
+		.active = now - atomic_load(&vm->quota.last_fault_ns) < ACTIVE_NS,
+		.has_working_set = atomic_load(&vm->quota.working_set_bytes) != 0,
+		.working_set_permille = atomic_load(&vm->quota.working_set_permille),
+	};
+}
+
+int balancer_reserve(struct server *srv)
+{
+	size_t n = 1;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		n++;
+	if (n <= srv->plan_cap)
+		return 0;
+	size_t cap = n < 16 ? 16 : 2 * n;
+	struct plan_vm *p = realloc(srv->plan, cap * sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	srv->plan = p;
+	srv->plan_cap = cap;
+	return 0;
+}
+
+/* Shares the node among the VMs into srv->plan, one per VM in the order
+ * of srv->vms, and fills r; changes nothing else.  Allocates nothing (the
+ * room was taken at attach), so it cannot fail. */
 static void plan(struct server *srv, struct balance_report *r)
 {
-	*r = (struct balance_report){ .node_limit = srv->node_limit };
-	r->overhead = overhead_bytes(srv);
+	struct plan_node node = { .limit = srv->node_limit, .overhead = overhead_bytes(srv), .idle_tax = srv->idle_tax };
 	uint64_t now = monotonic_ns();
-	unsigned n = 0;
-	for (struct vm *vm = srv->vms; vm; vm = vm->next, n++) {
-		uint64_t size = vm->size_bytes, limit = atomic_load(&vm->quota.limit_bytes);
-		vm->quota.claim.cap = limit && limit < size ? limit : size;
-		vm->quota.claim.floor = vm->quota.guarantee_bytes < vm->quota.claim.cap ? vm->quota.guarantee_bytes : vm->quota.claim.cap;
-		vm->quota.claim.active = now - atomic_load(&vm->quota.last_fault_ns) < ACTIVE_NS;
-		/* the active share f of its pages counts in full, the idle rest
-		 * (1 - tax); with no sample yet, recent faults decide */
-		double f = vm->quota.claim.active ? 1.0 : 0.0;
-		if (vm->quota.claim.active && atomic_load(&vm->quota.working_set_bytes))
-			f = atomic_load(&vm->quota.working_set_permille) / 1000.0;
-		vm->quota.claim.weight = (double)vm->quota.shares * (f + (1.0 - f) * (1.0 - srv->idle_tax));
-		vm->quota.claim.got = vm->quota.claim.floor;
-		vm->quota.claim.full = false;
-		r->assigned += size;
-		r->used += ctr_get(&vm->resident_bytes);
-		r->guaranteed += vm->quota.claim.floor;
-	}
-	if (srv->node_limit) {
-		/* guarantees first, whatever they leave */
-		uint64_t budget = srv->node_limit > r->overhead ? srv->node_limit - r->overhead : 0;
-		uint64_t left = budget > r->guaranteed ? budget - r->guaranteed : 0;
-		/* water-filling by weight: a VM at its cap hands its surplus on */
-		for (unsigned round = 0; round < n && left; round++) {
-			double total = 0;
-			for (struct vm *vm = srv->vms; vm; vm = vm->next)
-				if (!vm->quota.claim.full)
-					total += vm->quota.claim.weight;
-			if (total <= 0)
-				break;
-			uint64_t given = 0;
-			bool capped = false;
-			for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-				if (vm->quota.claim.full)
-					continue;
-				uint64_t share = (uint64_t)((double)left * vm->quota.claim.weight / total);
-				if (vm->quota.claim.got + share >= vm->quota.claim.cap) {
-					share = vm->quota.claim.cap - vm->quota.claim.got;
-					vm->quota.claim.full = true;
-					capped = true;
-				}
-				vm->quota.claim.got += share;
-				given += share;
-			}
-			left = left > given ? left - given : 0;
-			if (!capped)
-				break;
-		}
-		for (struct vm *vm = srv->vms; vm; vm = vm->next)
-			r->entitled += vm->quota.claim.got;
-		r->overcommit_margin = (int64_t)srv->node_limit - (int64_t)(r->assigned + r->overhead);
-		r->overload_margin = (int64_t)srv->node_limit - (int64_t)(r->used + r->overhead);
-		if ((int64_t)srv->node_limit - (int64_t)(r->guaranteed + r->overhead) < r->overload_margin)
-			r->overload_margin = (int64_t)srv->node_limit - (int64_t)(r->guaranteed + r->overhead);
-		r->overcommitted = r->overcommit_margin <= 0;
-		r->overloaded = r->overload_margin <= 0;
-	}
+	size_t n = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next)
+		srv->plan[n++] = plan_input(vm, now);
+	balance_plan(&node, srv->plan, n, r);
 }
 
 void balancer_report(struct server *srv, struct balance_report *report)
@@ -179,15 +160,17 @@ void balancer_run(struct server *srv)
 	struct balance_report r;
 	plan(srv, &r);
 	uint64_t now = monotonic_ns();
+	size_t i = 0;
 	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-		atomic_store(&vm->quota.active, vm->quota.claim.active);
+		const struct plan_vm *p = &srv->plan[i++];
+		atomic_store(&vm->quota.active, p->active);
 		if (!srv->node_limit) {
 			atomic_store(&vm->quota.node_target_bytes, 0);
 			atomic_store(&vm->balloon.grace_until_ns, 0);
 			continue;
 		}
 		/* never a target of 0: that would mean "no target" to the VM */
-		uint64_t t = vm->quota.claim.got > 4096 ? vm->quota.claim.got : 4096;
+		uint64_t t = p->entitled > 4096 ? p->entitled : 4096;
 		ask_balloon(vm, t, now);  /* first: a new shortage's grace is in place before its target */
 		atomic_store(&vm->quota.node_target_bytes, t);
 		if (t < ctr_get(&vm->resident_bytes))

@@ -8,7 +8,9 @@
  * to VMs that use it.  A VM is active when it faulted in the last few
  * seconds; how much of its resident memory is idle the sampler estimates
  * (sampler.c).  memsrv's own memory is its resident set, measured.  Each
- * VM's thread then evicts down to min(its limit, its target).
+ * VM's thread then evicts down to min(its limit, its target).  The
+ * arithmetic is balancer_plan.c's, over plain numbers; this file gathers
+ * them and acts on the result.
  */
 #ifndef MEMSRV_BALANCER_H
 #define MEMSRV_BALANCER_H
@@ -27,6 +29,11 @@ struct balance_report {
 /* Recomputes every VM's node target and acts on it: asks balloons, wakes
  * VMs over their targets.  The server thread's tick, and a changed limit. */
 void balancer_run(struct server *srv);
+
+/* Room for the balancer's numbers of one more VM: taken when a VM
+ * attaches (which can be refused), so that the tick allocates nothing and
+ * cannot fail.  0 or -ENOMEM. */
+int balancer_reserve(struct server *srv);
 
 /* What balancer_run() would find, without acting on it: for the requests
  * that only read (stats, check), which must not steer. */

@@ -20,6 +20,7 @@
 #include <linux/kcmp.h>
 #include <linux/magic.h>
 
+#include "balancer.h"
 #include "log.h"
 #include "server.h"
 #include "uffd.h"
@@ -535,7 +536,8 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 {
 	struct refusal why = { 0 };
 	struct vm *vm = vm_new(srv->store);
-	if (!vm) {
+	if (!vm || balancer_reserve(srv)) {
+		vm_destroy(vm);
 		wire_close_fds(fds, nfds);
 		wire_send_error(c->fd, ENOMEM, NULL, "out of memory");
 		return -ENOMEM;

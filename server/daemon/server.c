@@ -716,6 +716,7 @@ void server_close(struct server *srv)
 		close(srv->spare_fd);
 	if (srv->balance_fd >= 0)
 		close(srv->balance_fd);
+	free(srv->plan);
 	store_destroy(srv->store);  /* after the VMs: they held references */
 	srv->store = NULL;
 	if (srv->state.dir_fd >= 0) {

@@ -20,6 +20,8 @@
 #include "store.h"
 #include "vm.h"
 
+struct plan_vm;
+
 #define SERVER_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
 
 /* memsrv's fds, budgeted (server.c): a member's connection is refused when
@@ -51,6 +53,8 @@ struct server {
 	uint64_t configured_node_limit;  /* --node-limit, which a kept node limit replaces only if unchanged */
 	double idle_tax;
 	int balance_fd;          /* timerfd: the balancer runs ten times a second */
+	struct plan_vm *plan;    /* the balancer's numbers, one per VM (balancer_reserve) */
+	size_t plan_cap;
 	enum codec default_codec;
 	int listen_fd, epoll_fd, signal_fd;
 	struct access_config access;

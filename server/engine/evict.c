@@ -23,6 +23,7 @@
 #include "log.h"
 #include "uffd.h"
 #include "uffd_op.h"
+#include "victim_runs.h"
 
 uint64_t vm_total_pages(const struct vm *vm)
 {
@@ -154,51 +155,26 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	return ret ? ret : wp;
 }
 
-static int by_page(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res)
 {
 	uint64_t evicted = 0;
 	while (evicted < want_pages && *scan_budget && !vm->eng.vmm_gone && vm->eng.policy.ops) {
-		/* the policy names the victims; sorted, neighbours share one
-		 * write-protect, read and punch */
+		/* the policy names the victims (victim_runs.c) */
 		uint64_t victims[EVICT_RUN_PAGES];
-		unsigned n = 0;
-		while (n < EVICT_RUN_PAGES && evicted + n < want_pages && *scan_budget) {
-			uint64_t v = vm->eng.policy.ops->take_victim(&vm->eng.policy);
-			if (v == POLICY_NONE)
-				break;
-			(*scan_budget)--;
-			struct region *r = vm_region_of_page(vm, v);
-			/* the books follow the page table; a mismatch is skipped, never evicted */
-			if (r && pe_state(r->pt.entries[v - r->first_page]) == PAGE_RESIDENT)
-				victims[n++] = v;
-		}
+		uint64_t max = want_pages - evicted < EVICT_RUN_PAGES ? want_pages - evicted : EVICT_RUN_PAGES;
+		unsigned n = victims_take(vm, victims, (unsigned)max, scan_budget);
 		if (!n)
 			break;
-		qsort(victims, n, sizeof victims[0], by_page);
 		for (unsigned i = 0; i < n;) {
 			struct region *r = vm_region_of_page(vm, victims[i]);
-			uint64_t first = victims[i] - r->first_page, count = 1;
-			while (i + count < n && victims[i + count] == victims[i] + count &&
-			       first + count < r->pt.npages)
-				count++;
+			uint64_t first = victims[i] - r->first_page;
+			uint64_t count = victims_run_length(victims, n, i, r->first_page + r->pt.npages);
 			int err = 0;
 			uint64_t got = evict_run(vm, r, first, count, res, &err);
 			evicted += got;
 			if (got < count) {
 				/* what stayed resident goes back on the policy's books */
-				for (unsigned k = i + (unsigned)got; k < n; k++) {
-					struct region *rk = vm_region_of_page(vm, victims[k]);
-					if (pe_state(rk->pt.entries[victims[k] - rk->first_page]) == PAGE_RESIDENT) {
-						vm_policy_resident(vm, rk, victims[k] - rk->first_page, false);
-						(*scan_budget)++;  /* not spent: a later try takes it again */
-					}
-				}
+				victims_return(vm, victims + i + got, n - i - (unsigned)got, scan_budget);
 				return err ? err : -EIO;
 			}
 			i += (unsigned)count;

@@ -5,23 +5,25 @@
  * fault lands on the page right after the previous one, the stored and
  * zero pages that follow are placed too, in one UFFDIO_COPY, after the
  * faulting thread was woken.  The window doubles while the stream holds,
- * up to PREFETCH_MAX_PAGES, and falls back to nothing when it breaks.
+ * up to PREFETCH_MAX_PAGES, and falls back to nothing when it breaks
+ * (prefetch_window.c).
  * Only what memory holds is taken: a page in swap ends the run (its read
  * would cost the faults it saves).
  */
 #include <string.h>
 
 #include "fault.h"
+#include "prefetch_window.h"
 #include "uffd.h"
 
-#define PREFETCH_MAX_PAGES 32  /* 128 KiB, the kernel's largest swap cluster */
 _Static_assert(PREFETCH_MAX_PAGES <= EVICT_RUN_PAGES, "prefetch fills the eviction buffer");
 
 /* Fills io_buf with the run after idx; returns how many pages it holds. */
 static uint64_t gather(struct vm *vm, struct region *r, uint64_t idx, uint64_t want)
 {
 	uint64_t n = 0;
-	for (; n < want && idx + 1 + n < r->pt.npages; n++) {
+	want = prefetch_window_clip(want, idx, r->pt.npages);
+	for (; n < want; n++) {
 		page_entry e = r->pt.entries[idx + 1 + n];
 		void *dst = (char *)vm->eng.io_buf + n * 4096;
 		if (pe_state(e) == PAGE_ZERO)
@@ -34,18 +36,10 @@ static uint64_t gather(struct vm *vm, struct region *r, uint64_t idx, uint64_t w
 
 void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 {
-	uint64_t page = r->first_page + idx;
-	bool stream = page == vm->eng.stream_next;
-	vm->eng.stream_next = page + 1;
-	if (!stream || r->page_size != 4096) {
-		vm->eng.stream_window = 0;
+	uint64_t want = prefetch_window_on_fault(&vm->eng.stream_next, &vm->eng.stream_window, r->first_page + idx, r->page_size);
+	if (!want)
 		return;
-	}
-	vm->eng.stream_window = vm->eng.stream_window ? vm->eng.stream_window * 2 : 2;
-	if (vm->eng.stream_window > PREFETCH_MAX_PAGES)
-		vm->eng.stream_window = PREFETCH_MAX_PAGES;
 	/* room first: making it may use io_buf */
-	uint64_t want = vm->eng.stream_window;
 	if (evict_make_room(vm, want * 4096))
 		return;  /* at the limit with nothing to give: the guest's own faults decide */
 	uint64_t n = gather(vm, r, idx, want);
@@ -70,7 +64,7 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 		}
 	}
 	ctr_add(&vm->ctr.prefetched_pages, placed);
-	vm->eng.stream_next += placed;
+	prefetch_window_placed(&vm->eng.stream_next, placed);
 	/* no retry: on EAGAIN (an event is pending) or any error the rest
 	 * faults in as usual */
 	if (uffd_classify(ret) == UFFD_GONE)

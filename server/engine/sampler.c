@@ -9,6 +9,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "sampler_verdict.h"
 #include "uffd.h"
 #include "uffd_op.h"
 
@@ -37,8 +38,7 @@ struct sampler {
 	unsigned taken, touched;   /* this period, resident and watched alike */
 	uint64_t sampled_bytes;    /* the memory the sample was drawn from */
 	uint64_t demand_faults;    /* the VM's faults for stored, zero and new pages, at the last tick */
-	double estimate;   /* share of the sampled memory in use */
-	bool have_estimate;
+	struct ws_estimate estimate;  /* share of the sampled memory in use */
 	uint64_t rng;
 };
 
@@ -172,8 +172,7 @@ static void settle(struct vm *vm, unsigned slot)
 {
 	struct sampler *sp = vm->eng.sampler;
 	struct sample *s = &sp->s[slot];
-	uint64_t limit = vm_limit(vm);
-	if (limit && ctr_get(&vm->resident_bytes) + s->r->page_size > limit) {
+	if (probation_settle(vm_limit(vm), ctr_get(&vm->resident_bytes), s->r->page_size) == PROBATION_STORE) {
 		const void *page = sp->pages + (size_t)slot * 4096;
 		page_entry e = pe_make(PAGE_ZERO, 0, 0);
 		obj_id id;
@@ -227,24 +226,11 @@ static void estimate(struct vm *vm)
 	struct sampler *sp = vm->eng.sampler;
 	uint64_t faults = demand_faults(vm), refaults = faults - sp->demand_faults;
 	sp->demand_faults = faults;
-	if (sp->taken < SAMPLE_PAGES / 4)
+	if (!ws_estimate_update(&sp->estimate, sp->taken, sp->touched))
 		return;  /* too few pages to say anything */
-	double f = (double)sp->touched / sp->taken;
-	/* rise fast, fall slowly: a VM waking up gets memory at once */
-	if (!sp->have_estimate)
-		sp->estimate = f;
-	else if (f > sp->estimate)
-		sp->estimate = 0.5 * sp->estimate + 0.5 * f;
-	else
-		sp->estimate = 0.9 * sp->estimate + 0.1 * f;
-	sp->have_estimate = true;
-	uint64_t resident = ctr_get(&vm->resident_bytes);
-	uint64_t ws = (uint64_t)(sp->estimate * (double)sp->sampled_bytes);
-	if (refaults >= STEADY_FAULTS(resident / 4096) && ws < resident)
-		ws = resident;
-	atomic_store(&vm->quota.working_set_bytes, ws);
-	atomic_store(&vm->quota.working_set_permille,
-		     resident ? (uint32_t)(ws >= resident ? 1000 : ws * 1000 / resident) : 1000);
+	struct ws_verdict v = ws_verdict(&sp->estimate, sp->sampled_bytes, ctr_get(&vm->resident_bytes), refaults);
+	atomic_store(&vm->quota.working_set_bytes, v.bytes);
+	atomic_store(&vm->quota.working_set_permille, v.permille);
 }
 
 static void watch(struct sampler *sp, uint64_t page)

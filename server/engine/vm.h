@@ -120,8 +120,6 @@ struct vm_quota {
 	_Atomic bool active;
 	_Atomic uint64_t working_set_bytes;  /* sampler.c's estimate; 0 until it has one */
 	_Atomic uint32_t working_set_permille; /* the share of resident memory in use */
-	/* the balancer's arithmetic (server thread) */
-	struct { uint64_t floor, cap, got; double weight; bool full, active; } claim;
 };
 
 /* What memsrv asked of the VMM's balloon and learned of it (balancer.c,

@@ -1,12 +1,16 @@
 /* Description: the balancer shares the node limit among VMs by their
  * shares after guarantees and memsrv's own memory; asking what it would do
  * (stats, check: balancer_report) sets no target, marks no VM active and
- * wakes no VM thread, so reading memsrv's state never steers it. */
+ * wakes no VM thread, so reading memsrv's state never steers it.  Its
+ * arithmetic (balance_plan: guarantees, water-filling, idle tax, margins)
+ * is tested on plain numbers in the plan suite. */
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "balancer.h"
+#include "balancer_plan.h"
 #include "server.h"
 #include "vm.h"
 
@@ -30,6 +34,7 @@ static void teardown(void)
 		srv.vms = vm->next;
 		vm_destroy(vm);
 	}
+	free(srv.plan);
 	store_destroy(srv.store);
 }
 
@@ -40,6 +45,7 @@ static struct vm *busy_vm(uint64_t size, uint32_t shares)
 {
 	struct vm *vm = vm_new(srv.store);
 	cr_assert(vm);
+	cr_assert_eq(balancer_reserve(&srv), 0);  /* as a Hello does */
 	vm->size_bytes = size;
 	vm->quota.shares = shares;
 	atomic_store(&vm->resident_bytes, size);
@@ -86,4 +92,280 @@ Test(balancer, a_run_shares_the_node_by_shares_after_the_overhead)
 		  (unsigned long)tb);
 	cr_assert(atomic_load(&a->quota.active));
 	cr_assert(woken(a) && woken(b), "both are over their targets: woken to evict");
+}
+
+/* ---- balance_plan: the arithmetic alone ---- */
+
+/* An active VM of size MiB, all of it resident, no limit, no guarantee,
+ * no working-set sample. */
+static struct plan_vm vm_of(uint64_t size_mib, uint32_t shares)
+{
+	return (struct plan_vm){ .size = size_mib * MIB, .resident = size_mib * MIB, .shares = shares, .active = true };
+}
+
+static struct plan_node node_of(uint64_t limit_mib, uint64_t overhead_mib)
+{
+	return (struct plan_node){ .limit = limit_mib * MIB, .overhead = overhead_mib * MIB, .idle_tax = 0.75 };
+}
+
+/* a within a few bytes of b: water-filling rounds each share down */
+#define assert_about(a, b, ...) cr_assert((a) <= (b) + 16 && (a) + 16 >= (b), __VA_ARGS__)
+
+Test(plan, shares_divide_what_the_overhead_leaves)
+{
+	struct plan_node node = node_of(1024, 24);
+	struct plan_vm v[] = { vm_of(2048, 1), vm_of(2048, 3) };
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	assert_about(v[0].entitled, 250 * MIB, "1 share of 4 of 1000 MiB: %lu", (unsigned long)v[0].entitled);
+	assert_about(v[1].entitled, 750 * MIB, "3 shares of 4 of 1000 MiB: %lu", (unsigned long)v[1].entitled);
+	assert_about(r.entitled, 1000 * MIB, "the report sums the entitlements");
+	cr_assert_eq(r.node_limit, 1024 * MIB);
+	cr_assert_eq(r.overhead, 24 * MIB);
+	cr_assert_eq(r.assigned, 4096 * MIB);
+	cr_assert_eq(r.used, 4096 * MIB);
+}
+
+Test(plan, a_vm_at_its_cap_hands_its_surplus_on)
+{
+	struct plan_node node = node_of(1000, 0);
+	/* equal shares: 333 MiB each, but a holds at most 100 (its size) and
+	 * b at most 200 (its limit): c gets the rest */
+	struct plan_vm v[] = { vm_of(100, 1), vm_of(1000, 1), vm_of(1000, 1) };
+	v[1].limit = 200 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 3, &r);
+	cr_assert_eq(v[0].entitled, 100 * MIB, "capped at its size: %lu", (unsigned long)v[0].entitled);
+	cr_assert_eq(v[1].entitled, 200 * MIB, "capped at its limit: %lu", (unsigned long)v[1].entitled);
+	assert_about(v[2].entitled, 700 * MIB, "the surplus of both: %lu", (unsigned long)v[2].entitled);
+	assert_about(r.entitled, 1000 * MIB, "nothing is lost to the caps");
+}
+
+Test(plan, a_limit_above_the_size_caps_at_the_size)
+{
+	struct plan_node node = node_of(1000, 0);
+	struct plan_vm v[] = { vm_of(100, 1), vm_of(1000, 1) };
+	v[0].limit = 500 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(v[0].entitled, 100 * MIB, "a VM is never entitled to more than its size");
+	assert_about(v[1].entitled, 900 * MIB, "the other gets the rest");
+}
+
+Test(plan, when_every_vm_is_capped_memory_stays_unshared)
+{
+	struct plan_node node = node_of(1000, 0);
+	struct plan_vm v[] = { vm_of(100, 1), vm_of(200, 5) };
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(v[0].entitled, 100 * MIB);
+	cr_assert_eq(v[1].entitled, 200 * MIB);
+	cr_assert_eq(r.entitled, 300 * MIB);
+}
+
+Test(plan, guarantees_come_first)
+{
+	struct plan_node node = node_of(1000, 0);
+	/* a's 600 MiB guarantee, then the 400 left by equal shares: 200 each */
+	struct plan_vm v[] = { vm_of(1000, 1), vm_of(1000, 1) };
+	v[0].guarantee = 600 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	assert_about(v[0].entitled, 800 * MIB, "guarantee + half of the rest: %lu", (unsigned long)v[0].entitled);
+	assert_about(v[1].entitled, 200 * MIB, "half of what the guarantee left: %lu", (unsigned long)v[1].entitled);
+	cr_assert_eq(r.guaranteed, 600 * MIB);
+}
+
+Test(plan, guarantees_are_kept_past_the_limit)
+{
+	struct plan_node node = node_of(1000, 100);
+	struct plan_vm v[] = { vm_of(1000, 1), vm_of(1000, 1000) };
+	v[0].guarantee = 700 * MIB;
+	v[1].guarantee = 500 * MIB;
+	v[0].resident = v[1].resident = 0;  /* overloaded by the guarantees alone */
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(v[0].entitled, 700 * MIB, "a guarantee is a floor, whatever the node holds");
+	cr_assert_eq(v[1].entitled, 500 * MIB, "and shares add nothing when none is left");
+	cr_assert(r.overloaded, "guarantees beyond the limit overload the node");
+	cr_assert_eq(r.overload_margin, (int64_t)(1000 - 100 - 1200) * (int64_t)MIB);
+}
+
+Test(plan, a_guarantee_above_the_cap_is_the_cap)
+{
+	struct plan_node node = node_of(4096, 0);
+	struct plan_vm v[] = { vm_of(1000, 1) };
+	v[0].limit = 300 * MIB;
+	v[0].guarantee = 800 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 1, &r);
+	cr_assert_eq(v[0].entitled, 300 * MIB);
+	cr_assert_eq(r.guaranteed, 300 * MIB, "what counts as guaranteed is what the VM may hold");
+}
+
+Test(plan, an_idle_vm_pays_the_tax)
+{
+	struct plan_node node = node_of(1000, 0);  /* tax 0.75: an idle share counts 1/4 */
+	struct plan_vm v[] = { vm_of(1000, 1), vm_of(1000, 1) };
+	v[1].active = false;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	assert_about(v[0].entitled, 800 * MIB, "active: weight 1 of 1.25: %lu", (unsigned long)v[0].entitled);
+	assert_about(v[1].entitled, 200 * MIB, "idle: weight 0.25 of 1.25: %lu", (unsigned long)v[1].entitled);
+}
+
+Test(plan, a_tax_of_zero_makes_idle_and_active_alike)
+{
+	struct plan_node node = node_of(1000, 0);
+	node.idle_tax = 0;
+	struct plan_vm v[] = { vm_of(1000, 1), vm_of(1000, 1) };
+	v[1].active = false;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	assert_about(v[0].entitled, 500 * MIB, "no tax: equal shares");
+	assert_about(v[1].entitled, 500 * MIB, "no tax: equal shares");
+}
+
+Test(plan, an_active_vm_pays_the_tax_on_its_idle_part)
+{
+	struct plan_node node = node_of(1000, 0);
+	/* a uses a quarter of what it holds: weight 0.25 + 0.75 * 0.25 = 0.4375;
+	 * b has no sample yet and counts in full (weight 1) */
+	struct plan_vm v[] = { vm_of(1000, 1), vm_of(1000, 1) };
+	v[0].has_working_set = true;
+	v[0].working_set_permille = 250;
+	v[1].working_set_permille = 250;  /* no estimate: ignored */
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	uint64_t a = (uint64_t)(1000.0 * MIB * 0.4375 / 1.4375), b = (uint64_t)(1000.0 * MIB / 1.4375);
+	assert_about(v[0].entitled, a, "%lu, not %lu", (unsigned long)v[0].entitled, (unsigned long)a);
+	assert_about(v[1].entitled, b, "%lu, not %lu", (unsigned long)v[1].entitled, (unsigned long)b);
+}
+
+Test(plan, an_idle_vm_is_taxed_on_all_of_it_whatever_its_working_set)
+{
+	struct plan_node node = node_of(1000, 0);
+	struct plan_vm v[] = { vm_of(1000, 1), vm_of(1000, 1) };
+	v[1].active = false;
+	v[1].has_working_set = true;
+	v[1].working_set_permille = 1000;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	assert_about(v[1].entitled, 200 * MIB, "idle: weight 0.25 however much it used: %lu",
+		     (unsigned long)v[1].entitled);
+}
+
+Test(plan, overcommit_and_overload_margins)
+{
+	struct plan_node node = node_of(1000, 100);
+	struct plan_vm v[] = { vm_of(500, 1), vm_of(500, 1) };
+	v[0].resident = 300 * MIB;
+	v[1].resident = 200 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	/* 1000 MiB assigned + 100 of overhead on a 1000 MiB node: 100 short */
+	cr_assert_eq(r.overcommit_margin, -100 * (int64_t)MIB);
+	cr_assert(r.overcommitted);
+	/* 500 resident + 100: 400 to spare */
+	cr_assert_eq(r.overload_margin, 400 * (int64_t)MIB);
+	cr_assert_not(r.overloaded);
+}
+
+Test(plan, a_margin_of_zero_counts_as_over)
+{
+	struct plan_node node = node_of(1000, 0);
+	struct plan_vm v[] = { vm_of(600, 1), vm_of(400, 1) };
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(r.overcommit_margin, 0);
+	cr_assert_eq(r.overload_margin, 0);
+	cr_assert(r.overcommitted, "every byte assigned: overcommitted");
+	cr_assert(r.overloaded, "every byte resident: overloaded");
+}
+
+Test(plan, without_a_node_limit_nothing_is_shared)
+{
+	struct plan_node node = node_of(0, 100);
+	struct plan_vm v[] = { vm_of(500, 1), vm_of(500, 1) };
+	v[0].guarantee = 50 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(v[0].entitled, 50 * MIB, "its guarantee only");
+	cr_assert_eq(v[1].entitled, 0);
+	cr_assert_eq(r.entitled, 0);
+	cr_assert_eq(r.assigned, 1000 * MIB, "the totals are reported all the same");
+	cr_assert_eq(r.used, 1000 * MIB);
+	cr_assert_eq(r.guaranteed, 50 * MIB);
+	cr_assert_eq(r.overcommit_margin, 0);
+	cr_assert_eq(r.overload_margin, 0);
+	cr_assert_not(r.overcommitted, "no limit: never over it");
+	cr_assert_not(r.overloaded, "no limit: never over it");
+}
+
+Test(plan, no_vms)
+{
+	struct plan_node node = node_of(1000, 100);
+	struct balance_report r;
+	balance_plan(&node, NULL, 0, &r);
+	cr_assert_eq(r.entitled, 0);
+	cr_assert_eq(r.assigned, 0);
+	cr_assert_eq(r.overcommit_margin, 900 * (int64_t)MIB, "the limit less memsrv's own");
+	cr_assert_eq(r.overload_margin, 900 * (int64_t)MIB);
+	cr_assert_not(r.overcommitted);
+	cr_assert_not(r.overloaded);
+}
+
+Test(plan, an_overhead_over_the_limit_leaves_only_guarantees)
+{
+	struct plan_node node = node_of(100, 150);
+	struct plan_vm v[] = { vm_of(500, 1), vm_of(500, 1) };
+	v[1].guarantee = 10 * MIB;
+	v[0].resident = v[1].resident = 0;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(v[0].entitled, 0, "no budget: %lu", (unsigned long)v[0].entitled);
+	cr_assert_eq(v[1].entitled, 10 * MIB, "its guarantee all the same");
+	cr_assert_eq(r.overload_margin, -60 * (int64_t)MIB, "memsrv and the guarantee: 60 MiB short");
+	cr_assert(r.overloaded, "memsrv alone passes the limit");
+	cr_assert(r.overcommitted);
+}
+
+Test(plan, shares_at_their_bounds)
+{
+	struct plan_node node = node_of(1001, 0);
+	struct plan_vm v[] = { vm_of(2000, 1000000), vm_of(2000, 1) };
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	/* 1001 MiB in 1000001 parts: the smallest weight still gets its part */
+	uint64_t small = (uint64_t)(1001.0 * MIB / 1000001.0);
+	assert_about(v[1].entitled, small, "%lu, not %lu", (unsigned long)v[1].entitled, (unsigned long)small);
+	assert_about(v[0].entitled, 1001 * MIB - small, "the largest the rest");
+}
+
+Test(plan, no_weight_at_all_shares_nothing)
+{
+	/* a tax of 1 (more than memsrv allows) on idle VMs: every weight 0,
+	 * and the plan neither divides by zero nor hands anything out */
+	struct plan_node node = node_of(1000, 0);
+	node.idle_tax = 1.0;
+	struct plan_vm v[] = { vm_of(500, 1), vm_of(500, 1) };
+	v[0].active = v[1].active = false;
+	v[0].guarantee = 10 * MIB;
+	struct balance_report r;
+	balance_plan(&node, v, 2, &r);
+	cr_assert_eq(v[0].entitled, 10 * MIB);
+	cr_assert_eq(v[1].entitled, 0);
+}
+
+Test(plan, water_filling_cascades_over_rounds)
+{
+	/* equal shares of 900: 300 each; a caps at 100, so b and c share 800:
+	 * 400 each; b caps at 250, so c takes the rest: 550 */
+	struct plan_node node = node_of(900, 0);
+	struct plan_vm v[] = { vm_of(100, 1), vm_of(250, 1), vm_of(2000, 1) };
+	struct balance_report r;
+	balance_plan(&node, v, 3, &r);
+	cr_assert_eq(v[0].entitled, 100 * MIB);
+	cr_assert_eq(v[1].entitled, 250 * MIB);
+	assert_about(v[2].entitled, 550 * MIB, "%lu", (unsigned long)v[2].entitled);
 }

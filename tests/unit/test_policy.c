@@ -1,7 +1,10 @@
 /* Description: every eviction algorithm takes only resident pages, each
  * once, and in the order its definition promises for what memsrv can see
- * (arrivals, uses at write-protect faults, write bits, the once-a-second tick). */
+ * (arrivals, uses at write-protect faults, write bits, the once-a-second tick).
+ * A page is on the books once however often it arrives, and a victim taken
+ * is off them (deaf to gone and use) until it is resident again. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "policy.h"
@@ -143,4 +146,61 @@ Test(policy, a_page_sampled_idle_goes_first)
 		cr_assert_eq(v, 3, "%s: the idle page should go first, took %lu", p.ops->name, (unsigned long)v);
 		policy_fini(&p);
 	}
+}
+
+Test(policy, a_page_resident_again_is_on_the_books_once)
+{
+	for (int a = 0; policy_all[a]; a++) {
+		make(policy_all[a]->name, 10);
+		arrive(0, 3, false);
+		p.ops->resident(&p, 1, true);  /* already resident: only its bits change */
+		cr_assert_eq(p.nresident, 3, "%s counts page 1 twice", p.ops->name);
+		unsigned n = 0;
+		while (p.ops->take_victim(&p) != POLICY_NONE)
+			n++;
+		cr_assert_eq(n, 3, "%s took %u victims of 3 pages", p.ops->name, n);
+		policy_fini(&p);
+	}
+}
+
+Test(policy, a_victim_is_off_the_books_until_resident_again)
+{
+	for (int a = 0; policy_all[a]; a++) {
+		make(policy_all[a]->name, 10);
+		arrive(4, 5, false);
+		cr_assert_eq(p.ops->take_victim(&p), 4);
+		cr_assert_eq(p.nresident, 0);
+		arrive(6, 7, false);
+		p.ops->gone(&p, 4);  /* taken already: nothing to forget (and page 6 stays) */
+		p.ops->referenced(&p, 4, true);  /* not resident: no bits */
+		cr_assert_eq(p.ops->take_victim(&p), 6, "%s lost page 6", p.ops->name);
+		cr_assert_eq(p.ops->take_victim(&p), POLICY_NONE, "%s took a page it had given out", p.ops->name);
+		p.ops->resident(&p, 4, false);  /* an eviction that failed gives it back */
+		cr_assert_eq(p.ops->take_victim(&p), 4, "%s lost a page given back", p.ops->name);
+		policy_fini(&p);
+	}
+}
+
+Test(policy, marking_a_page_not_resident_idle_changes_nothing)
+{
+	for (int a = 0; policy_all[a]; a++) {
+		make(policy_all[a]->name, 10);
+		arrive(0, 2, false);
+		policy_mark_idle(&p, 7);
+		cr_assert_eq(p.nresident, 2);
+		unsigned n = 0;
+		for (uint64_t v; (v = p.ops->take_victim(&p)) != POLICY_NONE; n++)
+			cr_assert_neq(v, 7, "%s took a page never resident", p.ops->name);
+		cr_assert_eq(n, 2);
+		policy_fini(&p);
+	}
+}
+
+Test(policy, more_pages_than_the_list_can_number_are_refused)
+{
+	struct policy big;
+	cr_assert_eq(policy_init(&big, policy_find("lru"), POLICY_NIL), -E2BIG);
+	cr_assert_eq(policy_init(&big, policy_find("lru"), 0), 0, "an empty VM is no error");
+	cr_assert_eq(big.ops->take_victim(&big), POLICY_NONE);
+	policy_fini(&big);
 }

@@ -1,0 +1,76 @@
+/* balancer_plan: guarantees, water-filling by weight, margins. */
+#include "balancer_plan.h"
+
+/* The active share f of its pages counts in full, the idle rest (1 - tax);
+ * with no sample yet, recent faults decide. */
+static double weight_of(const struct plan_vm *v, double idle_tax)
+{
+	double f = v->active ? 1.0 : 0.0;
+	if (v->active && v->has_working_set)
+		f = v->working_set_permille / 1000.0;
+	return (double)v->shares * (f + (1.0 - f) * (1.0 - idle_tax));
+}
+
+/* Hands left out by weight among the VMs below their caps; a VM that
+ * reaches its cap takes only what fits, and the next round shares what it
+ * left.  At most n rounds: each one that does not end fills a VM. */
+static void water_fill(struct plan_vm *vms, size_t n, uint64_t left)
+{
+	for (size_t round = 0; round < n && left; round++) {
+		double total = 0;
+		for (size_t i = 0; i < n; i++)
+			if (!vms[i].full)
+				total += vms[i].weight;
+		if (total <= 0)
+			break;
+		uint64_t given = 0;
+		bool capped = false;
+		for (size_t i = 0; i < n; i++) {
+			struct plan_vm *v = &vms[i];
+			if (v->full)
+				continue;
+			uint64_t share = (uint64_t)((double)left * v->weight / total);
+			if (v->entitled + share >= v->cap) {
+				share = v->cap - v->entitled;
+				v->full = true;
+				capped = true;
+			}
+			v->entitled += share;
+			given += share;
+		}
+		left = left > given ? left - given : 0;
+		if (!capped)
+			break;
+	}
+}
+
+void balance_plan(const struct plan_node *node, struct plan_vm *vms, size_t n, struct balance_report *r)
+{
+	*r = (struct balance_report){ .node_limit = node->limit, .overhead = node->overhead };
+	for (size_t i = 0; i < n; i++) {
+		struct plan_vm *v = &vms[i];
+		v->cap = v->limit && v->limit < v->size ? v->limit : v->size;
+		v->floor = v->guarantee < v->cap ? v->guarantee : v->cap;
+		v->weight = weight_of(v, node->idle_tax);
+		v->entitled = v->floor;
+		v->full = false;
+		r->assigned += v->size;
+		r->used += v->resident;
+		r->guaranteed += v->floor;
+	}
+	if (!node->limit)
+		return;
+	/* guarantees first, whatever they leave */
+	uint64_t budget = node->limit > node->overhead ? node->limit - node->overhead : 0;
+	water_fill(vms, n, budget > r->guaranteed ? budget - r->guaranteed : 0);
+	for (size_t i = 0; i < n; i++)
+		r->entitled += vms[i].entitled;
+	int64_t limit = (int64_t)node->limit;
+	r->overcommit_margin = limit - (int64_t)(r->assigned + node->overhead);
+	/* overloaded: what is resident, or what is guaranteed, does not fit */
+	r->overload_margin = limit - (int64_t)(r->used + node->overhead);
+	if (limit - (int64_t)(r->guaranteed + node->overhead) < r->overload_margin)
+		r->overload_margin = limit - (int64_t)(r->guaranteed + node->overhead);
+	r->overcommitted = r->overcommit_margin <= 0;
+	r->overloaded = r->overload_margin <= 0;
+}
