@@ -67,15 +67,54 @@ static const struct setting *short_option(int c)
 	return c == 's' ? &settings[SETTING_SOCKET] : c == 'l' ? &settings[SETTING_LOG_LEVEL] : NULL;
 }
 
+/* The --swap and --swap-dir files, created once every option is known (a
+ * usage error must not leave files behind).  0, or memsrv's exit status. */
+static int create_swaps(const struct memsrv_options *o, struct swapfile **swap)
+{
+	for (int i = 0; i < o->n_swaps; i++) {
+		/* FILE:SIZE, or DIR[:SIZE] */
+		const char *spec = o->swaps[i].spec, *opt = o->swaps[i].in_dir ? "swap-dir" : "swap";
+		const char *colon = strrchr(spec, ':');
+		char path[4096], why[256] = "";
+		uint64_t size = 4ull << 30;
+		snprintf(path, sizeof path, "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
+		int err = colon ? parse_size(colon + 1, &size) : 0;
+		if ((!o->swaps[i].in_dir && !colon) || err) {
+			fprintf(stderr, "memsrv: --%s: '%s' is not %s%s%s\n", opt, spec,
+				o->swaps[i].in_dir ? "DIR[:SIZE]" : "FILE:SIZE", err ? ": SIZE: " : "",
+				err ? parse_size_why(err) : "");
+			swapfile_destroy(*swap);
+			return 64;
+		}
+		if (!*swap && !(*swap = swapfile_create()))
+			return 1;
+		if (o->cfg.state_dir) {
+			/* kept for the next memsrv, under a name it finds again */
+			if (o->swaps[i].in_dir) {
+				size_t len = strlen(path);
+				snprintf(path + len, sizeof path - len, "/memsrv-swap-%d", i);
+			}
+			err = swapfile_add_kept(*swap, path, size, why, sizeof why);
+		} else {
+			err = o->swaps[i].in_dir ? swapfile_add_in_dir(*swap, path, size, why, sizeof why)
+						 : swapfile_add(*swap, path, size, why, sizeof why);
+		}
+		if (err) {
+			fprintf(stderr, "memsrv: --%s %s: %s\n", opt, spec, why[0] ? why : strerror(-err));
+			swapfile_destroy(*swap);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct option opts[SETTINGS_COUNT + 3];
 	fill_options(opts);
 	struct memsrv_options o;
 	settings_options_init(&o);
-	struct server_config cfg;
-	struct swapfile *swap = NULL;
-	int c, err;
+	int c;
 	while ((c = getopt_long(argc, argv, "s:l:h", opts, NULL)) != -1) {
 		const struct setting *s = c >= OPT_SETTING ? &settings[c - OPT_SETTING] : short_option(c);
 		if (s) {
@@ -102,42 +141,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "memsrv: unexpected argument '%s'\n", argv[optind]);
 		return 64;
 	}
-	cfg = o.cfg;
-	for (int i = 0; i < o.n_swaps; i++) {
-		/* FILE:SIZE, or DIR[:SIZE] */
-		const char *spec = o.swaps[i].spec, *opt = o.swaps[i].in_dir ? "swap-dir" : "swap";
-		const char *colon = strrchr(spec, ':');
-		char path[4096], why[256] = "";
-		uint64_t size = 4ull << 30;
-		snprintf(path, sizeof path, "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
-		err = colon ? parse_size(colon + 1, &size) : 0;
-		if ((!o.swaps[i].in_dir && !colon) || err) {
-			fprintf(stderr, "memsrv: --%s: '%s' is not %s%s%s\n", opt, spec,
-				o.swaps[i].in_dir ? "DIR[:SIZE]" : "FILE:SIZE", err ? ": SIZE: " : "",
-				err ? parse_size_why(err) : "");
-			swapfile_destroy(swap);
-			return 64;
-		}
-		if (!swap && !(swap = swapfile_create()))
-			return 1;
-		if (cfg.state_dir) {
-			/* kept for the next memsrv, under a name it finds again */
-			if (o.swaps[i].in_dir) {
-				size_t len = strlen(path);
-				snprintf(path + len, sizeof path - len, "/memsrv-swap-%d", i);
-			}
-			err = swapfile_add_kept(swap, path, size, why, sizeof why);
-		} else {
-			err = o.swaps[i].in_dir ? swapfile_add_in_dir(swap, path, size, why, sizeof why)
-					      : swapfile_add(swap, path, size, why, sizeof why);
-		}
-		if (err) {
-			fprintf(stderr, "memsrv: --%s %s: %s\n", opt, spec, why[0] ? why : strerror(-err));
-			swapfile_destroy(swap);
-			return 1;
-		}
-		cfg.store.swap = swap;
-	}
+	struct server_config cfg = o.cfg;
+	struct swapfile *swap = NULL;
+	int status = create_swaps(&o, &swap);
+	if (status)
+		return status;
+	cfg.store.swap = swap;
 	/* signals go to the server's signalfd; VM threads inherit the mask */
 	sigset_t mask;
 	sigemptyset(&mask);
