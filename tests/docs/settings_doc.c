@@ -4,8 +4,12 @@
  *   settings-doc --check docs/operations.md   exit 1 if the doc differs (the unit suite runs this)
  *   settings-doc --write docs/operations.md   rewrite the table in the doc
  *
- * The table is the part of the doc between BEGIN and END.
+ * The table is the part of the doc between BEGIN and END.  --check also
+ * holds the doc's table of memsrv's options (the rows starting "| `-" of
+ * its section "## memsrv") to
+ * the options the settings table has: none missing, none unknown.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +41,56 @@ static char *read_all(const char *path, size_t *len)
 	return buf;
 }
 
+static bool known_option(const char *name, size_t len)
+{
+	if ((len == 4 && !strncmp(name, "help", 4)) || (len == 7 && !strncmp(name, "version", 7)))
+		return true;
+	for (int i = 0; i < SETTINGS_COUNT; i++)
+		if (settings[i].option && strlen(settings[i].option) == len && !strncmp(settings[i].option, name, len))
+			return true;
+	return false;
+}
+
+/* Every --option the doc's option rows name is memsrv's, and every option
+ * of the table (but hidden ones) has its row.  0 or the number of faults. */
+static int check_option_rows(const char *doc, const char *path)
+{
+	int faults = 0;
+	bool documented[SETTINGS_COUNT] = { false };
+	const char *section = strstr(doc, "\n## memsrv\n"), *next = section ? strstr(section + 1, "\n## ") : NULL;
+	if (!section) {
+		fprintf(stderr, "settings-doc: %s has no section '## memsrv'\n", path);
+		return 1;
+	}
+	for (const char *line = section; line && *line && (!next || line < next);
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (strncmp(line, "| `-", 4))
+			continue;
+		const char *cell_end = strstr(line + 1, " |");
+		for (const char *p = line; (p = strstr(p, "`--")) && p < cell_end;) {
+			p += 3;
+			size_t len = strcspn(p, " `");
+			const struct setting *s = NULL;
+			if (!known_option(p, len)) {
+				fprintf(stderr, "settings-doc: %s documents --%.*s, which memsrv does not have\n", path, (int)len, p);
+				faults++;
+			}
+			for (int i = 0; i < SETTINGS_COUNT; i++)
+				if (settings[i].option && strlen(settings[i].option) == len && !strncmp(settings[i].option, p, len))
+					s = &settings[i];
+			if (s)
+				documented[setting_id(s)] = true;
+		}
+	}
+	for (int i = 0; i < SETTINGS_COUNT; i++)
+		if (settings[i].option && !settings[i].hidden && !documented[i]) {
+			fprintf(stderr, "settings-doc: %s has no row \"| `--%s ...` |\" for memsrv's option\n", path,
+				settings[i].option);
+			faults++;
+		}
+	return faults;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3 || (strcmp(argv[1], "--check") && strcmp(argv[1], "--write"))) {
@@ -59,8 +113,9 @@ int main(int argc, char **argv)
 	settings_print_markdown(mem);
 	fclose(mem);
 	if (!strcmp(argv[1], "--check")) {
+		int faults = check_option_rows(doc, argv[2]);
 		if ((size_t)(end - begin) == table_len && !memcmp(begin, table, table_len))
-			return 0;
+			return faults ? 1 : 0;
 		fprintf(stderr, "settings-doc: the settings table in %s is not the one proto/settings.c makes:\n%s"
 			"Run: build/tests/settings-doc --write %s\n", argv[2], table, argv[2]);
 		return 1;
