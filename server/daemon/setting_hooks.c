@@ -77,51 +77,77 @@ static void apply_node_limit(struct server *srv, uint64_t v)
 	pr_info("node limit set to %" PRIu64 " bytes", v);
 }
 
-/* ---- the command line ---- */
+/* ---- the command line: values ---- */
 
-static int opt_socket(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
+static void opt_max_sessions(struct memsrv_options *o, uint64_t v)
 {
-	(void)v, (void)why, (void)len;
+	o->cfg.access.max_sessions_per_uid = (unsigned)v;
+}
+
+static void opt_cache_size(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.store.cache_budget = v;
+}
+
+static void opt_codec(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.default_codec = (enum codec)v;
+}
+
+static void opt_incompressible(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.store.incompressible_bytes = (uint32_t)v;
+}
+
+static void opt_node_limit(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.node_limit = v;
+}
+
+static void opt_idle_tax(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.idle_tax = (double)v / 100;
+}
+
+/* The table's names are the log's (test_settings holds them equal). */
+static void opt_log_level(struct memsrv_options *o, uint64_t v)
+{
+	(void)o;
+	log_parse_level(settings_log_levels[v]);
+}
+
+static void opt_spin_us(struct memsrv_options *o, uint64_t v)
+{
+	(void)o;
+	fault_spin_ns = v * 1000;  /* the VM threads read it; none runs yet */
+}
+
+static void opt_mapping_scan_ms(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.mapping_scan_ms = (unsigned)v;
+}
+
+static void opt_debug_hash_bits(struct memsrv_options *o, uint64_t v)
+{
+	o->cfg.store.hash_bits = (unsigned)v;
+}
+
+/* ---- the command line: paths and names ---- */
+
+static int opt_socket(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	(void)why, (void)len;
 	o->cfg.socket_path = text;
 	return 0;
 }
 
-static int opt_socket_group(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
+static int opt_socket_group(struct memsrv_options *o, const char *text, char *why, size_t len)
 {
-	(void)v;
 	if (access_parse_group(text, &o->cfg.access.group)) {
 		snprintf(why, len, "no group named '%s'", text);
 		return -EINVAL;
 	}
 	o->cfg.access.has_group = true;
-	return 0;
-}
-
-static int opt_max_sessions(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.access.max_sessions_per_uid = (unsigned)v;
-	return 0;
-}
-
-static int opt_cache_size(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.store.cache_budget = v;
-	return 0;
-}
-
-static int opt_codec(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.default_codec = (enum codec)v;
-	return 0;
-}
-
-static int opt_incompressible(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.store.incompressible_bytes = (uint32_t)v;
 	return 0;
 }
 
@@ -136,67 +162,20 @@ static int add_swap(struct memsrv_options *o, const char *spec, bool in_dir, cha
 	return 0;
 }
 
-static int opt_swap(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
+static int opt_swap(struct memsrv_options *o, const char *text, char *why, size_t len)
 {
-	(void)v;
 	return add_swap(o, text, false, why, len);
 }
 
-static int opt_swap_dir(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
+static int opt_swap_dir(struct memsrv_options *o, const char *text, char *why, size_t len)
 {
-	(void)v;
 	return add_swap(o, text, true, why, len);
 }
 
-static int opt_node_limit(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
+static int opt_state_dir(struct memsrv_options *o, const char *text, char *why, size_t len)
 {
-	(void)text, (void)why, (void)len;
-	o->cfg.node_limit = v;
-	return 0;
-}
-
-static int opt_idle_tax(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.idle_tax = (double)v / 100;
-	return 0;
-}
-
-static int opt_state_dir(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)v, (void)why, (void)len;
+	(void)why, (void)len;
 	o->cfg.state_dir = text;
-	return 0;
-}
-
-static int opt_log_level(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)o, (void)text;
-	if (log_parse_level(settings_log_levels[v])) {
-		snprintf(why, len, "the log knows no level '%s'", settings_log_levels[v]);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int opt_spin_us(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)o, (void)text, (void)why, (void)len;
-	fault_spin_ns = v * 1000;
-	return 0;
-}
-
-static int opt_mapping_scan_ms(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.mapping_scan_ms = (unsigned)v;
-	return 0;
-}
-
-static int opt_debug_hash_bits(struct memsrv_options *o, uint64_t v, const char *text, char *why, size_t len)
-{
-	(void)text, (void)why, (void)len;
-	o->cfg.store.hash_bits = (unsigned)v;
 	return 0;
 }
 
@@ -206,17 +185,17 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_VM_LIMIT] = { .vm = apply_vm_limit, .vm_get = get_vm_limit },
 	[SETTING_VM_GUARANTEE] = { .vm = apply_vm_guarantee, .vm_get = get_vm_guarantee },
 	[SETTING_VM_SHARES] = { .vm = apply_vm_shares, .vm_get = get_vm_shares },
-	[SETTING_SOCKET] = { .option = opt_socket },
-	[SETTING_SOCKET_GROUP] = { .option = opt_socket_group },
+	[SETTING_SOCKET] = { .option_text = opt_socket },
+	[SETTING_SOCKET_GROUP] = { .option_text = opt_socket_group },
 	[SETTING_MAX_SESSIONS_PER_UID] = { .option = opt_max_sessions },
 	[SETTING_CACHE_SIZE] = { .option = opt_cache_size },
 	[SETTING_CODEC] = { .option = opt_codec },
 	[SETTING_INCOMPRESSIBLE] = { .option = opt_incompressible },
-	[SETTING_SWAP] = { .option = opt_swap },
-	[SETTING_SWAP_DIR] = { .option = opt_swap_dir },
+	[SETTING_SWAP] = { .option_text = opt_swap },
+	[SETTING_SWAP_DIR] = { .option_text = opt_swap_dir },
 	[SETTING_NODE_LIMIT] = { .node = apply_node_limit, .option = opt_node_limit },
 	[SETTING_IDLE_TAX] = { .option = opt_idle_tax },
-	[SETTING_STATE_DIR] = { .option = opt_state_dir },
+	[SETTING_STATE_DIR] = { .option_text = opt_state_dir },
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
 	[SETTING_MAPPING_SCAN_MS] = { .option = opt_mapping_scan_ms },
@@ -232,17 +211,21 @@ void settings_options_init(struct memsrv_options *o)
 {
 	memset(o, 0, sizeof *o);
 	o->cfg.socket_path = SERVER_DEFAULT_SOCKET;
-	char why[128];
 	for (int i = 0; i < SETTINGS_COUNT; i++)
-		if ((settings[i].who & SET_BY_OPTION) && settings[i].type != SETTING_STRING)
-			hooks[i].option(o, settings[i].def, NULL, why, sizeof why);
+		if (hooks[i].option)
+			hooks[i].option(o, settings[i].def);
 }
 
 int settings_apply_option(struct memsrv_options *o, const struct setting *s, const char *text, char *why, size_t len)
 {
+	const struct setting_hook *h = &hooks[setting_id(s)];
+	if (h->option_text)
+		return h->option_text(o, text, why, len);
 	uint64_t v;
 	int err = setting_parse(s, text, &v, why, len);
-	return err ? err : hooks[setting_id(s)].option(o, v, text, why, len);
+	if (!err)
+		h->option(o, v);
+	return err;
 }
 
 /* ---- a Hello ---- */

@@ -33,9 +33,11 @@ struct setting_hook {
 	void (*vm)(struct vm *vm, uint64_t value);         /* scope VM */
 	uint64_t (*vm_get)(struct vm *vm);                 /* scope VM: the value now */
 	void (*node)(struct server *srv, uint64_t value);  /* SET_BY_CTL, scope node: at run time */
-	/* SET_BY_OPTION: into the options; text is the option's argument.
-	 * 0, or -errno with why (what the table cannot check: a group name). */
-	int (*option)(struct memsrv_options *o, uint64_t value, const char *text, char *why, size_t len);
+	/* SET_BY_OPTION: a checked value into the options... */
+	void (*option)(struct memsrv_options *o, uint64_t value);
+	/* ...or, for a STRING, the option's argument as it is: 0, or -errno
+	 * with why (what the table cannot check: a group name). */
+	int (*option_text)(struct memsrv_options *o, const char *text, char *why, size_t len);
 };
 
 const struct setting_hook *setting_hook(enum setting_id id);
