@@ -28,8 +28,15 @@ static char *read_all(const char *path, size_t *len)
 	size_t cap = 0;
 	*len = 0;
 	for (;;) {
-		if (*len + 4096 + 1 > cap && !(buf = realloc(buf, cap = cap * 2 + 8192)))
-			break;
+		if (*len + 4096 + 1 > cap) {
+			char *more = realloc(buf, cap = cap * 2 + 8192);
+			if (!more) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = more;
+		}
 		size_t n = fread(buf + *len, 1, 4096, f);
 		*len += n;
 		if (n == 0)
@@ -104,6 +111,7 @@ int main(int argc, char **argv)
 	if (!end) {
 		fprintf(stderr, "settings-doc: %s has no '%.*s' ... '%.*s' section\n", argv[2], (int)strlen(BEGIN) - 1,
 			BEGIN, (int)strlen(END) - 1, END);
+		free(doc);
 		return 1;
 	}
 	begin += strlen(BEGIN);
@@ -112,19 +120,24 @@ int main(int argc, char **argv)
 	FILE *mem = open_memstream(&table, &table_len);
 	settings_print_markdown(mem);
 	fclose(mem);
+	int status = 0;
 	if (!strcmp(argv[1], "--check")) {
-		int faults = check_option_rows(doc, argv[2]);
-		if ((size_t)(end - begin) == table_len && !memcmp(begin, table, table_len))
-			return faults ? 1 : 0;
-		fprintf(stderr, "settings-doc: the settings table in %s is not the one proto/settings.c makes:\n%s"
-			"Run: build/tests/settings-doc --write %s\n", argv[2], table, argv[2]);
-		return 1;
+		status = check_option_rows(doc, argv[2]) ? 1 : 0;
+		if ((size_t)(end - begin) != table_len || memcmp(begin, table, table_len)) {
+			fprintf(stderr, "settings-doc: the settings table in %s is not the one proto/settings.c makes:\n%s"
+				"Run: build/tests/settings-doc --write %s\n", argv[2], table, argv[2]);
+			status = 1;
+		}
+	} else {
+		FILE *out = fopen(argv[2], "w");
+		if (!out || fwrite(doc, 1, (size_t)(begin - doc), out) != (size_t)(begin - doc) ||
+		    fwrite(table, 1, table_len, out) != table_len || fputs(end, out) < 0 ||
+		    fclose(out)) {
+			perror(argv[2]);
+			status = 1;
+		}
 	}
-	FILE *out = fopen(argv[2], "w");
-	if (!out || fwrite(doc, 1, (size_t)(begin - doc), out) != (size_t)(begin - doc) ||
-	    fwrite(table, 1, table_len, out) != table_len || fputs(end, out) < 0 || fclose(out)) {
-		perror(argv[2]);
-		return 1;
-	}
-	return 0;
+	free(table);
+	free(doc);
+	return status;
 }
