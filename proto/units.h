@@ -1,5 +1,6 @@
 /* units: sizes as operators write them, parsed alike by memsrv, memsrv-ctl
- * and memsrv-vmsim. */
+ * and memsrv-vmsim; the settings table (settings.h) reads every number of
+ * every setting through it, counts too. */
 #ifndef MEMSRV_UNITS_H
 #define MEMSRV_UNITS_H
 

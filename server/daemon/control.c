@@ -8,9 +8,8 @@
 
 #include "balancer.h"
 #include "log.h"
-#include "units.h"
 #include "server.h"
-#include "vm_state.h"
+#include "setting_hooks.h"
 #include "wire.h"
 
 static void reply(int fd, Memsrv__ServerMessage *msg)
@@ -224,8 +223,6 @@ static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest 
 	reply(fd, &msg);
 }
 
-/* memsrv-ctl set VM key=value ...: every setting is checked before any is
- * applied, so a refused one changes nothing. */
 /* A set request was applied whole: say so, setting by setting. */
 static void reply_applied(int fd, const Memsrv__SetRequest *req)
 {
@@ -238,20 +235,14 @@ static void reply_applied(int fd, const Memsrv__SetRequest *req)
 	reply(fd, &msg);
 }
 
-/* memsrv-ctl set node limit=SIZE */
+/* memsrv-ctl set node key=value... */
 static void do_set_node(struct server *srv, int fd, const Memsrv__SetRequest *req)
 {
-	uint64_t limit = srv->node_limit;
-	for (size_t i = 0; i < req->n_settings; i++) {
-		const char *kv = req->settings[i];
-		if (strncmp(kv, "limit=", 6) || parse_size(kv + 6, &limit)) {
-			wire_send_error(fd, EINVAL, "set.settings", "'%s': the node takes limit=SIZE (0: none)", kv);
-			return;
-		}
+	char why[256];
+	if (settings_set_node(srv, req->settings, req->n_settings, why, sizeof why)) {
+		wire_send_error(fd, EINVAL, "set.settings", "%s", why);
+		return;
 	}
-	srv->node_limit = limit;
-	state_dir_save_node_limit(&srv->state, srv->configured_node_limit, limit);
-	pr_info("node limit set to %" PRIu64 " bytes", limit);
 	balancer_run(srv);
 	reply_applied(fd, req);
 }
@@ -271,66 +262,16 @@ static void do_set(struct server *srv, int fd, const Memsrv__SetRequest *req)
 		wire_send_error(fd, EINVAL, "set.settings", "give 1 to 16 settings as key=value");
 		return;
 	}
-	enum codec codec = (enum codec)atomic_load(&vm->codec);
-	const struct policy_ops *policy = atomic_load(&vm->policy_wanted);
-	uint64_t limit = vm->quota.limit_bytes, guarantee = vm->quota.guarantee_bytes, shares = vm->quota.shares;
-	for (size_t i = 0; i < req->n_settings; i++) {
-		const char *kv = req->settings[i], *eq = strchr(kv, '=');
-		if (!eq) {
-			wire_send_error(fd, EINVAL, "set.settings", "'%s' is not key=value", kv);
-			return;
-		}
-		size_t klen = (size_t)(eq - kv);
-		if (klen == 5 && !strncmp(kv, "codec", klen)) {
-			if (codec_parse(eq + 1, &codec)) {
-				wire_send_error(fd, EINVAL, "set.settings", "codec '%s' is neither lz4 nor zstd", eq + 1);
-				return;
-			}
-		} else if (klen == 6 && !strncmp(kv, "policy", klen)) {
-			if (!(policy = policy_find(eq + 1))) {
-				wire_send_error(fd, EINVAL, "set.settings",
-						"policy '%s' is none of lru, fifo, clock, second-chance, aging, nru, random",
-						eq + 1);
-				return;
-			}
-		} else if (klen == 5 && !strncmp(kv, "limit", klen)) {
-			if (parse_size(eq + 1, &limit) || (limit && limit < (1u << 20))) {
-				wire_send_error(fd, EINVAL, "set.settings", "limit '%s' is not 0 (none) or a size of 1M or more",
-						eq + 1);
-				return;
-			}
-		} else if (klen == 9 && !strncmp(kv, "guarantee", klen)) {
-			if (parse_size(eq + 1, &guarantee)) {
-				wire_send_error(fd, EINVAL, "set.settings", "guarantee '%s' is not a size", eq + 1);
-				return;
-			}
-		} else if (klen == 6 && !strncmp(kv, "shares", klen)) {
-			if (parse_size(eq + 1, &shares) || shares < VM_SHARES_MIN || shares > VM_SHARES_MAX) {
-				wire_send_error(fd, EINVAL, "set.settings", "shares '%s' is not %u..%u", eq + 1, VM_SHARES_MIN,
-						VM_SHARES_MAX);
-				return;
-			}
-		} else {
-			wire_send_error(fd, EINVAL, "set.settings",
-					"'%.*s' cannot be set (settable: codec, policy, limit, guarantee, shares)", (int)klen, kv);
-			return;
-		}
-	}
-	if (limit && guarantee > limit) {
-		wire_send_error(fd, EINVAL, "set.settings", "limit %" PRIu64 " is below the guarantee %" PRIu64, limit,
-				guarantee);
+	char why[256];
+	if (settings_set_vm(vm, req->settings, req->n_settings, why, sizeof why)) {
+		wire_send_error(fd, EINVAL, "set.settings", "%s", why);
 		return;
 	}
-	vm->quota.guarantee_bytes = guarantee;
-	vm->quota.shares = (uint32_t)shares;
-	atomic_store(&vm->codec, (int)codec);
-	atomic_store(&vm->policy_wanted, policy);
-	atomic_store(&vm->quota.limit_bytes, limit);
-	vm_state_save_settings(vm);  /* a restarted memsrv holds the VM to them too */
 	vm_post_wakeup(vm);  /* a new policy or a lower limit takes effect now */
 	balancer_run(srv);
-	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u", codec_name(codec),
-		policy->name, limit, guarantee, vm->quota.shares);
+	vm_info(vm, "set codec=%s policy=%s limit=%" PRIu64 " guarantee=%" PRIu64 " shares=%u",
+		codec_name((enum codec)atomic_load(&vm->codec)), atomic_load(&vm->policy_wanted)->name,
+		atomic_load(&vm->quota.limit_bytes), vm->quota.guarantee_bytes, vm->quota.shares);
 	reply_applied(fd, req);
 }
 

@@ -23,6 +23,7 @@
 #include "balancer.h"
 #include "log.h"
 #include "server.h"
+#include "setting_hooks.h"
 #include "uffd.h"
 #include "vm_state.h"
 #include "wire.h"
@@ -313,36 +314,14 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 		return refuse(why, EINVAL, "hello.regions", "%zu regions; 1 to %d are accepted", h->n_regions, VM_MAX_REGIONS);
 	if (!(h->register_modes & UFFDIO_REGISTER_MODE_MISSING))
 		return refuse(why, EINVAL, "hello.register_modes", "regions must be registered in MISSING mode");
-	uint64_t limit = h->quota && h->quota->has_limit_bytes ? h->quota->limit_bytes : 0;
-	uint64_t guarantee = h->quota && h->quota->has_guarantee_bytes ? h->quota->guarantee_bytes : 0;
-	if (limit && limit < (1u << 20))
-		return refuse(why, EINVAL, "hello.quota.limit_bytes", "limit %" PRIu64 " is below the 1 MiB minimum", limit);
-	if (limit && guarantee > limit)
-		return refuse(why, EINVAL, "hello.quota.guarantee_bytes", "guarantee %" PRIu64 " exceeds limit %" PRIu64,
-			      guarantee, limit);
-	uint32_t shares = h->quota && h->quota->has_shares ? h->quota->shares : 0;
-	if (shares > VM_SHARES_MAX)  /* 0: the default, as absent */
-		return refuse(why, EINVAL, "hello.quota.shares", "shares %u is not %u..%u (0 or absent: %u)", shares,
-			      VM_SHARES_MIN, VM_SHARES_MAX, VM_SHARES_DEFAULT);
-
+	const char *field = NULL;
+	char quota_why[256];
+	if ((ret = settings_apply_hello(vm, h->quota, srv->default_codec, &field, quota_why, sizeof quota_why)))
+		return refuse(why, -ret, field, "%s", quota_why);
 	snprintf(vm->name, sizeof vm->name, "%s", h->name);
 	vm->pid = c->cred.pid;
 	vm->uffd_features = h->uffd_features;
 	vm->register_modes = h->register_modes;
-	vm->quota.guarantee_bytes = guarantee;
-	vm->quota.limit_bytes = limit;
-	vm->quota.shares = shares ? shares : VM_SHARES_DEFAULT;
-	enum codec codec = srv->default_codec;
-	if (h->quota && h->quota->codec && *h->quota->codec && codec_parse(h->quota->codec, &codec))
-		return refuse(why, EINVAL, "hello.quota.codec", "codec '%.*s' is neither lz4 nor zstd", LOG_CLIENT_STR_MAX,
-			      h->quota->codec);
-	atomic_store(&vm->codec, (int)codec);
-	const struct policy_ops *policy = policy_find("clock");
-	if (h->quota && h->quota->policy && *h->quota->policy && !(policy = policy_find(h->quota->policy)))
-		return refuse(why, EINVAL, "hello.quota.policy",
-			      "policy '%.*s' is none of lru, fifo, clock, second-chance, aging, nru, random",
-			      LOG_CLIENT_STR_MAX, h->quota->policy);
-	atomic_store(&vm->policy_wanted, policy);
 	if (h->has_balloon && !h->balloon)
 		atomic_store(&vm->balloon.answer, VM_BALLOON_NO);  /* never asked: pressure goes to the store */
 	if (vm->persist.resume_from)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ctl_client.h"
+#include "settings.h"
 #include "units.h"
 
 #define PROG "memsrv-ctl"
@@ -426,6 +427,20 @@ static void print_list_table(FILE *f, const Memsrv__VmList *list)
 
 /* ---- command line ---- */
 
+/* The settings memsrv-ctl set takes, from the table memsrv reads them by. */
+static void usage_settings(FILE *f, enum setting_scope scope)
+{
+	for (int i = 0; i < SETTINGS_COUNT; i++) {
+		const struct setting *s = &settings[i];
+		if (s->scope != scope || !(s->who & SET_BY_CTL))
+			continue;
+		char values[128], def[64];
+		setting_describe_values(s, values, sizeof values);
+		setting_describe_default(s, def, sizeof def);
+		fprintf(f, "      %s=%s\n          %s (default %s)\n", s->name, values, s->doc, def);
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -438,10 +453,13 @@ static void usage(FILE *f)
 		"  evict VM --bytes N    evict at least N bytes (suffix K, M, G: KiB, MiB, GiB)\n"
 		"  evict VM --all        evict every resident page\n"
 		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
-		"  set VM key=value...   change a VM's settings: codec, policy, limit, guarantee, shares\n"
-		"  set node limit=SIZE   change the node limit\n"
-		"  check                 warn about quotas the node cannot keep\n"
 		"                        (suffix K, M, G; at most the VM's size)\n"
+		"  set VM key=value...   change a VM's settings, all or none:\n");
+	usage_settings(f, SETTING_SCOPE_VM);
+	fprintf(f, "  set node key=value... change the node's:\n");
+	usage_settings(f, SETTING_SCOPE_NODE);
+	fprintf(f,
+		"  check                 warn about quotas the node cannot keep\n"
 		"  help                  this text\n"
 		"\n"
 		"Options:\n"
@@ -449,6 +467,7 @@ static void usage(FILE *f)
 		"  -j, --json            print the reply as JSON\n"
 		"  -h, --help            this text\n"
 		"\n"
+		"A SIZE is digits with an optional K, M or G (KiB, MiB, GiB).\n"
 		"Exit status: 0 done, 1 refused by the server, 2 server unreachable or\n"
 		"its reply unusable, 64 usage error.\n",
 		MEMSRV_DEFAULT_SOCKET);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "memsrv.h"
+#include "settings.h"
 #include "units.h"
 
 static const char help_text[] =
@@ -196,11 +197,13 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 		case OPT_POLICY:
 			o->policy = optarg;  /* memsrv checks the name and refuses a wrong one at attach */
 			break;
-		case OPT_CODEC:
-			if (strcmp(optarg, "lz4") && strcmp(optarg, "zstd"))
-				return usage_error("--codec: lz4 or zstd");
+		case OPT_CODEC: {
+			char why[128];
+			if (setting_parse(&settings[SETTING_VM_CODEC], optarg, &v, why, sizeof why))
+				return usage_error("--codec: %s", why);
 			o->codec = optarg;
 			break;
+		}
 		case OPT_SEED:
 			if (parse_u64(optarg, &o->seed))
 				return usage_error("--seed: a number");
