@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -103,6 +104,34 @@ bool server_alive(struct test_server *s)
 {
 	int status;
 	return s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == 0;
+}
+
+/* Counts the lines of the server's log that match, up to at_most. */
+static unsigned log_lines(const struct test_server *s, const char *text, bool at_start, unsigned at_most)
+{
+	FILE *f = fopen(s->log, "r");
+	cr_assert(f, "%s: %s", s->log, strerror(errno));
+	char line[4096];
+	unsigned n = 0;
+	while (n < at_most && fgets(line, sizeof line, f))
+		n += at_start ? !strncmp(line, text, strlen(text)) : strstr(line, text) != NULL;
+	fclose(f);
+	return n;
+}
+
+bool server_log_has(const struct test_server *s, const char *needle)
+{
+	return log_lines(s, needle, false, 1) > 0;
+}
+
+bool server_log_has_line(const struct test_server *s, const char *prefix)
+{
+	return log_lines(s, prefix, true, 1) > 0;
+}
+
+unsigned server_log_count(const struct test_server *s, const char *needle)
+{
+	return log_lines(s, needle, false, UINT_MAX);
 }
 
 static void dump_log(const char *path)
@@ -322,6 +351,14 @@ unsigned ctl_vm_count(const struct test_server *s)
 	return n;
 }
 
+int answer_errno(int ret, Memsrv__ServerMessage *m)
+{
+	int err = ret < 0 || !m ? -1 : m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->errno_code : 0;
+	if (m)
+		memsrv__server_message__free_unpacked(m, NULL);
+	return err;
+}
+
 int run_capture(const char *cmd, char *out, size_t len)
 {
 	FILE *p = popen(cmd, "r");
@@ -330,6 +367,27 @@ int run_capture(const char *cmd, char *out, size_t len)
 	out[n] = 0;
 	int st = pclose(p);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fprintf(f, "%ld\n", v);
+	return fclose(f) == 0;
 }
 
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms)

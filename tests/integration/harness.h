@@ -37,6 +37,12 @@ void server_relaunch(struct test_server *s, const char *const *options);
 void server_stop(struct test_server *s);
 /* True while the server process runs. */
 bool server_alive(struct test_server *s);
+/* Whether a line of the server's log contains needle. */
+bool server_log_has(const struct test_server *s, const char *needle);
+/* Whether a line of the server's log starts with prefix: a line of its own. */
+bool server_log_has_line(const struct test_server *s, const char *prefix);
+/* How many lines of the server's log contain needle. */
+unsigned server_log_count(const struct test_server *s, const char *needle);
 
 /* A memsrv-vmsim in --interactive mode, driven through pipes. */
 struct test_sim {
@@ -83,10 +89,18 @@ void ctl_set_ok(const struct test_server *s, const char *name, const char *setti
 Memsrv__NodeStats *ctl_stats_ok(const struct test_server *s, Memsrv__ServerMessage **m);
 /* Number of VMs attached. */
 unsigned ctl_vm_count(const struct test_server *s);
+/* The errno of an answer got with return value ret: 0 for a reply that is
+ * not an Error, -1 for none.  Frees m.  Asserts nothing: children use it. */
+int answer_errno(int ret, Memsrv__ServerMessage *m);
 
 /* Runs a shell command; returns its exit status (128 if killed) and what
  * it printed on stdout (and stderr, if the command redirects it) in out. */
 int run_capture(const char *cmd, char *out, size_t len);
+
+/* A number read from a file such as a /proc/sys knob; -1 if there is none. */
+long read_long(const char *path);
+/* Writes v to a file such as a /proc/sys knob; false if it did not take. */
+bool write_long(const char *path, long v);
 
 /* Polls cond() every 10 ms for up to timeout_ms. */
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms);

@@ -39,15 +39,6 @@ static void teardown(void)
 
 TestSuite(access, .init = setup, .fini = teardown, .timeout = 120);
 
-/* The answer's errno: 0 for a reply that is not an Error, -1 for none. */
-static int answer_errno(int ret, Memsrv__ServerMessage *m)
-{
-	int err = ret < 0 || !m ? -1 : m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->errno_code : 0;
-	if (m)
-		memsrv__server_message__free_unpacked(m, NULL);
-	return err;
-}
-
 /* Runs as uid nobody with the given supplementary group (0: none) and
  * exits with a code per check, so the parent can say which one failed. */
 static void as_nobody(gid_t group)

@@ -31,15 +31,6 @@ static char scratch[64];
 static long hugepages_before = -1;
 static pid_t vmm_pid;  /* the VMM child while it runs */
 
-static void write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fprintf(f, "%ld\n", v);
-		fclose(f);
-	}
-}
-
 static void teardown(void)
 {
 	if (vmm_pid > 0) {
@@ -592,18 +583,6 @@ Test(poison, a_truncated_swap_file_is_a_short_read_and_sigbus)
 }
 
 /* ---- huge pages ---- */
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
 
 Test(poison, a_huge_page_with_none_free_gets_sigbus_instead_of_faulting_forever)
 {
