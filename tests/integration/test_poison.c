@@ -18,7 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_vmm.h"
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
 
@@ -128,8 +130,7 @@ static enum read_status read_page(const uint8_t *p, uint64_t idx, enum content c
 }
 
 struct vmm {
-	pid_t pid;
-	int cmd, res;   /* the parent's ends of the pipes */
+	struct child_vmm c;
 	uint8_t *base;  /* where the child mapped guest RAM (the same in the parent's view of the child) */
 };
 
@@ -141,64 +142,22 @@ struct vmm_config {
 	bool huge;          /* hugetlbfs, MAP_NORESERVE, not filled */
 };
 
-static void child_fail(int res, const char *what)
+/* The child: attach, fill, say ready; on 'r' read pages (all, or the first
+ * for huge pages) and send a page_result each; on 'q' detach with restore
+ * and exit. */
+static void vmm_child(void *arg, int cmd, int res)
 {
-	char msg[256];
-	int n = snprintf(msg, sizeof msg, "E%s: %s (%s)", what, strerror(errno), memsrv_last_error());
-	if (write(res, msg, (size_t)n) < 0) {
-		/* the parent sees the pipe close */
-	}
-	_exit(1);
-}
-
-static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-	for (size_t got = 0; got < len;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, timeout_ms) != 1)
-			return false;
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-static void write_full(int fd, const void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
-		if (n <= 0)
-			_exit(3);
-		done += (size_t)n;
-	}
-}
-
-/* The child: attach, fill, say ready ('R' and the address); on 'r' read
- * pages (all, or the first for huge pages) and send a page_result each;
- * on 'q' detach with restore and exit. */
-static void vmm_child(const struct vmm_config *cfg, int cmd, int res)
-{
+	const struct vmm_config *cfg = arg;
 	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	sigaction(SIGBUS, &sa, NULL);
-	size_t size = cfg->pages * cfg->page_size;
-	int fd = memfd_create(cfg->name, MFD_CLOEXEC | (cfg->huge ? MFD_HUGETLB : 0));
-	if (fd < 0 || ftruncate(fd, (off_t)size))
-		child_fail(res, "memfd");
-	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | (cfg->huge ? MAP_NORESERVE : 0), fd, 0);
-	if (mem == MAP_FAILED)
-		child_fail(res, "mmap");
-	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
-	struct memsrv_vm vm = { .name = cfg->name, .regions = &r, .n_regions = 1, .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON };
-	struct memsrv_session *s;
-	if (memsrv_attach(srv.sock, &vm, &s))
-		child_fail(res, "attach");
+	struct guest g;
+	child_guest_map(&g, res, cfg->name, cfg->pages * cfg->page_size, cfg->huge);
+	child_guest_attach(&g, res, srv.sock, cfg->name,
+			   &(struct memsrv_vm){ .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON });
+	uint8_t *mem = g.mem;
 	for (size_t p = 0; !cfg->huge && p < cfg->pages; p++)
 		page_content(mem + p * PAGE, p, cfg->content);
-	char ready[1 + sizeof mem] = { 'R' };
-	memcpy(ready + 1, &mem, sizeof mem);
-	write_full(res, ready, sizeof ready);
+	child_say_ready(res, &g);
 	char c;
 	while (read(cmd, &c, 1) == 1) {
 		if (c == 'q')
@@ -216,60 +175,38 @@ static void vmm_child(const struct vmm_config *cfg, int cmd, int res)
 			write_full(res, &pr, sizeof pr);
 		}
 	}
-	int ret = memsrv_detach(s, MEMSRV_DETACH_RESTORE);
+	int ret = memsrv_detach(g.s, MEMSRV_DETACH_RESTORE);
 	_exit(ret < 0 ? 2 : 0);
 }
 
 static void vmm_start(struct vmm *v, const struct vmm_config *cfg)
 {
-	int cmd[2], res[2];
-	cr_assert_eq(pipe(cmd), 0);
-	cr_assert_eq(pipe(res), 0);
-	v->pid = fork();
-	cr_assert_geq(v->pid, 0);
-	vmm_pid = v->pid;
-	if (v->pid == 0) {
-		close(cmd[1]);
-		close(res[0]);
-		vmm_child(cfg, cmd[0], res[1]);
-	}
-	close(cmd[0]);
-	close(res[1]);
-	v->cmd = cmd[1];
-	v->res = res[0];
-	char ready[1 + sizeof v->base];
-	bool got = read_full(v->res, ready, 1, 30000);
-	if (got && ready[0] == 'E') {
-		char msg[256] = { 0 };
-		read_full(v->res, msg, 1, 1000);
-		ssize_t n = read(v->res, msg + 1, sizeof msg - 2);
-		(void)n;
-		cr_assert_fail("the VMM failed: %s", msg);
-	}
-	cr_assert(got && ready[0] == 'R' && read_full(v->res, ready + 1, sizeof v->base, 1000), "the VMM never got ready");
-	memcpy(&v->base, ready + 1, sizeof v->base);
+	child_vmm_fork(&v->c, vmm_child, (void *)cfg);
+	vmm_pid = v->c.pid;
+	struct child_ready r;
+	bool got = child_vmm_wait_ready(&v->c, &r, 30000);
+	if (got && r.err)
+		cr_assert_fail("the VMM failed: %s", r.why);
+	cr_assert(got, "the VMM never got ready");
+	v->base = (uint8_t *)(uintptr_t)r.base;
 }
 
 /* Asks the VMM to read its pages; false if it did not answer in time. */
 static bool vmm_read(struct vmm *v, struct page_result *out, size_t n)
 {
-	cr_assert_eq(write(v->cmd, "r", 1), 1);
-	return read_full(v->res, out, n * sizeof *out, RESULT_TIMEOUT_MS);
+	cr_assert_eq(write(v->c.cmd, "r", 1), 1);
+	return read_full(v->c.ans, out, n * sizeof *out, RESULT_TIMEOUT_MS);
 }
 
 static int vmm_stop(struct vmm *v)
 {
-	if (write(v->cmd, "q", 1) != 1) {
+	if (write(v->c.cmd, "q", 1) != 1) {
 		/* it is gone already */
 	}
-	struct pollfd p = { .fd = v->res, .events = POLLIN };
+	struct pollfd p = { .fd = v->c.ans, .events = POLLIN };
 	poll(&p, 1, 30000);  /* the pipe closes when it exits */
-	kill(v->pid, SIGKILL);
-	int status = wait_exit(v->pid);
 	vmm_pid = 0;
-	close(v->cmd);
-	close(v->res);
-	return status;
+	return child_vmm_kill(&v->c);
 }
 
 /* ---- the swap file ---- */
@@ -402,21 +339,9 @@ static int poisoned_si_code(void)
 	return BUS_ADRERR;
 }
 
-static bool log_has_now(const char *what)
-{
-	FILE *f = fopen(srv.log, "r");
-	cr_assert(f);
-	char line[1024];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f))
-		found = strstr(line, what) != NULL;
-	fclose(f);
-	return found;
-}
-
 static bool log_has_cond(void *what)
 {
-	return log_has_now(what);
+	return server_log_has(&srv, what);
 }
 
 /* memsrv logs a lost page just after the ioctl that woke its reader: give
@@ -523,7 +448,7 @@ static void corrupt_one(const char *name, enum content c, int64_t from_tag, cons
 	expect_poisoned(name, 1);
 	cr_assert(log_has(cause), "the log does not say '%s'", cause);
 	cr_assert(log_has("is lost"), "the log does not say the page is lost");
-	cr_assert(!log_has_now("short read"), "the log blames a short read");
+	cr_assert(!server_log_has(&srv, "short read"), "the log blames a short read");
 	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }
 
@@ -647,6 +572,6 @@ Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
 	expect_reads(&v, lost);
 	expect_poisoned("cache", 1);
 	cr_assert(log_has("decompression failure"), "the log does not name the cause");
-	cr_assert(!log_has_now("guest will see zeros"));
+	cr_assert(!server_log_has(&srv, "guest will see zeros"));
 	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }
