@@ -1,4 +1,4 @@
-/* child_vmm: a VMM of the test's own in a child process. */
+/* child_vmm: a child process of the test's own, most often a VMM. */
 #include "child_vmm.h"
 
 #include <criterion/criterion.h>
@@ -10,7 +10,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-void child_vmm_fork(struct child_vmm *v, child_vmm_main *main, void *arg)
+void child_fork(struct test_child *v, child_main *main, void *arg)
 {
 	int cmd[2], ans[2];
 	cr_assert_eq(pipe(cmd), 0);
@@ -30,16 +30,17 @@ void child_vmm_fork(struct child_vmm *v, child_vmm_main *main, void *arg)
 	v->ans = ans[0];
 }
 
-bool child_vmm_wait_ready(struct child_vmm *v, struct child_ready *r, int timeout_ms)
+bool child_vmm_wait_ready(struct test_child *v, struct child_ready *r, int timeout_ms)
 {
 	memset(r, 0, sizeof *r);
 	return read_full(v->ans, r, sizeof *r, timeout_ms);
 }
 
-int child_vmm_kill(struct child_vmm *v)
+int child_kill(struct test_child *v)
 {
 	kill(v->pid, SIGKILL);
 	int status = wait_exit(v->pid);
+	v->pid = 0;
 	close(v->cmd);
 	close(v->ans);
 	return status;

@@ -1,10 +1,11 @@
-/* child_vmm: a VMM in a child process of the test's own, linking libmemsrv.
+/* child_vmm: a child process of the test's own, driven through two pipes
+ * (commands go down `cmd`, answers come up `ans`); most are VMMs linking
+ * libmemsrv.
  *
- * The test forks it with two pipes: commands go down `cmd`, the child's
- * answers come up `ans`.  Once its guest RAM is attached (or could not be)
- * the child sends one struct child_ready; what follows is the test's own
- * protocol.  The child asserts nothing: it says what failed, or exits with
- * a code the test reads. */
+ * A VMM child sends one struct child_ready once its guest RAM is attached
+ * (or could not be); what follows is the test's own protocol.  A child
+ * asserts nothing: it says what failed, or exits with a code the test
+ * reads. */
 #ifndef MEMSRV_TEST_CHILD_VMM_H
 #define MEMSRV_TEST_CHILD_VMM_H
 
@@ -15,8 +16,8 @@
 
 #include "guest.h"
 
-struct child_vmm {
-	pid_t pid;
+struct test_child {
+	pid_t pid;       /* 0 once reaped */
 	int cmd;  /* the test's end of the pipe to the child */
 	int ans;  /* the test's end of the pipe from the child */
 };
@@ -30,17 +31,17 @@ struct child_ready {
 };
 
 /* The child's body: runs with its ends of the pipes and never returns. */
-typedef void child_vmm_main(void *arg, int cmd, int ans);
+typedef void child_main(void *arg, int cmd, int ans);
 
 /* Forks a child that dies with the test's process (PR_SET_PDEATHSIG) and
  * runs main(arg, ...) there. */
-void child_vmm_fork(struct child_vmm *v, child_vmm_main *main, void *arg);
+void child_fork(struct test_child *v, child_main *main, void *arg);
 /* Waits up to timeout_ms for the child's child_ready; false if none came
  * (the child died first, or took too long). */
-bool child_vmm_wait_ready(struct child_vmm *v, struct child_ready *r, int timeout_ms);
+bool child_vmm_wait_ready(struct test_child *v, struct child_ready *r, int timeout_ms);
 /* SIGKILLs the child, reaps it and closes the pipes; returns its status
  * as wait_exit does. */
-int child_vmm_kill(struct child_vmm *v);
+int child_kill(struct test_child *v);
 
 /* In the child: guest_try_map, or say what failed (child_ready) and exit 1. */
 void child_guest_map(struct guest *g, int ans, const char *name, size_t size, bool huge);

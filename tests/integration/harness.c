@@ -239,6 +239,14 @@ void sim_start(struct test_sim *sim, const struct test_server *s, const char *na
 	cr_assert_fail("vmsim %s exited before ready (status %d)", name, wait_exit(sim->pid));
 }
 
+void bystander_start(struct test_sim *sim, const struct test_server *s, const char *size)
+{
+	sim_start(sim, s, "bystander", "--size", size, "--verify", NULL);
+	Memsrv__ServerMessage *m = ctl_evict_ok(s, "bystander", 0, true);
+	cr_assert_gt(m->evict_reply->pages_evicted, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
 void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r)
 {
 	memset(r, 0, sizeof *r);
@@ -293,6 +301,13 @@ int sim_quit(struct test_sim *sim)
 		cr_log_info("vmsim %s: %s", sim->name, line);
 	fclose(sim->out);
 	return wait_exit(sim->pid);
+}
+
+void sim_quit_verified(struct test_sim *sim, uint64_t pages)
+{
+	sim_expect_verified(sim, pages);
+	int status = sim_quit(sim);
+	cr_assert_eq(status, 0, "vmsim %s exited with %d", sim->name, status);
 }
 
 void sim_kill(struct test_sim *sim)
@@ -359,6 +374,19 @@ int answer_errno(int ret, Memsrv__ServerMessage *m)
 	return err;
 }
 
+void expect_root_served_holding(const struct test_server *s, unsigned connections)
+{
+	int fds[64];
+	cr_assert_leq(connections, 64);
+	for (unsigned i = 0; i < connections; i++)
+		fds[i] = ctl_connect(s->sock);
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_list(s->sock, &m);
+	cr_assert_eq(answer_errno(ret, m), 0, "root was held to --max-sessions-per-uid");
+	for (unsigned i = 0; i < connections; i++)
+		close(fds[i]);
+}
+
 int run_capture(const char *cmd, char *out, size_t len)
 {
 	FILE *p = popen(cmd, "r");
@@ -367,6 +395,34 @@ int run_capture(const char *cmd, char *out, size_t len)
 	out[n] = 0;
 	int st = pclose(p);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+bool scratch_make(char *dir, size_t len, const char *tmpl)
+{
+	snprintf(dir, len, "%s", tmpl);
+	if (mkdtemp(dir))
+		return true;
+	dir[0] = 0;
+	return false;
+}
+
+void scratch_remove(char *dir)
+{
+	char cmd[320];
+	snprintf(cmd, sizeof cmd, "mountpoint -q '%s' || rm -rf '%s'", dir, dir);
+	if (dir[0] && system(cmd)) {
+		/* best effort: a leftover directory is harmless */
+	}
+	dir[0] = 0;
+}
+
+uint64_t ctl_info_u64(const struct test_server *s, const char *vm, size_t offset)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(s, vm);
+	uint64_t v;
+	memcpy(&v, (const char *)m->vm_info + offset, sizeof v);
+	memsrv__server_message__free_unpacked(m, NULL);
+	return v;
 }
 
 long read_long(const char *path)

@@ -124,10 +124,10 @@ static void vmm_main(void *arg, int cmd, int ans)
 }
 
 /* Starts a VMM child and returns what it said of its attach: "ok", or why not. */
-static void vmm_start(struct child_vmm *v, const char *name, size_t size, char *said, size_t len)
+static void vmm_start(struct test_child *v, const char *name, size_t size, char *said, size_t len)
 {
 	struct vmm_args a = { name, size };
-	child_vmm_fork(v, vmm_main, &a);
+	child_fork(v, vmm_main, &a);
 	struct child_ready r;
 	if (!child_vmm_wait_ready(v, &r, 60000))
 		snprintf(said, len, "%s", "");
@@ -140,7 +140,7 @@ static void vmm_start(struct child_vmm *v, const char *name, size_t size, char *
 Test(hostile, a_vmm_that_never_reads_stalls_no_one)
 {
 	server_start(&srv);
-	struct child_vmm deaf;
+	struct test_child deaf;
 	char said[600];
 	vmm_start(&deaf, "deaf", 8 * MIB, said, sizeof said);
 	cr_assert_str_eq(said, "ok");
@@ -179,8 +179,7 @@ Test(hostile, a_vmm_that_never_reads_stalls_no_one)
 	cr_assert_eq(wait_exit(deaf.pid), 0, "the VMM's memory changed");
 	close(deaf.cmd);
 	close(deaf.ans);
-	sim_expect_verified(&other, 2048);
-	cr_assert_eq(sim_quit(&other), 0);
+	sim_quit_verified(&other, 2048);
 }
 
 /* ---- 2. fds: members holding connections, root's reserve, reasons ---- */
@@ -195,9 +194,9 @@ struct held {
 
 /* A member that opens HOLD connections and holds them; on 'c' it counts
  * which were refused (and why) and reports, then holds on until killed. */
-static void member_main(uid_t uid, int cmd, int ans)
+static void member_main(void *uid, int cmd, int ans)
 {
-	become(uid, true);
+	become((uid_t)(uintptr_t)uid, true);
 	static int fds[HOLD];
 	for (unsigned i = 0; i < HOLD; i++)
 		fds[i] = ctl_connect(srv.sock);
@@ -232,27 +231,9 @@ static void member_main(uid_t uid, int cmd, int ans)
 	_exit(0);
 }
 
-struct member {
-	pid_t pid;
-	int cmd, ans;
-};
-
-static void member_start(struct member *mb, uid_t uid)
+static void member_start(struct test_child *mb, uid_t uid)
 {
-	int cmd[2], ans[2];
-	cr_assert_eq(pipe(cmd), 0);
-	cr_assert_eq(pipe(ans), 0);
-	mb->pid = fork();
-	cr_assert_geq(mb->pid, 0);
-	if (mb->pid == 0) {
-		close(cmd[1]);
-		close(ans[0]);
-		member_main(uid, cmd[0], ans[1]);
-	}
-	close(cmd[0]);
-	close(ans[1]);
-	mb->cmd = cmd[1];
-	mb->ans = ans[0];
+	child_fork(mb, member_main, (void *)(uintptr_t)uid);
 	char c;
 	if (read(mb->ans, &c, 1) != 1)
 		cr_skip_test("cannot become uid %d here", uid);
@@ -288,7 +269,7 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	static const char *const opts[] = { "--socket-group", "4242", "--max-sessions-per-uid", "300", NULL };
 	server_start_nofile(&srv, opts, 1024);
 	open_socket_dir();
-	struct member mb[5];
+	struct test_child mb[5];
 	for (unsigned i = 0; i < 5; i++)
 		member_start(&mb[i], MEMBER_UID + i);
 
@@ -302,7 +283,7 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	cr_assert_gt(st->connections_open, 500);
 	cr_assert_leq(st->fds_open, 1024);
 	memsrv__server_message__free_unpacked(m, NULL);
-	struct child_vmm vmm;
+	struct test_child vmm;
 	char said[600];
 	vmm_start(&vmm, "rootvm", 8 * MIB, said, sizeof said);
 	cr_assert_str_eq(said, "ok", "root's attach failed: %s", said);
@@ -334,7 +315,7 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		become(MEMBER_UID + 5, true);
-		struct child_vmm late;
+		struct test_child late;
 		vmm_start(&late, "late", 1 * MIB, out, sizeof out);
 		wait_exit(late.pid);
 		_exit(strstr(out, "file descriptors") ? 0 : 1);
@@ -342,8 +323,7 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	cr_assert_eq(wait_child(pid), 0, "a member's attach past the budget failed without the reason");
 
 	for (unsigned i = 0; i < 5; i++) {
-		kill(mb[i].pid, SIGKILL);
-		wait_exit(mb[i].pid);
+		child_kill(&mb[i]);
 	}
 	cr_assert_eq(write(vmm.cmd, "r", 1), 1);
 	cr_assert_gt(read(vmm.ans, said, sizeof said), 0);
@@ -395,13 +375,7 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 	static const char *const opts[] = { "--socket-group", "4242", "--max-sessions-per-uid", "2", NULL };
 	server_start_with(&srv, opts);
 	open_socket_dir();
-	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock), c = ctl_connect(srv.sock);
-	Memsrv__ServerMessage *m = NULL;
-	int ret = ctl_list(srv.sock, &m);
-	cr_assert_eq(answer_errno(ret, m), 0, "root was held to --max-sessions-per-uid");
-	close(a);
-	close(b);
-	close(c);
+	expect_root_served_holding(&srv, 3);
 
 	/* a member is: and its client reads the reason, not "Broken pipe" */
 	pid_t pid = fork();
@@ -418,7 +392,8 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 			_exit(11);
 		struct ctl_req req;
 		ctl_build_list(&req);
-		ret = ctl_call(z, &req.msg, &m);
+		Memsrv__ServerMessage *m = NULL;
+		int ret = ctl_call(z, &req.msg, &m);
 		if (ret < 0)
 			_exit(12);
 		_exit(answer_errno(ret, m) == EUSERS ? 0 : 13);
@@ -435,7 +410,7 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 		if (x < 0 || y < 0)
 			_exit(10);
 		for (unsigned i = 0; i < 20; i++) {
-			struct child_vmm v;
+			struct test_child v;
 			vmm_start(&v, "over", 1 * MIB, out, sizeof out);
 			wait_exit(v.pid);
 			if (!strstr(out, "--max-sessions-per-uid"))
@@ -451,9 +426,9 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 
 static int attach_named(const char *name, char *why, size_t len)
 {
-	struct child_vmm v;
+	struct test_child v;
 	vmm_start(&v, name, 1 * MIB, why, len);
-	child_vmm_kill(&v);
+	child_kill(&v);
 	return strcmp(why, "ok") ? -1 : 0;
 }
 

@@ -59,14 +59,7 @@ static void detach_and_release(struct guest *g)
 	guest_release(g);
 }
 
-static uint64_t info_field(const char *vm, size_t offset)
-{
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
-	uint64_t v = *(uint64_t *)((char *)m->vm_info + offset);
-	memsrv__server_message__free_unpacked(m, NULL);
-	return v;
-}
-#define INFO(vm, field) info_field(vm, offsetof(Memsrv__VmInfo, field))
+#define INFO(vm, field) CTL_INFO(&srv, vm, field)
 
 /* The child's read of every page: a sum, so nothing is optimised away. */
 static uint64_t read_all(const uint8_t *mem, size_t size)

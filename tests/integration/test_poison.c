@@ -43,12 +43,7 @@ static void teardown(void)
 	}
 	if (srv.pid)
 		server_stop(&srv);
-	char rm[128];
-	snprintf(rm, sizeof rm, "rm -rf %s", scratch);
-	if (scratch[0] && system(rm)) {
-		/* best effort */
-	}
-	scratch[0] = 0;
+	scratch_remove(scratch);
 	if (hugepages_before >= 0)
 		write_long("/proc/sys/vm/nr_hugepages", hugepages_before);
 	hugepages_before = -1;
@@ -130,7 +125,7 @@ static enum read_status read_page(const uint8_t *p, uint64_t idx, enum content c
 }
 
 struct vmm {
-	struct child_vmm c;
+	struct test_child c;
 	uint8_t *base;  /* where the child mapped guest RAM (the same in the parent's view of the child) */
 };
 
@@ -181,7 +176,7 @@ static void vmm_child(void *arg, int cmd, int res)
 
 static void vmm_start(struct vmm *v, const struct vmm_config *cfg)
 {
-	child_vmm_fork(&v->c, vmm_child, (void *)cfg);
+	child_fork(&v->c, vmm_child, (void *)cfg);
 	vmm_pid = v->c.pid;
 	struct child_ready r;
 	bool got = child_vmm_wait_ready(&v->c, &r, 30000);
@@ -206,20 +201,14 @@ static int vmm_stop(struct vmm *v)
 	struct pollfd p = { .fd = v->c.ans, .events = POLLIN };
 	poll(&p, 1, 30000);  /* the pipe closes when it exits */
 	vmm_pid = 0;
-	return child_vmm_kill(&v->c);
+	return child_kill(&v->c);
 }
 
 /* ---- the swap file ---- */
 
-static void make_scratch(void)
-{
-	snprintf(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX");
-	cr_assert(mkdtemp(scratch));
-}
-
 static void start_with_swap(void)
 {
-	make_scratch();
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
 	char arg[128];
 	snprintf(arg, sizeof arg, "%s:64M", scratch);
 	const char *opts[] = { "--cache-size", "1M", "--swap-dir", arg, NULL };
@@ -401,9 +390,9 @@ static uint64_t checksum_errors(void)
 	return n;
 }
 
-/* Reads every page: the ones in lost[] get SIGBUS (again after a zap), at
- * their own address; all the others are intact. */
-static void expect_reads(struct vmm *v, const bool *lost)
+/* Reads every page: page `lost` gets SIGBUS (again after a zap), at its
+ * own address; all the others are intact. */
+static void expect_reads(struct vmm *v, size_t lost)
 {
 	static struct page_result res[PAGES];
 	cr_assert(vmm_read(v, res, PAGES), "the VMM did not finish reading within %d s: a fault waits forever",
@@ -411,7 +400,7 @@ static void expect_reads(struct vmm *v, const bool *lost)
 	int code = poisoned_si_code();
 	size_t wrong = 0, bus = 0;
 	for (size_t p = 0; p < PAGES; p++) {
-		if (lost[p]) {
+		if (p == lost) {
 			cr_assert_eq(res[p].status, PAGE_SIGBUS, "lost page %zu read as %s", p,
 				     res[p].status == PAGE_WRONG ? "wrong data" : "intact");
 			cr_assert_eq(res[p].code, code, "page %zu: code %d, expected %d", p, res[p].code, code);
@@ -440,10 +429,7 @@ static void corrupt_one(const char *name, enum content c, int64_t from_tag, cons
 	evict_all_to_swap(name, where, &in_swap);
 	size_t victim = pick_victim(where);
 	overwrite(where[victim] + from_tag, bytes, len);
-	static bool lost[PAGES];
-	memset(lost, 0, sizeof lost);
-	lost[victim] = true;
-	expect_reads(&v, lost);
+	expect_reads(&v, victim);
 	cr_assert_geq(checksum_errors(), 1, "bad content is a checksum error");
 	expect_poisoned(name, 1);
 	cr_assert(log_has(cause), "the log does not say '%s'", cause);
@@ -493,10 +479,7 @@ Test(poison, a_truncated_swap_file_is_a_short_read_and_sigbus)
 	int fd = open_swap_file(path, sizeof path);
 	cr_assert_eq(ftruncate(fd, where[last]), 0);  /* a raw page's tag is where its object starts */
 	close(fd);
-	static bool lost[PAGES];
-	memset(lost, 0, sizeof lost);
-	lost[last] = true;
-	expect_reads(&v, lost);
+	expect_reads(&v, last);
 	expect_poisoned("truncated", 1);
 	cr_assert(log_has("short read"), "the log does not say short read");
 	Memsrv__ServerMessage *m;
@@ -543,8 +526,7 @@ Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
 {
 	/* under --state-dir the cache's pool is a shared file: the test can
 	 * reach memsrv's own memory through it */
-	snprintf(scratch, sizeof scratch, "/dev/shm/memsrv-poison.XXXXXX");
-	if (!mkdtemp(scratch))
+	if (!scratch_make(scratch, sizeof scratch, "/dev/shm/memsrv-poison.XXXXXX"))
 		cr_skip_test("no /dev/shm here");
 	const char *opts[] = { "--cache-size", "64M", "--state-dir", scratch, NULL };
 	server_start_with(&srv, opts);
@@ -566,10 +548,7 @@ Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
 	memset(ff, 0xff, sizeof ff);
 	overwrite_fd(fd, where[victim] - (int64_t)sizeof ff, ff, sizeof ff);
 	close(fd);
-	static bool lost[PAGES];
-	memset(lost, 0, sizeof lost);
-	lost[victim] = true;
-	expect_reads(&v, lost);
+	expect_reads(&v, victim);
 	expect_poisoned("cache", 1);
 	cr_assert(log_has("decompression failure"), "the log does not name the cause");
 	cr_assert(!server_log_has(&srv, "guest will see zeros"));

@@ -32,7 +32,7 @@
 enum pattern { HOT_SET, UNIFORM, SCAN };
 
 struct vmm {
-	struct child_vmm c;
+	struct test_child c;
 	int memfd;        /* its number in the child */
 	char name[32];
 	size_t size;
@@ -49,17 +49,13 @@ static void teardown(void)
 {
 	for (int i = 0; i < MAX_VMMS; i++)
 		if (vmms[i].c.pid > 0) {
-			child_vmm_kill(&vmms[i].c);
+			child_kill(&vmms[i].c);
 			vmms[i].c.pid = 0;
 		}
 	if (server_alive(&srv))
 		server_stop(&srv);
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", state_dir, swap_dir);
-	if ((state_dir[0] || swap_dir[0]) && system(cmd)) {
-		/* best effort */
-	}
-	state_dir[0] = swap_dir[0] = 0;
+	scratch_remove(state_dir);
+	scratch_remove(swap_dir);
 }
 
 TestSuite(pressure, .fini = teardown, .timeout = 240);
@@ -158,7 +154,7 @@ static void vmm_start(struct vmm *v, unsigned id, size_t size, uint32_t shares, 
 	v->id = id;
 	v->shares = shares;
 	v->pat = pat;
-	child_vmm_fork(&v->c, vmm_main, v);
+	child_fork(&v->c, vmm_main, v);
 	struct child_ready r;
 	cr_assert(child_vmm_wait_ready(&v->c, &r, 120000), "VMM %s did not start", v->name);
 	cr_assert_eq(r.err, 0, "VMM %s did not start: %s", v->name, r.why);
@@ -210,8 +206,7 @@ static const char *pattern_name(enum pattern p)
  * together: as a user first tried it. */
 static void shares_hold_under(enum pattern pat)
 {
-	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX");
-	cr_assert(mkdtemp(swap_dir));
+	cr_assert(scratch_make(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX"));
 	char swap_opt[96];
 	snprintf(swap_opt, sizeof swap_opt, "%s:512M", swap_dir);
 	const char *opts[] = { "--node-limit", "142M", "--cache-size", "16M", "--swap-dir", swap_opt, NULL };
@@ -309,10 +304,8 @@ static double seconds_until_held(uint64_t bound, uint64_t second_limit, int time
  * start (the balloon's grace, then eviction). */
 Test(pressure, the_limits_hold_after_every_restart)
 {
-	snprintf(state_dir, sizeof state_dir, "/dev/shm/memsrv-pressure.XXXXXX");
-	cr_assert(mkdtemp(state_dir));
-	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX");
-	cr_assert(mkdtemp(swap_dir));
+	cr_assert(scratch_make(state_dir, sizeof state_dir, "/dev/shm/memsrv-pressure.XXXXXX"));
+	cr_assert(scratch_make(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX"));
 	char swap_opt[96];
 	snprintf(swap_opt, sizeof swap_opt, "%s:256M", swap_dir);
 	const char *opts[] = { "--node-limit", "96M", "--cache-size", "8M", "--swap-dir", swap_opt,

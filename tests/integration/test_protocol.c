@@ -22,16 +22,12 @@ static struct test_sim bystander;
 static void setup(void)
 {
 	server_start(&srv);
-	sim_start(&bystander, &srv, "bystander", "--size", "16M", "--verify", NULL);
-	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bystander", 0, true);
-	cr_assert_gt(m->evict_reply->pages_evicted, 0);
-	memsrv__server_message__free_unpacked(m, NULL);
+	bystander_start(&bystander, &srv, "16M");
 }
 
 static void teardown(void)
 {
-	sim_expect_verified(&bystander, 4096);
-	cr_assert_eq(sim_quit(&bystander), 0);
+	sim_quit_verified(&bystander, 4096);
 	server_stop(&srv);
 }
 

@@ -313,10 +313,7 @@ static bool dispatch_within(struct guest *g, int timeout_ms, struct balloon_seen
 
 static uint64_t balloon_info(const char *vm)
 {
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
-	uint64_t target = m->vm_info->balloon_target_bytes;
-	memsrv__server_message__free_unpacked(m, NULL);
-	return target;
+	return CTL_INFO(&srv, vm, balloon_target_bytes);
 }
 
 /* A refused balloon request: its errno and the field named. */
