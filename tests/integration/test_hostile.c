@@ -322,9 +322,8 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	}
 	cr_assert_eq(wait_child(pid), 0, "a member's attach past the budget failed without the reason");
 
-	for (unsigned i = 0; i < 5; i++) {
+	for (unsigned i = 0; i < 5; i++)
 		child_kill(&mb[i]);
-	}
 	cr_assert_eq(write(vmm.cmd, "r", 1), 1);
 	cr_assert_gt(read(vmm.ans, said, sizeof said), 0);
 	cr_assert_eq(wait_exit(vmm.pid), 0);

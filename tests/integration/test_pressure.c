@@ -48,10 +48,8 @@ static char state_dir[64], swap_dir[64];
 static void teardown(void)
 {
 	for (int i = 0; i < MAX_VMMS; i++)
-		if (vmms[i].c.pid > 0) {
+		if (vmms[i].c.pid > 0)
 			child_kill(&vmms[i].c);
-			vmms[i].c.pid = 0;
-		}
 	if (server_alive(&srv))
 		server_stop(&srv);
 	scratch_remove(state_dir);
