@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -103,6 +104,34 @@ bool server_alive(struct test_server *s)
 {
 	int status;
 	return s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == 0;
+}
+
+/* Counts the lines of the server's log that match, up to at_most. */
+static unsigned log_lines(const struct test_server *s, const char *text, bool at_start, unsigned at_most)
+{
+	FILE *f = fopen(s->log, "r");
+	cr_assert(f, "%s: %s", s->log, strerror(errno));
+	char line[4096];
+	unsigned n = 0;
+	while (n < at_most && fgets(line, sizeof line, f))
+		n += at_start ? !strncmp(line, text, strlen(text)) : strstr(line, text) != NULL;
+	fclose(f);
+	return n;
+}
+
+bool server_log_has(const struct test_server *s, const char *needle)
+{
+	return log_lines(s, needle, false, 1) > 0;
+}
+
+bool server_log_has_line(const struct test_server *s, const char *prefix)
+{
+	return log_lines(s, prefix, true, 1) > 0;
+}
+
+unsigned server_log_count(const struct test_server *s, const char *needle)
+{
+	return log_lines(s, needle, false, UINT_MAX);
 }
 
 static void dump_log(const char *path)
@@ -210,6 +239,14 @@ void sim_start(struct test_sim *sim, const struct test_server *s, const char *na
 	cr_assert_fail("vmsim %s exited before ready (status %d)", name, wait_exit(sim->pid));
 }
 
+void bystander_start(struct test_sim *sim, const struct test_server *s, const char *size)
+{
+	sim_start(sim, s, "bystander", "--size", size, "--verify", NULL);
+	Memsrv__ServerMessage *m = ctl_evict_ok(s, "bystander", 0, true);
+	cr_assert_gt(m->evict_reply->pages_evicted, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
 void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r)
 {
 	memset(r, 0, sizeof *r);
@@ -264,6 +301,13 @@ int sim_quit(struct test_sim *sim)
 		cr_log_info("vmsim %s: %s", sim->name, line);
 	fclose(sim->out);
 	return wait_exit(sim->pid);
+}
+
+void sim_quit_verified(struct test_sim *sim, uint64_t pages)
+{
+	sim_expect_verified(sim, pages);
+	int status = sim_quit(sim);
+	cr_assert_eq(status, 0, "vmsim %s exited with %d", sim->name, status);
 }
 
 void sim_kill(struct test_sim *sim)
@@ -322,6 +366,27 @@ unsigned ctl_vm_count(const struct test_server *s)
 	return n;
 }
 
+int answer_errno(int ret, Memsrv__ServerMessage *m)
+{
+	int err = ret < 0 || !m ? -1 : m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->errno_code : 0;
+	if (m)
+		memsrv__server_message__free_unpacked(m, NULL);
+	return err;
+}
+
+void expect_root_served_holding(const struct test_server *s, unsigned connections)
+{
+	int fds[64];
+	cr_assert_leq(connections, 64);
+	for (unsigned i = 0; i < connections; i++)
+		fds[i] = ctl_connect(s->sock);
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_list(s->sock, &m);
+	cr_assert_eq(answer_errno(ret, m), 0, "root was held to --max-sessions-per-uid");
+	for (unsigned i = 0; i < connections; i++)
+		close(fds[i]);
+}
+
 int run_capture(const char *cmd, char *out, size_t len)
 {
 	FILE *p = popen(cmd, "r");
@@ -330,6 +395,55 @@ int run_capture(const char *cmd, char *out, size_t len)
 	out[n] = 0;
 	int st = pclose(p);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+bool scratch_make(char *dir, size_t len, const char *tmpl)
+{
+	snprintf(dir, len, "%s", tmpl);
+	if (mkdtemp(dir))
+		return true;
+	dir[0] = 0;
+	return false;
+}
+
+void scratch_remove(char *dir)
+{
+	char cmd[320];
+	snprintf(cmd, sizeof cmd, "mountpoint -q '%s' || rm -rf '%s'", dir, dir);
+	if (dir[0] && system(cmd)) {
+		/* best effort: a leftover directory is harmless */
+	}
+	dir[0] = 0;
+}
+
+uint64_t ctl_info_u64(const struct test_server *s, const char *vm, size_t offset)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(s, vm);
+	uint64_t v;
+	memcpy(&v, (const char *)m->vm_info + offset, sizeof v);
+	memsrv__server_message__free_unpacked(m, NULL);
+	return v;
+}
+
+long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fprintf(f, "%ld\n", v);
+	return fclose(f) == 0;
 }
 
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms)

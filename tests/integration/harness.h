@@ -8,6 +8,7 @@
 #define MEMSRV_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -37,6 +38,12 @@ void server_relaunch(struct test_server *s, const char *const *options);
 void server_stop(struct test_server *s);
 /* True while the server process runs. */
 bool server_alive(struct test_server *s);
+/* Whether a line of the server's log contains needle. */
+bool server_log_has(const struct test_server *s, const char *needle);
+/* Whether a line of the server's log starts with prefix: a line of its own. */
+bool server_log_has_line(const struct test_server *s, const char *prefix);
+/* How many lines of the server's log contain needle. */
+unsigned server_log_count(const struct test_server *s, const char *needle);
 
 /* A memsrv-vmsim in --interactive mode, driven through pipes. */
 struct test_sim {
@@ -57,12 +64,18 @@ struct sim_reply {
 /* Starts vmsim --interactive --socket s->sock --name name plus the NULL-
  * terminated extra arguments, and waits for "ready". */
 void sim_start(struct test_sim *sim, const struct test_server *s, const char *name, ...);
+/* A vmsim named bystander of size bytes ("16M") that checks its pages,
+ * every page of it evicted: a VM beside what a test does, which must lose
+ * nothing (sim_quit_verified at the end). */
+void bystander_start(struct test_sim *sim, const struct test_server *s, const char *size);
 /* Sends one command line and collects the "key value" lines up to ok/error. */
 void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r);
 /* The value of key as a number; fails the test when the key is missing. */
 uint64_t sim_value(const struct sim_reply *r, const char *key);
 /* Sends verify and asserts every one of pages came back intact. */
 void sim_expect_verified(struct test_sim *sim, uint64_t pages);
+/* sim_expect_verified, then quit: asserts a clean exit. */
+void sim_quit_verified(struct test_sim *sim, uint64_t pages);
 /* Sends quit and returns vmsim's exit status. */
 int sim_quit(struct test_sim *sim);
 /* SIGKILLs vmsim and reaps it. */
@@ -83,10 +96,35 @@ void ctl_set_ok(const struct test_server *s, const char *name, const char *setti
 Memsrv__NodeStats *ctl_stats_ok(const struct test_server *s, Memsrv__ServerMessage **m);
 /* Number of VMs attached. */
 unsigned ctl_vm_count(const struct test_server *s);
+/* Asserts root's list is answered while root holds `connections` more of
+ * its own: it is not held to --max-sessions-per-uid. */
+void expect_root_served_holding(const struct test_server *s, unsigned connections);
+/* The errno of an answer got with return value ret: 0 for a reply that is
+ * not an Error, -1 for none.  Frees m.  Asserts nothing: children use it. */
+int answer_errno(int ret, Memsrv__ServerMessage *m);
 
 /* Runs a shell command; returns its exit status (128 if killed) and what
  * it printed on stdout (and stderr, if the command redirects it) in out. */
 int run_capture(const char *cmd, char *out, size_t len);
+
+/* A new directory from tmpl ("/var/tmp/memsrv-x.XXXXXX") in dir, len
+ * bytes; false if it could not be made. */
+bool scratch_make(char *dir, size_t len, const char *tmpl);
+/* Removes dir and all in it, unless it is a mount point (a test's mount
+ * still there); "" is no directory.  Clears dir. */
+void scratch_remove(char *dir);
+
+/* One uint64_t field of a VM's info: CTL_INFO(&srv, "vm", resident_bytes). */
+uint64_t ctl_info_u64(const struct test_server *s, const char *vm, size_t offset);
+#define CTL_INFO(s, vm, field)                                                                                   \
+	ctl_info_u64((s), (vm),                                                                                  \
+		     offsetof(Memsrv__VmInfo, field) +                                                           \
+			     0 * sizeof(char[sizeof(((Memsrv__VmInfo *)0)->field) == sizeof(uint64_t) ? 1 : -1]))
+
+/* A number read from a file such as a /proc/sys knob; -1 if there is none. */
+long read_long(const char *path);
+/* Writes v to a file such as a /proc/sys knob; false if it did not take. */
+bool write_long(const char *path, long v);
 
 /* Polls cond() every 10 ms for up to timeout_ms. */
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms);

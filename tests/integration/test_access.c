@@ -25,28 +25,16 @@ static void setup(void)
 {
 	static const char *const opts[] = { "--socket-group", "4242", "--max-sessions-per-uid", "3", NULL };
 	server_start_with(&srv, opts);
-	sim_start(&bystander, &srv, "bystander", "--size", "8M", "--verify", NULL);
-	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bystander", 0, true);
-	memsrv__server_message__free_unpacked(m, NULL);
+	bystander_start(&bystander, &srv, "8M");
 }
 
 static void teardown(void)
 {
-	sim_expect_verified(&bystander, 2048);
-	cr_assert_eq(sim_quit(&bystander), 0);
+	sim_quit_verified(&bystander, 2048);
 	server_stop(&srv);
 }
 
 TestSuite(access, .init = setup, .fini = teardown, .timeout = 120);
-
-/* The answer's errno: 0 for a reply that is not an Error, -1 for none. */
-static int answer_errno(int ret, Memsrv__ServerMessage *m)
-{
-	int err = ret < 0 || !m ? -1 : m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->errno_code : 0;
-	if (m)
-		memsrv__server_message__free_unpacked(m, NULL);
-	return err;
-}
 
 /* Runs as uid nobody with the given supplementary group (0: none) and
  * exits with a code per check, so the parent can say which one failed. */
@@ -164,11 +152,5 @@ Test(access, one_uid_holds_at_most_its_sessions)
 Test(access, root_is_bound_by_fds_only)
 {
 	/* the bystander holds one connection of root's: three more are fine */
-	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock), c = ctl_connect(srv.sock);
-	Memsrv__ServerMessage *m = NULL;
-	int ret = ctl_list(srv.sock, &m);
-	cr_assert_eq(answer_errno(ret, m), 0, "root was held to --max-sessions-per-uid");
-	close(a);
-	close(b);
-	close(c);
+	expect_root_served_holding(&srv, 3);
 }

@@ -106,27 +106,6 @@ Test(backing, a_file_on_a_disk_filesystem_is_refused_with_the_reason)
 	close(fd);
 }
 
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static bool write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return false;
-	fprintf(f, "%ld\n", v);
-	return fclose(f) == 0;
-}
-
 Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
 {
 	const char *knob = "/proc/sys/vm/nr_hugepages";

@@ -17,14 +17,6 @@ static void teardown(void) { server_stop(&srv); }
 
 TestSuite(balance, .fini = teardown, .timeout = 120);
 
-static uint64_t resident(const char *vm)
-{
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
-	uint64_t r = m->vm_info->resident_bytes;
-	memsrv__server_message__free_unpacked(m, NULL);
-	return r;
-}
-
 /* A VM that keeps reading its (all zero, so cheap) pages at random. */
 static pid_t busy_vm(const char *name, const char *shares, const char *guarantee)
 {
@@ -56,9 +48,9 @@ Test(balance, shares_1_2_4_converge_to_their_proportion)
 	sleep(3);  /* fill, then faults under pressure: ten balancer rounds a second */
 	uint64_t r1 = 0, r2 = 0, r4 = 0;
 	for (int i = 0; i < 5; i++) {  /* average a few samples: the VMs fault all the time */
-		r1 += resident("s1");
-		r2 += resident("s2");
-		r4 += resident("s4");
+		r1 += CTL_INFO(&srv, "s1", resident_bytes);
+		r2 += CTL_INFO(&srv, "s2", resident_bytes);
+		r4 += CTL_INFO(&srv, "s4", resident_bytes);
 		usleep(200000);
 	}
 	Memsrv__ServerMessage *m;
@@ -88,11 +80,11 @@ Test(balance, an_idle_vm_yields_to_a_busy_one_but_keeps_its_guarantee)
 	sleep(5);  /* the idle VM's last fault ages past 3 s: its shares count a quarter */
 	/* then the busy VM faults its way up to its new share: on a loaded
 	 * machine that takes a moment more, so wait for it, up to 10 s */
-	uint64_t ri = resident("idle"), rb = resident("busy");
+	uint64_t ri = CTL_INFO(&srv, "idle", resident_bytes), rb = CTL_INFO(&srv, "busy", resident_bytes);
 	for (int i = 0; i < 50 && rb <= 2 * ri; i++) {
 		usleep(200000);
-		ri = resident("idle");
-		rb = resident("busy");
+		ri = CTL_INFO(&srv, "idle", resident_bytes);
+		rb = CTL_INFO(&srv, "busy", resident_bytes);
 	}
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "idle");
 	bool idle_active = m->vm_info->active;
@@ -103,8 +95,7 @@ Test(balance, an_idle_vm_yields_to_a_busy_one_but_keeps_its_guarantee)
 	cr_assert_gt(rb, 2 * ri, "busy %lu, idle %lu: the idle VM must yield", (unsigned long)rb, (unsigned long)ri);
 	cr_assert_geq(idle_target, 4u << 20, "the guarantee holds");
 	cr_assert_geq(ri, (4u << 20) - (1u << 20), "the idle VM keeps about its guarantee: %lu", (unsigned long)ri);
-	sim_expect_verified(&idle, 8192);
-	cr_assert_eq(sim_quit(&idle), 0);
+	sim_quit_verified(&idle, 8192);
 }
 
 Test(balance, the_node_limit_changes_at_run_time)
@@ -112,10 +103,10 @@ Test(balance, the_node_limit_changes_at_run_time)
 	server_start(&srv);
 	pid_t a = busy_vm("grower", "1", "0");
 	sleep(1);
-	cr_assert_gt(resident("grower"), 24u << 20, "no node limit: the VM holds what it touches");
+	cr_assert_gt(CTL_INFO(&srv, "grower", resident_bytes), 24u << 20, "no node limit: the VM holds what it touches");
 	ctl_set_ok(&srv, "node", "limit=8M");
 	sleep(1);
-	uint64_t r = resident("grower");
+	uint64_t r = CTL_INFO(&srv, "grower", resident_bytes);
 	stop(a);
 	cr_assert_leq(r, 8u << 20, "resident %lu after the node limit fell to 8 MiB", (unsigned long)r);
 }

@@ -12,20 +12,20 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/userfaultfd.h>
 
+#include "child_vmm.h"
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
+#include "raw_vmm.h"
 #include "wire.h"
 
 #define GROUP 4242        /* a gid no one has: the test gives it to its children */
@@ -47,15 +47,6 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* The answer's errno: 0 for a reply that is not an Error, -1 for none. */
-static int answer_errno(int ret, Memsrv__ServerMessage *m)
-{
-	int err = ret < 0 || !m ? -1 : m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->errno_code : 0;
-	if (m)
-		memsrv__server_message__free_unpacked(m, NULL);
-	return err;
 }
 
 /* Becomes uid with the socket's group (or none), or exits 77. */
@@ -82,11 +73,6 @@ static int wait_child(pid_t pid)
 
 /* ---- a VMM of the test's own: memfd guest RAM through libmemsrv ---- */
 
-struct vmm_child {
-	pid_t pid;
-	int cmd, ans;  /* pipes: the parent's end */
-};
-
 static uint64_t last_target;
 
 static int on_balloon(void *opaque, uint64_t target)
@@ -96,75 +82,57 @@ static int on_balloon(void *opaque, uint64_t target)
 	return 0;
 }
 
-/* Attaches name (size bytes), says "ok" or the error, then waits for 'r':
+/* Every byte 0x5a: what the VMM writes before it attaches and checks last. */
+static uint64_t word_5a(size_t page, size_t w, uint64_t gen)
+{
+	(void)page;
+	(void)w;
+	(void)gen;
+	return 0x5a5a5a5a5a5a5a5aull;
+}
+
+struct vmm_args {
+	const char *name;
+	size_t size;
+};
+
+/* Attaches name (size bytes), says so (or why not), then waits for 'r':
  * reads every message the server sent until it is quiet for a second and
  * answers with the last balloon target it saw.  Until then it never reads
  * its session. */
-static void vmm_main(const char *name, size_t size, int cmd, int ans)
+static void vmm_main(void *arg, int cmd, int ans)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)size))
-		_exit(2);
-	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (mem == MAP_FAILED)
-		_exit(3);
-	memset(mem, 0x5a, size);
-	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
-	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .flags = MEMSRV_VM_NO_RECONNECT };
-	struct memsrv_session *s;
-	char line[600];
-	int ret = memsrv_attach(srv.sock, &vm, &s);
-	snprintf(line, sizeof line, "%s\n", ret ? memsrv_last_error() : "ok");
-	if (write(ans, line, strlen(line)) < 0 || ret)
-		_exit(ret ? 4 : 5);
+	const struct vmm_args *a = arg;
+	struct guest g;
+	child_guest_map(&g, ans, a->name, a->size, false);
+	pattern_fill(g.mem, 0, a->size / GUEST_PAGE, word_5a, 0);
+	child_guest_attach(&g, ans, srv.sock, a->name, &(struct memsrv_vm){ .flags = MEMSRV_VM_NO_RECONNECT });
+	child_say_ready(ans, &g);
 	char c;
 	if (read(cmd, &c, 1) != 1)
 		_exit(0);
 	struct memsrv_vmm_ops ops = { .balloon_target = on_balloon };
-	struct pollfd p = { .fd = memsrv_session_fd(s), .events = POLLIN };
+	struct pollfd p = { .fd = memsrv_session_fd(g.s), .events = POLLIN };
 	while (poll(&p, 1, 1000) > 0)
-		if (memsrv_session_dispatch(s, &ops, NULL) < 0)
+		if (memsrv_session_dispatch(g.s, &ops, NULL) < 0)
 			break;
+	char line[64];
 	snprintf(line, sizeof line, "%llu\n", (unsigned long long)last_target);
 	if (write(ans, line, strlen(line)) < 0)
 		_exit(6);
-	bool ok = true;
-	for (size_t i = 0; i < size; i++)
-		ok &= ((uint8_t *)mem)[i] == 0x5a;
-	_exit(ok ? 0 : 7);
+	_exit(pattern_count_bad(g.mem, 0, a->size / GUEST_PAGE, word_5a, 0) ? 7 : 0);
 }
 
-/* Starts a VMM child and returns what it said of its attach. */
-static void vmm_start(struct vmm_child *v, const char *name, size_t size, char *said, size_t len)
+/* Starts a VMM child and returns what it said of its attach: "ok", or why not. */
+static void vmm_start(struct test_child *v, const char *name, size_t size, char *said, size_t len)
 {
-	int cmd[2], ans[2];
-	cr_assert_eq(pipe(cmd), 0);
-	cr_assert_eq(pipe(ans), 0);
-	v->pid = fork();
-	cr_assert_geq(v->pid, 0);
-	if (v->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(cmd[1]);
-		close(ans[0]);
-		vmm_main(name, size, cmd[0], ans[1]);
-	}
-	close(cmd[0]);
-	close(ans[1]);
-	v->cmd = cmd[1];
-	v->ans = ans[0];
-	ssize_t n = read(v->ans, said, len - 1);
-	said[n > 0 ? n : 0] = 0;
-	char *nl = strchr(said, '\n');
-	if (nl)
-		*nl = 0;
-}
-
-static void vmm_kill(struct vmm_child *v)
-{
-	kill(v->pid, SIGKILL);
-	wait_exit(v->pid);
-	close(v->cmd);
-	close(v->ans);
+	struct vmm_args a = { name, size };
+	child_fork(v, vmm_main, &a);
+	struct child_ready r;
+	if (!child_vmm_wait_ready(v, &r, 60000))
+		snprintf(said, len, "%s", "");
+	else
+		snprintf(said, len, "%s", r.err ? r.why : "ok");
 }
 
 /* ---- 1. a VMM that never reads ---- */
@@ -172,7 +140,7 @@ static void vmm_kill(struct vmm_child *v)
 Test(hostile, a_vmm_that_never_reads_stalls_no_one)
 {
 	server_start(&srv);
-	struct vmm_child deaf;
+	struct test_child deaf;
 	char said[600];
 	vmm_start(&deaf, "deaf", 8 * MIB, said, sizeof said);
 	cr_assert_str_eq(said, "ok");
@@ -211,8 +179,7 @@ Test(hostile, a_vmm_that_never_reads_stalls_no_one)
 	cr_assert_eq(wait_exit(deaf.pid), 0, "the VMM's memory changed");
 	close(deaf.cmd);
 	close(deaf.ans);
-	sim_expect_verified(&other, 2048);
-	cr_assert_eq(sim_quit(&other), 0);
+	sim_quit_verified(&other, 2048);
 }
 
 /* ---- 2. fds: members holding connections, root's reserve, reasons ---- */
@@ -227,9 +194,9 @@ struct held {
 
 /* A member that opens HOLD connections and holds them; on 'c' it counts
  * which were refused (and why) and reports, then holds on until killed. */
-static void member_main(uid_t uid, int cmd, int ans)
+static void member_main(void *uid, int cmd, int ans)
 {
-	become(uid, true);
+	become((uid_t)(uintptr_t)uid, true);
 	static int fds[HOLD];
 	for (unsigned i = 0; i < HOLD; i++)
 		fds[i] = ctl_connect(srv.sock);
@@ -264,27 +231,9 @@ static void member_main(uid_t uid, int cmd, int ans)
 	_exit(0);
 }
 
-struct member {
-	pid_t pid;
-	int cmd, ans;
-};
-
-static void member_start(struct member *mb, uid_t uid)
+static void member_start(struct test_child *mb, uid_t uid)
 {
-	int cmd[2], ans[2];
-	cr_assert_eq(pipe(cmd), 0);
-	cr_assert_eq(pipe(ans), 0);
-	mb->pid = fork();
-	cr_assert_geq(mb->pid, 0);
-	if (mb->pid == 0) {
-		close(cmd[1]);
-		close(ans[0]);
-		member_main(uid, cmd[0], ans[1]);
-	}
-	close(cmd[0]);
-	close(ans[1]);
-	mb->cmd = cmd[1];
-	mb->ans = ans[0];
+	child_fork(mb, member_main, (void *)(uintptr_t)uid);
 	char c;
 	if (read(mb->ans, &c, 1) != 1)
 		cr_skip_test("cannot become uid %d here", uid);
@@ -320,7 +269,7 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	static const char *const opts[] = { "--socket-group", "4242", "--max-sessions-per-uid", "300", NULL };
 	server_start_nofile(&srv, opts, 1024);
 	open_socket_dir();
-	struct member mb[5];
+	struct test_child mb[5];
 	for (unsigned i = 0; i < 5; i++)
 		member_start(&mb[i], MEMBER_UID + i);
 
@@ -334,7 +283,7 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	cr_assert_gt(st->connections_open, 500);
 	cr_assert_leq(st->fds_open, 1024);
 	memsrv__server_message__free_unpacked(m, NULL);
-	struct vmm_child vmm;
+	struct test_child vmm;
 	char said[600];
 	vmm_start(&vmm, "rootvm", 8 * MIB, said, sizeof said);
 	cr_assert_str_eq(said, "ok", "root's attach failed: %s", said);
@@ -366,17 +315,15 @@ Test(hostile, members_holding_connections_leave_room_for_root)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		become(MEMBER_UID + 5, true);
-		struct vmm_child late;
+		struct test_child late;
 		vmm_start(&late, "late", 1 * MIB, out, sizeof out);
 		wait_exit(late.pid);
 		_exit(strstr(out, "file descriptors") ? 0 : 1);
 	}
 	cr_assert_eq(wait_child(pid), 0, "a member's attach past the budget failed without the reason");
 
-	for (unsigned i = 0; i < 5; i++) {
-		kill(mb[i].pid, SIGKILL);
-		wait_exit(mb[i].pid);
-	}
+	for (unsigned i = 0; i < 5; i++)
+		child_kill(&mb[i]);
 	cr_assert_eq(write(vmm.cmd, "r", 1), 1);
 	cr_assert_gt(read(vmm.ans, said, sizeof said), 0);
 	cr_assert_eq(wait_exit(vmm.pid), 0);
@@ -427,13 +374,7 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 	static const char *const opts[] = { "--socket-group", "4242", "--max-sessions-per-uid", "2", NULL };
 	server_start_with(&srv, opts);
 	open_socket_dir();
-	int a = ctl_connect(srv.sock), b = ctl_connect(srv.sock), c = ctl_connect(srv.sock);
-	Memsrv__ServerMessage *m = NULL;
-	int ret = ctl_list(srv.sock, &m);
-	cr_assert_eq(answer_errno(ret, m), 0, "root was held to --max-sessions-per-uid");
-	close(a);
-	close(b);
-	close(c);
+	expect_root_served_holding(&srv, 3);
 
 	/* a member is: and its client reads the reason, not "Broken pipe" */
 	pid_t pid = fork();
@@ -450,7 +391,8 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 			_exit(11);
 		struct ctl_req req;
 		ctl_build_list(&req);
-		ret = ctl_call(z, &req.msg, &m);
+		Memsrv__ServerMessage *m = NULL;
+		int ret = ctl_call(z, &req.msg, &m);
 		if (ret < 0)
 			_exit(12);
 		_exit(answer_errno(ret, m) == EUSERS ? 0 : 13);
@@ -467,7 +409,7 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 		if (x < 0 || y < 0)
 			_exit(10);
 		for (unsigned i = 0; i < 20; i++) {
-			struct vmm_child v;
+			struct test_child v;
 			vmm_start(&v, "over", 1 * MIB, out, sizeof out);
 			wait_exit(v.pid);
 			if (!strstr(out, "--max-sessions-per-uid"))
@@ -483,9 +425,9 @@ Test(hostile, root_is_not_held_to_the_per_uid_limit)
 
 static int attach_named(const char *name, char *why, size_t len)
 {
-	struct vmm_child v;
+	struct test_child v;
 	vmm_start(&v, name, 1 * MIB, why, len);
-	vmm_kill(&v);
+	child_kill(&v);
 	return strcmp(why, "ok") ? -1 : 0;
 }
 
@@ -501,108 +443,31 @@ Test(hostile, names_start_with_a_letter_or_digit)
 	cr_assert_eq(attach_named("0k.x-y_z", why, sizeof why), 0, "%s", why);
 }
 
-/* Whether a line of the log starts with prefix: a line of its own. */
-static bool log_has_line(const char *prefix)
-{
-	FILE *f = fopen(srv.log, "r");
-	cr_assert(f);
-	char line[4096];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f))
-		found = !strncmp(line, prefix, strlen(prefix));
-	fclose(f);
-	return found;
-}
-
-static bool log_has(const char *needle)
-{
-	FILE *f = fopen(srv.log, "r");
-	cr_assert(f);
-	char line[4096];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f))
-		found = strstr(line, needle) != NULL;
-	fclose(f);
-	return found;
-}
-
-static unsigned log_count(const char *needle)
-{
-	FILE *f = fopen(srv.log, "r");
-	cr_assert(f);
-	char line[4096];
-	unsigned n = 0;
-	while (fgets(line, sizeof line, f))
-		n += strstr(line, needle) != NULL;
-	fclose(f);
-	return n;
-}
-
 /* A VMM of raw protocol: its own memfd and uffd, registered; the Hello is
  * the caller's to spoil. */
 struct raw_vmm {
-	int uffd, memfd, sock;
-	void *mem;
-	size_t size;
+	int uffd, sock;
+	struct guest ram;
 };
-
-/* write-protect mode, as libmemsrv registers when the kernel has it */
-#define RAW_FEATURES (UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
-#define RAW_MODES (UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP)
-
-static int raw_uffd(void)
-{
-	int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	cr_assert_geq(u, 0, "userfaultfd: %s", strerror(errno));
-	struct uffdio_api api = { .api = UFFD_API, .features = RAW_FEATURES };
-	cr_assert_eq(ioctl(u, UFFDIO_API, &api), 0, "UFFDIO_API: %s", strerror(errno));
-	return u;
-}
 
 static void raw_vmm_init(struct raw_vmm *v, size_t size, bool registered)
 {
-	v->size = size;
-	v->uffd = raw_uffd();
-	v->memfd = memfd_create("raw", MFD_CLOEXEC);
-	cr_assert_eq(ftruncate(v->memfd, (off_t)size), 0);
-	v->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, v->memfd, 0);
-	cr_assert_neq(v->mem, MAP_FAILED);
-	if (registered) {
-		struct uffdio_register reg = { .range = { (uintptr_t)v->mem, size }, .mode = RAW_MODES };
-		cr_assert_eq(ioctl(v->uffd, UFFDIO_REGISTER, &reg), 0, "UFFDIO_REGISTER: %s", strerror(errno));
-	}
+	/* write-protect mode, as libmemsrv registers when the kernel has it */
+	v->uffd = raw_uffd(raw_missing_wp);
+	int ret = guest_try_map(&v->ram, "raw", size, false);
+	cr_assert_eq(ret, 0, "%s", strerror(-ret));
+	if (registered)
+		raw_register(v->uffd, v->ram.mem, size, raw_missing_wp);
 	v->sock = -1;
 }
 
 /* Sends a Hello for one region at addr backed by memfd, with uffd; returns the reply. */
 static Memsrv__ServerMessage *raw_hello(struct raw_vmm *v, const char *name, int uffd, int memfd, uint64_t addr)
 {
-	Memsrv__Region region = MEMSRV__REGION__INIT, *regions[1] = { &region };
-	region.host_addr = addr;
-	region.size = v->size;
-	region.page_size = 4096;
-	region.backing = MEMSRV__BACKING__BACKING_MEMFD;
-	region.has_fd_index = 1;
-	region.fd_index = 1;
-	Memsrv__Hello h = MEMSRV__HELLO__INIT;
-	h.version_major = MEMSRV__VERSION__VERSION_MAJOR;
-	h.version_minor = MEMSRV__VERSION__VERSION_MINOR;
-	h.name = (char *)name;
-	h.pid = (uint32_t)getpid();
-	h.n_regions = 1;
-	h.regions = regions;
-	h.uffd_features = RAW_FEATURES;
-	h.register_modes = RAW_MODES;
-	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
-	msg.hello = &h;
-	v->sock = ctl_connect(srv.sock);
-	cr_assert_geq(v->sock, 0);
-	int fds[2] = { uffd, memfd };
-	cr_assert_eq(wire_send_client(v->sock, &msg, fds, 2), 0);
-	Memsrv__ServerMessage *m = NULL;
-	cr_assert_eq(wire_recv_server(v->sock, &m, NULL), 1, "no answer to the Hello");
-	return m;
+	struct raw_hello h;
+	raw_hello_init(&h, name, raw_missing_wp, addr, v->ram.size, uffd, memfd);
+	v->sock = raw_hello_send(&srv, &h);
+	return raw_recv(v->sock);
 }
 
 Test(hostile, client_strings_cannot_forge_log_lines)
@@ -610,16 +475,14 @@ Test(hostile, client_strings_cannot_forge_log_lines)
 	server_start(&srv);
 	char why[600];
 	cr_assert_eq(attach_named("x\n00:00:00.000 error  FORGED by a name", why, sizeof why), -1);
-	cr_assert(!log_has_line("00:00:00.000 error  FORGED"), "a refused name wrote a line of its own");
-	cr_assert(log_has("x\\x0a00:00:00.000"), "the refused name is not in the log, escaped");
+	cr_assert(!server_log_has_line(&srv, "00:00:00.000 error  FORGED"), "a refused name wrote a line of its own");
+	cr_assert(server_log_has(&srv, "x\\x0a00:00:00.000"), "the refused name is not in the log, escaped");
 
 	/* a VMM's own words in a BalloonResult are escaped too */
 	struct raw_vmm v;
 	raw_vmm_init(&v, 1 * MIB, true);
-	Memsrv__ServerMessage *m = raw_hello(&v, "talker", v.uffd, v.memfd, (uintptr_t)v.mem);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY, "%s",
-		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
-	memsrv__server_message__free_unpacked(m, NULL);
+	Memsrv__ServerMessage *m = raw_hello(&v, "talker", v.uffd, v.ram.fd, (uintptr_t)v.ram.mem);
+	expect_hello_reply(m);
 	Memsrv__BalloonResult br = MEMSRV__BALLOON_RESULT__INIT;
 	br.target_bytes = 4096;
 	br.errno_code = EIO;
@@ -629,9 +492,9 @@ Test(hostile, client_strings_cannot_forge_log_lines)
 	msg.balloon_result = &br;
 	cr_assert_eq(wire_send_client(v.sock, &msg, NULL, 0), 0);
 	cr_assert_eq(ctl_vm_count(&srv), 1);  /* handled by now: one thread reads both */
-	cr_assert(log_has("balloon stuck\\x0a00:00:00.000"), "the BalloonResult message is not in the log, escaped");
-	cr_assert(!log_has_line("00:00:00.000 error  FORGED"), "a BalloonResult wrote a line of its own");
-	cr_assert(!log_has("\x1b"), "an escape sequence reached the log");
+	cr_assert(server_log_has(&srv, "balloon stuck\\x0a00:00:00.000"), "the BalloonResult message is not in the log, escaped");
+	cr_assert(!server_log_has_line(&srv, "00:00:00.000 error  FORGED"), "a BalloonResult wrote a line of its own");
+	cr_assert(!server_log_has(&srv, "\x1b"), "an escape sequence reached the log");
 	close(v.sock);
 }
 
@@ -655,7 +518,7 @@ static bool refuse_until_suppressed(void *arg)
 	}
 	cr_assert_eq(wait_child(pid), 0, "a stranger was not refused with EACCES");
 	r->n++;
-	return log_has("suppressed");
+	return server_log_has(&srv, "suppressed");
 }
 
 Test(hostile, refused_connections_do_not_flood_the_log)
@@ -667,7 +530,7 @@ Test(hostile, refused_connections_do_not_flood_the_log)
 	struct refusals r = { 0 };
 	for (unsigned i = 0; i < 200; i++)
 		refuse_until_suppressed(&r);
-	unsigned lines = log_count("refused connection");
+	unsigned lines = server_log_count(&srv, "refused connection");
 	cr_assert_leq(lines, 20, "%u refusal lines for 200 refused connections", lines);
 	/* later, one line says how many were held back */
 	cr_assert(wait_until(refuse_until_suppressed, &r, 20000), "no line says how many refusals were suppressed");
@@ -692,8 +555,8 @@ static void donor_start(struct donor *d, size_t size)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		struct raw_vmm v;
 		raw_vmm_init(&v, size, true);
-		uint64_t addr = (uintptr_t)v.mem;
-		int fds[2] = { v.uffd, v.memfd };
+		uint64_t addr = (uintptr_t)v.ram.mem;
+		int fds[2] = { v.uffd, v.ram.fd };
 		if (wire_send(sv[1], &addr, sizeof addr, fds, 2))
 			_exit(1);
 		pause();
@@ -735,7 +598,7 @@ Test(hostile, another_process_memfd_is_refused)
 	struct donor d;
 	donor_start(&d, 1 * MIB);
 	/* its uffd and its memfd, at its address, which this process does not map */
-	struct raw_vmm v = { .size = 1 * MIB, .sock = -1 };
+	struct raw_vmm v = { .ram.size = 1 * MIB, .sock = -1 };
 	Memsrv__ServerMessage *m = raw_hello(&v, "borrowed", d.uffd, d.memfd, d.addr);
 	expect_refused_naming(m, "hello.regions[0].host_addr");
 	close(v.sock);
@@ -757,17 +620,15 @@ Test(hostile, another_process_uffd_is_refused)
 	cr_assert_neq(elsewhere, MAP_FAILED);
 	struct raw_vmm v;
 	raw_vmm_init(&v, 1 * MIB, true);
-	cr_assert_neq((uintptr_t)v.mem, d.addr);
-	Memsrv__ServerMessage *m = raw_hello(&v, "stolen-uffd", d.uffd, v.memfd, (uintptr_t)v.mem);
+	cr_assert_neq((uintptr_t)v.ram.mem, d.addr);
+	Memsrv__ServerMessage *m = raw_hello(&v, "stolen-uffd", d.uffd, v.ram.fd, (uintptr_t)v.ram.mem);
 	expect_refused_naming(m, "fds[0]");
 	close(v.sock);
 	cr_assert_eq(ctl_vm_count(&srv), 0);
 
 	/* the same with its own uffd is accepted */
-	m = raw_hello(&v, "own", v.uffd, v.memfd, (uintptr_t)v.mem);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY, "%s",
-		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
-	memsrv__server_message__free_unpacked(m, NULL);
+	m = raw_hello(&v, "own", v.uffd, v.ram.fd, (uintptr_t)v.ram.mem);
+	expect_hello_reply(m);
 	close(v.sock);
 	donor_stop(&d);
 }

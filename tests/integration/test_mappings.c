@@ -4,30 +4,19 @@
  * discard: none of them may lose a page. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/userfaultfd.h>
 
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
-#include "wire.h"
+#include "raw_vmm.h"
 
-#define PAGE 4096u
-
-struct guest {
-	int fd;
-	uint8_t *mem;
-	size_t size;
-	struct memsrv_session *s;
-};
+#define PAGE GUEST_PAGE
 
 static struct test_server srv;
 
@@ -41,64 +30,36 @@ static void teardown(void) { server_stop(&srv); }
 
 TestSuite(mappings, .init = setup, .fini = teardown, .timeout = 120);
 
-static uint64_t word_of(size_t page, size_t w)
+static uint64_t word_of(size_t page, size_t w, uint64_t gen)
 {
+	(void)gen;
 	return page % 7 == 3 ? 0 : (uint64_t)page << 24 | (w % 32) | 0x5a00000000000000ull;
-}
-
-static void fill(uint8_t *mem, size_t size)
-{
-	for (size_t p = 0; p < size / PAGE; p++)
-		for (size_t w = 0; w < PAGE / 8; w++)
-			((uint64_t *)(mem + p * PAGE))[w] = word_of(p, w);
 }
 
 static size_t count_bad(const uint8_t *mem, size_t from_page, size_t to_page)
 {
-	size_t bad = 0;
-	for (size_t p = from_page; p < to_page; p++)
-		for (size_t w = 0; w < PAGE / 8; w++)
-			if (((const uint64_t *)(mem + p * PAGE))[w] != word_of(p, w)) {
-				bad++;
-				break;
-			}
-	return bad;
+	return pattern_count_bad(mem, from_page, to_page, word_of, 0);
 }
 
-static void guest_attach(struct guest *g, const char *name, size_t size)
+/* A guest of size bytes, filled, every page of it evicted. */
+static void guest_attach_evicted(struct guest *g, const char *name, size_t size)
 {
-	g->size = size;
-	g->fd = memfd_create(name, MFD_CLOEXEC);
-	cr_assert_geq(g->fd, 0);
-	cr_assert_eq(ftruncate(g->fd, size), 0);
-	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
-	cr_assert_neq(g->mem, MAP_FAILED);
-	struct memsrv_region r = { .host_addr = g->mem, .size = size, .fd = g->fd };
-	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .flags = MEMSRV_VM_NO_BALLOON };
-	int ret = memsrv_attach(srv.sock, &vm, &g->s);
-	cr_assert_eq(ret, 0, "attach: %s (%s)", strerror(-ret), memsrv_last_error());
-	fill(g->mem, size);
+	guest_attach(g, &srv, name, size, &(struct memsrv_vm){ .flags = MEMSRV_VM_NO_BALLOON });
+	pattern_fill(g->mem, 0, size / PAGE, word_of, 0);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, 0, true);
 	cr_assert_eq(m->evict_reply->pages_evicted, size / PAGE);
 	memsrv__server_message__free_unpacked(m, NULL);
 }
 
-static void guest_release(struct guest *g)
+/* Detached with restore (unless the test detached it) and released. */
+static void detach_and_release(struct guest *g)
 {
 	if (g->s)
 		cr_assert_geq(memsrv_detach(g->s, MEMSRV_DETACH_RESTORE), 0);
-	munmap(g->mem, g->size);
-	close(g->fd);
+	guest_release(g);
 }
 
-static uint64_t info_field(const char *vm, size_t offset)
-{
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
-	uint64_t v = *(uint64_t *)((char *)m->vm_info + offset);
-	memsrv__server_message__free_unpacked(m, NULL);
-	return v;
-}
-#define INFO(vm, field) info_field(vm, offsetof(Memsrv__VmInfo, field))
+#define INFO(vm, field) CTL_INFO(&srv, vm, field)
 
 /* The child's read of every page: a sum, so nothing is optimised away. */
 static uint64_t read_all(const uint8_t *mem, size_t size)
@@ -112,7 +73,7 @@ static uint64_t read_all(const uint8_t *mem, size_t size)
 Test(mappings, a_forked_child_reading_guest_ram_loses_nothing)
 {
 	struct guest g;
-	guest_attach(&g, "forker", 16 << 20);
+	guest_attach_evicted(&g, "forker", 16 << 20);
 	pid_t child = fork();
 	cr_assert_geq(child, 0);
 	if (child == 0) {
@@ -128,7 +89,7 @@ Test(mappings, a_forked_child_reading_guest_ram_loses_nothing)
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
 		  "the child read guest RAM it should not have inherited (status 0x%x)", status);
 	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0, "guest RAM changed under a fork");
-	guest_release(&g);
+	detach_and_release(&g);
 }
 
 static bool nothing_stored(void *arg)
@@ -156,7 +117,7 @@ static bool unprotected_is(void *arg)
 Test(mappings, another_process_mapping_the_memfd_stops_eviction_until_it_goes)
 {
 	struct guest g;
-	guest_attach(&g, "mapped-twice", 8 << 20);
+	guest_attach_evicted(&g, "mapped-twice", 8 << 20);
 	cr_assert_gt(INFO("mapped-twice", stored_pages), 0);
 	int go[2], done[2];
 	cr_assert_eq(pipe(go), 0);
@@ -194,18 +155,18 @@ Test(mappings, another_process_mapping_the_memfd_stops_eviction_until_it_goes)
 	cr_assert_gt(resident, g.size / 2, "the pages came back");
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
-	guest_release(&g);
+	detach_and_release(&g);
 }
 
 Test(mappings, madv_dontneed_on_shared_memory_is_no_discard)
 {
 	struct guest g;
-	guest_attach(&g, "dontneed", 8 << 20);
+	guest_attach_evicted(&g, "dontneed", 8 << 20);
 	cr_assert_eq(madvise(g.mem, g.size / 2, MADV_DONTNEED), 0);
 	usleep(100000);  /* the REMOVE event reaches the VM thread */
 	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0, "a PTE zap lost pages");
 	cr_assert_eq(INFO("dontneed", removed_pages), 0);
-	guest_release(&g);
+	detach_and_release(&g);
 }
 
 static bool nothing_held(void *arg)
@@ -216,7 +177,7 @@ static bool nothing_held(void *arg)
 Test(mappings, munmap_and_remap_finds_every_page_in_the_memfd)
 {
 	struct guest g;
-	guest_attach(&g, "remapper", 8 << 20);
+	guest_attach_evicted(&g, "remapper", 8 << 20);
 	cr_assert_eq(munmap(g.mem, g.size), 0);
 	/* the pages go back into the memfd when memsrv reads the UNMAP event */
 	cr_assert(wait_until(nothing_held, (void *)"remapper", 5000), "memsrv still holds pages of an unmapped range");
@@ -225,24 +186,24 @@ Test(mappings, munmap_and_remap_finds_every_page_in_the_memfd)
 	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0, "pages were lost with the mapping");
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	g.s = NULL;
-	guest_release(&g);
+	detach_and_release(&g);
 }
 
 Test(mappings, a_discard_outside_the_vm_is_refused)
 {
 	struct guest g;
-	guest_attach(&g, "discard-bad", 1 << 20);
+	guest_attach_evicted(&g, "discard-bad", 1 << 20);
 	cr_assert_eq(memsrv_discard(g.s, g.mem + g.size, PAGE), -EINVAL);
 	cr_assert(strstr(memsrv_last_error(), "not guest RAM"), "%s", memsrv_last_error());
 	cr_assert_eq(memsrv_discard(g.s, g.mem + 1, PAGE), -EINVAL);
 	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
-	guest_release(&g);
+	detach_and_release(&g);
 }
 
 Test(mappings, a_second_vm_on_the_same_memfd_is_refused)
 {
 	struct guest g;
-	guest_attach(&g, "first", 4 << 20);
+	guest_attach_evicted(&g, "first", 4 << 20);
 	uint8_t *alias = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, g.fd, 0);
 	cr_assert_neq(alias, MAP_FAILED);
 	struct memsrv_region r = { .host_addr = alias, .size = g.size, .fd = g.fd };
@@ -253,67 +214,34 @@ Test(mappings, a_second_vm_on_the_same_memfd_is_refused)
 	cr_assert(strstr(memsrv_last_error(), "first"), "the refusal names the VM that has it: %s", memsrv_last_error());
 	munmap(alias, g.size);
 	cr_assert_eq(count_bad(g.mem, 0, g.size / PAGE), 0);
-	guest_release(&g);
-}
-
-static int raw_uffd(void)
-{
-	int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	cr_assert_geq(u, 0);
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM };
-	cr_assert_eq(ioctl(u, UFFDIO_API, &api), 0);
-	return u;
+	detach_and_release(&g);
 }
 
 /* A Hello for one 1 MiB memfd registered on uffd, sent on a connection of
  * its own; returns the connection. */
 static int raw_attach(const char *name, int uffd, uint8_t **mem)
 {
-	int memfd = memfd_create(name, MFD_CLOEXEC);
-	cr_assert_eq(ftruncate(memfd, 1 << 20), 0);
-	*mem = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)*mem, 1 << 20 }, .mode = UFFDIO_REGISTER_MODE_MISSING };
-	cr_assert_eq(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
-	Memsrv__Region region = MEMSRV__REGION__INIT, *regions[1] = { &region };
-	region.host_addr = (uint64_t)(uintptr_t)*mem;
-	region.size = 1 << 20;
-	region.page_size = PAGE;
-	region.backing = MEMSRV__BACKING__BACKING_MEMFD;
-	region.has_fd_index = 1;
-	region.fd_index = 1;
-	Memsrv__Hello h = MEMSRV__HELLO__INIT;
-	h.version_major = MEMSRV__VERSION__VERSION_MAJOR;
-	h.name = (char *)name;
-	h.pid = (uint32_t)getpid();
-	h.n_regions = 1;
-	h.regions = regions;
-	h.uffd_features = UFFD_FEATURE_MISSING_SHMEM;
-	h.register_modes = UFFDIO_REGISTER_MODE_MISSING;
-	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
-	msg.hello = &h;
-	int fd = ctl_connect(srv.sock);
-	cr_assert_geq(fd, 0);
-	int fds[2] = { dup(uffd), memfd };
-	cr_assert_eq(wire_send_client(fd, &msg, fds, 2), 0);
-	close(fds[0]);
-	close(memfd);
+	struct guest ram;
+	int ret = guest_try_map(&ram, name, 1 << 20, false);
+	cr_assert_eq(ret, 0, "%s", strerror(-ret));
+	*mem = ram.mem;
+	raw_register(uffd, ram.mem, ram.size, raw_missing);
+	struct raw_hello h;
+	raw_hello_init(&h, name, raw_missing, (uint64_t)(uintptr_t)ram.mem, ram.size, dup(uffd), ram.fd);
+	int fd = raw_hello_send(&srv, &h);
+	close(h.fds[0]);
+	close(ram.fd);
 	return fd;
 }
 
 Test(mappings, a_second_vm_on_the_same_uffd_is_refused)
 {
-	int uffd = raw_uffd();
+	int uffd = raw_uffd(raw_missing);
 	uint8_t *a, *b;
 	int first = raw_attach("uffd-a", uffd, &a);
-	Memsrv__ServerMessage *m = NULL;
-	struct wire_fault fault;
-	cr_assert_eq(wire_recv_server(first, &m, &fault), 1);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY, "%s",
-		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
-	memsrv__server_message__free_unpacked(m, NULL);
+	expect_hello_reply(raw_recv(first));
 	int second = raw_attach("uffd-b", uffd, &b);
-	cr_assert_eq(wire_recv_server(second, &m, &fault), 1);
+	Memsrv__ServerMessage *m = raw_recv(second);
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "a second VM was attached on the same uffd");
 	cr_assert_eq(m->error->errno_code, EBUSY);
 	cr_assert(strstr(m->error->message, "uffd-a"), "%s", m->error->message);

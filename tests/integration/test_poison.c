@@ -18,7 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_vmm.h"
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
 
@@ -31,15 +33,6 @@ static char scratch[64];
 static long hugepages_before = -1;
 static pid_t vmm_pid;  /* the VMM child while it runs */
 
-static void write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fprintf(f, "%ld\n", v);
-		fclose(f);
-	}
-}
-
 static void teardown(void)
 {
 	if (vmm_pid > 0) {
@@ -50,12 +43,7 @@ static void teardown(void)
 	}
 	if (srv.pid)
 		server_stop(&srv);
-	char rm[128];
-	snprintf(rm, sizeof rm, "rm -rf %s", scratch);
-	if (scratch[0] && system(rm)) {
-		/* best effort */
-	}
-	scratch[0] = 0;
+	scratch_remove(scratch);
 	if (hugepages_before >= 0)
 		write_long("/proc/sys/vm/nr_hugepages", hugepages_before);
 	hugepages_before = -1;
@@ -137,8 +125,7 @@ static enum read_status read_page(const uint8_t *p, uint64_t idx, enum content c
 }
 
 struct vmm {
-	pid_t pid;
-	int cmd, res;   /* the parent's ends of the pipes */
+	struct test_child c;
 	uint8_t *base;  /* where the child mapped guest RAM (the same in the parent's view of the child) */
 };
 
@@ -150,64 +137,22 @@ struct vmm_config {
 	bool huge;          /* hugetlbfs, MAP_NORESERVE, not filled */
 };
 
-static void child_fail(int res, const char *what)
+/* The child: attach, fill, say ready; on 'r' read pages (all, or the first
+ * for huge pages) and send a page_result each; on 'q' detach with restore
+ * and exit. */
+static void vmm_child(void *arg, int cmd, int res)
 {
-	char msg[256];
-	int n = snprintf(msg, sizeof msg, "E%s: %s (%s)", what, strerror(errno), memsrv_last_error());
-	if (write(res, msg, (size_t)n) < 0) {
-		/* the parent sees the pipe close */
-	}
-	_exit(1);
-}
-
-static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-	for (size_t got = 0; got < len;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, timeout_ms) != 1)
-			return false;
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-static void write_full(int fd, const void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
-		if (n <= 0)
-			_exit(3);
-		done += (size_t)n;
-	}
-}
-
-/* The child: attach, fill, say ready ('R' and the address); on 'r' read
- * pages (all, or the first for huge pages) and send a page_result each;
- * on 'q' detach with restore and exit. */
-static void vmm_child(const struct vmm_config *cfg, int cmd, int res)
-{
+	const struct vmm_config *cfg = arg;
 	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	sigaction(SIGBUS, &sa, NULL);
-	size_t size = cfg->pages * cfg->page_size;
-	int fd = memfd_create(cfg->name, MFD_CLOEXEC | (cfg->huge ? MFD_HUGETLB : 0));
-	if (fd < 0 || ftruncate(fd, (off_t)size))
-		child_fail(res, "memfd");
-	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | (cfg->huge ? MAP_NORESERVE : 0), fd, 0);
-	if (mem == MAP_FAILED)
-		child_fail(res, "mmap");
-	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
-	struct memsrv_vm vm = { .name = cfg->name, .regions = &r, .n_regions = 1, .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON };
-	struct memsrv_session *s;
-	if (memsrv_attach(srv.sock, &vm, &s))
-		child_fail(res, "attach");
+	struct guest g;
+	child_guest_map(&g, res, cfg->name, cfg->pages * cfg->page_size, cfg->huge);
+	child_guest_attach(&g, res, srv.sock, cfg->name,
+			   &(struct memsrv_vm){ .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON });
+	uint8_t *mem = g.mem;
 	for (size_t p = 0; !cfg->huge && p < cfg->pages; p++)
 		page_content(mem + p * PAGE, p, cfg->content);
-	char ready[1 + sizeof mem] = { 'R' };
-	memcpy(ready + 1, &mem, sizeof mem);
-	write_full(res, ready, sizeof ready);
+	child_say_ready(res, &g);
 	char c;
 	while (read(cmd, &c, 1) == 1) {
 		if (c == 'q')
@@ -225,73 +170,45 @@ static void vmm_child(const struct vmm_config *cfg, int cmd, int res)
 			write_full(res, &pr, sizeof pr);
 		}
 	}
-	int ret = memsrv_detach(s, MEMSRV_DETACH_RESTORE);
+	int ret = memsrv_detach(g.s, MEMSRV_DETACH_RESTORE);
 	_exit(ret < 0 ? 2 : 0);
 }
 
 static void vmm_start(struct vmm *v, const struct vmm_config *cfg)
 {
-	int cmd[2], res[2];
-	cr_assert_eq(pipe(cmd), 0);
-	cr_assert_eq(pipe(res), 0);
-	v->pid = fork();
-	cr_assert_geq(v->pid, 0);
-	vmm_pid = v->pid;
-	if (v->pid == 0) {
-		close(cmd[1]);
-		close(res[0]);
-		vmm_child(cfg, cmd[0], res[1]);
-	}
-	close(cmd[0]);
-	close(res[1]);
-	v->cmd = cmd[1];
-	v->res = res[0];
-	char ready[1 + sizeof v->base];
-	bool got = read_full(v->res, ready, 1, 30000);
-	if (got && ready[0] == 'E') {
-		char msg[256] = { 0 };
-		read_full(v->res, msg, 1, 1000);
-		ssize_t n = read(v->res, msg + 1, sizeof msg - 2);
-		(void)n;
-		cr_assert_fail("the VMM failed: %s", msg);
-	}
-	cr_assert(got && ready[0] == 'R' && read_full(v->res, ready + 1, sizeof v->base, 1000), "the VMM never got ready");
-	memcpy(&v->base, ready + 1, sizeof v->base);
+	child_fork(&v->c, vmm_child, (void *)cfg);
+	vmm_pid = v->c.pid;
+	struct child_ready r;
+	bool got = child_vmm_wait_ready(&v->c, &r, 30000);
+	if (got && r.err)
+		cr_assert_fail("the VMM failed: %s", r.why);
+	cr_assert(got, "the VMM never got ready");
+	v->base = (uint8_t *)(uintptr_t)r.base;
 }
 
 /* Asks the VMM to read its pages; false if it did not answer in time. */
 static bool vmm_read(struct vmm *v, struct page_result *out, size_t n)
 {
-	cr_assert_eq(write(v->cmd, "r", 1), 1);
-	return read_full(v->res, out, n * sizeof *out, RESULT_TIMEOUT_MS);
+	cr_assert_eq(write(v->c.cmd, "r", 1), 1);
+	return read_full(v->c.ans, out, n * sizeof *out, RESULT_TIMEOUT_MS);
 }
 
 static int vmm_stop(struct vmm *v)
 {
-	if (write(v->cmd, "q", 1) != 1) {
+	if (write(v->c.cmd, "q", 1) != 1) {
 		/* it is gone already */
 	}
-	struct pollfd p = { .fd = v->res, .events = POLLIN };
+	struct pollfd p = { .fd = v->c.ans, .events = POLLIN };
 	poll(&p, 1, 30000);  /* the pipe closes when it exits */
-	kill(v->pid, SIGKILL);
-	int status = wait_exit(v->pid);
 	vmm_pid = 0;
-	close(v->cmd);
-	close(v->res);
-	return status;
+	return child_kill(&v->c);
 }
 
 /* ---- the swap file ---- */
 
-static void make_scratch(void)
-{
-	snprintf(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX");
-	cr_assert(mkdtemp(scratch));
-}
-
 static void start_with_swap(void)
 {
-	make_scratch();
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
 	char arg[128];
 	snprintf(arg, sizeof arg, "%s:64M", scratch);
 	const char *opts[] = { "--cache-size", "1M", "--swap-dir", arg, NULL };
@@ -411,21 +328,9 @@ static int poisoned_si_code(void)
 	return BUS_ADRERR;
 }
 
-static bool log_has_now(const char *what)
-{
-	FILE *f = fopen(srv.log, "r");
-	cr_assert(f);
-	char line[1024];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f))
-		found = strstr(line, what) != NULL;
-	fclose(f);
-	return found;
-}
-
 static bool log_has_cond(void *what)
 {
-	return log_has_now(what);
+	return server_log_has(&srv, what);
 }
 
 /* memsrv logs a lost page just after the ioctl that woke its reader: give
@@ -485,9 +390,9 @@ static uint64_t checksum_errors(void)
 	return n;
 }
 
-/* Reads every page: the ones in lost[] get SIGBUS (again after a zap), at
- * their own address; all the others are intact. */
-static void expect_reads(struct vmm *v, const bool *lost)
+/* Reads every page: page `lost` gets SIGBUS (again after a zap), at its
+ * own address; all the others are intact. */
+static void expect_reads(struct vmm *v, size_t lost)
 {
 	static struct page_result res[PAGES];
 	cr_assert(vmm_read(v, res, PAGES), "the VMM did not finish reading within %d s: a fault waits forever",
@@ -495,7 +400,7 @@ static void expect_reads(struct vmm *v, const bool *lost)
 	int code = poisoned_si_code();
 	size_t wrong = 0, bus = 0;
 	for (size_t p = 0; p < PAGES; p++) {
-		if (lost[p]) {
+		if (p == lost) {
 			cr_assert_eq(res[p].status, PAGE_SIGBUS, "lost page %zu read as %s", p,
 				     res[p].status == PAGE_WRONG ? "wrong data" : "intact");
 			cr_assert_eq(res[p].code, code, "page %zu: code %d, expected %d", p, res[p].code, code);
@@ -524,15 +429,12 @@ static void corrupt_one(const char *name, enum content c, int64_t from_tag, cons
 	evict_all_to_swap(name, where, &in_swap);
 	size_t victim = pick_victim(where);
 	overwrite(where[victim] + from_tag, bytes, len);
-	static bool lost[PAGES];
-	memset(lost, 0, sizeof lost);
-	lost[victim] = true;
-	expect_reads(&v, lost);
+	expect_reads(&v, victim);
 	cr_assert_geq(checksum_errors(), 1, "bad content is a checksum error");
 	expect_poisoned(name, 1);
 	cr_assert(log_has(cause), "the log does not say '%s'", cause);
 	cr_assert(log_has("is lost"), "the log does not say the page is lost");
-	cr_assert(!log_has_now("short read"), "the log blames a short read");
+	cr_assert(!server_log_has(&srv, "short read"), "the log blames a short read");
 	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }
 
@@ -577,10 +479,7 @@ Test(poison, a_truncated_swap_file_is_a_short_read_and_sigbus)
 	int fd = open_swap_file(path, sizeof path);
 	cr_assert_eq(ftruncate(fd, where[last]), 0);  /* a raw page's tag is where its object starts */
 	close(fd);
-	static bool lost[PAGES];
-	memset(lost, 0, sizeof lost);
-	lost[last] = true;
-	expect_reads(&v, lost);
+	expect_reads(&v, last);
 	expect_poisoned("truncated", 1);
 	cr_assert(log_has("short read"), "the log does not say short read");
 	Memsrv__ServerMessage *m;
@@ -592,18 +491,6 @@ Test(poison, a_truncated_swap_file_is_a_short_read_and_sigbus)
 }
 
 /* ---- huge pages ---- */
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
 
 Test(poison, a_huge_page_with_none_free_gets_sigbus_instead_of_faulting_forever)
 {
@@ -639,8 +526,7 @@ Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
 {
 	/* under --state-dir the cache's pool is a shared file: the test can
 	 * reach memsrv's own memory through it */
-	snprintf(scratch, sizeof scratch, "/dev/shm/memsrv-poison.XXXXXX");
-	if (!mkdtemp(scratch))
+	if (!scratch_make(scratch, sizeof scratch, "/dev/shm/memsrv-poison.XXXXXX"))
 		cr_skip_test("no /dev/shm here");
 	const char *opts[] = { "--cache-size", "64M", "--state-dir", scratch, NULL };
 	server_start_with(&srv, opts);
@@ -662,12 +548,9 @@ Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
 	memset(ff, 0xff, sizeof ff);
 	overwrite_fd(fd, where[victim] - (int64_t)sizeof ff, ff, sizeof ff);
 	close(fd);
-	static bool lost[PAGES];
-	memset(lost, 0, sizeof lost);
-	lost[victim] = true;
-	expect_reads(&v, lost);
+	expect_reads(&v, victim);
 	expect_poisoned("cache", 1);
 	cr_assert(log_has("decompression failure"), "the log does not name the cause");
-	cr_assert(!log_has_now("guest will see zeros"));
+	cr_assert(!server_log_has(&srv, "guest will see zeros"));
 	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }

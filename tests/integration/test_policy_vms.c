@@ -17,14 +17,6 @@ static void teardown(void) { server_stop(&srv); }
 
 TestSuite(policy_vms, .init = setup, .fini = teardown, .timeout = 180);
 
-static uint64_t resident(const char *vm)
-{
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
-	uint64_t r = m->vm_info->resident_bytes;
-	memsrv__server_message__free_unpacked(m, NULL);
-	return r;
-}
-
 Test(policy_vms, every_algorithm_keeps_every_byte_under_a_tight_limit)
 {
 	const char *names[] = { "lru", "fifo", "clock", "second-chance", "aging", "nru", "random" };
@@ -45,37 +37,35 @@ Test(policy_vms, every_algorithm_keeps_every_byte_under_a_tight_limit)
 		cr_assert_leq(m->vm_info->resident_bytes, 4u << 20, "%s: the limit holds", names[i]);
 		cr_assert_gt(m->vm_info->faults_stored, 0, "%s: pages went and came back", names[i]);
 		memsrv__server_message__free_unpacked(m, NULL);
-		sim_expect_verified(&sim, 4096);
-		cr_assert_eq(sim_quit(&sim), 0);
+		sim_quit_verified(&sim, 4096);
 	}
 }
 
 static bool at_most_4m(void *arg)
 {
-	return resident(arg) <= 4u << 20;
+	return CTL_INFO(&srv, arg, resident_bytes) <= 4u << 20;
 }
 
 Test(policy_vms, a_limit_changed_at_run_time_takes_effect)
 {
 	struct test_sim sim;
 	sim_start(&sim, &srv, "grow", "--size", "32M", "--limit", "8M", "--pattern", "seq", "--verify", NULL);
-	cr_assert_leq(resident("grow"), 8u << 20);
+	cr_assert_leq(CTL_INFO(&srv, "grow", resident_bytes), 8u << 20);
 
 	/* raised: the VM may hold more, and reading everything makes it */
 	ctl_set_ok(&srv, "grow", "limit=24M");
 	struct sim_reply r;
 	sim_cmd(&sim, "run", &r);
 	cr_assert(r.ok, "%s", r.error);
-	uint64_t grown = resident("grow");
+	uint64_t grown = CTL_INFO(&srv, "grow", resident_bytes);
 	cr_assert_gt(grown, 16u << 20, "resident %lu after raising the limit", (unsigned long)grown);
 	cr_assert_leq(grown, 24u << 20);
 
 	/* lowered: memsrv evicts down to it on its own */
 	ctl_set_ok(&srv, "grow", "limit=4M");
 	cr_assert(wait_until(at_most_4m, "grow", 5000), "resident %lu after lowering the limit",
-		  (unsigned long)resident("grow"));
-	sim_expect_verified(&sim, 8192);
-	cr_assert_eq(sim_quit(&sim), 0);
+		  (unsigned long)CTL_INFO(&srv, "grow", resident_bytes));
+	sim_quit_verified(&sim, 8192);
 }
 
 Test(policy_vms, bad_settings_change_nothing)
@@ -123,6 +113,5 @@ Test(policy_vms, sampling_tells_busy_from_idle_and_loses_nothing)
 	cr_assert_gt(hot_ws, cold_ws);
 	/* probation raced with the hot VM's writes: every byte must be intact */
 	cr_assert_eq(wait_exit(busy), 0, "the busy VM saw corrupted pages");
-	sim_expect_verified(&idle, 8192);
-	cr_assert_eq(sim_quit(&idle), 0);
+	sim_quit_verified(&idle, 8192);
 }

@@ -18,11 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child_vmm.h"
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
 
-#define PAGE 4096u
+#define PAGE GUEST_PAGE
 #define MIB (1ull << 20)
 #define MAX_VMMS 3
 #define ACCESSES_PER_S 12288.0
@@ -30,10 +32,13 @@
 enum pattern { HOT_SET, UNIFORM, SCAN };
 
 struct vmm {
-	pid_t pid;
+	struct test_child c;
 	int memfd;        /* its number in the child */
 	char name[32];
 	size_t size;
+	unsigned id;
+	uint32_t shares;
+	enum pattern pat;
 };
 
 static struct test_server srv;
@@ -43,26 +48,19 @@ static char state_dir[64], swap_dir[64];
 static void teardown(void)
 {
 	for (int i = 0; i < MAX_VMMS; i++)
-		if (vmms[i].pid > 0) {
-			kill(vmms[i].pid, SIGKILL);
-			wait_exit(vmms[i].pid);
-			vmms[i].pid = 0;
-		}
+		if (vmms[i].c.pid > 0)
+			child_kill(&vmms[i].c);
 	if (server_alive(&srv))
 		server_stop(&srv);
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", state_dir, swap_dir);
-	if ((state_dir[0] || swap_dir[0]) && system(cmd)) {
-		/* best effort */
-	}
-	state_dir[0] = swap_dir[0] = 0;
+	scratch_remove(state_dir);
+	scratch_remove(swap_dir);
 }
 
 TestSuite(pressure, .fini = teardown, .timeout = 240);
 
 /* Different in every VM and page, never samefilled, and compressing to
  * about half: more than the cache holds goes to swap. */
-static uint64_t word_of(unsigned vm, size_t page, size_t w)
+static uint64_t word_of(size_t page, size_t w, uint64_t vm)
 {
 	uint64_t x = (uint64_t)vm << 56 | (uint64_t)page << 16 | (w % 32) << 4 | 1;
 	if (w % 2)
@@ -102,30 +100,20 @@ static const struct memsrv_vmm_ops vmm_ops = { .balloon_target = balloon_target 
 
 /* The child: attaches, fills, then reads by its pattern until SIGTERM,
  * checks every page and exits 0, or 1 at the first wrong word. */
-static void vmm_main(unsigned id, const char *name, size_t size, uint32_t shares, enum pattern pat, int ready_fd)
+static void vmm_main(void *arg, int cmd, int ans)
 {
+	(void)cmd;
+	const struct vmm *v = arg;
 	signal(SIGTERM, on_term);
-	int fd = memfd_create(name, MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)size))
-		_exit(2);
-	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (mem == MAP_FAILED)
-		_exit(2);
-	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = fd };
-	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .shares = shares };
-	struct memsrv_session *s;
-	if (memsrv_attach(srv.sock, &vm, &s)) {
-		fprintf(stderr, "vmm %s: attach: %s\n", name, memsrv_last_error());
-		_exit(2);
-	}
-	size_t pages = size / PAGE;
-	for (size_t p = 0; p < pages; p++)
-		for (size_t w = 0; w < PAGE / 8; w++)
-			((uint64_t *)(mem + p * PAGE))[w] = word_of(id, p, w);
-	if (write(ready_fd, &fd, sizeof fd) != sizeof fd)
-		_exit(2);
-	close(ready_fd);
-	uint64_t x = 0x9e3779b97f4a7c15ull * (id + 1), n = 0;
+	struct guest g;
+	child_guest_map(&g, ans, v->name, v->size, false);
+	child_guest_attach(&g, ans, srv.sock, v->name, &(struct memsrv_vm){ .shares = v->shares });
+	uint8_t *mem = g.mem;
+	size_t pages = v->size / PAGE;
+	pattern_fill(mem, 0, pages, word_of, v->id);
+	child_say_ready(ans, &g);
+	close(ans);
+	uint64_t x = 0x9e3779b97f4a7c15ull * (v->id + 1), n = 0;
 	size_t hot = pages / 4 * 3;  /* HOT_SET: three quarters of the VM, at random */
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -133,7 +121,7 @@ static void vmm_main(unsigned id, const char *name, size_t size, uint32_t shares
 		/* a guest with work to do between its reads: ACCESSES_PER_S at
 		 * most, so a scan takes two seconds; it runs flat out when late */
 		if (n % 4096 == 0 && balloon_kind != BALLOON_SILENT)
-			memsrv_session_dispatch(s, &vmm_ops, NULL);
+			memsrv_session_dispatch(g.s, &vmm_ops, NULL);
 		if (n % 64 == 0)
 			for (;;) {
 				clock_gettime(CLOCK_MONOTONIC, &t);
@@ -141,20 +129,19 @@ static void vmm_main(unsigned id, const char *name, size_t size, uint32_t shares
 				if (secs * ACCESSES_PER_S >= (double)n || stop_flag)
 					break;
 			}
-		size_t p = pat == SCAN ? n % pages : pat == UNIFORM ? next_random(&x) % pages : next_random(&x) % hot;
+		size_t p = v->pat == SCAN ? n % pages : v->pat == UNIFORM ? next_random(&x) % pages : next_random(&x) % hot;
 		n++;
 		size_t w = n % (PAGE / 8);
-		if (((volatile uint64_t *)(mem + p * PAGE))[w] != word_of(id, p, w)) {
-			fprintf(stderr, "vmm %s: page %zu word %zu is wrong\n", name, p, w);
+		if (((volatile uint64_t *)(mem + p * PAGE))[w] != word_of(p, w, v->id)) {
+			fprintf(stderr, "vmm %s: page %zu word %zu is wrong\n", v->name, p, w);
 			_exit(1);
 		}
 	}
-	for (size_t p = 0; p < pages; p++)
-		for (size_t w = 0; w < PAGE / 8; w++)
-			if (((uint64_t *)(mem + p * PAGE))[w] != word_of(id, p, w)) {
-				fprintf(stderr, "vmm %s: page %zu is wrong at the end\n", name, p);
-				_exit(1);
-			}
+	size_t bad = pattern_count_bad(mem, 0, pages, word_of, v->id);
+	if (bad) {
+		fprintf(stderr, "vmm %s: %zu pages are wrong at the end\n", v->name, bad);
+		_exit(1);
+	}
 	_exit(0);
 }
 
@@ -162,36 +149,34 @@ static void vmm_start(struct vmm *v, unsigned id, size_t size, uint32_t shares, 
 {
 	snprintf(v->name, sizeof v->name, "p%u", id);
 	v->size = size;
-	int p[2];
-	cr_assert_eq(pipe(p), 0);
-	v->pid = fork();
-	cr_assert_geq(v->pid, 0);
-	if (v->pid == 0) {
-		close(p[0]);
-		vmm_main(id, v->name, size, shares, pat, p[1]);
-	}
-	close(p[1]);
-	cr_assert_eq(read(p[0], &v->memfd, sizeof v->memfd), (ssize_t)sizeof v->memfd, "VMM %s did not start",
-		     v->name);
-	close(p[0]);
+	v->id = id;
+	v->shares = shares;
+	v->pat = pat;
+	child_fork(&v->c, vmm_main, v);
+	struct child_ready r;
+	cr_assert(child_vmm_wait_ready(&v->c, &r, 120000), "VMM %s did not start", v->name);
+	cr_assert_eq(r.err, 0, "VMM %s did not start: %s", v->name, r.why);
+	v->memfd = r.memfd;
 }
 
 /* SIGTERM: the VMM checks all of its memory and says how it went. */
 static void vmm_stop_verified(struct vmm *v)
 {
-	kill(v->pid, SIGTERM);
-	int st = wait_exit(v->pid);
-	v->pid = 0;
+	kill(v->c.pid, SIGTERM);
+	int st = wait_exit(v->c.pid);
+	v->c.pid = 0;
+	close(v->c.cmd);
+	close(v->c.ans);
 	cr_assert_eq(st, 0, "VMM %s exited with %d: a page came back wrong", v->name, st);
 }
 
 /* What the VM's memfd holds, seen from outside memsrv. */
 static uint64_t vmm_resident(const struct vmm *v)
 {
-	if (v->pid <= 0)
+	if (v->c.pid <= 0)
 		return 0;  /* not started */
 	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/fd/%d", v->pid, v->memfd);
+	snprintf(path, sizeof path, "/proc/%d/fd/%d", v->c.pid, v->memfd);
 	struct stat st;
 	cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
 	return (uint64_t)st.st_blocks * 512;
@@ -219,8 +204,7 @@ static const char *pattern_name(enum pattern p)
  * together: as a user first tried it. */
 static void shares_hold_under(enum pattern pat)
 {
-	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX");
-	cr_assert(mkdtemp(swap_dir));
+	cr_assert(scratch_make(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX"));
 	char swap_opt[96];
 	snprintf(swap_opt, sizeof swap_opt, "%s:512M", swap_dir);
 	const char *opts[] = { "--node-limit", "142M", "--cache-size", "16M", "--swap-dir", swap_opt, NULL };
@@ -318,10 +302,8 @@ static double seconds_until_held(uint64_t bound, uint64_t second_limit, int time
  * start (the balloon's grace, then eviction). */
 Test(pressure, the_limits_hold_after_every_restart)
 {
-	snprintf(state_dir, sizeof state_dir, "/dev/shm/memsrv-pressure.XXXXXX");
-	cr_assert(mkdtemp(state_dir));
-	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX");
-	cr_assert(mkdtemp(swap_dir));
+	cr_assert(scratch_make(state_dir, sizeof state_dir, "/dev/shm/memsrv-pressure.XXXXXX"));
+	cr_assert(scratch_make(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-pressure.XXXXXX"));
 	char swap_opt[96];
 	snprintf(swap_opt, sizeof swap_opt, "%s:256M", swap_dir);
 	const char *opts[] = { "--node-limit", "96M", "--cache-size", "8M", "--swap-dir", swap_opt,

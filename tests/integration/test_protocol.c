@@ -3,20 +3,15 @@
  * to the same server keeps every page. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <linux/userfaultfd.h>
 
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
+#include "raw_vmm.h"
 #include "wire.h"
 
 static struct test_server srv;
@@ -27,16 +22,12 @@ static struct test_sim bystander;
 static void setup(void)
 {
 	server_start(&srv);
-	sim_start(&bystander, &srv, "bystander", "--size", "16M", "--verify", NULL);
-	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bystander", 0, true);
-	cr_assert_gt(m->evict_reply->pages_evicted, 0);
-	memsrv__server_message__free_unpacked(m, NULL);
+	bystander_start(&bystander, &srv, "16M");
 }
 
 static void teardown(void)
 {
-	sim_expect_verified(&bystander, 4096);
-	cr_assert_eq(sim_quit(&bystander), 0);
+	sim_quit_verified(&bystander, 4096);
 	server_stop(&srv);
 }
 
@@ -53,10 +44,7 @@ static int raw_connect(void)
  * whose text contains what (and whose field is field, if given). */
 static void expect_error(int fd, int err, const char *field, const char *what)
 {
-	Memsrv__ServerMessage *m = NULL;
-	struct wire_fault fault;
-	int ret = wire_recv_server(fd, &m, &fault);
-	cr_assert_eq(ret, 1, "no answer from memsrv (%d)", ret);
+	Memsrv__ServerMessage *m = raw_recv(fd);
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "expected an error, got message %d", m->msg_case);
 	cr_assert_eq(m->error->errno_code, err, "errno %d (%s), expected %d", m->error->errno_code, m->error->message, err);
 	if (field)
@@ -133,62 +121,29 @@ Test(protocol, too_many_fds)
 	close(fd);
 }
 
-static int new_uffd(void)
-{
-	int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	cr_assert_geq(u, 0);
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM };
-	cr_assert_eq(ioctl(u, UFFDIO_API, &api), 0);
-	return u;
-}
-
-/* A Hello for one 1 MiB memfd region; tests spoil one thing each. */
+/* A Hello for one 1 MiB memfd region, on a uffd of its own; tests spoil
+ * one thing each. */
 struct hello_case {
-	Memsrv__Hello hello;
-	Memsrv__Region region, *regions[1];
-	void *mem;
-	int fds[2];
-	unsigned nfds;
+	struct raw_hello h;
+	struct guest ram;  /* its fd is h.fds[1], unless a test swapped it */
 };
 
 static void hello_case_init(struct hello_case *c, const char *name)
 {
-	memsrv__hello__init(&c->hello);
-	memsrv__region__init(&c->region);
-	c->fds[0] = new_uffd();
-	c->fds[1] = memfd_create("ram", MFD_CLOEXEC);
-	cr_assert_eq(ftruncate(c->fds[1], 1 << 20), 0);
-	c->mem = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, c->fds[1], 0);
-	c->nfds = 2;
-	c->region.host_addr = (uint64_t)(uintptr_t)c->mem;
-	c->region.size = 1 << 20;
-	c->region.page_size = 4096;
-	c->region.backing = MEMSRV__BACKING__BACKING_MEMFD;
-	c->region.has_fd_index = 1;
-	c->region.fd_index = 1;
-	c->regions[0] = &c->region;
-	c->hello.version_major = MEMSRV__VERSION__VERSION_MAJOR;
-	c->hello.version_minor = MEMSRV__VERSION__VERSION_MINOR;
-	c->hello.name = (char *)name;
-	c->hello.pid = (uint32_t)getpid();
-	c->hello.n_regions = 1;
-	c->hello.regions = c->regions;
-	c->hello.uffd_features = UFFD_FEATURE_MISSING_SHMEM;
-	c->hello.register_modes = UFFDIO_REGISTER_MODE_MISSING;
+	int ret = guest_try_map(&c->ram, "ram", 1 << 20, false);
+	cr_assert_eq(ret, 0, "%s", strerror(-ret));
+	raw_hello_init(&c->h, name, raw_missing, (uint64_t)(uintptr_t)c->ram.mem, c->ram.size, raw_uffd(raw_missing),
+		       c->ram.fd);
 }
 
 static void send_hello_expect(struct hello_case *c, int err, const char *field, const char *what)
 {
-	int fd = raw_connect();
-	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
-	msg.hello = &c->hello;
-	cr_assert_eq(wire_send_client(fd, &msg, c->fds, c->nfds), 0);
+	int fd = raw_hello_send(&srv, &c->h);
 	expect_error(fd, err, field, what);
 	close(fd);
-	close(c->fds[0]);
-	close(c->fds[1]);
-	munmap(c->mem, 1 << 20);
+	close(c->h.fds[0]);
+	close(c->h.fds[1]);
+	munmap(c->ram.mem, c->ram.size);
 	cr_assert_eq(ctl_vm_count(&srv), 1, "a refused Hello must not attach anything");
 }
 
@@ -196,7 +151,7 @@ Test(protocol, unknown_major_version)
 {
 	struct hello_case c;
 	hello_case_init(&c, "future");
-	c.hello.version_major = 2;
+	c.h.hello.version_major = 2;
 	send_hello_expect(&c, EPROTONOSUPPORT, "hello.version_major", "this memsrv speaks 1.x");
 }
 
@@ -204,8 +159,8 @@ Test(protocol, first_fd_is_not_a_userfaultfd)
 {
 	struct hello_case c;
 	hello_case_init(&c, "nouffd");
-	int memfd = c.fds[1];
-	c.fds[0] = dup(memfd);
+	int memfd = c.h.fds[1];
+	c.h.fds[0] = dup(memfd);
 	send_hello_expect(&c, EBADF, "fds[0]", "userfaultfd");
 }
 
@@ -215,8 +170,8 @@ Test(protocol, region_fd_is_a_pipe)
 	hello_case_init(&c, "pipefd");
 	int p[2];
 	cr_assert_eq(pipe(p), 0);
-	close(c.fds[1]);
-	c.fds[1] = p[0];
+	close(c.h.fds[1]);
+	c.h.fds[1] = p[0];
 	close(p[1]);
 	send_hello_expect(&c, EBADF, "hello.regions[0].fd_index", "not a regular file");
 }
@@ -225,7 +180,7 @@ Test(protocol, fd_index_out_of_range)
 {
 	struct hello_case c;
 	hello_case_init(&c, "fdindex");
-	c.region.fd_index = 5;
+	c.h.region.fd_index = 5;
 	send_hello_expect(&c, EBADF, "hello.regions[0].fd_index", "not among the 2 fds");
 }
 
@@ -233,7 +188,7 @@ Test(protocol, declared_backing_is_not_the_fds)
 {
 	struct hello_case c;
 	hello_case_init(&c, "liar");
-	c.region.backing = MEMSRV__BACKING__BACKING_HUGETLBFS;
+	c.h.region.backing = MEMSRV__BACKING__BACKING_HUGETLBFS;
 	send_hello_expect(&c, EINVAL, "hello.regions[0].backing", "declared BACKING_HUGETLBFS but the fd is BACKING_MEMFD");
 }
 
@@ -241,7 +196,7 @@ Test(protocol, unaligned_region)
 {
 	struct hello_case c;
 	hello_case_init(&c, "unaligned");
-	c.region.size = 5000;
+	c.h.region.size = 5000;
 	send_hello_expect(&c, EINVAL, "hello.regions[0].size", "not a positive multiple");
 }
 
@@ -249,7 +204,7 @@ Test(protocol, a_vm_larger_than_memsrv_manages)
 {
 	struct hello_case c;
 	hello_case_init(&c, "huge");
-	c.region.size = (16ull << 40) + 4096;  /* what a fuzzer sent: page walks would stall the server */
+	c.h.region.size = (16ull << 40) + 4096;  /* what a fuzzer sent: page walks would stall the server */
 	send_hello_expect(&c, EFBIG, "hello.regions[0].size", "the most memsrv manages");
 }
 
@@ -257,7 +212,7 @@ Test(protocol, pid_of_someone_else)
 {
 	struct hello_case c;
 	hello_case_init(&c, "impostor");
-	c.hello.pid = 1;
+	c.h.hello.pid = 1;
 	send_hello_expect(&c, EPERM, "hello.pid", "not the connecting process");
 }
 
@@ -268,6 +223,6 @@ Test(protocol, shares_beyond_what_memsrv_ctl_set_allows)
 	hello_case_init(&c, "greedy");
 	q.has_shares = 1;
 	q.shares = 1000001;  /* memsrv-ctl set refuses it: so must a Hello */
-	c.hello.quota = &q;
+	c.h.hello.quota = &q;
 	send_hello_expect(&c, EINVAL, "hello.quota.shares", "1..1000000");
 }

@@ -33,12 +33,9 @@ static void teardown(void)
 		server_stop(&srv);
 	if (mounted[0])
 		umount2(mounted, MNT_DETACH);
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", state_dir, swap_dir);
-	if (state_dir[0] && system(cmd)) {
-		/* best effort */
-	}
-	state_dir[0] = swap_dir[0] = mounted[0] = 0;
+	scratch_remove(state_dir);
+	scratch_remove(swap_dir);
+	mounted[0] = 0;
 }
 
 TestSuite(restart, .fini = teardown, .timeout = 240);
@@ -46,10 +43,8 @@ TestSuite(restart, .fini = teardown, .timeout = 240);
 /* The state dir on tmpfs (/dev/shm), as operators are told to put it. */
 static void make_dirs(void)
 {
-	snprintf(state_dir, sizeof state_dir, "/dev/shm/memsrv-restart.XXXXXX");
-	cr_assert(mkdtemp(state_dir));
-	snprintf(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-restart-swap.XXXXXX");
-	cr_assert(mkdtemp(swap_dir));
+	cr_assert(scratch_make(state_dir, sizeof state_dir, "/dev/shm/memsrv-restart.XXXXXX"));
+	cr_assert(scratch_make(swap_dir, sizeof swap_dir, "/var/tmp/memsrv-restart-swap.XXXXXX"));
 }
 
 static unsigned count_in_log(const char *what)
@@ -178,7 +173,6 @@ Test(restart, a_full_state_dir_stops_eviction_and_never_service)
 		shown |= !strcmp(st->conditions[i], "store-full");
 	cr_assert(shown, "stats shows the condition");
 	memsrv__server_message__free_unpacked(m, NULL);
-	sim_expect_verified(&sim, 8192);  /* every page: resident, stored, or faulted back */
-	cr_assert_eq(sim_quit(&sim), 0);
+	sim_quit_verified(&sim, 8192);  /* every page: resident, stored, or faulted back */
 	cr_assert(server_alive(&srv), "no SIGBUS: the state files are allocated before they are written");
 }

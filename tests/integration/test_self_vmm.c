@@ -13,17 +13,11 @@
 #include <unistd.h>
 
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
 
-#define PAGE 4096u
-
-struct guest {
-	int fd;
-	uint8_t *mem;
-	size_t size;
-	struct memsrv_session *s;
-};
+#define PAGE GUEST_PAGE
 
 static struct test_server srv;
 
@@ -34,79 +28,39 @@ TestSuite(self_vmm, .init = setup, .fini = teardown, .timeout = 120);
 
 /* A recognisable, mostly compressible pattern: page index in every word,
  * some pages all zero. */
-static uint64_t word_of(size_t page, size_t w, unsigned gen)
+static uint64_t word_of(size_t page, size_t w, uint64_t gen)
 {
 	if (page % 5 == 0)
 		return 0;
-	return (uint64_t)page << 20 | (w % 16) | (uint64_t)gen << 56;
+	return (uint64_t)page << 20 | (w % 16) | gen << 56;
 }
 
 static void fill(struct guest *g, unsigned gen)
 {
-	for (size_t p = 0; p < g->size / PAGE; p++) {
-		uint64_t *words = (uint64_t *)(g->mem + p * PAGE);
-		for (size_t w = 0; w < PAGE / 8; w++)
-			words[w] = word_of(p, w, gen);
-	}
+	pattern_fill(g->mem, 0, g->size / PAGE, word_of, gen);
 }
 
 static size_t count_bad(const struct guest *g, unsigned gen, size_t from_page, size_t to_page)
 {
-	size_t bad = 0;
-	for (size_t p = from_page; p < to_page; p++) {
-		const uint64_t *words = (const uint64_t *)(g->mem + p * PAGE);
-		for (size_t w = 0; w < PAGE / 8; w++)
-			if (words[w] != word_of(p, w, gen)) {
-				bad++;
-				break;
-			}
-	}
-	return bad;
+	return pattern_count_bad(g->mem, from_page, to_page, word_of, gen);
 }
 
-static uint64_t allocated(const struct guest *g)
+static void attach(struct guest *g, const char *name, size_t size, uint64_t limit)
 {
-	struct stat st;
-	cr_assert_eq(fstat(g->fd, &st), 0);
-	return (uint64_t)st.st_blocks * 512;
-}
-
-static void guest_attach_with(struct guest *g, const char *name, size_t size, uint64_t limit, unsigned flags)
-{
-	g->size = size;
-	g->fd = memfd_create(name, MFD_CLOEXEC);
-	cr_assert_geq(g->fd, 0);
-	cr_assert_eq(ftruncate(g->fd, size), 0);
-	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
-	cr_assert_neq(g->mem, MAP_FAILED);
-	struct memsrv_region r = { .host_addr = g->mem, .size = size, .fd = g->fd };
-	struct memsrv_vm vm = { .name = name, .regions = &r, .n_regions = 1, .limit_bytes = limit, .flags = flags };
-	int ret = memsrv_attach(srv.sock, &vm, &g->s);
-	cr_assert_eq(ret, 0, "attach: %s (%s)", strerror(-ret), memsrv_last_error());
-}
-
-static void guest_attach(struct guest *g, const char *name, size_t size, uint64_t limit)
-{
-	guest_attach_with(g, name, size, limit, 0);
-}
-
-static void guest_release(struct guest *g)
-{
-	munmap(g->mem, g->size);
-	close(g->fd);
+	guest_attach(g, &srv, name, size, &(struct memsrv_vm){ .limit_bytes = limit });
 }
 
 Test(self_vmm, evict_all_then_detach_with_restore_keeps_every_byte)
 {
 	struct guest g;
-	guest_attach(&g, "restore", 16 << 20, 0);
+	attach(&g, "restore", 16 << 20, 0);
 	fill(&g, 1);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "restore", 0, true);
 	cr_assert_eq(m->evict_reply->pages_evicted, g.size / PAGE);
 	cr_assert_gt(m->evict_reply->zero_pages, 0, "every fifth page is zero");
 	cr_assert_lt(m->evict_reply->stored_bytes, g.size / 4, "the pattern compresses");
 	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_lt(allocated(&g), g.size / 100, "evicted pages must leave the memfd");
+	cr_assert_lt(guest_allocated(&g), g.size / 100, "evicted pages must leave the memfd");
 
 	/* half of it comes back by faults, the rest by the restore on detach */
 	cr_assert_eq(count_bad(&g, 1, 0, g.size / PAGE / 2), 0);
@@ -129,9 +83,9 @@ Test(self_vmm, limit_holds_while_every_page_stays_intact)
 {
 	struct guest g;
 	const uint64_t limit = 8 << 20;
-	guest_attach(&g, "limited", 32 << 20, limit);
+	attach(&g, "limited", 32 << 20, limit);
 	fill(&g, 2);
-	cr_assert_leq(allocated(&g), limit, "memfd holds %lu bytes, limit %lu", (unsigned long)allocated(&g),
+	cr_assert_leq(guest_allocated(&g), limit, "memfd holds %lu bytes, limit %lu", (unsigned long)guest_allocated(&g),
 		      (unsigned long)limit);
 	cr_assert_eq(count_bad(&g, 2, 0, g.size / PAGE), 0);
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "limited");
@@ -139,7 +93,7 @@ Test(self_vmm, limit_holds_while_every_page_stays_intact)
 	cr_assert_gt(m->vm_info->evictions_total, (g.size - limit) / PAGE);
 	cr_assert_gt(m->vm_info->faults_stored, 0);
 	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_leq(allocated(&g), limit);
+	cr_assert_leq(guest_allocated(&g), limit);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	cr_assert_eq(count_bad(&g, 2, 0, g.size / PAGE), 0);
 	guest_release(&g);
@@ -148,7 +102,7 @@ Test(self_vmm, limit_holds_while_every_page_stays_intact)
 Test(self_vmm, discarded_pages_leave_the_store_and_read_as_zero)
 {
 	struct guest g;
-	guest_attach(&g, "discard", 8 << 20, 0);
+	attach(&g, "discard", 8 << 20, 0);
 	fill(&g, 3);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "discard", 0, true);
 	uint64_t stored = m->evict_reply->stored_pages;
@@ -211,12 +165,12 @@ static void *punch_when_restore_starts(void *arg)
 Test(self_vmm, a_punch_during_the_restore_is_no_failure)
 {
 	struct guest g;
-	guest_attach(&g, "punch-restore", 64 << 20, 0);
+	attach(&g, "punch-restore", 64 << 20, 0);
 	fill(&g, 4);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "punch-restore", 0, true);
 	uint64_t stored = m->evict_reply->stored_pages;
 	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_eq(allocated(&g), 0, "evicted pages must leave the memfd");
+	cr_assert_eq(guest_allocated(&g), 0, "evicted pages must leave the memfd");
 	struct punch_during_restore d = { .g = &g };
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, punch_when_restore_starts, &d), 0);
@@ -264,7 +218,7 @@ Test(self_vmm, anonymous_memory_is_served_but_not_evicted)
 Test(self_vmm, refusals_name_the_field_at_fault)
 {
 	struct guest g;
-	guest_attach(&g, "first", 1 << 20, 0);
+	attach(&g, "first", 1 << 20, 0);
 
 	/* same name twice */
 	struct memsrv_region r = { .host_addr = g.mem, .size = g.size, .fd = g.fd };
@@ -311,11 +265,11 @@ Test(self_vmm, refusals_name_the_field_at_fault)
 Test(self_vmm, orderly_shutdown_gives_every_page_back)
 {
 	struct guest g;
-	guest_attach(&g, "bye", 8 << 20, 0);
+	attach(&g, "bye", 8 << 20, 0);
 	fill(&g, 4);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "bye", 0, true);
 	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_lt(allocated(&g), g.size / 100);
+	cr_assert_lt(guest_allocated(&g), g.size / 100);
 
 	kill(srv.pid, SIGTERM);
 	cr_assert_eq(wait_exit(srv.pid), 0, "memsrv must exit cleanly on SIGTERM");
@@ -325,7 +279,7 @@ Test(self_vmm, orderly_shutdown_gives_every_page_back)
 	cr_assert(strstr(memsrv_last_error(), "every page was restored"), "%s", memsrv_last_error());
 	/* no server now: every byte must be in our own memory */
 	size_t nonzero = g.size / PAGE - (g.size / PAGE + 4) / 5;
-	cr_assert_geq(allocated(&g), nonzero * PAGE, "the non-zero pages are back in the memfd");
+	cr_assert_geq(guest_allocated(&g), nonzero * PAGE, "the non-zero pages are back in the memfd");
 	cr_assert_eq(count_bad(&g, 4, 0, g.size / PAGE), 0);
 	memsrv_detach(g.s, 0);
 	guest_release(&g);
@@ -359,10 +313,7 @@ static bool dispatch_within(struct guest *g, int timeout_ms, struct balloon_seen
 
 static uint64_t balloon_info(const char *vm)
 {
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
-	uint64_t target = m->vm_info->balloon_target_bytes;
-	memsrv__server_message__free_unpacked(m, NULL);
-	return target;
+	return CTL_INFO(&srv, vm, balloon_target_bytes);
 }
 
 /* A refused balloon request: its errno and the field named. */
@@ -381,7 +332,7 @@ static void expect_balloon_refused(const char *vm, uint64_t target, int err, con
 Test(self_vmm, balloon_target_reaches_the_vmm_and_shows_in_info)
 {
 	struct guest g;
-	guest_attach(&g, "balloon", 8 << 20, 0);
+	attach(&g, "balloon", 8 << 20, 0);
 	cr_assert_eq(balloon_info("balloon"), 0, "never asked yet");
 
 	Memsrv__ServerMessage *m = NULL;
@@ -442,7 +393,7 @@ Test(self_vmm, shmem_huge_pages_make_eviction_refuse_not_lose)
 	/* with shmem THP on, a punched 4 KiB hole in a huge folio may be zeroed
 	 * in place: eviction must be refused, faults still served */
 	struct guest g;
-	guest_attach(&g, "thp", 4 << 20, 0);
+	attach(&g, "thp", 4 << 20, 0);
 	bool evictable = memsrv_session_evictable(g.s);
 	cr_assert(thp_write("never"), "could not restore %s", thp_knob);
 	cr_assert_not(evictable, "eviction must be refused while shmem THP is on");
@@ -479,7 +430,7 @@ static int balloon_give_back(void *opaque, uint64_t target)
 Test(self_vmm, under_pressure_the_balloon_goes_before_any_eviction)
 {
 	struct guest g;
-	guest_attach(&g, "ballooner", 64 << 20, 0);
+	attach(&g, "ballooner", 64 << 20, 0);
 	fill(&g, 6);
 	struct balloon_vmm b = { .g = &g };
 	const struct memsrv_vmm_ops ops = { .balloon_target = balloon_give_back };
@@ -512,7 +463,7 @@ Test(self_vmm, under_pressure_the_balloon_goes_before_any_eviction)
 Test(self_vmm, a_vmm_without_balloon_says_so_at_attach_and_is_never_asked)
 {
 	struct guest g;
-	guest_attach_with(&g, "noballoon", 64 << 20, 0, MEMSRV_VM_NO_BALLOON);
+	guest_attach(&g, &srv, "noballoon", 64 << 20, &(struct memsrv_vm){ .flags = MEMSRV_VM_NO_BALLOON });
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "noballoon");
 	cr_assert_str_eq(m->vm_info->balloon, "no", "known from the attach, before any pressure");
 	memsrv__server_message__free_unpacked(m, NULL);

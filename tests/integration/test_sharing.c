@@ -17,12 +17,7 @@ static char scratch[64];  /* the swap directory, for the tests that have one */
 static void teardown(void)
 {
 	server_stop(&srv);
-	char rm[96];
-	snprintf(rm, sizeof rm, "rm -rf %s", scratch);
-	if (scratch[0] && system(rm)) {
-		/* a leftover directory is harmless */
-	}
-	scratch[0] = 0;
+	scratch_remove(scratch);
 }
 
 static uint64_t evict_all(const char *name)
@@ -96,8 +91,7 @@ Test(sharing, identical_vms_share_pages_whose_first_copy_went_to_swap, .fini = t
 {
 	/* a cache smaller than one VM: most of the first VM's pages are in
 	 * swap by the time its twins are evicted */
-	snprintf(scratch, sizeof scratch, "/var/tmp/memsrv-sharing.XXXXXX");
-	cr_assert(mkdtemp(scratch));
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-sharing.XXXXXX"));
 	char swap[96];
 	snprintf(swap, sizeof swap, "%s:256M", scratch);
 	const char *opts[] = { "--cache-size", "2M", "--swap-dir", swap, NULL };

@@ -26,12 +26,7 @@ static void teardown(void)
 	}
 	cleanup_cmds[0] = 0;
 	/* the scratch directory and what the tests made in it (all unmounted by now) */
-	char rm[192];
-	snprintf(rm, sizeof rm, "mountpoint -q %s || rm -rf %s", scratch, scratch);
-	if (scratch[0] && system(rm)) {
-		/* best effort */
-	}
-	scratch[0] = 0;
+	scratch_remove(scratch);
 }
 
 TestSuite(tiers, .fini = teardown, .timeout = 180);
@@ -44,8 +39,7 @@ static void start_with_swap(const char *swap_dir_arg, const char *cache)
 
 static void make_scratch(void)
 {
-	snprintf(scratch, sizeof scratch, "/var/tmp/memsrv-tiers.XXXXXX");
-	cr_assert(mkdtemp(scratch));
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-tiers.XXXXXX"));
 }
 
 Test(tiers, a_full_cache_spills_to_swap_and_every_page_reads_back)

@@ -94,8 +94,7 @@ Test(vmsim, a_sequential_scan_is_prefetched_and_reads_back_intact)
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_gt(prefetched, 4096 / 2, "only %lu of 4096 pages came ahead of the scan", (unsigned long)prefetched);
 	cr_assert_lt(faults, 4096 / 4, "%lu faults for 4096 pages read in order", (unsigned long)faults);
-	sim_expect_verified(&sim, 4096);
-	cr_assert_eq(sim_quit(&sim), 0);
+	sim_quit_verified(&sim, 4096);
 }
 
 Test(vmsim, two_vms_at_once)
@@ -115,8 +114,7 @@ Test(vmsim, two_vms_at_once)
 	sim_expect_verified(&b, 4096);
 	cr_assert_eq(sim_quit(&a), 0);
 	cr_assert_eq(ctl_vm_count(&srv), 1);
-	sim_expect_verified(&b, 4096);
-	cr_assert_eq(sim_quit(&b), 0);
+	sim_quit_verified(&b, 4096);
 	cr_assert_eq(ctl_vm_count(&srv), 0);
 }
 
@@ -150,8 +148,7 @@ Test(vmsim, a_vmm_killed_mid_fault_disturbs_no_one_else)
 	m = ctl_evict_ok(&srv, "other", 0, true);
 	cr_assert_gt(m->evict_reply->pages_evicted, 0);
 	memsrv__server_message__free_unpacked(m, NULL);
-	sim_expect_verified(&other, 4096);
-	cr_assert_eq(sim_quit(&other), 0);
+	sim_quit_verified(&other, 4096);
 }
 
 /* Runs memsrv-ctl with args; returns its exit status and its stdout in out. */
