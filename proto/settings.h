@@ -6,7 +6,7 @@
  * and checks every value through it, whichever way it comes; memsrv-ctl
  * prints its --help from it, and docs/operations.md's settings table is
  * generated from it.  The rows know nothing of the server: memsrv applies a
- * value through the hook it keeps for each row (server/daemon/settings.h),
+ * value through the hook it keeps for each row (server/daemon/setting_hooks.h),
  * so memsrv-ctl links this without the server.
  */
 #ifndef MEMSRV_SETTINGS_H

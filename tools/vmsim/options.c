@@ -25,7 +25,7 @@ static const char help_text[] =
 	"  --guarantee SIZE      the VM's guaranteed memory\n"
 	"  --shares N            the VM's weight\n"
 	"  --codec lz4|zstd      compression of the VM's evicted pages (default: memsrv's)\n"
-	"  --policy NAME         eviction algorithm: lru, fifo, clock, second-chance, aging, nru, random\n"
+	"  --policy NAME         eviction algorithm: %s\n"
 	"  --no-attach           run without memsrv (the baseline)\n"
 	"  --fill-before-attach  fill RAM before attaching (default: after, through memsrv)\n"
 	"  --mergeable           RAM is private anonymous memory with MADV_MERGEABLE, for KSM\n"
@@ -94,6 +94,13 @@ static const struct option long_options[] = {
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
+
+static void print_help(void)
+{
+	char policies[160];
+	setting_describe_values(&settings[SETTING_VM_POLICY], policies, sizeof policies);
+	printf(help_text, policies);
+}
 
 static int usage_error(const char *fmt, ...)
 {
@@ -263,7 +270,7 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 				return usage_error("--private-pct: a percentage, 0 to 100");
 			break;
 		case OPT_HELP:
-			fputs(help_text, stdout);
+			print_help();
 			return 1;
 		default:
 			for (const struct option *lo = long_options; optopt && lo->name; lo++)
