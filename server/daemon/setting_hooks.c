@@ -324,19 +324,30 @@ static int parse_ctl_setting(enum setting_scope scope, const char *kv, enum sett
 	return 0;
 }
 
-int settings_set_vm(struct vm *vm, char *const *kv, size_t n, char *why, size_t len)
+/* Every key=value of kv parsed into v[id], given[id] set: all of them,
+ * before anything is applied.  0, or -errno with why. */
+static int parse_ctl_settings(enum setting_scope scope, char *const *kv, size_t n, uint64_t *v, bool *given,
+			      char *why, size_t len)
 {
-	uint64_t v[SETTINGS_COUNT];
-	bool given[SETTINGS_COUNT] = { false };
 	for (size_t i = 0; i < n; i++) {
 		enum setting_id id;
 		uint64_t value;
-		int ret = parse_ctl_setting(SETTING_SCOPE_VM, kv[i], &id, &value, why, len);
+		int ret = parse_ctl_setting(scope, kv[i], &id, &value, why, len);
 		if (ret)
 			return ret;
 		v[id] = value;
 		given[id] = true;
 	}
+	return 0;
+}
+
+int settings_set_vm(struct vm *vm, char *const *kv, size_t n, char *why, size_t len)
+{
+	uint64_t v[SETTINGS_COUNT];
+	bool given[SETTINGS_COUNT] = { false };
+	int ret = parse_ctl_settings(SETTING_SCOPE_VM, kv, n, v, given, why, len);
+	if (ret)
+		return ret;
 	for (int i = 0; i < SETTINGS_COUNT; i++)
 		if (!given[i] && settings[i].scope == SETTING_SCOPE_VM)
 			v[i] = hooks[i].vm_get(vm);
@@ -356,15 +367,9 @@ int settings_set_node(struct server *srv, char *const *kv, size_t n, char *why, 
 {
 	uint64_t v[SETTINGS_COUNT];
 	bool given[SETTINGS_COUNT] = { false };
-	for (size_t i = 0; i < n; i++) {
-		enum setting_id id;
-		uint64_t value;
-		int ret = parse_ctl_setting(SETTING_SCOPE_NODE, kv[i], &id, &value, why, len);
-		if (ret)
-			return ret;
-		v[id] = value;
-		given[id] = true;
-	}
+	int ret = parse_ctl_settings(SETTING_SCOPE_NODE, kv, n, v, given, why, len);
+	if (ret)
+		return ret;
 	for (int i = 0; i < SETTINGS_COUNT; i++)
 		if (given[i])
 			hooks[i].node(srv, v[i]);
