@@ -1,0 +1,103 @@
+/* image: a VM's memory image on disk, what `memsrv-ctl snapshot` writes and
+ * a resume reads (docs/snapshot.md).
+ *
+ * One file, DIR/memory.img: a header (magic, version, the VM's layout),
+ * the objects (each page content once, in the form the store keeps it:
+ * compressed by its codec, or raw), then the page table (one entry per
+ * page: zero, same-filled with its word, or an object's index), the
+ * object index (offset, length, codec, checksum of each object) and a
+ * trailer with the checksums of header, table and index.  Zero and
+ * same-filled pages cost 8 bytes; content shared by several pages is
+ * written once.  It is written as DIR/.memory.img.partial, made durable,
+ * then renamed into place: a writer killed at any instant leaves no file
+ * named memory.img, and a file that is one is complete.
+ *
+ * Any file that is not what a writer committed (truncated, a flipped bit,
+ * another version) is refused when opened or, for an object's bytes, when
+ * read: never served as data.  Not thread-safe: one user per handle.
+ */
+#ifndef MEMSRV_IMAGE_H
+#define MEMSRV_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+#define IMAGE_FILE "memory.img"
+#define IMAGE_PARTIAL_FILE ".memory.img.partial"
+#define IMAGE_VERSION 1
+#define IMAGE_MAX_REGIONS 63
+#define IMAGE_NAME_MAX 64
+#define IMAGE_RAW_LEN CODEC_PAGE  /* an object of this length is the page itself, not compressed */
+
+enum image_page_kind {
+	IMAGE_PAGE_ZERO = 0,      /* all zeros (or never touched) */
+	IMAGE_PAGE_SAMEFILL = 1,  /* one 64-bit word repeated: the value is the word */
+	IMAGE_PAGE_OBJECT = 2,    /* the value is an object's index */
+};
+
+struct image_region {
+	uint64_t guest_phys_addr, size;
+	uint32_t page_size;
+};
+
+/* What an image holds, beside its pages. */
+struct image_info {
+	char vm_name[IMAGE_NAME_MAX];
+	uint32_t n_regions;
+	struct image_region regions[IMAGE_MAX_REGIONS];
+	uint64_t pages;          /* of every region, 4 KiB each, region after region */
+	uint64_t objects;        /* filled in by image_commit()/image_open() */
+	uint64_t data_bytes;     /* the objects' bytes, likewise */
+	uint64_t created_unix_ns;
+};
+
+/* Writing. */
+struct image_writer;
+
+/* Starts an image of layout (regions, name; pages is computed) in the
+ * directory dir, which must exist: every page zero until set.  0, or
+ * -errno with why ("DIR/memory.img exists": an image is never
+ * overwritten). */
+int image_create(const char *dir, const struct image_info *layout, struct image_writer **w, char *why, size_t len);
+/* Appends an object: len bytes of data as the store keeps them, codec c
+ * (len IMAGE_RAW_LEN: the raw page, c ignored); *index gets its index.
+ * Content several pages share is added once by the caller.  0 or -errno. */
+int image_add_object(struct image_writer *w, enum codec c, const void *data, uint32_t len, uint64_t *index);
+/* Sets page (VM-wide, from 0) to an object added before, or a same-filled word. */
+void image_set_object(struct image_writer *w, uint64_t page, uint64_t index);
+void image_set_samefill(struct image_writer *w, uint64_t page, uint64_t word);
+/* Writes the table, index and trailer, makes the file durable and renames
+ * it into place; the writer is freed either way.  0, or -errno with why
+ * (the partial file is removed). */
+int image_commit(struct image_writer *w, char *why, size_t len);
+/* Gives up: the partial file is removed, the writer freed. */
+void image_abort(struct image_writer *w);
+
+/* Reading. */
+struct image;
+
+/* Opens DIR/memory.img and checks everything but the objects' bytes: magic,
+ * version, sizes against the file's (a truncated file), the checksums of
+ * header, table and index, every table entry naming an object that
+ * exists.  0, or -errno (-EBADMSG: corrupt, -EPROTONOSUPPORT: another
+ * version, -ENOENT: none, or only a partial one) with why. */
+int image_open(const char *dir, struct image **img, char *why, size_t len);
+void image_close(struct image *img);
+const struct image_info *image_get_info(const struct image *img);
+/* The fd of the file, for reads of the caller's own (io_uring). */
+int image_fd(const struct image *img);
+
+/* Page page's kind; *value: the word (SAMEFILL) or the object's index (OBJECT). */
+enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value);
+/* Where object index's bytes are in the file, and its codec. */
+void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
+/* Whether len bytes read for object index are what was written: 0 or -EBADMSG. */
+int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len);
+/* Page page's content into buf (4096 bytes): read, checked, decompressed.
+ * 0, or -EBADMSG (checksum), -EILSEQ (does not decompress), -errno (read). */
+int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, void *buf);
+
+#endif
