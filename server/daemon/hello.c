@@ -86,12 +86,14 @@ static const char *backing_name(Memsrv__Backing b)
 }
 
 /* Checks region i and fills r; fd_used marks the fds regions refer to. */
-static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned nfds, bool *fd_used,
-			struct region *r, struct refusal *why)
+#define FIELD(name) (snprintf(f, sizeof f, "hello.regions[%u]." name, i), f)
+
+/* Region i's place: page size, alignment, size, the VM's total, no
+ * overlap with the regions before it. */
+static int check_region_layout(const Memsrv__Hello *h, unsigned i, struct refusal *why)
 {
 	const Memsrv__Region *src = h->regions[i];
 	char f[64];
-#define FIELD(name) (snprintf(f, sizeof f, "hello.regions[%u]." name, i), f)
 	uint32_t ps = src->page_size;
 	if (ps < 4096 || (ps & (ps - 1)) || ps > (1u << 30))
 		return refuse(why, EINVAL, FIELD("page_size"), "page size %u is not a power of two from 4096 to 1 GiB", ps);
@@ -116,20 +118,17 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 		if (src->host_addr < o->host_addr + o->size && o->host_addr < src->host_addr + src->size)
 			return refuse(why, EINVAL, FIELD("host_addr"), "region overlaps region %u", j);
 	}
-	memset(r, 0, sizeof *r);
-	r->host_addr = src->host_addr;
-	r->size = src->size;
-	r->page_size = ps;
-	r->guest_phys_addr = src->guest_phys_addr;
-	r->fd_offset = src->fd_offset;
-	r->backing = src->backing;
-	r->fd = -1;
+	return 0;
+}
 
-	if (src->backing == MEMSRV__BACKING__BACKING_ANON) {
-		if (src->has_fd_index)
-			return refuse(why, EINVAL, FIELD("fd_index"), "an anonymous region has no fd");
-		return 0;
-	}
+/* Region i's fd: one of those sent, of the backing declared, large
+ * enough, read-write; r->fd gets it (or a dup when another region took
+ * it already). */
+static int check_region_fd(const Memsrv__Region *src, unsigned i, int *fds, unsigned nfds, bool *fd_used,
+			   struct region *r, struct refusal *why)
+{
+	char f[64];
+	uint32_t ps = src->page_size;
 	if (!src->has_fd_index)
 		return refuse(why, EINVAL, FIELD("fd_index"), "backing %s needs an fd", backing_name(src->backing));
 	if (src->fd_index == 0 || src->fd_index >= nfds)
@@ -167,9 +166,32 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 	if (r->fd < 0)
 		return refuse(why, errno, FIELD("fd_index"), "dup: %s", strerror(errno));
 	fd_used[src->fd_index] = true;
-#undef FIELD
 	return 0;
 }
+
+static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned nfds, bool *fd_used,
+			struct region *r, struct refusal *why)
+{
+	const Memsrv__Region *src = h->regions[i];
+	char f[64];
+	int ret = check_region_layout(h, i, why);
+	if (ret)
+		return ret;
+	memset(r, 0, sizeof *r);
+	r->host_addr = src->host_addr;
+	r->size = src->size;
+	r->page_size = src->page_size;
+	r->guest_phys_addr = src->guest_phys_addr;
+	r->fd_offset = src->fd_offset;
+	r->backing = src->backing;
+	r->fd = -1;
+	if (src->backing != MEMSRV__BACKING__BACKING_ANON)
+		return check_region_fd(src, i, fds, nfds, fd_used, r, why);
+	if (src->has_fd_index)
+		return refuse(why, EINVAL, FIELD("fd_index"), "an anonymous region has no fd");
+	return 0;
+}
+#undef FIELD
 
 /* The selected value of a THP control file, e.g. "never" from "always [never]". */
 static bool thp_setting(const char *path, char *out, size_t len)
@@ -289,8 +311,9 @@ static int check_resume(struct server *srv, struct conn *c, const Memsrv__Hello 
 
 static int check_owner(const struct vm *vm, int uffd, struct refusal *why);
 
-static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
-		       struct vm *vm, struct refusal *why)
+/* Who says hello: the protocol version, a free and valid name, the
+ * connecting process's pid. */
+static int check_identity(struct server *srv, struct conn *c, const Memsrv__Hello *h, struct refusal *why)
 {
 	if (h->version_major != MEMSRV__VERSION__VERSION_MAJOR)
 		return refuse(why, EPROTONOSUPPORT, "hello.version_major",
@@ -305,7 +328,73 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 		return refuse(why, EEXIST, "hello.name", "a VM named %s is already attached", h->name);
 	if ((pid_t)h->pid != c->cred.pid)
 		return refuse(why, EPERM, "hello.pid", "pid %u is not the connecting process (%d)", h->pid, c->cred.pid);
-	int ret = check_resume(srv, c, h, vm, why);
+	return 0;
+}
+
+/* Region i checked (check_region) and added to vm; the fd it took is
+ * closed if the VM did not keep it. */
+static int add_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned nfds, bool *fd_used, struct vm *vm,
+		      struct refusal *why)
+{
+	struct region r;
+	int ret = check_region(h, i, fds, nfds, fd_used, &r, why);
+	if (ret)
+		return ret;
+	Memsrv__Backing b = r.backing;
+	uint64_t need = b == MEMSRV__BACKING__BACKING_MEMFD ? UFFD_FEATURE_MISSING_SHMEM
+		      : b == MEMSRV__BACKING__BACKING_HUGETLBFS ? UFFD_FEATURE_MISSING_HUGETLBFS : 0;
+	char f[64], text[256];
+	if ((h->uffd_features & need) != need) {
+		snprintf(f, sizeof f, "hello.regions[%u].backing", i);
+		ret = refuse(why, EOPNOTSUPP, f, "the uffd was opened without the feature %s needs", backing_name(b));
+	} else if ((ret = vm_add_region(vm, &r, text, sizeof text))) {
+		snprintf(f, sizeof f, "hello.regions[%u]", i);
+		ret = refuse(why, -ret, f, "%s", text);
+	}
+	if (ret && r.fd >= 0 && r.fd != fds[h->regions[i]->fd_index])
+		close(r.fd);
+	return ret;
+}
+
+/* Every region added, every fd sent used by one. */
+static int add_regions(const Memsrv__Hello *h, int *fds, unsigned nfds, struct vm *vm, struct refusal *why)
+{
+	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
+	for (unsigned i = 0; i < h->n_regions; i++) {
+		int ret = add_region(h, i, fds, nfds, fd_used, vm, why);
+		if (ret)
+			return ret;
+	}
+	for (unsigned i = 1; i < nfds; i++)
+		if (!fd_used[i])
+			return refuse(why, EINVAL, "fds", "fd %u was sent but no region refers to it", i);
+	return 0;
+}
+
+/* Which regions memsrv can evict from, and if none, why (the first
+ * region's reason). */
+static void decide_evictable(struct vm *vm)
+{
+	vm->evictable = false;
+	const char *blocker = NULL;
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		const char *b = eviction_blocker(vm, r);
+		r->evictable = !b;
+		vm->evictable |= r->evictable;
+		if (b && !blocker)
+			blocker = b;
+	}
+	if (!vm->evictable)
+		snprintf(vm->not_evictable_reason, sizeof vm->not_evictable_reason, "%s", blocker);
+}
+
+static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
+		       struct vm *vm, struct refusal *why)
+{
+	int ret = check_identity(srv, c, h, why);
+	if (!ret)
+		ret = check_resume(srv, c, h, vm, why);
 	if (ret)
 		return ret;
 	if (nfds < 1 || !uffd_is_userfaultfd(fds[0]))
@@ -328,56 +417,12 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 		vm_state_resume_settings(vm);  /* as memsrv-ctl set left them, not as at attach */
 	if (!vm->persist.resume_from && srv->state.dir_fd >= 0 && (ret = vm_state_create(vm, srv->state.dir_fd)))
 		return refuse(why, -ret, NULL, "cannot create the VM's state file in %s: %s", srv->state.path, strerror(-ret));
-
-	bool fd_used[WIRE_MAX_FDS] = { true };  /* fds[0] is the uffd */
-	for (unsigned i = 0; i < h->n_regions; i++) {
-		struct region r;
-		ret = check_region(h, i, fds, nfds, fd_used, &r, why);
-		if (ret)
-			return ret;
-		Memsrv__Backing b = r.backing;
-		uint64_t need = b == MEMSRV__BACKING__BACKING_MEMFD ? UFFD_FEATURE_MISSING_SHMEM
-			      : b == MEMSRV__BACKING__BACKING_HUGETLBFS ? UFFD_FEATURE_MISSING_HUGETLBFS : 0;
-		if ((h->uffd_features & need) != need) {
-			if (r.fd >= 0 && r.fd != fds[h->regions[i]->fd_index])
-				close(r.fd);
-			char f[64];
-			snprintf(f, sizeof f, "hello.regions[%u].backing", i);
-			return refuse(why, EOPNOTSUPP, f, "the uffd was opened without the feature %s needs",
-				      backing_name(b));
-		}
-		char text[256];
-		ret = vm_add_region(vm, &r, text, sizeof text);
-		if (ret) {
-			if (r.fd >= 0 && r.fd != fds[h->regions[i]->fd_index])
-				close(r.fd);
-			char f[64];
-			snprintf(f, sizeof f, "hello.regions[%u]", i);
-			return refuse(why, -ret, f, "%s", text);
-		}
-	}
-	for (unsigned i = 1; i < nfds; i++)
-		if (!fd_used[i])
-			return refuse(why, EINVAL, "fds", "fd %u was sent but no region refers to it", i);
-	ret = check_not_shared(srv, vm, fds[0], why);
-	if (ret)
+	if ((ret = add_regions(h, fds, nfds, vm, why)) || (ret = check_not_shared(srv, vm, fds[0], why)))
 		return ret;
 	if (vm->persist.resume_from && vm->n_regions != vm->persist.header->n_regions)
 		return refuse(why, EINVAL, "hello.regions", "%u regions, but memsrv kept %u for VM %s", vm->n_regions,
 			      vm->persist.header->n_regions, vm->name);
-
-	vm->evictable = false;
-	const char *blocker = NULL;
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		struct region *r = &vm->regions[i];
-		const char *b = eviction_blocker(vm, r);
-		r->evictable = !b;
-		vm->evictable |= r->evictable;
-		if (b && !blocker)
-			blocker = b;
-	}
-	if (!vm->evictable)
-		snprintf(vm->not_evictable_reason, sizeof vm->not_evictable_reason, "%s", blocker);
+	decide_evictable(vm);
 	return check_owner(vm, fds[0], why);
 }
 
