@@ -65,26 +65,80 @@ static void do_info(struct server *srv, int fd, const Memsrv__InfoRequest *req)
 	reply(fd, &msg);
 }
 
+/* The VMs' sums; returns how many pages are poisoned now. */
+static uint64_t sum_vms(struct server *srv, Memsrv__NodeStats *st)
+{
+	uint64_t poisoned_now = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
+		st->vms++;
+		st->size_bytes += vm->size_bytes;
+		st->resident_bytes += ctr_get(&vm->resident_bytes);
+		st->zero_pages += vm_count(vm, PAGE_ZERO);
+		st->stored_pages += vm_count(vm, PAGE_STORED);
+		Memsrv__VmInfo tiers = MEMSRV__VM_INFO__INIT;
+		vm_count_stored(vm, &tiers);
+		st->samefilled_pages += tiers.samefilled_pages;
+		st->cache_pages += tiers.cache_pages;
+		st->swap_pages += tiers.swap_pages;
+		st->faults_total += ctr_get(&vm->ctr.faults_total);
+		st->evictions_total += ctr_get(&vm->ctr.evictions_total);
+		st->pages_poisoned += ctr_get(&vm->ctr.pages_poisoned);
+		poisoned_now += vm_count(vm, PAGE_POISONED);
+	}
+	return poisoned_now;
+}
+
+static void fill_balance(Memsrv__NodeStats *st, const struct balance_report *br)
+{
+	st->node_limit_bytes = br->node_limit;
+	st->overhead_bytes = br->overhead;
+	st->assigned_bytes = br->assigned;
+	st->guaranteed_bytes = br->guaranteed;
+	st->entitled_bytes = br->entitled;
+	st->overcommitted = br->overcommitted;
+	st->overcommit_margin_bytes = br->overcommit_margin;
+	st->overloaded = br->overloaded;
+	st->overload_margin_bytes = br->overload_margin;
+}
+
+/* Whether x should move away before y: a larger working set (resident
+ * memory while neither has been sampled). */
+static bool moves_before(struct vm *x, struct vm *y)
+{
+	uint64_t wx = atomic_load(&x->quota.working_set_bytes), wy = atomic_load(&y->quota.working_set_bytes);
+	if (!wx && !wy) {
+		wx = ctr_get(&x->resident_bytes);
+		wy = ctr_get(&y->resident_bytes);
+	}
+	return wx > wy;
+}
+
+/* Who should move away from an overloaded node: the active VMs, largest
+ * working set first; at most max names, which point into the VMs. */
+static size_t pick_migrate(struct server *srv, char **names, size_t max)
+{
+	struct vm *vms[64];
+	size_t n = 0;
+	if (max > 64)
+		max = 64;
+	for (struct vm *vm = srv->vms; vm && n < max; vm = vm->next)
+		if (atomic_load(&vm->quota.active))
+			vms[n++] = vm;
+	for (size_t a = 1; a < n; a++)  /* insertion sort: stable, n is small */
+		for (size_t b = a; b > 0 && moves_before(vms[b], vms[b - 1]); b--) {
+			struct vm *t = vms[b];
+			vms[b] = vms[b - 1];
+			vms[b - 1] = t;
+		}
+	for (size_t i = 0; i < n; i++)
+		names[i] = vms[i]->name;
+	return n;
+}
+
 static void do_stats(struct server *srv, int fd)
 {
 	Memsrv__NodeStats st = MEMSRV__NODE_STATS__INIT;
-	uint64_t poisoned_now = 0;
-	for (struct vm *vm = srv->vms; vm; vm = vm->next) {
-		st.vms++;
-		st.size_bytes += vm->size_bytes;
-		st.resident_bytes += ctr_get(&vm->resident_bytes);
-		st.zero_pages += vm_count(vm, PAGE_ZERO);
-		st.stored_pages += vm_count(vm, PAGE_STORED);
-		Memsrv__VmInfo tiers = MEMSRV__VM_INFO__INIT;
-		vm_count_stored(vm, &tiers);
-		st.samefilled_pages += tiers.samefilled_pages;
-		st.cache_pages += tiers.cache_pages;
-		st.swap_pages += tiers.swap_pages;
-		st.faults_total += ctr_get(&vm->ctr.faults_total);
-		st.evictions_total += ctr_get(&vm->ctr.evictions_total);
-		st.pages_poisoned += ctr_get(&vm->ctr.pages_poisoned);
-		poisoned_now += vm_count(vm, PAGE_POISONED);
-	}
+	uint64_t poisoned_now = sum_vms(srv, &st);
 	struct store_stats ss;
 	store_get_stats(srv->store, &ss);
 #define X(name) st.name = ss.name;
@@ -99,15 +153,7 @@ static void do_stats(struct server *srv, int fd)
 	st.density = held ? (double)evicted / held : 0;
 	struct balance_report br;
 	balancer_report(srv, &br);
-	st.node_limit_bytes = br.node_limit;
-	st.overhead_bytes = br.overhead;
-	st.assigned_bytes = br.assigned;
-	st.guaranteed_bytes = br.guaranteed;
-	st.entitled_bytes = br.entitled;
-	st.overcommitted = br.overcommitted;
-	st.overcommit_margin_bytes = br.overcommit_margin;
-	st.overloaded = br.overloaded;
-	st.overload_margin_bytes = br.overload_margin;
+	fill_balance(&st, &br);
 	char *conditions[3];
 	if (ss.swap_failing)
 		conditions[st.n_conditions++] = "swap-failing";
@@ -118,28 +164,8 @@ static void do_stats(struct server *srv, int fd)
 	if (poisoned_now)
 		conditions[st.n_conditions++] = VM_COND_PAGES_POISONED;
 	st.conditions = conditions;
-	/* who should move away: the active VMs, largest working set first */
 	char *migrate[64];
-	if (br.overloaded) {
-		for (struct vm *vm = srv->vms; vm && st.n_migrate < 64; vm = vm->next)
-			if (atomic_load(&vm->quota.active))
-				migrate[st.n_migrate++] = vm->name;
-		for (size_t a = 1; a < st.n_migrate; a++)
-			for (size_t b = a; b > 0; b--) {
-				struct vm *x = server_find_vm(srv, migrate[b - 1]), *y = server_find_vm(srv, migrate[b]);
-				/* largest working set first (resident until sampled) */
-				uint64_t wx = atomic_load(&x->quota.working_set_bytes), wy = atomic_load(&y->quota.working_set_bytes);
-				if (!wx && !wy) {
-					wx = ctr_get(&x->resident_bytes);
-					wy = ctr_get(&y->resident_bytes);
-				}
-				if (wx >= wy)
-					break;
-				char *t = migrate[b];
-				migrate[b] = migrate[b - 1];
-				migrate[b - 1] = t;
-			}
-	}
+	st.n_migrate = br.overloaded ? pick_migrate(srv, migrate, 64) : 0;
 	st.migrate = migrate;
 	st.sessions_total = srv->sessions_total;
 	st.connections_open = server_connections(srv);
