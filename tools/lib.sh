@@ -67,10 +67,15 @@ ms_tmpdir() {
 # ms_build DIR MESON_OPTS...: configure DIR the first time, then bring it up
 # to date; quiet unless something fails.
 ms_build() {
-	local dir=$1
+	local dir=$1 out
 	shift
 	[[ -f $dir/build.ninja ]] || meson setup "$dir" "$@" >/dev/null
-	ninja -C "$dir" >/dev/null
+	# quiet when it works; a failure shows the compiler's errors and says so
+	if ! out=$(ninja -C "$dir" 2>&1); then
+		printf '%s\n' "$out" >&2
+		echo "$ms_name: building $dir failed" >&2
+		return 1
+	fi
 }
 
 # ms_build_fresh DIR MESON_OPTS...: remove DIR, configure, build; ninja's

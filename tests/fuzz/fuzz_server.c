@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
+#include "balancer.h"
 #include "log.h"
 #include "policy.h"
 #include "server.h"
@@ -61,12 +62,12 @@ static int lowest_free_fd(void)
 
 static void vm1_reset(void)
 {
-	vm1->guarantee_bytes = 0;
-	vm1->shares = 1000;
-	atomic_store(&vm1->limit_bytes, 0);
+	vm1->quota.guarantee_bytes = 0;
+	vm1->quota.shares = 1000;
+	atomic_store(&vm1->quota.limit_bytes, 0);
 	atomic_store(&vm1->codec, CODEC_LZ4);
 	atomic_store(&vm1->policy_wanted, policy_find("clock"));
-	atomic_store(&vm1->balloon_target_bytes, 0);
+	atomic_store(&vm1->balloon.target_bytes, 0);
 	srv.node_limit = 0;
 }
 
@@ -101,6 +102,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (vm_add_region(vm1, &r, why, sizeof why))
 		die("vm_add_region");
 	vm1_reset();
+	if (balancer_reserve(&srv))  /* as a Hello does: stats run the balancer's plan */
+		die("balancer_reserve");
 	srv.vms = vm1;
 
 	hello_fds[0] = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -171,11 +174,11 @@ static void fuzz_control(const Memsrv__ClientMessage *msg)
 	control_handle(&srv, fd, msg, &taken);
 	if (taken) {
 		/* an evict went to vm1's thread, which never runs: answer for it */
-		pthread_mutex_lock(&vm1->job_lock);
-		struct vm_job *job = vm1->jobs;
-		vm1->jobs = NULL;
-		vm1->jobs_tail = &vm1->jobs;
-		pthread_mutex_unlock(&vm1->job_lock);
+		pthread_mutex_lock(&vm1->thr.job_lock);
+		struct vm_job *job = vm1->thr.jobs;
+		vm1->thr.jobs = NULL;
+		vm1->thr.jobs_tail = &vm1->thr.jobs;
+		pthread_mutex_unlock(&vm1->thr.job_lock);
 		if (!job || job->next || job->reply_fd != fd) {
 			fprintf(stderr, "fd taken, but not by one job\n");
 			abort();
@@ -186,7 +189,7 @@ static void fuzz_control(const Memsrv__ClientMessage *msg)
 		close(fd);
 	}
 	uint64_t wakeups;
-	if (read(vm1->wake_fd, &wakeups, sizeof wakeups) < 0 && errno != EAGAIN)
+	if (read(vm1->thr.wake_fd, &wakeups, sizeof wakeups) < 0 && errno != EAGAIN)
 		die("read wake_fd");
 	drain(ctl_sock[1]);
 	drain(session_sock[1]);
