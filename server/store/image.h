@@ -75,6 +75,13 @@ void image_set_samefill(struct image_writer *w, uint64_t page, uint64_t word);
 int image_commit(struct image_writer *w, char *why, size_t len);
 /* Gives up: the partial file is removed, the writer freed. */
 void image_abort(struct image_writer *w);
+/* The image being written: its layout, pages, and the objects and their
+ * bytes so far (what commit will write). */
+const struct image_info *image_writer_info(const struct image_writer *w);
+/* Records the pages a resumed VM touched first, in order (REAP), to be
+ * installed first by the next resume; replaces any list set before.
+ * 0, -EINVAL (a page outside the image) or -ENOMEM. */
+int image_set_first_touch(struct image_writer *w, const uint64_t *pages, uint64_t n);
 
 /* Reading. */
 struct image;
@@ -89,6 +96,9 @@ void image_close(struct image *img);
 const struct image_info *image_get_info(const struct image *img);
 /* The fd of the file, for reads of the caller's own (io_uring). */
 int image_fd(const struct image *img);
+/* The first-touch list (image_set_first_touch()), checked: *n pages, each
+ * inside the image; *n is 0 when none was recorded. */
+const uint64_t *image_first_touch(const struct image *img, uint64_t *n);
 
 /* Page page's kind; *value: the word (SAMEFILL) or the object's index (OBJECT). */
 enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value);
