@@ -5,7 +5,8 @@
  * version are refused at open, a flipped bit in an object's bytes at its
  * read; a partial file alone is ENOENT naming it, an existing image is
  * never overwritten; the data section starts 4 KiB aligned; an 8 GiB VM of
- * zero pages opens fast from a file the size of its table. */
+ * zero pages opens fast from a file the size of its table.  memsrv-image
+ * check says so too, in its output and exit status. */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -569,4 +570,53 @@ Test(image, large_sparse_layout, .timeout = 30)
 	cr_assert_eq(image_read_page(img, ctx, pages - 1, page), 0);
 	cr_assert_arr_eq(page, word, CODEC_PAGE);
 	image_close(img);
+}
+
+/* memsrv-image check DIR: its exit status and what it printed (into out). */
+static int run_tool(char *out, size_t len)
+{
+	const char *tool = getenv("MEMSRV_IMAGE");
+	if (!tool)
+		cr_skip_test("MEMSRV_IMAGE is not set (run through meson test)");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "'%s' check '%s' 2>&1", tool, dir);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(out, 1, len - 1, f);
+	out[n] = 0;
+	int status = pclose(f);
+	cr_assert(WIFEXITED(status), "%s", out);
+	return WEXITSTATUS(status);
+}
+
+Test(image, tool_check)
+{
+	char out[4096];
+	make_image();
+	cr_assert_eq(run_tool(out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "pages: 24\n"), "%s", out);
+	cr_assert(strstr(out, "pages_zero: 16\n"), "%s", out);
+	cr_assert(strstr(out, "pages_samefill: 3\n"), "%s", out);
+	cr_assert(strstr(out, "pages_object: 5\n"), "%s", out);
+	cr_assert(strstr(out, "objects: 3\n"), "%s", out);
+	cr_assert(strstr(out, "objects_raw: 1\n"), "%s", out);
+	cr_assert(strstr(out, "status: ok\n"), "%s", out);
+
+	struct image *img = open_ok();
+	uint64_t v, off;
+	uint32_t len;
+	enum codec c;
+	image_page(img, 4, &v);
+	image_object_loc(img, v, &off, &len, &c);
+	image_close(img);
+	flip_bit(off + 100, 5);
+	cr_assert_eq(run_tool(out, sizeof(out)), 1, "%s", out);
+	cr_assert(strstr(out, "bad_objects: 1\n"), "%s", out);
+	cr_assert(strstr(out, "page 4: "), "%s", out);
+	cr_assert(strstr(out, "status: corrupt\n"), "%s", out);
+
+	truncate_to(5000);
+	cr_assert_eq(run_tool(out, sizeof(out)), 1, "%s", out);
+	cr_assert(strstr(out, "truncated"), "%s", out);
+	cr_assert(strstr(out, "status: refused\n"), "%s", out);
 }
