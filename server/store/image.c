@@ -243,6 +243,8 @@ int image_create(const char *dir, const struct image_info *layout, struct image_
 		return -ENOMEM;
 	w->dirfd = w->fd = -1;
 	w->info = *layout;
+	memset(w->info.vm_name, 0, IMAGE_NAME_MAX);     /* NUL-padded on disk, not what followed the name */
+	memcpy(w->info.vm_name, layout->vm_name, strlen(layout->vm_name));
 	w->info.pages = pages;
 	w->info.objects = w->info.data_bytes = 0;
 	memset(w->info.regions + w->info.n_regions, 0,
@@ -486,8 +488,9 @@ static int writer_write_tail(struct image_writer *w)
 	h.n_regions = htole32(in->n_regions);
 	memcpy(h.vm_name, in->vm_name, IMAGE_NAME_MAX);
 	for (uint32_t i = 0; i < in->n_regions; i++)
-		h.regions[i] = (struct disk_region){ htole64(in->regions[i].guest_phys_addr),
-						      htole64(in->regions[i].size), htole32(in->regions[i].page_size) };
+		h.regions[i] = (struct disk_region){ .guest_phys_addr = htole64(in->regions[i].guest_phys_addr),
+						      .size = htole64(in->regions[i].size),
+						      .page_size = htole32(in->regions[i].page_size) };
 	t.header_sum = htole64(XXH3_64bits(&h, sizeof(h)));
 	t.trailer_sum = htole64(XXH3_64bits(&t, offsetof(struct disk_trailer, trailer_sum)));
 	if ((ret = pwrite_all(w->fd, &t, sizeof(t), off)))
@@ -519,7 +522,9 @@ int image_commit(struct image_writer *w, char *why, size_t len)
 		say(why, len, "%s", w->err_why);
 	else if ((ret = writer_write_tail(w)))
 		say(why, len, "writing %s: %s", IMAGE_PARTIAL_FILE, strerror(-ret));
-	else if ((ret = writer_publish(w)))
+	else if ((ret = writer_publish(w)) == -EEXIST)
+		say(why, len, "%s appeared while this image was written: an image is never overwritten", IMAGE_FILE);
+	else if (ret)
 		say(why, len, "making %s durable as %s: %s", IMAGE_PARTIAL_FILE, IMAGE_FILE, strerror(-ret));
 	if (ret)
 		unlinkat(w->dirfd, IMAGE_PARTIAL_FILE, 0);
@@ -698,6 +703,8 @@ static int image_load(struct image *img, char *why, size_t len)
 	struct stat st;
 	if (fstat(img->fd, &st))
 		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return CORRUPT("not a regular file");
 	struct disk_header h;
 	struct disk_trailer t;
 	int ret = read_ends(img, (uint64_t)st.st_size, &h, &t, why, len);
@@ -794,12 +801,15 @@ void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset,
 
 int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len)
 {
+	assert(index < img->info.objects);
 	const struct disk_object *o = &img->index[index];
 	return len == le32toh(o->len) && XXH3_64bits(data, len) == le64toh(o->checksum) ? 0 : -EBADMSG;
 }
 
 int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, void *buf)
 {
+	if (page >= img->info.pages)
+		return -EINVAL;
 	uint64_t value;
 	switch (image_page(img, page, &value)) {
 	case IMAGE_PAGE_ZERO:

@@ -102,12 +102,14 @@ const uint64_t *image_first_touch(const struct image *img, uint64_t *n);
 
 /* Page page's kind; *value: the word (SAMEFILL) or the object's index (OBJECT). */
 enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value);
-/* Where object index's bytes are in the file, and its codec. */
+/* Where object index's bytes are in the file, and its codec (meaningless
+ * for a raw one: len IMAGE_RAW_LEN). */
 void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
 /* Whether len bytes read for object index are what was written: 0 or -EBADMSG. */
 int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len);
 /* Page page's content into buf (4096 bytes): read, checked, decompressed.
- * 0, or -EBADMSG (checksum), -EILSEQ (does not decompress), -errno (read). */
+ * 0, or -EBADMSG (checksum), -EILSEQ (does not decompress), -errno (read;
+ * -EINVAL: no such page, or no ctx for a compressed one). */
 int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, void *buf);
 
 #endif

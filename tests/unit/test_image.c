@@ -473,6 +473,7 @@ Test(image, commit_does_not_replace_an_image)
 	cr_assert(fd >= 0);
 	close(fd);
 	cr_assert_eq(image_commit(w, why, sizeof(why)), -EEXIST, "%s", why);
+	cr_assert(strstr(why, "never overwritten"), "%s", why);
 	cr_assert_not(exists(IMAGE_PARTIAL_FILE));
 	struct stat st;
 	cr_assert_eq(stat(path_in(IMAGE_FILE), &st), 0);
@@ -619,4 +620,27 @@ Test(image, tool_check)
 	cr_assert_eq(run_tool(out, sizeof(out)), 1, "%s", out);
 	cr_assert(strstr(out, "truncated"), "%s", out);
 	cr_assert(strstr(out, "status: refused\n"), "%s", out);
+}
+
+/* The name is NUL-padded on disk whatever followed it in the caller's struct. */
+Test(image, name_padded)
+{
+	struct image_info l = layout();
+	memset(l.vm_name, 'x', sizeof(l.vm_name));
+	memcpy(l.vm_name, "ab", 3);
+	struct image_writer *w;
+	char why[256] = "";
+	cr_assert_eq(image_create(dir, &l, &w, why, sizeof(why)), 0, "%s", why);
+	cr_assert_str_eq(image_writer_info(w)->vm_name, "ab");
+	cr_assert_eq(image_commit(w, why, sizeof(why)), 0, "%s", why);
+	char name[IMAGE_NAME_MAX], want[IMAGE_NAME_MAX] = "ab";
+	int fd = open(path_in(IMAGE_FILE), O_RDONLY);
+	cr_assert_eq(pread(fd, name, sizeof(name), 128), (ssize_t)sizeof(name));
+	close(fd);
+	cr_assert_arr_eq(name, want, sizeof(name));
+	struct image *img = open_ok();
+	cr_assert_str_eq(image_get_info(img)->vm_name, "ab");
+	uint8_t page[CODEC_PAGE];
+	cr_assert_eq(image_read_page(img, ctx, PAGES, page), -EINVAL, "no page past the end");
+	image_close(img);
 }
