@@ -85,6 +85,10 @@ struct disk_trailer {
 };
 
 _Static_assert(sizeof(struct disk_header) == HEADER_SIZE, "the header is one aligned block");
+_Static_assert(offsetof(struct disk_header, file_size) == 16 && offsetof(struct disk_header, pages) == 32 &&
+	       offsetof(struct disk_header, data_off) == 48 && offsetof(struct disk_header, table_off) == 64 &&
+	       offsetof(struct disk_header, words) == 80 && offsetof(struct disk_header, first_touch) == 104 &&
+	       offsetof(struct disk_header, n_regions) == 120, "docs/snapshot.md's offsets");
 _Static_assert(offsetof(struct disk_header, vm_name) == 128, "docs/snapshot.md's offsets");
 _Static_assert(offsetof(struct disk_header, regions) == 192, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_region) == 24, "docs/snapshot.md's offsets");

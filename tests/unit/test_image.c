@@ -644,3 +644,25 @@ Test(image, name_padded)
 	cr_assert_eq(image_read_page(img, ctx, PAGES, page), -EINVAL, "no page past the end");
 	image_close(img);
 }
+
+/* Thousands of distinct same-filled words: each stored once, each page back. */
+Test(image, many_samefill_words)
+{
+	struct image_info l = { .vm_name = "words", .n_regions = 1 };
+	l.regions[0] = (struct image_region){ 0, 4096 * 4096, 4096 };
+	struct image_writer *w;
+	char why[256] = "";
+	cr_assert_eq(image_create(dir, &l, &w, why, sizeof(why)), 0, "%s", why);
+	for (uint64_t p = 0; p < 4096; p++)
+		image_set_samefill(w, p, (p % 3000) * 0x1000100010001ull + 1);
+	cr_assert_eq(image_commit(w, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(header_u64(H_WORDS), 3000);
+	struct image *img = open_ok();
+	uint8_t page[CODEC_PAGE], want[CODEC_PAGE];
+	for (uint64_t p = 0; p < 4096; p++) {
+		fill_word(want, (p % 3000) * 0x1000100010001ull + 1);
+		cr_assert_eq(image_read_page(img, ctx, p, page), 0);
+		cr_assert_arr_eq(page, want, CODEC_PAGE, "page %lu", (unsigned long)p);
+	}
+	image_close(img);
+}
