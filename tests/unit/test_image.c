@@ -3,7 +3,8 @@
  * once); a truncated file (inside header, data, table or trailer), a
  * flipped bit in header, table, words, index or trailer, and another
  * version are refused at open, a flipped bit in an object's bytes at its
- * read; a partial file alone is ENOENT naming it, an existing image is
+ * read; a file forged to pass every checksum is still refused when a page,
+ * object, section or region points outside what exists; a partial file alone is ENOENT naming it, an existing image is
  * never overwritten; the data section starts 4 KiB aligned; an 8 GiB VM of
  * zero pages opens fast from a file the size of its table.  memsrv-image
  * check says so too, in its output and exit status. */
@@ -665,4 +666,104 @@ Test(image, many_samefill_words)
 		cr_assert_arr_eq(page, want, CODEC_PAGE, "page %lu", (unsigned long)p);
 	}
 	image_close(img);
+}
+
+/* ---- A file crafted to pass every checksum: the bounds still hold ---- */
+
+#include <xxhash.h>
+
+static uint8_t *file_bytes(size_t *size)
+{
+	struct stat st;
+	cr_assert_eq(stat(path_in(IMAGE_FILE), &st), 0);
+	uint8_t *b = malloc((size_t)st.st_size);
+	int fd = open(path_in(IMAGE_FILE), O_RDONLY);
+	cr_assert_eq(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*size = (size_t)st.st_size;
+	return b;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+/* Recomputes every checksum of the trailer, as a forger would, and writes the file. */
+static void reseal(uint8_t *b, size_t size)
+{
+	uint8_t *t = b + size - 64;
+	uint64_t table = get64(b + H_TABLE_OFF), words = get64(b + H_WORDS_OFF), index = get64(b + H_INDEX_OFF),
+		 first = get64(b + 96), trailer = size - 64;
+	put64(t + 16, XXH3_64bits(b, 4096));
+	put64(t + 24, XXH3_64bits(b + table, words - table));
+	put64(t + 32, XXH3_64bits(b + words, index - words));
+	put64(t + 40, XXH3_64bits(b + index, first - index));
+	put64(t + 48, XXH3_64bits(b + first, trailer - first));
+	put64(t + 56, XXH3_64bits(t, 56));
+	int fd = open(path_in(IMAGE_FILE), O_WRONLY);
+	cr_assert_eq(pwrite(fd, b, size, 0), (ssize_t)size);
+	close(fd);
+}
+
+enum forged_part { IN_HEADER, IN_TABLE, IN_INDEX };
+
+/* Sets one 64-bit field, reseals, and expects open to refuse it as corrupt. */
+static void check_forged(enum forged_part part, uint64_t off, uint64_t value, const char *what)
+{
+	make_image();
+	size_t size;
+	uint8_t *b = file_bytes(&size);
+	uint64_t base = part == IN_HEADER ? 0 : get64(b + (part == IN_TABLE ? H_TABLE_OFF : H_INDEX_OFF));
+	put64(b + base + off, value);
+	reseal(b, size);
+	free(b);
+	char why[256] = "";
+	int ret = open_fails(why, sizeof(why));
+	cr_assert_eq(ret, -EBADMSG, "%s: %d %s", what, ret, why);
+	rm_dir(dir);
+	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
+}
+
+#define ENTRY(kind, value) ((uint64_t)(kind) << 62 | (value))
+
+Test(image, forged_but_sealed_refused)
+{
+	/* the reseal itself keeps an untouched image valid */
+	make_image();
+	size_t size;
+	uint8_t *b = file_bytes(&size);
+	reseal(b, size);
+	free(b);
+	image_close(open_ok());
+	rm_dir(dir);
+	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
+
+	/* object 0 is the raw page 4, object 1 the LZ4 one */
+	check_forged(IN_INDEX, 0, 1ull << 40, "an object past the data section");
+	check_forged(IN_INDEX, 0, 100, "an object inside the header");
+	check_forged(IN_INDEX, 24 + 16, 5000 | 1ull << 32, "an object longer than a page");
+	check_forged(IN_INDEX, 24 + 16, 100 | 7ull << 32, "an unknown codec");
+	check_forged(IN_INDEX, 24 + 16, 100 | 0xffull << 32, "raw but not a page long");
+	check_forged(IN_INDEX, 16, 4096 | 0ull << 32, "a page long but not raw");
+	check_forged(IN_TABLE, 8 * 5, ENTRY(2, 3), "a page naming object 3 of 3");
+	check_forged(IN_TABLE, 8 * 1, ENTRY(1, 2), "a page naming word 2 of 2");
+	check_forged(IN_TABLE, 8 * 0, ENTRY(0, 1), "a zero page with a value");
+	check_forged(IN_TABLE, 8 * 0, ENTRY(3, 0), "kind 3");
+	check_forged(IN_HEADER, 32, PAGES + 1, "pages beyond the regions");
+	check_forged(IN_HEADER, H_DATA_BYTES, 1ull << 60, "data bytes beyond the file");
+	check_forged(IN_HEADER, 40, 1ull << 60, "objects beyond the file");
+	check_forged(IN_HEADER, H_WORDS, 3, "a words count the sections do not have");
+	check_forged(IN_HEADER, H_DATA_OFF, 8192, "data not at 4096");
+	check_forged(IN_HEADER, 120, 64, "64 regions");
+	check_forged(IN_HEADER, 192 + 8, 4096 * 16 + 1, "a region not a whole number of pages");
 }
