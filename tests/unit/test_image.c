@@ -4,10 +4,11 @@
  * flipped bit in header, table, words, index or trailer, and another
  * version are refused at open, a flipped bit in an object's bytes at its
  * read; a file forged to pass every checksum is still refused when a page,
- * object, section or region points outside what exists; a partial file alone is ENOENT naming it, an existing image is
- * never overwritten; the data section starts 4 KiB aligned; an 8 GiB VM of
- * zero pages opens fast from a file the size of its table.  memsrv-image
- * check says so too, in its output and exit status. */
+ * object, section or region points outside what exists; a partial file
+ * alone is ENOENT naming it, an existing image is never overwritten; the
+ * data section starts 4 KiB aligned; an 8 GiB VM of zero pages opens fast
+ * from a file the size of its table.  memsrv-image check says so too, in
+ * its output and exit status. */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
