@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <linux/userfaultfd.h>
 
+#include "codec.h"
+#include "image.h"
 #include "wire.h"
 
 static const char *root;
@@ -292,6 +295,64 @@ static void replies(void)
 	server("check-reply", &m);
 }
 
+/* One image of two regions, written by the real writer into a scratch
+ * directory and copied into the corpus: zero, same-filled, raw and
+ * compressed pages, one object several pages share, a first-touch list. */
+static void image(const char *name, enum codec c)
+{
+	char tmp[] = "/tmp/make-seeds.XXXXXX", why[256];
+	if (!mkdtemp(tmp))
+		exit(1);
+	struct image_info layout = { .n_regions = 2 };
+	snprintf(layout.vm_name, sizeof layout.vm_name, "seed");
+	layout.regions[0] = (struct image_region){ .guest_phys_addr = 0, .size = 8 * 4096, .page_size = 4096 };
+	layout.regions[1] = (struct image_region){ .guest_phys_addr = 1ull << 32, .size = 4 * 4096, .page_size = 4096 };
+	struct image_writer *w;
+	struct codec_ctx *ctx = codec_ctx_create();
+	static uint8_t page[CODEC_PAGE];
+	if (!ctx || image_create(tmp, &layout, &w, why, sizeof why)) {
+		fprintf(stderr, "make_seeds: image: %s\n", why);
+		exit(1);
+	}
+	for (size_t i = 0; i < sizeof page; i++)
+		page[i] = (uint8_t)(i * 7 + i / 64);  /* compresses */
+	const void *out;
+	uint32_t len = codec_compress(ctx, c, page, CODEC_PAGE, &out);
+	uint64_t compressed, raw;
+	if (!len || image_add_object(w, c, out, len, &compressed))
+		exit(1);
+	for (size_t i = 0; i < sizeof page; i++)
+		page[i] = (uint8_t)(i * 2654435761u >> 13);  /* does not */
+	if (image_add_object(w, c, page, IMAGE_RAW_LEN, &raw))
+		exit(1);
+	image_set_object(w, 1, compressed);
+	image_set_object(w, 2, raw);
+	image_set_object(w, 9, compressed);  /* shared across regions */
+	image_set_samefill(w, 3, 0x0101010101010101ull);
+	image_set_samefill(w, 10, 0xdeadbeefcafef00dull);
+	uint64_t first[] = { 9, 1, 2 };
+	if (image_set_first_touch(w, first, 3) || image_commit(w, why, sizeof why)) {
+		fprintf(stderr, "make_seeds: image: %s\n", why);
+		exit(1);
+	}
+	codec_ctx_destroy(ctx);
+	char from[600], to[600];
+	snprintf(from, sizeof from, "%s/%s", tmp, IMAGE_FILE);
+	snprintf(to, sizeof to, "%s/image", root);
+	mkdir(to, 0755);
+	snprintf(to, sizeof to, "%s/image/%s", root, name);
+	if (rename(from, to) && errno == EXDEV) {
+		FILE *in = fopen(from, "rb"), *o = fopen(to, "wb");
+		size_t n;
+		while (in && o && (n = fread(page, 1, sizeof page, in)) > 0)
+			fwrite(page, 1, n, o);
+		if (!in || !o || fclose(o) || unlink(from))
+			exit(1);
+		fclose(in);
+	}
+	rmdir(tmp);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -303,5 +364,7 @@ int main(int argc, char **argv)
 	hellos();
 	controls();
 	replies();
+	image("lz4", CODEC_LZ4);
+	image("zstd", CODEC_ZSTD);
 	return 0;
 }
