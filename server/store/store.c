@@ -852,6 +852,46 @@ int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
 	return ret == 1 ? store_read_now(s, ctx, &rd, page) : ret;
 }
 
+/* An object in the cache as it is, under the lock. */
+static void stored_locked(struct store *s, const struct obj *o, void *buf, struct store_stored *out)
+{
+	out->samefilled = o->tier == TIER_SAMEFILL;
+	out->word = out->samefilled ? o->loc : 0;
+	out->len = out->samefilled ? 0 : o->len;
+	out->codec = (enum codec)o->codec;
+	if (!out->samefilled)
+		memcpy(buf, zpool_map(s->pool, o->loc), o->len);
+}
+
+int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *buf, struct store_stored *out)
+{
+	pthread_mutex_lock(&s->lock);
+	struct obj *o = obj_at(s, id);
+	if (o->tier != TIER_SWAP) {
+		int ret = o->tier == TIER_FREE ? -ENOENT : 0;
+		if (!ret)
+			stored_locked(s, o, buf, out);
+		pthread_mutex_unlock(&s->lock);
+		return ret;
+	}
+	struct store_read rd;
+	read_begin_locked(s, id, &rd);
+	pthread_mutex_unlock(&s->lock);
+	/* checked like a fault's read: swap is not trusted */
+	static __thread uint8_t scratch[CODEC_PAGE];
+	bool corrupt;
+	int res = read_sync(&rd, sync_buf);
+	int ret = read_decode(s, ctx, &rd, sync_buf, res, scratch, &corrupt);
+	if (!ret) {
+		*out = (struct store_stored){ .len = rd.len, .codec = (enum codec)rd.codec };
+		memcpy(buf, sync_buf, rd.len);
+	}
+	pthread_mutex_lock(&s->lock);
+	read_end_locked(s, &rd, ret, res, corrupt);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 void store_wait_room(struct store *s, int timeout_ms)
 {
 	struct timespec until;
