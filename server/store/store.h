@@ -113,8 +113,12 @@ struct store_stored {
  * snapshot image).  From the cache under the lock; from swap by a
  * synchronous read, checked against the page's hash as a fault's read is
  * (decompressed with ctx into scratch to check, the bytes handed over as
- * read).  0 or -errno (STORE_ERR_*, or the read's own). */
+ * read).  On success the object is pinned: its id names this content, and
+ * no other, until store_unpin(), whatever becomes of its references (a
+ * copy that maps ids to what it copied relies on it).  0 or -errno
+ * (-ENOENT: no such object; STORE_ERR_*, or the read's own). */
 int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *buf, struct store_stored *out);
+void store_unpin(struct store *s, obj_id id);
 
 /* Waits up to timeout_ms for writeback to make room in the cache. */
 void store_wait_room(struct store *s, int timeout_ms);
