@@ -75,6 +75,13 @@ void image_set_samefill(struct image_writer *w, uint64_t page, uint64_t word);
 int image_commit(struct image_writer *w, char *why, size_t len);
 /* Gives up: the partial file is removed, the writer freed. */
 void image_abort(struct image_writer *w);
+/* The image being written: its layout, pages, and the objects and their
+ * bytes so far (what commit will write). */
+const struct image_info *image_writer_info(const struct image_writer *w);
+/* Records the pages a resumed VM touched first, in order (REAP), to be
+ * installed first by the next resume; replaces any list set before.
+ * 0, -EINVAL (a page outside the image) or -ENOMEM. */
+int image_set_first_touch(struct image_writer *w, const uint64_t *pages, uint64_t n);
 
 /* Reading. */
 struct image;
@@ -89,15 +96,20 @@ void image_close(struct image *img);
 const struct image_info *image_get_info(const struct image *img);
 /* The fd of the file, for reads of the caller's own (io_uring). */
 int image_fd(const struct image *img);
+/* The first-touch list (image_set_first_touch()), checked: *n pages, each
+ * inside the image; *n is 0 when none was recorded. */
+const uint64_t *image_first_touch(const struct image *img, uint64_t *n);
 
 /* Page page's kind; *value: the word (SAMEFILL) or the object's index (OBJECT). */
 enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value);
-/* Where object index's bytes are in the file, and its codec. */
+/* Where object index's bytes are in the file, and its codec (meaningless
+ * for a raw one: len IMAGE_RAW_LEN). */
 void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
 /* Whether len bytes read for object index are what was written: 0 or -EBADMSG. */
 int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len);
 /* Page page's content into buf (4096 bytes): read, checked, decompressed.
- * 0, or -EBADMSG (checksum), -EILSEQ (does not decompress), -errno (read). */
+ * 0, or -EBADMSG (checksum), -EILSEQ (does not decompress), -errno (read;
+ * -EINVAL: no such page, or no ctx for a compressed one). */
 int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, void *buf);
 
 #endif
