@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "child_vmm.h"
 #include "codec.h"
 #include "ctl_client.h"
 #include "guest.h"
@@ -411,4 +412,95 @@ Test(snapshot, memsrv_ctl_snapshot_takes_a_relative_dir_and_prints_the_reply)
 	cr_assert(strstr(out, "snapshot.dir"), "%s", out);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
+}
+
+/* Half of each page noise: compressed to about half, the cache overflows. */
+static uint64_t half_noise(size_t page, size_t w, uint64_t gen)
+{
+	uint64_t x = (page * 512 + w) * 0x9e3779b97f4a7c15ull + gen;
+	x ^= x >> 29;
+	return w % 2 ? x * 0xbf58476d1ce4e5b9ull : page;
+}
+
+Test(snapshot, pages_in_swap_go_into_the_image_as_they_were_written_there)
+{
+	server_stop(&srv);
+	char swap[128];
+	snprintf(swap, sizeof swap, "%s:64M", dir);
+	const char *opts[] = { "--cache-size", "1M", "--swap-dir", swap, NULL };
+	server_start_with(&srv, opts);
+	struct guest g;
+	guest_attach(&g, &srv, "swapped", 16 << 20, NULL);
+	size_t pages = g.size / PAGE;
+	pattern_fill(g.mem, 0, pages, half_noise, 1);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "swapped", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_gt(st->swap_objects, 1000, "most pages went to swap");
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	char into[128];
+	snprintf(into, sizeof into, "%s/img", dir);
+	cr_assert_eq(mkdir(into, 0700), 0);
+	Memsrv__SnapshotReply *r = snapshot_ok("swapped", into, &m);
+	cr_assert_gt(r->stored_objects, 1000, "taken from swap as they are: %lu", (unsigned long)r->stored_objects);
+	memsrv__server_message__free_unpacked(m, NULL);
+	st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->swap_read_errors, 0);
+	cr_assert_eq(st->swap_checksum_errors, 0);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(image_count_bad(into, g.mem, pages), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, half_noise, 1), 0);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+/* A VMM in a child: killing memsrv under it must not hang the test. */
+static void big_vmm(void *arg, int cmd, int ans)
+{
+	const char *sock = arg;
+	struct guest g;
+	child_guest_map(&g, ans, "killed", 256 << 20, false);
+	child_guest_attach(&g, ans, sock, "killed", NULL);
+	uint64_t x = 88172645463325252ull;  /* incompressible: the image is large and slow to write */
+	for (size_t i = 0; i < g.size; i += 8) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		memcpy(g.mem + i, &x, 8);
+	}
+	child_say_ready(ans, &g);
+	char c;
+	while (read(cmd, &c, 1) > 0) {
+	}
+	_exit(0);
+}
+
+static void *snapshot_in_background(void *arg)
+{
+	Memsrv__ServerMessage *m = NULL;
+	if (ctl_snapshot(srv.sock, "killed", arg, &m) == 0)
+		memsrv__server_message__free_unpacked(m, NULL);
+	return NULL;
+}
+
+Test(snapshot, memsrv_killed_during_a_snapshot_leaves_no_image)
+{
+	struct test_child v;
+	child_fork(&v, big_vmm, srv.sock);
+	struct child_ready ready;
+	cr_assert(child_vmm_wait_ready(&v, &ready, 60000), "the VMM did not attach");
+	cr_assert_eq(ready.err, 0, "%s", ready.why);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, snapshot_in_background, dir), 0);
+	bool seen = false;
+	for (int i = 0; i < 20000 && !seen && !file_exists(dir, IMAGE_FILE); i++) {
+		seen = file_exists(dir, IMAGE_PARTIAL_FILE);
+		if (!seen)
+			usleep(100);
+	}
+	cr_assert(seen, "the image was never being written (done already: %d)", file_exists(dir, IMAGE_FILE));
+	usleep(20000);  /* well into it */
+	server_crash_and_restart(&srv, NULL);
+	pthread_join(t, NULL);
+	cr_assert_not(file_exists(dir, IMAGE_FILE), "a killed snapshot left a memory.img: it would pass for complete");
+	child_kill(&v);
 }
