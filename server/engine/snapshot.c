@@ -36,7 +36,8 @@ struct snapshot {
 	struct image_writer *w;
 	uint64_t *saved;     /* a bit per page (VM-wide): its content is in the image */
 	struct obj_map map;
-	uint8_t *buf;        /* SNAP_CHUNK_PAGES pages read from the fd */
+	uint8_t *buf;        /* SNAP_CHUNK_PAGES pages read from the fd by the walk */
+	uint8_t *one;        /* one page read from the fd by a hook */
 	uint8_t *obj;        /* one object's bytes */
 	int err;             /* the first failure, of the walk or of a hook */
 	char why[256];
@@ -238,13 +239,13 @@ static void save_page(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	case PAGE_RESIDENT:
 	default:
 		if (!data) {
-			int ret = pread_full(r->fd, sn->buf, SNAP_PAGE, r->fd_offset + idx * SNAP_PAGE);
+			int ret = pread_full(r->fd, sn->one, SNAP_PAGE, r->fd_offset + idx * SNAP_PAGE);
 			if (ret) {
 				fail(sn, ret, "reading page %" PRIu64 " from the VM's memory failed: %s", page,
 				     strerror(-ret));
 				return;
 			}
-			data = sn->buf;
+			data = sn->one;
 		}
 		save_content(vm, sn, page, data);
 		break;
@@ -401,10 +402,12 @@ static struct snapshot *snapshot_new(uint64_t pages)
 		return NULL;
 	sn->saved = calloc(pages / 64 + 1, sizeof *sn->saved);
 	sn->buf = malloc(SNAP_CHUNK_PAGES * SNAP_PAGE);
+	sn->one = malloc(SNAP_PAGE);
 	sn->obj = malloc(CODEC_PAGE);
-	if (!sn->saved || !sn->buf || !sn->obj) {
+	if (!sn->saved || !sn->buf || !sn->one || !sn->obj) {
 		free(sn->saved);
 		free(sn->buf);
+		free(sn->one);
 		free(sn->obj);
 		free(sn);
 		return NULL;
@@ -417,6 +420,7 @@ static void snapshot_free(struct vm *vm, struct snapshot *sn)
 	map_release(vm, &sn->map);
 	free(sn->saved);
 	free(sn->buf);
+	free(sn->one);
 	free(sn->obj);
 	free(sn);
 }

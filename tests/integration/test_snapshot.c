@@ -257,10 +257,13 @@ static size_t image_count_inconsistent(const char *in, const struct writer *wr, 
 	return bad;
 }
 
-Test(snapshot, a_running_vm_image_is_its_memory_at_one_instant)
+/* The writer's guest of 64 MiB, held to limit (0: none), a third of it
+ * evicted first: writes to those pages fault MISSING and are filled (and
+ * under a limit evict others) while the image is written. */
+static void expect_one_instant(uint64_t limit)
 {
 	struct guest g;
-	guest_attach(&g, &srv, "running", 64 << 20, NULL);
+	guest_attach(&g, &srv, "running", 64 << 20, &(struct memsrv_vm){ .limit_bytes = limit });
 	struct writer wr = { .g = &g, .pages = g.size / PAGE };
 	wr.log = calloc(LOG_MAX, sizeof *wr.log);
 	cr_assert_not_null(wr.log);
@@ -295,6 +298,16 @@ Test(snapshot, a_running_vm_image_is_its_memory_at_one_instant)
 	free(wr.log);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
+}
+
+Test(snapshot, a_running_vm_image_is_its_memory_at_one_instant)
+{
+	expect_one_instant(0);
+}
+
+Test(snapshot, a_running_vm_at_its_limit_evicting_meanwhile_is_imaged_at_one_instant)
+{
+	expect_one_instant(40 << 20);
 }
 
 /* ---- refusals: each names its field, and nothing is harmed ---- */
