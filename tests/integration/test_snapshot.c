@@ -284,6 +284,9 @@ static void expect_one_instant(uint64_t limit)
 	cr_assert_gt(after - before, 100, "the writer wrote only %lu pages during the snapshot: no test",
 		     (unsigned long)(after - before));
 	uint64_t writes_saved = r->writes_saved, max_pause_ns = r->max_pause_ns;
+	cr_log_info("64 MiB, limit %lu MiB: snapshot %.1f ms, %lu writes during it, %lu saved first, longest wait %.1f us",
+		    (unsigned long)(limit >> 20), r->duration_ns / 1e6, (unsigned long)(after - before),
+		    (unsigned long)writes_saved, max_pause_ns / 1e3);
 	memsrv__server_message__free_unpacked(m, NULL);
 
 	uint64_t instant;
