@@ -1,12 +1,16 @@
-/* control: the requests of memsrv-ctl — list, info, stats, evict, balloon. */
+/* control: the requests of memsrv-ctl — list, info, stats, evict, balloon,
+ * set, check, snapshot. */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "balancer.h"
+#include "image.h"
 #include "log.h"
 #include "server.h"
 #include "setting_hooks.h"
@@ -206,6 +210,76 @@ static void do_evict(struct server *srv, int fd, const Memsrv__EvictRequest *req
 	vm_post_job(vm, job);
 }
 
+/* Whether dir can take a new image: an absolute path to a directory memsrv
+ * may write, with no image in it.  0, or the errno with the Error sent. */
+static int check_snapshot_dir(int fd, const char *dir)
+{
+	char img[PATH_MAX];
+	struct stat st;
+	if (dir[0] != '/') {
+		wire_send_error(fd, EINVAL, "snapshot.dir", "'%s' is not an absolute path (memsrv's working directory is not "
+				"the client's)", dir);
+		return EINVAL;
+	}
+	if (strlen(dir) + sizeof "/" IMAGE_PARTIAL_FILE > sizeof img) {
+		wire_send_error(fd, ENAMETOOLONG, "snapshot.dir", "the path is too long");
+		return ENAMETOOLONG;
+	}
+	if (stat(dir, &st)) {
+		int err = errno;
+		wire_send_error(fd, err, "snapshot.dir", "%s: %s", dir, strerror(err));
+		return err;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		wire_send_error(fd, ENOTDIR, "snapshot.dir", "%s is not a directory", dir);
+		return ENOTDIR;
+	}
+	if (access(dir, W_OK | X_OK)) {
+		int err = errno;
+		wire_send_error(fd, err, "snapshot.dir", "memsrv may not write in %s: %s", dir, strerror(err));
+		return err;
+	}
+	snprintf(img, sizeof img, "%s/" IMAGE_FILE, dir);
+	if (!lstat(img, &st)) {
+		wire_send_error(fd, EEXIST, "snapshot.dir", "%s holds an image already (%s): an image is never overwritten",
+				dir, IMAGE_FILE);
+		return EEXIST;
+	}
+	return 0;
+}
+
+/* Checked here, written by the VM thread, which answers when the image is
+ * complete (or why not). */
+static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotRequest *req, bool *fd_taken)
+{
+	struct vm *vm = server_find_vm(srv, req->name);
+	if (!vm) {
+		wire_send_error(fd, ENOENT, "snapshot.name", "no VM named %s is attached", req->name);
+		return;
+	}
+	if (!vm->evictable) {
+		wire_send_error(fd, EOPNOTSUPP, "snapshot.name",
+				"VM %s cannot be write-protected, so a consistent image of it cannot be taken: %s", vm->name,
+				vm->not_evictable_reason);
+		return;
+	}
+	if (check_snapshot_dir(fd, req->dir))
+		return;
+	struct vm_job *job = calloc(1, sizeof *job);
+	char *dir = strdup(req->dir);
+	if (!job || !dir) {
+		free(job);
+		free(dir);
+		wire_send_error(fd, ENOMEM, NULL, "out of memory");
+		return;
+	}
+	job->kind = VM_JOB_SNAPSHOT;
+	job->dir = dir;
+	job->reply_fd = fd;
+	*fd_taken = true;
+	vm_post_job(vm, job);
+}
+
 /* Passes the target on to the VMM and answers once it is sent: the VMM
  * does not reply to BalloonTarget, so there is nothing more to wait for. */
 static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest *req)
@@ -397,6 +471,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_CHECK:
 		do_check(srv, fd);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT:
+		do_snapshot(srv, fd, msg->snapshot, fd_taken);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

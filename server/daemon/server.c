@@ -291,7 +291,8 @@ static unsigned sessions_of_uid(const struct server *srv, uid_t uid)
 static bool steers(const Memsrv__ClientMessage *msg)
 {
 	return msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_EVICT ||
-	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET;
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET ||
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT;
 }
 
 /* The fds memsrv has open now.  Counted, not kept in step by hand: the

@@ -22,6 +22,7 @@
 #include "fault.h"
 #include "log.h"
 #include "uffd.h"
+#include "snapshot.h"
 #include "uffd_op.h"
 #include "victim_runs.h"
 
@@ -120,6 +121,8 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	res->stored_pages += kept - zero;
 	res->stored_bytes += stored_bytes;
 
+	if (vm->eng.snapshot)
+		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */
 	int wp = writeprotect_retry(vm, addr, count * ps, false);
 	if (wp && !ret)
 		ret = wp;
@@ -149,6 +152,8 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 		vm_policy_gone(vm, r, idx);
 		atomic_fetch_sub(&vm->resident_bytes, ps);
 	}
+	if (vm->eng.snapshot)
+		snapshot_before_unprotect(vm, r, idx, 1);
 	int wp = writeprotect_retry(vm, addr, ps, false);
 	if (ret && uffd_vmm_gone(ret))
 		fault_vmm_gone(vm, ret);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "poison.h"
 #include "sampler.h"
+#include "snapshot.h"
 #include "swap_reads.h"
 #include "uffd.h"
 #include "uffd_op.h"
@@ -130,6 +131,8 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
 	for (uint64_t p = first; p < first + count; p++) {
+		if (vm->eng.snapshot)
+			snapshot_before_fill(vm, r, p);  /* a filled page is writable: its content at the snapshot's instant first */
 		page_table_set(&r->pt, p, pe_arriving(r->pt.entries[p]));
 		/* only the faulting page was used; its neighbours came along */
 		bool used = r->first_page + p == vm->eng.fault_page;
@@ -420,6 +423,8 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	vm->eng.fault_page = r->first_page + idx;
 	vm->eng.fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+		if (vm->eng.snapshot)
+			snapshot_before_write(vm, r, idx, t_read);  /* the page as it was, before the write goes on */
 		serve_wp_fault(vm, r, idx, addr);
 		return;
 	}

@@ -233,6 +233,7 @@ static void refuse_jobs(struct vm *vm)
 			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s detached before the request ran", vm->name);
 			close(job->reply_fd);
 		}
+		free(job->dir);
 		free(job);
 	}
 }

@@ -6,7 +6,7 @@
  * by every VM, and locks inside.  The server thread creates and destroys the
  * VM, writes its quota and balloon parts and reads its counters (atomics)
  * for the control requests; work for the VM thread (evict, detach,
- * shutdown, discard, restore: enum vm_job_kind) goes through vm_post_job(),
+ * shutdown, discard, restore, snapshot: enum vm_job_kind) goes through vm_post_job(),
  * changed settings through vm_post_wakeup().
  */
 #ifndef MEMSRV_VM_H
@@ -94,6 +94,7 @@ enum vm_job_kind {
 	VM_JOB_SHUTDOWN,  /* memsrv leaves: restore everything, say Goodbye, stop */
 	VM_JOB_DISCARD,   /* the VMM's Discard of [addr, addr + len) */
 	VM_JOB_RESTORE,   /* put every page back (another process maps the RAM), stay attached */
+	VM_JOB_SNAPSHOT,  /* an image of its memory into dir (snapshot.h), answer SnapshotReply */
 };
 
 struct vm_job {
@@ -102,11 +103,13 @@ struct vm_job {
 	bool all;
 	bool restore;            /* DETACH */
 	uint64_t addr, len;      /* DISCARD */
+	char *dir;               /* SNAPSHOT: absolute, the job owns it */
 	int reply_fd;            /* where the reply goes; the job owns it */
 	struct vm_job *next;
 };
 
 struct vm_state_header;
+struct snapshot;
 
 /* The node's share for the VM and what it is judged by.  The server thread
  * (Hello, memsrv-ctl set, the balancer) writes the bounds; the VM thread
@@ -174,6 +177,7 @@ struct vm_engine {
 	struct sampler *sampler;  /* pages in probation (sampler.c) */
 	void *page_buf;          /* one (huge) page for decompression and zero copies */
 	size_t page_buf_size;
+	struct snapshot *snapshot; /* a snapshot being written: faults save pages first (snapshot.h) */
 };
 
 /* The VM thread and how other threads reach it (vm.c, vm_thread.c): jobs

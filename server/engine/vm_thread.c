@@ -1,10 +1,11 @@
 /* vm_thread: the life of a VM's own thread — sleep on the uffd and the job
  * eventfd, serve faults (and keep polling briefly after a burst), and run
- * the jobs the server posts: evict, detach, shutdown.
+ * the jobs the server posts: evict, detach, shutdown, snapshot.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,9 +13,11 @@
 
 #include "discards.h"
 #include "fault.h"
+#include "image.h"
 #include "log.h"
 #include "vm_state.h"
 #include "sampler.h"
+#include "snapshot.h"
 #include "swap_reads.h"
 #include "wire.h"
 
@@ -154,6 +157,43 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 	reply_to(job->reply_fd, &msg);
 }
 
+static void run_snapshot(struct vm *vm, struct vm_job *job)
+{
+	struct snapshot_result res;
+	char why[512];
+	int ret = snapshot_run(vm, job->dir, &res, why, sizeof why);
+	if (ret) {
+		vm_warn(vm, "snapshot into %s failed: %s", job->dir, why);
+		wire_send_error(job->reply_fd, -ret, NULL, "snapshot of VM %s into %s failed: %s", vm->name, job->dir,
+				why);
+		return;
+	}
+	vm_info(vm, "snapshot into %s: %" PRIu64 " pages (%" PRIu64 " zero, %" PRIu64 " same-filled), %" PRIu64
+		" objects (%" PRIu64 " from the store) in %" PRIu64 " bytes, %" PRIu64 " ms, %" PRIu64
+		" writes saved first, longest wait %" PRIu64 " us", job->dir, res.pages, res.zero_pages,
+		res.samefilled_pages, res.objects, res.stored_objects, res.file_bytes, res.duration_ns / 1000000,
+		res.writes_saved, res.max_pause_ns / 1000);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/" IMAGE_FILE, job->dir);
+	Memsrv__SnapshotReply sr = MEMSRV__SNAPSHOT_REPLY__INIT;
+	sr.path = path;
+	sr.pages = res.pages;
+	sr.zero_pages = res.zero_pages;
+	sr.samefilled_pages = res.samefilled_pages;
+	sr.object_pages = res.object_pages;
+	sr.objects = res.objects;
+	sr.stored_objects = res.stored_objects;
+	sr.data_bytes = res.data_bytes;
+	sr.file_bytes = res.file_bytes;
+	sr.duration_ns = res.duration_ns;
+	sr.writes_saved = res.writes_saved;
+	sr.max_pause_ns = res.max_pause_ns;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY;
+	msg.snapshot_reply = &sr;
+	reply_to(job->reply_fd, &msg);
+}
+
 static void run_detach(struct vm *vm, struct vm_job *job)
 {
 	vm->eng.detaching = true;  /* no more eviction, whatever the limit */
@@ -209,10 +249,13 @@ static void run_jobs(struct vm *vm)
 			discards_apply(vm, job->addr, job->addr + job->len, DISCARD_REQUESTED);
 		else if (job->kind == VM_JOB_RESTORE)
 			run_restore(vm);
+		else if (job->kind == VM_JOB_SNAPSHOT)
+			run_snapshot(vm, job);
 		else
 			run_detach(vm, job);
 		if (job->reply_fd >= 0)
 			close(job->reply_fd);
+		free(job->dir);
 		free(job);
 	}
 }

@@ -417,6 +417,16 @@ static int read_decode(const struct store *s, struct codec_ctx *ctx, const struc
 	return *corrupt ? -EBADMSG : 0;
 }
 
+/* Lets go of a pin; an object that lost its last reference meanwhile goes.
+ * Under the lock. */
+static void unpin_locked(struct store *s, obj_id id)
+{
+	struct obj *o = obj_at(s, id);
+	o->pins--;
+	if (o->orphan && !o->pins && !o->writing)
+		free_obj(s, id);
+}
+
 /* Counts how a read of swap went and unpins its object, which goes if it
  * lost its last reference meanwhile.  Called with the lock held. */
 static void read_end_locked(struct store *s, const struct store_read *rd, int ret, int res, bool corrupt)
@@ -424,10 +434,7 @@ static void read_end_locked(struct store *s, const struct store_read *rd, int re
 	s->st.swap_checksum_errors += corrupt;
 	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
 		s->st.swap_read_errors++;
-	struct obj *o = obj_at(s, rd->id);
-	o->pins--;
-	if (o->orphan && !o->pins && !o->writing)
-		free_obj(s, rd->id);
+	unpin_locked(s, rd->id);
 }
 
 /* The candidate find_locked() pinned in swap: read and compared in full
@@ -850,6 +857,57 @@ int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
 	struct store_read rd;
 	int ret = store_fetch(s, ctx, id, page, &rd);
 	return ret == 1 ? store_read_now(s, ctx, &rd, page) : ret;
+}
+
+/* An object in memory as it is, under the lock. */
+static void stored_locked(struct store *s, const struct obj *o, void *buf, struct store_stored *out)
+{
+	out->samefilled = o->tier == TIER_SAMEFILL;
+	out->word = out->samefilled ? o->loc : 0;
+	out->len = out->samefilled ? 0 : o->len;
+	out->codec = (enum codec)o->codec;
+	if (!out->samefilled)
+		memcpy(buf, zpool_map(s->pool, o->loc), o->len);
+}
+
+int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *buf, struct store_stored *out)
+{
+	pthread_mutex_lock(&s->lock);
+	struct obj *o = obj_at(s, id);
+	if (o->tier == TIER_FREE || o->orphan) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOENT;
+	}
+	if (o->tier != TIER_SWAP) {
+		stored_locked(s, o, buf, out);
+		o->pins++;
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	struct store_read rd;
+	read_begin_locked(s, id, &rd);  /* the pin the caller keeps */
+	pthread_mutex_unlock(&s->lock);
+	/* checked like a fault's read: swap is not trusted */
+	static __thread uint8_t scratch[CODEC_PAGE];
+	bool corrupt;
+	int res = read_sync(&rd, sync_buf);
+	int ret = read_decode(s, ctx, &rd, sync_buf, res, scratch, &corrupt);
+	if (!ret) {
+		*out = (struct store_stored){ .len = rd.len, .codec = (enum codec)rd.codec };
+		memcpy(buf, sync_buf, rd.len);
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	read_end_locked(s, &rd, ret, res, corrupt);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void store_unpin(struct store *s, obj_id id)
+{
+	pthread_mutex_lock(&s->lock);
+	unpin_locked(s, id);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void store_wait_room(struct store *s, int timeout_ms)

@@ -99,6 +99,27 @@ int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_re
 /* Does rd's read synchronously (slow paths: detach, shutdown) and ends it. */
 int store_read_now(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, void *page);
 
+/* An object as the store keeps it (store_read_stored): one repeated word,
+ * or len bytes of codec's output (len CODEC_PAGE: the page itself, raw). */
+struct store_stored {
+	bool samefilled;
+	uint64_t word;      /* samefilled: the word */
+	uint32_t len;       /* else: the bytes copied */
+	enum codec codec;
+};
+
+/* Copies object id into buf (CODEC_PAGE bytes) as it is stored, neither
+ * decompressed nor compressed again: for a copy of the store's own (a
+ * snapshot image).  From the cache under the lock; from swap by a
+ * synchronous read, checked against the page's hash as a fault's read is
+ * (decompressed with ctx into scratch to check, the bytes handed over as
+ * read).  On success the object is pinned: its id names this content, and
+ * no other, until store_unpin(), whatever becomes of its references (a
+ * copy that maps ids to what it copied relies on it).  0 or -errno
+ * (-ENOENT: no such object; STORE_ERR_*, or the read's own). */
+int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *buf, struct store_stored *out);
+void store_unpin(struct store *s, obj_id id);
+
 /* Waits up to timeout_ms for writeback to make room in the cache. */
 void store_wait_room(struct store *s, int timeout_ms);
 

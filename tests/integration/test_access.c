@@ -67,6 +67,9 @@ static void as_nobody(gid_t group)
 	ret = ctl_balloon(srv.sock, "bystander", 4 << 20, &m);
 	if (answer_errno(ret, m) != EPERM)
 		_exit(15);
+	ret = ctl_snapshot(srv.sock, "bystander", "/tmp", &m);
+	if (answer_errno(ret, m) != EPERM)
+		_exit(16);  /* an image holds the guest's memory: the operator's */
 	_exit(0);
 }
 
@@ -94,7 +97,7 @@ Test(access, the_socket_is_0660_with_the_group_named)
 Test(access, a_group_member_reads_state_but_cannot_steer)
 {
 	int status = run_as_nobody(GROUP);
-	cr_assert_eq(status, 0, "check %d failed (11 list, 12 stats, 13 evict, 14 set, 15 balloon)", status);
+	cr_assert_eq(status, 0, "check %d failed (11 list, 12 stats, 13 evict, 14 set, 15 balloon, 16 snapshot)", status);
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "bystander");
 	cr_assert_eq(m->vm_info->limit_bytes, 0, "the refused set changed nothing");
 	memsrv__server_message__free_unpacked(m, NULL);

@@ -572,3 +572,96 @@ Test(store, a_failed_swap_read_names_its_cause_and_bad_content_is_a_checksum_err
 	for (unsigned i = 0; i < n; i++)
 		store_drop(s, fillers[i]);
 }
+
+/* store_read_stored hands an object over as it is kept: what decompresses
+ * to the page, with its codec, raw when it was kept raw, a word when
+ * same-filled, and from swap the bytes that were written there. */
+static void expect_stored_is(struct store *s, obj_id id, const uint8_t *page, bool raw)
+{
+	static uint8_t buf[CODEC_PAGE], back[CODEC_PAGE];
+	struct store_stored st;
+	cr_assert_eq(store_read_stored(s, ctx, id, buf, &st), 0);
+	store_unpin(s, id);
+	cr_assert_not(st.samefilled);
+	if (raw) {
+		cr_assert_eq(st.len, CODEC_PAGE);
+		cr_assert_arr_eq(buf, page, CODEC_PAGE);
+		return;
+	}
+	cr_assert_lt(st.len, CODEC_PAGE, "a compressible page is handed over compressed");
+	cr_assert_eq(codec_decompress(ctx, st.codec, buf, st.len, back), 0);
+	cr_assert_arr_eq(back, page, CODEC_PAGE);
+}
+
+Test(store, an_object_is_read_as_it_is_stored)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = store_create(&cfg);
+	uint8_t page[CODEC_PAGE], noise[CODEC_PAGE], same[CODEC_PAGE];
+	make_page(page, 3);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < CODEC_PAGE; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		noise[i] = (uint8_t)x;
+	}
+	uint64_t word = 0x0123456789abcdefull;
+	for (size_t i = 0; i < CODEC_PAGE; i += 8)
+		memcpy(same + i, &word, 8);
+	obj_id a, b, c;
+	struct store_put_info info;
+	cr_assert_eq(store_put(s, ctx, CODEC_ZSTD, page, &a, &info), 0);
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, noise, &b, &info), 0);
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, same, &c, &info), 0);
+	expect_stored_is(s, a, page, false);
+	static uint8_t buf[CODEC_PAGE];
+	struct store_stored st;
+	cr_assert_eq(store_read_stored(s, ctx, a, buf, &st), 0);
+	cr_assert_eq(st.codec, CODEC_ZSTD, "the codec it was stored with");
+	expect_stored_is(s, b, noise, true);
+	cr_assert_eq(store_read_stored(s, ctx, c, buf, &st), 0);
+	cr_assert(st.samefilled);
+	cr_assert_eq(st.word, word);
+	store_unpin(s, c);
+	store_drop(s, b);
+	store_drop(s, c);
+	cr_assert_eq(store_read_stored(s, ctx, b, buf, &st), -ENOENT, "a freed object is no object");
+
+	/* pinned, a that lost its last reference keeps its id: no new page
+	 * gets it, so a copy keyed by the id cannot name other content */
+	store_drop(s, a);
+	obj_id d;
+	make_page(page, 4);
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &d, &info), 0);
+	cr_assert_neq(d, a, "a pinned id was handed out again");
+	struct store_stats ss;
+	store_get_stats(s, &ss);
+	cr_assert_eq(ss.objects, 2, "a and d");
+	store_unpin(s, a);
+	store_get_stats(s, &ss);
+	cr_assert_eq(ss.objects, 1, "unpinned, a went");
+	store_drop(s, d);
+	store_destroy(s);
+}
+
+Test(store, an_object_in_swap_is_read_as_written_and_checked, .fini = swap_teardown)
+{
+	struct store *s = swap_store_create((struct store_config){ .cache_budget = 64 * 1024 });
+	uint8_t page[CODEC_PAGE];
+	struct store_put_info info;
+	make_page(page, 1);
+	obj_id a = put_waiting(s, page, &info);
+	static obj_id fillers[4096];
+	unsigned n = push_to_swap(s, a, fillers, 4096);
+	expect_stored_is(s, a, page, false);
+	struct store_stats st;
+	store_get_stats(s, &st);
+	cr_assert_eq(st.swap_read_errors, 0);
+	cr_assert_eq(st.swap_checksum_errors, 0);
+	/* the pin is released: the object goes with its last reference */
+	uint64_t objects = st.objects;
+	store_drop(s, a);
+	store_get_stats(s, &st);
+	cr_assert_eq(st.objects, objects - 1);
+	for (unsigned i = 0; i < n; i++)
+		store_drop(s, fillers[i]);
+}

@@ -205,3 +205,22 @@ int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
 	ctl_build_balloon(&r, vm, target_bytes);
 	return ctl_request(socket_path, &r.msg, reply);
 }
+
+void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__snapshot_request__init(&r->body.snapshot);
+	r->body.snapshot.name = (char *)vm;
+	r->body.snapshot.dir = (char *)dir;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT;
+	r->msg.snapshot = &r->body.snapshot;
+}
+
+int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply)
+{
+	if (!vm || !dir)
+		return -EINVAL;
+	struct ctl_req r;
+	ctl_build_snapshot(&r, vm, dir);
+	return ctl_request(socket_path, &r.msg, reply);
+}

@@ -17,6 +17,10 @@
 
 #ifndef MEMSRV_DEFAULT_SOCKET
 #define MEMSRV_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
+/* Writes an image of the VM's memory into dir (absolute); the reply
+ * (snapshot_reply) comes once the image is complete. */
+int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply);
+
 #endif
 
 /* Returns a connected socket (O_CLOEXEC), or the -errno of socket(2) or
@@ -46,6 +50,7 @@ struct ctl_req {
 		Memsrv__SetRequest set;
 		Memsrv__CheckRequest check;
 		Memsrv__BalloonRequest balloon;
+		Memsrv__SnapshotRequest snapshot;
 	} body;
 };
 
@@ -61,8 +66,10 @@ int ctl_set(const char *socket_path, const char *vm, const char *const *settings
 /* Every resident page if all, else at least bytes of them. */
 void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all);
 void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes);
+/* dir as memsrv is to see it: absolute (memsrv's working directory is not ours). */
+void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir);
 
-/* Replies: vm_list, vm_info, node_stats, evict_reply and balloon_reply, or
+/* Replies: vm_list, vm_info, node_stats, evict_reply, balloon_reply and snapshot_reply, or
  * an error. */
 int ctl_list(const char *socket_path, Memsrv__ServerMessage **reply);
 int ctl_info(const char *socket_path, const char *vm, Memsrv__ServerMessage **reply);
@@ -76,5 +83,9 @@ int ctl_evict(const char *socket_path, const char *vm, uint64_t bytes, bool all,
  * the request went out to the VMM. */
 int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
 		Memsrv__ServerMessage **reply);
+
+/* Writes an image of the VM's memory into dir (absolute); the reply
+ * (snapshot_reply) comes once the image is complete. */
+int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply);
 
 #endif

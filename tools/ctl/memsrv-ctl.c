@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -454,6 +455,8 @@ static void usage(FILE *f)
 		"  evict VM --all        evict every resident page\n"
 		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
 		"                        (suffix K, M, G; at most the VM's size)\n"
+		"  snapshot VM DIR       write a point-in-time image of the VM's memory to\n"
+		"                        DIR/memory.img, paused or running (DIR must exist)\n"
 		"  set VM key=value...   change a VM's settings, all or none:\n");
 	usage_settings(f, SETTING_SCOPE_VM);
 	fprintf(f, "  set node key=value... change the node's:\n");
@@ -500,7 +503,20 @@ static const struct command commands[] = {
 	{ "balloon", 1, MEMSRV__CLIENT_MESSAGE__MSG_BALLOON, MEMSRV__SERVER_MESSAGE__MSG_BALLOON_REPLY },
 	{ "set", -1, MEMSRV__CLIENT_MESSAGE__MSG_SET, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY },
 	{ "check", 0, MEMSRV__CLIENT_MESSAGE__MSG_CHECK, MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY },
+	{ "snapshot", 2, MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY },
 };
+
+/* path as memsrv is to see it: its working directory is not ours.  Only
+ * made absolute, not resolved: memsrv judges what is there.  0 or -errno. */
+static int absolute_path(const char *path, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+	if (path[0] == '/')
+		return snprintf(out, len, "%s", path) < (int)len ? 0 : -ENAMETOOLONG;
+	if (!getcwd(cwd, sizeof cwd))
+		return -errno;
+	return snprintf(out, len, "%s/%s", cwd, path) < (int)len ? 0 : -ENAMETOOLONG;
+}
 
 static void print_refusal(const Memsrv__Error *err)
 {
@@ -559,6 +575,7 @@ int main(int argc, char **argv)
 		return usage_error("unknown command '%s'", args[0]);
 	if (cmd->nargs < 0 ? nargs < 3 : nargs - 1 != cmd->nargs)
 		return usage_error(cmd->nargs < 0 ? "'%s' takes a VM name and key=value settings"
+				   : cmd->nargs == 2 ? "'%s' takes a VM name and a directory"
 				   : cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
 				   cmd->name);
 
@@ -567,6 +584,7 @@ int main(int argc, char **argv)
 	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_BALLOON && target_arg)
 		return usage_error("--target applies only to balloon");
 	struct ctl_req req;
+	char snapshot_dir[PATH_MAX];
 	uint64_t bytes = 0;
 	int err = 0;
 	switch (cmd->request) {
@@ -584,6 +602,13 @@ int main(int argc, char **argv)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SET:
 		ctl_build_set(&req, args[1], (const char *const *)args + 2, (size_t)nargs - 2);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT:
+		if ((err = absolute_path(args[2], snapshot_dir, sizeof snapshot_dir))) {
+			fprintf(stderr, PROG ": %s: %s\n", args[2], strerror(-err));
+			return EXIT_REFUSED;
+		}
+		ctl_build_snapshot(&req, args[1], snapshot_dir);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
 		if (!target_arg)

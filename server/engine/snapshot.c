@@ -1,0 +1,507 @@
+/* snapshot: a point-in-time image of a VM's memory, by write-protect
+ * (snapshot.h says how it stays consistent while the guest runs). */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "image.h"
+#include "log.h"
+#include "sampler.h"
+#include "swap_reads.h"
+#include "uffd_op.h"
+
+#define SNAP_PAGE 4096
+#define SNAP_CHUNK_PAGES EVICT_RUN_PAGES  /* read, saved and unprotected at once; faults are served between */
+#define SNAP_RAW_ABOVE (SNAP_PAGE / 4 * 3) /* compressed larger than this: written raw (reads need no decompression) */
+
+/* Store objects already in the image: id -> the image's index.  Every id
+ * in it is pinned (store_read_stored) until the end, so it names the same
+ * content all along.  Open addressing, id 0 marks a free slot. */
+struct obj_map {
+	uint32_t *ids;
+	uint64_t *index;
+	size_t cap, n;  /* cap: a power of two */
+};
+
+struct snapshot {
+	struct image_writer *w;
+	uint64_t *saved;     /* a bit per page (VM-wide): its content is in the image */
+	struct obj_map map;
+	uint8_t *buf;        /* SNAP_CHUNK_PAGES pages read from the fd by the walk */
+	uint8_t *one;        /* one page read from the fd by a hook */
+	uint8_t *obj;        /* one object's bytes */
+	int err;             /* the first failure, of the walk or of a hook */
+	char why[256];
+	struct snapshot_result res;
+};
+
+static bool is_saved(const struct snapshot *sn, uint64_t page)
+{
+	return sn->saved[page / 64] >> (page % 64) & 1;
+}
+
+static void set_saved(struct snapshot *sn, uint64_t page)
+{
+	sn->saved[page / 64] |= 1ull << (page % 64);
+}
+
+/* Keeps the first failure: it is what the requester is told. */
+__attribute__((format(printf, 3, 4)))
+static void fail(struct snapshot *sn, int err, const char *fmt, ...)
+{
+	if (sn->err)
+		return;
+	sn->err = err;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sn->why, sizeof sn->why, fmt, ap);
+	va_end(ap);
+}
+
+static size_t map_slot(const struct obj_map *m, uint32_t id)
+{
+	size_t i = (size_t)(id * 0x9e3779b9u) & (m->cap - 1);
+	while (m->ids[i] && m->ids[i] != id)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static bool map_find(const struct obj_map *m, uint32_t id, uint64_t *index)
+{
+	if (!m->cap)
+		return false;
+	size_t i = map_slot(m, id);
+	*index = m->index[i];
+	return m->ids[i] == id;
+}
+
+static int map_put(struct obj_map *m, uint32_t id, uint64_t index)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		/* half full at most: probes stay short */
+		struct obj_map bigger = { .cap = m->cap ? m->cap * 2 : 1024 };
+		bigger.ids = calloc(bigger.cap, sizeof *bigger.ids);
+		bigger.index = calloc(bigger.cap, sizeof *bigger.index);
+		if (!bigger.ids || !bigger.index) {
+			free(bigger.ids);
+			free(bigger.index);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->ids[i]) {
+				size_t j = map_slot(&bigger, m->ids[i]);
+				bigger.ids[j] = m->ids[i];
+				bigger.index[j] = m->index[i];
+			}
+		bigger.n = m->n;
+		free(m->ids);
+		free(m->index);
+		*m = bigger;
+	}
+	size_t i = map_slot(m, id);
+	m->ids[i] = id;
+	m->index[i] = index;
+	m->n++;
+	return 0;
+}
+
+/* Lets go of every object the image pinned. */
+static void map_release(struct vm *vm, struct obj_map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->ids[i])
+			store_unpin(vm->store, m->ids[i]);
+	free(m->ids);
+	free(m->index);
+	*m = (struct obj_map){ 0 };
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			memset((char *)buf + done, 0, len - done);  /* past the end: zeros */
+			break;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void save_word(struct snapshot *sn, uint64_t page, uint64_t word)
+{
+	if (!word) {
+		sn->res.zero_pages++;  /* every page of an image is zero until set */
+		return;
+	}
+	image_set_samefill(sn->w, page, word);
+	sn->res.samefilled_pages++;
+}
+
+static void add_object(struct snapshot *sn, uint64_t page, enum codec c, const void *data, uint32_t len,
+		       uint64_t *index)
+{
+	int ret = image_add_object(sn->w, c, data, len, index);
+	if (ret) {
+		fail(sn, ret, "writing the image failed: %s", strerror(-ret));
+		return;
+	}
+	image_set_object(sn->w, page, *index);
+	sn->res.objects++;
+	sn->res.object_pages++;
+	sn->res.data_bytes += len;
+}
+
+/* A stored page: its object as the store keeps it, written once. */
+static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_id id)
+{
+	uint64_t index;
+	if (map_find(&sn->map, id, &index)) {
+		image_set_object(sn->w, page, index);
+		sn->res.object_pages++;
+		return;
+	}
+	struct store_stored st;
+	int ret = store_read_stored(vm->store, vm->eng.codec_ctx, id, sn->obj, &st);
+	if (ret) {
+		fail(sn, ret, "page %" PRIu64 "'s stored copy cannot be read: %s", page, strerror(-ret));
+		return;
+	}
+	if (st.samefilled) {
+		store_unpin(vm->store, id);  /* a word is no object: nothing to map */
+		save_word(sn, page, st.word);
+		return;
+	}
+	add_object(sn, page, st.codec, sn->obj, st.len, &index);
+	if (!sn->err && map_put(&sn->map, id, index))
+		fail(sn, -ENOMEM, "out of memory");
+	if (sn->err) {
+		store_unpin(vm->store, id);
+		return;
+	}
+	sn->res.stored_objects++;
+}
+
+/* A page's content as it was read: a word, or compressed with the VM's codec. */
+static void save_content(struct vm *vm, struct snapshot *sn, uint64_t page, const void *data)
+{
+	uint64_t word, index;
+	if (page_is_samefilled(data, &word)) {
+		save_word(sn, page, word);
+		return;
+	}
+	enum codec c = (enum codec)atomic_load(&vm->codec);
+	const void *out;
+	uint32_t len = codec_compress(vm->eng.codec_ctx, c, data, SNAP_RAW_ABOVE + 1, &out);
+	if (!len) {
+		len = IMAGE_RAW_LEN;
+		out = data;
+	}
+	add_object(sn, page, c, out, len, &index);
+}
+
+/* Saves page idx of r as its entry says it is now; data: its content read
+ * already if it is resident (NULL: read it here). */
+static void save_page(struct vm *vm, struct snapshot *sn, struct region *r, uint64_t idx, const void *data)
+{
+	uint64_t page = r->first_page + idx;
+	page_entry e = r->pt.entries[idx];
+	switch (pe_state(e)) {
+	case PAGE_NEVER:
+	case PAGE_ZERO:
+		save_word(sn, page, 0);
+		break;
+	case PAGE_STORED:
+		save_stored(vm, sn, page, (obj_id)pe_handle(e));
+		break;
+	case PAGE_PROBATION:
+		save_content(vm, sn, page, sampler_page(vm, e));
+		break;
+	case PAGE_POISONED:
+		fail(sn, -EIO, "page %" PRIu64 " (guest address 0x%" PRIx64 ") was lost and is poisoned: an image "
+		     "would hold something else in its place", page, r->guest_phys_addr + idx * SNAP_PAGE);
+		return;
+	case PAGE_RESIDENT:
+	default:
+		if (!data) {
+			int ret = pread_full(r->fd, sn->one, SNAP_PAGE, r->fd_offset + idx * SNAP_PAGE);
+			if (ret) {
+				fail(sn, ret, "reading page %" PRIu64 " from the VM's memory failed: %s", page,
+				     strerror(-ret));
+				return;
+			}
+			data = sn->one;
+		}
+		save_content(vm, sn, page, data);
+		break;
+	}
+	if (!sn->err)
+		set_saved(sn, page);
+}
+
+static int writeprotect(struct vm *vm, struct region *r, uint64_t first, uint64_t count, bool protect)
+{
+	if (r->unmapped || vm->eng.vmm_gone)
+		return 0;  /* nothing maps it: no write can come */
+	struct uffd_wp_range w = {
+		.addr = r->host_addr + first * SNAP_PAGE, .len = count * SNAP_PAGE, .protect = protect
+	};
+	static const struct uffd_op op = { .run = uffd_op_writeprotect };
+	int ret;
+	if (uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY)
+		return vm->thr.stopping ? -ESHUTDOWN : -ESRCH;
+	if (ret && uffd_vmm_gone(ret))
+		fault_vmm_gone(vm, ret);
+	return ret;
+}
+
+void snapshot_before_write(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read)
+{
+	struct snapshot *sn = vm->eng.snapshot;
+	if (is_saved(sn, r->first_page + idx))
+		return;
+	save_page(vm, sn, r, idx, NULL);
+	uint64_t pause = monotonic_ns() - t_read;
+	sn->res.writes_saved++;
+	if (pause > sn->res.max_pause_ns)
+		sn->res.max_pause_ns = pause;
+}
+
+void snapshot_before_fill(struct vm *vm, struct region *r, uint64_t idx)
+{
+	struct snapshot *sn = vm->eng.snapshot;
+	if (!is_saved(sn, r->first_page + idx))
+		save_page(vm, sn, r, idx, NULL);
+}
+
+void snapshot_before_unprotect(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
+{
+	struct snapshot *sn = vm->eng.snapshot;
+	for (uint64_t p = first; p < first + count; p++)
+		if (!is_saved(sn, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
+			save_page(vm, sn, r, p, NULL);
+}
+
+/* Saves the pages of one chunk not saved yet, then lets the guest write them. */
+static int walk_chunk(struct vm *vm, struct snapshot *sn, struct region *r, uint64_t first, uint64_t count)
+{
+	bool resident = false;
+	for (uint64_t p = first; p < first + count; p++)
+		resident |= !is_saved(sn, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+	if (resident) {
+		int ret = pread_full(r->fd, sn->buf, count * SNAP_PAGE, r->fd_offset + first * SNAP_PAGE);
+		if (ret) {
+			fail(sn, ret, "reading the VM's memory failed: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	for (uint64_t p = first; p < first + count && !sn->err; p++) {
+		if (is_saved(sn, r->first_page + p))
+			continue;
+		bool here = pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+		save_page(vm, sn, r, p, here ? sn->buf + (p - first) * SNAP_PAGE : NULL);
+	}
+	if (sn->err)
+		return sn->err;
+	int ret = writeprotect(vm, r, first, count, false);
+	if (ret)
+		fail(sn, ret, "unprotecting the VM's memory failed: %s", strerror(-ret));
+	return ret;
+}
+
+/* Every page, in order, faults served between chunks. */
+static int walk(struct vm *vm, struct snapshot *sn)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		for (uint64_t first = 0; first < r->pt.npages; first += SNAP_CHUNK_PAGES) {
+			uint64_t n = r->pt.npages - first < SNAP_CHUNK_PAGES ? r->pt.npages - first : SNAP_CHUNK_PAGES;
+			if (walk_chunk(vm, sn, r, first, n))
+				return sn->err;
+			/* the guest runs on: its faults wait for no more than a chunk */
+			fault_serve_available(vm);
+			if (swap_reads_ready(vm))
+				swap_reads_reap(vm);
+			if (vm->thr.stopping)
+				fail(sn, -ESHUTDOWN, "VM %s is going away", vm->name);
+			else if (vm->eng.vmm_gone)
+				fail(sn, -ESRCH, "VM %s's VMM is gone", vm->name);
+			if (sn->err)
+				return sn->err;
+		}
+	}
+	return 0;
+}
+
+/* Whether every region can be write-protected and read from its fd. */
+static int check_vm(struct vm *vm, char *why, size_t len)
+{
+	if (vm->eng.vmm_gone) {
+		snprintf(why, len, "VM %s's VMM is gone", vm->name);
+		return -ESRCH;
+	}
+	pid_t other = atomic_load(&vm->unprotected_by);
+	if (other) {
+		snprintf(why, len, "process %d maps VM %s's RAM outside memsrv's userfaultfd: its writes could not be "
+			 "caught", (int)other, vm->name);
+		return -EBUSY;
+	}
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		if (!r->evictable || r->page_size != SNAP_PAGE || r->fd < 0) {
+			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
+				 "so a consistent image of it cannot be taken: %s", vm->name, i, r->guest_phys_addr,
+				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");
+			return -EOPNOTSUPP;
+		}
+	}
+	uint64_t poisoned = vm_count(vm, PAGE_POISONED);
+	if (poisoned) {
+		snprintf(why, len, "VM %s holds %" PRIu64 " poisoned pages whose content is lost: an image would hold "
+			 "something else in their place", vm->name, poisoned);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void layout_of(const struct vm *vm, struct image_info *info)
+{
+	memset(info, 0, sizeof *info);
+	snprintf(info->vm_name, sizeof info->vm_name, "%s", vm->name);
+	info->n_regions = vm->n_regions;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		info->regions[i] = (struct image_region){
+			.guest_phys_addr = vm->regions[i].guest_phys_addr,
+			.size = vm->regions[i].size,
+			.page_size = vm->regions[i].page_size,
+		};
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	info->created_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+static struct snapshot *snapshot_new(uint64_t pages)
+{
+	struct snapshot *sn = calloc(1, sizeof *sn);
+	if (!sn)
+		return NULL;
+	sn->saved = calloc(pages / 64 + 1, sizeof *sn->saved);
+	sn->buf = malloc(SNAP_CHUNK_PAGES * SNAP_PAGE);
+	sn->one = malloc(SNAP_PAGE);
+	sn->obj = malloc(CODEC_PAGE);
+	if (!sn->saved || !sn->buf || !sn->one || !sn->obj) {
+		free(sn->saved);
+		free(sn->buf);
+		free(sn->one);
+		free(sn->obj);
+		free(sn);
+		return NULL;
+	}
+	return sn;
+}
+
+static void snapshot_free(struct vm *vm, struct snapshot *sn)
+{
+	map_release(vm, &sn->map);
+	free(sn->saved);
+	free(sn->buf);
+	free(sn->one);
+	free(sn->obj);
+	free(sn);
+}
+
+/* Write-protects every region: the instant of the image.  Pages in
+ * probation are saved at once (the sampler puts them back without a fill). */
+static int begin(struct vm *vm, struct snapshot *sn)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		int ret = writeprotect(vm, r, 0, r->pt.npages, true);
+		if (ret) {
+			fail(sn, ret, "write-protecting VM %s's memory failed: %s", vm->name, strerror(-ret));
+			return ret;
+		}
+	}
+	for (unsigned i = 0; i < vm->n_regions && !sn->err; i++) {
+		struct region *r = &vm->regions[i];
+		if (!page_table_count(&r->pt, PAGE_PROBATION))
+			continue;
+		for (uint64_t p = 0; p < r->pt.npages && !sn->err; p++)
+			if (pe_state(r->pt.entries[p]) == PAGE_PROBATION)
+				save_page(vm, sn, r, p, NULL);
+	}
+	return sn->err;
+}
+
+/* Lets the guest write every page again, whatever the walk reached. */
+static void end(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		int ret = writeprotect(vm, r, 0, r->pt.npages, false);
+		if (ret && !vm->eng.vmm_gone)
+			vm_err(vm, "unprotecting its memory after a snapshot failed: %s", strerror(-ret));
+	}
+}
+
+static uint64_t file_size(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s", dir, IMAGE_FILE);
+	return stat(path, &st) ? 0 : (uint64_t)st.st_size;
+}
+
+int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, char *why, size_t len)
+{
+	memset(res, 0, sizeof *res);
+	int ret = check_vm(vm, why, len);
+	if (ret)
+		return ret;
+	struct image_info layout;
+	layout_of(vm, &layout);
+	struct snapshot *sn = snapshot_new(vm_total_pages(vm));
+	if (!sn) {
+		snprintf(why, len, "out of memory");
+		return -ENOMEM;
+	}
+	ret = image_create(dir, &layout, &sn->w, why, len);
+	if (ret) {
+		snapshot_free(vm, sn);
+		return ret;
+	}
+	uint64_t t0 = monotonic_ns();
+	vm->eng.snapshot = sn;
+	if (!begin(vm, sn))
+		walk(vm, sn);
+	vm->eng.snapshot = NULL;
+	end(vm);
+	sn->res.pages = vm_total_pages(vm);
+	if (sn->err) {
+		image_abort(sn->w);
+		ret = sn->err;
+		snprintf(why, len, "%s", sn->why);
+	} else {
+		ret = image_commit(sn->w, why, len);
+	}
+	sn->res.duration_ns = monotonic_ns() - t0;
+	sn->res.file_bytes = ret ? 0 : file_size(dir);
+	*res = sn->res;
+	snapshot_free(vm, sn);
+	return ret;
+}
