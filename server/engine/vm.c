@@ -193,6 +193,13 @@ void vm_post_job(struct vm *vm, struct vm_job *job)
 		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 }
 
+void vm_job_free(struct vm_job *job)
+{
+	if (job)
+		free(job->dir);
+	free(job);
+}
+
 void vm_shutdown(struct vm *vm)
 {
 	struct vm_job *job = calloc(1, sizeof *job);
@@ -233,8 +240,7 @@ static void refuse_jobs(struct vm *vm)
 			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s detached before the request ran", vm->name);
 			close(job->reply_fd);
 		}
-		free(job->dir);
-		free(job);
+		vm_job_free(job);
 	}
 }
 

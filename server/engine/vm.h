@@ -261,6 +261,8 @@ void vm_destroy(struct vm *vm);
 /* Restores every evicted page, tells the VMM it may run unmanaged, and
  * stops the VM thread; follow with vm_destroy(). */
 void vm_shutdown(struct vm *vm);
+/* Frees a job and what it owns but its reply_fd. */
+void vm_job_free(struct vm_job *job);
 /* Hands a job to the VM thread; it owns the job from then on. */
 void vm_post_job(struct vm *vm, struct vm_job *job);
 /* Wakes the VM thread to look at changed settings. */

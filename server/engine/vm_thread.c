@@ -255,8 +255,7 @@ static void run_jobs(struct vm *vm)
 			run_detach(vm, job);
 		if (job->reply_fd >= 0)
 			close(job->reply_fd);
-		free(job->dir);
-		free(job);
+		vm_job_free(job);
 	}
 }
 

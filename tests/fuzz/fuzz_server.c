@@ -173,7 +173,7 @@ static void fuzz_control(const Memsrv__ClientMessage *msg)
 	bool taken = false;
 	control_handle(&srv, fd, msg, &taken);
 	if (taken) {
-		/* an evict went to vm1's thread, which never runs: answer for it */
+		/* a job (evict, snapshot) went to vm1's thread, which never runs: answer for it */
 		pthread_mutex_lock(&vm1->thr.job_lock);
 		struct vm_job *job = vm1->thr.jobs;
 		vm1->thr.jobs = NULL;
@@ -184,7 +184,7 @@ static void fuzz_control(const Memsrv__ClientMessage *msg)
 			abort();
 		}
 		close(job->reply_fd);
-		free(job);
+		vm_job_free(job);
 	} else {
 		close(fd);
 	}

@@ -153,6 +153,15 @@ static void controls(void)
 	ev.has_all = ev.all = true;
 	client("evict-all", &m);
 
+	Memsrv__SnapshotRequest snap = MEMSRV__SNAPSHOT_REQUEST__INIT;
+	snap.name = "vm1";
+	snap.dir = "/tmp";
+	m.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT;
+	m.snapshot = &snap;
+	client("snapshot", &m);
+	snap.dir = "relative/dir";
+	client("snapshot-relative", &m);
+
 	Memsrv__BalloonRequest bal = MEMSRV__BALLOON_REQUEST__INIT;
 	bal.name = "vm1";
 	bal.target_bytes = 8 << 20;
@@ -267,6 +276,14 @@ static void replies(void)
 	m.msg_case = MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY;
 	m.evict_reply = &er;
 	server("evict-reply", &m);
+
+	Memsrv__SnapshotReply snr = MEMSRV__SNAPSHOT_REPLY__INIT;
+	snr.path = "/tmp/img/memory.img";
+	snr.pages = 65536;
+	snr.objects = 1000;
+	m.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY;
+	m.snapshot_reply = &snr;
+	server("snapshot-reply", &m);
 
 	Memsrv__BalloonReply blr = MEMSRV__BALLOON_REPLY__INIT;
 	blr.target_bytes = 8 << 20;
