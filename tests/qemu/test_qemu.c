@@ -14,7 +14,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +33,8 @@ TestSuite(qemu, .init = setup, .fini = teardown, .timeout = 600);
 
 /* The guest's CPU model; NULL: QEMU's default (qemu64, an AMD-like CPU). */
 static const char *guest_cpu;
+/* A QMP socket for the next guest_boot (a path); NULL: none. */
+static const char *guest_qmp;
 
 struct guest {
 	pid_t pid;
@@ -53,7 +57,7 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 {
 	const char *qemu = getenv("QEMU_BIN"), *dir = getenv("GUEST_DIR");
 	cr_assert(qemu && dir, "QEMU_BIN and GUEST_DIR must be set (tools/check sets them)");
-	char backend[512], kernel[256], initrd[256], append[512];
+	char backend[512], kernel[256], initrd[256], append[512], qmp[256];
 	if (memsrv)
 		snprintf(backend, sizeof backend,
 			 "memory-backend-memsrv,id=ram0,size=256M,socket=%s,name=%s%s%s%s", srv.sock, name,
@@ -63,14 +67,25 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 	snprintf(kernel, sizeof kernel, "%s/vmlinuz", dir);
 	snprintf(initrd, sizeof initrd, "%s/initramfs.cpio.gz", dir);
 	snprintf(append, sizeof append, "console=ttyS0 quiet panic=-1 %s", cmdline);
-	const char *argv[] = {
+	const char *argv[32] = {
 		qemu, "-machine", "q35,memory-backend=ram0", "-accel", "tcg", "-m", "256M",
 		"-object", backend, "-nographic", "-no-reboot", "-nic", "none",
 		"-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
 		"-kernel", kernel, "-initrd", initrd, "-append", append,
 		"-cpu", guest_cpu ? guest_cpu : "qemu64",
-		balloon ? "-device" : NULL, "virtio-balloon-pci", NULL,
 	};
+	size_t argc = 0;
+	while (argv[argc])
+		argc++;
+	if (balloon) {
+		argv[argc++] = "-device";
+		argv[argc++] = "virtio-balloon-pci";
+	}
+	if (guest_qmp) {
+		snprintf(qmp, sizeof qmp, "unix:%s,server=on,wait=off", guest_qmp);
+		argv[argc++] = "-qmp";
+		argv[argc++] = qmp;
+	}
 	int out[2];
 	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
 	snprintf(g->name, sizeof g->name, "%s", name);
@@ -479,19 +494,163 @@ Test(qemu, prealloc_is_refused_clearly)
 	cr_assert_eq(ctl_vm_count(&srv), 0);
 }
 
-Test(qemu, migration_is_blocked_and_dump_guest_memory_works)
+Test(qemu, savevm_needs_x_ignore_shared_and_dump_guest_memory_works)
 {
 	char args[512], out[8192], input[512], dump[256];
 	snprintf(dump, sizeof dump, "%s/guest.dump", srv.dir);
 	snprintf(args, sizeof args, "-S -display none -serial none -monitor stdio "
 		 "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=monitored", srv.sock);
-	snprintf(input, sizeof input, "migrate \"exec:cat >/dev/null\"\ndump-guest-memory %s\nquit\n", dump);
+	/* with the capability, savevm gets past the check to the next one: this
+	 * guest has no disk for the snapshot */
+	snprintf(input, sizeof input, "savevm before\nmigrate_set_capability x-ignore-shared on\nsavevm after\n"
+		 "dump-guest-memory %s\nquit\n", dump);
 	cr_assert_eq(qemu_run(args, input, out, sizeof out), 0, "%s", out);
-	cr_assert(strstr(out, "migration is not supported while memsrv manages"), "%s", out);
+	cr_assert_eq(occurrences(out, "guest RAM lives in memsrv; migrate with the x-ignore-shared capability"), 1,
+		     "savevm without x-ignore-shared is refused, saying why, and only then: %s", out);
+	cr_assert(strstr(out, "no block device can store vmstate"), "savevm with it is not refused for the RAM: %s", out);
 	struct stat st;
 	cr_assert_eq(stat(dump, &st), 0, "dump-guest-memory wrote nothing: %s", out);
 	cr_assert_geq(st.st_size, 64 << 20, "the dump holds all of the guest's RAM");
 	cr_assert(wait_until(vm_gone, "monitored", 5000), "the VM is still attached after QEMU quit");
+}
+
+/* ---- QMP: the guest's machine-readable monitor ---- */
+
+struct qmp {
+	int fd;
+	FILE *in;
+};
+
+/* Sends one command (JSON) and copies its answer, the line holding
+ * "return" or "error", into reply; events before it are skipped. */
+static void qmp_cmd(struct qmp *q, const char *cmd, char *reply, size_t len)
+{
+	cr_assert_eq(write(q->fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+	cr_assert_eq(write(q->fd, "\n", 1), 1);
+	while (fgets(reply, (int)len, q->in))
+		if (strstr(reply, "\"return\"") || strstr(reply, "\"error\""))
+			return;
+	cr_assert_fail("QMP closed after %s", cmd);
+}
+
+/* The same, asserting that the command succeeded. */
+static void qmp_ok(struct qmp *q, const char *cmd)
+{
+	char reply[8192];
+	qmp_cmd(q, cmd, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"return\""), "%s: %s", cmd, reply);
+}
+
+/* Connects to QEMU's QMP socket (it listens from its start on) and leaves
+ * capability negotiation. */
+static void qmp_connect(struct qmp *q, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	cr_assert_lt(strlen(path), sizeof sa.sun_path, "a QMP socket path too long: %s", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	q->fd = -1;
+	for (int tries = 0; tries < 200 && q->fd < 0; tries++) {
+		q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert_geq(q->fd, 0);
+		if (connect(q->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+			close(q->fd);
+			q->fd = -1;
+			usleep(50000);
+		}
+	}
+	cr_assert_geq(q->fd, 0, "no QMP socket at %s", path);
+	q->in = fdopen(dup(q->fd), "r");
+	cr_assert(q->in);
+	char greeting[4096];
+	cr_assert(fgets(greeting, sizeof greeting, q->in) && strstr(greeting, "\"QMP\""), "no QMP greeting");
+	qmp_ok(q, "{\"execute\": \"qmp_capabilities\"}");
+}
+
+static void qmp_close(struct qmp *q)
+{
+	fclose(q->in);
+	close(q->fd);
+}
+
+/* Polls query-migrate until the migration ended (completed, failed or
+ * cancelled); its last answer is in reply. */
+static void qmp_migration_end(struct qmp *q, char *reply, size_t len)
+{
+	for (int waited = 0; waited < 60000; waited += 100) {
+		qmp_cmd(q, "{\"execute\": \"query-migrate\"}", reply, len);
+		if (strstr(reply, "\"status\": \"completed\"") || strstr(reply, "\"status\": \"failed\"") ||
+		    strstr(reply, "\"status\": \"cancelled\""))
+			return;
+		usleep(100000);
+	}
+	cr_assert_fail("the migration still runs after 60 s: %s", reply);
+}
+
+/* The size of what exec:cat wrote: it may still be writing when QEMU says
+ * the migration completed. */
+static off_t file_size_settled(const char *path)
+{
+	struct stat st;
+	off_t last = -1;
+	for (int waited = 0; waited < 5000; waited += 100) {
+		if (stat(path, &st) == 0 && st.st_size > 0 && st.st_size == last)
+			return last;
+		last = stat(path, &st) == 0 ? st.st_size : -1;
+		usleep(100000);
+	}
+	return last;
+}
+
+Test(qemu, migration_needs_x_ignore_shared_and_then_carries_device_state_only)
+{
+	char qmp_path[256], state[256], refused[256], cmd[512], reply[8192], line[512];
+	snprintf(qmp_path, sizeof qmp_path, "%s/qmp.sock", srv.dir);
+	snprintf(state, sizeof state, "%s/device.state", srv.dir);
+	snprintf(refused, sizeof refused, "%s/refused.state", srv.dir);
+	struct guest g;
+	struct qmp q;
+	guest_qmp = qmp_path;
+	guest_boot(&g, "migrant", true, "64M", false, "memload.mib=96 memload.rewrite=50 memload.hold=10");
+	guest_qmp = NULL;
+	qmp_connect(&q, qmp_path);
+	/* the guest's data is written, part of it in memsrv's store, and held */
+	guest_result_ok(&g, line, sizeof line);
+	cr_assert(guest_expect(&g, "MEMLOAD HOLDING", line, sizeof line));
+
+	/* without x-ignore-shared: refused before anything starts, saying why */
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat > %s\"}}", refused);
+	qmp_cmd(&q, cmd, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"error\"") &&
+			  strstr(reply, "guest RAM lives in memsrv; migrate with the x-ignore-shared capability"),
+		  "%s", reply);
+	struct stat st;
+	cr_assert_neq(stat(refused, &st), 0, "the refused migration never ran its command");
+	qmp_cmd(&q, "{\"execute\": \"query-status\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"running\""), "the guest runs on: %s", reply);
+	cr_assert(vm_attached("migrant"), "memsrv still holds the guest");
+
+	/* with it, on the paused guest: only device state goes into the stream */
+	qmp_ok(&q, "{\"execute\": \"stop\"}");
+	qmp_ok(&q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
+		   "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat > %s\"}}", state);
+	qmp_ok(&q, cmd);
+	qmp_migration_end(&q, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"completed\""), "%s", reply);
+	off_t size = file_size_settled(state);
+	fprintf(stderr, "migrant: device state %lld bytes for 256 MiB of RAM\n", (long long)size);
+	cr_assert_gt(size, 0, "the device state was written");
+	cr_assert_lt(size, (256 << 20) / 4, "the guest's RAM stayed out of the stream: %lld bytes", (long long)size);
+
+	/* the guest goes on where it stopped, its memory still served by memsrv */
+	uint64_t faults = CTL_INFO(&srv, "migrant", faults_total);
+	qmp_ok(&q, "{\"execute\": \"cont\"}");
+	guest_result_ok(&g, line, sizeof line);  /* verified again after the hold */
+	cr_assert_gt(CTL_INFO(&srv, "migrant", faults_total), faults, "memsrv served the guest after the migration");
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line));
+	qmp_close(&q);
+	cr_assert_eq(guest_wait(&g), 0);
+	cr_assert(wait_until(vm_gone, "migrant", 5000));
 }
 
 static long hugepages(long set)
