@@ -49,6 +49,11 @@ struct memsrv_vm {
 	const char *codec;        /* "lz4" or "zstd"; NULL: the server's default */
 	const char *policy;       /* eviction algorithm: lru, fifo, clock, second-chance, aging, nru, random; NULL: clock */
 	unsigned flags;           /* MEMSRV_VM_* */
+	/* Resume from a memory image (memsrv-ctl snapshot VM DIR): the
+	 * absolute DIR.  The regions must be laid out as the image's and
+	 * hold nothing yet; their pages come from the image, lazily.  NULL:
+	 * the guest's RAM starts as it is. */
+	const char *snapshot_dir;
 };
 
 /* The guest has no balloon: memsrv never asks for one and goes straight to

@@ -231,6 +231,7 @@ static int keep_for_resume(struct memsrv_session *s, const char *path, Memsrv__C
 {
 	msg->hello->has_resume = 1;
 	msg->hello->resume = 1;
+	msg->hello->snapshot_dir = NULL;  /* what the image gave is in memsrv's state now */
 	s->resume_len = memsrv__client_message__get_packed_size(msg);
 	s->resume_hello = malloc(s->resume_len);
 	s->path = strdup(path);
@@ -577,6 +578,7 @@ int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct me
 	hello.register_modes = modes;
 	if (vm->flags & MEMSRV_VM_NO_BALLOON)
 		hello.has_balloon = 1, hello.balloon = 0;
+	hello.snapshot_dir = (char *)vm->snapshot_dir;
 	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
 	msg.hello = &hello;
