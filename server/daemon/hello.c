@@ -21,6 +21,7 @@
 #include <linux/magic.h>
 
 #include "balancer.h"
+#include "image_pages.h"
 #include "log.h"
 #include "server.h"
 #include "setting_hooks.h"
@@ -389,6 +390,36 @@ static void decide_evictable(struct vm *vm)
 		snprintf(vm->not_evictable_reason, sizeof vm->not_evictable_reason, "%s", blocker);
 }
 
+/* Hello.snapshot_dir: the VM's memory is the image's (image_pages.h). */
+static int attach_image(struct vm *vm, const Memsrv__Hello *h, struct refusal *why)
+{
+	if (vm->persist.resume_from)
+		return refuse(why, EEXIST, "hello.snapshot_dir",
+			      "memsrv keeps VM %s's pages from before a restart: it resumes from those, not from an image",
+			      vm->name);
+	char text[512];
+	int64_t n = image_pages_attach(vm, h->snapshot_dir, text, sizeof text);
+	if (n < 0)
+		return refuse(why, (int)-n, "hello.snapshot_dir", "cannot resume VM %s from an image: %s", vm->name, text);
+	vm_state_save_image(vm);
+	return 0;
+}
+
+/* A VM memsrv kept across a restart whose pages still come from an image
+ * opens it again.  An image that cannot be opened costs the pages still in
+ * it (each poisoned when it faults), not the VM. */
+static int reopen_image(struct vm *vm)
+{
+	const char *dir = vm_state_image_dir(vm);
+	if (!dir)
+		return 0;
+	char text[512];
+	int64_t n = image_pages_reopen(vm, dir, text, sizeof text);
+	if (n < 0)
+		vm_err(vm, "cannot open the image its pages come from again: %s; those pages are lost", text);
+	return 0;
+}
+
 static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
 		       struct vm *vm, struct refusal *why)
 {
@@ -423,7 +454,9 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 		return refuse(why, EINVAL, "hello.regions", "%u regions, but memsrv kept %u for VM %s", vm->n_regions,
 			      vm->persist.header->n_regions, vm->name);
 	decide_evictable(vm);
-	return check_owner(vm, fds[0], why);
+	if ((ret = check_owner(vm, fds[0], why)))
+		return ret;
+	return h->snapshot_dir ? attach_image(vm, h, why) : vm->persist.resume_from ? reopen_image(vm) : 0;
 }
 
 /* ---- whose memory it is ----
@@ -616,6 +649,8 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	hr.not_evictable_reason = vm->evictable ? NULL : vm->not_evictable_reason;
 	hr.has_resumed = 1;
 	hr.resumed = vm->persist.resumed;
+	hr.has_image_pages = h->snapshot_dir != NULL;
+	hr.image_pages = vm_count(vm, PAGE_IMAGE);
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY;
 	msg.hello_reply = &hr;

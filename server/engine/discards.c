@@ -57,6 +57,7 @@ static void forget_page(struct vm *vm, struct region *r, uint64_t p)
 		break;
 	case PAGE_STORED:
 	case PAGE_ZERO:
+	case PAGE_IMAGE:     /* the image's copy is no longer this page's */
 	case PAGE_POISONED:  /* given back: its loss no longer matters */
 	case PAGE_STATES:
 		break;

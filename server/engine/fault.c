@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "discards.h"
+#include "image_pages.h"
 #include "log.h"
 #include "poison.h"
 #include "sampler.h"
@@ -318,6 +319,9 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 	case FAULT_FROM_ZERO:
 		ctr_add(&vm->ctr.faults_zero, 1);
 		break;
+	case FAULT_FROM_IMAGE:
+		ctr_add(&vm->ctr.faults_image, 1);
+		break;
 	case FAULT_FROM_RESIDENT:
 		break;
 	}
@@ -346,7 +350,8 @@ static void fault_lost(struct vm *vm, const struct fault_work *f, enum uffd_outc
 		return;
 	}
 	char buf[200];
-	const char *cause = poison_cause(r, f->read_failed ? PAGE_STORED : PAGE_RESIDENT, err, buf, sizeof buf);
+	const char *cause = poison_cause(r, !f->read_failed ? PAGE_RESIDENT : f->source == PAGE_IMAGE ? PAGE_IMAGE : PAGE_STORED,
+					 err, buf, sizeof buf);
 	poison_page(vm, r, f->idx, cause);  /* a poison that fails is counted there */
 }
 
@@ -386,6 +391,8 @@ static int serve_page(struct vm *vm, void *arg)
 		return fill_never(vm, r, idx);
 	case PAGE_STORED:
 		return fill_stored(vm, r, idx, f->t_read, &f->deferred, &f->read_failed);
+	case PAGE_IMAGE:
+		return image_pages_fill(vm, r, idx, f->t_read, &f->deferred, &f->read_failed);
 	case PAGE_POISONED:
 		return poison_refault(vm, r, idx);
 	case PAGE_ZERO:
@@ -444,9 +451,12 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	}
 	if (f.source == PAGE_POISONED)
 		return;  /* no page came: not a fault served */
+	if (f.source == PAGE_IMAGE)
+		image_pages_note_touch(vm, r->first_page + idx);
 	if (f.deferred)
 		return;  /* swap_reads.c records it when the read completes */
 	fault_record(vm, f.source == PAGE_STORED ? FAULT_FROM_STORE
+			 : f.source == PAGE_IMAGE ? FAULT_FROM_IMAGE
 			 : f.source == PAGE_NEVER ? FAULT_FROM_NEVER
 			 : f.source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
 	if ((f.source == PAGE_STORED || f.source == PAGE_ZERO) && r->evictable)
@@ -486,9 +496,19 @@ void fault_serve_available(struct vm *vm)
 	}
 }
 
+/* Whether page p of r is held outside the VMM, in the store or still in
+ * the image: what a restore brings back. */
+static bool held_elsewhere(const struct region *r, uint64_t p)
+{
+	enum page_state s = pe_state(r->pt.entries[p]);
+	return s == PAGE_STORED || s == PAGE_IMAGE;
+}
+
 static int restore_page(struct vm *vm, void *arg)
 {
 	struct fault_work *f = arg;
+	if (pe_state(f->r->pt.entries[f->idx]) == PAGE_IMAGE)
+		return image_pages_fill(vm, f->r, f->idx, 0, NULL, &f->read_failed);
 	return fill_stored(vm, f->r, f->idx, 0, NULL, &f->read_failed);
 }
 
@@ -497,7 +517,7 @@ static bool still_stored(struct vm *vm, void *arg)
 {
 	(void)vm;
 	const struct fault_work *f = arg;
-	return pe_state(f->r->pt.entries[f->idx]) == PAGE_STORED;
+	return held_elsewhere(f->r, f->idx);
 }
 
 /* Brings one stored page back, trying a failing read or placement again a
@@ -506,7 +526,7 @@ static bool still_stored(struct vm *vm, void *arg)
  * no longer STORED after an error was discarded or poisoned meanwhile. */
 static int restore_one(struct vm *vm, struct region *r, uint64_t p)
 {
-	struct fault_work f = { .r = r, .idx = p, .source = PAGE_STORED };
+	struct fault_work f = { .r = r, .idx = p, .source = pe_state(r->pt.entries[p]) };
 	static const struct uffd_op op = { .run = restore_page, .wanted = still_stored };
 	int ret;
 	for (unsigned tries = 1;; tries++) {
@@ -531,12 +551,12 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 	for (unsigned i = 0; i < vm->n_regions && !vm->eng.vmm_gone; i++) {
 		struct region *r = &vm->regions[i];
 		for (uint64_t p = 0; p < r->pt.npages && !vm->eng.vmm_gone; p++) {
-			if (pe_state(r->pt.entries[p]) != PAGE_STORED)
+			if (!held_elsewhere(r, p))
 				continue;
 			int ret = restore_one(vm, r, p);
 			if (!ret)
 				(*restored)++;
-			else if (pe_state(r->pt.entries[p]) == PAGE_STORED)
+			else if (held_elsewhere(r, p))
 				failed++;
 			/* else the VMM discarded it during the resync, or it was
 			 * lost and poisoned: nothing to restore */

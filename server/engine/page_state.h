@@ -3,7 +3,8 @@
  *   bits 0..2   enum page_state
  *   bits 3..15  of a RESIDENT page on its way in: the state it came from
  *   bits 16..63 the store object of a STORED page (obj_id), the probation
- *               slot of a PROBATION page
+ *               slot of a PROBATION page (an IMAGE page is the image's
+ *               page of the same VM-wide number: no handle)
  *
  * A table is an array of entries per region, mmap'd so that untouched parts
  * cost nothing: a zero entry is PAGE_NEVER.  Only the VM's own thread writes
@@ -24,6 +25,7 @@ enum page_state {
 	PAGE_STORED = 3,    /* evicted into the node's store (store.h) */
 	PAGE_PROBATION = 4, /* unmapped to see if it is used, content kept raw (sampler.c) */
 	PAGE_POISONED = 5,  /* its content is lost (poison.c): every fault on it gets SIGBUS, never zeros */
+	PAGE_IMAGE = 6,     /* not read yet from the image the VM was resumed from (image_pages.c) */
 	PAGE_STATES
 };
 
@@ -46,13 +48,13 @@ static inline page_entry pe_make(enum page_state s, uint32_t len, uint64_t handl
 static inline page_entry pe_arriving(page_entry from)
 {
 	enum page_state s = pe_state(from);
-	if (s != PAGE_STORED && s != PAGE_PROBATION)
+	if (s != PAGE_STORED && s != PAGE_PROBATION && s != PAGE_IMAGE)
 		return pe_make(PAGE_RESIDENT, 0, 0);
 	return pe_make(PAGE_RESIDENT, s, pe_handle(from));
 }
 
 /* Where a RESIDENT entry's page came from while it is arriving: PAGE_STORED,
- * PAGE_PROBATION, or PAGE_NEVER once it is in (or it needs no note). */
+ * PAGE_PROBATION, PAGE_IMAGE, or PAGE_NEVER once it is in (or it needs no note). */
 static inline enum page_state pe_arriving_from(page_entry e)
 {
 	return pe_state(e) == PAGE_RESIDENT ? (enum page_state)(pe_len(e) & 7) : PAGE_NEVER;

@@ -33,6 +33,24 @@ void poison_pause(unsigned tries)
 
 const char *poison_cause(const struct region *r, enum page_state from, int err, char *buf, size_t len)
 {
+	if (from == PAGE_IMAGE) {
+		switch (err) {
+		case -EBADMSG:
+			return "checksum mismatch: the memory image holds other data than was written (corrupt)";
+		case -EILSEQ:
+			return "decompression failure: the memory image's copy does not decompress";
+		case -ENODATA:
+			return "short read: the memory image is shorter than it was (truncated?)";
+		case -ENOENT:
+			return "its memory image is not open: memsrv restarted without it";
+		case -ENOMEM:
+		case -ENOSPC:
+			break;  /* the placement's, below */
+		default:
+			snprintf(buf, len, "I/O error reading the memory image: %s (errno %d)", strerror(-err), -err);
+			return buf;
+		}
+	}
 	if (from == PAGE_STORED) {
 		switch (err) {
 		case STORE_ERR_CHECKSUM:
@@ -74,6 +92,8 @@ static void mark_poisoned(struct vm *vm, struct region *r, uint64_t idx)
 	case PAGE_PROBATION:
 		sampler_drop(vm, e);
 		break;
+	case PAGE_IMAGE:
+		break;  /* the image holds no reference */
 	case PAGE_RESIDENT:
 		/* held resident but gone, and it cannot be placed again */
 		vm_policy_gone(vm, r, idx);

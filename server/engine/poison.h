@@ -35,8 +35,9 @@ unsigned poison_backoff_ms(unsigned tries);
  * because the VM thread serves no other fault meanwhile. */
 void poison_pause(unsigned tries);
 
-/* Why page idx of r, in state from (PAGE_STORED: its content was being
- * read; otherwise it was being placed), could not be brought back, as a
+/* Why page idx of r, in state from (PAGE_STORED, PAGE_IMAGE: its content
+ * was being read from the store or the VM's image; otherwise it was being
+ * placed), could not be brought back, as a
  * phrase for the log: "checksum mismatch ...", "no free 2 MiB huge pages ...". */
 const char *poison_cause(const struct region *r, enum page_state from, int err, char *buf, size_t len);
 

@@ -258,7 +258,7 @@ static void take_sample(struct vm *vm)
 			continue;
 		uint64_t idx = page - r->first_page;
 		enum page_state st = pe_state(r->pt.entries[idx]);
-		if (st == PAGE_NEVER || st == PAGE_ZERO || st == PAGE_STORED) {
+		if (st == PAGE_NEVER || st == PAGE_ZERO || st == PAGE_STORED || st == PAGE_IMAGE) {
 			watch(sp, page);
 			sp->taken++;
 			continue;

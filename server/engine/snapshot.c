@@ -14,6 +14,7 @@
 
 #include "fault.h"
 #include "image.h"
+#include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
 #include "swap_reads.h"
@@ -36,6 +37,7 @@ struct snapshot {
 	struct image_writer *w;
 	uint64_t *saved;     /* a bit per page (VM-wide): its content is in the image */
 	struct obj_map map;
+	struct obj_map from_image;  /* objects of the VM's own image (index + 1) -> the new image's index */
 	uint8_t *buf;        /* SNAP_CHUNK_PAGES pages read from the fd by the walk */
 	uint8_t *one;        /* one page read from the fd by a hook */
 	uint8_t *obj;        /* one object's bytes */
@@ -114,10 +116,10 @@ static int map_put(struct obj_map *m, uint32_t id, uint64_t index)
 	return 0;
 }
 
-/* Lets go of every object the image pinned. */
+/* Lets go of every object the image pinned (vm NULL: it pinned none). */
 static void map_release(struct vm *vm, struct obj_map *m)
 {
-	for (size_t i = 0; i < m->cap; i++)
+	for (size_t i = 0; i < m->cap && vm; i++)
 		if (m->ids[i])
 			store_unpin(vm->store, m->ids[i]);
 	free(m->ids);
@@ -197,6 +199,38 @@ static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_i
 	sn->res.stored_objects++;
 }
 
+/* A page still in the image the VM was resumed from: its object copied as
+ * it is there (checked on the way), once. */
+static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
+{
+	struct image *img = vm->image->img;
+	uint64_t value, index;
+	if (image_page(img, page, &value) != IMAGE_PAGE_OBJECT) {
+		save_word(sn, page, image_page(img, page, &value) == IMAGE_PAGE_SAMEFILL ? value : 0);
+		return;
+	}
+	if ((uint64_t)(uint32_t)(value + 1) != value + 1) {
+		fail(sn, -EOVERFLOW, "the VM's image has more objects than a snapshot of it can map");
+		return;
+	}
+	if (map_find(&sn->from_image, (uint32_t)(value + 1), &index)) {
+		image_set_object(sn->w, page, index);
+		sn->res.object_pages++;
+		return;
+	}
+	uint32_t len;
+	enum codec c;
+	int ret = image_read_object(img, value, sn->obj, &len, &c);
+	if (ret) {
+		fail(sn, ret, "page %" PRIu64 " cannot be read from the image in %s: %s", page, vm->image->dir,
+		     ret == -EBADMSG ? "corrupt (checksum mismatch, or truncated)" : strerror(-ret));
+		return;
+	}
+	add_object(sn, page, c, sn->obj, len, &index);
+	if (!sn->err && map_put(&sn->from_image, (uint32_t)(value + 1), index))
+		fail(sn, -ENOMEM, "out of memory");
+}
+
 /* A page's content as it was read: a word, or compressed with the VM's codec. */
 static void save_content(struct vm *vm, struct snapshot *sn, uint64_t page, const void *data)
 {
@@ -231,6 +265,9 @@ static void save_page(struct vm *vm, struct snapshot *sn, struct region *r, uint
 		break;
 	case PAGE_PROBATION:
 		save_content(vm, sn, page, sampler_page(vm, e));
+		break;
+	case PAGE_IMAGE:
+		save_from_image(vm, sn, page);
 		break;
 	case PAGE_POISONED:
 		fail(sn, -EIO, "page %" PRIu64 " (guest address 0x%" PRIx64 ") was lost and is poisoned: an image "
@@ -418,6 +455,7 @@ static struct snapshot *snapshot_new(uint64_t pages)
 static void snapshot_free(struct vm *vm, struct snapshot *sn)
 {
 	map_release(vm, &sn->map);
+	map_release(NULL, &sn->from_image);
 	free(sn->saved);
 	free(sn->buf);
 	free(sn->one);
@@ -492,6 +530,10 @@ int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, ch
 	vm->eng.snapshot = NULL;
 	end(vm);
 	sn->res.pages = vm_total_pages(vm);
+	uint64_t touched;
+	const uint64_t *first = image_pages_touched(vm, &touched);
+	if (!sn->err && touched && (ret = image_set_first_touch(sn->w, first, touched)))
+		fail(sn, ret, "recording the pages touched first: %s", strerror(-ret));
 	if (sn->err) {
 		image_abort(sn->w);
 		ret = sn->err;

@@ -11,6 +11,7 @@
 #include <liburing.h>
 
 #include "fault.h"
+#include "image_pages.h"
 #include "log.h"
 #include "poison.h"
 #include "uffd.h"
@@ -26,7 +27,9 @@ struct swap_read {
 	uint64_t t_read;
 	uint64_t retry_at;
 	unsigned failures;
-	struct store_read rd;
+	bool image;              /* of the VM's image (image_pages.c), not of the store */
+	uint64_t image_index;    /* image: the object read */
+	struct store_read rd;    /* image: only rd.io */
 };
 
 struct swap_reads {
@@ -91,7 +94,9 @@ static int submit(struct swap_reads *sr, unsigned i)
 
 static void finish(struct vm *vm, unsigned i, int res);
 
-int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd)
+/* Takes a free slot for a read (waiting for one if all are busy) and
+ * submits it.  0 or -EBUSY/-errno. */
+static int start(struct vm *vm, const struct swap_read *want)
 {
 	struct swap_reads *sr = vm->eng.reads;
 	if (!sr)
@@ -114,7 +119,8 @@ int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_
 	unsigned i = 0;
 	while (sr->slot[i].busy)
 		i++;
-	sr->slot[i] = (struct swap_read){ .busy = true, .r = r, .idx = idx, .t_read = t_read, .rd = *rd };
+	sr->slot[i] = *want;
+	sr->slot[i].busy = true;
 	int ret = submit(sr, i);
 	if (ret) {
 		sr->slot[i].busy = false;
@@ -122,6 +128,28 @@ int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_
 	}
 	sr->busy++;
 	return 0;
+}
+
+int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd)
+{
+	return start(vm, &(struct swap_read){ .r = r, .idx = idx, .t_read = t_read, .rd = *rd });
+}
+
+int swap_reads_submit_image(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, uint64_t index,
+			    const struct swap_io *io)
+{
+	return start(vm, &(struct swap_read){ .r = r, .idx = idx, .t_read = t_read, .image = true,
+					      .image_index = index, .rd = { .io = *io } });
+}
+
+/* Whether page s->idx is still the one read: the VMM may have discarded
+ * it (a resync applied its REMOVE) while the read or a retry was on its way. */
+static bool still_wanted(const struct swap_read *s)
+{
+	page_entry e = s->r->pt.entries[s->idx];
+	if (s->image)
+		return pe_state(e) == PAGE_IMAGE;
+	return pe_state(e) == PAGE_STORED && (obj_id)pe_handle(e) == s->rd.id;
 }
 
 /* A page read from swap, to place (uffd_op_run): arg is one. */
@@ -133,17 +161,15 @@ struct placing {
 static int place(struct vm *vm, void *arg)
 {
 	const struct placing *p = arg;
+	if (p->s->image)
+		return image_pages_place(vm, p->s->r, p->s->idx, p->page);
 	return fault_place_stored(vm, p->s->r, p->s->idx, p->page);
 }
 
-/* Whether the page is still the one read: the VMM may have discarded it
- * (a resync applied its REMOVE) while the read or a retry was on its way. */
 static bool still_this_read(struct vm *vm, void *arg)
 {
 	(void)vm;
-	const struct swap_read *s = ((const struct placing *)arg)->s;
-	page_entry e = s->r->pt.entries[s->idx];
-	return pe_state(e) == PAGE_STORED && (obj_id)pe_handle(e) == s->rd.id;
+	return still_wanted(((const struct placing *)arg)->s);
 }
 
 /* A read came in whole: place the page if it is still the one asked for. */
@@ -158,7 +184,7 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 	for (unsigned tries = 1;; tries++) {
 		o = still_this_read(vm, &p) ? uffd_op_run(vm, &op, &p, &ret) : UFFD_DISCARDED;
 		if (o == UFFD_PLACED) {
-			fault_record(vm, FAULT_FROM_SWAP, s->t_read);
+			fault_record(vm, s->image ? FAULT_FROM_IMAGE : FAULT_FROM_SWAP, s->t_read);
 			return;
 		}
 		if (o == UFFD_DISCARDED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
@@ -169,7 +195,7 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 		/* let the waiters fault again on what it is now */
 		uffd_wake(vm->uffd, addr, r->page_size);
 	} else if (o == UFFD_GONE || o == UFFD_RETRY) {
-		uffd_op_failed(vm, o, ret, "swap-in", addr);
+		uffd_op_failed(vm, o, ret, s->image ? "read from the image" : "swap-in", addr);
 	} else {
 		/* the content is here but the kernel will not take it (no
 		 * memory for the page), also after POISON_TRIES tries: its
@@ -186,18 +212,23 @@ static void release(struct swap_reads *sr, struct swap_read *s)
 	sr->busy--;
 }
 
+/* The state the page was read from, for poison_cause(). */
+static enum page_state read_from(const struct swap_read *s)
+{
+	return s->image ? PAGE_IMAGE : PAGE_STORED;
+}
+
 /* The page's content cannot be had (err, from store_read_end): poisoned if
  * it is still the one read, so its waiters get SIGBUS rather than wait. */
 static void lose(struct vm *vm, struct swap_read *s, int err)
 {
 	struct region *r = s->r;
-	page_entry e = r->pt.entries[s->idx];
-	if (pe_state(e) != PAGE_STORED || (obj_id)pe_handle(e) != s->rd.id) {
+	if (!still_wanted(s)) {
 		uffd_wake(vm->uffd, r->host_addr + s->idx * r->page_size, r->page_size);
 		return;  /* discarded meanwhile: the waiters fault on what it is now */
 	}
 	char buf[200];
-	poison_page(vm, r, s->idx, poison_cause(r, PAGE_STORED, err, buf, sizeof buf));
+	poison_page(vm, r, s->idx, poison_cause(r, read_from(s), err, buf, sizeof buf));
 }
 
 /* Read number s->failures of the page failed with err: bad content is
@@ -217,8 +248,9 @@ static void failed(struct vm *vm, unsigned i, int err)
 	unsigned ms = poison_backoff_ms(s->failures);
 	char buf[200];
 	if (s->failures == 1)
-		vm_warn(vm, "swap read of page at 0x%" PRIx64 " failed (%s); trying again in %u ms, %d tries in all", addr,
-			poison_cause(s->r, PAGE_STORED, err, buf, sizeof buf), ms, POISON_TRIES);
+		vm_warn(vm, "%s of page at 0x%" PRIx64 " failed (%s); trying again in %u ms, %d tries in all",
+			s->image ? "image read" : "swap read", addr, poison_cause(s->r, read_from(s), err, buf, sizeof buf),
+			ms, POISON_TRIES);
 	s->waiting_retry = true;
 	s->retry_at = monotonic_ns() + (uint64_t)ms * 1000000;
 }
@@ -227,7 +259,9 @@ static void finish(struct vm *vm, unsigned i, int res)
 {
 	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
-	int ret = store_read_end(vm->store, vm->eng.codec_ctx, &s->rd, sr->bufs + (size_t)i * CODEC_PAGE, res, vm->eng.page_buf);
+	const void *buf = sr->bufs + (size_t)i * CODEC_PAGE;
+	int ret = s->image ? image_pages_decode(vm, s->image_index, buf, res, vm->eng.page_buf)
+			   : store_read_end(vm->store, vm->eng.codec_ctx, &s->rd, buf, res, vm->eng.page_buf);
 	if (ret == 0) {
 		complete(vm, s, vm->eng.page_buf);
 		release(sr, s);
@@ -240,15 +274,21 @@ static void retry(struct vm *vm, unsigned i)
 {
 	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
-	page_entry e = s->r->pt.entries[s->idx];
 	s->waiting_retry = false;
-	if (pe_state(e) != PAGE_STORED || (obj_id)pe_handle(e) != s->rd.id) {
+	if (!still_wanted(s)) {
 		/* discarded meanwhile */
 		uffd_wake(vm->uffd, s->r->host_addr + s->idx * s->r->page_size, s->r->page_size);
 		release(sr, s);
 		return;
 	}
-	int ret = store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), vm->eng.page_buf, &s->rd);
+	if (s->image) {
+		if (submit(sr, i)) {
+			s->failures--;  /* the ring was full: no try was made */
+			failed(vm, i, -EIO);
+		}
+		return;
+	}
+	int ret = store_fetch(vm->store, vm->eng.codec_ctx, s->rd.id, vm->eng.page_buf, &s->rd);
 	if (ret == 0) {
 		/* not in swap any more (cannot happen today: kept for safety) */
 		complete(vm, s, vm->eng.page_buf);
@@ -314,7 +354,8 @@ void swap_reads_exit(struct vm *vm)
 			break;
 		unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
 		io_uring_cqe_seen(&sr->ring, cqe);
-		store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
+		if (!sr->slot[i].image)
+			store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
 	}
 	io_uring_queue_exit(&sr->ring);
 	close(sr->efd);

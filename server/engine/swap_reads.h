@@ -1,4 +1,5 @@
-/* swap_reads: faults waiting on a read from swap, one io_uring per VM.
+/* swap_reads: faults waiting on a read from swap (or from the VM's memory
+ * image: image_pages.h), one io_uring per VM.
  *
  * A fault on a page in swap does not block the VM thread: the read is
  * submitted to the VM's ring and the thread goes on serving other faults.
@@ -28,6 +29,11 @@ bool swap_reads_pending(const struct vm *vm, const struct region *r, uint64_t id
 /* Submits rd (from store_fetch) for the fault on page idx read at t_read.
  * 0, or -EBUSY/-errno: the caller then reads synchronously. */
 int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd);
+
+/* The same for a read of object index of the VM's image (image_pages.c),
+ * at io. */
+int swap_reads_submit_image(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, uint64_t index,
+			    const struct swap_io *io);
 
 /* True when completions wait to be reaped (no system call). */
 bool swap_reads_ready(const struct vm *vm);

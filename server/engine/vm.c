@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "image_pages.h"
 #include "sampler.h"
 #include "swap_reads.h"
 #include "vm_state.h"
@@ -281,6 +282,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->n_regions; i++)
 		release_region(vm, &vm->regions[i], drop);
 	vm_state_close(vm);
+	image_pages_release(vm);
 	codec_ctx_destroy(vm->eng.codec_ctx);
 	if (vm->eng.policy.ops)
 		policy_fini(&vm->eng.policy);
@@ -383,6 +385,8 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->working_set_bytes = atomic_load(&vm->quota.working_set_bytes);
 	info->idle_bytes = info->resident_bytes > info->working_set_bytes ? info->resident_bytes - info->working_set_bytes : 0;
 	info->probation_pages = vm_count(vm, PAGE_PROBATION);
+	info->image_pages = vm_count(vm, PAGE_IMAGE);
+	info->image_dir = vm->image ? vm->image->dir : NULL;
 	static const char *const balloon_names[] = { "unknown", "yes", "no" };
 	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon.answer)];
 #define X(name) info->name = ctr_get(&vm->ctr.name);

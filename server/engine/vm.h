@@ -55,7 +55,8 @@
 	X(eexist_wakes)         \
 	X(prefetched_pages)       \
 	X(fault_errors)         \
-	X(pages_poisoned)
+	X(pages_poisoned)       \
+	X(faults_image)
 
 /* A VM's conditions (VmInfo.conditions, and the node's): it holds pages
  * whose content is lost (poison.h); another process maps its RAM, so
@@ -110,6 +111,7 @@ struct vm_job {
 
 struct vm_state_header;
 struct snapshot;
+struct vm_image;
 
 /* The node's share for the VM and what it is judged by.  The server thread
  * (Hello, memsrv-ctl set, the balancer) writes the bounds; the VM thread
@@ -206,6 +208,7 @@ struct vm {
 	uint64_t uffd_features, register_modes;
 	bool evictable;
 	char not_evictable_reason[160];
+	struct vm_image *image;  /* resumed from a memory image (image_pages.h); NULL: not */
 	/* another process maps the VM's RAM outside its uffd (mappings.c):
 	 * its pid, 0 for none; nothing is evicted while it does */
 	_Atomic pid_t unprotected_by;

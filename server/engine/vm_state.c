@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
 #include "uffd.h"
@@ -99,6 +100,20 @@ void vm_state_save_settings(struct vm *vm)
 	st->balloon = atomic_load(&vm->balloon.answer);
 	snprintf(st->policy, sizeof st->policy, "%s", atomic_load(&vm->policy_wanted)->name);
 	st->kept = 1;
+}
+
+void vm_state_save_image(struct vm *vm)
+{
+	if (vm->persist.header && vm->image)
+		snprintf(vm->persist.header->image_dir, sizeof vm->persist.header->image_dir, "%s", vm->image->dir);
+}
+
+const char *vm_state_image_dir(const struct vm *vm)
+{
+	const struct vm_state_header *h = vm->persist.header;
+	if (!h || !h->image_dir[0] || !memchr(h->image_dir, 0, sizeof h->image_dir))
+		return NULL;
+	return h->image_dir;
 }
 
 void vm_state_resume_settings(struct vm *vm)

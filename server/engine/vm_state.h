@@ -34,6 +34,7 @@
 
 #define VM_STATE_MAGIC 0x31534d56534d454dull  /* "MEMSVMS1" */
 #define VM_STATE_VERSION 1
+#define VM_STATE_IMAGE_DIR_MAX 1024
 
 struct vm_state_region {
 	uint64_t host_addr, size, fd_offset, guest_phys_addr;
@@ -64,6 +65,8 @@ struct vm_state_header {
 	uint64_t file_bytes;     /* the end of the last region's table */
 	struct vm_state_region regions[VM_MAX_REGIONS];
 	struct vm_state_settings settings;
+	/* the image its PAGE_IMAGE pages come from (image_pages.h); "": none */
+	char image_dir[VM_STATE_IMAGE_DIR_MAX];
 };
 
 /* When process pid started (clock ticks since boot), or 0 if there is no
@@ -102,6 +105,14 @@ void vm_state_remove(struct vm *vm);
 /* Writes vm's settings (quota, codec, policy, balloon) into its file, if
  * it has one: after attach and after every change. */
 void vm_state_save_settings(struct vm *vm);
+
+/* Writes the directory of the image vm was resumed from into its file, if
+ * it has one: a memsrv restarted reads its pages still to come from there. */
+void vm_state_save_image(struct vm *vm);
+
+/* While vm resumes from a kept VM: the image directory its file names, or
+ * NULL for none. */
+const char *vm_state_image_dir(const struct vm *vm);
 
 /* A resuming vm takes the settings its kept VM was left with, if that
  * file recorded any. */

@@ -14,6 +14,7 @@
 #include "discards.h"
 #include "fault.h"
 #include "image.h"
+#include "image_pages.h"
 #include "log.h"
 #include "vm_state.h"
 #include "sampler.h"
@@ -288,7 +289,9 @@ void *vm_thread_main(void *arg)
 			{ .fd = swap_reads_fd(vm), .events = POLLIN },
 		};
 		int tick_ms = (int)((next_tick - now) / 1000000) + 1;
-		if (poll(p, 3, retry_ms >= 0 && retry_ms < tick_ms ? retry_ms : tick_ms) < 0) {
+		bool background = image_pages_busy(vm);  /* a resume installs pages between faults */
+		int timeout_ms = background ? 0 : retry_ms >= 0 && retry_ms < tick_ms ? retry_ms : tick_ms;
+		if (poll(p, 3, timeout_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_err(vm, "poll: %s", strerror(errno));
@@ -305,6 +308,8 @@ void *vm_thread_main(void *arg)
 		evict_keep_headroom(vm, UINT64_MAX);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);
+		else if (background && !(p[0].revents & POLLIN))
+			image_pages_background(vm);
 	}
 	return NULL;
 }

@@ -810,6 +810,32 @@ int image_object_check(const struct image *img, uint64_t index, const void *data
 	return len == le32toh(o->len) && XXH3_64bits(data, len) == le64toh(o->checksum) ? 0 : -EBADMSG;
 }
 
+int image_decode(const struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
+		 void *page)
+{
+	if (image_object_check(img, index, data, len))
+		return -EBADMSG;
+	if (len == IMAGE_RAW_LEN) {
+		memcpy(page, data, CODEC_PAGE);
+		return 0;
+	}
+	if (!ctx)
+		return -EINVAL;
+	return codec_decompress(ctx, (enum codec)img->index[index].codec, data, len, page) ? -EILSEQ : 0;
+}
+
+int image_read_object(struct image *img, uint64_t index, void *buf, uint32_t *len, enum codec *c)
+{
+	if (index >= img->info.objects)
+		return -EINVAL;
+	uint64_t off;
+	image_object_loc(img, index, &off, len, c);
+	int ret = pread_all(img->fd, buf, *len, off);
+	if (ret)
+		return ret == -ENODATA ? -EBADMSG : ret;   /* the file shrank since it was opened */
+	return image_object_check(img, index, buf, *len);
+}
+
 int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, void *buf)
 {
 	if (page >= img->info.pages)
@@ -826,20 +852,8 @@ int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, voi
 	case IMAGE_PAGE_OBJECT:
 		break;
 	}
-	uint64_t off;
 	uint32_t len;
 	enum codec c;
-	image_object_loc(img, value, &off, &len, &c);
-	int ret = pread_all(img->fd, img->scratch, len, off);
-	if (ret)
-		return ret == -ENODATA ? -EBADMSG : ret;   /* the file shrank since it was opened */
-	if (image_object_check(img, value, img->scratch, len))
-		return -EBADMSG;
-	if (len == IMAGE_RAW_LEN) {
-		memcpy(buf, img->scratch, CODEC_PAGE);
-		return 0;
-	}
-	if (!ctx)
-		return -EINVAL;
-	return codec_decompress(ctx, c, img->scratch, len, buf) ? -EILSEQ : 0;
+	int ret = image_read_object(img, value, img->scratch, &len, &c);
+	return ret ? ret : image_decode(img, ctx, value, img->scratch, len, buf);
 }

@@ -107,6 +107,16 @@ enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t
 void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
 /* Whether len bytes read for object index are what was written: 0 or -EBADMSG. */
 int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len);
+/* Decodes the len bytes read for object index into page (4096 bytes):
+ * checked against the object's checksum, then decompressed (or copied, a
+ * raw one).  0, -EBADMSG (not what was written), -EILSEQ (does not
+ * decompress), -EINVAL (a compressed one and no ctx). */
+int image_decode(const struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
+		 void *page);
+/* Object index's bytes as written (buf: IMAGE_RAW_LEN bytes), checked:
+ * *len bytes, codec *c (meaningless when *len is IMAGE_RAW_LEN).  0,
+ * -EBADMSG (corrupt, or the file shrank), -EINVAL (no such object), -errno. */
+int image_read_object(struct image *img, uint64_t index, void *buf, uint32_t *len, enum codec *c);
 /* Page page's content into buf (4096 bytes): read, checked, decompressed.
  * 0, or -EBADMSG (checksum), -EILSEQ (does not decompress), -errno (read;
  * -EINVAL: no such page, or no ctx for a compressed one). */

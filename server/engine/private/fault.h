@@ -24,7 +24,9 @@ int fault_drain(struct vm *vm);
 /* Handles REMOVE/UNMAP events queued in the pending ring (not faults). */
 void fault_apply_events(struct vm *vm);
 
-enum fault_source { FAULT_FROM_NEVER, FAULT_FROM_ZERO, FAULT_FROM_STORE, FAULT_FROM_SWAP, FAULT_FROM_RESIDENT };
+enum fault_source {
+	FAULT_FROM_NEVER, FAULT_FROM_ZERO, FAULT_FROM_STORE, FAULT_FROM_SWAP, FAULT_FROM_IMAGE, FAULT_FROM_RESIDENT
+};
 
 /* Counts a resolved fault and its latency from t_read, by where the page came from. */
 void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
@@ -67,7 +69,7 @@ void fault_serve_pending(struct vm *vm);
 /* Drains and serves everything the uffd has ready, without blocking. */
 void fault_serve_available(struct vm *vm);
 
-/* Copies every STORED page back into the VMM.  Returns the number that
+/* Copies every STORED (or IMAGE) page back into the VMM.  Returns the number that
  * could not be restored; *restored gets the number that were.  A page the
  * VMM discards meanwhile is neither. */
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored);

@@ -1,0 +1,318 @@
+/* image_pages: a VM's pages from the image it was resumed from. */
+#include "image_pages.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+
+#include "fault.h"
+#include "log.h"
+#include "swap_reads.h"
+#include "uffd.h"
+
+#define IMAGE_PAGE_BYTES 4096
+#define FILL_SCAN_PAGES 4096  /* entries the fill looks at in one batch, installed or not */
+
+/* Whether the image describes vm's layout and (fresh) its regions are empty. */
+static int check_layout(const struct vm *vm, const struct image_info *info, const char *dir, bool fresh, char *why,
+			size_t len)
+{
+	if (info->n_regions != vm->n_regions) {
+		snprintf(why, len, "the image in %s has %u regions, the VM %u", dir, info->n_regions, vm->n_regions);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		const struct image_region *ir = &info->regions[i];
+		if (ir->size != r->size || ir->page_size != r->page_size || ir->guest_phys_addr != r->guest_phys_addr) {
+			snprintf(why, len, "region %u is %" PRIu64 " bytes of %u-byte pages at guest address 0x%" PRIx64
+				 ", the image in %s has %" PRIu64 " bytes of %u-byte pages at 0x%" PRIx64, i, r->size,
+				 r->page_size, r->guest_phys_addr, dir, ir->size, ir->page_size, ir->guest_phys_addr);
+			return -EINVAL;
+		}
+		if (r->page_size != IMAGE_PAGE_BYTES) {
+			snprintf(why, len, "region %u has %u-byte pages: a resume from an image places 4 KiB pages only",
+				 i, r->page_size);
+			return -EOPNOTSUPP;
+		}
+		if (fresh && page_table_count(&r->pt, PAGE_RESIDENT)) {
+			snprintf(why, len, "region %u holds %" PRIu64 " pages already: a VM resumed from an image starts "
+				 "with empty RAM", i, page_table_count(&r->pt, PAGE_RESIDENT));
+			return -EEXIST;
+		}
+	}
+	return 0;
+}
+
+/* The image's first-touch list seeds this resume's record: what was
+ * installed from it is not seen faulting, yet it is the working set. */
+static int seed_touched(struct vm_image *im, uint64_t pages)
+{
+	uint64_t n;
+	const uint64_t *ft = image_first_touch(im->img, &n);
+	im->touched_cap = n + 1024 < IMAGE_RECORD_MAX ? n + 1024 : n > IMAGE_RECORD_MAX ? n : IMAGE_RECORD_MAX;
+	im->touched = malloc(im->touched_cap * sizeof *im->touched);
+	im->touched_bits = calloc(pages / 64 + 1, sizeof *im->touched_bits);
+	if (!im->touched || !im->touched_bits)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = le64toh(ft[i]);
+		if (im->touched_bits[p / 64] >> (p % 64) & 1)
+			continue;
+		im->touched_bits[p / 64] |= 1ull << (p % 64);
+		im->touched[im->n_touched++] = p;
+	}
+	return 0;
+}
+
+static void vm_image_free(struct vm_image *im)
+{
+	image_close(im->img);  /* the lock goes with the fd */
+	free(im->touched);
+	free(im->touched_bits);
+	free(im);
+}
+
+/* Opens dir's image for vm, checked and locked against removal. */
+static int vm_image_open(struct vm *vm, const char *dir, bool fresh, struct vm_image **out, char *why, size_t len)
+{
+	if (dir[0] != '/' || strlen(dir) >= IMAGE_DIR_MAX) {
+		snprintf(why, len, "%.64s...: the image's directory must be an absolute path shorter than %d bytes", dir,
+			 IMAGE_DIR_MAX);
+		return -EINVAL;
+	}
+	struct vm_image *im = calloc(1, sizeof *im);
+	if (!im)
+		return -ENOMEM;
+	snprintf(im->dir, sizeof im->dir, "%s", dir);
+	int ret = image_open(dir, &im->img, why, len);
+	if (!ret)
+		ret = check_layout(vm, image_get_info(im->img), dir, fresh, why, len);
+	if (!ret && flock(image_fd(im->img), LOCK_SH | LOCK_NB)) {
+		ret = -errno;
+		snprintf(why, len, "%s/%s is locked by its remover: %s", dir, IMAGE_FILE, strerror(errno));
+	}
+	if (!ret && (ret = seed_touched(im, image_get_info(im->img)->pages)))
+		snprintf(why, len, "out of memory");
+	if (ret) {
+		vm_image_free(im);
+		return ret;
+	}
+	*out = im;
+	return 0;
+}
+
+int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len)
+{
+	struct vm_image *im;
+	int ret = vm_image_open(vm, dir, true, &im, why, len);
+	if (ret)
+		return ret;
+	uint64_t marked = 0, word;
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		for (uint64_t p = 0; p < r->pt.npages; p++)
+			if (image_page(im->img, r->first_page + p, &word) != IMAGE_PAGE_ZERO) {
+				page_table_set(&r->pt, p, pe_make(PAGE_IMAGE, 0, 0));
+				marked++;
+			}
+	}
+	im->pages = marked;
+	im->record_until_ns = monotonic_ns() + IMAGE_RECORD_NS;
+	vm->image = im;
+	return (int64_t)marked;
+}
+
+int64_t image_pages_reopen(struct vm *vm, const char *dir, char *why, size_t len)
+{
+	struct vm_image *im;
+	int ret = vm_image_open(vm, dir, false, &im, why, len);
+	if (ret)
+		return ret;
+	im->pages = vm_count(vm, PAGE_IMAGE);
+	im->fill_done = true;
+	vm->image = im;
+	return (int64_t)im->pages;
+}
+
+void image_pages_release(struct vm *vm)
+{
+	if (vm->image)
+		vm_image_free(vm->image);
+	vm->image = NULL;
+}
+
+int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page)
+{
+	uint64_t off;
+	uint32_t len;
+	enum codec c;
+	image_object_loc(vm->image->img, index, &off, &len, &c);
+	if (res < 0)
+		return res;
+	if ((uint32_t)res < len)
+		return -ENODATA;  /* the file shrank under it */
+	return image_decode(vm->image->img, vm->eng.codec_ctx, index, buf, len, page);
+}
+
+int image_pages_place(struct vm *vm, struct region *r, uint64_t idx, const void *page)
+{
+	page_entry e = r->pt.entries[idx];
+	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
+	 * must already say resident */
+	fault_mark_resident(vm, r, idx, 1);
+	uint64_t addr = r->host_addr + idx * r->page_size;
+	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, false, NULL);
+	if (ret == -EEXIST) {
+		ret = fault_reappeared(vm, r, idx, page);
+		uffd_wake(vm->uffd, addr, r->page_size);
+	}
+	if (ret) {
+		fault_unmark_resident(vm, r, idx, e);
+		return ret;
+	}
+	fault_arrived(r, idx);
+	return 0;
+}
+
+int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
+		     bool *read_failed)
+{
+	*read_failed = false;
+	struct vm_image *im = vm->image;
+	if (!im) {
+		/* a table that says IMAGE with no image to read: never zeros */
+		*read_failed = true;
+		return -ENOENT;
+	}
+	if (deferred && swap_reads_pending(vm, r, idx)) {
+		*deferred = true;  /* a read for this page is on its way: it wakes every waiter */
+		return 0;
+	}
+	evict_make_room(vm, r->page_size);
+	uint64_t page = r->first_page + idx, value;
+	if (image_page(im->img, page, &value) == IMAGE_PAGE_OBJECT && deferred) {
+		struct swap_io io = { .fd = image_fd(im->img) };
+		enum codec c;
+		image_object_loc(im->img, value, &io.offset, &io.len, &c);
+		if (swap_reads_submit_image(vm, r, idx, t_read, value, &io) == 0) {
+			*deferred = true;
+			return 0;
+		}
+	}
+	int ret = image_read_page(im->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
+	if (ret) {
+		*read_failed = true;  /* the page stays IMAGE: tried again or poisoned, never zeros */
+		return ret;
+	}
+	return image_pages_place(vm, r, idx, vm->eng.page_buf);
+}
+
+void image_pages_note_touch(struct vm *vm, uint64_t page)
+{
+	struct vm_image *im = vm->image;
+	if (!im || im->touched_bits[page / 64] >> (page % 64) & 1 || monotonic_ns() > im->record_until_ns)
+		return;
+	if (im->n_touched == im->touched_cap) {
+		if (im->touched_cap >= IMAGE_RECORD_MAX)
+			return;
+		uint64_t cap = im->touched_cap * 2 < IMAGE_RECORD_MAX ? im->touched_cap * 2 : IMAGE_RECORD_MAX;
+		uint64_t *t = realloc(im->touched, cap * sizeof *t);
+		if (!t)
+			return;  /* a shorter record: the next resume installs less first */
+		im->touched = t;
+		im->touched_cap = cap;
+	}
+	im->touched_bits[page / 64] |= 1ull << (page % 64);
+	im->touched[im->n_touched++] = page;
+}
+
+const uint64_t *image_pages_touched(const struct vm *vm, uint64_t *n)
+{
+	*n = vm->image ? vm->image->n_touched : 0;
+	return vm->image ? vm->image->touched : NULL;
+}
+
+/* Whether one more page fits under the VM's limit without evicting: the
+ * background never pushes a page out to put another in. */
+static bool room_for_one(const struct vm *vm)
+{
+	uint64_t limit = vm_limit(vm);
+	return !limit || ctr_get(&vm->resident_bytes) + IMAGE_PAGE_BYTES <= limit;
+}
+
+/* Installs page (VM-wide) if it is still to come from the image and no
+ * fault's read of it is on its way.  1 installed, 0 nothing to do, or
+ * -errno (it stays IMAGE: a fault will try again and say why). */
+static int install(struct vm *vm, uint64_t page)
+{
+	struct region *r = vm_region_of_page(vm, page);
+	if (!r)
+		return 0;
+	uint64_t idx = page - r->first_page;
+	if (pe_state(r->pt.entries[idx]) != PAGE_IMAGE || swap_reads_pending(vm, r, idx))
+		return 0;
+	int ret = image_read_page(vm->image->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
+	if (!ret)
+		ret = image_pages_place(vm, r, idx, vm->eng.page_buf);
+	if (ret)
+		return ret;
+	vm->image->installed++;
+	return 1;
+}
+
+bool image_pages_busy(const struct vm *vm)
+{
+	const struct vm_image *im = vm->image;
+	if (!im || im->fill_done)
+		return false;
+	uint64_t n;
+	image_first_touch(im->img, &n);
+	/* the rest waits for the record to end: pages the fill put in
+	 * first would never be seen touched */
+	return im->ft_next < n || monotonic_ns() > im->record_until_ns;
+}
+
+void image_pages_background(struct vm *vm)
+{
+	struct vm_image *im = vm->image;
+	if (!im || im->fill_done)
+		return;
+	if (vm->eng.vmm_gone || vm->eng.detaching || vm->thr.stopping || !vm_can_evict(vm)) {
+		im->fill_done = true;  /* nothing to install into, or no eviction to hold it in check */
+		return;
+	}
+	vm->eng.fault_page = UINT64_MAX;  /* no page installed here was used yet */
+	uint64_t n, done = 0;
+	const uint64_t *ft = image_first_touch(im->img, &n);
+	while (im->ft_next < n && done < IMAGE_BATCH_PAGES) {
+		if (!room_for_one(vm)) {
+			im->ft_next = n;  /* the working set does not fit: the faults decide */
+			break;
+		}
+		int ret = install(vm, le64toh(ft[im->ft_next++]));
+		if (ret < 0)
+			im->ft_next = n;  /* the image fails: faults will say how */
+		done += ret > 0;
+	}
+	if (im->ft_next < n || monotonic_ns() <= im->record_until_ns)
+		return;
+	uint64_t total = vm_total_pages(vm), scanned = 0;
+	while (im->fill_next < total && done < IMAGE_BATCH_PAGES && scanned++ < FILL_SCAN_PAGES) {
+		int ret = room_for_one(vm) ? install(vm, im->fill_next) : -ENOSPC;
+		if (ret < 0) {
+			im->fill_done = true;  /* no room, or the image fails: the faults decide */
+			return;
+		}
+		im->fill_next++;
+		done += ret > 0;
+	}
+	if (im->fill_next >= total) {
+		im->fill_done = true;
+		vm_info(vm, "resume from %s: %" PRIu64 " pages installed in the background", im->dir, im->installed);
+	}
+}

@@ -1,0 +1,92 @@
+/* image_pages: a VM resumed from a memory image (docs/snapshot.md).
+ *
+ * At Hello the VM's page table marks every page the image holds other than
+ * zeros PAGE_IMAGE, at a cost of a few ns a page and no read: the guest
+ * runs at once whatever its size.  A fault on such a page reads its object
+ * from the image (an io_uring read, swap_reads.c; synchronously on the slow
+ * paths), checks it and places it.  Meanwhile the VM thread installs pages
+ * in the background, a batch at a time between faults: first the pages the
+ * VM touched first after its last resume, in that order (the image's
+ * first-touch list: REAP, ASPLOS'21), then the rest in address order while
+ * the VM has room under its limit.  A resumed VM records the pages it
+ * faults on first, for the next snapshot to write down.
+ *
+ * The image stays open, with a shared flock on it, for as long as pages
+ * may come from it (memsrv-image rm refuses meanwhile).  Clones (VMs
+ * resumed from one image) read the same file, through the page cache.
+ */
+#ifndef MEMSRV_IMAGE_PAGES_H
+#define MEMSRV_IMAGE_PAGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image.h"
+#include "vm.h"
+#include "vm_state.h"
+
+#define IMAGE_DIR_MAX VM_STATE_IMAGE_DIR_MAX  /* an image's directory, as the state file keeps it */
+#define IMAGE_BATCH_PAGES 64           /* pages installed between two looks at the uffd */
+#define IMAGE_RECORD_NS (10ull * 1000 * 1000 * 1000)  /* first touches recorded for this long... */
+#define IMAGE_RECORD_MAX (256u * 1024) /* ...and at most this many pages */
+
+/* A VM's image and what its thread does with it. */
+struct vm_image {
+	struct image *img;
+	char dir[IMAGE_DIR_MAX];
+	uint64_t pages;          /* PAGE_IMAGE at attach */
+	/* the VM thread's */
+	uint64_t ft_next;        /* the next entry of the image's first-touch list to install */
+	uint64_t fill_next;      /* the next VM-wide page the background fill looks at */
+	bool fill_done;
+	uint64_t installed;      /* pages the background put in */
+	uint64_t record_until_ns;
+	uint64_t *touched, n_touched, touched_cap;  /* first faults since this resume, in order */
+	uint64_t *touched_bits;  /* a bit per page: in touched */
+};
+
+/* At Hello, after the regions were added (server thread): opens dir's
+ * image, checks that it describes the VM's layout and that the regions
+ * hold nothing yet, and marks the image's pages PAGE_IMAGE.  Returns the
+ * number of pages marked, or -errno with why. */
+int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len);
+
+/* A VM memsrv kept across a restart (--state-dir) whose table still names
+ * pages of the image in dir: opens it again, checked against the layout,
+ * to serve them (nothing is installed in the background).  Returns the
+ * pages still to come from it, or -errno with why. */
+int64_t image_pages_reopen(struct vm *vm, const char *dir, char *why, size_t len);
+
+/* Closes the image (vm_destroy). */
+void image_pages_release(struct vm *vm);
+
+/* The fault path's way in for a PAGE_IMAGE page, like a stored page's:
+ * a same-filled page is placed at once; an object's read goes to the VM's
+ * ring and *deferred is set (NULL deferred: read synchronously).  On an
+ * error *read_failed says whether the content could not be had. */
+int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
+		     bool *read_failed);
+
+/* Decodes what a read of object index brought (res: bytes read or -errno)
+ * into page.  0, or why not (-EBADMSG, -EILSEQ, -ENODATA: short, -errno). */
+int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page);
+
+/* Places page idx's content (read from the image) into the VMM.  0 or -errno. */
+int image_pages_place(struct vm *vm, struct region *r, uint64_t idx, const void *page);
+
+/* A demand fault on page (VM-wide) that came from the image: recorded as
+ * a first touch while the recording lasts. */
+void image_pages_note_touch(struct vm *vm, uint64_t page);
+
+/* Whether the background has work left (the VM thread then polls without
+ * sleeping). */
+bool image_pages_busy(const struct vm *vm);
+
+/* Installs one batch in the background.  VM thread. */
+void image_pages_background(struct vm *vm);
+
+/* The pages recorded as touched first since this resume (for a snapshot). */
+const uint64_t *image_pages_touched(const struct vm *vm, uint64_t *n);
+
+#endif

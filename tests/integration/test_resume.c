@@ -1,0 +1,385 @@
+/* Description: a VM attached with Hello.snapshot_dir runs from the memory
+ * image memsrv-ctl snapshot wrote: every page as it was, read lazily from
+ * the image (zero pages never read), its own writes its own (clones of one
+ * image stay apart), a discard reads zeros; the pages it touched first are
+ * recorded in the next image and installed before they fault on the next
+ * resume; a snapshot of a resumed VM copies what is still in the image; a
+ * memsrv killed meanwhile comes back on its --state-dir and serves on; an
+ * image that does not fit, a region that is not empty and a corrupt image
+ * are refused, naming the field. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "guest.h"
+#include "harness.h"
+#include "image.h"
+#include "memsrv.h"
+
+#define PAGE GUEST_PAGE
+#define SIZE (16u << 20)
+#define PAGES (SIZE / PAGE)
+
+static struct test_server srv;
+static char dir[64];
+static char img1[128], img2[128], img3[128];
+
+static void setup(void)
+{
+	cr_assert(scratch_make(dir, sizeof dir, "/var/tmp/memsrv-resume.XXXXXX"));
+	snprintf(img1, sizeof img1, "%s/one", dir);
+	snprintf(img2, sizeof img2, "%s/two", dir);
+	snprintf(img3, sizeof img3, "%s/three", dir);
+	cr_assert_eq(mkdir(img1, 0700), 0);
+	cr_assert_eq(mkdir(img2, 0700), 0);
+	cr_assert_eq(mkdir(img3, 0700), 0);
+}
+
+static void teardown(void)
+{
+	server_stop(&srv);
+	scratch_remove(dir);
+}
+
+TestSuite(resume, .init = setup, .fini = teardown, .timeout = 180);
+
+/* Distinct, compressible pages; every 7th all zero, every 11th one word. */
+static uint64_t word_of(size_t page, size_t w, uint64_t gen)
+{
+	if (page % 7 == 0)
+		return 0;
+	if (page % 11 == 0)
+		return 0x5151515151515151ull + page;
+	return (uint64_t)page << 24 | (w % 32) << 8 | gen;
+}
+
+static size_t nonzero_pages(size_t pages)
+{
+	size_t n = 0;
+	for (size_t p = 0; p < pages; p++)
+		n += p % 7 != 0;
+	return n;
+}
+
+static void snapshot_ok(const char *vm, const char *into)
+{
+	Memsrv__ServerMessage *m;
+	int ret = ctl_snapshot(srv.sock, vm, into, &m);
+	cr_assert_eq(ret, 0, "snapshot request: %s", strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot refused: %s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+/* A VM named name of SIZE with the pattern of generation gen, part of it
+ * evicted, written as an image into into, and gone. */
+static void make_image(const char *name, const char *into, uint64_t gen)
+{
+	struct guest g;
+	guest_attach(&g, &srv, name, SIZE, NULL);
+	pattern_fill(g.mem, 0, PAGES, word_of, gen);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, SIZE / 2, false);
+	memsrv__server_message__free_unpacked(m, NULL);
+	snapshot_ok(name, into);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
+static void attach_from(struct guest *g, const char *name, const char *from, const struct memsrv_vm *with)
+{
+	struct memsrv_vm vm = with ? *with : (struct memsrv_vm){ 0 };
+	vm.snapshot_dir = from;
+	guest_attach(g, &srv, name, SIZE, &vm);
+}
+
+static int try_attach_from(struct guest *g, const char *name, size_t size, const char *from)
+{
+	int ret = guest_try_map(g, name, size, false);
+	cr_assert_eq(ret, 0);
+	struct memsrv_vm vm = { .snapshot_dir = from };
+	return guest_try_attach(g, srv.sock, name, &vm);
+}
+
+#define INFO(vm, field) ctl_info_u64(&srv, vm, offsetof(Memsrv__VmInfo, field))
+
+Test(resume, a_resumed_vm_reads_every_page_from_the_image_and_only_what_it_touches)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest g;
+	/* a limit below its size: the background fill stops there, the rest
+	 * comes from the image when it faults */
+	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 4 });
+	uint64_t from_image = INFO("resumed", image_pages);
+	cr_assert_eq(from_image + INFO("resumed", faults_image), nonzero_pages(PAGES),
+		     "every page but the zero ones comes from the image (%lu)", (unsigned long)from_image);
+	cr_assert_leq(INFO("resumed", resident_bytes), SIZE / 4, "nothing is read before it is needed, past the limit");
+
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "the VM is its image");
+	cr_assert_gt(INFO("resumed", faults_image), 0, "pages came from the image on faults");
+	cr_assert_eq(INFO("resumed", fault_errors), 0);
+	/* its own writes are its own, evicted and read back */
+	pattern_fill(g.mem, 0, PAGES, word_of, 2);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 2), 0);
+	cr_assert_eq(INFO("resumed", image_pages), 0, "every page was read once");
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+Test(resume, a_detach_with_restore_brings_back_the_pages_still_in_the_image)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest g;
+	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	cr_assert_gt(INFO("resumed", image_pages), 0);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	/* unregistered: what is not in the memfd now reads as zeros */
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "every page was put back before the detach");
+	guest_release(&g);
+}
+
+Test(resume, clones_of_one_image_each_see_it_and_keep_their_writes_apart)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest a, b;
+	attach_from(&a, "clone-a", img1, NULL);
+	attach_from(&b, "clone-b", img1, NULL);
+	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES / 2, word_of, 1), 0);
+	pattern_fill(a.mem, 0, PAGES / 2, word_of, 2);
+	cr_assert_eq(pattern_count_bad(b.mem, 0, PAGES, word_of, 1), 0, "a's writes are not b's");
+	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES / 2, word_of, 2), 0);
+	cr_assert_eq(pattern_count_bad(a.mem, PAGES / 2, PAGES, word_of, 1), 0);
+	cr_assert_geq(memsrv_detach(a.s, 0), 0);
+	cr_assert_geq(memsrv_detach(b.s, 0), 0);
+	guest_release(&a);
+	guest_release(&b);
+}
+
+Test(resume, a_discarded_page_of_the_image_reads_zeros)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest g;
+	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	size_t p = PAGES - 3;  /* past the limit: still in the image */
+	cr_assert_neq(p % 7, 0);
+	cr_assert_eq(memsrv_discard(g.s, g.mem + p * PAGE, PAGE), 0);
+	uint8_t zeros[PAGE] = { 0 };
+	cr_assert_eq(pattern_count_bad(g.mem, 0, p, word_of, 1), 0);
+	cr_assert_eq(memcmp(g.mem + p * PAGE, zeros, PAGE), 0, "the discarded page reads zeros, not the image");
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
+/* Pages of the image in from that differ from mem. */
+static size_t image_count_bad(const char *from, const uint8_t *mem, size_t pages)
+{
+	struct image *img;
+	char why[256];
+	int ret = image_open(from, &img, why, sizeof why);
+	cr_assert_eq(ret, 0, "image_open: %s (%s)", strerror(-ret), why);
+	struct codec_ctx *ctx = codec_ctx_create();
+	static uint8_t page[PAGE];
+	size_t bad = 0;
+	for (size_t p = 0; p < pages; p++) {
+		cr_assert_eq(image_read_page(img, ctx, p, page), 0);
+		bad += memcmp(page, mem + p * PAGE, PAGE) != 0;
+	}
+	codec_ctx_destroy(ctx);
+	image_close(img);
+	return bad;
+}
+
+Test(resume, a_snapshot_of_a_resumed_vm_copies_what_is_still_in_the_image)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest g;
+	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	pattern_fill(g.mem, 0, 16, word_of, 2);  /* a few of its own */
+	cr_assert_gt(INFO("resumed", image_pages), PAGES / 2, "most of it is still in the image");
+	snapshot_ok("resumed", img2);
+	/* the comparison reads the RAM: after the image, not before */
+	uint8_t *want = malloc(SIZE);
+	pattern_fill(want, 0, PAGES, word_of, 1);
+	pattern_fill(want, 0, 16, word_of, 2);
+	cr_assert_eq(image_count_bad(img2, want, PAGES), 0, "the new image is the VM, page for page");
+	free(want);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
+/* Touches pages in an order of their own, a read each. */
+static void touch(const struct guest *g, const size_t *pages, size_t n)
+{
+	volatile uint8_t sink = 0;
+	for (size_t i = 0; i < n; i++)
+		sink += g->mem[pages[i] * PAGE + 8];
+	(void)sink;
+}
+
+static bool resident_at_least(void *arg)
+{
+	return INFO("warm", resident_bytes) >= *(uint64_t *)arg;
+}
+
+Test(resume, the_pages_touched_first_are_recorded_and_installed_first_next_time)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	enum { N = 300 };
+	size_t order[N];
+	for (size_t i = 0; i < N; i++)
+		order[i] = (i * 2654435761u) % (PAGES - 7) / 7 * 7 + 1;  /* scattered, never a zero page */
+
+	struct guest g;
+	attach_from(&g, "first", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	touch(&g, order, N);
+	snapshot_ok("first", img2);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+
+	struct image *img;
+	char why[256];
+	cr_assert_eq(image_open(img2, &img, why, sizeof why), 0, "%s", why);
+	uint64_t n;
+	const uint64_t *ft = image_first_touch(img, &n);
+	size_t distinct = 0;
+	for (size_t i = 0; i < N; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = order[j] == order[i];
+		distinct += !seen;
+	}
+	cr_assert_eq(n, distinct, "the %zu pages touched first are recorded (%lu)", distinct, (unsigned long)n);
+	cr_assert_eq(ft[0], order[0]);
+	cr_assert_eq(ft[1], order[1]);
+	image_close(img);
+
+	/* resumed from the second image: installed before they are touched */
+	attach_from(&g, "warm", img2, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	uint64_t want = distinct * PAGE;
+	cr_assert(wait_until(resident_at_least, &want, 5000), "the first-touch pages are installed");
+	uint64_t before = INFO("warm", faults_image);
+	touch(&g, order, N);
+	cr_assert_eq(INFO("warm", faults_image), before, "none of them faults");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
+static void expect_attach_refused(int ret, int err, const char *says)
+{
+	cr_assert_eq(ret, -err, "attach: %s, wanted %s (%s)", strerror(-ret), strerror(err), memsrv_last_error());
+	cr_assert(strstr(memsrv_last_error(), "hello.snapshot_dir"), "names the field: %s", memsrv_last_error());
+	cr_assert(strstr(memsrv_last_error(), says), "'%s' does not say '%s'", memsrv_last_error(), says);
+}
+
+Test(resume, an_image_that_does_not_fit_or_a_ram_that_is_not_empty_is_refused)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest g;
+	expect_attach_refused(try_attach_from(&g, "small", SIZE / 2, img1), EINVAL, "the image in");
+	guest_release(&g);
+	expect_attach_refused(try_attach_from(&g, "nowhere", SIZE, img2), ENOENT, "memory.img");
+	guest_release(&g);
+	expect_attach_refused(try_attach_from(&g, "relative", SIZE, "one"), EINVAL, "absolute");
+	guest_release(&g);
+
+	cr_assert_eq(guest_try_map(&g, "written", SIZE, false), 0);
+	memset(g.mem, 1, 8 * PAGE);  /* RAM that holds something already */
+	struct memsrv_vm vm = { .snapshot_dir = img1 };
+	expect_attach_refused(guest_try_attach(&g, srv.sock, "written", &vm), EEXIST, "empty RAM");
+	guest_release(&g);
+	cr_assert_eq(ctl_vm_count(&srv), 0, "nothing was attached");
+}
+
+/* Flips one byte of the image file at off. */
+static void flip(const char *from, off_t off)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", from, IMAGE_FILE);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+Test(resume, a_corrupt_image_is_refused_at_hello)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", img1, IMAGE_FILE);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	flip(img1, st.st_size - 64 * 1024);  /* in the page table or the index: checked at open */
+	struct guest g;
+	expect_attach_refused(try_attach_from(&g, "corrupt", SIZE, img1), EBADMSG, "checksum");
+	guest_release(&g);
+	cr_assert(server_alive(&srv));
+}
+
+Test(resume, a_memsrv_killed_while_a_vm_runs_from_an_image_serves_it_on)
+{
+	char state[PATH_MAX];
+	snprintf(state, sizeof state, "%s/state", dir);
+	cr_assert_eq(mkdir(state, 0700), 0);
+	const char *opts[] = { "--state-dir", state, NULL };
+	server_start_with(&srv, opts);
+	make_image("source", img1, 1);
+	struct guest g;
+	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES / 4, word_of, 1), 0);
+	uint64_t left = INFO("resumed", image_pages);
+	cr_assert_gt(left, 0);
+
+	server_crash_and_restart(&srv, opts);
+	/* libmemsrv says Hello again; the table still names the image's pages */
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "every page, from the image or the store");
+	cr_assert(server_log_has(&srv, "resumed"));
+	cr_assert_eq(INFO("resumed", fault_errors), 0);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
+Test(resume, an_image_in_use_cannot_be_locked_for_removal)
+{
+	server_start(&srv);
+	make_image("source", img1, 1);
+	struct guest g;
+	attach_from(&g, "resumed", img1, NULL);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", img1, IMAGE_FILE);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), -1, "memsrv holds it while the VM runs from it");
+	cr_assert_eq(errno, EWOULDBLOCK);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+	/* detached: memsrv lets go (the VM's end is the server thread's) */
+	bool free_now = false;
+	for (int i = 0; i < 100 && !free_now; i++) {
+		free_now = flock(fd, LOCK_EX | LOCK_NB) == 0;
+		if (!free_now)
+			usleep(10000);
+	}
+	cr_assert(free_now, "the lock goes with the VM");
+	close(fd);
+}
