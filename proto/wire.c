@@ -266,15 +266,18 @@ void wire_error_message(Memsrv__ServerMessage *msg, Memsrv__Error *err, int errn
 	msg->error = err;
 }
 
+void wire_error_vformat(struct wire_error *e, int errno_code, const char *field, const char *fmt, va_list ap)
+{
+	vsnprintf(e->text, sizeof e->text, fmt, ap);
+	wire_error_message(&e->msg, &e->err, errno_code, field, e->text);
+}
+
 int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)
 {
-	char text[512];
+	struct wire_error e;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
+	wire_error_vformat(&e, errno_code, field, fmt, ap);
 	va_end(ap);
-	Memsrv__Error err;
-	Memsrv__ServerMessage msg;
-	wire_error_message(&msg, &err, errno_code, field, text);
-	return wire_send_server(sock, &msg);
+	return wire_send_server(sock, &e.msg);
 }

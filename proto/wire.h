@@ -9,6 +9,7 @@
 #ifndef MEMSRV_WIRE_H
 #define MEMSRV_WIRE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,18 @@ int wire_decode_server(const void *rec, size_t n, Memsrv__ServerMessage **out, s
  * is the caller's storage for it. */
 void wire_error_message(Memsrv__ServerMessage *msg, Memsrv__Error *err, int errno_code, const char *field,
 			char *text);
+
+/* An Error message with the storage it points into, for wire_error_vformat(). */
+struct wire_error {
+	Memsrv__ServerMessage msg;
+	Memsrv__Error err;
+	char text[512];         /* a longer text is cut */
+};
+
+/* Makes e->msg an Error naming errno_code, field (may be NULL) and the text
+ * fmt and ap print: what every sender of a formatted Error shares. */
+void wire_error_vformat(struct wire_error *e, int errno_code, const char *field, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 
 /* Sends an Error message: errno_code is a positive errno value, field may be NULL. */
 int wire_send_error(int sock, int errno_code, const char *field, const char *fmt, ...)

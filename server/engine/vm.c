@@ -430,13 +430,10 @@ int vm_send(struct vm *vm, const Memsrv__ServerMessage *msg)
 
 int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *fmt, ...)
 {
-	char text[512];
+	struct wire_error e;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
+	wire_error_vformat(&e, errno_code, field, fmt, ap);
 	va_end(ap);
-	Memsrv__Error err;
-	Memsrv__ServerMessage msg;
-	wire_error_message(&msg, &err, errno_code, field, text);
-	return vm_send(vm, &msg);
+	return vm_send(vm, &e.msg);
 }

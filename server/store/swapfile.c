@@ -482,6 +482,15 @@ int swapfile_alloc(struct swapfile *s, uint32_t bytes, swap_loc *out)
 	return ret;
 }
 
+/* Whether loc names one of s's files and a run of units that lies in it;
+ * under s->lock. */
+static bool loc_valid(const struct swapfile *s, swap_loc loc)
+{
+	unsigned idx = swap_loc_file(loc);
+	uint32_t units = swap_loc_units(loc);
+	return idx < s->nfiles && units && swap_loc_first(loc) + units <= s->files[idx].units;
+}
+
 int swapfile_claim(struct swapfile *s, swap_loc loc)
 {
 	unsigned idx = swap_loc_file(loc);
@@ -490,7 +499,7 @@ int swapfile_claim(struct swapfile *s, swap_loc loc)
 	pthread_mutex_lock(&s->lock);
 	struct swap_file *f = &s->files[idx];
 	/* outside the files, or taken twice: the records do not fit them */
-	int ret = idx < s->nfiles && units && at + units <= f->units && all_bits(f->map, at, units, false) ? 0 : -EINVAL;
+	int ret = loc_valid(s, loc) && all_bits(f->map, at, units, false) ? 0 : -EINVAL;
 	if (!ret) {
 		set_bits(f->map, at, units, true);
 		f->free_units -= units;
@@ -509,8 +518,7 @@ void swapfile_free(struct swapfile *s, swap_loc loc)
 	pthread_mutex_lock(&s->lock);
 	struct swap_file *f = &s->files[idx];
 	/* A bad or double free would corrupt the counts: refuse it. */
-	bool ok = idx < s->nfiles && units && at + units <= f->units &&
-		  all_bits(f->map, at, units, true);
+	bool ok = loc_valid(s, loc) && all_bits(f->map, at, units, true);
 	assert(ok);
 	if (ok) {
 		set_bits(f->map, at, units, false);

@@ -7,30 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
-
-static void fill_text(uint8_t *p, unsigned seed)
-{
-	static const char *words[] = { "memory ", "server ", "guest ", "page ", "fault ", "evict ", "the ", "a " };
-	size_t off = 0;
-	while (off < CODEC_PAGE) {
-		const char *w = words[(seed = seed * 1103515245 + 12345) >> 29];
-		size_t n = strlen(w);
-		if (off + n > CODEC_PAGE)
-			n = CODEC_PAGE - off;
-		memcpy(p + off, w, n);
-		off += n;
-	}
-}
-
-static void fill_random(uint8_t *p, uint64_t seed)
-{
-	for (size_t i = 0; i < CODEC_PAGE; i += 8) {
-		seed ^= seed << 13;
-		seed ^= seed >> 7;
-		seed ^= seed << 17;
-		memcpy(p + i, &seed, 8);
-	}
-}
+#include "page_fill.h"
 
 Test(codec, roundtrip_both_codecs)
 {
@@ -39,7 +16,7 @@ Test(codec, roundtrip_both_codecs)
 	uint8_t page[CODEC_PAGE], back[CODEC_PAGE], copy[CODEC_PAGE];
 	for (int c = 0; c < CODECS; c++) {
 		for (unsigned seed = 1; seed < 50; seed++) {
-			fill_text(page, seed);
+			page_fill_text(page, seed);
 			const void *out;
 			uint32_t len = codec_compress(ctx, c, page, 3001, &out);
 			cr_assert(len > 0 && len < 2048, "%s: text page compressed to %u", codec_name(c), len);
@@ -48,7 +25,7 @@ Test(codec, roundtrip_both_codecs)
 			cr_assert_eq(codec_decompress(ctx, c, copy, len, back), 0);
 			cr_assert_arr_eq(back, page, CODEC_PAGE);
 		}
-		fill_random(page, 42);
+		page_fill_random(page, 42);
 		const void *out;
 		cr_assert_eq(codec_compress(ctx, c, page, 3001, &out), 0, "%s: random data must be refused", codec_name(c));
 	}
@@ -61,7 +38,7 @@ Test(codec, zstd_is_denser_than_lz4_on_text)
 	uint8_t page[CODEC_PAGE];
 	uint64_t total[CODECS] = { 0 };
 	for (unsigned seed = 1; seed < 100; seed++) {
-		fill_text(page, seed);
+		page_fill_text(page, seed);
 		const void *out;
 		for (int c = 0; c < CODECS; c++)
 			total[c] += codec_compress(ctx, c, page, CODEC_PAGE, &out);
@@ -75,7 +52,7 @@ Test(codec, corrupt_input_is_eio)
 {
 	struct codec_ctx *ctx = codec_ctx_create();
 	uint8_t page[CODEC_PAGE], back[CODEC_PAGE], bad[CODEC_PAGE];
-	fill_text(page, 7);
+	page_fill_text(page, 7);
 	for (int c = 0; c < CODECS; c++) {
 		const void *out;
 		uint32_t len = codec_compress(ctx, c, page, CODEC_PAGE, &out);

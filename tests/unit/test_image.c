@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "image.h"
+#include "page_fill.h"
 
 static char dir[256];
 static struct codec_ctx *ctx;
@@ -72,30 +73,6 @@ static bool exists(const char *name)
 	return access(path_in(name), F_OK) == 0;
 }
 
-static void fill_text(uint8_t *p, unsigned seed)
-{
-	static const char *words[] = { "memory ", "server ", "guest ", "page ", "fault ", "evict ", "the ", "a " };
-	size_t off = 0;
-	while (off < CODEC_PAGE) {
-		const char *w = words[(seed = seed * 1103515245 + 12345) >> 29];
-		size_t n = strlen(w);
-		if (off + n > CODEC_PAGE)
-			n = CODEC_PAGE - off;
-		memcpy(p + off, w, n);
-		off += n;
-	}
-}
-
-static void fill_random(uint8_t *p, uint64_t seed)
-{
-	for (size_t i = 0; i < CODEC_PAGE; i += 8) {
-		seed ^= seed << 13;
-		seed ^= seed >> 7;
-		seed ^= seed << 17;
-		memcpy(p + i, &seed, 8);
-	}
-}
-
 /* Two regions: 16 pages at 0, 8 pages at 4 GiB (pages 16..23). */
 static struct image_info layout(void)
 {
@@ -111,12 +88,6 @@ static struct image_info layout(void)
 
 /* What each page of the test image holds. */
 static uint8_t expect[PAGES][CODEC_PAGE];
-
-static void fill_word(uint8_t *p, uint64_t w)
-{
-	for (size_t i = 0; i < CODEC_PAGE; i += 8)
-		memcpy(p + i, &w, 8);
-}
 
 static uint64_t add_compressed(struct image_writer *w, enum codec c, const uint8_t *page)
 {
@@ -141,20 +112,20 @@ static void make_image(void)
 	cr_assert_eq(image_writer_info(w)->pages, PAGES);
 	memset(expect, 0, sizeof(expect));
 
-	fill_word(expect[1], WORD_A);
-	fill_word(expect[2], WORD_A);
-	fill_word(expect[17], WORD_B);
+	page_fill_word(expect[1], WORD_A);
+	page_fill_word(expect[2], WORD_A);
+	page_fill_word(expect[17], WORD_B);
 	image_set_samefill(w, 1, WORD_A);
 	image_set_samefill(w, 2, WORD_A);
 	image_set_samefill(w, 3, 0);
 	image_set_samefill(w, 17, WORD_B);
 
 	uint64_t raw, lz4, zstd;
-	fill_random(expect[4], 42);
+	page_fill_random(expect[4], 42);
 	cr_assert_eq(image_add_object(w, CODEC_ZSTD, expect[4], IMAGE_RAW_LEN, &raw), 0);
 	image_set_object(w, 4, raw);
 
-	fill_text(expect[5], 7);
+	page_fill_text(expect[5], 7);
 	memcpy(expect[6], expect[5], CODEC_PAGE);
 	memcpy(expect[20], expect[5], CODEC_PAGE);
 	lz4 = add_compressed(w, CODEC_LZ4, expect[5]);
@@ -162,7 +133,7 @@ static void make_image(void)
 	image_set_object(w, 6, lz4);
 	image_set_object(w, 20, lz4);
 
-	fill_text(expect[7], 99);
+	page_fill_text(expect[7], 99);
 	zstd = add_compressed(w, CODEC_ZSTD, expect[7]);
 	image_set_object(w, 7, zstd);
 	cr_assert_eq(image_writer_info(w)->objects, 3);
@@ -426,7 +397,7 @@ Test(image, killed_writer_leaves_no_image)
 		struct image_writer *w;
 		uint8_t page[CODEC_PAGE];
 		uint64_t i;
-		fill_random(page, 1);
+		page_fill_random(page, 1);
 		if (image_create(dir, &l, &w, NULL, 0) || image_add_object(w, CODEC_LZ4, page, IMAGE_RAW_LEN, &i))
 			_exit(1);
 		image_set_object(w, 0, i);
@@ -567,7 +538,7 @@ Test(image, large_sparse_layout, .timeout = 30)
 	cr_assert_lt(took, 2.0, "opening took %.3f s", took);
 	cr_assert_eq(image_get_info(img)->pages, pages);
 	uint8_t page[CODEC_PAGE], word[CODEC_PAGE], zero[CODEC_PAGE] = { 0 };
-	fill_word(word, WORD_A);
+	page_fill_word(word, WORD_A);
 	cr_assert_eq(image_read_page(img, ctx, pages / 2, page), 0);
 	cr_assert_arr_eq(page, zero, CODEC_PAGE);
 	cr_assert_eq(image_read_page(img, ctx, pages - 1, page), 0);
@@ -662,7 +633,7 @@ Test(image, many_samefill_words)
 	struct image *img = open_ok();
 	uint8_t page[CODEC_PAGE], want[CODEC_PAGE];
 	for (uint64_t p = 0; p < 4096; p++) {
-		fill_word(want, (p % 3000) * 0x1000100010001ull + 1);
+		page_fill_word(want, (p % 3000) * 0x1000100010001ull + 1);
 		cr_assert_eq(image_read_page(img, ctx, p, page), 0);
 		cr_assert_arr_eq(page, want, CODEC_PAGE, "page %lu", (unsigned long)p);
 	}

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "page_fill.h"
 #include "store.h"
 
 static void make_page(uint8_t *p, uint32_t seed)
@@ -133,11 +134,7 @@ Test(store, incompressible_pages_are_kept_raw_and_the_budget_holds)
 	struct store_config cfg = { .cache_budget = 256 * 1024 };
 	struct store *s = store_create(&cfg);
 	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
-	uint64_t x = 99;
-	for (size_t i = 0; i < CODEC_PAGE; i += 8) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		memcpy(page + i, &x, 8);
-	}
+	page_fill_random(page, 99);
 	obj_id id;
 	struct store_put_info info;
 	cr_assert_eq(store_put(s, ctx, CODEC_ZSTD, page, &id, &info), 0);
@@ -391,11 +388,7 @@ static void restart_page(uint8_t *p, uint32_t i)
 	if (k % 10 == 0) {
 		memset(p, (int)(k / 10 + 1), CODEC_PAGE);
 	} else if (k % 7 == 0) {
-		uint64_t x = k * 0x9e3779b97f4a7c15ull + 1;
-		for (size_t off = 0; off < CODEC_PAGE; off += 8) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			memcpy(p + off, &x, 8);
-		}
+		page_fill_random(p, k * 0x9e3779b97f4a7c15ull + 1);
 	} else {
 		make_page(p, k + 1000);
 	}
@@ -605,8 +598,7 @@ Test(store, an_object_is_read_as_it_is_stored)
 		noise[i] = (uint8_t)x;
 	}
 	uint64_t word = 0x0123456789abcdefull;
-	for (size_t i = 0; i < CODEC_PAGE; i += 8)
-		memcpy(same + i, &word, 8);
+	page_fill_word(same, word);
 	obj_id a, b, c;
 	struct store_put_info info;
 	cr_assert_eq(store_put(s, ctx, CODEC_ZSTD, page, &a, &info), 0);

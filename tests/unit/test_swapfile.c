@@ -555,6 +555,10 @@ Test(swapfile, a_claimed_loc_is_taken_once_and_never_handed_out)
 		cr_assert(b + swap_loc_units(other) <= a || a + swap_loc_units(loc) <= b, "a claimed unit was handed out");
 	}
 	cr_assert_eq(swapfile_claim(sw, (swap_loc)200 << 56 | 1), -EINVAL, "no such file");
+	cr_assert_eq(swapfile_claim(sw, loc & ~(swap_loc)0xfff), -EINVAL, "no units");
+	swap_loc last = ((1 << 20) / swapfile_unit(sw) - 1) << 12;
+	cr_assert_eq(swapfile_claim(sw, last | 2), -EINVAL, "past the end of the file");
+	cr_assert_eq(swapfile_claim(sw, last | 1), 0, "the file's last unit");
 }
 
 static void add_kept(const char *name, uint64_t size)

@@ -1,5 +1,6 @@
 /* Description: records survive the socket intact with their fds; every kind
- * of malformed record is refused with a reason and leaks no fd. */
+ * of malformed record is refused with a reason and leaks no fd; an Error
+ * carries its errno, field and formatted text, a long text cut to fit. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -165,4 +166,28 @@ Test(wire, send_refuses_oversize)
 {
 	static uint8_t big[WIRE_MAX_PAYLOAD + 1];
 	cr_assert_eq(wire_send(sv[0], big, sizeof big, NULL, 0), -EMSGSIZE);
+}
+
+Test(wire, an_error_carries_its_errno_field_and_formatted_text)
+{
+	cr_assert_eq(wire_send_error(sv[0], ENOENT, "info.name", "no VM named %s is attached", "vm9"), 0);
+	char big[1000];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	cr_assert_eq(wire_send_error(sv[0], EINVAL, NULL, "%s", big), 0);
+
+	Memsrv__ServerMessage *got = NULL;
+	struct wire_fault fault;
+	cr_assert_eq(wire_recv_server(sv[1], &got, &fault), 1);
+	cr_assert_eq(got->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
+	cr_assert_eq(got->error->errno_code, ENOENT);
+	cr_assert_str_eq(got->error->field, "info.name");
+	cr_assert_str_eq(got->error->message, "no VM named vm9 is attached");
+	memsrv__server_message__free_unpacked(got, NULL);
+
+	cr_assert_eq(wire_recv_server(sv[1], &got, &fault), 1);
+	cr_assert_eq(got->error->errno_code, EINVAL);
+	cr_assert_null(got->error->field, "no field was named");
+	cr_assert_eq(strlen(got->error->message), sizeof(((struct wire_error *)0)->text) - 1, "a long text is cut");
+	memsrv__server_message__free_unpacked(got, NULL);
 }
