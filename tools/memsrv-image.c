@@ -1,11 +1,13 @@
 /* memsrv-image: looks into a memory image (docs/snapshot.md) without memsrv.
  *
  *   memsrv-image check DIR
+ *   memsrv-image rm DIR
  *
- * Opens DIR/memory.img (which checks its header, table and index), checks
- * every object's bytes, reads every page and prints what the image holds as
- * key: value lines.  Exit status 0 when every check passed, 1 when one
- * failed, 2 on a usage error.
+ * check opens DIR/memory.img (which checks its header, table and index),
+ * checks every object's bytes, reads every page and prints what the image
+ * holds as key: value lines.  rm removes it, unless a VM resumed from it
+ * still reads pages from it.  Exit status 0 when every check passed (or it
+ * was removed), 1 when one failed (or it was not), 2 on a usage error.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,7 +30,10 @@ static int usage(FILE *f)
 {
 	fprintf(f, "usage: memsrv-image check DIR\n"
 		   "  opens DIR/memory.img, checks every object and page, prints what it holds;\n"
-		   "  exit status 0 when the image is intact, 1 when it is not\n");
+		   "  exit status 0 when the image is intact, 1 when it is not\n"
+		   "       memsrv-image rm DIR\n"
+		   "  removes DIR/memory.img, refused (exit status 1) while a VM resumed from it\n"
+		   "  still reads pages from it\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -119,11 +124,24 @@ static int check(const char *dir)
 	return ok ? 0 : 1;
 }
 
+static int rm(const char *dir)
+{
+	char why[512] = "";
+	int ret = image_remove(dir, why, sizeof why);
+	if (ret) {
+		fprintf(stderr, "memsrv-image: %s\n", why[0] ? why : strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
 		return usage(stdout);
-	if (argc != 3 || strcmp(argv[1], "check"))
-		return usage(stderr);
-	return check(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "check"))
+		return check(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "rm"))
+		return rm(argv[2]);
+	return usage(stderr);
 }

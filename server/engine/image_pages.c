@@ -71,7 +71,8 @@ static int seed_touched(struct vm_image *im, uint64_t pages)
 
 static void vm_image_free(struct vm_image *im)
 {
-	image_close(im->img);  /* the lock goes with the fd */
+	if (im->img)
+		image_close(im->img);  /* the lock goes with the fd */
 	free(im->touched);
 	free(im->touched_bits);
 	free(im);
@@ -184,7 +185,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 {
 	*read_failed = false;
 	struct vm_image *im = vm->image;
-	if (!im) {
+	if (!im || !im->img) {
 		/* a table that says IMAGE with no image to read: never zeros */
 		*read_failed = true;
 		return -ENOENT;
@@ -265,10 +266,23 @@ static int install(struct vm *vm, uint64_t page)
 	return 1;
 }
 
+void image_pages_tick(struct vm *vm)
+{
+	struct vm_image *im = vm->image;
+	if (!im || !im->img || vm_count(vm, PAGE_IMAGE))
+		return;
+	/* nothing more comes from it: let it go (memsrv-image rm may remove it now) */
+	image_close(im->img);
+	im->img = NULL;
+	im->fill_done = true;
+	vm_state_forget_image(vm);
+	vm_info(vm, "every page of the image in %s is read: closed", im->dir);
+}
+
 bool image_pages_busy(const struct vm *vm)
 {
 	const struct vm_image *im = vm->image;
-	if (!im || im->fill_done)
+	if (!im || !im->img || im->fill_done)
 		return false;
 	uint64_t n;
 	image_first_touch(im->img, &n);
@@ -280,7 +294,7 @@ bool image_pages_busy(const struct vm *vm)
 void image_pages_background(struct vm *vm)
 {
 	struct vm_image *im = vm->image;
-	if (!im || im->fill_done)
+	if (!im || !im->img || im->fill_done)
 		return;
 	if (vm->eng.vmm_gone || vm->eng.detaching || vm->thr.stopping || !vm_can_evict(vm)) {
 		im->fill_done = true;  /* nothing to install into, or no eviction to hold it in check */

@@ -12,7 +12,8 @@
  * faults on first, for the next snapshot to write down.
  *
  * The image stays open, with a shared flock on it, for as long as pages
- * may come from it (memsrv-image rm refuses meanwhile).  Clones (VMs
+ * may come from it (memsrv-image rm refuses meanwhile); once every page
+ * was read it is closed.  Clones (VMs
  * resumed from one image) read the same file, through the page cache.
  */
 #ifndef MEMSRV_IMAGE_PAGES_H
@@ -33,7 +34,7 @@
 
 /* A VM's image and what its thread does with it. */
 struct vm_image {
-	struct image *img;
+	struct image *img;       /* NULL once no page comes from it (image_pages_tick) */
 	char dir[IMAGE_DIR_MAX];
 	uint64_t pages;          /* PAGE_IMAGE at attach */
 	/* the VM thread's */
@@ -78,6 +79,10 @@ int image_pages_place(struct vm *vm, struct region *r, uint64_t idx, const void 
 /* A demand fault on page (VM-wide) that came from the image: recorded as
  * a first touch while the recording lasts. */
 void image_pages_note_touch(struct vm *vm, uint64_t page);
+
+/* Once a second (VM thread): an image no page comes from any more is
+ * closed, and its lock released. */
+void image_pages_tick(struct vm *vm);
 
 /* Whether the background has work left (the VM thread then polls without
  * sleeping). */

@@ -108,6 +108,12 @@ void vm_state_save_image(struct vm *vm)
 		snprintf(vm->persist.header->image_dir, sizeof vm->persist.header->image_dir, "%s", vm->image->dir);
 }
 
+void vm_state_forget_image(struct vm *vm)
+{
+	if (vm->persist.header)
+		vm->persist.header->image_dir[0] = 0;
+}
+
 const char *vm_state_image_dir(const struct vm *vm)
 {
 	const struct vm_state_header *h = vm->persist.header;

@@ -110,6 +110,9 @@ void vm_state_save_settings(struct vm *vm);
  * it has one: a memsrv restarted reads its pages still to come from there. */
 void vm_state_save_image(struct vm *vm);
 
+/* No page of vm comes from its image any more: its file forgets it. */
+void vm_state_forget_image(struct vm *vm);
+
 /* While vm resumes from a kept VM: the image directory its file names, or
  * NULL for none. */
 const char *vm_state_image_dir(const struct vm *vm);

@@ -274,6 +274,7 @@ void *vm_thread_main(void *arg)
 		uint64_t now = monotonic_ns();
 		if (now >= next_tick) {
 			sampler_tick(vm);
+			image_pages_tick(vm);
 			if (vm->eng.policy.ops && vm->eng.policy.ops->tick)
 				vm->eng.policy.ops->tick(&vm->eng.policy);
 			next_tick = now + POLICY_TICK_NS;

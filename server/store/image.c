@@ -544,6 +544,34 @@ void image_abort(struct image_writer *w)
 	writer_free(w);
 }
 
+int image_remove(const char *dir, char *why, size_t len)
+{
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		int e = errno;
+		say(why, len, "%s: %s", dir, strerror(e));
+		return -e;
+	}
+	int ret = 0, fd = openat(dirfd, IMAGE_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		ret = -errno;
+		say(why, len, "%s/%s: %s", dir, IMAGE_FILE, strerror(errno));
+	} else if (flock(fd, LOCK_EX | LOCK_NB)) {
+		/* held shared by every memsrv that serves a VM's pages from it;
+		 * held ours, no memsrv can take it up until it is gone */
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		say(why, len, "%s/%s is in use: a VM resumed from it still reads pages from it (detach the VM, or "
+		    "wait until memsrv-ctl info shows image_pages 0)", dir, IMAGE_FILE);
+	} else if (unlinkat(dirfd, IMAGE_FILE, 0) || fsync(dirfd)) {
+		ret = -errno;
+		say(why, len, "removing %s/%s: %s", dir, IMAGE_FILE, strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	close(dirfd);
+	return ret;
+}
+
 /* ---- Reading ---- */
 
 struct image {

@@ -83,6 +83,12 @@ const struct image_info *image_writer_info(const struct image_writer *w);
  * 0, -EINVAL (a page outside the image) or -ENOMEM. */
 int image_set_first_touch(struct image_writer *w, const uint64_t *pages, uint64_t n);
 
+/* Removes DIR/memory.img unless a VM's pages still come from it: memsrv
+ * holds a shared flock on an image it reads (server/engine/image_pages.h),
+ * and this takes it exclusively first.  0, or -errno with why (-EBUSY: in
+ * use, -ENOENT: no image). */
+int image_remove(const char *dir, char *why, size_t len);
+
 /* Reading. */
 struct image;
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -738,4 +739,39 @@ Test(image, forged_but_sealed_refused)
 	check_forged(IN_HEADER, H_DATA_OFF, 8192, "data not at 4096");
 	check_forged(IN_HEADER, 120, 64, "64 regions");
 	check_forged(IN_HEADER, 192 + 8, 4096 * 16 + 1, "a region not a whole number of pages");
+}
+
+Test(image, object_read_as_written_and_decoded_from_a_read_of_ones_own)
+{
+	make_image();
+	struct image *img = open_ok();
+	uint64_t v;
+	cr_assert_eq(image_page(img, 7, &v), IMAGE_PAGE_OBJECT);
+	uint8_t buf[IMAGE_RAW_LEN], page[CODEC_PAGE];
+	uint32_t len;
+	enum codec c;
+	cr_assert_eq(image_read_object(img, v, buf, &len, &c), 0);
+	cr_assert_eq(c, CODEC_ZSTD);
+	cr_assert_lt(len, IMAGE_RAW_LEN, "as the store kept it: compressed");
+	cr_assert_eq(image_decode(img, ctx, v, buf, len, page), 0);
+	cr_assert_arr_eq(page, expect[7], CODEC_PAGE);
+	buf[len / 2] ^= 1;
+	cr_assert_eq(image_decode(img, ctx, v, buf, len, page), -EBADMSG, "bytes not as written are refused");
+	cr_assert_eq(image_decode(img, ctx, v, buf, len - 1, page), -EBADMSG, "so is a short read");
+	cr_assert_eq(image_read_object(img, image_get_info(img)->objects, buf, &len, &c), -EINVAL);
+	image_close(img);
+}
+
+Test(image, remove_refused_while_a_reader_holds_it)
+{
+	make_image();
+	struct image *img = open_ok();
+	cr_assert_eq(flock(image_fd(img), LOCK_SH | LOCK_NB), 0, "what memsrv does for a resumed VM");
+	char why[256] = "";
+	cr_assert_eq(image_remove(dir, why, sizeof why), -EBUSY);
+	cr_assert(strstr(why, "in use"), "%s", why);
+	image_close(img);
+	cr_assert_eq(image_remove(dir, why, sizeof why), 0, "%s", why);
+	cr_assert_eq(image_remove(dir, why, sizeof why), -ENOENT);
+	cr_assert_eq(image_open(dir, &img, why, sizeof why), -ENOENT);
 }
