@@ -279,16 +279,35 @@ void image_pages_tick(struct vm *vm)
 	vm_info(vm, "every page of the image in %s is read: closed", im->dir);
 }
 
+/* Moves page (VM-wide) from the image into the store, if it is still to
+ * come from the image: one copy for every clone (the store shares identical
+ * pages), in memory for its fault.  1 moved, 0 nothing to do, or -errno
+ * (the store has no room, or the image fails: it stays IMAGE). */
+static int stash(struct vm *vm, uint64_t page)
+{
+	struct region *r = vm_region_of_page(vm, page);
+	if (!r)
+		return 0;
+	uint64_t idx = page - r->first_page;
+	if (pe_state(r->pt.entries[idx]) != PAGE_IMAGE || swap_reads_pending(vm, r, idx))
+		return 0;
+	int ret = image_read_page(vm->image->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
+	if (ret)
+		return ret;
+	obj_id id;
+	struct store_put_info info;
+	ret = store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), vm->eng.page_buf, &id, &info);
+	if (ret)
+		return ret;
+	page_table_set(&r->pt, idx, pe_make(PAGE_STORED, 0, id));
+	vm->image->stashed++;
+	return 1;
+}
+
 bool image_pages_busy(const struct vm *vm)
 {
 	const struct vm_image *im = vm->image;
-	if (!im || !im->img || im->fill_done)
-		return false;
-	uint64_t n;
-	image_first_touch(im->img, &n);
-	/* the rest waits for the record to end: pages the fill put in
-	 * first would never be seen touched */
-	return im->ft_next < n || monotonic_ns() > im->record_until_ns;
+	return im && im->img && !im->fill_done;
 }
 
 void image_pages_background(struct vm *vm)
@@ -313,20 +332,22 @@ void image_pages_background(struct vm *vm)
 			im->ft_next = n;  /* the image fails: faults will say how */
 		done += ret > 0;
 	}
-	if (im->ft_next < n || monotonic_ns() <= im->record_until_ns)
+	if (im->ft_next < n)
 		return;
 	uint64_t total = vm_total_pages(vm), scanned = 0;
+	bool full = false;
 	while (im->fill_next < total && done < IMAGE_BATCH_PAGES && scanned++ < FILL_SCAN_PAGES) {
-		int ret = room_for_one(vm) ? install(vm, im->fill_next) : -ENOSPC;
-		if (ret < 0) {
-			im->fill_done = true;  /* no room, or the image fails: the faults decide */
-			return;
+		int ret = store_has_spare_room(vm->store) ? stash(vm, im->fill_next) : -ENOSPC;
+		if (ret == -ENOSPC || ret == -EBUSY) {
+			full = true;  /* the rest comes from the image when it faults */
+			break;
 		}
-		im->fill_next++;
+		im->fill_next++;  /* a page the image fails for stays IMAGE: its fault says why */
 		done += ret > 0;
 	}
-	if (im->fill_next >= total) {
-		im->fill_done = true;
-		vm_info(vm, "resume from %s: %" PRIu64 " pages installed in the background", im->dir, im->installed);
-	}
+	if (im->fill_next < total && !full)
+		return;
+	im->fill_done = true;
+	vm_info(vm, "resume from %s: %" PRIu64 " pages installed, %" PRIu64 " put into the store in the background%s",
+		im->dir, im->installed, im->stashed, full ? "; the store has no room for the rest" : "");
 }

@@ -4,12 +4,15 @@
  * zeros PAGE_IMAGE, at a cost of a few ns a page and no read: the guest
  * runs at once whatever its size.  A fault on such a page reads its object
  * from the image (an io_uring read, swap_reads.c; synchronously on the slow
- * paths), checks it and places it.  Meanwhile the VM thread installs pages
- * in the background, a batch at a time between faults: first the pages the
+ * paths), checks it and places it.  Meanwhile the VM thread works in the
+ * background, a batch at a time between faults: it installs the pages the
  * VM touched first after its last resume, in that order (the image's
- * first-touch list: REAP, ASPLOS'21), then the rest in address order while
- * the VM has room under its limit.  A resumed VM records the pages it
- * faults on first, for the next snapshot to write down.
+ * first-touch list: REAP, ASPLOS'21), while the VM has room under its
+ * limit; then it moves the rest, in address order, into the store, while
+ * the store has spare room: in memory for their faults, and one copy for
+ * every clone of the image (the store shares identical pages).  A resumed
+ * VM records the pages it faults on first, for the next snapshot to write
+ * down.
  *
  * The image stays open, with a shared flock on it, for as long as pages
  * may come from it (memsrv-image rm refuses meanwhile); once every page
@@ -41,7 +44,8 @@ struct vm_image {
 	uint64_t ft_next;        /* the next entry of the image's first-touch list to install */
 	uint64_t fill_next;      /* the next VM-wide page the background fill looks at */
 	bool fill_done;
-	uint64_t installed;      /* pages the background put in */
+	uint64_t installed;      /* pages the background made resident (the first-touch list) */
+	uint64_t stashed;        /* pages it moved into the store (the rest) */
 	uint64_t record_until_ns;
 	uint64_t *touched, n_touched, touched_cap;  /* first faults since this resume, in order */
 	uint64_t *touched_bits;  /* a bit per page: in touched */
@@ -76,8 +80,8 @@ int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, 
 /* Places page idx's content (read from the image) into the VMM.  0 or -errno. */
 int image_pages_place(struct vm *vm, struct region *r, uint64_t idx, const void *page);
 
-/* A demand fault on page (VM-wide) that came from the image: recorded as
- * a first touch while the recording lasts. */
+/* A demand fault on page (VM-wide) that came from the image or the store:
+ * recorded as a first touch while the recording lasts. */
 void image_pages_note_touch(struct vm *vm, uint64_t page);
 
 /* Once a second (VM thread): an image no page comes from any more is

@@ -736,6 +736,15 @@ static int reserve_obj(struct store *s, bool samefilled, uint32_t len, zpool_han
 	return ret;
 }
 
+bool store_has_spare_room(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool room = !s->out_of_room &&
+		    (!s->cfg.cache_budget || cache_slot_bytes(s) + CODEC_PAGE <= WB_LOW(s->cfg.cache_budget));
+	pthread_mutex_unlock(&s->lock);
+	return room;
+}
+
 /* Fills the new object nid (in slot h unless same-filled) and indexes it
  * by its hash, under the lock. */
 static void insert_obj(struct store *s, obj_id nid, zpool_handle h, enum codec c, bool samefilled, uint64_t word,

@@ -61,6 +61,12 @@ struct store_put_info {
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info);
 
+/* Whether a put that is not needed now (a resume's background fill) may
+ * take room: the cache is below writeback's low watermark (or has no
+ * budget) and memory was not short at the last put.  Such puts never make
+ * writeback run. */
+bool store_has_spare_room(struct store *s);
+
 /* Why a stored page's content could not be had (store_get, store_fetch,
  * store_read_end): the final ones will not change if tried again. */
 #define STORE_ERR_CHECKSUM  (-EBADMSG)  /* swap handed back other data than was written (final) */
