@@ -238,10 +238,9 @@ int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *
 	return 0;
 }
 
-int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page)
+int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page)
 {
 	page_entry e = r->pt.entries[idx];
-	obj_id id = (obj_id)pe_handle(e);
 	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
 	 * must already say resident */
 	fault_mark_resident(vm, r, idx, 1);
@@ -256,7 +255,8 @@ int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void
 		return ret;
 	}
 	fault_arrived(r, idx);
-	store_drop(vm->store, id);
+	if (pe_state(e) == PAGE_STORED)
+		store_drop(vm->store, (obj_id)pe_handle(e));  /* an IMAGE page holds no reference */
 	return 0;
 }
 
@@ -291,7 +291,7 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 		*read_failed = true;
 		return ret;
 	}
-	return fault_place_stored(vm, r, idx, vm->eng.page_buf);
+	return fault_place_held(vm, r, idx, vm->eng.page_buf);
 }
 
 void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)

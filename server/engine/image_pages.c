@@ -12,7 +12,6 @@
 #include "fault.h"
 #include "log.h"
 #include "swap_reads.h"
-#include "uffd.h"
 
 #define IMAGE_PAGE_BYTES 4096
 #define FILL_SCAN_PAGES 4096  /* entries the fill looks at in one batch, installed or not */
@@ -82,7 +81,7 @@ static void vm_image_free(struct vm_image *im)
 static int vm_image_open(struct vm *vm, const char *dir, bool fresh, struct vm_image **out, char *why, size_t len)
 {
 	if (dir[0] != '/' || strlen(dir) >= IMAGE_DIR_MAX) {
-		snprintf(why, len, "%.64s...: the image's directory must be an absolute path shorter than %d bytes", dir,
+		snprintf(why, len, "%.64s: the image's directory must be an absolute path shorter than %d bytes", dir,
 			 IMAGE_DIR_MAX);
 		return -EINVAL;
 	}
@@ -160,26 +159,6 @@ int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, 
 	return image_decode(vm->image->img, vm->eng.codec_ctx, index, buf, len, page);
 }
 
-int image_pages_place(struct vm *vm, struct region *r, uint64_t idx, const void *page)
-{
-	page_entry e = r->pt.entries[idx];
-	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
-	 * must already say resident */
-	fault_mark_resident(vm, r, idx, 1);
-	uint64_t addr = r->host_addr + idx * r->page_size;
-	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, false, NULL);
-	if (ret == -EEXIST) {
-		ret = fault_reappeared(vm, r, idx, page);
-		uffd_wake(vm->uffd, addr, r->page_size);
-	}
-	if (ret) {
-		fault_unmark_resident(vm, r, idx, e);
-		return ret;
-	}
-	fault_arrived(r, idx);
-	return 0;
-}
-
 int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
 		     bool *read_failed)
 {
@@ -210,7 +189,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 		*read_failed = true;  /* the page stays IMAGE: tried again or poisoned, never zeros */
 		return ret;
 	}
-	return image_pages_place(vm, r, idx, vm->eng.page_buf);
+	return fault_place_held(vm, r, idx, vm->eng.page_buf);
 }
 
 void image_pages_note_touch(struct vm *vm, uint64_t page)
@@ -259,7 +238,7 @@ static int install(struct vm *vm, uint64_t page)
 		return 0;
 	int ret = image_read_page(vm->image->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
 	if (!ret)
-		ret = image_pages_place(vm, r, idx, vm->eng.page_buf);
+		ret = fault_place_held(vm, r, idx, vm->eng.page_buf);
 	if (ret)
 		return ret;
 	vm->image->installed++;

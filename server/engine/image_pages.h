@@ -77,9 +77,6 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
  * into page.  0, or why not (-EBADMSG, -EILSEQ, -ENODATA: short, -errno). */
 int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page);
 
-/* Places page idx's content (read from the image) into the VMM.  0 or -errno. */
-int image_pages_place(struct vm *vm, struct region *r, uint64_t idx, const void *page);
-
 /* A demand fault on page (VM-wide) that came from the image or the store:
  * recorded as a first touch while the recording lasts. */
 void image_pages_note_touch(struct vm *vm, uint64_t page);

@@ -161,9 +161,7 @@ struct placing {
 static int place(struct vm *vm, void *arg)
 {
 	const struct placing *p = arg;
-	if (p->s->image)
-		return image_pages_place(vm, p->s->r, p->s->idx, p->page);
-	return fault_place_stored(vm, p->s->r, p->s->idx, p->page);
+	return fault_place_held(vm, p->s->r, p->s->idx, p->page);
 }
 
 static bool still_this_read(struct vm *vm, void *arg)

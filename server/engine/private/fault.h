@@ -31,10 +31,11 @@ enum fault_source {
 /* Counts a resolved fault and its latency from t_read, by where the page came from. */
 void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
 
-/* Places a STORED page's content into the VMM: accounts it resident, copies
- * it in (waking the faulting threads) and drops the store's reference.
- * 0 or -errno (EAGAIN: resync and retry; the page is STORED again). */
-int fault_place_stored(struct vm *vm, struct region *r, uint64_t idx, const void *page);
+/* Places a page memsrv held (STORED, or IMAGE: from the image the VM was
+ * resumed from) into the VMM: accounts it resident, copies it in (waking
+ * the faulting threads) and drops the store's reference of a STORED one.
+ * 0 or -errno (EAGAIN: resync and retry; the entry is as it was). */
+int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page);
 
 /* UFFDIO_COPY of page idx, whose content memsrv held (ours), found it in
  * the file already: another mapping of the memfd filled the hole.  A read
