@@ -1,5 +1,6 @@
 /* Description: a page memsrv cannot bring back (its swap copy corrupted or
- * truncated, or no huge page to place it in) ends in SIGBUS for the thread
+ * truncated, its copy in the memory image a VM was resumed from corrupted,
+ * or no huge page to place it in) ends in SIGBUS for the thread
  * that reads it, within a bounded time, never in zeros or a wait without
  * end; every other page reads back intact; the loss is counted, shown as a
  * condition and logged with its true cause.  The VMM is a child process
@@ -22,6 +23,7 @@
 #include "ctl_client.h"
 #include "guest.h"
 #include "harness.h"
+#include "image.h"
 #include "memsrv.h"
 
 #define PAGE 4096u
@@ -135,6 +137,7 @@ struct vmm_config {
 	size_t page_size;
 	enum content content;
 	bool huge;          /* hugetlbfs, MAP_NORESERVE, not filled */
+	const char *resume_from;  /* resumed from this image: not filled */
 };
 
 /* The child: attach, fill, say ready; on 'r' read pages (all, or the first
@@ -148,9 +151,10 @@ static void vmm_child(void *arg, int cmd, int res)
 	struct guest g;
 	child_guest_map(&g, res, cfg->name, cfg->pages * cfg->page_size, cfg->huge);
 	child_guest_attach(&g, res, srv.sock, cfg->name,
-			   &(struct memsrv_vm){ .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON });
+			   &(struct memsrv_vm){ .codec = "lz4", .flags = MEMSRV_VM_NO_BALLOON,
+						.snapshot_dir = cfg->resume_from });
 	uint8_t *mem = g.mem;
-	for (size_t p = 0; !cfg->huge && p < cfg->pages; p++)
+	for (size_t p = 0; !cfg->huge && !cfg->resume_from && p < cfg->pages; p++)
 		page_content(mem + p * PAGE, p, cfg->content);
 	child_say_ready(res, &g);
 	char c;
@@ -552,5 +556,54 @@ Test(poison, a_cache_page_that_does_not_decompress_gets_sigbus_not_zeros)
 	expect_poisoned("cache", 1);
 	cr_assert(log_has("decompression failure"), "the log does not name the cause");
 	cr_assert(!server_log_has(&srv, "guest will see zeros"));
+	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
+}
+
+/* Flips a byte in the middle of the object holding page p of the image in
+ * dir: the image opens, the page's read fails its checksum. */
+static void corrupt_image_page(const char *dir, size_t p)
+{
+	struct image *img;
+	char why[256];
+	cr_assert_eq(image_open(dir, &img, why, sizeof why), 0, "%s", why);
+	uint64_t index, off;
+	uint32_t len;
+	enum codec c;
+	cr_assert_eq(image_page(img, p, &index), IMAGE_PAGE_OBJECT);
+	image_object_loc(img, index, &off, &len, &c);
+	image_close(img);
+	char path[128];
+	snprintf(path, sizeof path, "%s/%s", dir, IMAGE_FILE);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	uint8_t b;
+	cr_assert_eq(pread(fd, &b, 1, (off_t)(off + len / 2)), 1);
+	b ^= 0x10;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)(off + len / 2)), 1);
+	close(fd);
+}
+
+Test(poison, a_page_whose_image_copy_changed_gets_sigbus_when_resumed_and_the_rest_reads_back)
+{
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
+	server_start(&srv);
+	struct vmm v;
+	struct vmm_config cfg = { .name = "imaged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
+	vmm_start(&v, &cfg);
+	Memsrv__ServerMessage *m;
+	cr_assert_eq(ctl_snapshot(srv.sock, "imaged", scratch, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(vmm_stop(&v), 0);
+
+	size_t victim = PAGES / 3;
+	corrupt_image_page(scratch, victim);
+	struct vmm_config again = { .name = "resumed", .pages = PAGES, .page_size = PAGE,
+				    .content = CONTENT_HALF_RANDOM, .resume_from = scratch };
+	vmm_start(&v, &again);
+	expect_reads(&v, victim);
+	expect_poisoned("resumed", 1);
+	cr_assert(log_has("the memory image holds other data than was written"), "the log names the cause");
+	cr_assert(log_has("is lost"));
 	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }
