@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
 #include "swap_reads.h"
@@ -116,8 +117,8 @@ static int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
-/* The content memsrv holds for page p (STORED or PROBATION) into buf.
- * 0 or -errno. */
+/* The content memsrv holds for page p (STORED, PROBATION, or IMAGE: still
+ * in the image the VM was resumed from) into buf.  0 or -errno. */
 static int held_content(struct vm *vm, const struct region *r, uint64_t p, void *buf)
 {
 	page_entry e = r->pt.entries[p];
@@ -125,6 +126,8 @@ static int held_content(struct vm *vm, const struct region *r, uint64_t p, void 
 		memcpy(buf, sampler_page(vm, e), r->page_size);
 		return 0;
 	}
+	if (pe_state(e) == PAGE_IMAGE)
+		return image_pages_read(vm, r->first_page + p, buf);
 	struct store_read rd;
 	int ret = store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), buf, &rd);
 	if (ret == 1)
@@ -150,7 +153,7 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 			       r->host_addr + p * r->page_size);
 			continue;
 		}
-		if (s == PAGE_STORED || s == PAGE_PROBATION) {
+		if (s == PAGE_STORED || s == PAGE_PROBATION || s == PAGE_IMAGE) {
 			int ret = held_content(vm, r, p, vm->eng.page_buf);
 			if (!ret)
 				ret = pwrite_full(r->fd, vm->eng.page_buf, r->page_size, (off_t)(r->fd_offset + p * r->page_size));

@@ -159,6 +159,13 @@ int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, 
 	return image_decode(vm->image->img, vm->eng.codec_ctx, index, buf, len, page);
 }
 
+int image_pages_read(struct vm *vm, uint64_t page, void *buf)
+{
+	if (!vm->image || !vm->image->img)
+		return -ENOENT;
+	return image_read_page(vm->image->img, vm->eng.codec_ctx, page, buf);
+}
+
 int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
 		     bool *read_failed)
 {
@@ -184,7 +191,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 			return 0;
 		}
 	}
-	int ret = image_read_page(im->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
+	int ret = image_pages_read(vm, page, vm->eng.page_buf);
 	if (ret) {
 		*read_failed = true;  /* the page stays IMAGE: tried again or poisoned, never zeros */
 		return ret;
@@ -236,7 +243,7 @@ static int install(struct vm *vm, uint64_t page)
 	uint64_t idx = page - r->first_page;
 	if (pe_state(r->pt.entries[idx]) != PAGE_IMAGE || swap_reads_pending(vm, r, idx))
 		return 0;
-	int ret = image_read_page(vm->image->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
+	int ret = image_pages_read(vm, page, vm->eng.page_buf);
 	if (!ret)
 		ret = fault_place_held(vm, r, idx, vm->eng.page_buf);
 	if (ret)
@@ -270,7 +277,7 @@ static int stash(struct vm *vm, uint64_t page)
 	uint64_t idx = page - r->first_page;
 	if (pe_state(r->pt.entries[idx]) != PAGE_IMAGE || swap_reads_pending(vm, r, idx))
 		return 0;
-	int ret = image_read_page(vm->image->img, vm->eng.codec_ctx, page, vm->eng.page_buf);
+	int ret = image_pages_read(vm, page, vm->eng.page_buf);
 	if (ret)
 		return ret;
 	obj_id id;

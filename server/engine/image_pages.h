@@ -73,6 +73,10 @@ void image_pages_release(struct vm *vm);
 int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
 		     bool *read_failed);
 
+/* Page page's (VM-wide) content from the image into buf, synchronously,
+ * checked.  0 or -errno (-ENOENT: the image is not open). */
+int image_pages_read(struct vm *vm, uint64_t page, void *buf);
+
 /* Decodes what a read of object index brought (res: bytes read or -errno)
  * into page.  0, or why not (-EBADMSG, -EILSEQ, -ENODATA: short, -errno). */
 int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page);

@@ -447,3 +447,29 @@ Test(resume, a_detached_vm_lets_its_image_go)
 	guest_release(&g);
 	cr_assert(wait_until(removed, img1, 5000), "the lock goes with the VM");
 }
+
+static bool nothing_held(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, arg);
+	bool none = !m->vm_info->image_pages && !m->vm_info->stored_pages;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return none;
+}
+
+Test(resume, an_unmapped_range_finds_the_pages_still_in_the_image_in_the_memfd)
+{
+	server_start_small_store();
+	make_image("source", img1, 1);
+	struct guest g;
+	attach_from(&g, "remapper", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
+	cr_assert_gt(INFO("remapper", image_pages), 0);
+	cr_assert_eq(munmap(g.mem, SIZE), 0);
+	/* memsrv writes what it holds back into the memfd when it reads the UNMAP event */
+	cr_assert(wait_until(nothing_held, "remapper", 5000), "memsrv still holds pages of an unmapped range");
+	uint8_t *again = mmap(g.mem, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, g.fd, 0);
+	cr_assert_eq(again, g.mem);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "the image's pages went back into the file");
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	g.s = NULL;
+	guest_release(&g);
+}
