@@ -232,24 +232,34 @@ static bool room_for_one(const struct vm *vm)
 	return !limit || ctr_get(&vm->resident_bytes) + IMAGE_PAGE_BYTES <= limit;
 }
 
-/* Installs page (VM-wide) if it is still to come from the image and no
- * fault's read of it is on its way.  1 installed, 0 nothing to do, or
- * -errno (it stays IMAGE: a fault will try again and say why). */
-static int install(struct vm *vm, uint64_t page)
+/* Reads page (VM-wide) into page_buf if it is still to come from the image
+ * and no fault's read of it is on its way: 1 read (*r, *idx: where it
+ * goes), 0 nothing to do, or -errno (it stays IMAGE: a fault will try
+ * again and say why). */
+static int read_if_still_in_image(struct vm *vm, uint64_t page, struct region **r, uint64_t *idx)
 {
-	struct region *r = vm_region_of_page(vm, page);
-	if (!r)
+	*r = vm_region_of_page(vm, page);
+	if (!*r)
 		return 0;
-	uint64_t idx = page - r->first_page;
-	if (pe_state(r->pt.entries[idx]) != PAGE_IMAGE || swap_reads_pending(vm, r, idx))
+	*idx = page - (*r)->first_page;
+	if (pe_state((*r)->pt.entries[*idx]) != PAGE_IMAGE || swap_reads_pending(vm, *r, *idx))
 		return 0;
 	int ret = image_pages_read(vm, page, vm->eng.page_buf);
-	if (!ret)
-		ret = fault_place_held(vm, r, idx, vm->eng.page_buf);
-	if (ret)
-		return ret;
-	vm->image->installed++;
-	return 1;
+	return ret ? ret : 1;
+}
+
+/* Installs page (VM-wide) if it is still to come from the image: 1
+ * installed, 0 nothing to do, or -errno. */
+static int install(struct vm *vm, uint64_t page)
+{
+	struct region *r;
+	uint64_t idx;
+	int ret = read_if_still_in_image(vm, page, &r, &idx);
+	if (ret == 1 && !(ret = fault_place_held(vm, r, idx, vm->eng.page_buf))) {
+		vm->image->installed++;
+		ret = 1;
+	}
+	return ret;
 }
 
 void image_pages_tick(struct vm *vm)
@@ -271,14 +281,10 @@ void image_pages_tick(struct vm *vm)
  * (the store has no room, or the image fails: it stays IMAGE). */
 static int stash(struct vm *vm, uint64_t page)
 {
-	struct region *r = vm_region_of_page(vm, page);
-	if (!r)
-		return 0;
-	uint64_t idx = page - r->first_page;
-	if (pe_state(r->pt.entries[idx]) != PAGE_IMAGE || swap_reads_pending(vm, r, idx))
-		return 0;
-	int ret = image_pages_read(vm, page, vm->eng.page_buf);
-	if (ret)
+	struct region *r;
+	uint64_t idx;
+	int ret = read_if_still_in_image(vm, page, &r, &idx);
+	if (ret != 1)
 		return ret;
 	obj_id id;
 	struct store_put_info info;

@@ -8,6 +8,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+uint64_t pattern_mixed(size_t page, size_t w, uint64_t gen)
+{
+	if (page % 7 == 0)
+		return 0;
+	if (page % 11 == 0)
+		return 0x5151515151515151ull + page;
+	return (uint64_t)page << 24 | (w % 32) << 8 | gen;
+}
+
 void pattern_fill(uint8_t *mem, size_t from_page, size_t to_page, pattern_word_fn *word, uint64_t gen)
 {
 	for (size_t p = from_page; p < to_page; p++) {

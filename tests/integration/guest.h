@@ -20,6 +20,10 @@
  * (a test that fills the same pages twice tells its fills apart by it). */
 typedef uint64_t pattern_word_fn(size_t page, size_t w, uint64_t gen);
 
+/* A pattern of every kind of page memsrv treats apart: every 7th page all
+ * zero, every 11th one word repeated, the rest distinct and compressible. */
+uint64_t pattern_mixed(size_t page, size_t w, uint64_t gen);
+
 /* Writes the pattern into pages [from_page, to_page) of mem. */
 void pattern_fill(uint8_t *mem, size_t from_page, size_t to_page, pattern_word_fn *word, uint64_t gen);
 /* How many of pages [from_page, to_page) of mem differ from the pattern. */

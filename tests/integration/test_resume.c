@@ -53,15 +53,6 @@ static void teardown(void)
 
 TestSuite(resume, .init = setup, .fini = teardown, .timeout = 180);
 
-/* Distinct, compressible pages; every 7th all zero, every 11th one word. */
-static uint64_t word_of(size_t page, size_t w, uint64_t gen)
-{
-	if (page % 7 == 0)
-		return 0;
-	if (page % 11 == 0)
-		return 0x5151515151515151ull + page;
-	return (uint64_t)page << 24 | (w % 32) << 8 | gen;
-}
 
 static size_t nonzero_pages(size_t pages)
 {
@@ -87,7 +78,7 @@ static void make_image(const char *name, const char *into, uint64_t gen)
 {
 	struct guest g;
 	guest_attach(&g, &srv, name, SIZE, NULL);
-	pattern_fill(g.mem, 0, PAGES, word_of, gen);
+	pattern_fill(g.mem, 0, PAGES, pattern_mixed, gen);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, SIZE / 2, false);
 	memsrv__server_message__free_unpacked(m, NULL);
 	snapshot_ok(name, into);
@@ -136,12 +127,12 @@ Test(resume, a_resumed_vm_reads_every_page_from_the_image_and_only_what_it_touch
 	cr_assert_gt(from_image, PAGES / 2, "the store has little room to spare (%lu)", (unsigned long)from_image);
 	cr_assert_leq(INFO("resumed", resident_bytes), SIZE / 4, "nothing is read before it is needed");
 
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "the VM is its image");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0, "the VM is its image");
 	cr_assert_gt(INFO("resumed", faults_image), 0, "pages came from the image on faults");
 	cr_assert_eq(INFO("resumed", fault_errors), 0);
 	/* its own writes are its own, evicted and read back */
-	pattern_fill(g.mem, 0, PAGES, word_of, 2);
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 2), 0);
+	pattern_fill(g.mem, 0, PAGES, pattern_mixed, 2);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 2), 0);
 	cr_assert_eq(INFO("resumed", image_pages), 0, "every page was read once");
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
@@ -156,7 +147,7 @@ Test(resume, a_detach_with_restore_brings_back_the_pages_still_in_the_image)
 	cr_assert_gt(INFO("resumed", image_pages), 0);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	/* unregistered: what is not in the memfd now reads as zeros */
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "every page was put back before the detach");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0, "every page was put back before the detach");
 	guest_release(&g);
 }
 
@@ -167,11 +158,11 @@ Test(resume, clones_of_one_image_each_see_it_and_keep_their_writes_apart)
 	struct guest a, b;
 	attach_from(&a, "clone-a", img1, NULL);
 	attach_from(&b, "clone-b", img1, NULL);
-	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES / 2, word_of, 1), 0);
-	pattern_fill(a.mem, 0, PAGES / 2, word_of, 2);
-	cr_assert_eq(pattern_count_bad(b.mem, 0, PAGES, word_of, 1), 0, "a's writes are not b's");
-	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES / 2, word_of, 2), 0);
-	cr_assert_eq(pattern_count_bad(a.mem, PAGES / 2, PAGES, word_of, 1), 0);
+	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES / 2, pattern_mixed, 1), 0);
+	pattern_fill(a.mem, 0, PAGES / 2, pattern_mixed, 2);
+	cr_assert_eq(pattern_count_bad(b.mem, 0, PAGES, pattern_mixed, 1), 0, "a's writes are not b's");
+	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES / 2, pattern_mixed, 2), 0);
+	cr_assert_eq(pattern_count_bad(a.mem, PAGES / 2, PAGES, pattern_mixed, 1), 0);
 	cr_assert_geq(memsrv_detach(a.s, 0), 0);
 	cr_assert_geq(memsrv_detach(b.s, 0), 0);
 	guest_release(&a);
@@ -211,10 +202,10 @@ Test(resume, the_rest_goes_into_the_store_once_for_every_clone)
 	uint64_t two = STAT(cache_bytes) - before;
 	cr_assert_leq(two, one + one / 5, "two clones hold at most 1.2x what one does in the store (%lu, %lu)",
 		      (unsigned long)one, (unsigned long)two);
-	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES, word_of, 1), 0);
-	pattern_fill(b.mem, 0, PAGES / 2, word_of, 2);
-	cr_assert_eq(pattern_count_bad(b.mem, 0, PAGES / 2, word_of, 2), 0);
-	cr_assert_eq(pattern_count_bad(b.mem, PAGES / 2, PAGES, word_of, 1), 0);
+	cr_assert_eq(pattern_count_bad(a.mem, 0, PAGES, pattern_mixed, 1), 0);
+	pattern_fill(b.mem, 0, PAGES / 2, pattern_mixed, 2);
+	cr_assert_eq(pattern_count_bad(b.mem, 0, PAGES / 2, pattern_mixed, 2), 0);
+	cr_assert_eq(pattern_count_bad(b.mem, PAGES / 2, PAGES, pattern_mixed, 1), 0);
 	cr_assert_eq(INFO("clone-a", faults_image) + INFO("clone-b", faults_image), 0, "every fault was from memory");
 	cr_assert_geq(memsrv_detach(a.s, 0), 0);
 	cr_assert_geq(memsrv_detach(b.s, 0), 0);
@@ -232,7 +223,7 @@ Test(resume, a_discarded_page_of_the_image_reads_zeros)
 	cr_assert_neq(p % 7, 0);
 	cr_assert_eq(memsrv_discard(g.s, g.mem + p * PAGE, PAGE), 0);
 	uint8_t zeros[PAGE] = { 0 };
-	cr_assert_eq(pattern_count_bad(g.mem, 0, p, word_of, 1), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, p, pattern_mixed, 1), 0);
 	cr_assert_eq(memcmp(g.mem + p * PAGE, zeros, PAGE), 0, "the discarded page reads zeros, not the image");
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	guest_release(&g);
@@ -263,13 +254,13 @@ Test(resume, a_snapshot_of_a_resumed_vm_copies_what_is_still_in_the_image)
 	make_image("source", img1, 1);
 	struct guest g;
 	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
-	pattern_fill(g.mem, 0, 16, word_of, 2);  /* a few of its own */
+	pattern_fill(g.mem, 0, 16, pattern_mixed, 2);  /* a few of its own */
 	cr_assert_gt(INFO("resumed", image_pages), PAGES / 2, "most of it is still in the image");
 	snapshot_ok("resumed", img2);
 	/* the comparison reads the RAM: after the image, not before */
 	uint8_t *want = malloc(SIZE);
-	pattern_fill(want, 0, PAGES, word_of, 1);
-	pattern_fill(want, 0, 16, word_of, 2);
+	pattern_fill(want, 0, PAGES, pattern_mixed, 1);
+	pattern_fill(want, 0, 16, pattern_mixed, 2);
 	cr_assert_eq(image_count_bad(img2, want, PAGES), 0, "the new image is the VM, page for page");
 	free(want);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
@@ -330,7 +321,7 @@ Test(resume, the_pages_touched_first_are_recorded_and_installed_first_next_time)
 	uint64_t before = INFO("warm", faults_image);
 	touch(&g, order, N);
 	cr_assert_eq(INFO("warm", faults_image), before, "none of them faults");
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	guest_release(&g);
 }
@@ -401,13 +392,13 @@ Test(resume, a_memsrv_killed_while_a_vm_runs_from_an_image_serves_it_on)
 	make_image("source", img1, 1);
 	struct guest g;
 	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES / 4, word_of, 1), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES / 4, pattern_mixed, 1), 0);
 	uint64_t left = INFO("resumed", image_pages);
 	cr_assert_gt(left, 0);
 
 	server_crash_and_restart(&srv, opts);
 	/* libmemsrv says Hello again; the table still names the image's pages */
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "every page, from the image or the store");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0, "every page, from the image or the store");
 	cr_assert(server_log_has(&srv, "resumed"));
 	cr_assert_eq(INFO("resumed", fault_errors), 0);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
@@ -429,10 +420,10 @@ Test(resume, an_image_cannot_be_removed_while_pages_come_from_it)
 	char why[256];
 	cr_assert_eq(image_remove(img1, why, sizeof why), -EBUSY, "memsrv holds it while pages come from it");
 	cr_assert(strstr(why, "in use"), "%s", why);
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "the VM reads on, from the image");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0, "the VM reads on, from the image");
 	/* every page read: memsrv lets go within a second, the VM still attached */
 	cr_assert(wait_until(removed, img1, 5000), "removable once nothing comes from it");
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	guest_release(&g);
 }
@@ -468,7 +459,7 @@ Test(resume, an_unmapped_range_finds_the_pages_still_in_the_image_in_the_memfd)
 	cr_assert(wait_until(nothing_held, "remapper", 5000), "memsrv still holds pages of an unmapped range");
 	uint8_t *again = mmap(g.mem, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, g.fd, 0);
 	cr_assert_eq(again, g.mem);
-	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, word_of, 1), 0, "the image's pages went back into the file");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0, "the image's pages went back into the file");
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	g.s = NULL;
 	guest_release(&g);

@@ -47,15 +47,6 @@ static void teardown(void)
 
 TestSuite(snapshot, .init = setup, .fini = teardown, .timeout = 180);
 
-/* Distinct, compressible pages; every 7th all zero, every 11th one word. */
-static uint64_t word_of(size_t page, size_t w, uint64_t gen)
-{
-	if (page % 7 == 0)
-		return 0;
-	if (page % 11 == 0)
-		return 0x5151515151515151ull + page;
-	return (uint64_t)page << 24 | (w % 32) << 8 | gen;
-}
 
 static Memsrv__ServerMessage *snapshot(const char *vm, const char *into)
 {
@@ -120,7 +111,7 @@ Test(snapshot, a_paused_vm_image_is_its_ram_with_stored_pages_taken_as_they_are)
 	struct guest g;
 	guest_attach(&g, &srv, "paused", 16 << 20, NULL);
 	size_t pages = g.size / PAGE;
-	pattern_fill(g.mem, 0, pages, word_of, 1);
+	pattern_fill(g.mem, 0, pages, pattern_mixed, 1);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "paused", 8 << 20, false);
 	uint64_t stored = m->evict_reply->stored_pages;
 	memsrv__server_message__free_unpacked(m, NULL);
@@ -144,10 +135,10 @@ Test(snapshot, a_paused_vm_image_is_its_ram_with_stored_pages_taken_as_they_are)
 
 	/* the image first: reading RAM faults the stored pages back */
 	cr_assert_eq(image_count_bad(dir, g.mem, pages), 0);
-	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, word_of, 1), 0, "the VM is served as before");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, pattern_mixed, 1), 0, "the VM is served as before");
 	/* and it stays writable: a snapshot leaves no page protected */
-	pattern_fill(g.mem, 0, pages, word_of, 2);
-	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, word_of, 2), 0);
+	pattern_fill(g.mem, 0, pages, pattern_mixed, 2);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, pattern_mixed, 2), 0);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
 }
@@ -318,8 +309,8 @@ Test(snapshot, a_running_vm_at_its_limit_evicting_meanwhile_is_imaged_at_one_ins
 static void expect_served(struct guest *g, uint64_t gen)
 {
 	cr_assert(server_alive(&srv));
-	pattern_fill(g->mem, 0, g->size / PAGE, word_of, gen);
-	cr_assert_eq(pattern_count_bad(g->mem, 0, g->size / PAGE, word_of, gen), 0);
+	pattern_fill(g->mem, 0, g->size / PAGE, pattern_mixed, gen);
+	cr_assert_eq(pattern_count_bad(g->mem, 0, g->size / PAGE, pattern_mixed, gen), 0);
 	cr_assert_not(file_exists(dir, IMAGE_PARTIAL_FILE));
 }
 
@@ -327,7 +318,7 @@ Test(snapshot, refusals_name_their_field_and_leave_the_vm_served)
 {
 	struct guest g;
 	guest_attach(&g, &srv, "refused", 4 << 20, NULL);
-	pattern_fill(g.mem, 0, g.size / PAGE, word_of, 1);
+	pattern_fill(g.mem, 0, g.size / PAGE, pattern_mixed, 1);
 
 	expect_refused(snapshot("nosuch", dir), ENOENT, "snapshot.name", "nosuch");
 	expect_served(&g, 2);
@@ -350,7 +341,7 @@ Test(snapshot, refusals_name_their_field_and_leave_the_vm_served)
 	expect_refused(snapshot("refused", dir), EEXIST, "snapshot.dir", "image");
 	expect_served(&g, 5);
 	/* the first image is left as it was: the RAM of generation 4 */
-	pattern_fill(g.mem, 0, g.size / PAGE, word_of, 4);
+	pattern_fill(g.mem, 0, g.size / PAGE, pattern_mixed, 4);
 	cr_assert_eq(image_count_bad(dir, g.mem, g.size / PAGE), 0);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
@@ -413,7 +404,7 @@ Test(snapshot, memsrv_ctl_snapshot_takes_a_relative_dir_and_prints_the_reply)
 {
 	struct guest g;
 	guest_attach(&g, &srv, "ctl", 4 << 20, NULL);
-	pattern_fill(g.mem, 0, g.size / PAGE, word_of, 1);
+	pattern_fill(g.mem, 0, g.size / PAGE, pattern_mixed, 1);
 	char cmd[512], out[4096];
 	snprintf(cmd, sizeof cmd, "cd %s && mkdir img && %s --socket %s --json snapshot ctl img", dir,
 		 getenv("CTL_BIN"), srv.sock);
