@@ -309,8 +309,8 @@ void *vm_thread_main(void *arg)
 		evict_keep_headroom(vm, UINT64_MAX);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);
-		else if (background && !(p[0].revents & POLLIN))
-			image_pages_background(vm);
+		else if (background)
+			image_pages_background(vm);  /* a batch between two rounds of faults: neither starves */
 	}
 	return NULL;
 }
