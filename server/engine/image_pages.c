@@ -148,6 +148,8 @@ void image_pages_release(struct vm *vm)
 
 int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page)
 {
+	if (!vm->image->img)
+		return -ENOENT;  /* its page was discarded meanwhile, the last one the image held */
 	uint64_t off;
 	uint32_t len;
 	enum codec c;
