@@ -401,7 +401,6 @@ static int attach_image(struct vm *vm, const Memsrv__Hello *h, struct refusal *w
 	int64_t n = image_pages_attach(vm, h->snapshot_dir, text, sizeof text);
 	if (n < 0)
 		return refuse(why, (int)-n, "hello.snapshot_dir", "cannot resume VM %s from an image: %s", vm->name, text);
-	vm_state_save_image(vm);
 	return 0;
 }
 

@@ -112,6 +112,8 @@ int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len
 	int ret = vm_image_open(vm, dir, true, &im, why, len);
 	if (ret)
 		return ret;
+	vm->image = im;
+	vm_state_save_image(vm);  /* before any entry names the image: a memsrv killed now finds it */
 	uint64_t marked = 0, word;
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
@@ -123,7 +125,6 @@ int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len
 	}
 	im->pages = marked;
 	im->record_until_ns = monotonic_ns() + IMAGE_RECORD_NS;
-	vm->image = im;
 	return (int64_t)marked;
 }
 
