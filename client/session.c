@@ -518,7 +518,11 @@ static void keeper_stop(struct memsrv_session *s)
 	s->has_keeper = false;
 }
 
-int memsrv_attach(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out)
+/* memsrv_attach@@MEMSRV_0.4: struct memsrv_vm with snapshot_dir.  The
+ * 0.1 entry point below keeps programs built before it working. */
+__attribute__((symver("memsrv_attach@@MEMSRV_0.4")))
+int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out);
+int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out)
 {
 	last_error[0] = 0;
 	if (!vm || !vm->name || !out)
@@ -896,4 +900,34 @@ int memsrv_detach(struct memsrv_session *s, unsigned flags)
 	unregister_all(s);
 	session_free(s, false);
 	return ret;
+}
+
+/* struct memsrv_vm as libmemsrv 0.1 to 0.3 knew it: up to flags. */
+struct memsrv_vm_0_1 {
+	const char *name;
+	const struct memsrv_region *regions;
+	unsigned n_regions;
+	uint64_t guarantee_bytes, limit_bytes;
+	uint32_t shares;
+	const char *codec, *policy;
+	unsigned flags;
+};
+
+_Static_assert(sizeof(struct memsrv_vm_0_1) == offsetof(struct memsrv_vm, snapshot_dir),
+	       "the 0.1 struct is the new one without snapshot_dir");
+
+/* memsrv_attach@MEMSRV_0.1: a program built against the smaller struct
+ * (reading past it would take whatever follows for snapshot_dir). */
+__attribute__((symver("memsrv_attach@MEMSRV_0.1")))
+int memsrv_attach_0_1(const char *socket_path, const struct memsrv_vm_0_1 *old, struct memsrv_session **out);
+int memsrv_attach_0_1(const char *socket_path, const struct memsrv_vm_0_1 *old, struct memsrv_session **out)
+{
+	if (!old)
+		return memsrv_attach_0_4(socket_path, NULL, out);
+	struct memsrv_vm vm = {
+		.name = old->name, .regions = old->regions, .n_regions = old->n_regions,
+		.guarantee_bytes = old->guarantee_bytes, .limit_bytes = old->limit_bytes, .shares = old->shares,
+		.codec = old->codec, .policy = old->policy, .flags = old->flags,
+	};
+	return memsrv_attach_0_4(socket_path, &vm, out);
 }

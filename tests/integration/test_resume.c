@@ -8,6 +8,7 @@
  * image that does not fit, a region that is not empty and a corrupt image
  * are refused, naming the field. */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -463,4 +464,45 @@ Test(resume, an_unmapped_range_finds_the_pages_still_in_the_image_in_the_memfd)
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	g.s = NULL;
 	guest_release(&g);
+}
+
+/* ---- libmemsrv's ABI ----
+ * A program built before snapshot_dir passes the smaller struct to
+ * memsrv_attach@MEMSRV_0.1: whatever lies after it is never taken for a
+ * snapshot_dir (here: a path that would make memsrv refuse the Hello). */
+struct vm_before_snapshot_dir {
+	const char *name;
+	const struct memsrv_region *regions;
+	unsigned n_regions;
+	uint64_t guarantee_bytes, limit_bytes;
+	uint32_t shares;
+	const char *codec, *policy;
+	unsigned flags;
+};
+
+Test(resume, a_program_built_before_snapshot_dir_attaches_through_the_old_symbol)
+{
+	server_start(&srv);
+	void *lib = dlopen("libmemsrv.so.0", RTLD_NOW | RTLD_NOLOAD);
+	cr_assert_not_null(lib, "the test links libmemsrv: %s", dlerror());
+	typedef int attach_fn(const char *, const void *, struct memsrv_session **);
+	attach_fn *old = (attach_fn *)dlvsym(lib, "memsrv_attach", "MEMSRV_0.1");
+	attach_fn *now = (attach_fn *)dlvsym(lib, "memsrv_attach", "MEMSRV_0.4");
+	cr_assert(old && now && old != now, "two versions of memsrv_attach");
+
+	struct guest g;
+	cr_assert_eq(guest_try_map(&g, "old-abi", SIZE, false), 0);
+	struct memsrv_region r = { .host_addr = g.mem, .size = g.size, .fd = g.fd };
+	struct {
+		struct vm_before_snapshot_dir vm;
+		const char *after;  /* where the new struct has snapshot_dir */
+	} call = { .vm = { .name = "old-abi", .regions = &r, .n_regions = 1 }, .after = "/nonexistent" };
+	_Static_assert(offsetof(typeof(call), after) == offsetof(struct memsrv_vm, snapshot_dir), "laid out alike");
+	int ret = old(srv.sock, &call.vm, &g.s);
+	cr_assert_eq(ret, 0, "attach through MEMSRV_0.1: %s (%s)", strerror(-ret), memsrv_last_error());
+	pattern_fill(g.mem, 0, 16, pattern_mixed, 1);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, 16, pattern_mixed, 1), 0);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+	dlclose(lib);
 }
