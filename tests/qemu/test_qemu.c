@@ -1,7 +1,8 @@
 /* Description: real Linux guests in QEMU (TCG) whose RAM memsrv manages
  * through the project's QEMU patch: a guest verifies every page it wrote
  * while memsrv holds it to 64 MiB resident; two guests at once; a balloon
- * inflated and deflated from memsrv-ctl.
+ * inflated and deflated from memsrv-ctl; a guest suspended mid-workload
+ * (memsrv's image and QEMU's device state) and resumed in a new QEMU.
  *
  * QEMU_BIN (vmm-patch/build-qemu) and GUEST_DIR (vmm-patch/guest/build-guest)
  * come from the build; LD_LIBRARY_PATH points QEMU at this tree's libmemsrv.
@@ -25,9 +26,15 @@
 #include "harness.h"
 
 static struct test_server srv;
+/* A test's directory of 200 MB or more, removed even when the test fails. */
+static char scratch[128];
 
 static void setup(void) { server_start(&srv); }
-static void teardown(void) { server_stop(&srv); }
+static void teardown(void)
+{
+	server_stop(&srv);
+	scratch_remove(scratch);
+}
 
 TestSuite(qemu, .init = setup, .fini = teardown, .timeout = 600);
 
@@ -35,6 +42,9 @@ TestSuite(qemu, .init = setup, .fini = teardown, .timeout = 600);
 static const char *guest_cpu;
 /* A QMP socket for the next guest_boot (a path); NULL: none. */
 static const char *guest_qmp;
+/* The next guest_boot waits for an incoming migration (-incoming defer)
+ * instead of booting. */
+static bool guest_incoming;
 
 struct guest {
 	pid_t pid;
@@ -67,7 +77,7 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 	snprintf(kernel, sizeof kernel, "%s/vmlinuz", dir);
 	snprintf(initrd, sizeof initrd, "%s/initramfs.cpio.gz", dir);
 	snprintf(append, sizeof append, "console=ttyS0 quiet panic=-1 %s", cmdline);
-	const char *argv[32] = {
+	const char *argv[40] = {
 		qemu, "-machine", "q35,memory-backend=ram0", "-accel", "tcg", "-m", "256M",
 		"-object", backend, "-nographic", "-no-reboot", "-nic", "none",
 		"-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
@@ -85,6 +95,10 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 		snprintf(qmp, sizeof qmp, "unix:%s,server=on,wait=off", guest_qmp);
 		argv[argc++] = "-qmp";
 		argv[argc++] = qmp;
+	}
+	if (guest_incoming) {
+		argv[argc++] = "-incoming";
+		argv[argc++] = "defer";
 	}
 	int out[2];
 	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
@@ -514,23 +528,80 @@ Test(qemu, savevm_needs_x_ignore_shared_and_dump_guest_memory_works)
 	cr_assert(wait_until(vm_gone, "monitored", 5000), "the VM is still attached after QEMU quit");
 }
 
+#define NEEDS_SNAPSHOT "leaves guest RAM out of the stream, and this backend's holds nothing: give it snapshot=DIR"
+
+Test(qemu, an_incoming_migration_without_snapshot_is_refused_saying_it_needs_one)
+{
+	char args[1024], out[8192], mark[256], cwd[256];
+	struct stat st;
+	snprintf(mark, sizeof mark, "%s/stream-opened", srv.dir);
+
+	/* -incoming defer: migrate-incoming is refused before its command runs */
+	struct monitor m;
+	snprintf(args, sizeof args, "-incoming defer -object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=empty",
+		 srv.sock);
+	monitor_start(&m, args);
+	snprintf(args, sizeof args, "migrate_incoming \"exec:touch %s\"", mark);
+	cr_assert(monitor_cmd(&m, args, "guest RAM lives in memsrv; migrate with the x-ignore-shared capability"),
+		  "without x-ignore-shared the stream would fill memsrv's RAM: %s", m.buf);
+	monitor_cmd(&m, "migrate_set_capability x-ignore-shared on", "(qemu)");
+	cr_assert(monitor_cmd(&m, args, NEEDS_SNAPSHOT), "with it, the devices would run on empty RAM: %s", m.buf);
+	cr_assert(strstr(m.buf, "memsrv-ctl snapshot VM DIR"), "the message says where DIR comes from: %s", m.buf);
+	cr_assert(monitor_cmd(&m, "info status", "inmigrate"), "QEMU still waits for a migration: %s", m.buf);
+	cr_assert_neq(stat(mark, &st), 0, "the refused migration never ran its command");
+	cr_assert_eq(monitor_quit(&m), 0);
+
+	/* -incoming URI starts before any capability can be set (QEMU 7.2 has
+	 * no -global for x-ignore-shared): refused at start, saying what to do */
+	snprintf(args, sizeof args, "-display none -incoming \"exec:touch %s\" "
+		 "-object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=empty", mark, srv.sock);
+	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse the migration: %s", out);
+	cr_assert(strstr(out, "migrate with the x-ignore-shared capability") &&
+			  strstr(out, "-incoming defer, then migrate-set-capabilities before migrate-incoming"),
+		  "%s", out);
+	cr_assert_neq(stat(mark, &st), 0, "the refused migration never ran its command");
+
+	/* snapshot= resumes a suspended guest: without -incoming it is refused,
+	 * and a relative DIR is made absolute before memsrv sees it */
+	snprintf(args, sizeof args, "-display none -object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=empty,"
+		 "snapshot=some/image", srv.sock);
+	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse snapshot= without -incoming: %s", out);
+	cr_assert(strstr(out, "start QEMU with -incoming"), "%s", out);
+	cr_assert(getcwd(cwd, sizeof cwd));
+	snprintf(args, sizeof args, "snapshot=%s/some/image resumes", strcmp(cwd, "/") ? cwd : "");
+	cr_assert(strstr(out, args), "the DIR QEMU passes is absolute (%s): %s", args, out);
+	cr_assert(wait_until(vm_gone, "empty", 5000), "no VM left attached");
+}
+
 /* ---- QMP: the guest's machine-readable monitor ---- */
 
 struct qmp {
 	int fd;
 	FILE *in;
+	struct guest *guest;  /* whose console a failure shows; NULL: none */
 };
+
+/* QMP closed under a command: QEMU ended.  Fails with what it printed. */
+static void qmp_closed(struct qmp *q, const char *cmd)
+{
+	char rest[8192] = "";
+	if (q->guest)
+		guest_console_rest(q->guest, rest, sizeof rest);
+	cr_assert_fail("QMP closed after %s: %s", cmd, rest);
+}
 
 /* Sends one command (JSON) and copies its answer, the line holding
  * "return" or "error", into reply; events before it are skipped. */
 static void qmp_cmd(struct qmp *q, const char *cmd, char *reply, size_t len)
 {
-	cr_assert_eq(write(q->fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
-	cr_assert_eq(write(q->fd, "\n", 1), 1);
+	size_t n = strlen(cmd);
+	/* MSG_NOSIGNAL: a QEMU that ended fails the test, not SIGPIPE */
+	if (send(q->fd, cmd, n, MSG_NOSIGNAL) != (ssize_t)n || send(q->fd, "\n", 1, MSG_NOSIGNAL) != 1)
+		qmp_closed(q, cmd);
 	while (fgets(reply, (int)len, q->in))
 		if (strstr(reply, "\"return\"") || strstr(reply, "\"error\""))
 			return;
-	cr_assert_fail("QMP closed after %s", cmd);
+	qmp_closed(q, cmd);
 }
 
 /* The same, asserting that the command succeeded. */
@@ -559,6 +630,7 @@ static void qmp_connect(struct qmp *q, const char *path)
 		}
 	}
 	cr_assert_geq(q->fd, 0, "no QMP socket at %s", path);
+	q->guest = NULL;
 	q->in = fdopen(dup(q->fd), "r");
 	cr_assert(q->in);
 	char greeting[4096];
@@ -576,12 +648,12 @@ static void qmp_close(struct qmp *q)
  * cancelled); its last answer is in reply. */
 static void qmp_migration_end(struct qmp *q, char *reply, size_t len)
 {
-	for (int waited = 0; waited < 60000; waited += 100) {
+	for (int waited = 0; waited < 60000; waited += 10) {
 		qmp_cmd(q, "{\"execute\": \"query-migrate\"}", reply, len);
 		if (strstr(reply, "\"status\": \"completed\"") || strstr(reply, "\"status\": \"failed\"") ||
 		    strstr(reply, "\"status\": \"cancelled\""))
 			return;
-		usleep(100000);
+		usleep(10000);  /* the resume's time to running counts it */
 	}
 	cr_assert_fail("the migration still runs after 60 s: %s", reply);
 }
@@ -651,6 +723,141 @@ Test(qemu, migration_needs_x_ignore_shared_and_then_carries_device_state_only)
 	qmp_close(&q);
 	cr_assert_eq(guest_wait(&g), 0);
 	cr_assert(wait_until(vm_gone, "migrant", 5000));
+}
+
+/* Kills pid after seconds unless stopped first (kill the watchdog): a guest
+ * that hangs ends its QEMU, so reading its console ends too.  It outlives a
+ * failed test to end that QEMU, without holding the test's output open. */
+static pid_t watchdog_start(pid_t pid, unsigned seconds)
+{
+	pid_t dog = fork();
+	cr_assert_geq(dog, 0);
+	if (dog == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+		for (int fd = 0; fd < 3; fd++)
+			dup2(devnull, fd);
+		sleep(seconds);
+		kill(pid, SIGKILL);
+		_exit(0);
+	}
+	return dog;
+}
+
+static void watchdog_stop(pid_t dog)
+{
+	kill(dog, SIGKILL);
+	waitpid(dog, NULL, 0);
+}
+
+/* Waits until QEMU attached VM name to memsrv; fails with what QEMU printed
+ * if it ended first (memsrv refused the VM, say). */
+static void guest_attached(struct guest *g)
+{
+	char rest[8192];
+	for (int waited = 0; waited < 30000; waited += 10) {
+		if (vm_attached(g->name))
+			return;
+		int status;
+		if (waitpid(g->pid, &status, WNOHANG) == g->pid) {
+			guest_console_rest(g, rest, sizeof rest);
+			cr_assert_fail("QEMU ended (status %d) before %s was attached: %s", status, g->name, rest);
+		}
+		usleep(10000);
+	}
+	cr_assert_fail("%s not attached 30 s after QEMU started", g->name);
+}
+
+Test(qemu, a_guest_suspended_mid_workload_resumes_in_a_new_qemu_from_memsrvs_image)
+{
+	char *dir = scratch, qmp_path[256], state[256], opts[256], cmd[512], reply[8192], line[512], rest[16384];
+	const char *workload = "memload.mib=160 memload.passes=8 memload.rewrite=50";
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-qemu-resume.XXXXXX"));
+	snprintf(qmp_path, sizeof qmp_path, "%s/qmp.sock", srv.dir);
+	snprintf(state, sizeof state, "%s/device.state", dir);
+	struct guest g;
+	struct qmp q;
+	guest_qmp = qmp_path;
+	guest_boot(&g, "sleeper", true, "64M", false, workload);
+	guest_qmp = NULL;
+	qmp_connect(&q, qmp_path);
+	q.guest = &g;
+	cr_assert(guest_expect(&g, "GUEST BOOTED", line, sizeof line), "sleeper did not boot");
+	cr_assert(guest_expect(&g, "pass 1 ", line, sizeof line), "the workload runs");
+
+	/* suspend mid-workload: memory into memsrv's image, devices into a file */
+	qmp_ok(&q, "{\"execute\": \"stop\"}");
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_snapshot(srv.sock, "sleeper", dir, &m);
+	cr_assert_eq(ret, 0, "snapshot request: %s", strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot refused: %s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
+	cr_assert_eq(m->snapshot_reply->pages, (256u << 20) / 4096, "the image holds all of the guest's RAM");
+	fprintf(stderr, "sleeper: image of %lu pages: %lu zero, %lu same-filled, %lu objects (%lu from the store) "
+		    "in %lu bytes\n", (unsigned long)m->snapshot_reply->pages, (unsigned long)m->snapshot_reply->zero_pages,
+		    (unsigned long)m->snapshot_reply->samefilled_pages, (unsigned long)m->snapshot_reply->objects,
+		    (unsigned long)m->snapshot_reply->stored_objects, (unsigned long)m->snapshot_reply->data_bytes);
+	memsrv__server_message__free_unpacked(m, NULL);
+	qmp_ok(&q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
+		   "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat > %s\"}}", state);
+	qmp_ok(&q, cmd);
+	qmp_migration_end(&q, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"completed\""), "%s", reply);
+	off_t size = file_size_settled(state);
+	cr_assert_gt(size, 0, "the device state was written");
+	/* QEMU may end before it answers quit, and drops what a client that
+	 * closed asked: its answer or the end of QMP, whichever comes */
+	const char *quit = "{\"execute\": \"quit\"}\n";
+	cr_assert_eq(send(q.fd, quit, strlen(quit), MSG_NOSIGNAL), (ssize_t)strlen(quit));
+	while (fgets(reply, sizeof reply, q.in) && !strstr(reply, "\"return\""))
+		;
+	qmp_close(&q);
+	guest_console_rest(&g, rest, sizeof rest);
+	cr_assert_eq(wait_exit(g.pid), 0, "the suspended QEMU quit cleanly");
+	cr_assert_null(strstr(rest, "MEMLOAD RESULT"), "the workload was suspended before its end: %s", rest);
+	cr_assert(wait_until(vm_gone, "sleeper", 5000), "memsrv let the suspended VM go");
+
+	/* resume in a new QEMU: memory from the image, devices from the file */
+	struct guest r;
+	snprintf(opts, sizeof opts, ",snapshot=%s", dir);
+	guest_qmp = qmp_path;
+	guest_incoming = true;
+	guest_boot_opts(&r, "sleeper", true, "64M", false, opts, workload);
+	guest_qmp = NULL;
+	guest_incoming = false;
+	pid_t dog = watchdog_start(r.pid, 300);
+	guest_attached(&r);
+	double attached = now_s();
+	qmp_connect(&q, qmp_path);
+	q.guest = &r;
+	qmp_ok(&q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
+		   "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
+	double incoming = now_s();
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate-incoming\", \"arguments\": {\"uri\": \"exec:cat %s\"}}",
+		 state);
+	qmp_ok(&q, cmd);
+	qmp_migration_end(&q, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"completed\""), "the device state loaded: %s", reply);
+	double loaded = now_s();
+	qmp_ok(&q, "{\"execute\": \"cont\"}");
+	qmp_cmd(&q, "{\"execute\": \"query-status\"}", reply, sizeof reply);
+	double running = now_s();
+	cr_assert(strstr(reply, "\"status\": \"running\""), "the resumed guest runs: %s", reply);
+	fprintf(stderr, "sleeper resumed: QEMU launched to running in %.0f ms (attached to memsrv after %.0f ms, "
+		"device state of %lld bytes loaded in %.0f ms)\n", (running - r.started) * 1e3,
+		(attached - r.started) * 1e3, (long long)size, (loaded - incoming) * 1e3);
+
+	/* the workload goes on where it stopped and verifies every page */
+	guest_result_ok(&r, line, sizeof line);
+	fprintf(stderr, "sleeper after resume: %s", line);
+	Memsrv__ServerMessage *info = ctl_info_ok(&srv, "sleeper");
+	cr_assert_gt(info->vm_info->faults_total, 0, "memsrv served the resumed guest's memory");
+	memsrv__server_message__free_unpacked(info, NULL);
+	cr_assert(guest_expect(&r, "GUEST DONE", line, sizeof line));
+	qmp_close(&q);
+	cr_assert_eq(guest_wait(&r), 0, "the resumed guest powered off normally");
+	watchdog_stop(dog);
+	cr_assert(wait_until(vm_gone, "sleeper", 5000));
 }
 
 static long hugepages(long set)
