@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/file.h>
 
@@ -299,6 +300,15 @@ static int stash(struct vm *vm, uint64_t page)
 	return 1;
 }
 
+/* Whether a fault waits: the background gives way after the page in hand
+ * (a batch of 64 in one go held a guest faulting page by page to ~1400
+ * faults a second). */
+static bool fault_waiting(const struct vm *vm)
+{
+	struct pollfd p = { .fd = vm->uffd, .events = POLLIN };
+	return vm->eng.pending_len || poll(&p, 1, 0) > 0;
+}
+
 bool image_pages_busy(const struct vm *vm)
 {
 	const struct vm_image *im = vm->image;
@@ -326,6 +336,8 @@ void image_pages_background(struct vm *vm)
 		if (ret < 0)
 			im->ft_next = n;  /* the image fails: faults will say how */
 		done += ret > 0;
+		if (ret > 0 && fault_waiting(vm))
+			return;
 	}
 	if (im->ft_next < n)
 		return;
@@ -339,6 +351,8 @@ void image_pages_background(struct vm *vm)
 		}
 		im->fill_next++;  /* a page the image fails for stays IMAGE: its fault says why */
 		done += ret > 0;
+		if (ret > 0 && fault_waiting(vm))
+			return;
 	}
 	if (im->fill_next < total && !full)
 		return;
