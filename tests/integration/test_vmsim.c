@@ -15,9 +15,14 @@
 #include "harness.h"
 
 static struct test_server srv;
+static char scratch[64];  /* a test's images, removed even when it fails */
 
 static void setup(void) { server_start(&srv); }
-static void teardown(void) { server_stop(&srv); }
+static void teardown(void)
+{
+	server_stop(&srv);
+	scratch_remove(scratch);
+}
 
 TestSuite(vmsim, .init = setup, .fini = teardown, .timeout = 240);
 
@@ -243,10 +248,10 @@ static void flip_byte(const char *path, off_t offset)
 
 Test(vmsim, a_saved_and_snapshotted_vm_resumes_with_every_page_as_it_was)
 {
-	char dir[64], img[128], state[160], copy[128];
-	cr_assert(scratch_make(dir, sizeof dir, "/var/tmp/memsrv-vmsim-resume.XXXXXX"));
-	snprintf(img, sizeof img, "%s/img", dir);
-	snprintf(copy, sizeof copy, "%s/copy", dir);
+	char img[128], state[160], copy[128];
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-vmsim-resume.XXXXXX"));
+	snprintf(img, sizeof img, "%s/img", scratch);
+	snprintf(copy, sizeof copy, "%s/copy", scratch);
 
 	/* the source: filled, a third rewritten (versions 1), half evicted */
 	struct test_sim src;
@@ -285,5 +290,4 @@ Test(vmsim, a_saved_and_snapshotted_vm_resumes_with_every_page_as_it_was)
 	pid = sim_spawn(&srv, "corrupt", "--resume", copy, NULL);
 	cr_assert_eq(wait_exit(pid), 2, "a corrupt vmsim.state was not refused");
 	cr_assert_eq(ctl_vm_count(&srv), 0);
-	scratch_remove(dir);
 }
