@@ -1,8 +1,12 @@
 /* Description: simulated VMs (memsrv-vmsim processes) against a real
  * memsrv: a 256 MiB VM evicted whole and read back, a writer racing with
- * eviction, two VMs at once, a VMM killed mid-fault. */
+ * eviction, two VMs at once, a VMM killed mid-fault, a VM saved, snapshotted
+ * and resumed from its image with every page as it was. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,9 +15,14 @@
 #include "harness.h"
 
 static struct test_server srv;
+static char scratch[64];  /* a test's images, removed even when it fails */
 
 static void setup(void) { server_start(&srv); }
-static void teardown(void) { server_stop(&srv); }
+static void teardown(void)
+{
+	server_stop(&srv);
+	scratch_remove(scratch);
+}
 
 TestSuite(vmsim, .init = setup, .fini = teardown, .timeout = 240);
 
@@ -213,4 +222,72 @@ Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 
 	cr_assert_eq(run_ctl("evict", out, sizeof out), 64, "%s", out);
 	cr_assert_eq(sim_quit(&sim), 0);
+}
+
+static void snapshot_ok(const char *vm, const char *into)
+{
+	Memsrv__ServerMessage *m;
+	int ret = ctl_snapshot(srv.sock, vm, into, &m);
+	cr_assert_eq(ret, 0, "snapshot request: %s", strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot refused: %s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+/* Flips a byte of a file at offset. */
+static void flip_byte(const char *path, off_t offset)
+{
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	unsigned char b;
+	cr_assert_eq(pread(fd, &b, 1, offset), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, offset), 1);
+	close(fd);
+}
+
+Test(vmsim, a_saved_and_snapshotted_vm_resumes_with_every_page_as_it_was)
+{
+	char img[128], state[160], copy[128];
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-vmsim-resume.XXXXXX"));
+	snprintf(img, sizeof img, "%s/img", scratch);
+	snprintf(copy, sizeof copy, "%s/copy", scratch);
+
+	/* the source: filled, a third rewritten (versions 1), half evicted */
+	struct test_sim src;
+	sim_start(&src, &srv, "source", "--size", "32M", "--seed", "7", "--verify", NULL);
+	struct sim_reply r;
+	sim_cmd(&src, "write 0.3", &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_gt(sim_value(&r, "pages_written"), 1000);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "source", 16 << 20, false);
+	memsrv__server_message__free_unpacked(m, NULL);
+	char cmd[320];
+	snprintf(cmd, sizeof cmd, "save %s", img);
+	sim_cmd(&src, cmd, &r);
+	cr_assert(r.ok, "%s", r.error);
+	cr_assert_eq(sim_value(&r, "saved_pages"), 8192);
+	sim_cmd(&src, cmd, &r);
+	cr_assert(!r.ok && strstr(r.error, "exists"), "a second save into %s replaced the first: %s", img, r.error);
+	snapshot_ok("source", img);
+	cr_assert_eq(sim_quit(&src), 0);
+
+	/* the resumed VM: every page checked against the versions the source had */
+	struct test_sim res;
+	sim_start(&res, &srv, "resumed", "--resume", img, "--verify", NULL);
+	sim_expect_verified(&res, 8192);
+	cr_assert_gt(CTL_INFO(&srv, "resumed", faults_image), 0, "no page came from the image on a fault");
+	cr_assert_eq(CTL_INFO(&srv, "resumed", fault_errors), 0);
+	cr_assert_eq(sim_quit(&res), 0);
+
+	/* a size that is not the saved one, and a state that was damaged, are refused */
+	pid_t pid = sim_spawn(&srv, "wrong-size", "--resume", img, "--size", "16M", NULL);
+	cr_assert_eq(wait_exit(pid), 64, "--size other than the saved VM's was not refused");
+	snprintf(cmd, sizeof cmd, "cp -a %s %s", img, copy);
+	cr_assert_eq(system(cmd), 0);
+	snprintf(state, sizeof state, "%s/vmsim.state", copy);
+	flip_byte(state, 56 + 4 * 1234);  /* a version, past the header */
+	pid = sim_spawn(&srv, "corrupt", "--resume", copy, NULL);
+	cr_assert_eq(wait_exit(pid), 2, "a corrupt vmsim.state was not refused");
+	cr_assert_eq(ctl_vm_count(&srv), 0);
 }

@@ -128,6 +128,25 @@ static void cmd_report(struct vmsim *vm)
 	answer_ok();
 }
 
+/* The state for --resume; memsrv-ctl snapshot writes the memory beside it
+ * (vmsim does not talk to the control socket).  Between the two the VM
+ * must not write: it idles until the next command. */
+static void cmd_save(struct vmsim *vm, const char *dir)
+{
+	char why[512];
+	if (!dir) {
+		answer_error("usage: save DIR");
+		return;
+	}
+	int ret = vmsim_save(vm, dir, why, sizeof why);
+	if (ret) {
+		answer_error("save: %s", why);
+		return;
+	}
+	printf("saved_pages %llu\n", (unsigned long long)vm->ram.pages);
+	answer_ok();
+}
+
 static int cmd_quit(struct vmsim *vm)
 {
 	int status = vmsim_finish(vm);
@@ -153,6 +172,8 @@ static int command(struct vmsim *vm, char *line)
 		cmd_write(vm, arg);
 	else if (!strcmp(cmd, "report"))
 		cmd_report(vm);
+	else if (!strcmp(cmd, "save"))
+		cmd_save(vm, arg);
 	else if (!strcmp(cmd, "quit"))
 		return cmd_quit(vm);
 	else

@@ -30,6 +30,10 @@ static const char help_text[] =
 	"  --fill-before-attach  fill RAM before attaching (default: after, through memsrv)\n"
 	"  --mergeable           RAM is private anonymous memory with MADV_MERGEABLE, for KSM\n"
 	"                        (needs --no-attach)\n"
+	"  --resume DIR          resume the VM saved in DIR: DIR/vmsim.state (interactive\n"
+	"                        `save DIR`) gives size, mix, seed and every page's version,\n"
+	"                        memsrv serves the pages from DIR/memory.img (memsrv-ctl\n"
+	"                        snapshot VM DIR); no fill; prints attach_s, first_page_s\n"
 	"\n"
 	"Guest RAM and content:\n"
 	"  --size SIZE           guest RAM, suffix K, M or G (default 64M)\n"
@@ -50,7 +54,8 @@ static const char help_text[] =
 	"\n"
 	"Modes:\n"
 	"  --interactive         after attach and fill print \"ready\", then serve commands\n"
-	"                        from stdin: run, verify, write FRACTION, report, quit\n"
+	"                        from stdin: run, verify, write FRACTION, report,\n"
+	"                        save DIR (write DIR/vmsim.state for --resume), quit\n"
 	"  --bench-content       print the content generator's ns per page and exit\n"
 	"  --help                this text\n"
 	"\n"
@@ -61,7 +66,7 @@ enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC, OPT_POLICY,
 	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
 	OPT_PATTERN, OPT_OPS, OPT_DURATION, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
-	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_HELP,
+	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_RESUME, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -88,6 +93,7 @@ static const struct option long_options[] = {
 	{ "bench-content", no_argument, NULL, OPT_BENCH_CONTENT },
 	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
 	{ "private-pct", required_argument, NULL, OPT_PRIVATE_PCT },
+	{ "resume", required_argument, NULL, OPT_RESUME },
 	/* Not in --help: flips a byte of a page after the fill, so tests can
 	 * prove that verification catches corruption. */
 	{ "corrupt-for-test", required_argument, NULL, OPT_CORRUPT },
@@ -187,6 +193,7 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 				return usage_error("--size: '%s': %s", optarg, parse_size_why(err));
 			if (!o->size || o->size % GUEST_PAGE_SIZE)
 				return usage_error("--size: a positive multiple of 4K, e.g. 64M");
+			o->size_given = true;
 			break;
 		case OPT_LIMIT:
 			if ((err = parse_size(optarg, &o->limit)))
@@ -214,10 +221,12 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 		case OPT_SEED:
 			if (parse_u64(optarg, &o->seed))
 				return usage_error("--seed: a number");
+			o->seed_given = true;
 			break;
 		case OPT_MIX:
 			if (content_mix_parse(optarg, &o->mix))
 				return usage_error("--mix: e.g. zero=30,text=30,binary=30,random=10 (sum 100)");
+			o->mix_given = true;
 			break;
 		case OPT_NO_ATTACH:
 			o->no_attach = true;
@@ -268,6 +277,12 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 		case OPT_PRIVATE_PCT:
 			if (parse_u64(optarg, &private_pct) || private_pct > 100)
 				return usage_error("--private-pct: a percentage, 0 to 100");
+			o->mix_given = true;
+			break;
+		case OPT_RESUME:
+			if (!*optarg)
+				return usage_error("--resume: a directory");
+			o->resume_dir = optarg;
 			break;
 		case OPT_HELP:
 			print_help();
@@ -287,7 +302,12 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 		return usage_error("--mergeable: only with --no-attach, without --hugetlb");
 	if (o->hugetlb && o->size % GUEST_HUGE_PAGE_SIZE)
 		return usage_error("--hugetlb: --size must be a multiple of 2M");
-	if (o->corrupt_page >= 0 && (uint64_t)o->corrupt_page >= o->size / GUEST_PAGE_SIZE)
+	if (o->resume_dir && (o->no_attach || o->fill_before_attach))
+		return usage_error("--resume: memsrv gives the RAM its content, so neither --no-attach "
+				   "nor --fill-before-attach");
+	/* on a resume the size may come from the state: checked against it later */
+	if (o->corrupt_page >= 0 && (uint64_t)o->corrupt_page >= o->size / GUEST_PAGE_SIZE &&
+	    (!o->resume_dir || o->size_given))
 		return usage_error("--corrupt-for-test: page beyond --size");
 	return 0;
 }

@@ -28,6 +28,10 @@ struct vmsim_options {
 	bool bench_content;
 	int64_t corrupt_page;   /* -1: none */
 	struct pattern_config pattern;
+	const char *resume_dir; /* --resume: NULL, or the directory of vmsim.state and memory.img */
+	/* given on the command line, not defaulted: a resume checks them
+	 * against the saved state instead of taking the state's */
+	bool size_given, seed_given, mix_given;
 };
 
 /* Fills opts from argv.  Returns 0 to run, 1 when --help was printed, or

@@ -2,7 +2,8 @@
  *
  * Guest RAM is a memfd filled with synthetic content; the VM attaches it
  * through libmemsrv, runs an access pattern and, with --verify, checks
- * every byte it reads against what it wrote.
+ * every byte it reads against what it wrote.  With --resume the content
+ * comes from a memory image instead (resume.c).
  */
 #include "vmsim.h"
 
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "memsrv.h"
 
@@ -74,8 +74,11 @@ static int attach(struct vmsim *vm)
 		.codec = vm->opts.codec,
 		.policy = vm->opts.policy,
 		.flags = MEMSRV_VM_NO_BALLOON,
+		.snapshot_dir = vm->snapshot_dir,
 	};
+	double t0 = vmsim_now_s();
 	int ret = memsrv_attach(vm->opts.socket, &desc, &vm->session);
+	double t1 = vmsim_now_s();
 	if (ret < 0) {
 		fprintf(stderr, "vmsim %s: attach to %s: %s: %s\n", vm->opts.name, vm->opts.socket,
 			strerror(-ret), memsrv_last_error());
@@ -86,6 +89,8 @@ static int attach(struct vmsim *vm)
 	}
 	vm->work.tick = service_session;
 	vm->work.tick_opaque = vm;
+	if (vm->snapshot_dir)
+		resume_report(vm, t0, t1);
 	return 0;
 }
 
@@ -111,18 +116,13 @@ int vmsim_finish(struct vmsim *vm)
 	return status;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Without --interactive: the pattern once, then the final verification. */
+/* Without --interactive: the pattern once, then the final verification.
+ * fill_s < 0: no fill (a resume). */
 static int run_batch(struct vmsim *vm, double fill_s)
 {
 	static struct run_stats stats;
-	printf("fill_s %.6f\n", fill_s);
+	if (fill_s >= 0)
+		printf("fill_s %.6f\n", fill_s);
 	int ret = workload_run(&vm->work, &vm->opts.pattern, &stats);
 	if (ret < 0) {
 		fprintf(stderr, "vmsim %s: run: %s\n", vm->opts.name, strerror(-ret));
@@ -153,6 +153,10 @@ int main(int argc, char **argv)
 	if (vm.opts.bench_content)
 		return bench_content(&vm.opts.mix, vm.opts.seed);
 
+	uint32_t *saved_versions = NULL;
+	if (vm.opts.resume_dir && (ret = resume_load(&vm, &saved_versions)) != VMSIM_EXIT_OK)
+		return ret;
+
 	enum guest_ram_kind kind = vm.opts.mergeable ? GUEST_RAM_MERGEABLE
 				   : vm.opts.hugetlb ? GUEST_RAM_HUGETLB : GUEST_RAM_MEMFD;
 	ret = guest_ram_create(&vm.ram, vm.opts.name, vm.opts.size, kind);
@@ -163,20 +167,25 @@ int main(int argc, char **argv)
 			(unsigned long long)vm.opts.size, strerror(-ret));
 		return VMSIM_EXIT_SETUP;
 	}
+	if (saved_versions) {
+		workload_set_versions(&vm.work, saved_versions);
+		free(saved_versions);
+	}
 	/* By default attach first, so that the fill faults pages in through
-	 * memsrv as a booting guest would. */
-	double fill_s = 0;
+	 * memsrv as a booting guest would.  A resumed VM is not filled: its
+	 * pages come from the image. */
+	double fill_s = vm.opts.resume_dir ? -1 : 0;
 	if (vm.opts.fill_before_attach) {
-		double t0 = now_s();
+		double t0 = vmsim_now_s();
 		workload_fill(&vm.work);
-		fill_s = now_s() - t0;
+		fill_s = vmsim_now_s() - t0;
 	}
 	if (!vm.opts.no_attach && attach(&vm))
 		return VMSIM_EXIT_SETUP;
-	if (!vm.opts.fill_before_attach) {
-		double t0 = now_s();
+	if (!vm.opts.fill_before_attach && !vm.opts.resume_dir) {
+		double t0 = vmsim_now_s();
 		workload_fill(&vm.work);
-		fill_s = now_s() - t0;
+		fill_s = vmsim_now_s() - t0;
 	}
 	if (vm.opts.corrupt_page >= 0)
 		workload_corrupt(&vm.work, (uint64_t)vm.opts.corrupt_page);
@@ -185,5 +194,6 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	workload_destroy(&vm.work);
 	guest_ram_destroy(&vm.ram);
+	free(vm.snapshot_dir);
 	return ret;
 }

@@ -67,6 +67,11 @@ void workload_fill(struct workload *w)
 	}
 }
 
+void workload_set_versions(struct workload *w, const uint32_t *versions)
+{
+	memcpy(w->versions, versions, w->ram->pages * sizeof *w->versions);
+}
+
 static void report_mismatch(struct workload *w, uint64_t page, const uint8_t *found)
 {
 	w->mismatches++;
@@ -218,6 +223,11 @@ uint64_t workload_verify_all(struct workload *w)
 		tick(w, page);
 	}
 	return bad;
+}
+
+bool workload_verify_page(struct workload *w, uint64_t page)
+{
+	return page_matches(w, page, NULL);
 }
 
 void workload_corrupt(struct workload *w, uint64_t page)

@@ -67,6 +67,10 @@ void workload_destroy(struct workload *w);
 /* Writes version 0 of every page. */
 void workload_fill(struct workload *w);
 
+/* The RAM holds these versions already (a resumed VM, whose pages memsrv
+ * brings): they are taken, nothing is written. */
+void workload_set_versions(struct workload *w, const uint32_t *versions);
+
 /* Runs a pattern; stats are overwritten.  Returns 0 or -ENOMEM (zipf). */
 int workload_run(struct workload *w, const struct pattern_config *cfg, struct run_stats *stats);
 
@@ -75,6 +79,9 @@ void workload_write_fraction(struct workload *w, double fraction, struct run_sta
 
 /* Verifies every page; returns the number of mismatching pages. */
 uint64_t workload_verify_all(struct workload *w);
+
+/* Verifies one page (a mismatch is counted and reported); true if intact. */
+bool workload_verify_page(struct workload *w, uint64_t page);
 
 /* Flips a byte of a page behind the versions' back, to test verification. */
 void workload_corrupt(struct workload *w, uint64_t page);
