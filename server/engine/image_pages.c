@@ -115,14 +115,20 @@ int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len
 		return ret;
 	vm->image = im;
 	vm_state_save_image(vm);  /* before any entry names the image: a memsrv killed now finds it */
-	uint64_t marked = 0, word;
+	/* one pass over every page, the bulk of a resume's wait: entries
+	 * written straight (no thread reads them yet), counted once */
+	const page_entry from_image = pe_make(PAGE_IMAGE, 0, 0);
+	uint64_t marked = 0;
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
+		uint64_t n = 0;
 		for (uint64_t p = 0; p < r->pt.npages; p++)
-			if (image_page(im->img, r->first_page + p, &word) != IMAGE_PAGE_ZERO) {
-				page_table_set(&r->pt, p, pe_make(PAGE_IMAGE, 0, 0));
-				marked++;
+			if (image_page_kind(im->img, r->first_page + p) != IMAGE_PAGE_ZERO) {
+				r->pt.entries[p] = from_image;
+				n++;
 			}
+		page_table_moved(&r->pt, PAGE_NEVER, PAGE_IMAGE, n);
+		marked += n;
 	}
 	im->pages = marked;
 	im->record_until_ns = monotonic_ns() + IMAGE_RECORD_NS;

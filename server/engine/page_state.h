@@ -8,8 +8,9 @@
  *
  * A table is an array of entries per region, mmap'd so that untouched parts
  * cost nothing: a zero entry is PAGE_NEVER.  Only the VM's own thread writes
- * it, and only through page_table_set(); entries and the per-state counts
- * are written atomically so the server thread can read them.
+ * it, and only through page_table_set() (or, before any other thread sees
+ * it, in bulk: page_table_moved()); entries and the per-state counts are
+ * written atomically so the server thread can read them.
  */
 #ifndef MEMSRV_PAGE_STATE_H
 #define MEMSRV_PAGE_STATE_H
@@ -108,6 +109,15 @@ static inline void page_table_set(struct page_table *pt, uint64_t idx, page_entr
 				      atomic_load_explicit(&pt->count[now], memory_order_relaxed) + 1,
 				      memory_order_relaxed);
 	}
+}
+
+/* A table no other thread reads yet (a VM being attached) may be written
+ * straight, entries[idx] = e, in bulk: then n entries that went from
+ * state from to state to are counted here, once. */
+static inline void page_table_moved(struct page_table *pt, enum page_state from, enum page_state to, uint64_t n)
+{
+	atomic_fetch_sub_explicit(&pt->count[from], n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&pt->count[to], n, memory_order_relaxed);
 }
 
 static inline uint64_t page_table_count(const struct page_table *pt, enum page_state s)

@@ -834,6 +834,12 @@ const uint64_t *image_first_touch(const struct image *img, uint64_t *n)
 	return img->first_touch;
 }
 
+enum image_page_kind image_page_kind(const struct image *img, uint64_t page)
+{
+	assert(page < img->info.pages);
+	return (enum image_page_kind)(le64toh(img->table[page]) >> ENTRY_KIND_SHIFT);
+}
+
 enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value)
 {
 	assert(page < img->info.pages);

@@ -106,6 +106,8 @@ int image_fd(const struct image *img);
  * inside the image; *n is 0 when none was recorded. */
 const uint64_t *image_first_touch(const struct image *img, uint64_t *n);
 
+/* Page page's kind, without its value. */
+enum image_page_kind image_page_kind(const struct image *img, uint64_t page);
 /* Page page's kind; *value: the word (SAMEFILL) or the object's index (OBJECT). */
 enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value);
 /* Where object index's bytes are in the file, and its codec (meaningless
