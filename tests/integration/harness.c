@@ -328,6 +328,16 @@ Memsrv__ServerMessage *ctl_info_ok(const struct test_server *s, const char *vm)
 	return m;
 }
 
+void ctl_snapshot_ok(const struct test_server *s, const char *vm, const char *dir)
+{
+	Memsrv__ServerMessage *m;
+	int ret = ctl_snapshot(s->sock, vm, dir, &m);
+	cr_assert_eq(ret, 0, "snapshot request: %s", strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot of %s refused: %s", vm,
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
 Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm, uint64_t bytes, bool all)
 {
 	Memsrv__ServerMessage *m = NULL;

@@ -90,6 +90,8 @@ int wait_exit(pid_t pid);
  * memsrv__server_message__free_unpacked). */
 Memsrv__ServerMessage *ctl_info_ok(const struct test_server *s, const char *vm);
 Memsrv__ServerMessage *ctl_evict_ok(const struct test_server *s, const char *vm, uint64_t bytes, bool all);
+/* memsrv-ctl snapshot VM DIR, asserted to succeed. */
+void ctl_snapshot_ok(const struct test_server *s, const char *vm, const char *dir);
 /* memsrv-ctl set NAME SETTING (a VM's name, or "node"); asserts it applied. */
 void ctl_set_ok(const struct test_server *s, const char *name, const char *setting);
 /* The node's statistics; *m is freed by the caller. */

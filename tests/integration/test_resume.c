@@ -63,16 +63,6 @@ static size_t nonzero_pages(size_t pages)
 	return n;
 }
 
-static void snapshot_ok(const char *vm, const char *into)
-{
-	Memsrv__ServerMessage *m;
-	int ret = ctl_snapshot(srv.sock, vm, into, &m);
-	cr_assert_eq(ret, 0, "snapshot request: %s", strerror(-ret));
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot refused: %s",
-		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
-	memsrv__server_message__free_unpacked(m, NULL);
-}
-
 /* A VM named name of SIZE with the pattern of generation gen, part of it
  * evicted, written as an image into into, and gone. */
 static void make_image(const char *name, const char *into, uint64_t gen)
@@ -82,7 +72,7 @@ static void make_image(const char *name, const char *into, uint64_t gen)
 	pattern_fill(g.mem, 0, PAGES, pattern_mixed, gen);
 	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, name, SIZE / 2, false);
 	memsrv__server_message__free_unpacked(m, NULL);
-	snapshot_ok(name, into);
+	ctl_snapshot_ok(&srv, name, into);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	guest_release(&g);
 }
@@ -257,7 +247,7 @@ Test(resume, a_snapshot_of_a_resumed_vm_copies_what_is_still_in_the_image)
 	attach_from(&g, "resumed", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
 	pattern_fill(g.mem, 0, 16, pattern_mixed, 2);  /* a few of its own */
 	cr_assert_gt(INFO("resumed", image_pages), PAGES / 2, "most of it is still in the image");
-	snapshot_ok("resumed", img2);
+	ctl_snapshot_ok(&srv, "resumed", img2);
 	/* the comparison reads the RAM: after the image, not before */
 	uint8_t *want = malloc(SIZE);
 	pattern_fill(want, 0, PAGES, pattern_mixed, 1);
@@ -294,7 +284,7 @@ Test(resume, the_pages_touched_first_are_recorded_and_installed_first_next_time)
 	struct guest g;
 	attach_from(&g, "first", img1, &(struct memsrv_vm){ .limit_bytes = SIZE / 8 });
 	touch(&g, order, N);
-	snapshot_ok("first", img2);
+	ctl_snapshot_ok(&srv, "first", img2);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	guest_release(&g);
 

@@ -224,16 +224,6 @@ Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 	cr_assert_eq(sim_quit(&sim), 0);
 }
 
-static void snapshot_ok(const char *vm, const char *into)
-{
-	Memsrv__ServerMessage *m;
-	int ret = ctl_snapshot(srv.sock, vm, into, &m);
-	cr_assert_eq(ret, 0, "snapshot request: %s", strerror(-ret));
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot refused: %s",
-		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "?");
-	memsrv__server_message__free_unpacked(m, NULL);
-}
-
 /* Flips a byte of a file at offset. */
 static void flip_byte(const char *path, off_t offset)
 {
@@ -269,7 +259,7 @@ Test(vmsim, a_saved_and_snapshotted_vm_resumes_with_every_page_as_it_was)
 	cr_assert_eq(sim_value(&r, "saved_pages"), 8192);
 	sim_cmd(&src, cmd, &r);
 	cr_assert(!r.ok && strstr(r.error, "exists"), "a second save into %s replaced the first: %s", img, r.error);
-	snapshot_ok("source", img);
+	ctl_snapshot_ok(&srv, "source", img);
 	cr_assert_eq(sim_quit(&src), 0);
 
 	/* the resumed VM: every page checked against the versions the source had */

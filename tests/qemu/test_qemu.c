@@ -673,6 +673,26 @@ static off_t file_size_settled(const char *path)
 	return last;
 }
 
+/* Sets x-ignore-shared: memsrv's RAM stays out of the migration stream. */
+static void qmp_ignore_shared(struct qmp *q)
+{
+	qmp_ok(q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
+		  "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
+}
+
+/* With x-ignore-shared, migrates the stopped guest's device state into
+ * path (exec:cat) and returns its size once written. */
+static off_t migrate_device_state(struct qmp *q, const char *path)
+{
+	char cmd[512], reply[4096];
+	qmp_ignore_shared(q);
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat > %s\"}}", path);
+	qmp_ok(q, cmd);
+	qmp_migration_end(q, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"completed\""), "%s", reply);
+	return file_size_settled(path);
+}
+
 Test(qemu, migration_needs_x_ignore_shared_and_then_carries_device_state_only)
 {
 	char qmp_path[256], state[256], refused[256], cmd[512], reply[8192], line[512];
@@ -703,13 +723,7 @@ Test(qemu, migration_needs_x_ignore_shared_and_then_carries_device_state_only)
 
 	/* with it, on the paused guest: only device state goes into the stream */
 	qmp_ok(&q, "{\"execute\": \"stop\"}");
-	qmp_ok(&q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
-		   "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
-	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat > %s\"}}", state);
-	qmp_ok(&q, cmd);
-	qmp_migration_end(&q, reply, sizeof reply);
-	cr_assert(strstr(reply, "\"status\": \"completed\""), "%s", reply);
-	off_t size = file_size_settled(state);
+	off_t size = migrate_device_state(&q, state);
 	fprintf(stderr, "migrant: device state %lld bytes for 256 MiB of RAM\n", (long long)size);
 	cr_assert_gt(size, 0, "the device state was written");
 	cr_assert_lt(size, (256 << 20) / 4, "the guest's RAM stayed out of the stream: %lld bytes", (long long)size);
@@ -797,13 +811,7 @@ Test(qemu, a_guest_suspended_mid_workload_resumes_in_a_new_qemu_from_memsrvs_ima
 		    (unsigned long)m->snapshot_reply->samefilled_pages, (unsigned long)m->snapshot_reply->objects,
 		    (unsigned long)m->snapshot_reply->stored_objects, (unsigned long)m->snapshot_reply->data_bytes);
 	memsrv__server_message__free_unpacked(m, NULL);
-	qmp_ok(&q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
-		   "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
-	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat > %s\"}}", state);
-	qmp_ok(&q, cmd);
-	qmp_migration_end(&q, reply, sizeof reply);
-	cr_assert(strstr(reply, "\"status\": \"completed\""), "%s", reply);
-	off_t size = file_size_settled(state);
+	off_t size = migrate_device_state(&q, state);
 	cr_assert_gt(size, 0, "the device state was written");
 	/* QEMU may end before it answers quit, and drops what a client that
 	 * closed asked: its answer or the end of QMP, whichever comes */
@@ -830,8 +838,7 @@ Test(qemu, a_guest_suspended_mid_workload_resumes_in_a_new_qemu_from_memsrvs_ima
 	double attached = now_s();
 	qmp_connect(&q, qmp_path);
 	q.guest = &r;
-	qmp_ok(&q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "
-		   "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}");
+	qmp_ignore_shared(&q);
 	double incoming = now_s();
 	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate-incoming\", \"arguments\": {\"uri\": \"exec:cat %s\"}}",
 		 state);
