@@ -520,7 +520,7 @@ static void keeper_stop(struct memsrv_session *s)
 
 /* memsrv_attach@@MEMSRV_0.4: struct memsrv_vm with snapshot_dir.  The
  * 0.1 entry point below keeps programs built before it working. */
-__attribute__((symver("memsrv_attach@@MEMSRV_0.4")))
+__asm__(".symver memsrv_attach_0_4, memsrv_attach@@MEMSRV_0.4");  /* GCC and clang alike */
 int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out);
 int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struct memsrv_session **out)
 {
@@ -918,7 +918,7 @@ _Static_assert(sizeof(struct memsrv_vm_0_1) == offsetof(struct memsrv_vm, snapsh
 
 /* memsrv_attach@MEMSRV_0.1: a program built against the smaller struct
  * (reading past it would take whatever follows for snapshot_dir). */
-__attribute__((symver("memsrv_attach@MEMSRV_0.1")))
+__asm__(".symver memsrv_attach_0_1, memsrv_attach@MEMSRV_0.1");
 int memsrv_attach_0_1(const char *socket_path, const struct memsrv_vm_0_1 *old, struct memsrv_session **out);
 int memsrv_attach_0_1(const char *socket_path, const struct memsrv_vm_0_1 *old, struct memsrv_session **out)
 {
