@@ -157,7 +157,7 @@ void image_pages_release(struct vm *vm)
 int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page)
 {
 	if (!vm->image->img)
-		return -ENOENT;  /* its page was discarded meanwhile, the last one the image held */
+		return IMAGE_ERR_NOT_OPEN;  /* its page was discarded meanwhile, the last one the image held */
 	uint64_t off;
 	uint32_t len;
 	enum codec c;
@@ -172,7 +172,7 @@ int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, 
 int image_pages_read(struct vm *vm, uint64_t page, void *buf)
 {
 	if (!vm->image || !vm->image->img)
-		return -ENOENT;
+		return IMAGE_ERR_NOT_OPEN;
 	return image_read_page(vm->image->img, vm->eng.codec_ctx, page, buf);
 }
 
@@ -184,7 +184,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 	if (!im || !im->img) {
 		/* a table that says IMAGE with no image to read: never zeros */
 		*read_failed = true;
-		return -ENOENT;
+		return IMAGE_ERR_NOT_OPEN;
 	}
 	if (deferred && swap_reads_pending(vm, r, idx)) {
 		*deferred = true;  /* a read for this page is on its way: it wakes every waiter */

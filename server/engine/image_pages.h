@@ -22,6 +22,7 @@
 #ifndef MEMSRV_IMAGE_PAGES_H
 #define MEMSRV_IMAGE_PAGES_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +31,10 @@
 #include "vm.h"
 #include "vm_state.h"
 
-#define IMAGE_DIR_MAX VM_STATE_IMAGE_DIR_MAX  /* an image's directory, as the state file keeps it */
+#define IMAGE_DIR_MAX VM_STATE_IMAGE_DIR_MAX
+/* A page to come from an image memsrv does not hold open (a restart could
+ * not open it again): final, and unlike any errno a uffd ioctl returns. */
+#define IMAGE_ERR_NOT_OPEN (-ENOMEDIUM)  /* an image's directory, as the state file keeps it */
 #define IMAGE_BATCH_PAGES 64           /* pages installed between two looks at the uffd */
 #define IMAGE_RECORD_NS (10ull * 1000 * 1000 * 1000)  /* first touches recorded for this long... */
 #define IMAGE_RECORD_MAX (256u * 1024) /* ...and at most this many pages */
@@ -74,7 +78,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 		     bool *read_failed);
 
 /* Page page's (VM-wide) content from the image into buf, synchronously,
- * checked.  0 or -errno (-ENOENT: the image is not open). */
+ * checked.  0 or -errno (IMAGE_ERR_NOT_OPEN). */
 int image_pages_read(struct vm *vm, uint64_t page, void *buf);
 
 /* Decodes what a read of object index brought (res: bytes read or -errno)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "fault.h"
+#include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
 #include "store.h"
@@ -17,7 +18,8 @@
 bool poison_worth_retry(const struct vm *vm, int err)
 {
 	enum uffd_outcome o = uffd_classify(err);
-	return !store_err_final(err) && o != UFFD_GONE && o != UFFD_RETRY && !vm->thr.stopping && !vm->eng.vmm_gone;
+	return !store_err_final(err) && err != IMAGE_ERR_NOT_OPEN && o != UFFD_GONE && o != UFFD_RETRY &&
+	       !vm->thr.stopping && !vm->eng.vmm_gone;
 }
 
 unsigned poison_backoff_ms(unsigned tries)
@@ -41,7 +43,7 @@ const char *poison_cause(const struct region *r, enum page_state from, int err, 
 			return "decompression failure: the memory image's copy does not decompress";
 		case -ENODATA:
 			return "short read: the memory image is shorter than it was (truncated?)";
-		case -ENOENT:
+		case IMAGE_ERR_NOT_OPEN:
 			return "its memory image is not open: memsrv restarted without it";
 		case -ENOMEM:
 		case -ENOSPC:

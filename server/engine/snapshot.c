@@ -203,10 +203,16 @@ static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_i
  * it is there (checked on the way), once. */
 static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 {
+	if (!vm->image || !vm->image->img) {
+		/* a memsrv restarted could not open it again: the page is lost */
+		fail(sn, -EIO, "page %" PRIu64 " is in an image memsrv could not open again", page);
+		return;
+	}
 	struct image *img = vm->image->img;
 	uint64_t value, index;
-	if (image_page(img, page, &value) != IMAGE_PAGE_OBJECT) {
-		save_word(sn, page, image_page(img, page, &value) == IMAGE_PAGE_SAMEFILL ? value : 0);
+	enum image_page_kind kind = image_page(img, page, &value);
+	if (kind != IMAGE_PAGE_OBJECT) {
+		save_word(sn, page, kind == IMAGE_PAGE_SAMEFILL ? value : 0);
 		return;
 	}
 	if ((uint64_t)(uint32_t)(value + 1) != value + 1) {

@@ -607,3 +607,54 @@ Test(poison, a_page_whose_image_copy_changed_gets_sigbus_when_resumed_and_the_re
 	cr_assert(log_has("is lost"));
 	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }
+
+/* Pages still in the image when memsrv restarts without it: each is lost
+ * (SIGBUS), never zeros; every other page reads back. */
+Test(poison, pages_of_an_image_gone_when_memsrv_restarted_get_sigbus_and_the_rest_reads_back)
+{
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
+	char state[128], image[128], moved[128];
+	snprintf(state, sizeof state, "%s/state", scratch);
+	snprintf(image, sizeof image, "%s/image", scratch);
+	snprintf(moved, sizeof moved, "%s/moved", scratch);
+	cr_assert_eq(mkdir(state, 0700), 0);
+	cr_assert_eq(mkdir(image, 0700), 0);
+	/* a store with no room to spare: the pages stay in the image */
+	const char *opts[] = { "--state-dir", state, "--cache-size", "64K", NULL };
+	server_start_with(&srv, opts);
+	struct vmm v;
+	struct vmm_config cfg = { .name = "imaged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
+	vmm_start(&v, &cfg);
+	Memsrv__ServerMessage *m;
+	cr_assert_eq(ctl_snapshot(srv.sock, "imaged", image, &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(vmm_stop(&v), 0);
+
+	struct vmm_config again = { .name = "resumed", .pages = PAGES, .page_size = PAGE,
+				    .content = CONTENT_HALF_RANDOM, .resume_from = image };
+	vmm_start(&v, &again);
+	m = ctl_info_ok(&srv, "resumed");
+	uint64_t in_image = m->vm_info->image_pages;
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_gt(in_image, PAGES / 2);
+
+	server_crash_and_restart(&srv, opts);
+	cr_assert_eq(rename(image, moved), 0, "the image goes while memsrv is down");
+	static struct page_result res[PAGES];
+	cr_assert(vmm_read(&v, res, PAGES), "the VMM did not finish reading: a fault waits forever");
+	size_t intact = 0, bus = 0, wrong = 0;
+	for (size_t p = 0; p < PAGES; p++) {
+		intact += res[p].status == PAGE_INTACT;
+		bus += res[p].status == PAGE_SIGBUS;
+		wrong += res[p].status == PAGE_WRONG;
+	}
+	cr_assert_eq(wrong, 0, "%zu pages read wrong (zeros?)", wrong);
+	cr_assert_gt(bus, 0, "the pages still in the image are lost");
+	cr_assert_leq(bus, in_image);
+	cr_assert_eq(intact + bus, PAGES);
+	cr_assert(log_has("cannot open the image its pages come from again"), "the log says why");
+	cr_assert(log_has("its memory image is not open"), "each lost page names the cause");
+	cr_assert(server_alive(&srv));
+	vmm_stop(&v);
+}
