@@ -407,16 +407,12 @@ static int attach_image(struct vm *vm, const Memsrv__Hello *h, struct refusal *w
 /* A VM memsrv kept across a restart whose pages still come from an image
  * opens it again.  An image that cannot be opened costs the pages still in
  * it (each poisoned when it faults), not the VM. */
-static int reopen_image(struct vm *vm)
+static void reopen_image(struct vm *vm)
 {
 	const char *dir = vm_state_image_dir(vm);
-	if (!dir)
-		return 0;
 	char text[512];
-	int64_t n = image_pages_reopen(vm, dir, text, sizeof text);
-	if (n < 0)
+	if (dir && image_pages_reopen(vm, dir, text, sizeof text) < 0)
 		vm_err(vm, "cannot open the image its pages come from again: %s; those pages are lost", text);
-	return 0;
 }
 
 static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
@@ -455,7 +451,11 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	decide_evictable(vm);
 	if ((ret = check_owner(vm, fds[0], why)))
 		return ret;
-	return h->snapshot_dir ? attach_image(vm, h, why) : vm->persist.resume_from ? reopen_image(vm) : 0;
+	if (h->snapshot_dir)
+		return attach_image(vm, h, why);
+	if (vm->persist.resume_from)
+		reopen_image(vm);
+	return 0;
 }
 
 /* ---- whose memory it is ----

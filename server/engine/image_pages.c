@@ -130,7 +130,6 @@ int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len
 		page_table_moved(&r->pt, PAGE_NEVER, PAGE_IMAGE, n);
 		marked += n;
 	}
-	im->pages = marked;
 	im->record_until_ns = monotonic_ns() + IMAGE_RECORD_NS;
 	return (int64_t)marked;
 }
@@ -141,10 +140,9 @@ int64_t image_pages_reopen(struct vm *vm, const char *dir, char *why, size_t len
 	int ret = vm_image_open(vm, dir, false, &im, why, len);
 	if (ret)
 		return ret;
-	im->pages = vm_count(vm, PAGE_IMAGE);
 	im->fill_done = true;
 	vm->image = im;
-	return (int64_t)im->pages;
+	return (int64_t)vm_count(vm, PAGE_IMAGE);
 }
 
 void image_pages_release(struct vm *vm)

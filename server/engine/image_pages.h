@@ -43,7 +43,6 @@
 struct vm_image {
 	struct image *img;       /* NULL once no page comes from it (image_pages_tick) */
 	char dir[IMAGE_DIR_MAX];
-	uint64_t pages;          /* PAGE_IMAGE at attach */
 	/* the VM thread's */
 	uint64_t ft_next;        /* the next entry of the image's first-touch list to install */
 	uint64_t fill_next;      /* the next VM-wide page the background fill looks at */
