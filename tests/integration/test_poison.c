@@ -583,18 +583,23 @@ static void corrupt_image_page(const char *dir, size_t p)
 	close(fd);
 }
 
+/* A VMM's pages (CONTENT_HALF_RANDOM) written as an image into dir; the
+ * VMM gone. */
+static void make_image(const char *dir)
+{
+	struct vmm v;
+	struct vmm_config cfg = { .name = "imaged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
+	vmm_start(&v, &cfg);
+	ctl_snapshot_ok(&srv, "imaged", dir);
+	cr_assert_eq(vmm_stop(&v), 0);
+}
+
 Test(poison, a_page_whose_image_copy_changed_gets_sigbus_when_resumed_and_the_rest_reads_back)
 {
 	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
 	server_start(&srv);
+	make_image(scratch);
 	struct vmm v;
-	struct vmm_config cfg = { .name = "imaged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
-	vmm_start(&v, &cfg);
-	Memsrv__ServerMessage *m;
-	cr_assert_eq(ctl_snapshot(srv.sock, "imaged", scratch, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY);
-	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_eq(vmm_stop(&v), 0);
 
 	size_t victim = PAGES / 3;
 	corrupt_image_page(scratch, victim);
@@ -622,14 +627,9 @@ Test(poison, pages_of_an_image_gone_when_memsrv_restarted_get_sigbus_and_the_res
 	/* a store with no room to spare: the pages stay in the image */
 	const char *opts[] = { "--state-dir", state, "--cache-size", "64K", NULL };
 	server_start_with(&srv, opts);
+	make_image(image);
 	struct vmm v;
-	struct vmm_config cfg = { .name = "imaged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
-	vmm_start(&v, &cfg);
 	Memsrv__ServerMessage *m;
-	cr_assert_eq(ctl_snapshot(srv.sock, "imaged", image, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY);
-	memsrv__server_message__free_unpacked(m, NULL);
-	cr_assert_eq(vmm_stop(&v), 0);
 
 	struct vmm_config again = { .name = "resumed", .pages = PAGES, .page_size = PAGE,
 				    .content = CONTENT_HALF_RANDOM, .resume_from = image };
