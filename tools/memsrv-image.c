@@ -45,7 +45,13 @@ static void check_objects(struct image *img, struct counts *n)
 		uint64_t off;
 		uint32_t len;
 		enum codec c;
-		image_object_loc(img, i, &off, &len, &c);
+		int ret = image_object_loc(img, i, &off, &len, &c);
+		if (ret) {
+			if (n->bad_objects++ < MAX_REPORTED)
+				fprintf(stderr, "object %" PRIu64 ": its index entry cannot be read: %s\n", i,
+					ret == -EBADMSG ? "the object index is corrupt" : strerror(-ret));
+			continue;
+		}
 		n->raw_objects += len == IMAGE_RAW_LEN;
 		if (pread(image_fd(img), buf, len, (off_t)off) == (ssize_t)len && !image_object_check(img, i, buf, len))
 			continue;
@@ -64,10 +70,13 @@ static int check_pages(struct image *img, struct counts *n)
 	uint8_t page[CODEC_PAGE];
 	for (uint64_t p = 0; p < image_get_info(img)->pages; p++) {
 		uint64_t value;
-		n->kind[image_page(img, p, &value)]++;
+		int kind = image_page(img, p, &value);
+		if (kind >= 0)
+			n->kind[kind]++;
 		int ret = image_read_page(img, ctx, p, page);
 		if (ret && n->bad_pages++ < MAX_REPORTED)
-			fprintf(stderr, "page %" PRIu64 ": %s\n", p, strerror(-ret));
+			fprintf(stderr, "page %" PRIu64 ": %s\n", p,
+				kind < 0 ? "its entry in the page table is corrupt" : strerror(-ret));
 	}
 	codec_ctx_destroy(ctx);
 	return 0;

@@ -412,7 +412,8 @@ static void reopen_image(struct vm *vm)
 	const char *dir = vm_state_image_dir(vm);
 	char text[512];
 	if (dir && image_pages_reopen(vm, dir, text, sizeof text) < 0)
-		vm_err(vm, "cannot open the image its pages come from again: %s; those pages are lost", text);
+		vm_err(vm, "cannot open the image its pages come from again: %s; those pages are lost (%" PRIu64
+		       " not yet known to be zero with them)", text, image_pages_lost(vm));
 }
 
 static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,
@@ -649,7 +650,7 @@ int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int
 	hr.has_resumed = 1;
 	hr.resumed = vm->persist.resumed;
 	hr.has_image_pages = h->snapshot_dir != NULL;
-	hr.image_pages = vm_count(vm, PAGE_IMAGE);
+	hr.image_pages = image_pages_remaining(vm);
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY;
 	msg.hello_reply = &hr;

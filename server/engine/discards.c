@@ -188,6 +188,7 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 		uint64_t first, last;
 		if (!pages_of(r, start, end, &first, &last))
 			continue;
+		image_pages_prepare(vm, r->first_page + first, last - first);  /* forgets the image's pages too */
 		if (!region_is_shared(r)) {
 			/* a zap of a poisoned page drops the kernel's marker, not
 			 * the loss: its next fault is poisoned again; given back,

@@ -181,6 +181,7 @@ static int fill_never(struct vm *vm, struct region *r, uint64_t idx)
 	uint64_t lo = idx & ~(block - 1), hi = lo + block;
 	if (hi > r->pt.npages)
 		hi = r->pt.npages;
+	image_pages_prepare(vm, r->first_page + lo, hi - lo);  /* a neighbour may be the image's, not zeros */
 	uint64_t never = 0;
 	for (uint64_t p = lo; p < hi; p++)
 		never += pe_state(r->pt.entries[p]) == PAGE_NEVER;
@@ -385,6 +386,7 @@ static int serve_page(struct vm *vm, void *arg)
 	struct region *r = f->r;
 	uint64_t idx = f->idx, page = r->host_addr + idx * r->page_size;
 	int ret;
+	image_pages_prepare(vm, r->first_page + idx, 1);
 	f->source = pe_state(r->pt.entries[idx]);
 	switch (f->source) {
 	case PAGE_NEVER:
@@ -548,6 +550,7 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored)
 {
 	uint64_t failed = sampler_restore_all(vm);
 	*restored = 0;
+	image_pages_prepare(vm, 0, vm_total_pages(vm));
 	for (unsigned i = 0; i < vm->n_regions && !vm->eng.vmm_gone; i++) {
 		struct region *r = &vm->regions[i];
 		for (uint64_t p = 0; p < r->pt.npages && !vm->eng.vmm_gone; p++) {

@@ -73,6 +73,7 @@ static void vm_image_free(struct vm_image *im)
 {
 	if (im->img)
 		image_close(im->img);  /* the lock goes with the fd */
+	free(im->marks_own);
 	free(im->touched);
 	free(im->touched_bits);
 	free(im);
@@ -107,42 +108,159 @@ static int vm_image_open(struct vm *vm, const char *dir, bool fresh, struct vm_i
 	return 0;
 }
 
+/* Units of at least a table chunk (image.h), few enough for a state file
+ * to keep their bitmap. */
+static unsigned unit_shift_for(uint64_t pages)
+{
+	unsigned shift = 0;
+	while ((pages >> shift) / IMAGE_CHUNK_PAGES >= VM_STATE_IMAGE_MARK_BITS)
+		shift++;
+	return shift;
+}
+
+static bool unit_marked(const struct vm_image *im, uint64_t u)
+{
+	return im->marks[u / 64] >> (u % 64) & 1;
+}
+
+/* The image's pages not zero in unit u, as its chunks say. */
+static uint64_t unit_held(const struct vm_image *im, uint64_t u)
+{
+	uint64_t n = 0, per = 1ull << im->unit_shift;
+	for (uint64_t c = u * per / IMAGE_CHUNK_PAGES; c < (u + 1) * per / IMAGE_CHUNK_PAGES; c++)
+		n += image_chunk_held(im->img, c);
+	return n;
+}
+
+/* Sets up the units of vm's image: marks, the state file's (kept: as it
+ * kept them) or its own.  0 or -ENOMEM. */
+static int units_init(struct vm *vm, struct vm_image *im, bool kept)
+{
+	uint64_t pages = image_get_info(im->img)->pages;
+	unsigned shift = unit_shift_for(pages);
+	im->marks = kept ? vm_state_image_marks_kept(vm, &shift) : vm_state_image_marks_start(vm, shift);
+	im->unit_shift = shift + __builtin_ctz(IMAGE_CHUNK_PAGES);
+	im->units = (pages + (1ull << im->unit_shift) - 1) >> im->unit_shift;
+	if (!im->marks || im->units > VM_STATE_IMAGE_MARK_BITS) {
+		im->marks = im->marks_own = calloc(im->units / 64 + 1, sizeof *im->marks);
+		if (!im->marks_own)
+			return -ENOMEM;
+		if (kept)  /* the file kept no marks: its memsrv marked every page at attach */
+			memset(im->marks_own, 0xff, (im->units / 64 + 1) * sizeof *im->marks);
+	}
+	uint64_t held = 0;
+	for (uint64_t u = 0; u < im->units; u++)
+		if (unit_marked(im, u))
+			im->units_marked++;
+		else
+			held += unit_held(im, u);
+	atomic_store(&im->unmarked_held, held);
+	im->all_marked = im->units_marked == im->units;
+	return 0;
+}
+
 int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len)
 {
 	struct vm_image *im;
 	int ret = vm_image_open(vm, dir, true, &im, why, len);
+	if (!ret && units_init(vm, im, false)) {
+		vm_image_free(im);
+		ret = -ENOMEM;
+		snprintf(why, len, "out of memory");
+	}
 	if (ret)
 		return ret;
 	vm->image = im;
 	vm_state_save_image(vm);  /* before any entry names the image: a memsrv killed now finds it */
-	/* one pass over every page, the bulk of a resume's wait: entries
-	 * written straight (no thread reads them yet), counted once */
-	const page_entry from_image = pe_make(PAGE_IMAGE, 0, 0);
-	uint64_t marked = 0;
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		struct region *r = &vm->regions[i];
-		uint64_t n = 0;
-		for (uint64_t p = 0; p < r->pt.npages; p++)
-			if (image_page_kind(im->img, r->first_page + p) != IMAGE_PAGE_ZERO) {
-				r->pt.entries[p] = from_image;
-				n++;
-			}
-		page_table_moved(&r->pt, PAGE_NEVER, PAGE_IMAGE, n);
-		marked += n;
-	}
 	im->record_until_ns = monotonic_ns() + IMAGE_RECORD_NS;
-	return (int64_t)marked;
+	return (int64_t)image_pages_remaining(vm);
 }
 
 int64_t image_pages_reopen(struct vm *vm, const char *dir, char *why, size_t len)
 {
 	struct vm_image *im;
 	int ret = vm_image_open(vm, dir, false, &im, why, len);
+	if (!ret && units_init(vm, im, true)) {
+		vm_image_free(im);
+		ret = -ENOMEM;
+		snprintf(why, len, "out of memory");
+	}
 	if (ret)
 		return ret;
-	im->fill_done = true;
+	im->fill = IMAGE_FILL_MARK;
+	im->restarted = true;
 	vm->image = im;
-	return (int64_t)vm_count(vm, PAGE_IMAGE);
+	return (int64_t)image_pages_remaining(vm);
+}
+
+uint64_t image_pages_lost(struct vm *vm)
+{
+	unsigned shift;
+	const uint64_t *marks = vm_state_image_marks_kept(vm, &shift);
+	if (!marks)
+		return 0;
+	/* which of their pages the image held is in its table, unread: any may have */
+	uint64_t unit_pages = (uint64_t)IMAGE_CHUNK_PAGES << shift, lost = 0;
+	const page_entry from_image = pe_make(PAGE_IMAGE, 0, 0);
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		for (uint64_t p = 0; p < r->pt.npages; p++) {
+			uint64_t u = (r->first_page + p) / unit_pages;
+			if (u < VM_STATE_IMAGE_MARK_BITS && marks[u / 64] >> (u % 64) & 1)
+				continue;
+			if (pe_state(r->pt.entries[p]) == PAGE_NEVER) {
+				page_table_set(&r->pt, p, from_image);
+				lost++;
+			}
+		}
+	}
+	return lost;
+}
+
+uint64_t image_pages_remaining(const struct vm *vm)
+{
+	const struct vm_image *im = vm->image;
+	return vm_count(vm, PAGE_IMAGE) + (im ? atomic_load(&im->unmarked_held) : 0);
+}
+
+/* Pages [first, end) of unit u into the VM's table as the image says: the
+ * ones not zero become PAGE_IMAGE where never touched (a fault, discard or
+ * restore prepares its unit before it touches an entry, so all are).  A
+ * page whose table chunk fails is the image's too: it is poisoned when it
+ * faults, never taken for zeros. */
+static void mark_unit(struct vm *vm, uint64_t u)
+{
+	struct vm_image *im = vm->image;
+	uint64_t first = u << im->unit_shift, end = first + (1ull << im->unit_shift), total = vm_total_pages(vm);
+	const page_entry from_image = pe_make(PAGE_IMAGE, 0, 0);
+	bool failed = false;
+	if (end > total)
+		end = total;
+	for (uint64_t p = first; p < end;) {
+		struct region *r = vm_region_of_page(vm, p);
+		uint64_t stop = r->first_page + r->pt.npages < end ? r->first_page + r->pt.npages : end;
+		for (; p < stop; p++) {
+			uint64_t value;
+			int kind = image_page(im->img, p, &value);
+			failed |= kind < 0;
+			if (kind != IMAGE_PAGE_ZERO && pe_state(r->pt.entries[p - r->first_page]) == PAGE_NEVER)
+				page_table_set(&r->pt, p - r->first_page, from_image);
+		}
+	}
+	if (failed)
+		vm_err(vm, "the page table of the image in %s cannot be read for pages %" PRIu64 " to %" PRIu64
+		       ": they are lost (each poisoned when touched)", im->dir, first, end - 1);
+	im->marks[u / 64] |= 1ull << (u % 64);  /* after the entries: a restart marks it again, not less */
+	atomic_fetch_sub(&im->unmarked_held, unit_held(im, u));
+	im->all_marked = ++im->units_marked == im->units;
+}
+
+void image_pages_mark(struct vm *vm, uint64_t first, uint64_t n)
+{
+	struct vm_image *im = vm->image;
+	for (uint64_t u = first >> im->unit_shift; u < im->units && (u << im->unit_shift) < first + n; u++)
+		if (!unit_marked(im, u))
+			mark_unit(vm, u);
 }
 
 void image_pages_release(struct vm *vm)
@@ -159,7 +277,9 @@ int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, 
 	uint64_t off;
 	uint32_t len;
 	enum codec c;
-	image_object_loc(vm->image->img, index, &off, &len, &c);
+	int ret = image_object_loc(vm->image->img, index, &off, &len, &c);
+	if (ret)
+		return ret;
 	if (res < 0)
 		return res;
 	if ((uint32_t)res < len)
@@ -193,8 +313,8 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 	if (image_page(im->img, page, &value) == IMAGE_PAGE_OBJECT && deferred) {
 		struct swap_io io = { .fd = image_fd(im->img) };
 		enum codec c;
-		image_object_loc(im->img, value, &io.offset, &io.len, &c);
-		if (swap_reads_submit_image(vm, r, idx, t_read, value, &io) == 0) {
+		if (image_object_loc(im->img, value, &io.offset, &io.len, &c) == 0 &&
+		    swap_reads_submit_image(vm, r, idx, t_read, value, &io) == 0) {
 			*deferred = true;
 			return 0;
 		}
@@ -273,12 +393,12 @@ static int install(struct vm *vm, uint64_t page)
 void image_pages_tick(struct vm *vm)
 {
 	struct vm_image *im = vm->image;
-	if (!im || !im->img || vm_count(vm, PAGE_IMAGE))
+	if (!im || !im->img || !im->all_marked || vm_count(vm, PAGE_IMAGE))
 		return;
 	/* nothing more comes from it: let it go (memsrv-image rm may remove it now) */
 	image_close(im->img);
 	im->img = NULL;
-	im->fill_done = true;
+	im->fill = IMAGE_FILL_DONE;
 	vm_state_forget_image(vm);
 	vm_info(vm, "every page of the image in %s is read: closed", im->dir);
 }
@@ -316,51 +436,94 @@ static bool fault_waiting(const struct vm *vm)
 bool image_pages_busy(const struct vm *vm)
 {
 	const struct vm_image *im = vm->image;
-	return im && im->img && !im->fill_done;
+	return im && im->img && im->fill != IMAGE_FILL_DONE;
 }
 
-void image_pages_background(struct vm *vm)
+/* Installs a batch of the first-touch list: whether it is done. */
+static bool install_first_touch(struct vm *vm)
 {
 	struct vm_image *im = vm->image;
-	if (!im || !im->img || im->fill_done)
-		return;
-	if (vm->eng.vmm_gone || vm->eng.detaching || vm->thr.stopping || !vm_can_evict(vm)) {
-		im->fill_done = true;  /* nothing to install into, or no eviction to hold it in check */
-		return;
-	}
-	vm->eng.fault_page = UINT64_MAX;  /* no page installed here was used yet */
 	uint64_t n, done = 0;
 	const uint64_t *ft = image_first_touch(im->img, &n);
+	if (!vm_can_evict(vm))
+		im->ft_next = n;  /* no eviction to hold it in check: the faults decide */
 	while (im->ft_next < n && done < IMAGE_BATCH_PAGES) {
 		if (!room_for_one(vm)) {
 			im->ft_next = n;  /* the working set does not fit: the faults decide */
 			break;
 		}
-		int ret = install(vm, le64toh(ft[im->ft_next++]));
+		uint64_t page = le64toh(ft[im->ft_next++]);
+		image_pages_prepare(vm, page, 1);
+		int ret = install(vm, page);
 		if (ret < 0)
 			im->ft_next = n;  /* the image fails: faults will say how */
 		done += ret > 0;
 		if (ret > 0 && fault_waiting(vm))
-			return;
+			return false;
 	}
-	if (im->ft_next < n)
-		return;
-	uint64_t total = vm_total_pages(vm), scanned = 0;
-	bool full = false;
+	return im->ft_next == n;
+}
+
+/* Marks a unit no fault marked yet: whether every one is. */
+static bool mark_next_unit(struct vm *vm)
+{
+	struct vm_image *im = vm->image;
+	while (im->mark_next < im->units && unit_marked(im, im->mark_next))
+		im->mark_next++;
+	if (im->mark_next < im->units)
+		mark_unit(vm, im->mark_next++);
+	return im->all_marked;
+}
+
+/* Moves a batch into the store: whether it is done (*full: for want of room). */
+static bool stash_some(struct vm *vm, bool *full)
+{
+	struct vm_image *im = vm->image;
+	uint64_t total = vm_total_pages(vm), scanned = 0, done = 0;
+	if (!vm_can_evict(vm))
+		return true;  /* nothing would ever leave the store for its faults */
 	while (im->fill_next < total && done < IMAGE_BATCH_PAGES && scanned++ < FILL_SCAN_PAGES) {
 		int ret = store_has_spare_room(vm->store) ? stash(vm, im->fill_next) : -ENOSPC;
 		if (ret == -ENOSPC || ret == -EBUSY) {
-			full = true;  /* the rest comes from the image when it faults */
-			break;
+			*full = true;  /* the rest comes from the image when it faults */
+			return true;
 		}
 		im->fill_next++;  /* a page the image fails for stays IMAGE: its fault says why */
 		done += ret > 0;
 		if (ret > 0 && fault_waiting(vm))
-			return;
+			return false;
 	}
-	if (im->fill_next < total && !full)
+	return im->fill_next == total;
+}
+
+void image_pages_background(struct vm *vm)
+{
+	struct vm_image *im = vm->image;
+	if (!image_pages_busy(vm))
 		return;
-	im->fill_done = true;
+	if (vm->eng.vmm_gone || vm->eng.detaching || vm->thr.stopping) {
+		im->fill = IMAGE_FILL_DONE;  /* nothing to install into */
+		return;
+	}
+	vm->eng.fault_page = UINT64_MAX;  /* no page installed here was used yet */
+	bool full = false;
+	switch (im->fill) {
+	case IMAGE_FILL_FIRST_TOUCH:
+		if (install_first_touch(vm))
+			im->fill = IMAGE_FILL_MARK;
+		return;
+	case IMAGE_FILL_MARK:
+		if (mark_next_unit(vm))
+			im->fill = im->restarted ? IMAGE_FILL_DONE : IMAGE_FILL_STASH;
+		return;
+	case IMAGE_FILL_STASH:
+		if (!stash_some(vm, &full))
+			return;
+		break;
+	case IMAGE_FILL_DONE:
+		return;
+	}
+	im->fill = IMAGE_FILL_DONE;
 	vm_info(vm, "resume from %s: %" PRIu64 " pages installed, %" PRIu64 " put into the store in the background%s",
 		im->dir, im->installed, im->stashed, full ? "; the store has no room for the rest" : "");
 }

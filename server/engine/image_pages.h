@@ -1,14 +1,25 @@
 /* image_pages: a VM resumed from a memory image (docs/snapshot.md).
  *
- * At Hello the VM's page table marks every page the image holds other than
- * zeros PAGE_IMAGE, at a cost of a few ns a page and no read: the guest
- * runs at once whatever its size.  A fault on such a page reads its object
- * from the image (an io_uring read, swap_reads.c; synchronously on the slow
- * paths), checks it and places it.  Meanwhile the VM thread works in the
- * background, a batch at a time between faults: it installs the pages the
- * VM touched first after its last resume, in that order (the image's
- * first-touch list: REAP, ASPLOS'21), while the VM has room under its
- * limit; then it moves the rest, in address order, into the store, while
+ * At Hello memsrv opens the image (its header and checksums, not its
+ * table: image.h) and answers: the guest runs at once whatever its size.
+ * The VM's page table learns which pages are the image's (PAGE_IMAGE: the
+ * ones not zero) a mark unit at a time (16 MiB of RAM; more for a VM over
+ * 256 GiB) on the first look into the unit: a fault, a discard, a
+ * snapshot, a restore (image_pages_prepare()), or the background, which
+ * marks every unit soon after the start.  A page of a unit not marked yet
+ * reads PAGE_NEVER and must not be taken for one: every path that reads or
+ * changes a resumed VM's entries prepares them first.  With --state-dir
+ * the bitmap of marked units is in the VM's state file, each bit set after
+ * its unit's entries: a memsrv killed mid-way marks the rest after its
+ * restart, and a page discarded in a marked unit stays discarded.
+ *
+ * A fault on a PAGE_IMAGE page reads its object from the image (an
+ * io_uring read, swap_reads.c; synchronously on the slow paths), checks it
+ * and places it.  Meanwhile the VM thread works in the background, a batch
+ * at a time between faults: it installs the pages the VM touched first
+ * after its last resume, in that order (the image's first-touch list:
+ * REAP, ASPLOS'21), while the VM has room under its limit; marks the
+ * units left; then moves the rest, in address order, into the store, while
  * the store has spare room: in memory for their faults, and one copy for
  * every clone of the image (the store shares identical pages).  A resumed
  * VM records the pages it faults on first, for the next snapshot to write
@@ -16,8 +27,8 @@
  *
  * The image stays open, with a shared flock on it, for as long as pages
  * may come from it (memsrv-image rm refuses meanwhile); once every page
- * was read it is closed.  Clones (VMs
- * resumed from one image) read the same file, through the page cache.
+ * was read it is closed.  Clones (VMs resumed from one image) read the
+ * same file, through the page cache.
  */
 #ifndef MEMSRV_IMAGE_PAGES_H
 #define MEMSRV_IMAGE_PAGES_H
@@ -39,14 +50,29 @@
 #define IMAGE_RECORD_NS (10ull * 1000 * 1000 * 1000)  /* first touches recorded for this long... */
 #define IMAGE_RECORD_MAX (256u * 1024) /* ...and at most this many pages */
 
+/* What the background does next, in this order. */
+enum image_fill {
+	IMAGE_FILL_FIRST_TOUCH,  /* installs the image's first-touch list */
+	IMAGE_FILL_MARK,         /* marks the units no fault marked yet */
+	IMAGE_FILL_STASH,        /* moves the rest into the store */
+	IMAGE_FILL_DONE,
+};
+
 /* A VM's image and what its thread does with it. */
 struct vm_image {
 	struct image *img;       /* NULL once no page comes from it (image_pages_tick) */
 	char dir[IMAGE_DIR_MAX];
 	/* the VM thread's */
+	uint64_t *marks;         /* a bit per unit its table shows: in the state file, or marks_own */
+	uint64_t *marks_own;
+	unsigned unit_shift;     /* a unit is 1 << unit_shift pages, from VM-wide page 0 */
+	uint64_t units, units_marked, mark_next;
+	bool all_marked;
+	_Atomic uint64_t unmarked_held;  /* pages not zero in units not marked: read by the server thread */
+	enum image_fill fill;
+	bool restarted;          /* opened again after a restart: the background only marks */
 	uint64_t ft_next;        /* the next entry of the image's first-touch list to install */
 	uint64_t fill_next;      /* the next VM-wide page the background fill looks at */
-	bool fill_done;
 	uint64_t installed;      /* pages the background made resident (the first-touch list) */
 	uint64_t stashed;        /* pages it moved into the store (the rest) */
 	uint64_t record_until_ns;
@@ -56,15 +82,39 @@ struct vm_image {
 
 /* At Hello, after the regions were added (server thread): opens dir's
  * image, checks that it describes the VM's layout and that the regions
- * hold nothing yet, and marks the image's pages PAGE_IMAGE.  Returns the
- * number of pages marked, or -errno with why. */
+ * hold nothing yet.  Returns the number of pages to come from it, or
+ * -errno with why. */
 int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len);
 
 /* A VM memsrv kept across a restart (--state-dir) whose table still names
  * pages of the image in dir: opens it again, checked against the layout,
- * to serve them (nothing is installed in the background).  Returns the
- * pages still to come from it, or -errno with why. */
+ * to serve them (the background marks the units not marked yet, and
+ * installs nothing).  Returns the pages still to come from it, or -errno
+ * with why. */
 int64_t image_pages_reopen(struct vm *vm, const char *dir, char *why, size_t len);
+
+/* The image of a VM kept across a restart cannot be opened again: the
+ * pages of units not marked yet are the image's, all of them (which ones
+ * it held is in its table): PAGE_IMAGE with no image, poisoned when they
+ * fault, never zeros.  Returns how many. */
+uint64_t image_pages_lost(struct vm *vm);
+
+/* Marks the units of pages [first, first + n) (VM-wide) not marked yet:
+ * their pages the image holds become PAGE_IMAGE where still PAGE_NEVER.
+ * VM thread (or before it runs). */
+void image_pages_mark(struct vm *vm, uint64_t first, uint64_t n);
+
+/* What a path that reads or changes entries of pages [first, first + n)
+ * calls first: those entries then say what the image holds. */
+static inline void image_pages_prepare(struct vm *vm, uint64_t first, uint64_t n)
+{
+	if (vm->image && !vm->image->all_marked)
+		image_pages_mark(vm, first, n);
+}
+
+/* The pages still to come from the image: PAGE_IMAGE ones, and those of
+ * units not marked yet.  Any thread. */
+uint64_t image_pages_remaining(const struct vm *vm);
 
 /* Closes the image (vm_destroy). */
 void image_pages_release(struct vm *vm);

@@ -210,7 +210,12 @@ static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 	}
 	struct image *img = vm->image->img;
 	uint64_t value, index;
-	enum image_page_kind kind = image_page(img, page, &value);
+	int kind = image_page(img, page, &value);
+	if (kind < 0) {
+		fail(sn, kind, "page %" PRIu64 "'s entry in the image in %s cannot be read: %s", page, vm->image->dir,
+		     kind == -EBADMSG ? "its page table is corrupt" : strerror(-kind));
+		return;
+	}
 	if (kind != IMAGE_PAGE_OBJECT) {
 		save_word(sn, page, kind == IMAGE_PAGE_SAMEFILL ? value : 0);
 		return;
@@ -530,6 +535,7 @@ int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, ch
 		return ret;
 	}
 	uint64_t t0 = monotonic_ns();
+	image_pages_prepare(vm, 0, vm_total_pages(vm));  /* every entry as the image says, before the walk reads them */
 	vm->eng.snapshot = sn;
 	if (!begin(vm, sn))
 		walk(vm, sn);

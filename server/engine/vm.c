@@ -385,7 +385,7 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->working_set_bytes = atomic_load(&vm->quota.working_set_bytes);
 	info->idle_bytes = info->resident_bytes > info->working_set_bytes ? info->resident_bytes - info->working_set_bytes : 0;
 	info->probation_pages = vm_count(vm, PAGE_PROBATION);
-	info->image_pages = vm_count(vm, PAGE_IMAGE);
+	info->image_pages = image_pages_remaining(vm);
 	info->image_dir = vm->image ? vm->image->dir : NULL;
 	static const char *const balloon_names[] = { "unknown", "yes", "no" };
 	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon.answer)];

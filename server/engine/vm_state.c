@@ -110,8 +110,30 @@ void vm_state_save_image(struct vm *vm)
 
 void vm_state_forget_image(struct vm *vm)
 {
-	if (vm->persist.header)
+	if (vm->persist.header) {
 		vm->persist.header->image_dir[0] = 0;
+		vm->persist.header->image_marks_kept = 0;
+	}
+}
+
+uint64_t *vm_state_image_marks_start(struct vm *vm, unsigned shift)
+{
+	struct vm_state_header *h = vm->persist.header;
+	if (!h)
+		return NULL;
+	memset(h->image_marks, 0, sizeof h->image_marks);
+	h->image_mark_shift = shift;
+	h->image_marks_kept = 1;
+	return h->image_marks;
+}
+
+uint64_t *vm_state_image_marks_kept(struct vm *vm, unsigned *shift)
+{
+	struct vm_state_header *h = vm->persist.header;
+	if (!h || !h->image_marks_kept)
+		return NULL;
+	*shift = h->image_mark_shift;
+	return h->image_marks;
 }
 
 const char *vm_state_image_dir(const struct vm *vm)

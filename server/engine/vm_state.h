@@ -35,6 +35,7 @@
 #define VM_STATE_MAGIC 0x31534d56534d454dull  /* "MEMSVMS1" */
 #define VM_STATE_VERSION 1
 #define VM_STATE_IMAGE_DIR_MAX 1024
+#define VM_STATE_IMAGE_MARK_BITS 16384  /* mark units of an image a file keeps (image_pages.h) */
 
 struct vm_state_region {
 	uint64_t host_addr, size, fd_offset, guest_phys_addr;
@@ -67,6 +68,11 @@ struct vm_state_header {
 	struct vm_state_settings settings;
 	/* the image its PAGE_IMAGE pages come from (image_pages.h); "": none */
 	char image_dir[VM_STATE_IMAGE_DIR_MAX];
+	/* which of the image's mark units the tables show (image_pages.h):
+	 * a bit is set after the unit's entries were written */
+	uint32_t image_marks_kept;  /* 1: image_marks holds them; 0: every unit is in the tables */
+	uint32_t image_mark_shift;
+	uint64_t image_marks[VM_STATE_IMAGE_MARK_BITS / 64];
 };
 
 /* When process pid started (clock ticks since boot), or 0 if there is no
@@ -109,6 +115,13 @@ void vm_state_save_settings(struct vm *vm);
 /* Writes the directory of the image vm was resumed from into its file, if
  * it has one: a memsrv restarted reads its pages still to come from there. */
 void vm_state_save_image(struct vm *vm);
+
+/* The bitmap of the image's mark units in vm's file, NULL without a
+ * file: cleared, for units of shift (start); or as the file kept it, and
+ * *shift its units' (kept; NULL: the file kept none, every unit is in the
+ * tables). */
+uint64_t *vm_state_image_marks_start(struct vm *vm, unsigned shift);
+uint64_t *vm_state_image_marks_kept(struct vm *vm, unsigned *shift);
 
 /* No page of vm comes from its image any more: its file forgets it. */
 void vm_state_forget_image(struct vm *vm);

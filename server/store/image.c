@@ -8,9 +8,12 @@
  * written the partial file has no magic: nothing ever mistakes it for an
  * image.
  *
- * The reader copies table, words, index and first-touch list into memory
- * after checking them (not mmap: a file changed after open must not change
- * what was checked), and checks an object's bytes each time it reads them.
+ * The reader copies words, first-touch list and the chunks' checksums
+ * into memory at open, after checking them; the page table and the object
+ * index a chunk at a time, on the first look into that chunk, checked
+ * against its checksum: an open costs the same whatever the VM's size.  Not
+ * mmap: a file changed after open must not change what was checked.  An
+ * object's bytes are checked each time they are read.
  */
 #include "image.h"
 
@@ -67,7 +70,16 @@ struct disk_header {
 	uint32_t n_regions, flags;
 	char vm_name[IMAGE_NAME_MAX];
 	struct disk_region regions[IMAGE_MAX_REGIONS];
-	uint8_t reserved[HEADER_SIZE - 192 - IMAGE_MAX_REGIONS * sizeof(struct disk_region)];
+	uint64_t table_chunks_off;       /* a struct disk_chunk per IMAGE_CHUNK_PAGES of the table */
+	uint64_t index_chunks_off;       /* a checksum per IMAGE_CHUNK_OBJECTS of the index */
+	uint64_t pages_held;             /* pages not zero */
+	uint8_t reserved[HEADER_SIZE - 1728];
+};
+
+/* A chunk of the page table: what a reader checks before it believes it. */
+struct disk_chunk {
+	uint64_t checksum;               /* XXH3_64bits of its entries */
+	uint64_t held;                   /* its pages not zero */
 };
 
 struct disk_object {
@@ -81,7 +93,7 @@ struct disk_object {
 struct disk_trailer {
 	char magic[8];                   /* TRAILER_MAGIC */
 	uint64_t file_size;
-	uint64_t header_sum, table_sum, words_sum, index_sum, first_touch_sum;
+	uint64_t header_sum, table_chunks_sum, words_sum, index_chunks_sum, first_touch_sum;
 	uint64_t trailer_sum;            /* of the 56 bytes before it */
 };
 
@@ -92,6 +104,8 @@ _Static_assert(offsetof(struct disk_header, file_size) == 16 && offsetof(struct 
 	       offsetof(struct disk_header, n_regions) == 120, "docs/snapshot.md's offsets");
 _Static_assert(offsetof(struct disk_header, vm_name) == 128, "docs/snapshot.md's offsets");
 _Static_assert(offsetof(struct disk_header, regions) == 192, "docs/snapshot.md's offsets");
+_Static_assert(offsetof(struct disk_header, table_chunks_off) == 1704, "docs/snapshot.md's offsets");
+_Static_assert(sizeof(struct disk_chunk) == 16, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_region) == 24, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_object) == 24, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_trailer) == 64, "docs/snapshot.md's offsets");
@@ -111,6 +125,11 @@ static void say(char *why, size_t len, const char *fmt, ...)
 static uint64_t align_up(uint64_t v)
 {
 	return (v + ALIGN - 1) & ~(uint64_t)(ALIGN - 1);
+}
+
+static uint64_t chunks_of(uint64_t n, uint64_t per)
+{
+	return (n + per - 1) / per;
 }
 
 static uint64_t entry(enum image_page_kind k, uint64_t value)
@@ -444,12 +463,72 @@ int image_set_first_touch(struct image_writer *w, const uint64_t *pages, uint64_
 	return 0;
 }
 
-/* Writes one section at *off and moves *off past it; *sum gets its checksum. */
+/* Writes one section at *off and moves *off past it; *sum (unless NULL:
+ * one checked by chunks) gets its checksum. */
 static int write_section(struct image_writer *w, const void *data, uint64_t bytes, uint64_t *off, uint64_t *sum)
 {
-	*sum = htole64(XXH3_64bits(data, bytes));
+	if (sum)
+		*sum = htole64(XXH3_64bits(data, bytes));
 	int ret = bytes ? pwrite_all(w->fd, data, bytes, *off) : 0;
 	*off += bytes;
+	return ret;
+}
+
+/* The table's chunks, checksummed and counted; *held: the pages not zero.
+ * NULL: no memory. */
+static struct disk_chunk *table_chunks(const struct image_writer *w, uint64_t *held)
+{
+	uint64_t n = chunks_of(w->info.pages, IMAGE_CHUNK_PAGES);
+	struct disk_chunk *c = malloc((n ? n : 1) * sizeof(*c));
+	if (!c)
+		return NULL;
+	*held = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t first = i * IMAGE_CHUNK_PAGES, end = first + IMAGE_CHUNK_PAGES, k = 0;
+		if (end > w->info.pages)
+			end = w->info.pages;
+		for (uint64_t p = first; p < end; p++)
+			k += w->table[p] != 0;
+		c[i] = (struct disk_chunk){ htole64(XXH3_64bits(w->table + first, (end - first) * 8)), htole64(k) };
+		*held += k;
+	}
+	return c;
+}
+
+/* The index's chunks' checksums.  NULL: no memory. */
+static uint64_t *index_chunks(const struct image_writer *w)
+{
+	uint64_t n = chunks_of(w->info.objects, IMAGE_CHUNK_OBJECTS);
+	uint64_t *c = malloc((n ? n : 1) * sizeof(*c));
+	for (uint64_t i = 0; c && i < n; i++) {
+		uint64_t first = i * IMAGE_CHUNK_OBJECTS, end = first + IMAGE_CHUNK_OBJECTS;
+		if (end > w->info.objects)
+			end = w->info.objects;
+		c[i] = htole64(XXH3_64bits(w->index + first, (end - first) * sizeof(struct disk_object)));
+	}
+	return c;
+}
+
+/* The sections that describe the table and the index, chunk by chunk. */
+static int write_chunks(struct image_writer *w, struct disk_header *h, struct disk_trailer *t, uint64_t *off)
+{
+	uint64_t held = 0;
+	struct disk_chunk *tc = table_chunks(w, &held);
+	uint64_t *ic = index_chunks(w);
+	int ret = -ENOMEM;
+	if (tc && ic) {
+		h->pages_held = htole64(held);
+		h->table_chunks_off = htole64(*off);
+		ret = write_section(w, tc, chunks_of(w->info.pages, IMAGE_CHUNK_PAGES) * sizeof(*tc), off,
+				    &t->table_chunks_sum);
+	}
+	if (!ret) {
+		h->index_chunks_off = htole64(*off);
+		ret = write_section(w, ic, chunks_of(w->info.objects, IMAGE_CHUNK_OBJECTS) * 8, off,
+				    &t->index_chunks_sum);
+	}
+	free(tc);
+	free(ic);
 	return ret;
 }
 
@@ -469,16 +548,18 @@ static int writer_write_tail(struct image_writer *w)
 		w->words[i] = htole64(w->words[i]);
 
 	h.table_off = htole64(off);
-	if ((ret = write_section(w, w->table, in->pages * 8, &off, &t.table_sum)))
+	if ((ret = write_section(w, w->table, in->pages * 8, &off, NULL)))
 		return ret;
 	h.words_off = htole64(off);
 	if ((ret = write_section(w, w->words, w->n_words * 8, &off, &t.words_sum)))
 		return ret;
 	h.index_off = htole64(off);
-	if ((ret = write_section(w, w->index, in->objects * sizeof(struct disk_object), &off, &t.index_sum)))
+	if ((ret = write_section(w, w->index, in->objects * sizeof(struct disk_object), &off, NULL)))
 		return ret;
 	h.first_touch_off = htole64(off);
 	if ((ret = write_section(w, w->first_touch, w->n_first_touch * 8, &off, &t.first_touch_sum)))
+		return ret;
+	if ((ret = write_chunks(w, &h, &t, &off)))
 		return ret;
 	h.trailer_off = htole64(off);
 	h.file_size = t.file_size = htole64(off + sizeof(t));
@@ -600,10 +681,15 @@ static void section_free(void *p, uint64_t bytes)
 struct image {
 	int fd;
 	struct image_info info;
-	uint64_t data_off, data_end;
-	uint64_t *table, *words, n_words, *first_touch, n_first_touch; /* little-endian, as on disk */
-	struct disk_object *index;
-	uint8_t scratch[CODEC_PAGE];     /* an object's bytes as read */
+	uint64_t data_off, data_end, pages_held;
+	uint64_t table_off, index_off;
+	uint64_t *words, n_words, *first_touch, n_first_touch; /* little-endian, as on disk */
+	struct disk_chunk *table_chunks;  /* checked at open */
+	uint64_t *index_chunks, n_table_chunks, n_index_chunks;
+	uint64_t *table;                  /* little-endian; a chunk is there once its bit is set */
+	struct disk_object *index;        /* likewise */
+	uint64_t *table_loaded, *index_loaded;  /* a bit per chunk */
+	uint8_t scratch[CODEC_PAGE];      /* an object's bytes as read */
 };
 
 void image_close(struct image *img)
@@ -613,9 +699,13 @@ void image_close(struct image *img)
 	if (img->fd >= 0)
 		close(img->fd);
 	section_free(img->table, img->info.pages * 8);
+	section_free(img->index, img->info.objects * sizeof(struct disk_object));
 	section_free(img->words, img->n_words * 8);
 	section_free(img->first_touch, img->n_first_touch * 8);
-	section_free(img->index, img->info.objects * sizeof(struct disk_object));
+	section_free(img->table_chunks, img->n_table_chunks * sizeof(struct disk_chunk));
+	section_free(img->index_chunks, img->n_index_chunks * 8);
+	free(img->table_loaded);
+	free(img->index_loaded);
 	free(img);
 }
 
@@ -676,19 +766,30 @@ static int check_header(struct image *img, const struct disk_header *h, char *wh
 	img->n_words = le64toh(h->words);
 	img->n_first_touch = le64toh(h->first_touch);
 	img->data_off = le64toh(h->data_off);
-	if (pages != in->pages || le32toh(h->header_size) != HEADER_SIZE || img->data_off != HEADER_SIZE || h->flags)
+	img->pages_held = le64toh(h->pages_held);
+	if (pages != in->pages || le32toh(h->header_size) != HEADER_SIZE || img->data_off != HEADER_SIZE || h->flags ||
+	    img->pages_held > pages)
 		return CORRUPT("the header does not describe its own layout");
 	/* Sizes bounded by the file's (checked against fstat) before they are multiplied. */
 	uint64_t size = le64toh(h->file_size);
 	if (in->data_bytes > size || in->pages > size / 8 || img->n_words > size / 8 || img->n_first_touch > size / 8 ||
 	    in->objects > size / sizeof(struct disk_object))
 		return CORRUPT("the header's sizes exceed the file");
+	img->n_table_chunks = chunks_of(in->pages, IMAGE_CHUNK_PAGES);
+	img->n_index_chunks = chunks_of(in->objects, IMAGE_CHUNK_OBJECTS);
 	img->data_end = img->data_off + in->data_bytes;
-	uint64_t off = align_up(img->data_end);
-	if (le64toh(h->table_off) != off || le64toh(h->words_off) != (off += in->pages * 8) ||
-	    le64toh(h->index_off) != (off += img->n_words * 8) ||
-	    le64toh(h->first_touch_off) != (off += in->objects * sizeof(struct disk_object)) ||
-	    le64toh(h->trailer_off) != (off += img->n_first_touch * 8) || off + sizeof(struct disk_trailer) != size)
+	/* each section right after the one before it */
+	img->table_off = align_up(img->data_end);
+	uint64_t words_off = img->table_off + in->pages * 8;
+	img->index_off = words_off + img->n_words * 8;
+	uint64_t first_touch_off = img->index_off + in->objects * sizeof(struct disk_object);
+	uint64_t table_chunks_off = first_touch_off + img->n_first_touch * 8;
+	uint64_t index_chunks_off = table_chunks_off + img->n_table_chunks * sizeof(struct disk_chunk);
+	uint64_t trailer_off = index_chunks_off + img->n_index_chunks * 8;
+	if (le64toh(h->table_off) != img->table_off || le64toh(h->words_off) != words_off ||
+	    le64toh(h->index_off) != img->index_off || le64toh(h->first_touch_off) != first_touch_off ||
+	    le64toh(h->table_chunks_off) != table_chunks_off || le64toh(h->index_chunks_off) != index_chunks_off ||
+	    le64toh(h->trailer_off) != trailer_off || trailer_off + sizeof(struct disk_trailer) != size)
 		return CORRUPT("the sections are not where the header says");
 	return 0;
 }
@@ -717,39 +818,23 @@ static void *read_section(struct image *img, const char *name, uint64_t off, uin
 	return NULL;
 }
 
-/* What the checksums cannot: that every reference stays inside the file. */
+/* What the checksums cannot: that the first-touch list and the chunks'
+ * counts stay inside the image. */
 static int check_references(struct image *img, char *why, size_t len)
 {
-	for (uint64_t i = 0; i < img->info.objects; i++) {
-		const struct disk_object *o = &img->index[i];
-		uint64_t off = le64toh(o->offset);
-		uint32_t l = le32toh(o->len);
-		bool raw = o->codec == CODEC_RAW;
-		if (!l || l > IMAGE_RAW_LEN || raw != (l == IMAGE_RAW_LEN) || (!raw && o->codec >= CODECS) ||
-		    off < img->data_off || off > img->data_end || l > img->data_end - off)
-			return CORRUPT("object %" PRIu64 " is not inside the data section", i);
-	}
-	for (uint64_t p = 0; p < img->info.pages; p++) {
-		uint64_t e = le64toh(img->table[p]), v = e & ENTRY_VALUE_MASK;
-		switch (e >> ENTRY_KIND_SHIFT) {
-		case IMAGE_PAGE_ZERO:
-			if (!v)
-				continue;
-			break;
-		case IMAGE_PAGE_SAMEFILL:
-			if (v < img->n_words)
-				continue;
-			break;
-		case IMAGE_PAGE_OBJECT:
-			if (v < img->info.objects)
-				continue;
-			break;
-		}
-		return CORRUPT("page %" PRIu64 "'s entry names nothing in the image", p);
-	}
 	for (uint64_t i = 0; i < img->n_first_touch; i++)
 		if (le64toh(img->first_touch[i]) >= img->info.pages)
 			return CORRUPT("first-touch page %" PRIu64 " is not in the image", le64toh(img->first_touch[i]));
+	uint64_t held = 0;
+	for (uint64_t c = 0; c < img->n_table_chunks; c++) {
+		uint64_t k = le64toh(img->table_chunks[c].held);
+		if (k > IMAGE_CHUNK_PAGES)
+			return CORRUPT("page table chunk %" PRIu64 " holds %" PRIu64 " pages", c, k);
+		held += k;
+	}
+	if (held != img->pages_held)
+		return CORRUPT("the page table's chunks hold %" PRIu64 " pages, the header says %" PRIu64, held,
+			       img->pages_held);
 	return 0;
 }
 
@@ -766,18 +851,112 @@ static int image_load(struct image *img, char *why, size_t len)
 	if (!ret)
 		ret = check_header(img, &h, why, len);
 	if (!ret)
-		img->table = read_section(img, "page table", le64toh(h.table_off), img->info.pages * 8, t.table_sum,
-					  &ret, why, len);
-	if (!ret)
 		img->words = read_section(img, "same-filled words", le64toh(h.words_off), img->n_words * 8,
 					  t.words_sum, &ret, why, len);
 	if (!ret)
-		img->index = read_section(img, "object index", le64toh(h.index_off),
-					  img->info.objects * sizeof(struct disk_object), t.index_sum, &ret, why, len);
-	if (!ret)
 		img->first_touch = read_section(img, "first-touch list", le64toh(h.first_touch_off),
 						img->n_first_touch * 8, t.first_touch_sum, &ret, why, len);
-	return ret ? ret : check_references(img, why, len);
+	if (!ret)
+		img->table_chunks = read_section(img, "page table's chunk list", le64toh(h.table_chunks_off),
+						 img->n_table_chunks * sizeof(struct disk_chunk), t.table_chunks_sum,
+						 &ret, why, len);
+	if (!ret)
+		img->index_chunks = read_section(img, "object index's chunk list", le64toh(h.index_chunks_off),
+						 img->n_index_chunks * 8, t.index_chunks_sum, &ret, why, len);
+	if (ret)
+		return ret;
+	/* room for table and index, filled a chunk at a time: untouched, it costs nothing */
+	img->table = section_alloc(img->info.pages * 8);
+	img->index = section_alloc(img->info.objects * sizeof(struct disk_object));
+	img->table_loaded = calloc(img->n_table_chunks / 64 + 1, 8);
+	img->index_loaded = calloc(img->n_index_chunks / 64 + 1, 8);
+	if (!img->table || !img->index || !img->table_loaded || !img->index_loaded)
+		return say(why, len, "no memory for the page table and object index"), -ENOMEM;
+	return check_references(img, why, len);
+}
+
+static bool bit(const uint64_t *bits, uint64_t i)
+{
+	return bits[i / 64] >> (i % 64) & 1;
+}
+
+/* Reads chunk c of a section (n entries of size bytes in all, per to a
+ * chunk) into its place in mem, checked against sum: 0, -EBADMSG (not
+ * what was written, or the file shrank), -errno. */
+static int load_chunk(struct image *img, void *mem, uint64_t section_off, uint64_t c, uint64_t n, uint64_t per,
+		      size_t size, uint64_t sum)
+{
+	uint64_t first = c * per, count = n - first < per ? n - first : per;
+	char *at = (char *)mem + first * size;
+	int ret = pread_all(img->fd, at, count * size, section_off + first * size);
+	if (ret)
+		return ret == -ENODATA ? -EBADMSG : ret;
+	return XXH3_64bits(at, count * size) == le64toh(sum) ? 0 : -EBADMSG;
+}
+
+/* Loads the table's chunk c if it is not yet, checked: its checksum, its
+ * count, and every entry naming what exists.  0 or -errno (-EBADMSG). */
+static int table_chunk(struct image *img, uint64_t c)
+{
+	if (bit(img->table_loaded, c))
+		return 0;
+	const struct disk_chunk *dc = &img->table_chunks[c];
+	int ret = load_chunk(img, img->table, img->table_off, c, img->info.pages, IMAGE_CHUNK_PAGES, 8, dc->checksum);
+	if (ret)
+		return ret;
+	uint64_t first = c * IMAGE_CHUNK_PAGES, end = first + IMAGE_CHUNK_PAGES, held = 0;
+	if (end > img->info.pages)
+		end = img->info.pages;
+	for (uint64_t p = first; p < end; p++) {
+		uint64_t e = le64toh(img->table[p]), v = e & ENTRY_VALUE_MASK;
+		switch (e >> ENTRY_KIND_SHIFT) {
+		case IMAGE_PAGE_ZERO:
+			if (v)
+				return -EBADMSG;
+			continue;
+		case IMAGE_PAGE_SAMEFILL:
+			if (v >= img->n_words)
+				return -EBADMSG;
+			break;
+		case IMAGE_PAGE_OBJECT:
+			if (v >= img->info.objects)
+				return -EBADMSG;
+			break;
+		default:
+			return -EBADMSG;
+		}
+		held++;
+	}
+	if (held != le64toh(dc->held))
+		return -EBADMSG;
+	img->table_loaded[c / 64] |= 1ull << (c % 64);
+	return 0;
+}
+
+/* Loads the index's chunk c if it is not yet, checked: its checksum and
+ * every object inside the data section.  0 or -errno (-EBADMSG). */
+static int index_chunk(struct image *img, uint64_t c)
+{
+	if (bit(img->index_loaded, c))
+		return 0;
+	int ret = load_chunk(img, img->index, img->index_off, c, img->info.objects, IMAGE_CHUNK_OBJECTS,
+			     sizeof(struct disk_object), img->index_chunks[c]);
+	if (ret)
+		return ret;
+	uint64_t first = c * IMAGE_CHUNK_OBJECTS, end = first + IMAGE_CHUNK_OBJECTS;
+	if (end > img->info.objects)
+		end = img->info.objects;
+	for (uint64_t i = first; i < end; i++) {
+		const struct disk_object *o = &img->index[i];
+		uint64_t off = le64toh(o->offset);
+		uint32_t l = le32toh(o->len);
+		bool raw = o->codec == CODEC_RAW;
+		if (!l || l > IMAGE_RAW_LEN || raw != (l == IMAGE_RAW_LEN) || (!raw && o->codec >= CODECS) ||
+		    off < img->data_off || off > img->data_end || l > img->data_end - off)
+			return -EBADMSG;
+	}
+	img->index_loaded[c / 64] |= 1ull << (c % 64);
+	return 0;
 }
 
 /* Says why there is no image: none at all, or only a writer's partial file. */
@@ -834,44 +1013,62 @@ const uint64_t *image_first_touch(const struct image *img, uint64_t *n)
 	return img->first_touch;
 }
 
-enum image_page_kind image_page_kind(const struct image *img, uint64_t page)
+uint64_t image_pages_held(const struct image *img)
 {
-	assert(page < img->info.pages);
-	return (enum image_page_kind)(le64toh(img->table[page]) >> ENTRY_KIND_SHIFT);
+	return img->pages_held;
 }
 
-enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value)
+uint64_t image_chunk_held(const struct image *img, uint64_t chunk)
 {
-	assert(page < img->info.pages);
+	return chunk < img->n_table_chunks ? le64toh(img->table_chunks[chunk].held) : 0;
+}
+
+int image_page(struct image *img, uint64_t page, uint64_t *value)
+{
+	if (page >= img->info.pages)
+		return -EINVAL;
+	int ret = table_chunk(img, page / IMAGE_CHUNK_PAGES);
+	if (ret)
+		return ret;
 	uint64_t e = le64toh(img->table[page]);
 	enum image_page_kind k = (enum image_page_kind)(e >> ENTRY_KIND_SHIFT);
 	uint64_t v = e & ENTRY_VALUE_MASK;
-	/* image_open() made sure a SAMEFILL's word index is below n_words. */
+	/* table_chunk() made sure a SAMEFILL's word index is below n_words. */
 	*value = k == IMAGE_PAGE_SAMEFILL ? le64toh(img->words[v]) : v;
-	return k;
+	return (int)k;
 }
 
-void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c)
+int image_object_loc(struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c)
 {
-	assert(index < img->info.objects);
+	if (index >= img->info.objects)
+		return -EINVAL;
+	int ret = index_chunk(img, index / IMAGE_CHUNK_OBJECTS);
+	if (ret)
+		return ret;
 	const struct disk_object *o = &img->index[index];
 	*offset = le64toh(o->offset);
 	*len = le32toh(o->len);
 	*c = o->codec == CODEC_RAW ? CODEC_LZ4 : (enum codec)o->codec;
+	return 0;
 }
 
-int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len)
+int image_object_check(struct image *img, uint64_t index, const void *data, uint32_t len)
 {
-	assert(index < img->info.objects);
-	const struct disk_object *o = &img->index[index];
-	return len == le32toh(o->len) && XXH3_64bits(data, len) == le64toh(o->checksum) ? 0 : -EBADMSG;
+	uint64_t off;
+	uint32_t want;
+	enum codec c;
+	int ret = image_object_loc(img, index, &off, &want, &c);
+	if (ret)
+		return ret == -EINVAL ? -EBADMSG : ret;
+	return len == want && XXH3_64bits(data, len) == le64toh(img->index[index].checksum) ? 0 : -EBADMSG;
 }
 
-int image_decode(const struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
+int image_decode(struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
 		 void *page)
 {
-	if (image_object_check(img, index, data, len))
-		return -EBADMSG;
+	int ret = image_object_check(img, index, data, len);
+	if (ret)
+		return ret;
 	if (len == IMAGE_RAW_LEN) {
 		memcpy(page, data, CODEC_PAGE);
 		return 0;
@@ -883,11 +1080,11 @@ int image_decode(const struct image *img, struct codec_ctx *ctx, uint64_t index,
 
 int image_read_object(struct image *img, uint64_t index, void *buf, uint32_t *len, enum codec *c)
 {
-	if (index >= img->info.objects)
-		return -EINVAL;
 	uint64_t off;
-	image_object_loc(img, index, &off, len, c);
-	int ret = pread_all(img->fd, buf, *len, off);
+	int ret = image_object_loc(img, index, &off, len, c);
+	if (ret)
+		return ret;
+	ret = pread_all(img->fd, buf, *len, off);
 	if (ret)
 		return ret == -ENODATA ? -EBADMSG : ret;   /* the file shrank since it was opened */
 	return image_object_check(img, index, buf, *len);
@@ -898,7 +1095,8 @@ int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, voi
 	if (page >= img->info.pages)
 		return -EINVAL;
 	uint64_t value;
-	switch (image_page(img, page, &value)) {
+	int kind = image_page(img, page, &value);
+	switch (kind) {
 	case IMAGE_PAGE_ZERO:
 		memset(buf, 0, CODEC_PAGE);
 		return 0;
@@ -908,6 +1106,8 @@ int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, voi
 		return 0;
 	case IMAGE_PAGE_OBJECT:
 		break;
+	default:
+		return kind;  /* its table chunk fails */
 	}
 	uint32_t len;
 	enum codec c;

@@ -5,8 +5,11 @@
  * the objects (each page content once, in the form the store keeps it:
  * compressed by its codec, or raw), then the page table (one entry per
  * page: zero, same-filled with its word, or an object's index), the
- * object index (offset, length, codec, checksum of each object) and a
- * trailer with the checksums of header, table and index.  Zero and
+ * object index (offset, length, codec, checksum of each object), a
+ * checksum for each chunk of table and index, and a trailer with the
+ * checksums of the rest.  Opening reads neither table nor index: each
+ * chunk is read and checked the first time a page or object in it is
+ * asked for, so that a resume waits as long for 8 GiB as for 256 MiB.  Zero and
  * same-filled pages cost 8 bytes; content shared by several pages is
  * written once.  It is written as DIR/.memory.img.partial, made durable,
  * then renamed into place: a writer killed at any instant leaves no file
@@ -27,10 +30,12 @@
 
 #define IMAGE_FILE "memory.img"
 #define IMAGE_PARTIAL_FILE ".memory.img.partial"
-#define IMAGE_VERSION 1
+#define IMAGE_VERSION 2
 #define IMAGE_MAX_REGIONS 63
 #define IMAGE_NAME_MAX 64
 #define IMAGE_RAW_LEN CODEC_PAGE  /* an object of this length is the page itself, not compressed */
+#define IMAGE_CHUNK_PAGES 4096u   /* page table entries checked together (16 MiB of RAM) */
+#define IMAGE_CHUNK_OBJECTS 4096u /* object index entries checked together */
 
 enum image_page_kind {
 	IMAGE_PAGE_ZERO = 0,      /* all zeros (or never touched) */
@@ -92,11 +97,13 @@ int image_remove(const char *dir, char *why, size_t len);
 /* Reading. */
 struct image;
 
-/* Opens DIR/memory.img and checks everything but the objects' bytes: magic,
- * version, sizes against the file's (a truncated file), the checksums of
- * header, table and index, every table entry naming an object that
- * exists.  0, or -errno (-EBADMSG: corrupt, -EPROTONOSUPPORT: another
- * version, -ENOENT: none, or only a partial one) with why. */
+/* Opens DIR/memory.img and checks all but the table, the index and the
+ * objects' bytes: magic, version, sizes against the file's (a truncated
+ * file), the checksums of header, words, first-touch list and the chunks'
+ * checksums.  0, or -errno (-EBADMSG: corrupt, -EPROTONOSUPPORT: another
+ * version, -ENOENT: none, or only a partial one) with why.  The table and
+ * index are checked a chunk at a time when first used: a corrupt chunk
+ * fails the calls that need it with -EBADMSG. */
 int image_open(const char *dir, struct image **img, char *why, size_t len);
 void image_close(struct image *img);
 const struct image_info *image_get_info(const struct image *img);
@@ -106,20 +113,26 @@ int image_fd(const struct image *img);
  * inside the image; *n is 0 when none was recorded. */
 const uint64_t *image_first_touch(const struct image *img, uint64_t *n);
 
-/* Page page's kind, without its value. */
-enum image_page_kind image_page_kind(const struct image *img, uint64_t page);
-/* Page page's kind; *value: the word (SAMEFILL) or the object's index (OBJECT). */
-enum image_page_kind image_page(const struct image *img, uint64_t page, uint64_t *value);
+/* The pages that are not zero, in all and in the table's chunk chunk
+ * (pages chunk * IMAGE_CHUNK_PAGES on), as the image says. */
+uint64_t image_pages_held(const struct image *img);
+uint64_t image_chunk_held(const struct image *img, uint64_t chunk);
+/* Page page's enum image_page_kind; *value: the word (SAMEFILL) or the
+ * object's index (OBJECT).  Or -EINVAL (no such page), -EBADMSG (its
+ * table chunk is corrupt), -errno (reading it). */
+int image_page(struct image *img, uint64_t page, uint64_t *value);
 /* Where object index's bytes are in the file, and its codec (meaningless
- * for a raw one: len IMAGE_RAW_LEN). */
-void image_object_loc(const struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
-/* Whether len bytes read for object index are what was written: 0 or -EBADMSG. */
-int image_object_check(const struct image *img, uint64_t index, const void *data, uint32_t len);
+ * for a raw one: len IMAGE_RAW_LEN).  0, -EINVAL (no such object),
+ * -EBADMSG (its index chunk is corrupt), -errno. */
+int image_object_loc(struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
+/* Whether len bytes read for object index are what was written: 0 or
+ * -EBADMSG (or -errno: its index chunk could not be read). */
+int image_object_check(struct image *img, uint64_t index, const void *data, uint32_t len);
 /* Decodes the len bytes read for object index into page (4096 bytes):
  * checked against the object's checksum, then decompressed (or copied, a
  * raw one).  0, -EBADMSG (not what was written), -EILSEQ (does not
  * decompress), -EINVAL (a compressed one and no ctx). */
-int image_decode(const struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
+int image_decode(struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
 		 void *page);
 /* Object index's bytes as written (buf: IMAGE_RAW_LEN bytes), checked:
  * *len bytes, codec *c (meaningless when *len is IMAGE_RAW_LEN).  0,

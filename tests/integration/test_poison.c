@@ -585,10 +585,10 @@ static void corrupt_image_page(const char *dir, size_t p)
 
 /* A VMM's pages (CONTENT_HALF_RANDOM) written as an image into dir; the
  * VMM gone. */
-static void make_image(const char *dir)
+static void make_image(const char *dir, size_t pages)
 {
 	struct vmm v;
-	struct vmm_config cfg = { .name = "imaged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
+	struct vmm_config cfg = { .name = "imaged", .pages = pages, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
 	vmm_start(&v, &cfg);
 	ctl_snapshot_ok(&srv, "imaged", dir);
 	cr_assert_eq(vmm_stop(&v), 0);
@@ -598,7 +598,7 @@ Test(poison, a_page_whose_image_copy_changed_gets_sigbus_when_resumed_and_the_re
 {
 	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
 	server_start(&srv);
-	make_image(scratch);
+	make_image(scratch, PAGES);
 	struct vmm v;
 
 	size_t victim = PAGES / 3;
@@ -627,7 +627,7 @@ Test(poison, pages_of_an_image_gone_when_memsrv_restarted_get_sigbus_and_the_res
 	/* a store with no room to spare: the pages stay in the image */
 	const char *opts[] = { "--state-dir", state, "--cache-size", "64K", NULL };
 	server_start_with(&srv, opts);
-	make_image(image);
+	make_image(image, PAGES);
 	struct vmm v;
 	Memsrv__ServerMessage *m;
 
@@ -655,6 +655,45 @@ Test(poison, pages_of_an_image_gone_when_memsrv_restarted_get_sigbus_and_the_res
 	cr_assert_eq(intact + bus, PAGES);
 	cr_assert(log_has("cannot open the image its pages come from again"), "the log says why");
 	cr_assert(log_has("its memory image is not open"), "each lost page names the cause");
+	cr_assert(server_alive(&srv));
+	vmm_stop(&v);
+}
+
+/* The same, memsrv killed before its table knew which pages of the last
+ * units the image held (image_pages.h): every page of those units is lost,
+ * as any may have been the image's; none reads zeros in its place. */
+Test(poison, pages_of_units_not_marked_when_the_image_is_gone_after_a_restart_get_sigbus_never_zeros)
+{
+	enum { MANY = 8 * 4096 };  /* 8 mark units */
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-poison.XXXXXX"));
+	char state[128], image[128], moved[128];
+	snprintf(state, sizeof state, "%s/state", scratch);
+	snprintf(image, sizeof image, "%s/image", scratch);
+	snprintf(moved, sizeof moved, "%s/moved", scratch);
+	cr_assert_eq(mkdir(state, 0700), 0);
+	cr_assert_eq(mkdir(image, 0700), 0);
+	const char *opts[] = { "--state-dir", state, "--cache-size", "64K", NULL };
+	server_start_with(&srv, opts);
+	make_image(image, MANY);
+	struct vmm v;
+	struct vmm_config again = { .name = "resumed", .pages = MANY, .page_size = PAGE,
+				    .content = CONTENT_HALF_RANDOM, .resume_from = image };
+	vmm_start(&v, &again);
+	kill(srv.pid, SIGSTOP);  /* before its background reaches the last units */
+	server_crash_and_restart(&srv, opts);
+	cr_assert_eq(rename(image, moved), 0);
+	static struct page_result res[MANY];
+	cr_assert(vmm_read(&v, res, MANY), "the VMM did not finish reading: a fault waits forever");
+	size_t intact = 0, bus = 0, wrong = 0;
+	for (size_t p = 0; p < MANY; p++) {
+		intact += res[p].status == PAGE_INTACT;
+		bus += res[p].status == PAGE_SIGBUS;
+		wrong += res[p].status == PAGE_WRONG;
+	}
+	cr_assert_eq(wrong, 0, "%zu pages read wrong (zeros?)", wrong);
+	cr_assert_gt(bus, 4096, "the last units' pages are lost");
+	cr_assert_eq(intact + bus, MANY);
+	cr_assert(log_has("not yet known to be zero with them"), "the log says how many");
 	cr_assert(server_alive(&srv));
 	vmm_stop(&v);
 }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,44 @@ Test(resume, a_discarded_page_of_the_image_reads_zeros)
 	guest_release(&g);
 }
 
+/* A VM of several mark units (image_pages.h): the table learns the image's
+ * pages a unit at a time, the background from the first one.  A discard
+ * of the last unit the moment the VM runs, a snapshot, and faults all over
+ * see what they should, whichever units are marked by then. */
+Test(resume, a_vm_of_many_units_discarded_snapshotted_and_read_at_once_reads_right)
+{
+	enum { BIG = 128u << 20, BIG_PAGES = BIG / PAGE, GONE = 100 };
+	server_start_small_store();
+	struct guest g;
+	guest_attach(&g, &srv, "big", BIG, NULL);
+	pattern_fill(g.mem, 0, BIG_PAGES, pattern_mixed, 3);
+	ctl_snapshot_ok(&srv, "big", img1);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+
+	guest_attach(&g, &srv, "again", BIG, &(struct memsrv_vm){ .snapshot_dir = img1 });
+	size_t from = BIG_PAGES - GONE;
+	cr_assert_eq(memsrv_discard(g.s, g.mem + from * PAGE, GONE * PAGE), 0);
+	ctl_snapshot_ok(&srv, "again", img2);
+	uint8_t zeros[PAGE] = { 0 };
+	for (size_t p = from; p < BIG_PAGES; p++)
+		cr_assert_eq(memcmp(g.mem + p * PAGE, zeros, PAGE), 0, "discarded page %zu reads zeros, not the image", p);
+	for (size_t p = BIG_PAGES / 2; p < from; p += 4099)
+		cr_assert_eq(pattern_count_bad(g.mem, p, p + 1, pattern_mixed, 3), 0, "page %zu", p);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, from, pattern_mixed, 3), 0);
+	cr_assert_eq(INFO("again", fault_errors), 0);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+
+	/* the snapshot taken at once holds the image's pages, and zeros where discarded */
+	guest_attach(&g, &srv, "third", BIG, &(struct memsrv_vm){ .snapshot_dir = img2 });
+	cr_assert_eq(pattern_count_bad(g.mem, 0, from, pattern_mixed, 3), 0);
+	for (size_t p = from; p < BIG_PAGES; p++)
+		cr_assert_eq(memcmp(g.mem + p * PAGE, zeros, PAGE), 0, "page %zu of the second image", p);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
 /* Pages of the image in from that differ from mem. */
 static size_t image_count_bad(const char *from, const uint8_t *mem, size_t pages)
 {
@@ -366,7 +405,7 @@ Test(resume, a_corrupt_image_is_refused_at_hello)
 	snprintf(path, sizeof path, "%s/%s", img1, IMAGE_FILE);
 	struct stat st;
 	cr_assert_eq(stat(path, &st), 0);
-	flip(img1, st.st_size - 64 * 1024);  /* in the page table or the index: checked at open */
+	flip(img1, st.st_size - 64 - 4);  /* in the index's chunk checksums, the last section: checked at open */
 	struct guest g;
 	expect_attach_refused(try_attach_from(&g, "corrupt", SIZE, img1), EBADMSG, "checksum");
 	guest_release(&g);
@@ -391,6 +430,50 @@ Test(resume, a_memsrv_killed_while_a_vm_runs_from_an_image_serves_it_on)
 	/* libmemsrv says Hello again; the table still names the image's pages */
 	cr_assert_eq(pattern_count_bad(g.mem, 0, PAGES, pattern_mixed, 1), 0, "every page, from the image or the store");
 	cr_assert(server_log_has(&srv, "resumed"));
+	cr_assert_eq(INFO("resumed", fault_errors), 0);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
+static bool removed_at_least(void *arg)
+{
+	return INFO("resumed", removed_pages) >= *(uint64_t *)arg;
+}
+
+/* Killed the moment a VM of many units runs from an image, memsrv marks the
+ * units it had not after its restart (the state file keeps which); killed
+ * again after a discard, the discarded pages stay discarded. */
+Test(resume, a_memsrv_killed_before_the_units_are_marked_serves_every_page_after_its_restart)
+{
+	enum { BIG = 128u << 20, BIG_PAGES = BIG / PAGE, GONE = 64 };
+	char state[PATH_MAX];
+	snprintf(state, sizeof state, "%s/state", dir);
+	cr_assert_eq(mkdir(state, 0700), 0);
+	const char *opts[] = { "--state-dir", state, "--cache-size", "64K", NULL };
+	server_start_with(&srv, opts);
+	struct guest g;
+	guest_attach(&g, &srv, "big", BIG, NULL);
+	pattern_fill(g.mem, 0, BIG_PAGES, pattern_mixed, 5);
+	ctl_snapshot_ok(&srv, "big", img1);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+
+	guest_attach(&g, &srv, "resumed", BIG, &(struct memsrv_vm){ .snapshot_dir = img1 });
+	kill(srv.pid, SIGSTOP);  /* before its background reaches the last units */
+	server_crash_and_restart(&srv, opts);
+	cr_assert_eq(pattern_count_bad(g.mem, BIG_PAGES / 2, BIG_PAGES, pattern_mixed, 5), 0, "the last units");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, BIG_PAGES, pattern_mixed, 5), 0, "every page, from the image");
+
+	size_t from = BIG_PAGES - GONE;
+	cr_assert_eq(memsrv_discard(g.s, g.mem + from * PAGE, GONE * PAGE), 0);
+	/* applied (a Discard has no answer): every page of it that was not zero */
+	uint64_t held = nonzero_pages(BIG_PAGES) - nonzero_pages(from);
+	cr_assert(wait_until(removed_at_least, &held, 5000), "the discard is applied");
+	server_crash_and_restart(&srv, opts);
+	uint8_t zeros[PAGE] = { 0 };
+	for (size_t p = from; p < BIG_PAGES; p++)
+		cr_assert_eq(memcmp(g.mem + p * PAGE, zeros, PAGE), 0, "discarded page %zu reads zeros", p);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, from, pattern_mixed, 5), 0);
 	cr_assert_eq(INFO("resumed", fault_errors), 0);
 	cr_assert_geq(memsrv_detach(g.s, 0), 0);
 	guest_release(&g);

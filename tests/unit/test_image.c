@@ -183,7 +183,10 @@ static uint64_t header_u64(unsigned off)
 #define H_WORDS_OFF 72
 #define H_WORDS 80
 #define H_INDEX_OFF 88
+#define H_FIRST_TOUCH_OFF 96
 #define H_TRAILER_OFF 112
+#define H_TABLE_CHUNKS_OFF 1704
+#define H_INDEX_CHUNKS_OFF 1712
 
 static void flip_bit(uint64_t off, int bit)
 {
@@ -314,7 +317,7 @@ static void check_flip(uint64_t off, const char *where)
 Test(image, flipped_bit_refused_at_open)
 {
 	make_image();
-	uint64_t table = header_u64(H_TABLE_OFF), words = header_u64(H_WORDS_OFF), index = header_u64(H_INDEX_OFF),
+	uint64_t words = header_u64(H_WORDS_OFF), chunks = header_u64(H_TABLE_CHUNKS_OFF),
 		 trailer = header_u64(H_TRAILER_OFF);
 	rm_dir(dir);
 	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
@@ -323,11 +326,76 @@ Test(image, flipped_bit_refused_at_open)
 	check_flip(130, "the VM name");
 	check_flip(200, "a region");
 	check_flip(3000, "the header's reserved bytes");
-	check_flip(table + 8 * 5 + 1, "the table");
-	check_flip(table + 8 * 9 + 7, "a zero page's entry");
 	check_flip(words + 2, "the words");
-	check_flip(index + 4, "the index");
+	check_flip(chunks + 3, "the table's chunk list");
 	check_flip(trailer + 20, "the trailer");
+}
+
+/* Table and index are checked a chunk at a time, when first read: a flip
+ * there fails the reads that need the chunk, never serves its data. */
+static void check_flip_at_read(uint64_t off, uint64_t bad_page, uint64_t good_page, const char *where)
+{
+	make_image();
+	flip_bit(off, 5);
+	struct image *img = open_ok();
+	uint8_t page[CODEC_PAGE];
+	int ret = image_read_page(img, ctx, bad_page, page);
+	cr_assert_eq(ret, -EBADMSG, "flip in %s: page %lu read %d", where, (unsigned long)bad_page, ret);
+	cr_assert_eq(image_read_page(img, ctx, bad_page, page), -EBADMSG, "%s: and again", where);
+	if (good_page < PAGES) {
+		cr_assert_eq(image_read_page(img, ctx, good_page, page), 0, "%s: page %lu", where,
+			     (unsigned long)good_page);
+		cr_assert_arr_eq(page, expect[good_page], CODEC_PAGE);
+	}
+	image_close(img);
+	rm_dir(dir);
+	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
+}
+
+Test(image, flipped_bit_in_table_or_index_refused_at_read)
+{
+	make_image();
+	uint64_t table = header_u64(H_TABLE_OFF), index = header_u64(H_INDEX_OFF);
+	rm_dir(dir);
+	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
+	check_flip_at_read(table + 8 * 5 + 1, 5, PAGES, "the table");
+	check_flip_at_read(table + 8 * 9 + 7, 0, PAGES, "a zero page's entry (the whole chunk fails)");
+	check_flip_at_read(index + 4, 4, 0, "the index (a zero page needs none)");
+}
+
+/* A VM of several table chunks: one corrupt chunk costs its own pages only,
+ * and opening reads none of them (a resume waits as long for any size). */
+Test(image, corrupt_table_chunk_costs_its_pages_only)
+{
+	struct image_info l = { .vm_name = "chunks", .n_regions = 1 };
+	const uint64_t pages = 3 * IMAGE_CHUNK_PAGES;
+	l.regions[0] = (struct image_region){ 0, pages * 4096, 4096 };
+	struct image_writer *w;
+	char why[256] = "";
+	cr_assert_eq(image_create(dir, &l, &w, why, sizeof(why)), 0, "%s", why);
+	for (uint64_t p = 0; p < pages; p += 1000)
+		image_set_samefill(w, p, WORD_A + p);
+	cr_assert_eq(image_commit(w, why, sizeof(why)), 0, "%s", why);
+	uint64_t bad = IMAGE_CHUNK_PAGES + 904;  /* in chunk 1: page 5000 */
+	flip_bit(header_u64(H_TABLE_OFF) + bad * 8 + 2, 1);
+
+	struct image *img = open_ok();
+	uint8_t page[CODEC_PAGE], want[CODEC_PAGE];
+	for (uint64_t p = 0; p < pages; p += 1000) {
+		int ret = image_read_page(img, ctx, p, page);
+		if (p / IMAGE_CHUNK_PAGES == 1) {
+			cr_assert_eq(ret, -EBADMSG, "page %lu of the corrupt chunk: %d", (unsigned long)p, ret);
+			continue;
+		}
+		cr_assert_eq(ret, 0, "page %lu: %d", (unsigned long)p, ret);
+		page_fill_word(want, WORD_A + p);
+		cr_assert_arr_eq(page, want, CODEC_PAGE, "page %lu", (unsigned long)p);
+	}
+	uint64_t v;
+	cr_assert_eq(image_page(img, bad + 1, &v), -EBADMSG, "a zero page of the chunk is not taken for one");
+	cr_assert_eq(image_chunk_held(img, 0), 5);
+	cr_assert_eq(image_pages_held(img), 13);
+	image_close(img);
 }
 
 Test(image, flipped_object_refused_at_read)
@@ -372,12 +440,12 @@ Test(image, other_version_refused)
 {
 	make_image();
 	int fd = open(path_in(IMAGE_FILE), O_RDWR);
-	uint8_t v2[4] = { 2, 0, 0, 0 };
-	cr_assert_eq(pwrite(fd, v2, 4, 8), 4);
+	uint8_t v1[4] = { 1, 0, 0, 0 };
+	cr_assert_eq(pwrite(fd, v1, 4, 8), 4);
 	close(fd);
 	char why[256] = "";
 	cr_assert_eq(open_fails(why, sizeof(why)), -EPROTONOSUPPORT, "%s", why);
-	cr_assert(strstr(why, "version 2"), "%s", why);
+	cr_assert(strstr(why, "version 1: this memsrv reads version 2 only"), "%s", why);
 }
 
 Test(image, none_is_enoent)
@@ -531,7 +599,8 @@ Test(image, large_sparse_layout, .timeout = 30)
 
 	struct stat st;
 	cr_assert_eq(stat(path_in(IMAGE_FILE), &st), 0);
-	cr_assert_leq((uint64_t)st.st_size, 4096 + pages * 8 + 4096, "%ld bytes", (long)st.st_size);
+	cr_assert_leq((uint64_t)st.st_size, 4096 + pages * 8 + pages / IMAGE_CHUNK_PAGES * 16 + 4096, "%ld bytes",
+		      (long)st.st_size);
 
 	double t0 = now_s();
 	struct image *img = open_ok();
@@ -676,12 +745,16 @@ static void reseal(uint8_t *b, size_t size)
 {
 	uint8_t *t = b + size - 64;
 	uint64_t table = get64(b + H_TABLE_OFF), words = get64(b + H_WORDS_OFF), index = get64(b + H_INDEX_OFF),
-		 first = get64(b + 96), trailer = size - 64;
+		 first = get64(b + H_FIRST_TOUCH_OFF), table_chunks = get64(b + H_TABLE_CHUNKS_OFF),
+		 index_chunks = get64(b + H_INDEX_CHUNKS_OFF), trailer = size - 64;
+	/* one chunk each in these images */
+	put64(b + table_chunks, XXH3_64bits(b + table, words - table));
+	put64(b + index_chunks, XXH3_64bits(b + index, first - index));
 	put64(t + 16, XXH3_64bits(b, 4096));
-	put64(t + 24, XXH3_64bits(b + table, words - table));
+	put64(t + 24, XXH3_64bits(b + table_chunks, index_chunks - table_chunks));
 	put64(t + 32, XXH3_64bits(b + words, index - words));
-	put64(t + 40, XXH3_64bits(b + index, first - index));
-	put64(t + 48, XXH3_64bits(b + first, trailer - first));
+	put64(t + 40, XXH3_64bits(b + index_chunks, trailer - index_chunks));
+	put64(t + 48, XXH3_64bits(b + first, table_chunks - first));
 	put64(t + 56, XXH3_64bits(t, 56));
 	int fd = open(path_in(IMAGE_FILE), O_WRONLY);
 	cr_assert_eq(pwrite(fd, b, size, 0), (ssize_t)size);
@@ -690,8 +763,9 @@ static void reseal(uint8_t *b, size_t size)
 
 enum forged_part { IN_HEADER, IN_TABLE, IN_INDEX };
 
-/* Sets one 64-bit field, reseals, and expects open to refuse it as corrupt. */
-static void check_forged(enum forged_part part, uint64_t off, uint64_t value, const char *what)
+/* Sets one 64-bit field, reseals, and expects open to refuse it as corrupt
+ * (the header), or the read of page (table and index: checked when read). */
+static void check_forged(enum forged_part part, uint64_t off, uint64_t value, uint64_t page, const char *what)
 {
 	make_image();
 	size_t size;
@@ -701,13 +775,22 @@ static void check_forged(enum forged_part part, uint64_t off, uint64_t value, co
 	reseal(b, size);
 	free(b);
 	char why[256] = "";
-	int ret = open_fails(why, sizeof(why));
+	int ret;
+	if (part == IN_HEADER) {
+		ret = open_fails(why, sizeof(why));
+	} else {
+		struct image *img = open_ok();
+		uint8_t buf[CODEC_PAGE];
+		ret = image_read_page(img, ctx, page, buf);
+		image_close(img);
+	}
 	cr_assert_eq(ret, -EBADMSG, "%s: %d %s", what, ret, why);
 	rm_dir(dir);
 	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
 }
 
 #define ENTRY(kind, value) ((uint64_t)(kind) << 62 | (value))
+#define INDEX_PAGE 4  /* a page whose object is the first one */
 
 Test(image, forged_but_sealed_refused)
 {
@@ -722,23 +805,23 @@ Test(image, forged_but_sealed_refused)
 	cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/image-test-XXXXXX")));
 
 	/* object 0 is the raw page 4, object 1 the LZ4 one */
-	check_forged(IN_INDEX, 0, 1ull << 40, "an object past the data section");
-	check_forged(IN_INDEX, 0, 100, "an object inside the header");
-	check_forged(IN_INDEX, 24 + 16, 5000 | 1ull << 32, "an object longer than a page");
-	check_forged(IN_INDEX, 24 + 16, 100 | 7ull << 32, "an unknown codec");
-	check_forged(IN_INDEX, 24 + 16, 100 | 0xffull << 32, "raw but not a page long");
-	check_forged(IN_INDEX, 16, 4096 | 0ull << 32, "a page long but not raw");
-	check_forged(IN_TABLE, 8 * 5, ENTRY(2, 3), "a page naming object 3 of 3");
-	check_forged(IN_TABLE, 8 * 1, ENTRY(1, 2), "a page naming word 2 of 2");
-	check_forged(IN_TABLE, 8 * 0, ENTRY(0, 1), "a zero page with a value");
-	check_forged(IN_TABLE, 8 * 0, ENTRY(3, 0), "kind 3");
-	check_forged(IN_HEADER, 32, PAGES + 1, "pages beyond the regions");
-	check_forged(IN_HEADER, H_DATA_BYTES, 1ull << 60, "data bytes beyond the file");
-	check_forged(IN_HEADER, 40, 1ull << 60, "objects beyond the file");
-	check_forged(IN_HEADER, H_WORDS, 3, "a words count the sections do not have");
-	check_forged(IN_HEADER, H_DATA_OFF, 8192, "data not at 4096");
-	check_forged(IN_HEADER, 120, 64, "64 regions");
-	check_forged(IN_HEADER, 192 + 8, 4096 * 16 + 1, "a region not a whole number of pages");
+	check_forged(IN_INDEX, 0, 1ull << 40, INDEX_PAGE, "an object past the data section");
+	check_forged(IN_INDEX, 0, 100, INDEX_PAGE, "an object inside the header");
+	check_forged(IN_INDEX, 24 + 16, 5000 | 1ull << 32, INDEX_PAGE, "an object longer than a page");
+	check_forged(IN_INDEX, 24 + 16, 100 | 7ull << 32, INDEX_PAGE, "an unknown codec");
+	check_forged(IN_INDEX, 24 + 16, 100 | 0xffull << 32, INDEX_PAGE, "raw but not a page long");
+	check_forged(IN_INDEX, 16, 4096 | 0ull << 32, INDEX_PAGE, "a page long but not raw");
+	check_forged(IN_TABLE, 8 * 5, ENTRY(2, 3), 5, "a page naming object 3 of 3");
+	check_forged(IN_TABLE, 8 * 1, ENTRY(1, 2), 1, "a page naming word 2 of 2");
+	check_forged(IN_TABLE, 8 * 0, ENTRY(0, 1), 0, "a zero page with a value");
+	check_forged(IN_TABLE, 8 * 0, ENTRY(3, 0), 0, "kind 3");
+	check_forged(IN_HEADER, 32, PAGES + 1, 0, "pages beyond the regions");
+	check_forged(IN_HEADER, H_DATA_BYTES, 1ull << 60, 0, "data bytes beyond the file");
+	check_forged(IN_HEADER, 40, 1ull << 60, 0, "objects beyond the file");
+	check_forged(IN_HEADER, H_WORDS, 3, 0, "a words count the sections do not have");
+	check_forged(IN_HEADER, H_DATA_OFF, 8192, 0, "data not at 4096");
+	check_forged(IN_HEADER, 120, 64, 0, "64 regions");
+	check_forged(IN_HEADER, 192 + 8, 4096 * 16 + 1, 0, "a region not a whole number of pages");
 }
 
 Test(image, object_read_as_written_and_decoded_from_a_read_of_ones_own)
