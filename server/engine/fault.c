@@ -454,7 +454,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 	if (f.source == PAGE_POISONED)
 		return;  /* no page came: not a fault served */
 	if (vm->image && (f.source == PAGE_IMAGE || f.source == PAGE_STORED))
-		image_pages_note_touch(vm, r->first_page + idx);  /* from the image, or moved into the store */
+		image_pages_faulted(vm, r->first_page + idx);  /* from the image, or moved into the store */
 	if (f.deferred)
 		return;  /* swap_reads.c records it when the read completes */
 	fault_record(vm, f.source == PAGE_STORED ? FAULT_FROM_STORE

@@ -66,6 +66,7 @@ static int seed_touched(struct vm_image *im, uint64_t pages)
 		im->touched_bits[p / 64] |= 1ull << (p % 64);
 		im->touched[im->n_touched++] = p;
 	}
+	im->ft_count = im->n_touched;
 	return 0;
 }
 
@@ -74,38 +75,10 @@ static void vm_image_free(struct vm_image *im)
 	if (im->img)
 		image_close(im->img);  /* the lock goes with the fd */
 	free(im->marks_own);
+	id_map_free(&im->ft_pos);
 	free(im->touched);
 	free(im->touched_bits);
 	free(im);
-}
-
-/* Opens dir's image for vm, checked and locked against removal. */
-static int vm_image_open(struct vm *vm, const char *dir, bool fresh, struct vm_image **out, char *why, size_t len)
-{
-	if (dir[0] != '/' || strlen(dir) >= IMAGE_DIR_MAX) {
-		snprintf(why, len, "%.64s: the image's directory must be an absolute path shorter than %d bytes", dir,
-			 IMAGE_DIR_MAX);
-		return -EINVAL;
-	}
-	struct vm_image *im = calloc(1, sizeof *im);
-	if (!im)
-		return -ENOMEM;
-	snprintf(im->dir, sizeof im->dir, "%s", dir);
-	int ret = image_open(dir, &im->img, why, len);
-	if (!ret)
-		ret = check_layout(vm, image_get_info(im->img), dir, fresh, why, len);
-	if (!ret && flock(image_fd(im->img), LOCK_SH | LOCK_NB)) {
-		ret = -errno;
-		snprintf(why, len, "%s/%s is locked by its remover: %s", dir, IMAGE_FILE, strerror(errno));
-	}
-	if (!ret && (ret = seed_touched(im, image_get_info(im->img)->pages)))
-		snprintf(why, len, "out of memory");
-	if (ret) {
-		vm_image_free(im);
-		return ret;
-	}
-	*out = im;
-	return 0;
 }
 
 /* Units of at least a table chunk (image.h), few enough for a state file
@@ -132,20 +105,38 @@ static uint64_t unit_held(const struct vm_image *im, uint64_t u)
 	return n;
 }
 
-/* Sets up the units of vm's image: marks, the state file's (kept: as it
- * kept them) or its own.  0 or -ENOMEM. */
-static int units_init(struct vm *vm, struct vm_image *im, bool kept)
+static uint64_t units_of(uint64_t pages, unsigned shift)
+{
+	unsigned unit_shift = shift + __builtin_ctz(IMAGE_CHUNK_PAGES);
+	return (pages + (1ull << unit_shift) - 1) >> unit_shift;
+}
+
+/* Sets up the units of vm's image and their marks: the state file's,
+ * cleared (fresh) or as it kept them, or the VM's own.  0 or -ENOMEM. */
+static int units_init(struct vm *vm, struct vm_image *im, bool fresh)
 {
 	uint64_t pages = image_get_info(im->img)->pages;
 	unsigned shift = unit_shift_for(pages);
-	im->marks = kept ? vm_state_image_marks_kept(vm, &shift) : vm_state_image_marks_start(vm, shift);
+	bool all_marked = false;
+	if (fresh) {
+		im->marks = vm_state_image_marks_start(vm, shift);
+	} else {
+		im->marks = vm_state_image_marks_kept(vm, &shift);
+		all_marked = !im->marks;  /* the file kept none: its memsrv marked every page at attach */
+		if (im->marks && units_of(pages, shift) > VM_STATE_IMAGE_MARK_BITS) {
+			/* not a file memsrv wrote: every unit marked again (a page discarded may come
+			 * back as the image has it; none is taken for zeros) */
+			im->marks = NULL;
+			shift = unit_shift_for(pages);
+		}
+	}
 	im->unit_shift = shift + __builtin_ctz(IMAGE_CHUNK_PAGES);
-	im->units = (pages + (1ull << im->unit_shift) - 1) >> im->unit_shift;
-	if (!im->marks || im->units > VM_STATE_IMAGE_MARK_BITS) {
+	im->units = units_of(pages, shift);
+	if (!im->marks) {
 		im->marks = im->marks_own = calloc(im->units / 64 + 1, sizeof *im->marks);
 		if (!im->marks_own)
 			return -ENOMEM;
-		if (kept)  /* the file kept no marks: its memsrv marked every page at attach */
+		if (all_marked)
 			memset(im->marks_own, 0xff, (im->units / 64 + 1) * sizeof *im->marks);
 	}
 	uint64_t held = 0;
@@ -159,15 +150,39 @@ static int units_init(struct vm *vm, struct vm_image *im, bool kept)
 	return 0;
 }
 
+/* Opens dir's image for vm, checked and locked against removal. */
+static int vm_image_open(struct vm *vm, const char *dir, bool fresh, struct vm_image **out, char *why, size_t len)
+{
+	if (dir[0] != '/' || strlen(dir) >= IMAGE_DIR_MAX) {
+		snprintf(why, len, "%.64s: the image's directory must be an absolute path shorter than %d bytes", dir,
+			 IMAGE_DIR_MAX);
+		return -EINVAL;
+	}
+	struct vm_image *im = calloc(1, sizeof *im);
+	if (!im)
+		return -ENOMEM;
+	snprintf(im->dir, sizeof im->dir, "%s", dir);
+	int ret = image_open(dir, &im->img, why, len);
+	if (!ret)
+		ret = check_layout(vm, image_get_info(im->img), dir, fresh, why, len);
+	if (!ret && flock(image_fd(im->img), LOCK_SH | LOCK_NB)) {
+		ret = -errno;
+		snprintf(why, len, "%s/%s is locked by its remover: %s", dir, IMAGE_FILE, strerror(errno));
+	}
+	if (!ret && ((ret = seed_touched(im, image_get_info(im->img)->pages)) || (ret = units_init(vm, im, fresh))))
+		snprintf(why, len, "out of memory");
+	if (ret) {
+		vm_image_free(im);
+		return ret;
+	}
+	*out = im;
+	return 0;
+}
+
 int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len)
 {
 	struct vm_image *im;
 	int ret = vm_image_open(vm, dir, true, &im, why, len);
-	if (!ret && units_init(vm, im, false)) {
-		vm_image_free(im);
-		ret = -ENOMEM;
-		snprintf(why, len, "out of memory");
-	}
 	if (ret)
 		return ret;
 	vm->image = im;
@@ -180,11 +195,6 @@ int64_t image_pages_reopen(struct vm *vm, const char *dir, char *why, size_t len
 {
 	struct vm_image *im;
 	int ret = vm_image_open(vm, dir, false, &im, why, len);
-	if (!ret && units_init(vm, im, true)) {
-		vm_image_free(im);
-		ret = -ENOMEM;
-		snprintf(why, len, "out of memory");
-	}
 	if (ret)
 		return ret;
 	im->fill = IMAGE_FILL_MARK;
@@ -223,7 +233,7 @@ uint64_t image_pages_remaining(const struct vm *vm)
 	return vm_count(vm, PAGE_IMAGE) + (im ? atomic_load(&im->unmarked_held) : 0);
 }
 
-/* Pages [first, end) of unit u into the VM's table as the image says: the
+/* Unit u's pages into the VM's table as the image says: the
  * ones not zero become PAGE_IMAGE where never touched (a fault, discard or
  * restore prepares its unit before it touches an entry, so all are).  A
  * page whose table chunk fails is the image's too: it is poisoned when it
@@ -327,10 +337,17 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 	return fault_place_held(vm, r, idx, vm->eng.page_buf);
 }
 
-void image_pages_note_touch(struct vm *vm, uint64_t page)
+void image_pages_faulted(struct vm *vm, uint64_t page)
 {
 	struct vm_image *im = vm->image;
-	if (!im || im->touched_bits[page / 64] >> (page % 64) & 1 || monotonic_ns() > im->record_until_ns)
+	uint64_t at;
+	if (!im)
+		return;
+	if (im->fill == IMAGE_FILL_FIRST_TOUCH && id_map_find(&im->ft_pos, page + 1, &at) && at >= im->ft_next) {
+		im->ft_jumped |= at > im->ft_next;
+		im->ft_next = at + 1;
+	}
+	if (im->touched_bits[page / 64] >> (page % 64) & 1 || monotonic_ns() > im->record_until_ns)
 		return;
 	if (im->n_touched == im->touched_cap) {
 		if (im->touched_cap >= IMAGE_RECORD_MAX)
@@ -439,29 +456,50 @@ bool image_pages_busy(const struct vm *vm)
 	return im && im->img && im->fill != IMAGE_FILL_DONE;
 }
 
-/* Installs a batch of the first-touch list: whether it is done. */
+/* The first-touch list is left to the faults from here on. */
+static void first_touch_stop(struct vm_image *im)
+{
+	im->ft_next = im->ft_count;
+	im->ft_again = true;
+}
+
+/* Installs a batch of the first-touch list, from where the guest's faults
+ * left it; the entries they skipped get a second pass.  Whether it is done. */
 static bool install_first_touch(struct vm *vm)
 {
 	struct vm_image *im = vm->image;
-	uint64_t n, done = 0;
-	const uint64_t *ft = image_first_touch(im->img, &n);
+	uint64_t done = 0;
 	if (!vm_can_evict(vm))
-		im->ft_next = n;  /* no eviction to hold it in check: the faults decide */
-	while (im->ft_next < n && done < IMAGE_BATCH_PAGES) {
+		first_touch_stop(im);  /* no eviction to hold it in check */
+	if (!im->ft_pos_built && im->ft_next < im->ft_count) {
+		/* the list's places, for the install to follow the guest's faults:
+		 * built here, not at Hello (a few ms for 100 k pages); without
+		 * memory for them the install goes on in order */
+		im->ft_pos_built = true;
+		if (!id_map_reserve(&im->ft_pos, im->ft_count))
+			for (uint64_t i = 0; i < im->ft_count; i++)
+				id_map_put(&im->ft_pos, im->touched[i] + 1, i);
+		return false;
+	}
+	if (im->ft_next == im->ft_count && im->ft_jumped && !im->ft_again) {
+		im->ft_again = true;
+		im->ft_next = 0;
+	}
+	while (im->ft_next < im->ft_count && done < IMAGE_BATCH_PAGES) {
 		if (!room_for_one(vm)) {
-			im->ft_next = n;  /* the working set does not fit: the faults decide */
+			first_touch_stop(im);  /* the working set does not fit */
 			break;
 		}
-		uint64_t page = le64toh(ft[im->ft_next++]);
+		uint64_t page = im->touched[im->ft_next++];
 		image_pages_prepare(vm, page, 1);
 		int ret = install(vm, page);
 		if (ret < 0)
-			im->ft_next = n;  /* the image fails: faults will say how */
+			first_touch_stop(im);  /* the image fails: faults will say how */
 		done += ret > 0;
 		if (ret > 0 && fault_waiting(vm))
 			return false;
 	}
-	return im->ft_next == n;
+	return im->ft_next == im->ft_count && (!im->ft_jumped || im->ft_again);
 }
 
 /* Marks a unit no fault marked yet: whether every one is. */

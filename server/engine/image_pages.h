@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "id_map.h"
 #include "image.h"
 #include "vm.h"
 #include "vm_state.h"
@@ -71,7 +72,11 @@ struct vm_image {
 	_Atomic uint64_t unmarked_held;  /* pages not zero in units not marked: read by the server thread */
 	enum image_fill fill;
 	bool restarted;          /* opened again after a restart: the background only marks */
-	uint64_t ft_next;        /* the next entry of the image's first-touch list to install */
+	uint64_t ft_count;       /* the image's first-touch list: touched[0, ft_count) */
+	uint64_t ft_next;        /* the next entry of it to install */
+	struct id_map ft_pos;    /* page + 1 -> its place in the list, built by the background */
+	bool ft_pos_built;
+	bool ft_jumped, ft_again;  /* ft_next followed a fault past entries; they get a second pass */
 	uint64_t fill_next;      /* the next VM-wide page the background fill looks at */
 	uint64_t installed;      /* pages the background made resident (the first-touch list) */
 	uint64_t stashed;        /* pages it moved into the store (the rest) */
@@ -135,8 +140,10 @@ int image_pages_read(struct vm *vm, uint64_t page, void *buf);
 int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page);
 
 /* A demand fault on page (VM-wide) that came from the image or the store:
- * recorded as a first touch while the recording lasts. */
-void image_pages_note_touch(struct vm *vm, uint64_t page);
+ * recorded as a first touch while the recording lasts; if it is in the
+ * image's first-touch list past the install's place, the install goes on
+ * from there (the guest is ahead: what it touches next is after it). */
+void image_pages_faulted(struct vm *vm, uint64_t page);
 
 /* Once a second (VM thread): an image no page comes from any more is
  * closed, and its lock released. */

@@ -14,6 +14,7 @@
 
 #include "fault.h"
 #include "image.h"
+#include "id_map.h"
 #include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
@@ -24,20 +25,12 @@
 #define SNAP_CHUNK_PAGES EVICT_RUN_PAGES  /* read, saved and unprotected at once; faults are served between */
 #define SNAP_RAW_ABOVE (SNAP_PAGE / 4 * 3) /* compressed larger than this: written raw (reads need no decompression) */
 
-/* Store objects already in the image: id -> the image's index.  Every id
- * in it is pinned (store_read_stored) until the end, so it names the same
- * content all along.  Open addressing, id 0 marks a free slot. */
-struct obj_map {
-	uint32_t *ids;
-	uint64_t *index;
-	size_t cap, n;  /* cap: a power of two */
-};
-
 struct snapshot {
 	struct image_writer *w;
 	uint64_t *saved;     /* a bit per page (VM-wide): its content is in the image */
-	struct obj_map map;
-	struct obj_map from_image;  /* objects of the VM's own image (index + 1) -> the new image's index */
+	struct id_map map;   /* store objects in the image -> its index; each pinned (store_read_stored) until
+			      * the end, so that it names the same content all along */
+	struct id_map from_image;  /* objects of the VM's own image (index + 1) -> the new image's index */
 	uint8_t *buf;        /* SNAP_CHUNK_PAGES pages read from the fd by the walk */
 	uint8_t *one;        /* one page read from the fd by a hook */
 	uint8_t *obj;        /* one object's bytes */
@@ -69,62 +62,17 @@ static void fail(struct snapshot *sn, int err, const char *fmt, ...)
 	va_end(ap);
 }
 
-static size_t map_slot(const struct obj_map *m, uint32_t id)
+static void unpin(uint64_t id, void *vm)
 {
-	size_t i = (size_t)(id * 0x9e3779b9u) & (m->cap - 1);
-	while (m->ids[i] && m->ids[i] != id)
-		i = (i + 1) & (m->cap - 1);
-	return i;
-}
-
-static bool map_find(const struct obj_map *m, uint32_t id, uint64_t *index)
-{
-	if (!m->cap)
-		return false;
-	size_t i = map_slot(m, id);
-	*index = m->index[i];
-	return m->ids[i] == id;
-}
-
-static int map_put(struct obj_map *m, uint32_t id, uint64_t index)
-{
-	if ((m->n + 1) * 2 > m->cap) {
-		/* half full at most: probes stay short */
-		struct obj_map bigger = { .cap = m->cap ? m->cap * 2 : 1024 };
-		bigger.ids = calloc(bigger.cap, sizeof *bigger.ids);
-		bigger.index = calloc(bigger.cap, sizeof *bigger.index);
-		if (!bigger.ids || !bigger.index) {
-			free(bigger.ids);
-			free(bigger.index);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < m->cap; i++)
-			if (m->ids[i]) {
-				size_t j = map_slot(&bigger, m->ids[i]);
-				bigger.ids[j] = m->ids[i];
-				bigger.index[j] = m->index[i];
-			}
-		bigger.n = m->n;
-		free(m->ids);
-		free(m->index);
-		*m = bigger;
-	}
-	size_t i = map_slot(m, id);
-	m->ids[i] = id;
-	m->index[i] = index;
-	m->n++;
-	return 0;
+	store_unpin(((struct vm *)vm)->store, (obj_id)id);
 }
 
 /* Lets go of every object the image pinned (vm NULL: it pinned none). */
-static void map_release(struct vm *vm, struct obj_map *m)
+static void map_release(struct vm *vm, struct id_map *m)
 {
-	for (size_t i = 0; i < m->cap && vm; i++)
-		if (m->ids[i])
-			store_unpin(vm->store, m->ids[i]);
-	free(m->ids);
-	free(m->index);
-	*m = (struct obj_map){ 0 };
+	if (vm)
+		id_map_each(m, unpin, vm);
+	id_map_free(m);
 }
 
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)
@@ -173,7 +121,7 @@ static void add_object(struct snapshot *sn, uint64_t page, enum codec c, const v
 static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_id id)
 {
 	uint64_t index;
-	if (map_find(&sn->map, id, &index)) {
+	if (id_map_find(&sn->map, id, &index)) {
 		image_set_object(sn->w, page, index);
 		sn->res.object_pages++;
 		return;
@@ -190,7 +138,7 @@ static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_i
 		return;
 	}
 	add_object(sn, page, st.codec, sn->obj, st.len, &index);
-	if (!sn->err && map_put(&sn->map, id, index))
+	if (!sn->err && id_map_put(&sn->map, id, index))
 		fail(sn, -ENOMEM, "out of memory");
 	if (sn->err) {
 		store_unpin(vm->store, id);
@@ -220,11 +168,7 @@ static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 		save_word(sn, page, kind == IMAGE_PAGE_SAMEFILL ? value : 0);
 		return;
 	}
-	if ((uint64_t)(uint32_t)(value + 1) != value + 1) {
-		fail(sn, -EOVERFLOW, "the VM's image has more objects than a snapshot of it can map");
-		return;
-	}
-	if (map_find(&sn->from_image, (uint32_t)(value + 1), &index)) {
+	if (id_map_find(&sn->from_image, value + 1, &index)) {
 		image_set_object(sn->w, page, index);
 		sn->res.object_pages++;
 		return;
@@ -238,7 +182,7 @@ static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 		return;
 	}
 	add_object(sn, page, c, sn->obj, len, &index);
-	if (!sn->err && map_put(&sn->from_image, (uint32_t)(value + 1), index))
+	if (!sn->err && id_map_put(&sn->from_image, value + 1, index))
 		fail(sn, -ENOMEM, "out of memory");
 }
 

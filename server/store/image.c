@@ -1063,12 +1063,10 @@ int image_object_check(struct image *img, uint64_t index, const void *data, uint
 	return len == want && XXH3_64bits(data, len) == le64toh(img->index[index].checksum) ? 0 : -EBADMSG;
 }
 
-int image_decode(struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
-		 void *page)
+/* Object index's len bytes, checked already, into page. */
+static int decompress(struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
+		      void *page)
 {
-	int ret = image_object_check(img, index, data, len);
-	if (ret)
-		return ret;
 	if (len == IMAGE_RAW_LEN) {
 		memcpy(page, data, CODEC_PAGE);
 		return 0;
@@ -1076,6 +1074,13 @@ int image_decode(struct image *img, struct codec_ctx *ctx, uint64_t index, const
 	if (!ctx)
 		return -EINVAL;
 	return codec_decompress(ctx, (enum codec)img->index[index].codec, data, len, page) ? -EILSEQ : 0;
+}
+
+int image_decode(struct image *img, struct codec_ctx *ctx, uint64_t index, const void *data, uint32_t len,
+		 void *page)
+{
+	int ret = image_object_check(img, index, data, len);
+	return ret ? ret : decompress(img, ctx, index, data, len, page);
 }
 
 int image_read_object(struct image *img, uint64_t index, void *buf, uint32_t *len, enum codec *c)
@@ -1112,5 +1117,5 @@ int image_read_page(struct image *img, struct codec_ctx *ctx, uint64_t page, voi
 	uint32_t len;
 	enum codec c;
 	int ret = image_read_object(img, value, img->scratch, &len, &c);
-	return ret ? ret : image_decode(img, ctx, value, img->scratch, len, buf);
+	return ret ? ret : decompress(img, ctx, value, img->scratch, len, buf);
 }
