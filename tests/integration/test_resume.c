@@ -221,21 +221,31 @@ Test(resume, a_discarded_page_of_the_image_reads_zeros)
 	guest_release(&g);
 }
 
+#define BIG (128u << 20)  /* 8 mark units (image_pages.h) */
+#define BIG_PAGES (BIG / PAGE)
+
+/* A VM of BIG with the pattern of generation gen, written as an image into
+ * img1, and gone. */
+static void make_big_image(uint64_t gen)
+{
+	struct guest g;
+	guest_attach(&g, &srv, "big", BIG, NULL);
+	pattern_fill(g.mem, 0, BIG_PAGES, pattern_mixed, gen);
+	ctl_snapshot_ok(&srv, "big", img1);
+	cr_assert_geq(memsrv_detach(g.s, 0), 0);
+	guest_release(&g);
+}
+
 /* A VM of several mark units (image_pages.h): the table learns the image's
  * pages a unit at a time, the background from the first one.  A discard
  * of the last unit the moment the VM runs, a snapshot, and faults all over
  * see what they should, whichever units are marked by then. */
 Test(resume, a_vm_of_many_units_discarded_snapshotted_and_read_at_once_reads_right)
 {
-	enum { BIG = 128u << 20, BIG_PAGES = BIG / PAGE, GONE = 100 };
+	enum { GONE = 100 };
 	server_start_small_store();
+	make_big_image(3);
 	struct guest g;
-	guest_attach(&g, &srv, "big", BIG, NULL);
-	pattern_fill(g.mem, 0, BIG_PAGES, pattern_mixed, 3);
-	ctl_snapshot_ok(&srv, "big", img1);
-	cr_assert_geq(memsrv_detach(g.s, 0), 0);
-	guest_release(&g);
-
 	guest_attach(&g, &srv, "again", BIG, &(struct memsrv_vm){ .snapshot_dir = img1 });
 	size_t from = BIG_PAGES - GONE;
 	cr_assert_eq(memsrv_discard(g.s, g.mem + from * PAGE, GONE * PAGE), 0);
@@ -445,19 +455,14 @@ static bool removed_at_least(void *arg)
  * again after a discard, the discarded pages stay discarded. */
 Test(resume, a_memsrv_killed_before_the_units_are_marked_serves_every_page_after_its_restart)
 {
-	enum { BIG = 128u << 20, BIG_PAGES = BIG / PAGE, GONE = 64 };
+	enum { GONE = 64 };
 	char state[PATH_MAX];
 	snprintf(state, sizeof state, "%s/state", dir);
 	cr_assert_eq(mkdir(state, 0700), 0);
 	const char *opts[] = { "--state-dir", state, "--cache-size", "64K", NULL };
 	server_start_with(&srv, opts);
+	make_big_image(5);
 	struct guest g;
-	guest_attach(&g, &srv, "big", BIG, NULL);
-	pattern_fill(g.mem, 0, BIG_PAGES, pattern_mixed, 5);
-	ctl_snapshot_ok(&srv, "big", img1);
-	cr_assert_geq(memsrv_detach(g.s, 0), 0);
-	guest_release(&g);
-
 	guest_attach(&g, &srv, "resumed", BIG, &(struct memsrv_vm){ .snapshot_dir = img1 });
 	kill(srv.pid, SIGSTOP);  /* before its background reaches the last units */
 	server_crash_and_restart(&srv, opts);
