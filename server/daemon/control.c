@@ -291,6 +291,10 @@ static void do_peer_ping(struct server *srv, int fd, const Memsrv__PeerPingReque
 		wire_send_error(fd, EINVAL, "peer_ping.address", "%s", why);
 		return;
 	}
+	if (!srv->peers) {  /* a server not opened by server_open(): the fuzzer's */
+		wire_send_error(fd, ESHUTDOWN, NULL, "memsrv's peer thread is not running");
+		return;
+	}
 	*fd_taken = true;
 	peers_post_ping(srv->peers, &addr, req->address, fd);
 }

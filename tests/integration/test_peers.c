@@ -5,11 +5,13 @@
  * raw TCP client sending garbage, an oversize length or nothing is dropped
  * with a log line naming it, while a VM attached to that memsrv keeps every
  * page and a good peer's ping still works; a key file others may read
- * stops memsrv at start. */
+ * stops memsrv at start; without a key a peer that is not loopback is
+ * refused. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -174,6 +176,50 @@ Test(peers, without_keys_loopback_ping_works)
 	cr_assert(server_log_has(&e.srv, "loopback, no key"));
 	server_stop(&d.srv);
 	server_stop(&e.srv);
+}
+
+/* An IPv4 address of this machine's that is not loopback, or false. */
+static bool outside_address(char *out, size_t len)
+{
+	struct ifaddrs *ifs;
+	bool found = false;
+	if (getifaddrs(&ifs))
+		return false;
+	for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
+		if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		found = inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)len) != NULL;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+Test(peers, without_a_key_a_peer_that_is_not_loopback_is_refused)
+{
+	char ip[INET_ADDRSTRLEN];
+	if (!outside_address(ip, sizeof ip))
+		cr_skip_test("this machine has no IPv4 address but loopback");
+	struct node listener, dialer;
+	unsigned port = free_port();
+	snprintf(listener.listen, sizeof listener.listen, "0.0.0.0:%u", port);
+	const char *opts[] = { "--peer-listen", listener.listen, NULL };
+	server_start_with(&listener.srv, opts);
+	node_start(&dialer, NULL);
+	struct node outside;  /* the listener, reached by its outside address: the dialer's is not loopback */
+	snprintf(outside.listen, sizeof outside.listen, "%s:%u", ip, port);
+	char text[512];
+	cr_assert_eq(expect_ping_refused(&dialer, &outside, text, sizeof text), ECONNREFUSED);
+	cr_assert(strstr(text, "authentication failed") && strstr(text, "loopback peers only"), "%s", text);
+	cr_assert(server_log_has(&listener.srv, "accepts loopback peers only"));
+	/* by loopback the same listener answers */
+	struct node inside;
+	snprintf(inside.listen, sizeof inside.listen, "127.0.0.1:%u", port);
+	expect_ping_ok(&dialer, &inside, false);
+	server_stop(&listener.srv);
+	server_stop(&dialer.srv);
 }
 
 Test(peers, unreachable_peer_is_a_clear_error)
