@@ -518,8 +518,10 @@ static void *peers_main(void *arg)
 		if (tick && !stopping)
 			check_deadlines(p);
 	}
-	while (p->conns)
+	while (p->conns) {
+		answer_error(&p->conns->reply_fd, ESHUTDOWN, "peer %s: memsrv is shutting down", p->conns->addr);
 		free_conn(p, p->conns);
+	}
 	return NULL;
 }
 

@@ -6,7 +6,8 @@
  * with a log line naming it, while a VM attached to that memsrv keeps every
  * page and a good peer's ping still works; a key file others may read
  * stops memsrv at start; without a key a peer that is not loopback is
- * refused. */
+ * refused; a peer that never answers times a ping out, and one pending at
+ * SIGTERM is answered before memsrv exits. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ctl_client.h"
@@ -237,6 +239,41 @@ Test(peers, unreachable_peer_is_a_clear_error)
 	cr_assert_eq(m->error->errno_code, EINVAL);
 	memsrv__server_message__free_unpacked(m, NULL);
 	server_stop(&a.srv);
+}
+
+/* A listener of the test's own that never says a word: connections wait
+ * in its backlog.  Its address in n->listen. */
+static int silent_listener(struct node *n)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sa;
+	cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa) && !listen(fd, 8) &&
+		  !getsockname(fd, (struct sockaddr *)&sa, &len));
+	snprintf(n->listen, sizeof n->listen, "127.0.0.1:%u", ntohs(sa.sin_port));
+	return fd;
+}
+
+Test(peers, silent_peer_times_out_and_shutdown_answers_a_pending_ping)
+{
+	struct node a, mute;
+	node_start(&a, NULL);
+	int lfd = silent_listener(&mute);
+	char text[512];
+	cr_assert_eq(expect_ping_refused(&a, &mute, text, sizeof text), ETIMEDOUT);
+	cr_assert(strstr(text, "timed out") && strstr(text, "in the handshake"), "%s", text);
+	/* one more, pending when memsrv is told to stop: answered, and memsrv exits cleanly */
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		Memsrv__ServerMessage *m = NULL;
+		int ret = ctl_peer_ping(a.srv.sock, mute.listen, &m);
+		_exit(answer_errno(ret, m) == ESHUTDOWN ? 0 : 10);
+	}
+	usleep(300 * 1000);
+	server_stop(&a.srv);
+	cr_assert_eq(wait_exit(child), 0, "the pending peer-ping is answered ESHUTDOWN");
+	close(lfd);
 }
 
 /* A raw TCP connection to node n, its challenge read (so the listener
