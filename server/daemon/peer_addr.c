@@ -34,7 +34,7 @@ int peer_addr_parse(const char *text, struct peer_addr *addr, char *why, size_t 
 	}
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&addr->sa;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr->sa;
-	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+	if (text[0] != '[' && inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
 		in4->sin_family = AF_INET;
 		in4->sin_port = htons((uint16_t)port);
 		addr->len = sizeof *in4;
