@@ -8,17 +8,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RX_FIRST_CAP (64u << 10)
+#define RX_FIRST_CAP 4096u
 
-void peer_rx_init(struct peer_rx *rx)
+void peer_rx_init(struct peer_rx *rx, uint32_t limit)
 {
 	memset(rx, 0, sizeof *rx);
+	rx->limit = limit < PEER_WIRE_MAX_PAYLOAD ? limit : PEER_WIRE_MAX_PAYLOAD;
 }
 
 void peer_rx_free(struct peer_rx *rx)
 {
 	free(rx->buf);
-	peer_rx_init(rx);
+	peer_rx_init(rx, rx->limit);
 }
 
 void peer_tx_init(struct peer_tx *tx)
@@ -66,7 +67,7 @@ static size_t rx_wanted(const struct peer_rx *rx)
 	if (rx->len < WIRE_HEADER)
 		return WIRE_HEADER - rx->len;
 	uint32_t payload = wire_get_le32(rx->buf);
-	if (payload > PEER_WIRE_MAX_PAYLOAD)
+	if (payload > rx->limit)
 		return 0;
 	size_t frame = WIRE_HEADER + payload;
 	return frame > rx->len ? frame - rx->len + WIRE_HEADER : WIRE_HEADER;
@@ -99,10 +100,10 @@ int peer_rx_next(struct peer_rx *rx, Memsrv__PeerMessage **out, struct wire_faul
 	if (rx->len < WIRE_HEADER)
 		return 0;
 	uint32_t payload = wire_get_le32(rx->buf);
-	if (payload > PEER_WIRE_MAX_PAYLOAD) {
+	if (payload > rx->limit) {
 		if (fault)
-			snprintf(fault->what, sizeof fault->what, "frame of %u bytes is over the limit of %u", payload,
-				 PEER_WIRE_MAX_PAYLOAD);
+			snprintf(fault->what, sizeof fault->what, "frame of %u bytes is over the limit of %u%s", payload,
+				 rx->limit, rx->limit < PEER_WIRE_MAX_PAYLOAD ? " before the handshake is over" : "");
 		return -EPROTO;
 	}
 	size_t frame = WIRE_HEADER + payload;

@@ -23,10 +23,15 @@
 /* A page batch of 256 pages compressed, with room for its headers. */
 #define PEER_WIRE_MAX_PAYLOAD ((1u << 20) + (64u << 10))
 
+/* Before the handshake is over a frame is small: an unauthenticated peer
+ * cannot make memsrv hold a megabyte for it. */
+#define PEER_WIRE_HANDSHAKE_MAX_PAYLOAD 4096u
+
 /* Bytes received and not yet cut into frames. */
 struct peer_rx {
 	uint8_t *buf;
 	size_t len, cap;
+	uint32_t limit;  /* the largest payload taken now: PEER_WIRE_MAX_PAYLOAD unless lowered */
 };
 
 /* Bytes packed and not yet sent. */
@@ -35,7 +40,8 @@ struct peer_tx {
 	size_t off, len, cap;  /* buf[off..len) is still to send */
 };
 
-void peer_rx_init(struct peer_rx *rx);
+/* An empty rx taking frames of up to limit bytes (at most PEER_WIRE_MAX_PAYLOAD). */
+void peer_rx_init(struct peer_rx *rx, uint32_t limit);
 void peer_rx_free(struct peer_rx *rx);
 void peer_tx_init(struct peer_tx *tx);
 void peer_tx_free(struct peer_tx *tx);
@@ -49,7 +55,7 @@ int peer_rx_push(struct peer_rx *rx, const void *data, size_t n);
 ssize_t peer_rx_read(struct peer_rx *rx, int fd);
 /* The next whole frame, unpacked: 1 with *out set (free it with
  * memsrv__peer_message__free_unpacked(*out, NULL)), 0 when more bytes are
- * needed, or -EPROTO with fault saying why: a length over the limit (known
+ * needed, or -EPROTO with fault saying why: a length over rx->limit (known
  * from the header alone, before the payload arrives) or a payload that is
  * not a PeerMessage.  After -EPROTO the stream is lost: drop it. */
 int peer_rx_next(struct peer_rx *rx, Memsrv__PeerMessage **out, struct wire_fault *fault);

@@ -170,7 +170,7 @@ static struct peer_conn *new_conn(struct peers *p, int fd, const char *addr, boo
 	c->outgoing = outgoing;
 	c->reply_fd = -1;
 	snprintf(c->addr, sizeof c->addr, "%s", addr);
-	peer_rx_init(&c->rx);
+	peer_rx_init(&c->rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
 	peer_tx_init(&c->tx);
 	c->next = p->conns;
 	c->prev = &p->conns;
@@ -275,6 +275,7 @@ static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__P
 	}
 	if (ret == 0)
 		return true;
+	c->rx.limit = PEER_WIRE_MAX_PAYLOAD;  /* authenticated: page batches may come */
 	if (!c->outgoing) {
 		p->unauthenticated--;
 		c->deadline_ns = 0;

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	struct peer_rx rx;
 	struct peer_tx tx;
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
 	peer_tx_init(&tx);
 	if (out.send && peer_tx_queue(&tx, &out.msg))
 		abort();

@@ -25,6 +25,7 @@
 
 #include "ctl_client.h"
 #include "harness.h"
+#include "peer_wire.h"
 
 static char keys[64];  /* scratch directory of the key files */
 
@@ -368,6 +369,80 @@ Test(peers, hostile_clients_dropped_while_vm_and_good_peers_go_on)
 	sim_quit_verified(&bystander, 2048);
 	server_stop(&a.srv);
 	server_stop(&b.srv);
+}
+
+/* A raw connection to a keyless node that completes the handshake by hand
+ * (loopback, empty proof): a peer as far as memsrv knows. */
+static int raw_authenticated(const struct node *n)
+{
+	int fd = raw_connect(n);
+	static uint8_t nonce[32];
+	Memsrv__PeerAuth auth = MEMSRV__PEER_AUTH__INIT;
+	auth.version = 1;
+	auth.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_AUTH;
+	m.auth = &auth;
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	cr_assert_eq(peer_tx_queue(&tx, &m), 0);
+	send_all(fd, tx.buf, tx.len);
+	peer_tx_free(&tx);
+	struct peer_rx rx;
+	peer_rx_init(&rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
+	Memsrv__PeerMessage *welcome = NULL;
+	struct wire_fault fault = { "" };
+	int ret = 0;
+	while (ret == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		cr_assert_eq(poll(&p, 1, 2000), 1, "the welcome comes");
+		cr_assert_gt(peer_rx_read(&rx, fd), 0);
+		ret = peer_rx_next(&rx, &welcome, &fault);
+	}
+	cr_assert_eq(ret, 1, "%s", fault.what);
+	cr_assert_eq(welcome->msg_case, MEMSRV__PEER_MESSAGE__MSG_WELCOME);
+	memsrv__peer_message__free_unpacked(welcome, NULL);
+	peer_rx_free(&rx);
+	return fd;
+}
+
+Test(peers, authenticated_peer_dropped_on_a_malformed_stream_too)
+{
+	struct node d, e;
+	node_start(&d, NULL);
+	node_start(&e, NULL);
+	char name[64];
+	/* past the handshake a frame may be up to 1 MiB + 64 KiB: one larger is dropped from its header */
+	int fd = raw_authenticated(&e);
+	peer_name(fd, name, sizeof name);
+	uint8_t hdr[4];
+	wire_put_le32(hdr, PEER_WIRE_MAX_PAYLOAD + 1);
+	send_all(fd, hdr, sizeof hdr);
+	cr_assert(closed_within(fd, 2000));
+	close(fd);
+	cr_assert(server_log_has(&e.srv, "over the limit of 1114112"));
+	cr_assert_eq(server_log_count(&e.srv, name), 2, "connected, then the drop: %s", name);
+	/* a handshake message once it is over */
+	fd = raw_authenticated(&e);
+	peer_name(fd, name, sizeof name);
+	static uint8_t nonce[32];
+	Memsrv__PeerChallenge ch = MEMSRV__PEER_CHALLENGE__INIT;
+	ch.version = 1;
+	ch.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_CHALLENGE;
+	m.challenge = &ch;
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	cr_assert_eq(peer_tx_queue(&tx, &m), 0);
+	send_all(fd, tx.buf, tx.len);
+	peer_tx_free(&tx);
+	cr_assert(closed_within(fd, 2000));
+	close(fd);
+	cr_assert(server_log_has(&e.srv, "malformed stream: unexpected challenge after the handshake"));
+	expect_ping_ok(&d, &e, false);
+	server_stop(&d.srv);
+	server_stop(&e.srv);
 }
 
 Test(peers, key_file_others_may_read_stops_memsrv)

@@ -36,7 +36,7 @@ static Memsrv__PeerMessage *carry(const struct peer_auth_out *out)
 	struct peer_tx tx;
 	struct peer_rx rx;
 	peer_tx_init(&tx);
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
 	cr_assert_eq(peer_tx_queue(&tx, &out->msg), 0);
 	cr_assert_eq(peer_rx_push(&rx, tx.buf, tx.len), 0);
 	Memsrv__PeerMessage *msg;

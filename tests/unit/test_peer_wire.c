@@ -53,7 +53,7 @@ Test(peer_wire, frame_split_across_reads)
 	struct peer_tx tx;
 	struct peer_rx rx;
 	peer_tx_init(&tx);
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	frame_of(&tx, 77);
 	struct wire_fault fault;
 	/* byte by byte: nothing until the last byte */
@@ -73,7 +73,7 @@ Test(peer_wire, two_frames_in_one_read)
 	struct peer_tx tx;
 	struct peer_rx rx;
 	peer_tx_init(&tx);
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	frame_of(&tx, 1);
 	frame_of(&tx, 2);
 	frame_of(&tx, 3);
@@ -93,7 +93,7 @@ Test(peer_wire, two_frames_in_one_read)
 Test(peer_wire, oversize_length_refused_from_its_header)
 {
 	struct peer_rx rx;
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	uint8_t hdr[4];
 	wire_put_le32(hdr, PEER_WIRE_MAX_PAYLOAD + 1);
 	cr_assert_eq(peer_rx_push(&rx, hdr, sizeof hdr), 0);
@@ -102,17 +102,37 @@ Test(peer_wire, oversize_length_refused_from_its_header)
 	cr_assert(strstr(fault.what, "over the limit"), "%s", fault.what);
 	peer_rx_free(&rx);
 	/* the largest frame allowed is only waited for */
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	wire_put_le32(hdr, PEER_WIRE_MAX_PAYLOAD);
 	cr_assert_eq(peer_rx_push(&rx, hdr, sizeof hdr), 0);
 	cr_assert_eq(next_ret(&rx, &fault), 0);
 	peer_rx_free(&rx);
 }
 
+Test(peer_wire, handshake_limit_until_raised)
+{
+	struct peer_rx rx;
+	peer_rx_init(&rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
+	uint8_t hdr[4];
+	wire_put_le32(hdr, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD + 1);
+	cr_assert_eq(peer_rx_push(&rx, hdr, sizeof hdr), 0);
+	struct wire_fault fault = { "" };
+	cr_assert_eq(next_ret(&rx, &fault), -EPROTO);
+	cr_assert(strstr(fault.what, "before the handshake is over"), "%s", fault.what);
+	/* the same header once the limit is raised: waited for */
+	rx.limit = PEER_WIRE_MAX_PAYLOAD;
+	cr_assert_eq(next_ret(&rx, &fault), 0);
+	peer_rx_free(&rx);
+	/* and no limit above the wire's */
+	peer_rx_init(&rx, UINT32_MAX);
+	cr_assert_eq(rx.limit, PEER_WIRE_MAX_PAYLOAD);
+	peer_rx_free(&rx);
+}
+
 Test(peer_wire, garbage_refused)
 {
 	struct peer_rx rx;
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	const char garbage[] = "\x10\x00\x00\x00GET / HTTP/1.0\r\n";  /* 16 bytes that are no PeerMessage */
 	cr_assert_eq(peer_rx_push(&rx, garbage, 4 + 16), 0);
 	struct wire_fault fault = { "" };
@@ -120,7 +140,7 @@ Test(peer_wire, garbage_refused)
 	cr_assert(strstr(fault.what, "PeerMessage"), "%s", fault.what);
 	peer_rx_free(&rx);
 	/* an envelope that sets nothing is no message either */
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	const uint8_t empty[4] = { 0 };
 	cr_assert_eq(peer_rx_push(&rx, empty, sizeof empty), 0);
 	cr_assert_eq(next_ret(&rx, &fault), -EPROTO);
@@ -134,7 +154,7 @@ Test(peer_wire, read_and_flush_over_a_socket)
 	struct peer_tx tx;
 	struct peer_rx rx;
 	peer_tx_init(&tx);
-	peer_rx_init(&rx);
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
 	cr_assert_eq(peer_rx_read(&rx, sv[1]), -EAGAIN);
 	frame_of(&tx, 5);
 	frame_of(&tx, 6);
