@@ -96,6 +96,16 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
 		.doc = "keep page tables and the cache in DIR (tmpfs) and the swap files, for a restart without loss",
 	},
+	[SETTING_PEER_LISTEN] = {
+		.name = "peer-listen", .option = "peer-listen", .arg = "ADDR:PORT", .type = SETTING_STRING,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
+		.doc = "accept other memsrv nodes on this TCP address (127.0.0.1:7070, [::1]:7070, 0.0.0.0:7070)",
+	},
+	[SETTING_PEER_KEY] = {
+		.name = "peer-key", .option = "peer-key", .arg = "FILE", .type = SETTING_STRING,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
+		.doc = "the secret peers prove they share: 32 bytes or more, mode 0600; without it only loopback peers",
+	},
 	[SETTING_LOG_LEVEL] = {
 		.name = "log-level", .option = "log-level", .arg = "LEVEL", .type = SETTING_ENUM,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_log_levels, .def = 2 /* info */,

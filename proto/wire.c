@@ -18,7 +18,7 @@ void wire_close_fds(int *fds, unsigned nfds)
 	}
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
+void wire_put_le32(uint8_t *p, uint32_t v)
 {
 	p[0] = v;
 	p[1] = v >> 8;
@@ -26,7 +26,7 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[3] = v >> 24;
 }
 
-static uint32_t get_le32(const uint8_t *p)
+uint32_t wire_get_le32(const uint8_t *p)
 {
 	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -36,7 +36,7 @@ int wire_send(int sock, const void *buf, size_t len, const int *fds, unsigned nf
 	if (len > WIRE_MAX_PAYLOAD || nfds > WIRE_MAX_FDS)
 		return -EMSGSIZE;
 	uint8_t hdr[WIRE_HEADER];
-	put_le32(hdr, (uint32_t)len);
+	wire_put_le32(hdr, (uint32_t)len);
 	struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)buf, len } };
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
@@ -95,8 +95,8 @@ static const char *record_fault(const uint8_t *hdr, size_t n, int msg_flags, int
 		return "too many fds attached (limit 64)";
 	if (n < WIRE_HEADER)
 		return "record shorter than its 4-byte length header";
-	if (get_le32(hdr) != n - WIRE_HEADER) {
-		snprintf(tmp, tmplen, "length header says %u bytes, record holds %zd", get_le32(hdr),
+	if (wire_get_le32(hdr) != n - WIRE_HEADER) {
+		snprintf(tmp, tmplen, "length header says %u bytes, record holds %zd", wire_get_le32(hdr),
 			 (ssize_t)n - (ssize_t)WIRE_HEADER);
 		return tmp;
 	}
@@ -170,9 +170,7 @@ int wire_send_server(int sock, const Memsrv__ServerMessage *msg)
 	return send_message(sock, &msg->base, NULL, 0);
 }
 
-/* Unpacks payload[n] as desc, an envelope whose first field is in its
- * oneof: a message that sets none of it is refused too.  1 or -EPROTO. */
-static int unpack_message(const ProtobufCMessageDescriptor *desc, const uint8_t *payload, size_t n,
+int wire_unpack_message(const ProtobufCMessageDescriptor *desc, const uint8_t *payload, size_t n,
 			  ProtobufCMessage **out, struct wire_fault *fault)
 {
 	*out = protobuf_c_message_unpack(desc, NULL, n, payload);
@@ -205,7 +203,7 @@ static int decode_record(const ProtobufCMessageDescriptor *desc, const void *rec
 			snprintf(fault->what, sizeof fault->what, "%s", why);
 		return -EPROTO;
 	}
-	return unpack_message(desc, (const uint8_t *)rec + WIRE_HEADER, n - WIRE_HEADER, out, fault);
+	return wire_unpack_message(desc, (const uint8_t *)rec + WIRE_HEADER, n - WIRE_HEADER, out, fault);
 }
 
 int wire_decode_client(const void *rec, size_t n, Memsrv__ClientMessage **out, struct wire_fault *fault)
@@ -218,7 +216,7 @@ int wire_decode_server(const void *rec, size_t n, Memsrv__ServerMessage **out, s
 	return decode_record(&memsrv__server_message__descriptor, rec, n, (ProtobufCMessage **)out, fault);
 }
 
-/* Receives one record and unpacks it as desc (see unpack_message). */
+/* Receives one record and unpacks it as desc (see wire_unpack_message). */
 static int recv_message(int sock, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, int *fds,
 			unsigned *nfds, struct wire_fault *fault)
 {
@@ -232,7 +230,7 @@ static int recv_message(int sock, const ProtobufCMessageDescriptor *desc, Protob
 		free(buf);
 		return ret;
 	}
-	ret = unpack_message(desc, buf, n, out, fault);
+	ret = wire_unpack_message(desc, buf, n, out, fault);
 	free(buf);
 	if (ret < 0) {
 		if (fds)

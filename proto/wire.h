@@ -76,4 +76,14 @@ int wire_send_error(int sock, int errno_code, const char *field, const char *fmt
 
 void wire_close_fds(int *fds, unsigned nfds);
 
+/* The length header, for other framings of these messages (peer_wire.h). */
+void wire_put_le32(uint8_t *p, uint32_t v);
+uint32_t wire_get_le32(const uint8_t *p);
+
+/* Unpacks payload[n] as desc, an envelope whose first field is in its
+ * oneof: a message that sets none of it is refused too.  1, or -EPROTO with
+ * fault (may be NULL) filled. */
+int wire_unpack_message(const ProtobufCMessageDescriptor *desc, const uint8_t *payload, size_t n,
+			ProtobufCMessage **out, struct wire_fault *fault);
+
 #endif

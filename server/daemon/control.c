@@ -1,5 +1,5 @@
 /* control: the requests of memsrv-ctl — list, info, stats, evict, balloon,
- * set, check, snapshot. */
+ * set, check, snapshot, peer-ping. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -12,6 +12,7 @@
 #include "balancer.h"
 #include "image.h"
 #include "log.h"
+#include "peers.h"
 #include "server.h"
 #include "setting_hooks.h"
 #include "wire.h"
@@ -280,6 +281,24 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 	vm_post_job(vm, job);
 }
 
+/* Checked here, run by the peer thread, which answers when the pong is
+ * back (or why not): the server thread never waits on the network. */
+static void do_peer_ping(struct server *srv, int fd, const Memsrv__PeerPingRequest *req, bool *fd_taken)
+{
+	struct peer_addr addr;
+	char why[256];
+	if (peer_addr_parse(req->address, &addr, why, sizeof why)) {
+		wire_send_error(fd, EINVAL, "peer_ping.address", "%s", why);
+		return;
+	}
+	if (!srv->peers) {  /* a server not opened by server_open(): the fuzzer's */
+		wire_send_error(fd, ESHUTDOWN, NULL, "memsrv's peer thread is not running");
+		return;
+	}
+	*fd_taken = true;
+	peers_post_ping(srv->peers, &addr, req->address, fd);
+}
+
 /* Passes the target on to the VMM and answers once it is sent: the VMM
  * does not reply to BalloonTarget, so there is nothing more to wait for. */
 static void do_balloon(struct server *srv, int fd, const Memsrv__BalloonRequest *req)
@@ -474,6 +493,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT:
 		do_snapshot(srv, fd, msg->snapshot, fd_taken);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING:
+		do_peer_ping(srv, fd, msg->peer_ping, fd_taken);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

@@ -130,7 +130,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case OPT_VERSION:
-			printf("memsrv 0.1.0\n");
+			printf("memsrv %s\n", MEMSRV_VERSION);
 			return 0;
 		default:
 			usage(stderr);
@@ -159,11 +159,13 @@ int main(int argc, char **argv)
 	const char *socket_path = cfg.socket_path;
 	int ret = server_open(&srv, &cfg);
 	if (ret) {
-		if (ret == -EADDRINUSE)
+		if (srv.state_failed || srv.peers_failed) {
+			/* those said why already */
+		} else if (ret == -EADDRINUSE)
 			pr_err("another memsrv is already listening on %s", socket_path);
 		else if (ret == -EEXIST)
 			pr_err("%s exists and is not a socket: refusing to replace it", socket_path);
-		else if (!srv.state_failed)  /* that one said why already */
+		else
 			pr_err("cannot listen on %s: %s", socket_path, strerror(-ret));
 		server_close(&srv);
 		swapfile_destroy(swap);

@@ -242,7 +242,13 @@ int server_open(struct server *srv, const struct server_config *cfg)
 		srv->access.max_sessions_per_uid = ACCESS_DEFAULT_SESSIONS_PER_UID;
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
 	int ret = listen_on(srv, cfg->socket_path);
-	return ret ? ret : watch_events(srv);
+	if (!ret)
+		ret = watch_events(srv);
+	if (!ret) {
+		ret = peers_open(&srv->peers, &cfg->peers, MEMSRV_VERSION);
+		srv->peers_failed = ret != 0;
+	}
+	return ret;
 }
 
 static void detach_vm(struct server *srv, struct vm *vm)
@@ -292,7 +298,8 @@ static bool steers(const Memsrv__ClientMessage *msg)
 {
 	return msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_EVICT ||
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET ||
-	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT;
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT ||
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING;  /* memsrv dials out with its key */
 }
 
 /* The fds memsrv has open now.  Counted, not kept in step by hand: the
@@ -690,6 +697,9 @@ int server_run(struct server *srv)
 
 void server_close(struct server *srv)
 {
+	/* first: no peer request may wait on what goes below */
+	peers_close(srv->peers);
+	srv->peers = NULL;
 	/* orderly exit: every VM gets its pages back before memsrv goes */
 	for (struct vm *vm = srv->vms; vm; vm = vm->next)
 		vm_shutdown(vm);

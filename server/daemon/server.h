@@ -16,6 +16,7 @@
 #include "access.h"
 #include "codec.h"
 #include "memsrv.pb-c.h"
+#include "peers.h"
 #include "state_dir.h"
 #include "store.h"
 #include "vm.h"
@@ -44,6 +45,7 @@ struct server_config {
 	struct access_config access;  /* admin_uid is filled in by server_open() */
 	const char *state_dir;   /* NULL: a crash loses the evicted pages (state_dir.h) */
 	unsigned mapping_scan_ms; /* how often to look for other mappings of guest RAM (mappings.c) */
+	struct peers_config peers;  /* --peer-listen, --peer-key (peers.h) */
 };
 
 struct server {
@@ -63,6 +65,8 @@ struct server {
 	struct vm *kept;         /* VMs an earlier memsrv served, waiting for their VMM to reconnect */
 	bool state_left;         /* server_close() left VM state behind for the next memsrv */
 	bool state_failed;       /* server_open() failed on the state dir (and logged why) */
+	struct peers *peers;     /* the peer thread (peers.h) */
+	bool peers_failed;       /* server_open() failed to start it (and logged why) */
 	unsigned reap_ticks;
 	unsigned mapping_scan_ms;
 	uint64_t next_mapping_scan_ns;

@@ -9,6 +9,7 @@
 
 #include "access.h"
 #include "log.h"
+#include "peer_addr.h"
 #include "vm_state.h"
 
 /* ---- a VM's ---- */
@@ -179,6 +180,22 @@ static int opt_state_dir(struct memsrv_options *o, const char *text, char *why, 
 	return 0;
 }
 
+static int opt_peer_listen(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	int ret = peer_addr_parse(text, &o->cfg.peers.listen, why, len);
+	if (ret)
+		return ret;
+	o->cfg.peers.listening = true;
+	o->cfg.peers.listen_text = text;
+	return 0;
+}
+
+/* Read at once: a key memsrv may not use stops it before it starts. */
+static int opt_peer_key(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	return peer_key_load(&o->cfg.peers.key, text, why, len);
+}
+
 static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_VM_CODEC] = { .vm = apply_vm_codec, .vm_get = get_vm_codec },
 	[SETTING_VM_POLICY] = { .vm = apply_vm_policy, .vm_get = get_vm_policy },
@@ -196,6 +213,8 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_NODE_LIMIT] = { .node = apply_node_limit, .option = opt_node_limit },
 	[SETTING_IDLE_TAX] = { .option = opt_idle_tax },
 	[SETTING_STATE_DIR] = { .option_text = opt_state_dir },
+	[SETTING_PEER_LISTEN] = { .option_text = opt_peer_listen },
+	[SETTING_PEER_KEY] = { .option_text = opt_peer_key },
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
 	[SETTING_MAPPING_SCAN_MS] = { .option = opt_mapping_scan_ms },

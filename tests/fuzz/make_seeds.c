@@ -5,6 +5,7 @@
  * writes corpus/server/ (what clients send: every ClientMessage, valid and
  * refused Hellos) and corpus/wire/ (those and every ServerMessage).  The
  * Hellos use the fds fuzz_server.c sends and its peer pid (4242).
+ * corpus/peer/ holds peer streams: fuzz_peer.c's first byte, then frames.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -370,6 +371,69 @@ static void image(const char *name, enum codec c)
 	rmdir(tmp);
 }
 
+/* A peer stream for fuzz_peer: its first byte (side and read size), then
+ * msg as a frame. */
+static void peer_seed(const char *name, uint8_t first, const Memsrv__PeerMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(&msg->base);
+	uint8_t *buf = malloc(1 + WIRE_HEADER + len);
+	if (!buf)
+		exit(1);
+	buf[0] = first;
+	buf[1] = len, buf[2] = len >> 8, buf[3] = len >> 16, buf[4] = len >> 24;
+	protobuf_c_message_pack(&msg->base, buf + 1 + WIRE_HEADER);
+	char path[512];
+	snprintf(path, sizeof path, "%s/peer", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/peer/%s", root, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(buf, 1, 1 + WIRE_HEADER + len, f) != 1 + WIRE_HEADER + len || fclose(f)) {
+		fprintf(stderr, "make_seeds: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	free(buf);
+}
+
+/* What each side of the handshake may be sent, and the peer-ping request. */
+static void peers(void)
+{
+	static uint8_t nonce[32], proof[32];
+	Memsrv__PeerChallenge ch = MEMSRV__PEER_CHALLENGE__INIT;
+	ch.version = 1;
+	ch.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+	Memsrv__PeerAuth au = MEMSRV__PEER_AUTH__INIT;
+	au.version = 1;
+	au.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+	au.proof = (ProtobufCBinaryData){ sizeof proof, proof };
+	Memsrv__PeerWelcome we = MEMSRV__PEER_WELCOME__INIT;
+	we.proof = (ProtobufCBinaryData){ sizeof proof, proof };
+	we.memsrv_version = "0.1.0";
+	we.node = "seed";
+	Memsrv__Error er = MEMSRV__ERROR__INIT;
+	er.errno_code = EACCES;
+	er.message = "authentication failed";
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_CHALLENGE;
+	m.challenge = &ch;
+	peer_seed("challenge", 0x00 | 7 << 1, &m);
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_AUTH;
+	m.auth = &au;
+	peer_seed("auth", 0x01 | 127 << 1, &m);
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_WELCOME;
+	m.welcome = &we;
+	peer_seed("welcome", 0x00 | 3 << 1, &m);
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_ERROR;
+	m.error = &er;
+	peer_seed("error", 0x01, &m);
+
+	Memsrv__PeerPingRequest pp = MEMSRV__PEER_PING_REQUEST__INIT;
+	pp.address = "127.0.0.1:7070";
+	Memsrv__ClientMessage c = MEMSRV__CLIENT_MESSAGE__INIT;
+	c.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING;
+	c.peer_ping = &pp;
+	client("peer-ping", &c);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -381,6 +445,7 @@ int main(int argc, char **argv)
 	hellos();
 	controls();
 	replies();
+	peers();
 	image("lz4", CODEC_LZ4);
 	image("zstd", CODEC_ZSTD);
 	return 0;

@@ -224,3 +224,21 @@ int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsr
 	ctl_build_snapshot(&r, vm, dir);
 	return ctl_request(socket_path, &r.msg, reply);
 }
+
+void ctl_build_peer_ping(struct ctl_req *r, const char *address)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__peer_ping_request__init(&r->body.peer_ping);
+	r->body.peer_ping.address = (char *)address;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING;
+	r->msg.peer_ping = &r->body.peer_ping;
+}
+
+int ctl_peer_ping(const char *socket_path, const char *address, Memsrv__ServerMessage **reply)
+{
+	if (!address)
+		return -EINVAL;
+	struct ctl_req r;
+	ctl_build_peer_ping(&r, address);
+	return ctl_request(socket_path, &r.msg, reply);
+}

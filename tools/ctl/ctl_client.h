@@ -21,6 +21,10 @@
  * (snapshot_reply) comes once the image is complete. */
 int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply);
 
+/* Has memsrv connect to the peer at address, authenticate and ping it; the
+ * reply (peer_ping_reply) comes with the pong, or an Error saying why not. */
+int ctl_peer_ping(const char *socket_path, const char *address, Memsrv__ServerMessage **reply);
+
 #endif
 
 /* Returns a connected socket (O_CLOEXEC), or the -errno of socket(2) or
@@ -51,6 +55,7 @@ struct ctl_req {
 		Memsrv__CheckRequest check;
 		Memsrv__BalloonRequest balloon;
 		Memsrv__SnapshotRequest snapshot;
+		Memsrv__PeerPingRequest peer_ping;
 	} body;
 };
 
@@ -68,6 +73,9 @@ void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all
 void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes);
 /* dir as memsrv is to see it: absolute (memsrv's working directory is not ours). */
 void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir);
+
+/* address: ADDR:PORT of another memsrv's --peer-listen. */
+void ctl_build_peer_ping(struct ctl_req *r, const char *address);
 
 /* Replies: vm_list, vm_info, node_stats, evict_reply, balloon_reply and snapshot_reply, or
  * an error. */
@@ -87,5 +95,9 @@ int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
 /* Writes an image of the VM's memory into dir (absolute); the reply
  * (snapshot_reply) comes once the image is complete. */
 int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply);
+
+/* Has memsrv connect to the peer at address, authenticate and ping it; the
+ * reply (peer_ping_reply) comes with the pong, or an Error saying why not. */
+int ctl_peer_ping(const char *socket_path, const char *address, Memsrv__ServerMessage **reply);
 
 #endif

@@ -457,6 +457,9 @@ static void usage(FILE *f)
 		"                        (suffix K, M, G; at most the VM's size)\n"
 		"  snapshot VM DIR       write a point-in-time image of the VM's memory to\n"
 		"                        DIR/memory.img, paused or running (DIR must exist)\n"
+		"  peer-ping ADDR:PORT   have memsrv connect to the memsrv there (its\n"
+		"                        --peer-listen) with its --peer-key, authenticate and\n"
+		"                        time a ping\n"
 		"  set VM key=value...   change a VM's settings, all or none:\n");
 	usage_settings(f, SETTING_SCOPE_VM);
 	fprintf(f, "  set node key=value... change the node's:\n");
@@ -504,6 +507,7 @@ static const struct command commands[] = {
 	{ "set", -1, MEMSRV__CLIENT_MESSAGE__MSG_SET, MEMSRV__SERVER_MESSAGE__MSG_SET_REPLY },
 	{ "check", 0, MEMSRV__CLIENT_MESSAGE__MSG_CHECK, MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY },
 	{ "snapshot", 2, MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY },
+	{ "peer-ping", 1, MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING, MEMSRV__SERVER_MESSAGE__MSG_PEER_PING_REPLY },
 };
 
 /* path as memsrv is to see it: its working directory is not ours.  Only
@@ -576,6 +580,7 @@ int main(int argc, char **argv)
 	if (cmd->nargs < 0 ? nargs < 3 : nargs - 1 != cmd->nargs)
 		return usage_error(cmd->nargs < 0 ? "'%s' takes a VM name and key=value settings"
 				   : cmd->nargs == 2 ? "'%s' takes a VM name and a directory"
+				   : cmd->request == MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING ? "'%s' takes one ADDR:PORT"
 				   : cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
 				   cmd->name);
 
@@ -602,6 +607,9 @@ int main(int argc, char **argv)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SET:
 		ctl_build_set(&req, args[1], (const char *const *)args + 2, (size_t)nargs - 2);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING:
+		ctl_build_peer_ping(&req, args[1]);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT:
 		if ((err = absolute_path(args[2], snapshot_dir, sizeof snapshot_dir))) {

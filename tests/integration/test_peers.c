@@ -1,0 +1,460 @@
+/* Description: two memsrv nodes on this machine, each on its own socket
+ * and loopback port.  memsrv-ctl peer-ping succeeds between nodes holding
+ * the same --peer-key, and between loopback nodes with none; with different
+ * keys it fails with "authentication failed" and the listener logs it; a
+ * raw TCP client sending garbage, an oversize length or nothing is dropped
+ * with a log line naming it, while a VM attached to that memsrv keeps every
+ * page and a good peer's ping still works; a key file others may read
+ * stops memsrv at start; without a key a peer that is not loopback is
+ * refused; a peer that never answers times a ping out, and one pending at
+ * SIGTERM is answered before memsrv exits. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+#include "peer_wire.h"
+
+static char keys[64];  /* scratch directory of the key files */
+
+static void setup(void)
+{
+	cr_assert(scratch_make(keys, sizeof keys, "/tmp/memsrv-peer-keys.XXXXXX"));
+}
+
+static void teardown(void)
+{
+	scratch_remove(keys);
+}
+
+TestSuite(peers, .init = setup, .fini = teardown, .timeout = 120);
+
+/* A loopback port free now, for a memsrv to listen on. */
+static unsigned free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sa;
+	cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa) &&
+		  !getsockname(fd, (struct sockaddr *)&sa, &len));
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/* A key file named name in the scratch directory: 32 bytes of fill, mode. */
+static const char *make_key(const char *name, int fill, mode_t mode)
+{
+	static char paths[4][128];
+	static int next;
+	char *path = paths[next++ % 4];
+	snprintf(path, sizeof paths[0], "%s/%s", keys, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	char buf[32];
+	memset(buf, fill, sizeof buf);
+	cr_assert_eq(write(fd, buf, sizeof buf), (ssize_t)sizeof buf);
+	cr_assert_eq(fchmod(fd, mode), 0);
+	close(fd);
+	return path;
+}
+
+struct node {
+	struct test_server srv;
+	char listen[32];
+};
+
+/* A memsrv listening for peers on a loopback port, with key (NULL: none). */
+static void node_start(struct node *n, const char *key)
+{
+	snprintf(n->listen, sizeof n->listen, "127.0.0.1:%u", free_port());
+	const char *with_key[] = { "--peer-listen", n->listen, "--peer-key", key, NULL };
+	const char *without[] = { "--peer-listen", n->listen, NULL };
+	server_start_with(&n->srv, key ? with_key : without);
+}
+
+/* peer-ping from from to to; the reply, asserted to be a reply. */
+static Memsrv__ServerMessage *ping(const struct node *from, const struct node *to)
+{
+	Memsrv__ServerMessage *m;
+	cr_assert_eq(ctl_peer_ping(from->srv.sock, to->listen, &m), 0);
+	return m;
+}
+
+static void expect_ping_ok(const struct node *from, const struct node *to, bool authenticated)
+{
+	Memsrv__ServerMessage *m = ping(from, to);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_PEER_PING_REPLY, "%s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "not a reply");
+	const Memsrv__PeerPingReply *r = m->peer_ping_reply;
+	cr_assert_str_eq(r->address, to->listen);
+	cr_assert_gt(r->rtt_ns, 0);
+	cr_assert_lt(r->rtt_ns, 1000000000ull, "a loopback ping under a second");
+	cr_assert_str_eq(r->memsrv_version, "0.1.0");
+	cr_assert_gt(strlen(r->node), 0);
+	cr_assert_eq(r->authenticated, authenticated);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+/* The Error a failed peer-ping answers; its message in text. */
+static int expect_ping_refused(const struct node *from, const struct node *to, char *text, size_t len)
+{
+	Memsrv__ServerMessage *m = ping(from, to);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "peer-ping to %s should fail", to->listen);
+	snprintf(text, len, "%s", m->error->message);
+	int err = m->error->errno_code;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return err;
+}
+
+Test(peers, same_key_ping_succeeds_and_json_says_so)
+{
+	const char *key = make_key("key", 0x11, 0600);
+	struct node a, b;
+	node_start(&a, key);
+	node_start(&b, key);
+	expect_ping_ok(&a, &b, true);
+	expect_ping_ok(&b, &a, true);
+	cr_assert(server_log_has(&b.srv, "authenticated"));
+	/* memsrv-ctl itself, --json as everywhere */
+	char cmd[512], out[1024];
+	snprintf(cmd, sizeof cmd, "%s --socket %s --json peer-ping %s", getenv("CTL_BIN"), a.srv.sock, b.listen);
+	cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+	cr_assert(strstr(out, "\"authenticated\":true") && strstr(out, "\"rtt_ns\":"), "%s", out);
+	server_stop(&a.srv);
+	server_stop(&b.srv);
+}
+
+Test(peers, different_keys_fail_and_the_listener_logs_it)
+{
+	struct node a, c;
+	node_start(&a, make_key("key-a", 0x22, 0600));
+	node_start(&c, make_key("key-c", 0x33, 0400));
+	char text[512];
+	cr_assert_eq(expect_ping_refused(&a, &c, text, sizeof text), ECONNREFUSED);
+	cr_assert(strstr(text, "authentication failed"), "%s", text);
+	cr_assert(strstr(text, c.listen), "the error names the peer: %s", text);
+	cr_assert(server_log_has(&c.srv, "authentication failed"));
+	cr_assert(server_log_has(&c.srv, "peer 127.0.0.1:"), "the listener's line names the peer's address");
+	/* memsrv-ctl: refused, exit status 1, the reason on stderr */
+	char cmd[512], out[1024];
+	snprintf(cmd, sizeof cmd, "%s --socket %s peer-ping %s 2>&1", getenv("CTL_BIN"), a.srv.sock, c.listen);
+	cr_assert_eq(run_capture(cmd, out, sizeof out), 1, "%s", out);
+	cr_assert(strstr(out, "authentication failed"), "%s", out);
+	server_stop(&a.srv);
+	server_stop(&c.srv);
+}
+
+Test(peers, key_on_one_side_only_fails_both_ways)
+{
+	struct node keyed, keyless;
+	node_start(&keyed, make_key("key", 0x44, 0600));
+	node_start(&keyless, NULL);
+	char text[512];
+	expect_ping_refused(&keyless, &keyed, text, sizeof text);
+	cr_assert(strstr(text, "authentication failed") && strstr(text, "no proof"), "%s", text);
+	expect_ping_refused(&keyed, &keyless, text, sizeof text);
+	cr_assert(strstr(text, "authentication failed") && strstr(text, "no proof"), "%s", text);
+	server_stop(&keyed.srv);
+	server_stop(&keyless.srv);
+}
+
+Test(peers, without_keys_loopback_ping_works)
+{
+	struct node d, e;
+	node_start(&d, NULL);
+	node_start(&e, NULL);
+	expect_ping_ok(&d, &e, false);
+	cr_assert(server_log_has(&e.srv, "loopback, no key"));
+	server_stop(&d.srv);
+	server_stop(&e.srv);
+}
+
+/* An IPv4 address of this machine's that is not loopback, or false. */
+static bool outside_address(char *out, size_t len)
+{
+	struct ifaddrs *ifs;
+	bool found = false;
+	if (getifaddrs(&ifs))
+		return false;
+	for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
+		if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		found = inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)len) != NULL;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+Test(peers, without_a_key_a_peer_that_is_not_loopback_is_refused)
+{
+	char ip[INET_ADDRSTRLEN];
+	if (!outside_address(ip, sizeof ip))
+		cr_skip_test("this machine has no IPv4 address but loopback");
+	struct node listener, dialer;
+	unsigned port = free_port();
+	snprintf(listener.listen, sizeof listener.listen, "0.0.0.0:%u", port);
+	const char *opts[] = { "--peer-listen", listener.listen, NULL };
+	server_start_with(&listener.srv, opts);
+	node_start(&dialer, NULL);
+	struct node outside;  /* the listener, reached by its outside address: the dialer's is not loopback */
+	snprintf(outside.listen, sizeof outside.listen, "%s:%u", ip, port);
+	char text[512];
+	cr_assert_eq(expect_ping_refused(&dialer, &outside, text, sizeof text), ECONNREFUSED);
+	cr_assert(strstr(text, "authentication failed") && strstr(text, "loopback peers only"), "%s", text);
+	cr_assert(server_log_has(&listener.srv, "accepts loopback peers only"));
+	/* by loopback the same listener answers */
+	struct node inside;
+	snprintf(inside.listen, sizeof inside.listen, "127.0.0.1:%u", port);
+	expect_ping_ok(&dialer, &inside, false);
+	server_stop(&listener.srv);
+	server_stop(&dialer.srv);
+}
+
+Test(peers, unreachable_peer_is_a_clear_error)
+{
+	struct node a, nobody;
+	node_start(&a, NULL);
+	snprintf(nobody.listen, sizeof nobody.listen, "127.0.0.1:%u", free_port());
+	char text[512];
+	cr_assert_eq(expect_ping_refused(&a, &nobody, text, sizeof text), ECONNREFUSED);
+	cr_assert(strstr(text, "cannot connect") && strstr(text, "refused"), "%s", text);
+	/* an address that is not one is refused before anything is dialled */
+	Memsrv__ServerMessage *m;
+	cr_assert_eq(ctl_peer_ping(a.srv.sock, "localhost:7070", &m), 0);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
+	cr_assert_eq(m->error->errno_code, EINVAL);
+	memsrv__server_message__free_unpacked(m, NULL);
+	server_stop(&a.srv);
+}
+
+/* A listener of the test's own that never says a word: connections wait
+ * in its backlog.  Its address in n->listen. */
+static int silent_listener(struct node *n)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sa;
+	cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa) && !listen(fd, 8) &&
+		  !getsockname(fd, (struct sockaddr *)&sa, &len));
+	snprintf(n->listen, sizeof n->listen, "127.0.0.1:%u", ntohs(sa.sin_port));
+	return fd;
+}
+
+Test(peers, silent_peer_times_out_and_shutdown_answers_a_pending_ping)
+{
+	struct node a, mute;
+	node_start(&a, NULL);
+	int lfd = silent_listener(&mute);
+	char text[512];
+	cr_assert_eq(expect_ping_refused(&a, &mute, text, sizeof text), ETIMEDOUT);
+	cr_assert(strstr(text, "timed out") && strstr(text, "in the handshake"), "%s", text);
+	/* one more, pending when memsrv is told to stop: answered, and memsrv exits cleanly */
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		Memsrv__ServerMessage *m = NULL;
+		int ret = ctl_peer_ping(a.srv.sock, mute.listen, &m);
+		_exit(answer_errno(ret, m) == ESHUTDOWN ? 0 : 10);
+	}
+	usleep(300 * 1000);
+	server_stop(&a.srv);
+	cr_assert_eq(wait_exit(child), 0, "the pending peer-ping is answered ESHUTDOWN");
+	close(lfd);
+}
+
+/* A raw TCP connection to node n, its challenge read (so the listener
+ * thread is known to have it). */
+static int raw_connect(const struct node *n)
+{
+	unsigned port = (unsigned)atoi(strrchr(n->listen, ':') + 1);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	cr_assert(fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof sa), "connect %s: %s", n->listen,
+		  strerror(errno));
+	uint8_t hdr[4], body[256];
+	cr_assert_eq(recv(fd, hdr, 4, MSG_WAITALL), 4, "the challenge's header");
+	uint32_t len = hdr[0] | hdr[1] << 8 | hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+	cr_assert(len > 0 && len < sizeof body, "a challenge of %u bytes", len);
+	cr_assert_eq(recv(fd, body, len, MSG_WAITALL), (ssize_t)len);
+	return fd;
+}
+
+/* "peer 127.0.0.1:PORT:", how memsrv's lines about fd's connection begin. */
+static void peer_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof sa;
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(out, len, "peer 127.0.0.1:%u:", ntohs(sa.sin_port));
+}
+
+/* Whether memsrv closed fd within timeout_ms (what it sent before is read
+ * and skipped: an error frame). */
+static bool closed_within(int fd, int timeout_ms)
+{
+	char buf[4096];
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+	}
+	return false;
+}
+
+static void send_all(int fd, const void *buf, size_t n)
+{
+	cr_assert_eq(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+Test(peers, hostile_clients_dropped_while_vm_and_good_peers_go_on)
+{
+	const char *key = make_key("key", 0x55, 0600);
+	struct node a, b;
+	node_start(&a, key);
+	node_start(&b, key);
+	struct test_sim bystander;
+	bystander_start(&bystander, &b.srv, "8M");
+
+	/* nothing at all: held past the handshake's time, then dropped; a good
+	 * peer's ping goes through meanwhile */
+	char name[64];
+	int silent = raw_connect(&b);
+	peer_name(silent, name, sizeof name);
+	expect_ping_ok(&a, &b, true);
+	cr_assert_eq(ctl_vm_count(&b.srv), 1, "the control socket answers");
+	cr_assert(closed_within(silent, 6000), "a silent peer is dropped after the handshake time");
+	close(silent);
+	cr_assert(server_log_has(&b.srv, "timed out: no handshake within"));
+	cr_assert_eq(server_log_count(&b.srv, name), 1, "one line for the drop of %s", name);
+
+	/* a frame that is no PeerMessage */
+	int garbage = raw_connect(&b);
+	peer_name(garbage, name, sizeof name);
+	send_all(garbage, "\x08\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff", 12);
+	cr_assert(closed_within(garbage, 2000), "garbage is dropped at once");
+	close(garbage);
+	cr_assert(server_log_has(&b.srv, "malformed stream: payload of 8 bytes is not a memsrv.PeerMessage"));
+	cr_assert_eq(server_log_count(&b.srv, name), 1, "one line for the drop of %s", name);
+
+	/* a length over the limit: dropped from the header, the payload never waited for */
+	int oversize = raw_connect(&b);
+	peer_name(oversize, name, sizeof name);
+	send_all(oversize, "\x00\x00\x00\x7f", 4);
+	cr_assert(closed_within(oversize, 2000), "an oversize frame is dropped at once");
+	close(oversize);
+	cr_assert(server_log_has(&b.srv, "over the limit"));
+	cr_assert_eq(server_log_count(&b.srv, name), 1, "one line for the drop of %s", name);
+
+	sim_expect_verified(&bystander, 2048);
+	expect_ping_ok(&a, &b, true);
+	sim_quit_verified(&bystander, 2048);
+	server_stop(&a.srv);
+	server_stop(&b.srv);
+}
+
+/* A raw connection to a keyless node that completes the handshake by hand
+ * (loopback, empty proof): a peer as far as memsrv knows. */
+static int raw_authenticated(const struct node *n)
+{
+	int fd = raw_connect(n);
+	static uint8_t nonce[32];
+	Memsrv__PeerAuth auth = MEMSRV__PEER_AUTH__INIT;
+	auth.version = 1;
+	auth.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_AUTH;
+	m.auth = &auth;
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	cr_assert_eq(peer_tx_queue(&tx, &m), 0);
+	send_all(fd, tx.buf, tx.len);
+	peer_tx_free(&tx);
+	struct peer_rx rx;
+	peer_rx_init(&rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
+	Memsrv__PeerMessage *welcome = NULL;
+	struct wire_fault fault = { "" };
+	int ret = 0;
+	while (ret == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		cr_assert_eq(poll(&p, 1, 2000), 1, "the welcome comes");
+		cr_assert_gt(peer_rx_read(&rx, fd), 0);
+		ret = peer_rx_next(&rx, &welcome, &fault);
+	}
+	cr_assert_eq(ret, 1, "%s", fault.what);
+	cr_assert_eq(welcome->msg_case, MEMSRV__PEER_MESSAGE__MSG_WELCOME);
+	memsrv__peer_message__free_unpacked(welcome, NULL);
+	peer_rx_free(&rx);
+	return fd;
+}
+
+Test(peers, authenticated_peer_dropped_on_a_malformed_stream_too)
+{
+	struct node d, e;
+	node_start(&d, NULL);
+	node_start(&e, NULL);
+	char name[64];
+	/* past the handshake a frame may be up to 1 MiB + 64 KiB: one larger is dropped from its header */
+	int fd = raw_authenticated(&e);
+	peer_name(fd, name, sizeof name);
+	uint8_t hdr[4];
+	wire_put_le32(hdr, PEER_WIRE_MAX_PAYLOAD + 1);
+	send_all(fd, hdr, sizeof hdr);
+	cr_assert(closed_within(fd, 2000));
+	close(fd);
+	cr_assert(server_log_has(&e.srv, "over the limit of 1114112"));
+	cr_assert_eq(server_log_count(&e.srv, name), 2, "connected, then the drop: %s", name);
+	/* a handshake message once it is over */
+	fd = raw_authenticated(&e);
+	peer_name(fd, name, sizeof name);
+	static uint8_t nonce[32];
+	Memsrv__PeerChallenge ch = MEMSRV__PEER_CHALLENGE__INIT;
+	ch.version = 1;
+	ch.nonce = (ProtobufCBinaryData){ sizeof nonce, nonce };
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_CHALLENGE;
+	m.challenge = &ch;
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	cr_assert_eq(peer_tx_queue(&tx, &m), 0);
+	send_all(fd, tx.buf, tx.len);
+	peer_tx_free(&tx);
+	cr_assert(closed_within(fd, 2000));
+	close(fd);
+	cr_assert(server_log_has(&e.srv, "malformed stream: unexpected challenge after the handshake"));
+	expect_ping_ok(&d, &e, false);
+	server_stop(&d.srv);
+	server_stop(&e.srv);
+}
+
+Test(peers, key_file_others_may_read_stops_memsrv)
+{
+	const char *key = make_key("open-key", 0x66, 0644);
+	char cmd[512], out[1024];
+	snprintf(cmd, sizeof cmd, "%s --socket %s/x.sock --peer-key %s 2>&1", getenv("MEMSRV_BIN"), keys, key);
+	cr_assert_eq(run_capture(cmd, out, sizeof out), 64, "%s", out);
+	cr_assert(strstr(out, "--peer-key") && strstr(out, "chmod 600"), "%s", out);
+	const char *short_key = make_key("short-key", 0x66, 0600);
+	cr_assert_eq(truncate(short_key, 16), 0);
+	snprintf(cmd, sizeof cmd, "%s --socket %s/x.sock --peer-key %s 2>&1", getenv("MEMSRV_BIN"), keys, short_key);
+	cr_assert_eq(run_capture(cmd, out, sizeof out), 64, "%s", out);
+	cr_assert(strstr(out, "16 bytes"), "%s", out);
+}
