@@ -325,6 +325,20 @@ static void send_all(int fd, const void *buf, size_t n)
 	cr_assert_eq(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
+/* A raw client that sends n bytes to node b is dropped within 2 s, with
+ * one log line that says says. */
+static void expect_dropped(const struct node *b, const void *bytes, size_t n, const char *says)
+{
+	char name[64];
+	int fd = raw_connect(b);
+	peer_name(fd, name, sizeof name);
+	send_all(fd, bytes, n);
+	cr_assert(closed_within(fd, 2000), "%s: not dropped at once", says);
+	close(fd);
+	cr_assert(server_log_has(&b->srv, says), "the log does not say '%s'", says);
+	cr_assert_eq(server_log_count(&b->srv, name), 1, "one line for the drop of %s", name);
+}
+
 Test(peers, hostile_clients_dropped_while_vm_and_good_peers_go_on)
 {
 	const char *key = make_key("key", 0x55, 0600);
@@ -347,22 +361,10 @@ Test(peers, hostile_clients_dropped_while_vm_and_good_peers_go_on)
 	cr_assert_eq(server_log_count(&b.srv, name), 1, "one line for the drop of %s", name);
 
 	/* a frame that is no PeerMessage */
-	int garbage = raw_connect(&b);
-	peer_name(garbage, name, sizeof name);
-	send_all(garbage, "\x08\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff", 12);
-	cr_assert(closed_within(garbage, 2000), "garbage is dropped at once");
-	close(garbage);
-	cr_assert(server_log_has(&b.srv, "malformed stream: payload of 8 bytes is not a memsrv.PeerMessage"));
-	cr_assert_eq(server_log_count(&b.srv, name), 1, "one line for the drop of %s", name);
-
+	expect_dropped(&b, "\x08\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff", 12,
+		       "malformed stream: payload of 8 bytes is not a memsrv.PeerMessage");
 	/* a length over the limit: dropped from the header, the payload never waited for */
-	int oversize = raw_connect(&b);
-	peer_name(oversize, name, sizeof name);
-	send_all(oversize, "\x00\x00\x00\x7f", 4);
-	cr_assert(closed_within(oversize, 2000), "an oversize frame is dropped at once");
-	close(oversize);
-	cr_assert(server_log_has(&b.srv, "over the limit"));
-	cr_assert_eq(server_log_count(&b.srv, name), 1, "one line for the drop of %s", name);
+	expect_dropped(&b, "\x00\x00\x00\x7f", 4, "over the limit");
 
 	sim_expect_verified(&bystander, 2048);
 	expect_ping_ok(&a, &b, true);
