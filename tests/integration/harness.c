@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -79,6 +80,7 @@ static void launch(struct test_server *s, const char *const *options)
 	s->pid = fork();
 	cr_assert(s->pid >= 0);
 	if (s->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);  /* a test that fails leaves no memsrv behind */
 		int log = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (log >= 0)
 			dup2(log, 2);

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -107,6 +108,7 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 	g->pid = fork();
 	cr_assert_geq(g->pid, 0);
 	if (g->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);  /* a test that fails leaves no QEMU behind */
 		dup2(out[1], 1);
 		dup2(out[1], 2);
 		int devnull = open("/dev/null", O_RDONLY);
@@ -415,6 +417,7 @@ static void monitor_start(struct monitor *m, const char *args)
 	m->pid = fork();
 	cr_assert_geq(m->pid, 0);
 	if (m->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
