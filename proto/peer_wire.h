@@ -72,6 +72,12 @@ static inline int peer_tx_pending(const struct peer_tx *tx)
 	return tx->off < tx->len;
 }
 
+/* How many bytes tx holds to send. */
+static inline size_t peer_tx_backlog(const struct peer_tx *tx)
+{
+	return tx->len - tx->off;
+}
+
 /* The name of a PeerMessage's kind, for log lines: "challenge", "ping". */
 const char *peer_message_kind(const Memsrv__PeerMessage *msg);
 

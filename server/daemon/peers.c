@@ -82,9 +82,17 @@ static void answer_error(int *reply_fd, int err, const char *fmt, ...)
 	*reply_fd = -1;
 }
 
+/* Whether c's answers back up: memsrv reads no more of it until they
+ * drain, so that a peer that reads nothing is held back by TCP instead of
+ * growing memsrv's buffer (backpressure). */
+static bool backed_up(const struct peer_conn *c)
+{
+	return peer_tx_backlog(&c->tx) >= PEERS_TX_HIGH;
+}
+
 static int watch(struct peers *p, struct peer_conn *c, int op)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	struct epoll_event ev = { .events = EPOLLRDHUP | (backed_up(c) ? 0 : EPOLLIN), .data.ptr = c };
 	if (c->connecting || peer_tx_pending(&c->tx))
 		ev.events |= EPOLLOUT;
 	return epoll_ctl(p->epoll_fd, op, c->fd, &ev) ? -errno : 0;
@@ -350,6 +358,12 @@ static bool read_peer(struct peers *p, struct peer_conn *c)
 		}
 		if (n == -EAGAIN)
 			return true;
+		if (backed_up(c)) {
+			int ret = watch(p, c, EPOLL_CTL_MOD);  /* no EPOLLIN until EPOLLOUT drains it */
+			if (ret)
+				drop(p, c, -ret, "cannot watch the connection: %s", strerror(-ret));
+			return !ret;
+		}
 		if (n == 0 && c->auth.state == PEER_AUTH_DONE && !c->outgoing) {
 			pr_info("peer %s: disconnected", c->addr);  /* an orderly end, not a fault */
 			free_conn(p, c);

@@ -20,6 +20,7 @@
 #define PEERS_HANDSHAKE_MS 3000   /* an incoming peer's handshake, whole */
 #define PEERS_PING_MS 5000        /* peer-ping: connect, handshake and pong */
 #define PEERS_MAX_UNAUTHENTICATED 64
+#define PEERS_TX_HIGH (1u << 20)  /* a peer's unsent answers past which memsrv reads no more of it */
 
 struct peers_config {
 	bool listening;             /* --peer-listen given */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -443,6 +444,79 @@ Test(peers, authenticated_peer_dropped_on_a_malformed_stream_too)
 	close(fd);
 	cr_assert(server_log_has(&e.srv, "malformed stream: unexpected challenge after the handshake"));
 	expect_ping_ok(&d, &e, false);
+	server_stop(&d.srv);
+	server_stop(&e.srv);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	long kib = -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* A peer that sends pings and reads none of the pongs: memsrv stops
+ * reading it once its answers back up (backpressure), it does not buffer
+ * them without bound, and the other peers go on. */
+Test(peers, a_peer_that_reads_nothing_is_held_back_not_buffered_without_bound)
+{
+	struct node d, e;
+	node_start(&d, NULL);
+	node_start(&e, NULL);
+	int fd = raw_authenticated(&e);
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	cr_assert_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	/* 64 KiB of pings, sent over and over */
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	Memsrv__PeerPing ping = MEMSRV__PEER_PING__INIT;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_PING;
+	m.ping = &ping;
+	while (tx.len < 65536) {
+		ping.seq = tx.len + 1;
+		cr_assert_eq(peer_tx_queue(&tx, &m), 0);
+	}
+	long before = rss_kib(e.srv.pid);
+	uint64_t sent = 0;
+	size_t off = 0;  /* in tx: frames are never torn */
+	double t0 = now_s(), stalled_since = 0;
+	while (now_s() - t0 < 5 && sent < (512ull << 20)) {
+		ssize_t n = send(fd, tx.buf + off, tx.len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += (uint64_t)n;
+			off = (off + (size_t)n) % tx.len;
+			stalled_since = 0;
+			continue;
+		}
+		cr_assert(n < 0 && errno == EAGAIN, "send: %s", strerror(errno));
+		if (!stalled_since)
+			stalled_since = now_s();
+		else if (now_s() - stalled_since > 0.5)
+			break;  /* held back */
+		usleep(1000);
+	}
+	long after = rss_kib(e.srv.pid);
+	cr_log_info("sent %lu KiB of pings; memsrv's RSS %ld -> %ld KiB", (unsigned long)(sent >> 10), before, after);
+	cr_assert_lt(after - before, 8 * 1024, "memsrv buffered %ld KiB of answers nobody reads", after - before);
+	expect_ping_ok(&d, &e, false);
+	peer_tx_free(&tx);
+	close(fd);
 	server_stop(&d.srv);
 	server_stop(&e.srv);
 }
