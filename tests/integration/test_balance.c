@@ -79,9 +79,10 @@ Test(balance, an_idle_vm_yields_to_a_busy_one_but_keeps_its_guarantee)
 	pid_t busy = busy_vm("busy", "1000", "0");
 	sleep(5);  /* the idle VM's last fault ages past 3 s: its shares count a quarter */
 	/* then the busy VM faults its way up to its new share: on a loaded
-	 * machine that takes a moment more, so wait for it, up to 10 s */
+	 * machine (or under ASan) that takes a moment more, so wait for it,
+	 * up to 30 s */
 	uint64_t ri = CTL_INFO(&srv, "idle", resident_bytes), rb = CTL_INFO(&srv, "busy", resident_bytes);
-	for (int i = 0; i < 50 && rb <= 2 * ri; i++) {
+	for (int i = 0; i < 150 && rb <= 2 * ri; i++) {
 		usleep(200000);
 		ri = CTL_INFO(&srv, "idle", resident_bytes);
 		rb = CTL_INFO(&srv, "busy", resident_bytes);
