@@ -411,9 +411,11 @@ static void reopen_image(struct vm *vm)
 {
 	const char *dir = vm_state_image_dir(vm);
 	char text[512];
-	if (dir && image_pages_reopen(vm, dir, text, sizeof text) < 0)
-		vm_err(vm, "cannot open the image its pages come from again: %s; those pages are lost (%" PRIu64
-		       " not yet known to be zero with them)", text, image_pages_lost(vm));
+	if (!dir || image_pages_reopen(vm, dir, text, sizeof text) >= 0)
+		return;
+	uint64_t lost = image_pages_lost(vm);  /* never zeros in their place: not a log line's side effect */
+	vm_err(vm, "cannot open the image its pages come from again: %s; those pages are lost (%" PRIu64
+	       " not yet known to be zero with them)", text, lost);
 }
 
 static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds,

@@ -24,6 +24,18 @@ static pid_t busy_vm(const char *name, const char *shares, const char *guarantee
 			 "--pattern", "random", "--write-pct", "0", "--ops", "100000000", NULL);
 }
 
+/* The node limit: bytes for the VMs over memsrv's own memory, whatever
+ * that is (under ASan its resident set is many MiB more). */
+static void limit_vms_to(uint64_t bytes)
+{
+	Memsrv__ServerMessage *om;
+	uint64_t overhead = ctl_stats_ok(&srv, &om)->overhead_bytes;
+	memsrv__server_message__free_unpacked(om, NULL);
+	char limit[64];
+	snprintf(limit, sizeof limit, "limit=%lu", (unsigned long)(overhead + bytes));
+	ctl_set_ok(&srv, "node", limit);
+}
+
 static void stop(pid_t pid)
 {
 	kill(pid, SIGKILL);
@@ -39,12 +51,7 @@ Test(balance, shares_1_2_4_converge_to_their_proportion)
 	 * resident set (the node's overhead) is many MiB more, and left the
 	 * VMs so little that rounding decided the ratios (1 : 2.7 : 3.7) */
 	sleep(1);
-	Memsrv__ServerMessage *om;
-	uint64_t overhead = ctl_stats_ok(&srv, &om)->overhead_bytes;
-	memsrv__server_message__free_unpacked(om, NULL);
-	char limit[64];
-	snprintf(limit, sizeof limit, "limit=%lu", (unsigned long)(overhead + (24u << 20)));
-	ctl_set_ok(&srv, "node", limit);
+	limit_vms_to(24u << 20);
 	sleep(3);  /* fill, then faults under pressure: ten balancer rounds a second */
 	uint64_t r1 = 0, r2 = 0, r4 = 0;
 	for (int i = 0; i < 5; i++) {  /* average a few samples: the VMs fault all the time */
@@ -73,14 +80,7 @@ Test(balance, shares_1_2_4_converge_to_their_proportion)
 Test(balance, an_idle_vm_yields_to_a_busy_one_but_keeps_its_guarantee)
 {
 	server_start(&srv);
-	/* 32 MiB for the VMs whatever memsrv's own memory is (its threads
-	 * cost megabytes more under ASan) */
-	Memsrv__ServerMessage *om;
-	uint64_t overhead = ctl_stats_ok(&srv, &om)->overhead_bytes;
-	memsrv__server_message__free_unpacked(om, NULL);
-	char limit[64];
-	snprintf(limit, sizeof limit, "limit=%lu", (unsigned long)(overhead + (32u << 20)));
-	ctl_set_ok(&srv, "node", limit);
+	limit_vms_to(32u << 20);
 	struct test_sim idle;
 	sim_start(&idle, &srv, "idle", "--size", "32M", "--mix", "zero=100", "--guarantee", "4M", NULL);
 	pid_t busy = busy_vm("busy", "1000", "0");

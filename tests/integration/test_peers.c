@@ -374,6 +374,16 @@ Test(peers, hostile_clients_dropped_while_vm_and_good_peers_go_on)
 	server_stop(&b.srv);
 }
 
+/* Sends m on fd as one frame. */
+static void send_message(int fd, const Memsrv__PeerMessage *m)
+{
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	cr_assert_eq(peer_tx_queue(&tx, m), 0);
+	send_all(fd, tx.buf, tx.len);
+	peer_tx_free(&tx);
+}
+
 /* A raw connection to a keyless node that completes the handshake by hand
  * (loopback, empty proof): a peer as far as memsrv knows. */
 static int raw_authenticated(const struct node *n)
@@ -386,11 +396,7 @@ static int raw_authenticated(const struct node *n)
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
 	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_AUTH;
 	m.auth = &auth;
-	struct peer_tx tx;
-	peer_tx_init(&tx);
-	cr_assert_eq(peer_tx_queue(&tx, &m), 0);
-	send_all(fd, tx.buf, tx.len);
-	peer_tx_free(&tx);
+	send_message(fd, &m);
 	struct peer_rx rx;
 	peer_rx_init(&rx, PEER_WIRE_HANDSHAKE_MAX_PAYLOAD);
 	Memsrv__PeerMessage *welcome = NULL;
@@ -435,11 +441,7 @@ Test(peers, authenticated_peer_dropped_on_a_malformed_stream_too)
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
 	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_CHALLENGE;
 	m.challenge = &ch;
-	struct peer_tx tx;
-	peer_tx_init(&tx);
-	cr_assert_eq(peer_tx_queue(&tx, &m), 0);
-	send_all(fd, tx.buf, tx.len);
-	peer_tx_free(&tx);
+	send_message(fd, &m);
 	cr_assert(closed_within(fd, 2000));
 	close(fd);
 	cr_assert(server_log_has(&e.srv, "malformed stream: unexpected challenge after the handshake"));
