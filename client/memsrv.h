@@ -61,6 +61,12 @@ struct memsrv_vm {
  * answer (a VMM that creates its RAM before its devices cannot know yet). */
 #define MEMSRV_VM_NO_BALLOON 1u
 
+/* The VM's memory comes from another memsrv node by live migration
+ * (memsrv-ctl migrate on the source, docs/migration.md): its RAM must hold
+ * nothing yet; its faults wait until the source VM stopped and their page
+ * came. */
+#define MEMSRV_VM_INCOMING 4u
+
 /* No reconnect thread: when memsrv dies, memsrv_session_dispatch() returns
  * -ECONNRESET and faults on the pages it held wait for good. */
 #define MEMSRV_VM_NO_RECONNECT 2u
@@ -104,6 +110,11 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len);
 
 #define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */
+/* The VM moved to another node (memsrv-ctl migrate) and the VMM stopped it
+ * for good: the call returns once the other node holds every page.  If the
+ * migration failed it returns -errno and s stays attached, every page
+ * with it: the VM may run on here. */
+#define MEMSRV_DETACH_MIGRATED 2u
 
 /* Ends the session and frees s.  Without MEMSRV_DETACH_RESTORE the evicted
  * pages are dropped: only for a VMM that discards its RAM.  Returns the

@@ -232,6 +232,7 @@ static int keep_for_resume(struct memsrv_session *s, const char *path, Memsrv__C
 	msg->hello->has_resume = 1;
 	msg->hello->resume = 1;
 	msg->hello->snapshot_dir = NULL;  /* what the image gave is in memsrv's state now */
+	msg->hello->has_incoming = 0;     /* what the migration brought too */
 	s->resume_len = memsrv__client_message__get_packed_size(msg);
 	s->resume_hello = malloc(s->resume_len);
 	s->path = strdup(path);
@@ -583,6 +584,10 @@ int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struc
 	if (vm->flags & MEMSRV_VM_NO_BALLOON)
 		hello.has_balloon = 1, hello.balloon = 0;
 	hello.snapshot_dir = (char *)vm->snapshot_dir;
+	if (vm->flags & MEMSRV_VM_INCOMING) {
+		hello.has_incoming = 1;
+		hello.incoming = 1;
+	}
 	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_HELLO;
 	msg.hello = &hello;
@@ -844,13 +849,63 @@ int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
 	return 0;
 }
 
+/* Sends Detach and waits for its answer, serving memsrv's requests
+ * meanwhile: the pages restored (>= 0), or -errno. */
+static int detach_exchange(struct memsrv_session *s, bool restore)
+{
+	Memsrv__Detach d = MEMSRV__DETACH__INIT;
+	d.has_restore = 1;
+	d.restore = restore;
+	d.has_migrated = !restore;  /* memsrv_detach() sends Detach for these two only */
+	d.migrated = !restore;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_DETACH;
+	msg.detach = &d;
+	int ret = wire_send_client(s->sock, &msg, NULL, 0);
+	if (ret)
+		ret = fail(ret, "sending Detach: %s", strerror(-ret));
+	while (!ret) {
+		Memsrv__ServerMessage *m = NULL;
+		ret = recv_reply(s->sock, 600, &m);
+		if (ret)
+			break;
+		int done = 1;
+		if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY)
+			ret = (int)m->detach_reply->pages_restored;
+		else if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR)
+			ret = server_error(m->error);
+		else if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_GOODBYE)
+			ret = m->goodbye->restored ? 0 : goodbye(s, m->goodbye);
+		else {
+			handle_request(s, m, NULL, NULL);
+			done = 0;
+		}
+		memsrv__server_message__free_unpacked(m, NULL);
+		if (done)
+			break;
+	}
+	return ret;
+}
+
 int memsrv_detach(struct memsrv_session *s, unsigned flags)
 {
 	if (!s)
 		return fail(-EINVAL, "no session");
+	if ((flags & MEMSRV_DETACH_RESTORE) && (flags & MEMSRV_DETACH_MIGRATED))
+		return fail(-EINVAL, "MEMSRV_DETACH_RESTORE and MEMSRV_DETACH_MIGRATED: the pages stay or go, not both");
+	bool had_keeper = s->has_keeper;
 	keeper_stop(s);  /* s is this thread's alone from here on */
 	int ret = 0;
-	if ((flags & MEMSRV_DETACH_RESTORE) && s->ended) {
+	if (flags & MEMSRV_DETACH_MIGRATED) {
+		ret = s->sock >= 0 && !s->ended ? detach_exchange(s, false)
+						: fail(-ENOTCONN, "memsrv is down: the migration's last pages cannot go");
+		if (ret < 0) {
+			/* the VM did not move: it stays attached, every page with it */
+			if (had_keeper)
+				keeper_start(s);
+			return ret;
+		}
+	} else if ((flags & MEMSRV_DETACH_RESTORE) && s->ended) {
 		/* the Goodbye brought every page back already */
 	} else if ((flags & MEMSRV_DETACH_RESTORE) && s->sock < 0) {
 		ret = s->failed ? fail(-ENOTCONN, "cannot restore the evicted pages: %s", s->failure)
@@ -859,37 +914,9 @@ int memsrv_detach(struct memsrv_session *s, unsigned flags)
 		session_free(s, true);
 		return ret;
 	} else if (flags & MEMSRV_DETACH_RESTORE) {
-		Memsrv__Detach d = MEMSRV__DETACH__INIT;
-		d.has_restore = 1;
-		d.restore = 1;
-		Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
-		msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_DETACH;
-		msg.detach = &d;
-		ret = wire_send_client(s->sock, &msg, NULL, 0);
-		if (ret)
-			ret = fail(ret, "sending Detach: %s", strerror(-ret));
 		/* Stored pages must be back before the regions are unregistered:
 		 * after that, a hole reads as zeros and the data would be gone. */
-		while (!ret) {
-			Memsrv__ServerMessage *m = NULL;
-			ret = recv_reply(s->sock, 600, &m);
-			if (ret)
-				break;
-			int done = 1;
-			if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY)
-				ret = (int)m->detach_reply->pages_restored;
-			else if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR)
-				ret = server_error(m->error);
-			else if (m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_GOODBYE)
-				ret = m->goodbye->restored ? 0 : goodbye(s, m->goodbye);
-			else {
-				handle_request(s, m, NULL, NULL);
-				done = 0;
-			}
-			memsrv__server_message__free_unpacked(m, NULL);
-			if (done)
-				break;
-		}
+		ret = detach_exchange(s, true);
 		if (ret < 0) {
 			/* keep the registration: the server may still hold pages,
 			 * and faults on them must keep waiting rather than read zeros */

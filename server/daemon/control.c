@@ -198,12 +198,11 @@ static void do_evict(struct server *srv, int fd, const Memsrv__EvictRequest *req
 		wire_send_error(fd, EINVAL, "evict.bytes", "say how much to evict (bytes > 0) or all");
 		return;
 	}
-	struct vm_job *job = calloc(1, sizeof *job);
+	struct vm_job *job = vm_job_new(VM_JOB_EVICT);
 	if (!job) {
 		wire_send_error(fd, ENOMEM, NULL, "out of memory");
 		return;
 	}
-	job->kind = VM_JOB_EVICT;
 	job->all = all;
 	job->bytes = req->has_bytes ? req->bytes : 0;
 	job->reply_fd = fd;
@@ -266,7 +265,7 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 	}
 	if (check_snapshot_dir(fd, req->dir))
 		return;
-	struct vm_job *job = calloc(1, sizeof *job);
+	struct vm_job *job = vm_job_new(VM_JOB_SNAPSHOT);
 	char *dir = strdup(req->dir);
 	if (!job || !dir) {
 		free(job);
@@ -274,7 +273,6 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 		wire_send_error(fd, ENOMEM, NULL, "out of memory");
 		return;
 	}
-	job->kind = VM_JOB_SNAPSHOT;
 	job->dir = dir;
 	job->reply_fd = fd;
 	*fd_taken = true;
@@ -496,6 +494,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING:
 		do_peer_ping(srv, fd, msg->peer_ping, fd_taken);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE:
+		migrate_request(srv, fd, msg->migrate, fd_taken);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

@@ -22,6 +22,7 @@
 
 #include "balancer.h"
 #include "image_pages.h"
+#include "migrate_in.h"
 #include "log.h"
 #include "server.h"
 #include "setting_hooks.h"
@@ -404,6 +405,32 @@ static int attach_image(struct vm *vm, const Memsrv__Hello *h, struct refusal *w
 	return 0;
 }
 
+/* Hello.incoming: the VM's memory comes from another node (migrate_in.h). */
+static int attach_incoming(struct vm *vm, const Memsrv__Hello *h, struct refusal *why)
+{
+	if (h->snapshot_dir)
+		return refuse(why, EINVAL, "hello.incoming", "a VM's memory comes from an image or from a migration, "
+			      "not both");
+	if (vm->persist.resume_from)
+		return refuse(why, EEXIST, "hello.incoming",
+			      "memsrv keeps VM %s's pages from before a restart: it resumes from those, not from a migration",
+			      vm->name);
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		if (page_table_count(&r->pt, PAGE_RESIDENT))
+			return refuse(why, ENOTEMPTY, "hello.incoming", "region %u holds %" PRIu64 " pages already: a "
+				      "VM whose memory comes by migration starts with empty RAM", i,
+				      page_table_count(&r->pt, PAGE_RESIDENT));
+		if (r->fd < 0 || !r->evictable)
+			return refuse(why, EOPNOTSUPP, "hello.incoming", "region %u cannot take migrated pages: %s", i,
+				      r->fd < 0 ? "anonymous memory" : vm->not_evictable_reason);
+	}
+	if (migrate_in_attach(vm))
+		return refuse(why, ENOMEM, NULL, "out of memory");
+	vm->incoming = true;
+	return 0;
+}
+
 /* A VM memsrv kept across a restart whose pages still come from an image
  * opens it again.  An image that cannot be opened costs the pages still in
  * it (each poisoned when it faults), not the VM. */
@@ -454,6 +481,8 @@ static int check_hello(struct server *srv, struct conn *c, const Memsrv__Hello *
 	decide_evictable(vm);
 	if ((ret = check_owner(vm, fds[0], why)))
 		return ret;
+	if (h->has_incoming && h->incoming)
+		return attach_incoming(vm, h, why);
 	if (h->snapshot_dir)
 		return attach_image(vm, h, why);
 	if (vm->persist.resume_from)

@@ -121,12 +121,11 @@ static void became_unprotected(struct vm *vm, pid_t pid)
 	vm_warn(vm, "%s: every page goes back, nothing is evicted until that mapping is gone",
 		vm->unprotected_reason);
 	atomic_store(&vm->unprotected_by, pid);
-	struct vm_job *job = calloc(1, sizeof *job);
+	struct vm_job *job = vm_job_new(VM_JOB_RESTORE);
 	if (!job) {
 		vm_err(vm, "out of memory: the pages it holds stay where they are");
 		return;
 	}
-	job->kind = VM_JOB_RESTORE;
 	job->reply_fd = -1;
 	vm_post_job(vm, job);
 }

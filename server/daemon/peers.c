@@ -21,11 +21,14 @@
 #include "peer_wire.h"
 #include "wire.h"
 
-/* A peer-ping the server thread posted, waiting for the peer thread. */
+/* A peer-ping or a migration's connection the server thread posted,
+ * waiting for the peer thread. */
 struct peer_job {
 	struct peer_addr addr;
 	char address[PEER_ADDR_TEXT];
 	int reply_fd;
+	bool migrate;
+	char vm[PEER_VM_NAME_MAX];
 	struct peer_job *next;
 };
 
@@ -38,8 +41,10 @@ struct peer_conn {
 	struct peer_rx rx;
 	struct peer_tx tx;
 	uint64_t deadline_ns;     /* dropped past it; 0: none (authenticated, incoming) */
-	/* outgoing peer-ping */
+	/* outgoing peer-ping or migration */
 	int reply_fd;             /* the control connection to answer; -1: answered */
+	bool migrate;             /* handed to the server once authenticated, not pinged */
+	char vm[PEER_VM_NAME_MAX];
 	char address[PEER_ADDR_TEXT];  /* as asked */
 	uint64_t started_ns, welcomed_ns, ping_sent_ns, seq;
 	struct peer_conn *next, **prev;
@@ -57,6 +62,8 @@ struct peers {
 	char node[64], version[32];
 	struct peer_conn *conns;
 	unsigned unauthenticated; /* incoming connections in their handshake */
+	int handoff_fd;           /* eventfd: the server thread has connections to take */
+	struct peer_handoff *handoffs;  /* under lock */
 };
 
 static uint64_t now_ns(void)
@@ -102,8 +109,10 @@ static void free_conn(struct peers *p, struct peer_conn *c)
 {
 	if (!c->outgoing && c->auth.state != PEER_AUTH_DONE)
 		p->unauthenticated--;
-	epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	if (c->fd >= 0) {  /* -1: handed off */
+		epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
 	answer_error(&c->reply_fd, ESHUTDOWN, "peer %s: the connection was closed", c->addr);
 	peer_rx_free(&c->rx);
 	peer_tx_free(&c->tx);
@@ -265,6 +274,41 @@ static void answer_pong(struct peers *p, struct peer_conn *c)
 	free_conn(p, c);
 }
 
+/* Gives c's connection away to the server thread (with begin, an incoming
+ * one's MigrateBegin, taken); c is freed, its fd not closed. */
+static void hand_off(struct peers *p, struct peer_conn *c, Memsrv__PeerMessage *begin)
+{
+	struct peer_handoff *h = calloc(1, sizeof *h);
+	if (!h || c->rx.len || peer_tx_pending(&c->tx)) {
+		/* bytes past the opening message: the stream's order is the peer's to keep */
+		free(h);
+		if (begin)
+			memsrv__peer_message__free_unpacked(begin, NULL);
+		drop(p, c, h ? EPROTO : ENOMEM, "%s", h ? "sent more before its migration was accepted" : "out of memory");
+		return;
+	}
+	epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	h->fd = c->fd;
+	h->outgoing = c->outgoing;
+	snprintf(h->address, sizeof h->address, "%s", c->outgoing ? c->address : c->addr);
+	snprintf(h->vm, sizeof h->vm, "%s", c->vm);
+	h->reply_fd = c->reply_fd;
+	h->begin = begin;
+	c->fd = -1;
+	c->reply_fd = -1;
+	free_conn(p, c);
+	pthread_mutex_lock(&p->lock);
+	struct peer_handoff **tail = &p->handoffs;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = h;
+	pthread_mutex_unlock(&p->lock);
+	uint64_t one = 1;
+	if (write(p->handoff_fd, &one, sizeof one) < 0) {
+		/* the counter is full: the server has wakeups pending anyway */
+	}
+}
+
 /* A message in the handshake.  False when c was dropped. */
 static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__PeerMessage *msg)
 {
@@ -291,6 +335,12 @@ static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__P
 		return true;
 	}
 	c->welcomed_ns = now_ns();
+	if (c->migrate) {
+		pr_info("peer %s: %s, migrating VM %s", c->addr,
+			c->auth.authenticated ? "authenticated" : "connected (loopback, no key)", c->vm);
+		hand_off(p, c, NULL);
+		return false;
+	}
 	Memsrv__PeerPing ping = MEMSRV__PEER_PING__INIT;
 	ping.seq = ++c->seq;
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
@@ -304,9 +354,17 @@ static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__P
 	return true;
 }
 
-/* A message after the handshake.  False when c was dropped. */
-static bool peer_message(struct peers *p, struct peer_conn *c, const Memsrv__PeerMessage *msg)
+/* A message after the handshake.  False when c was dropped (or handed
+ * off, *msgp then taken and NULL). */
+static bool peer_message(struct peers *p, struct peer_conn *c, Memsrv__PeerMessage **msgp)
 {
+	const Memsrv__PeerMessage *msg = *msgp;
+	if (msg->msg_case == MEMSRV__PEER_MESSAGE__MSG_MIGRATE_BEGIN && !c->outgoing) {
+		pr_info("peer %s: migration of VM %.64s in", c->addr, msg->migrate_begin->name);
+		*msgp = NULL;
+		hand_off(p, c, (Memsrv__PeerMessage *)msg);
+		return false;
+	}
 	if (msg->msg_case == MEMSRV__PEER_MESSAGE__MSG_PING) {
 		Memsrv__PeerPong pong = MEMSRV__PEER_PONG__INIT;
 		pong.seq = msg->ping->seq;
@@ -351,8 +409,9 @@ static bool read_peer(struct peers *p, struct peer_conn *c)
 				drop(p, c, EPROTO, "malformed stream: %s", fault.what);
 				return false;
 			}
-			bool alive = c->auth.state == PEER_AUTH_DONE ? peer_message(p, c, msg) : handshake_step(p, c, msg);
-			memsrv__peer_message__free_unpacked(msg, NULL);
+			bool alive = c->auth.state == PEER_AUTH_DONE ? peer_message(p, c, &msg) : handshake_step(p, c, msg);
+			if (msg)
+				memsrv__peer_message__free_unpacked(msg, NULL);
 			if (!alive)
 				return false;
 		}
@@ -426,8 +485,8 @@ static void conn_event(struct peers *p, struct peer_conn *c, uint32_t events)
 		read_peer(p, c);
 }
 
-/* Starts a posted peer-ping: a non-blocking connect. */
-static void start_ping(struct peers *p, struct peer_job *job)
+/* Starts a posted peer-ping or migration: a non-blocking connect. */
+static void start_connect(struct peers *p, struct peer_job *job)
 {
 	char addr[PEER_ADDR_TEXT];
 	peer_addr_format((struct sockaddr *)&job->addr.sa, addr, sizeof addr);
@@ -445,6 +504,8 @@ static void start_ping(struct peers *p, struct peer_job *job)
 	}
 	c->reply_fd = job->reply_fd;
 	job->reply_fd = -1;
+	c->migrate = job->migrate;
+	snprintf(c->vm, sizeof c->vm, "%s", job->vm);
 	snprintf(c->address, sizeof c->address, "%s", job->address);
 	c->started_ns = now_ns();
 	c->deadline_ns = c->started_ns + PEERS_PING_MS * 1000000ull;
@@ -519,7 +580,7 @@ static void *peers_main(void *arg)
 					if (stopping)
 						answer_error(&job->reply_fd, ESHUTDOWN, "memsrv is shutting down");
 					else
-						start_ping(p, job);
+						start_connect(p, job);
 					free(job);
 				}
 				if (stopping)
@@ -567,6 +628,9 @@ static int start(struct peers *p, const struct peers_config *cfg)
 {
 	p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->handoff_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->handoff_fd < 0)
+		return -errno;
 	p->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (p->epoll_fd < 0 || p->wake_fd < 0 || p->tick_fd < 0)
 		return -errno;
@@ -601,7 +665,7 @@ int peers_open(struct peers **out, const struct peers_config *cfg, const char *m
 	struct peers *p = calloc(1, sizeof *p);
 	if (!p)
 		return -ENOMEM;
-	p->epoll_fd = p->listen_fd = p->wake_fd = p->tick_fd = -1;
+	p->epoll_fd = p->listen_fd = p->wake_fd = p->tick_fd = p->handoff_fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
 	p->key = cfg->key;
 	if (gethostname(p->node, sizeof p->node))
@@ -645,7 +709,12 @@ void peers_close(struct peers *p)
 		answer_error(&job->reply_fd, ESHUTDOWN, "memsrv is shutting down");
 		free(job);
 	}
-	int *fds[] = { &p->listen_fd, &p->wake_fd, &p->tick_fd, &p->epoll_fd };
+	while (p->handoffs) {
+		struct peer_handoff *h = p->handoffs;
+		p->handoffs = h->next;
+		peer_handoff_free(h);
+	}
+	int *fds[] = { &p->listen_fd, &p->wake_fd, &p->tick_fd, &p->epoll_fd, &p->handoff_fd };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (*fds[i] >= 0)
 			close(*fds[i]);
@@ -654,7 +723,7 @@ void peers_close(struct peers *p)
 	free(p);
 }
 
-void peers_post_ping(struct peers *p, const struct peer_addr *addr, const char *address, int reply_fd)
+static void post(struct peers *p, const struct peer_addr *addr, const char *address, const char *vm, int reply_fd)
 {
 	struct peer_job *job = calloc(1, sizeof *job);
 	if (!job) {
@@ -664,9 +733,53 @@ void peers_post_ping(struct peers *p, const struct peer_addr *addr, const char *
 	job->addr = *addr;
 	snprintf(job->address, sizeof job->address, "%s", address);
 	job->reply_fd = reply_fd;
+	job->migrate = vm != NULL;
+	snprintf(job->vm, sizeof job->vm, "%s", vm ? vm : "");
 	pthread_mutex_lock(&p->lock);
 	job->next = p->jobs;
 	p->jobs = job;
 	pthread_mutex_unlock(&p->lock);
 	wake(p);
+}
+
+void peers_post_ping(struct peers *p, const struct peer_addr *addr, const char *address, int reply_fd)
+{
+	post(p, addr, address, NULL, reply_fd);
+}
+
+void peers_post_migrate(struct peers *p, const struct peer_addr *addr, const char *address, const char *vm,
+			int reply_fd)
+{
+	post(p, addr, address, vm, reply_fd);
+}
+
+int peers_handoff_fd(const struct peers *p)
+{
+	return p->handoff_fd;
+}
+
+struct peer_handoff *peers_take_handoffs(struct peers *p)
+{
+	uint64_t v;
+	if (read(p->handoff_fd, &v, sizeof v) < 0) {
+		/* nothing handed off: a spurious wakeup */
+	}
+	pthread_mutex_lock(&p->lock);
+	struct peer_handoff *h = p->handoffs;
+	p->handoffs = NULL;
+	pthread_mutex_unlock(&p->lock);
+	return h;
+}
+
+void peer_handoff_free(struct peer_handoff *h)
+{
+	if (!h)
+		return;
+	if (h->fd >= 0)
+		close(h->fd);
+	if (h->reply_fd >= 0)
+		close(h->reply_fd);
+	if (h->begin)
+		memsrv__peer_message__free_unpacked(h->begin, NULL);
+	free(h);
 }

@@ -248,6 +248,12 @@ int server_open(struct server *srv, const struct server_config *cfg)
 		ret = peers_open(&srv->peers, &cfg->peers, MEMSRV_VERSION);
 		srv->peers_failed = ret != 0;
 	}
+	if (!ret) {
+		/* the connections the peer thread hands over for migrations */
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = srv->peers };
+		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, peers_handoff_fd(srv->peers), &ev))
+			ret = -errno;
+	}
 	return ret;
 }
 
@@ -299,7 +305,8 @@ static bool steers(const Memsrv__ClientMessage *msg)
 	return msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_EVICT ||
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET ||
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT ||
-	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING;  /* memsrv dials out with its key */
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING ||  /* memsrv dials out with its key */
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE;
 }
 
 /* The fds memsrv has open now.  Counted, not kept in step by hand: the
@@ -499,13 +506,18 @@ static bool hello_without_room(struct server *srv, struct conn *c)
 
 static void post_detach(struct conn *c, const Memsrv__Detach *d)
 {
-	struct vm_job *job = calloc(1, sizeof *job);
+	struct vm_job *job = vm_job_new(VM_JOB_DETACH);
 	if (!job) {
 		vm_send_error(c->vm, ENOMEM, NULL, "out of memory");
 		return;
 	}
-	job->kind = VM_JOB_DETACH;
 	job->restore = d->has_restore && d->restore;
+	job->migrated = d->has_migrated && d->migrated;
+	if (job->restore && job->migrated) {
+		vm_job_free(job);
+		vm_send_error(c->vm, EINVAL, "detach.migrated", "a VM that migrated leaves its pages: not with restore");
+		return;
+	}
 	job->reply_fd = -1;  /* the VM thread answers on the session */
 	vm_post_job(c->vm, job);
 }
@@ -517,12 +529,11 @@ static void post_discard(struct conn *c, const Memsrv__Discard *d)
 				d->host_addr, d->length);
 		return;
 	}
-	struct vm_job *job = calloc(1, sizeof *job);
+	struct vm_job *job = vm_job_new(VM_JOB_DISCARD);
 	if (!job) {
 		vm_err(c->vm, "out of memory: a Discard is not applied (the pages stay as they were)");
 		return;
 	}
-	job->kind = VM_JOB_DISCARD;
 	job->addr = d->host_addr;
 	job->len = d->length;
 	job->reply_fd = -1;
@@ -677,6 +688,8 @@ int server_run(struct server *srv)
 					mappings_scan(srv);
 					srv->next_mapping_scan_ns = monotonic_ns() + srv->mapping_scan_ms * 1000000ull;
 				}
+			} else if (p == srv->peers) {
+				migrate_take_handoffs(srv);
 			} else if (p == &srv->signal_fd) {
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {

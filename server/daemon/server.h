@@ -122,4 +122,10 @@ int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, i
  * request went to a VM thread, which then answers and closes fd. */
 void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken);
 
+/* migrate.c: memsrv-ctl migrate, checked and posted to the peer thread,
+ * which connects (the fd is taken); and the connections it hands back,
+ * each posted to its VM's thread. */
+void migrate_request(struct server *srv, int fd, const Memsrv__MigrateRequest *req, bool *fd_taken);
+void migrate_take_handoffs(struct server *srv);
+
 #endif

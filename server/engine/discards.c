@@ -23,6 +23,7 @@
 
 #include "fault.h"
 #include "image_pages.h"
+#include "migrate_out.h"
 #include "log.h"
 #include "sampler.h"
 #include "swap_reads.h"
@@ -60,6 +61,7 @@ static void forget_page(struct vm *vm, struct region *r, uint64_t p)
 	case PAGE_ZERO:
 	case PAGE_IMAGE:     /* the image's copy is no longer this page's */
 	case PAGE_POISONED:  /* given back: its loss no longer matters */
+	case PAGE_REMOTE:    /* what arrives for it later is dropped: it is zeros now */
 	case PAGE_STATES:
 		break;
 	}
@@ -211,6 +213,7 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 		} else {
 			write_back(vm, r, first, last);
 		}
+		migrate_out_touched(vm, r, first, last - first);  /* zeros now, or what the VMM wrote there */
 		if (kind == DISCARD_UNMAP_EVENT && first == 0 && last == r->pt.npages) {
 			r->unmapped = true;
 			vm_info(vm, "region at 0x%" PRIx64 " unmapped by the VMM", r->host_addr);

@@ -22,6 +22,7 @@
 #include "fault.h"
 #include "log.h"
 #include "uffd.h"
+#include "migrate_out.h"
 #include "snapshot.h"
 #include "uffd_op.h"
 #include "victim_runs.h"
@@ -46,26 +47,6 @@ static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool p
 	return uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY ? -EINTR : ret;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {
-			/* past the end of the file: the rest reads as zeros */
-			memset((char *)buf + done, 0, len - done);
-			break;
-		}
-		done += n;
-	}
-	return 0;
-}
-
 /* Evicts pages [first, first + count) of r, all RESIDENT.  Returns the
  * number evicted; when that is not all of them, *err says why (the store
  * is full: -EBUSY for now, -ENOSPC for good; or the fd or uffd failed). */
@@ -82,7 +63,7 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		*err = ret;
 		return 0;
 	}
-	ret = pread_full(r->fd, vm->eng.io_buf, count * ps, off);
+	ret = region_pread(r, first, count * ps, vm->eng.io_buf);
 	uint64_t kept = 0, stored_bytes = 0, zero = 0;
 	int store_ret = 0;
 	for (; !ret && kept < count; kept++) {
@@ -123,6 +104,9 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */
+	for (uint64_t p = first; p < first + count; p++)
+		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
+			migrate_out_touched(vm, r, p, 1);    /* and is to be sent again */
 	int wp = writeprotect_retry(vm, addr, count * ps, false);
 	if (wp && !ret)
 		ret = wp;
@@ -140,7 +124,7 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	int ret = writeprotect_retry(vm, addr, ps, true);
 	if (ret)
 		return ret;
-	ret = pread_full(r->fd, keep, ps, off);
+	ret = region_pread(r, idx, ps, keep);
 	if (!ret) {
 		page_table_set(&r->pt, idx, pe_make(PAGE_PROBATION, 0, slot));  /* before the punch, as above */
 		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)ps)) {
@@ -154,6 +138,7 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	}
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, idx, 1);
+	migrate_out_touched(vm, r, idx, 1);
 	int wp = writeprotect_retry(vm, addr, ps, false);
 	if (ret && uffd_vmm_gone(ret))
 		fault_vmm_gone(vm, ret);

@@ -21,6 +21,8 @@
 
 #include "discards.h"
 #include "image_pages.h"
+#include "migrate_in.h"
+#include "migrate_out.h"
 #include "log.h"
 #include "poison.h"
 #include "sampler.h"
@@ -131,6 +133,7 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 
 void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
+	migrate_out_touched(vm, r, first, count);  /* a filled page is writable: to send again */
 	for (uint64_t p = first; p < first + count; p++) {
 		if (vm->eng.snapshot)
 			snapshot_before_fill(vm, r, p);  /* a filled page is writable: its content at the snapshot's instant first */
@@ -351,8 +354,9 @@ static void fault_lost(struct vm *vm, const struct fault_work *f, enum uffd_outc
 		return;
 	}
 	char buf[200];
-	const char *cause = poison_cause(r, !f->read_failed ? PAGE_RESIDENT : f->source == PAGE_IMAGE ? PAGE_IMAGE : PAGE_STORED,
-					 err, buf, sizeof buf);
+	enum page_state from = !f->read_failed ? PAGE_RESIDENT
+			       : f->source == PAGE_IMAGE || f->source == PAGE_REMOTE ? f->source : PAGE_STORED;
+	const char *cause = poison_cause(r, from, err, buf, sizeof buf);
 	poison_page(vm, r, f->idx, cause);  /* a poison that fails is counted there */
 }
 
@@ -397,6 +401,10 @@ static int serve_page(struct vm *vm, void *arg)
 		return image_pages_fill(vm, r, idx, f->t_read, &f->deferred, &f->read_failed);
 	case PAGE_POISONED:
 		return poison_refault(vm, r, idx);
+	case PAGE_REMOTE:
+		/* no migration brings it (a memsrv restarted mid-way): lost */
+		f->read_failed = true;
+		return -ENODATA;
 	case PAGE_ZERO:
 		evict_make_room(vm, r->page_size);
 		return fill_one_zero(vm, r, idx, false);
@@ -429,11 +437,14 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		return;
 	}
 	uint64_t idx = (addr - r->host_addr) / r->page_size;
+	if (migrate_in_waits(vm, m, r, idx, t_read))
+		return;  /* served when its page is final */
 	vm->eng.fault_page = r->first_page + idx;
 	vm->eng.fault_write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
 		if (vm->eng.snapshot)
 			snapshot_before_write(vm, r, idx, t_read);  /* the page as it was, before the write goes on */
+		migrate_out_touched(vm, r, idx, 1);  /* written after it was sent: to send again */
 		serve_wp_fault(vm, r, idx, addr);
 		return;
 	}
@@ -463,6 +474,17 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			 : f.source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
 	if ((f.source == PAGE_STORED || f.source == PAGE_ZERO) && r->evictable)
 		prefetch_after_fault(vm, r, idx);  /* the faulting thread runs on meanwhile */
+}
+
+bool fault_requeue(struct vm *vm, const struct uffd_msg *m, uint64_t t_read)
+{
+	if (vm->eng.pending_len == PENDING_MSGS)
+		return false;
+	unsigned tail = (vm->eng.pending_head + vm->eng.pending_len) % PENDING_MSGS;
+	vm->eng.pending[tail] = *m;
+	vm->eng.pending_ns[tail] = t_read;
+	vm->eng.pending_len++;
+	return true;
 }
 
 /* Handles everything in the pending ring: events first, then faults.  An

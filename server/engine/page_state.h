@@ -27,6 +27,7 @@ enum page_state {
 	PAGE_PROBATION = 4, /* unmapped to see if it is used, content kept raw (sampler.c) */
 	PAGE_POISONED = 5,  /* its content is lost (poison.c): every fault on it gets SIGBUS, never zeros */
 	PAGE_IMAGE = 6,     /* not read yet from the image the VM was resumed from (image_pages.c) */
+	PAGE_REMOTE = 7,    /* not arrived yet from the node the VM migrates from (migrate_in.c) */
 	PAGE_STATES
 };
 

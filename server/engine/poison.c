@@ -35,6 +35,8 @@ void poison_pause(unsigned tries)
 
 const char *poison_cause(const struct region *r, enum page_state from, int err, char *buf, size_t len)
 {
+	if (from == PAGE_REMOTE)
+		return "it never came from the node the VM migrated from (memsrv restarted mid-way)";
 	if (from == PAGE_IMAGE) {
 		switch (err) {
 		case -EBADMSG:

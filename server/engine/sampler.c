@@ -9,6 +9,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "migrate_out.h"
 #include "sampler_verdict.h"
 #include "uffd.h"
 #include "uffd_op.h"
@@ -81,6 +82,7 @@ static uint64_t next_random(struct sampler *sp)
 
 static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool used, bool write)
 {
+	migrate_out_touched(vm, r, idx, 1);  /* writable once back: to send again */
 	page_table_set(&r->pt, idx, pe_arriving(r->pt.entries[idx]));
 	atomic_fetch_add(&vm->resident_bytes, r->page_size);
 	vm_policy_resident(vm, r, idx, write);
@@ -282,7 +284,8 @@ static void take_sample(struct vm *vm)
 void sampler_tick(struct vm *vm)
 {
 	struct sampler *sp = vm->eng.sampler;
-	if (!sp || !vm_can_evict(vm) || vm->eng.vmm_gone || vm->eng.detaching)
+	/* a migration reads every page: probation would only send them twice */
+	if (!sp || !vm_can_evict(vm) || vm->eng.vmm_gone || vm->eng.detaching || vm->eng.migrate_out)
 		return;
 	estimate(vm);
 	/* sampling costs faults: only VMs whose memory memsrv manages (a limit

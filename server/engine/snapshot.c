@@ -75,24 +75,6 @@ static void map_release(struct vm *vm, struct id_map *m)
 	id_map_free(m);
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0) {
-			memset((char *)buf + done, 0, len - done);  /* past the end: zeros */
-			break;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 static void save_word(struct snapshot *sn, uint64_t page, uint64_t word)
 {
 	if (!word) {
@@ -231,7 +213,7 @@ static void save_page(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	case PAGE_RESIDENT:
 	default:
 		if (!data) {
-			int ret = pread_full(r->fd, sn->one, SNAP_PAGE, r->fd_offset + idx * SNAP_PAGE);
+			int ret = region_pread(r, idx, SNAP_PAGE, sn->one);
 			if (ret) {
 				fail(sn, ret, "reading page %" PRIu64 " from the VM's memory failed: %s", page,
 				     strerror(-ret));
@@ -244,22 +226,6 @@ static void save_page(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	}
 	if (!sn->err)
 		set_saved(sn, page);
-}
-
-static int writeprotect(struct vm *vm, struct region *r, uint64_t first, uint64_t count, bool protect)
-{
-	if (r->unmapped || vm->eng.vmm_gone)
-		return 0;  /* nothing maps it: no write can come */
-	struct uffd_wp_range w = {
-		.addr = r->host_addr + first * SNAP_PAGE, .len = count * SNAP_PAGE, .protect = protect
-	};
-	static const struct uffd_op op = { .run = uffd_op_writeprotect };
-	int ret;
-	if (uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY)
-		return vm->thr.stopping ? -ESHUTDOWN : -ESRCH;
-	if (ret && uffd_vmm_gone(ret))
-		fault_vmm_gone(vm, ret);
-	return ret;
 }
 
 void snapshot_before_write(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read)
@@ -296,7 +262,7 @@ static int walk_chunk(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	for (uint64_t p = first; p < first + count; p++)
 		resident |= !is_saved(sn, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident) {
-		int ret = pread_full(r->fd, sn->buf, count * SNAP_PAGE, r->fd_offset + first * SNAP_PAGE);
+		int ret = region_pread(r, first, count * SNAP_PAGE, sn->buf);
 		if (ret) {
 			fail(sn, ret, "reading the VM's memory failed: %s", strerror(-ret));
 			return ret;
@@ -310,7 +276,7 @@ static int walk_chunk(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	}
 	if (sn->err)
 		return sn->err;
-	int ret = writeprotect(vm, r, first, count, false);
+	int ret = uffd_op_protect_pages(vm, r, first, count, false);
 	if (ret)
 		fail(sn, ret, "unprotecting the VM's memory failed: %s", strerror(-ret));
 	return ret;
@@ -424,7 +390,7 @@ static int begin(struct vm *vm, struct snapshot *sn)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
-		int ret = writeprotect(vm, r, 0, r->pt.npages, true);
+		int ret = uffd_op_protect_pages(vm, r, 0, r->pt.npages, true);
 		if (ret) {
 			fail(sn, ret, "write-protecting VM %s's memory failed: %s", vm->name, strerror(-ret));
 			return ret;
@@ -446,7 +412,7 @@ static void end(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
-		int ret = writeprotect(vm, r, 0, r->pt.npages, false);
+		int ret = uffd_op_protect_pages(vm, r, 0, r->pt.npages, false);
 		if (ret && !vm->eng.vmm_gone)
 			vm_err(vm, "unprotecting its memory after a snapshot failed: %s", strerror(-ret));
 	}

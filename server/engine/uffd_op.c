@@ -1,6 +1,7 @@
 /* uffd_op: the EAGAIN retry and the failure rule of every uffd operation. */
 #include "uffd_op.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <string.h>
@@ -37,6 +38,22 @@ int uffd_op_writeprotect(struct vm *vm, void *arg)
 {
 	const struct uffd_wp_range *w = arg;
 	return uffd_writeprotect(vm->uffd, w->addr, w->len, w->protect, false);
+}
+
+int uffd_op_protect_pages(struct vm *vm, struct region *r, uint64_t first, uint64_t count, bool protect)
+{
+	if (r->unmapped || vm->eng.vmm_gone)
+		return 0;  /* nothing maps it: no write can come */
+	struct uffd_wp_range w = {
+		.addr = r->host_addr + first * r->page_size, .len = count * r->page_size, .protect = protect
+	};
+	static const struct uffd_op op = { .run = uffd_op_writeprotect };
+	int ret;
+	if (uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY)
+		return vm->thr.stopping ? -ESHUTDOWN : -ESRCH;
+	if (ret && uffd_vmm_gone(ret))
+		fault_vmm_gone(vm, ret);
+	return ret;
 }
 
 bool uffd_op_failed(struct vm *vm, enum uffd_outcome o, int err, const char *what, uint64_t addr)

@@ -59,6 +59,12 @@ struct uffd_wp_range {
 };
 int uffd_op_writeprotect(struct vm *vm, void *arg);
 
+/* Write-protects (or unprotects) pages [first, first + count) of r of 4 KiB
+ * through EAGAIN; nothing to do when nothing maps them (the region is
+ * unmapped, the VMM gone).  0, -ESHUTDOWN (the VM stops), -ESRCH, or the
+ * ioctl's -errno (a VMM found gone is noted: fault_vmm_gone). */
+int uffd_op_protect_pages(struct vm *vm, struct region *r, uint64_t first, uint64_t count, bool protect);
+
 /* The one rule for an operation that did not go in, o and err from
  * uffd_op_run(): UFFD_GONE stops the VM's ioctls (fault_vmm_gone);
  * UFFD_PLACED, UFFD_RETRY (the VM stops) and UFFD_DISCARDED are no

@@ -194,21 +194,37 @@ void vm_post_job(struct vm *vm, struct vm_job *job)
 		vm_err(vm, "waking the VM thread failed: %s", strerror(errno));
 }
 
+struct vm_job *vm_job_new(enum vm_job_kind kind)
+{
+	struct vm_job *job = calloc(1, sizeof *job);
+	if (job) {
+		job->kind = kind;
+		job->peer_fd = -1;
+		job->reply_fd = -1;
+	}
+	return job;
+}
+
 void vm_job_free(struct vm_job *job)
 {
-	if (job)
+	if (job) {
 		free(job->dir);
+		free(job->address);
+		if (job->peer_fd >= 0)
+			close(job->peer_fd);
+		if (job->begin)
+			memsrv__peer_message__free_unpacked(job->begin, NULL);
+	}
 	free(job);
 }
 
 void vm_shutdown(struct vm *vm)
 {
-	struct vm_job *job = calloc(1, sizeof *job);
+	struct vm_job *job = vm_job_new(VM_JOB_SHUTDOWN);
 	if (!job || !vm->thr.started) {
 		free(job);
 		return;
 	}
-	job->kind = VM_JOB_SHUTDOWN;
 	job->restore = true;
 	job->reply_fd = -1;
 	vm_post_job(vm, job);
@@ -436,4 +452,23 @@ int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *
 	wire_error_vformat(&e, errno_code, field, fmt, ap);
 	va_end(ap);
 	return vm_send(vm, &e.msg);
+}
+
+int region_pread(const struct region *r, uint64_t first, size_t len, void *buf)
+{
+	uint64_t off = r->fd_offset + first * r->page_size;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(r->fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			memset((char *)buf + done, 0, len - done);  /* past the end of the file: zeros */
+			break;
+		}
+		done += (size_t)n;
+	}
+	return 0;
 }

@@ -96,6 +96,8 @@ enum vm_job_kind {
 	VM_JOB_DISCARD,   /* the VMM's Discard of [addr, addr + len) */
 	VM_JOB_RESTORE,   /* put every page back (another process maps the RAM), stay attached */
 	VM_JOB_SNAPSHOT,  /* an image of its memory into dir (snapshot.h), answer SnapshotReply */
+	VM_JOB_MIGRATE_OUT, /* move its memory over peer_fd (migrate_out.h), answer MigrateReply */
+	VM_JOB_MIGRATE_IN,  /* its memory comes over peer_fd, opened by begin (migrate_in.h) */
 };
 
 struct vm_job {
@@ -103,14 +105,20 @@ struct vm_job {
 	uint64_t bytes;          /* EVICT: at least this much, unless all */
 	bool all;
 	bool restore;            /* DETACH */
+	bool migrated;           /* DETACH: the VM moved to another node (migrate_out.h) */
 	uint64_t addr, len;      /* DISCARD */
 	char *dir;               /* SNAPSHOT: absolute, the job owns it */
+	int peer_fd;             /* MIGRATE_*: the authenticated peer connection, the job owns it (-1: none) */
+	char *address;           /* MIGRATE_*: the peer, for the log and the reply; the job owns it */
+	Memsrv__PeerMessage *begin; /* MIGRATE_IN: the MigrateBegin that opened it; the job owns it */
 	int reply_fd;            /* where the reply goes; the job owns it */
 	struct vm_job *next;
 };
 
 struct vm_state_header;
 struct snapshot;
+struct migrate_out;
+struct migrate_in;
 struct vm_image;
 
 /* The node's share for the VM and what it is judged by.  The server thread
@@ -180,6 +188,8 @@ struct vm_engine {
 	void *page_buf;          /* one (huge) page for decompression and zero copies */
 	size_t page_buf_size;
 	struct snapshot *snapshot; /* a snapshot being written: faults save pages first (snapshot.h) */
+	struct migrate_out *migrate_out; /* moving to another node: writes mark pages to send again */
+	struct migrate_in *migrate_in;   /* coming from another node: faults wait for their pages */
 };
 
 /* The VM thread and how other threads reach it (vm.c, vm_thread.c): jobs
@@ -209,6 +219,7 @@ struct vm {
 	bool evictable;
 	char not_evictable_reason[160];
 	struct vm_image *image;  /* resumed from a memory image (image_pages.h); NULL: not */
+	bool incoming;           /* Hello.incoming: its memory comes by migration (migrate_in.h) */
 	/* another process maps the VM's RAM outside its uffd (mappings.c):
 	 * its pid, 0 for none; nothing is evicted while it does */
 	_Atomic pid_t unprotected_by;
@@ -264,6 +275,8 @@ void vm_destroy(struct vm *vm);
 /* Restores every evicted page, tells the VMM it may run unmanaged, and
  * stops the VM thread; follow with vm_destroy(). */
 void vm_shutdown(struct vm *vm);
+/* A job of that kind owning nothing yet (no fds: -1); NULL on ENOMEM. */
+struct vm_job *vm_job_new(enum vm_job_kind kind);
 /* Frees a job and what it owns but its reply_fd. */
 void vm_job_free(struct vm_job *job);
 /* Hands a job to the VM thread; it owns the job from then on. */
@@ -276,6 +289,10 @@ void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, boo
 void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx);
 /* Switches to the policy control asked for, if it changed (VM thread). */
 void vm_policy_update(struct vm *vm);
+
+/* Reads len bytes of r's memory from its fd (never through a mapping),
+ * from page first on; past the file's end reads zeros.  0 or -errno. */
+int region_pread(const struct region *r, uint64_t first, size_t len, void *buf);
 
 /* Region holding the VM-wide page number page (policy.h), or NULL. */
 struct region *vm_region_of_page(struct vm *vm, uint64_t page);

@@ -16,6 +16,8 @@
 #include "image.h"
 #include "image_pages.h"
 #include "log.h"
+#include "migrate_in.h"
+#include "migrate_out.h"
 #include "vm_state.h"
 #include "sampler.h"
 #include "snapshot.h"
@@ -195,8 +197,21 @@ static void run_snapshot(struct vm *vm, struct vm_job *job)
 	reply_to(job->reply_fd, &msg);
 }
 
-static void run_detach(struct vm *vm, struct vm_job *job)
+/* Detach or shutdown; true when a migration took the job to answer later. */
+static bool run_detach(struct vm *vm, struct vm_job *job)
 {
+	if (job->kind == VM_JOB_DETACH && job->migrated) {
+		/* the VMM stopped the VM at the end of its own migration: the
+		 * last pages go, then the answer */
+		if (migrate_out_vm_stopped(vm, job))
+			return true;
+		vm_send_error(vm, ENOTCONN, "detach.migrated", "VM %s is not migrating, or its migration failed (memsrv-ctl migrate %s --to "
+			      "ADDR:PORT first): it stays here, whole and attached", vm->name, vm->name);
+		return false;
+	}
+	if (vm->eng.migrate_out)
+		migrate_out_cancel(vm, -ECANCELED, job->kind == VM_JOB_SHUTDOWN ? "memsrv is shutting down"
+						   : "the VMM detached");
 	vm->eng.detaching = true;  /* no more eviction, whatever the limit */
 	uint64_t restored = 0, failed = job->restore ? fault_restore_all(vm, &restored) : 0;
 	vm_info(vm, "%s: %" PRIu64 " pages restored, %" PRIu64 " failed",
@@ -213,16 +228,17 @@ static void run_detach(struct vm *vm, struct vm_job *job)
 		msg.goodbye = &bye;
 		vm_send(vm, &msg);
 		atomic_store(&vm->thr.stopping, true);
-		return;
+		return false;
 	}
 	if (failed) {
 		vm_send_error(vm, EIO, NULL, "%" PRIu64 " pages could not be restored", failed);
-		return;
+		return false;
 	}
 	dr.pages_restored = restored;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY;
 	msg.detach_reply = &dr;
 	vm_send(vm, &msg);
+	return false;
 }
 
 /* Another process maps the VM's RAM (mappings.c): memsrv cannot see its
@@ -244,6 +260,10 @@ static void run_jobs(struct vm *vm)
 		next = job->next;
 		if (vm->thr.stopping)
 			wire_send_error(job->reply_fd, ESHUTDOWN, NULL, "VM %s is going away", vm->name);
+		else if (job->kind == VM_JOB_MIGRATE_OUT)
+			migrate_out_start(vm, job);
+		else if (job->kind == VM_JOB_MIGRATE_IN)
+			migrate_in_bind(vm, job);
 		else if (job->kind == VM_JOB_EVICT)
 			run_evict(vm, job);
 		else if (job->kind == VM_JOB_DISCARD)
@@ -252,8 +272,8 @@ static void run_jobs(struct vm *vm)
 			run_restore(vm);
 		else if (job->kind == VM_JOB_SNAPSHOT)
 			run_snapshot(vm, job);
-		else
-			run_detach(vm, job);
+		else if (run_detach(vm, job))
+			continue;  /* the migration answers it */
 		if (job->reply_fd >= 0)
 			close(job->reply_fd);
 		vm_job_free(job);
@@ -284,15 +304,22 @@ void *vm_thread_main(void *arg)
 		if (vm->eng.pending_len)
 			fault_serve_available(vm);
 		retry_ms = swap_reads_reap(vm);  /* and when a failed read is due again */
-		struct pollfd p[3] = {
+		short migrate_events = 0;
+		int migrate_ms = -1;  /* when a migration has pages to send next */
+		int migrate_fd = vm->eng.migrate_out ? migrate_out_poll(vm, &migrate_events, &migrate_ms)
+						     : migrate_in_poll(vm, &migrate_events);
+		struct pollfd p[4] = {
 			{ .fd = vm->uffd, .events = vm->eng.vmm_gone ? 0 : POLLIN },
 			{ .fd = vm->thr.wake_fd, .events = POLLIN },
 			{ .fd = swap_reads_fd(vm), .events = POLLIN },
+			{ .fd = migrate_fd, .events = migrate_events },
 		};
 		int tick_ms = (int)((next_tick - now) / 1000000) + 1;
 		bool background = image_pages_busy(vm);  /* a resume installs pages between faults */
 		int timeout_ms = background ? 0 : retry_ms >= 0 && retry_ms < tick_ms ? retry_ms : tick_ms;
-		if (poll(p, 3, timeout_ms) < 0) {
+		if (migrate_ms >= 0 && migrate_ms < timeout_ms)
+			timeout_ms = migrate_ms;
+		if (poll(p, 4, timeout_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_err(vm, "poll: %s", strerror(errno));
@@ -306,11 +333,17 @@ void *vm_thread_main(void *arg)
 			run_jobs(vm);
 		if (p[0].revents & POLLIN)
 			serve_and_spin(vm);
+		if (vm->eng.migrate_out)  /* reads what came, sends what is due: cheap when nothing is */
+			migrate_out_step(vm, p[3].revents);
+		else if (vm->eng.migrate_in && p[3].revents)
+			migrate_in_step(vm, p[3].revents);
 		evict_keep_headroom(vm, UINT64_MAX);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);
 		else if (background)
 			image_pages_background(vm);  /* a batch between two rounds of faults: neither starves */
 	}
+	migrate_out_cancel(vm, -ESHUTDOWN, "the VM went away");
+	migrate_in_free(vm);
 	return NULL;
 }

@@ -2,7 +2,10 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -249,11 +252,15 @@ void bystander_start(struct test_sim *sim, const struct test_server *s, const ch
 	memsrv__server_message__free_unpacked(m, NULL);
 }
 
-void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r)
+void sim_send(struct test_sim *sim, const char *cmd)
 {
-	memset(r, 0, sizeof *r);
 	fprintf(sim->in, "%s\n", cmd);
 	fflush(sim->in);
+}
+
+void sim_wait_reply(struct test_sim *sim, const char *cmd, struct sim_reply *r)
+{
+	memset(r, 0, sizeof *r);
 	char line[512];
 	while (fgets(line, sizeof line, sim->out)) {
 		line[strcspn(line, "\n")] = 0;
@@ -274,6 +281,23 @@ void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r)
 		r->n++;
 	}
 	snprintf(r->error, sizeof r->error, "vmsim %s closed its output during '%s'", sim->name, cmd);
+}
+
+void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r)
+{
+	sim_send(sim, cmd);
+	sim_wait_reply(sim, cmd, r);
+}
+
+unsigned free_loopback_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sa;
+	cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa) &&
+		  !getsockname(fd, (struct sockaddr *)&sa, &len));
+	close(fd);
+	return ntohs(sa.sin_port);
 }
 
 uint64_t sim_value(const struct sim_reply *r, const char *key)

@@ -70,6 +70,12 @@ void sim_start(struct test_sim *sim, const struct test_server *s, const char *na
 void bystander_start(struct test_sim *sim, const struct test_server *s, const char *size);
 /* Sends one command line and collects the "key value" lines up to ok/error. */
 void sim_cmd(struct test_sim *sim, const char *cmd, struct sim_reply *r);
+/* sim_cmd in two halves, for a command that runs while the test goes on. */
+void sim_send(struct test_sim *sim, const char *cmd);
+void sim_wait_reply(struct test_sim *sim, const char *cmd, struct sim_reply *r);
+
+/* A loopback TCP port free now, for a memsrv's --peer-listen. */
+unsigned free_loopback_port(void);
 /* The value of key as a number; fails the test when the key is missing. */
 uint64_t sim_value(const struct sim_reply *r, const char *key);
 /* Sends verify and asserts every one of pages came back intact. */

@@ -42,18 +42,6 @@ static void teardown(void)
 
 TestSuite(peers, .init = setup, .fini = teardown, .timeout = 120);
 
-/* A loopback port free now, for a memsrv to listen on. */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof sa;
-	cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa) &&
-		  !getsockname(fd, (struct sockaddr *)&sa, &len));
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* A key file named name in the scratch directory: 32 bytes of fill, mode. */
 static const char *make_key(const char *name, int fill, mode_t mode)
 {
@@ -79,7 +67,7 @@ struct node {
 /* A memsrv listening for peers on a loopback port, with key (NULL: none). */
 static void node_start(struct node *n, const char *key)
 {
-	snprintf(n->listen, sizeof n->listen, "127.0.0.1:%u", free_port());
+	snprintf(n->listen, sizeof n->listen, "127.0.0.1:%u", free_loopback_port());
 	const char *with_key[] = { "--peer-listen", n->listen, "--peer-key", key, NULL };
 	const char *without[] = { "--peer-listen", n->listen, NULL };
 	server_start_with(&n->srv, key ? with_key : without);
@@ -207,7 +195,7 @@ Test(peers, without_a_key_a_peer_that_is_not_loopback_is_refused)
 	if (!outside_address(ip, sizeof ip))
 		cr_skip_test("this machine has no IPv4 address but loopback");
 	struct node listener, dialer;
-	unsigned port = free_port();
+	unsigned port = free_loopback_port();
 	snprintf(listener.listen, sizeof listener.listen, "0.0.0.0:%u", port);
 	const char *opts[] = { "--peer-listen", listener.listen, NULL };
 	server_start_with(&listener.srv, opts);
@@ -230,7 +218,7 @@ Test(peers, unreachable_peer_is_a_clear_error)
 {
 	struct node a, nobody;
 	node_start(&a, NULL);
-	snprintf(nobody.listen, sizeof nobody.listen, "127.0.0.1:%u", free_port());
+	snprintf(nobody.listen, sizeof nobody.listen, "127.0.0.1:%u", free_loopback_port());
 	char text[512];
 	cr_assert_eq(expect_ping_refused(&a, &nobody, text, sizeof text), ECONNREFUSED);
 	cr_assert(strstr(text, "cannot connect") && strstr(text, "refused"), "%s", text);

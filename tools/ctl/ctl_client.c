@@ -242,3 +242,13 @@ int ctl_peer_ping(const char *socket_path, const char *address, Memsrv__ServerMe
 	ctl_build_peer_ping(&r, address);
 	return ctl_request(socket_path, &r.msg, reply);
 }
+
+void ctl_build_migrate(struct ctl_req *r, const char *vm, const char *address)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__migrate_request__init(&r->body.migrate);
+	r->body.migrate.name = (char *)vm;
+	r->body.migrate.address = (char *)address;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE;
+	r->msg.migrate = &r->body.migrate;
+}

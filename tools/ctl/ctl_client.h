@@ -56,6 +56,7 @@ struct ctl_req {
 		Memsrv__BalloonRequest balloon;
 		Memsrv__SnapshotRequest snapshot;
 		Memsrv__PeerPingRequest peer_ping;
+		Memsrv__MigrateRequest migrate;
 	} body;
 };
 
@@ -76,6 +77,8 @@ void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir);
 
 /* address: ADDR:PORT of another memsrv's --peer-listen. */
 void ctl_build_peer_ping(struct ctl_req *r, const char *address);
+/* VM's memory to the memsrv at address (its --peer-listen). */
+void ctl_build_migrate(struct ctl_req *r, const char *vm, const char *address);
 
 /* Replies: vm_list, vm_info, node_stats, evict_reply, balloon_reply and snapshot_reply, or
  * an error. */

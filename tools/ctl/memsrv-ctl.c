@@ -460,6 +460,10 @@ static void usage(FILE *f)
 		"  peer-ping ADDR:PORT   have memsrv connect to the memsrv there (its\n"
 		"                        --peer-listen) with its --peer-key, authenticate and\n"
 		"                        time a ping\n"
+		"  migrate VM --to ADDR:PORT\n"
+		"                        move the VM's memory to the memsrv there while it\n"
+		"                        runs; answers once the VMM detached at the end of\n"
+		"                        its own migration and the other node holds every page\n"
 		"  set VM key=value...   change a VM's settings, all or none:\n");
 	usage_settings(f, SETTING_SCOPE_VM);
 	fprintf(f, "  set node key=value... change the node's:\n");
@@ -508,6 +512,7 @@ static const struct command commands[] = {
 	{ "check", 0, MEMSRV__CLIENT_MESSAGE__MSG_CHECK, MEMSRV__SERVER_MESSAGE__MSG_CHECK_REPLY },
 	{ "snapshot", 2, MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY },
 	{ "peer-ping", 1, MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING, MEMSRV__SERVER_MESSAGE__MSG_PEER_PING_REPLY },
+	{ "migrate", 1, MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE, MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY },
 };
 
 /* path as memsrv is to see it: its working directory is not ours.  Only
@@ -542,13 +547,14 @@ int main(int argc, char **argv)
 		{ "bytes",  required_argument, NULL, 'b' },
 		{ "all",    no_argument,       NULL, 'a' },
 		{ "target", required_argument, NULL, 't' },
+		{ "to",     required_argument, NULL, 'o' },
 		{ "help",   no_argument,       NULL, 'h' },
 		{ 0 }
 	};
 	const char *socket_path = getenv("MEMSRV_SOCKET");
 	if (!socket_path || !*socket_path)
 		socket_path = MEMSRV_DEFAULT_SOCKET;
-	const char *bytes_arg = NULL, *target_arg = NULL;
+	const char *bytes_arg = NULL, *target_arg = NULL, *to_arg = NULL;
 	bool json = false, all = false;
 	int opt;
 	/* getopt_long permutes, so options may come before or after the command. */
@@ -559,6 +565,7 @@ int main(int argc, char **argv)
 		case 'b': bytes_arg = optarg; break;
 		case 'a': all = true; break;
 		case 't': target_arg = optarg; break;
+		case 'o': to_arg = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default:  fprintf(stderr, "Try '" PROG " --help'.\n"); return EX_USAGE;
 		}
@@ -588,6 +595,8 @@ int main(int argc, char **argv)
 		return usage_error("--bytes and --all apply only to evict");
 	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_BALLOON && target_arg)
 		return usage_error("--target applies only to balloon");
+	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE && to_arg)
+		return usage_error("--to applies only to migrate");
 	struct ctl_req req;
 	char snapshot_dir[PATH_MAX];
 	uint64_t bytes = 0;
@@ -610,6 +619,11 @@ int main(int argc, char **argv)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING:
 		ctl_build_peer_ping(&req, args[1]);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE:
+		if (!to_arg)
+			return usage_error("migrate takes --to ADDR:PORT");
+		ctl_build_migrate(&req, args[1], to_arg);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT:
 		if ((err = absolute_path(args[2], snapshot_dir, sizeof snapshot_dir))) {

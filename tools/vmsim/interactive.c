@@ -147,6 +147,37 @@ static void cmd_save(struct vmsim *vm, const char *dir)
 	answer_ok();
 }
 
+/* --incoming: what the VM migrating here wrote, from its `save DIR`. */
+static void cmd_expect(struct vmsim *vm, const char *dir)
+{
+	char why[512];
+	if (!dir) {
+		answer_error("usage: expect DIR");
+		return;
+	}
+	if (vmsim_expect(vm, dir, why, sizeof why)) {
+		answer_error("expect: %s", why);
+		return;
+	}
+	answer_ok();
+}
+
+/* The VM moved to another node: memsrv sends the last pages, and the
+ * detach returns once they are there.  Then vmsim leaves; if the
+ * migration failed it stays, attached and whole. */
+static int cmd_migrated(struct vmsim *vm)
+{
+	int ret = memsrv_detach(vm->session, MEMSRV_DETACH_MIGRATED);
+	if (ret < 0) {
+		answer_error("migrated: %s: %s", strerror(-ret), memsrv_last_error());
+		return -1;
+	}
+	vm->session = NULL;
+	answer_ok();
+	fflush(stdout);
+	return VMSIM_EXIT_OK;
+}
+
 static int cmd_quit(struct vmsim *vm)
 {
 	int status = vmsim_finish(vm);
@@ -174,6 +205,10 @@ static int command(struct vmsim *vm, char *line)
 		cmd_report(vm);
 	else if (!strcmp(cmd, "save"))
 		cmd_save(vm, arg);
+	else if (!strcmp(cmd, "expect"))
+		cmd_expect(vm, arg);
+	else if (!strcmp(cmd, "migrated") && vm->session)
+		return cmd_migrated(vm);
 	else if (!strcmp(cmd, "quit"))
 		return cmd_quit(vm);
 	else

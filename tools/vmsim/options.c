@@ -34,6 +34,9 @@ static const char help_text[] =
 	"                        `save DIR`) gives size, mix, seed and every page's version,\n"
 	"                        memsrv serves the pages from DIR/memory.img (memsrv-ctl\n"
 	"                        snapshot VM DIR); no fill; prints attach_s, first_page_s\n"
+	"  --incoming            the VM's memory comes from another memsrv node by live\n"
+	"                        migration (memsrv-ctl migrate): RAM starts empty, no fill;\n"
+	"                        needs --interactive (`expect DIR` then `verify`)\n"
 	"\n"
 	"Guest RAM and content:\n"
 	"  --size SIZE           guest RAM, suffix K, M or G (default 64M)\n"
@@ -55,7 +58,10 @@ static const char help_text[] =
 	"Modes:\n"
 	"  --interactive         after attach and fill print \"ready\", then serve commands\n"
 	"                        from stdin: run, verify, write FRACTION, report,\n"
-	"                        save DIR (write DIR/vmsim.state for --resume), quit\n"
+	"                        save DIR (write DIR/vmsim.state for --resume),\n"
+	"                        expect DIR (take DIR/vmsim.state's versions: what the VM\n"
+	"                        migrated from wrote), migrated (detach: the VM moved to\n"
+	"                        another node; exits once it holds every page), quit\n"
 	"  --bench-content       print the content generator's ns per page and exit\n"
 	"  --help                this text\n"
 	"\n"
@@ -66,7 +72,7 @@ enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC, OPT_POLICY,
 	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
 	OPT_PATTERN, OPT_OPS, OPT_DURATION, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
-	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_RESUME, OPT_HELP,
+	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_RESUME, OPT_INCOMING, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -94,6 +100,7 @@ static const struct option long_options[] = {
 	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
 	{ "private-pct", required_argument, NULL, OPT_PRIVATE_PCT },
 	{ "resume", required_argument, NULL, OPT_RESUME },
+	{ "incoming", no_argument, NULL, OPT_INCOMING },
 	/* Not in --help: flips a byte of a page after the fill, so tests can
 	 * prove that verification catches corruption. */
 	{ "corrupt-for-test", required_argument, NULL, OPT_CORRUPT },
@@ -284,6 +291,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 				return usage_error("--resume: a directory");
 			o->resume_dir = optarg;
 			break;
+		case OPT_INCOMING:
+			o->incoming = true;
+			break;
 		case OPT_HELP:
 			print_help();
 			return 1;
@@ -302,6 +312,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 		return usage_error("--mergeable: only with --no-attach, without --hugetlb");
 	if (o->hugetlb && o->size % GUEST_HUGE_PAGE_SIZE)
 		return usage_error("--hugetlb: --size must be a multiple of 2M");
+	if (o->incoming && (o->no_attach || o->fill_before_attach || o->resume_dir || !o->interactive))
+		return usage_error("--incoming: memsrv brings the RAM's content from the node the VM migrates from: "
+				   "it needs --interactive, and neither --no-attach, --fill-before-attach nor --resume");
 	if (o->resume_dir && (o->no_attach || o->fill_before_attach))
 		return usage_error("--resume: memsrv gives the RAM its content, so neither --no-attach "
 				   "nor --fill-before-attach");

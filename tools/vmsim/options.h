@@ -29,6 +29,7 @@ struct vmsim_options {
 	int64_t corrupt_page;   /* -1: none */
 	struct pattern_config pattern;
 	const char *resume_dir; /* --resume: NULL, or the directory of vmsim.state and memory.img */
+	bool incoming;          /* --incoming: the memory comes by migration */
 	/* given on the command line, not defaulted: a resume checks them
 	 * against the saved state instead of taking the state's */
 	bool size_given, seed_given, mix_given;

@@ -111,3 +111,19 @@ int vmsim_save(struct vmsim *vm, const char *dir, char *why, size_t len)
 	};
 	return saved_state_write(dir, &st, why, len);
 }
+
+int vmsim_expect(struct vmsim *vm, const char *dir, char *why, size_t len)
+{
+	struct saved_state st;
+	int ret = saved_state_read(dir, &st, why, len);
+	if (ret)
+		return ret;
+	if (st.size != vm->ram.size || st.seed != vm->work.seed || !mix_equal(&st.mix, &vm->work.mix)) {
+		snprintf(why, len, "%s/" SAVED_STATE_FILE " is of another VM (size, seed or mix differ)", dir);
+		free(st.versions);
+		return -EINVAL;
+	}
+	workload_set_versions(&vm->work, st.versions);
+	free(st.versions);
+	return 0;
+}

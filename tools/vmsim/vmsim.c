@@ -73,7 +73,7 @@ static int attach(struct vmsim *vm)
 		.shares = vm->opts.shares,
 		.codec = vm->opts.codec,
 		.policy = vm->opts.policy,
-		.flags = MEMSRV_VM_NO_BALLOON,
+		.flags = MEMSRV_VM_NO_BALLOON | (vm->opts.incoming ? MEMSRV_VM_INCOMING : 0),
 		.snapshot_dir = vm->snapshot_dir,
 	};
 	double t0 = vmsim_now_s();
@@ -174,7 +174,7 @@ int main(int argc, char **argv)
 	/* By default attach first, so that the fill faults pages in through
 	 * memsrv as a booting guest would.  A resumed VM is not filled: its
 	 * pages come from the image. */
-	double fill_s = vm.opts.resume_dir ? -1 : 0;
+	double fill_s = vm.opts.resume_dir || vm.opts.incoming ? -1 : 0;
 	if (vm.opts.fill_before_attach) {
 		double t0 = vmsim_now_s();
 		workload_fill(&vm.work);
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 	}
 	if (!vm.opts.no_attach && attach(&vm))
 		return VMSIM_EXIT_SETUP;
-	if (!vm.opts.fill_before_attach && !vm.opts.resume_dir) {
+	if (!vm.opts.fill_before_attach && !vm.opts.resume_dir && !vm.opts.incoming) {
 		double t0 = vmsim_now_s();
 		workload_fill(&vm.work);
 		fill_s = vmsim_now_s() - t0;

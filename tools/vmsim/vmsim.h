@@ -57,6 +57,10 @@ void resume_report(struct vmsim *vm, double attach_start, double attach_end);
  * -errno with why. */
 int vmsim_save(struct vmsim *vm, const char *dir, char *why, size_t len);
 
+/* `expect DIR` (--incoming): takes the versions DIR/vmsim.state holds,
+ * which must be of a VM like this one.  0 or -errno with why. */
+int vmsim_expect(struct vmsim *vm, const char *dir, char *why, size_t len);
+
 /* CLOCK_MONOTONIC in seconds. */
 double vmsim_now_s(void);
 

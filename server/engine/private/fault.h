@@ -64,6 +64,10 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx);
 /* The VMM's address space is gone (err says how): stop issuing ioctls. */
 void fault_vmm_gone(struct vm *vm, int err);
 
+/* Puts a fault read earlier (at t_read) back at the end of the pending
+ * ring, to be served again (migrate_in.c); false when the ring is full. */
+bool fault_requeue(struct vm *vm, const struct uffd_msg *m, uint64_t t_read);
+
 /* Handles the messages already in the pending ring. */
 void fault_serve_pending(struct vm *vm);
 

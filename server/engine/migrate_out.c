@@ -1,0 +1,785 @@
+/* migrate_out: a VM's memory sent to another node while it runs
+ * (migrate_out.h says how the destination never gets a page older than
+ * the source's last write). */
+#include "migrate_out.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "image.h"
+#include "image_pages.h"
+#include "log.h"
+#include "peer_wire.h"
+#include "sampler.h"
+#include "swap_reads.h"
+#include "uffd_op.h"
+#include "wire.h"
+
+#define PAGE 4096u
+#define RAW_ABOVE (PAGE / 4 * 3)      /* compressed larger than this: sent raw */
+#define PULLS_MAX 4096u               /* pages the destination asked for, not yet served */
+#define INVALIDATE_RUNS_PER_FRAME 32768u
+#define STEP_NS (2ull * 1000 * 1000)  /* pages sent per step: faults wait for no more than this */
+
+enum mo_phase {
+	MO_WAIT_ACCEPT,   /* MigrateBegin sent */
+	MO_RUNNING,       /* rounds while the guest runs */
+	MO_FINAL,         /* the VM stopped: the last pages go */
+	MO_WAIT_CONFIRM,  /* MigrateDone sent */
+};
+
+struct migrate_out {
+	int fd;
+	char address[128];
+	int reply_fd;
+	struct peer_rx rx;
+	struct peer_tx tx;
+	enum mo_phase phase;
+	uint64_t pages;
+	uint64_t *dirty;        /* a bit per page (VM-wide): to send (again) */
+	uint64_t *sent;         /* a bit per page: the destination got some version of it */
+	uint64_t dirty_count;
+	uint64_t cursor;        /* the round's next page */
+	uint64_t pause_until_ns;
+	uint64_t deadline_ns;   /* for the destination's Accept or Confirm */
+	uint64_t pulls[PULLS_MAX];
+	unsigned pull_head, pull_len;
+	struct vm_job *detach;  /* the VMM's detach, answered at the end */
+	uint8_t *buf;           /* MIGRATE_BATCH_PAGES pages read from the fd */
+	uint8_t *objs;          /* a copy of each page's object, CODEC_PAGE apart */
+	Memsrv__MigratePage items[MIGRATE_BATCH_PAGES];
+	Memsrv__MigratePage *item_ptrs[MIGRATE_BATCH_PAGES];
+	unsigned n_items;
+	/* what the reply says */
+	uint64_t t_start, t_stop;
+	uint64_t pages_sent, data_pages, bytes_sent, resent_pages, final_pages;
+	uint32_t rounds;
+	int err;
+	char why[256];
+};
+
+static bool bit(const uint64_t *map, uint64_t page)
+{
+	return map[page / 64] >> (page % 64) & 1;
+}
+
+void migrate_out_mark(struct vm *vm, uint64_t page, uint64_t count)
+{
+	struct migrate_out *mo = vm->eng.migrate_out;
+	for (uint64_t p = page; p < page + count && p < mo->pages; p++) {
+		uint64_t m = 1ull << (p % 64);
+		if (!(mo->dirty[p / 64] & m)) {
+			mo->dirty[p / 64] |= m;
+			mo->dirty_count++;
+		}
+	}
+}
+
+static void clear_dirty(struct migrate_out *mo, uint64_t page)
+{
+	uint64_t m = 1ull << (page % 64);
+	if (mo->dirty[page / 64] & m) {
+		mo->dirty[page / 64] &= ~m;
+		mo->dirty_count--;
+	}
+}
+
+/* The first failure is what the requester hears. */
+__attribute__((format(printf, 3, 4)))
+static void fail(struct migrate_out *mo, int err, const char *fmt, ...)
+{
+	if (mo->err)
+		return;
+	mo->err = err;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(mo->why, sizeof mo->why, fmt, ap);
+	va_end(ap);
+}
+
+static void queue(struct migrate_out *mo, const Memsrv__PeerMessage *msg)
+{
+	size_t before = peer_tx_backlog(&mo->tx);
+	int ret = peer_tx_queue(&mo->tx, msg);
+	if (ret)
+		fail(mo, ret, "packing a %s failed: %s", peer_message_kind(msg), strerror(-ret));
+	else
+		mo->bytes_sent += peer_tx_backlog(&mo->tx) - before;
+}
+
+static void flush_batch(struct migrate_out *mo)
+{
+	if (!mo->n_items)
+		return;
+	Memsrv__MigratePages mp = MEMSRV__MIGRATE_PAGES__INIT;
+	mp.n_pages = mo->n_items;
+	mp.pages = mo->item_ptrs;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PAGES;
+	m.migrate_pages = &mp;
+	queue(mo, &m);
+	mo->n_items = 0;
+}
+
+static Memsrv__MigratePage *new_item(struct migrate_out *mo, uint64_t page)
+{
+	Memsrv__MigratePage *it = &mo->items[mo->n_items];
+	memsrv__migrate_page__init(it);
+	it->page = page;
+	mo->item_ptrs[mo->n_items++] = it;
+	return it;
+}
+
+static void item_word(Memsrv__MigratePage *it, uint64_t word)
+{
+	it->has_word = true;
+	it->word = word;
+}
+
+static void item_data(struct migrate_out *mo, Memsrv__MigratePage *it, const void *data, uint32_t len, int codec)
+{
+	it->has_data = true;
+	it->data.data = (uint8_t *)data;
+	it->data.len = len;
+	if (codec >= 0) {
+		it->has_codec = true;
+		it->codec = (uint32_t)codec;
+	}
+	mo->data_pages++;
+}
+
+/* Content read from the VMM's memory or kept raw: a word, or compressed
+ * (copied: the codec's output lives until its next call), or raw. */
+static void encode_content(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, const void *data)
+{
+	uint64_t word;
+	if (page_is_samefilled(data, &word)) {
+		item_word(it, word);
+		return;
+	}
+	enum codec c = (enum codec)atomic_load(&vm->codec);
+	const void *out;
+	uint32_t len = codec_compress(vm->eng.codec_ctx, c, data, RAW_ABOVE + 1, &out);
+	if (!len) {
+		item_data(mo, it, data, PAGE, -1);
+		return;
+	}
+	uint8_t *copy = mo->objs + (size_t)(it - mo->items) * CODEC_PAGE;
+	memcpy(copy, out, len);
+	item_data(mo, it, copy, len, (int)c);
+}
+
+/* A stored page: its object as the store keeps it. */
+static void encode_stored(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, obj_id id)
+{
+	uint8_t *copy = mo->objs + (size_t)(it - mo->items) * CODEC_PAGE;
+	struct store_stored st;
+	int ret = store_read_stored(vm->store, vm->eng.codec_ctx, id, copy, &st);
+	if (ret) {
+		fail(mo, ret, "page %" PRIu64 "'s stored copy cannot be read: %s", it->page, strerror(-ret));
+		return;
+	}
+	store_unpin(vm->store, id);  /* copied: what it names later is no matter */
+	if (st.samefilled)
+		item_word(it, st.word);
+	else
+		item_data(mo, it, copy, st.len, st.len == CODEC_PAGE ? -1 : (int)st.codec);
+}
+
+/* A page still in the image the VM was resumed from: its object as it is there. */
+static void encode_from_image(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it)
+{
+	if (!vm->image || !vm->image->img) {
+		fail(mo, -EIO, "page %" PRIu64 " is in an image memsrv could not open again", it->page);
+		return;
+	}
+	uint64_t value;
+	int kind = image_page(vm->image->img, it->page, &value);
+	if (kind < 0) {
+		fail(mo, kind, "page %" PRIu64 "'s entry in the image in %s cannot be read: %s", it->page,
+		     vm->image->dir, strerror(-kind));
+		return;
+	}
+	if (kind != IMAGE_PAGE_OBJECT) {
+		item_word(it, kind == IMAGE_PAGE_SAMEFILL ? value : 0);
+		return;
+	}
+	uint8_t *copy = mo->objs + (size_t)(it - mo->items) * CODEC_PAGE;
+	uint32_t len;
+	enum codec c;
+	int ret = image_read_object(vm->image->img, value, copy, &len, &c);
+	if (ret) {
+		fail(mo, ret, "page %" PRIu64 " cannot be read from the image in %s: %s", it->page, vm->image->dir,
+		     strerror(-ret));
+		return;
+	}
+	item_data(mo, it, copy, len, len == IMAGE_RAW_LEN ? -1 : (int)c);
+}
+
+/* Page idx of r as its entry says it is now; data: its content if it is
+ * resident and was read (NULL: read here). */
+static void encode_page(struct vm *vm, struct migrate_out *mo, struct region *r, uint64_t idx, const void *data)
+{
+	uint64_t page = r->first_page + idx;
+	page_entry e = r->pt.entries[idx];
+	Memsrv__MigratePage *it = new_item(mo, page);
+	switch (pe_state(e)) {
+	case PAGE_NEVER:
+	case PAGE_ZERO:
+		item_word(it, 0);
+		break;
+	case PAGE_STORED:
+		encode_stored(vm, mo, it, (obj_id)pe_handle(e));
+		break;
+	case PAGE_PROBATION:
+		encode_content(vm, mo, it, sampler_page(vm, e));
+		break;
+	case PAGE_IMAGE:
+		encode_from_image(vm, mo, it);
+		break;
+	case PAGE_POISONED:
+		it->has_poisoned = true;
+		it->poisoned = true;  /* lost here: lost there, never zeros */
+		break;
+	case PAGE_RESIDENT:
+	default:
+		if (!data) {
+			uint8_t *one = mo->buf + (size_t)(MIGRATE_BATCH_PAGES - 1) * PAGE;
+			int ret = region_pread(r, idx, PAGE, one);
+			if (ret) {
+				fail(mo, ret, "reading page %" PRIu64 " from the VM's memory failed: %s", page, strerror(-ret));
+				return;
+			}
+			data = one;
+		}
+		encode_content(vm, mo, it, data);
+		break;
+	}
+	mo->pages_sent++;
+	if (bit(mo->sent, page))
+		mo->resent_pages++;
+	if (mo->phase == MO_FINAL)
+		mo->final_pages++;
+	mo->sent[page / 64] |= 1ull << (page % 64);
+}
+
+/* Sends the marked pages of [first, first + count) of r: the resident ones
+ * write-protected first, then read, so that a write after the read marks
+ * its page again. */
+static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, uint64_t first, uint64_t count)
+{
+	image_pages_prepare(vm, r->first_page + first, count);  /* entries as the image says, before they are read */
+	bool resident = false;
+	for (uint64_t p = first; p < first + count; p++)
+		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+	if (resident && mo->phase == MO_RUNNING) {
+		int ret = uffd_op_protect_pages(vm, r, first, count, true);
+		if (ret) {
+			fail(mo, ret, "write-protecting VM %s's memory failed: %s", vm->name, strerror(-ret));
+			return;
+		}
+	}
+	/* entries read after the protect: its resync may have applied a discard */
+	resident = false;
+	for (uint64_t p = first; p < first + count; p++)
+		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+	if (resident) {
+		int ret = region_pread(r, first, count * PAGE, mo->buf);
+		if (ret) {
+			fail(mo, ret, "reading VM %s's memory failed: %s", vm->name, strerror(-ret));
+			return;
+		}
+	}
+	for (uint64_t p = first; p < first + count && !mo->err; p++) {
+		if (!bit(mo->dirty, r->first_page + p))
+			continue;
+		clear_dirty(mo, r->first_page + p);
+		bool here = pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+		encode_page(vm, mo, r, p, here ? mo->buf + (p - first) * PAGE : NULL);
+	}
+	flush_batch(mo);
+}
+
+/* The next marked page at or after page, or mo->pages. */
+static uint64_t next_dirty(const struct migrate_out *mo, uint64_t page)
+{
+	while (page < mo->pages) {
+		uint64_t w = mo->dirty[page / 64] >> (page % 64);
+		if (w)
+			return page + (uint64_t)__builtin_ctzll(w);
+		page = (page / 64 + 1) * 64;
+	}
+	return mo->pages;
+}
+
+/* A page a fault waits on at the destination: before the round gets there. */
+static bool serve_pull(struct vm *vm, struct migrate_out *mo)
+{
+	while (mo->pull_len) {
+		uint64_t page = mo->pulls[mo->pull_head];
+		mo->pull_head = (mo->pull_head + 1) % PULLS_MAX;
+		mo->pull_len--;
+		if (!bit(mo->dirty, page))
+			continue;  /* on its way already */
+		struct region *r = vm_region_of_page(vm, page);
+		send_chunk(vm, mo, r, page - r->first_page, 1);
+		return true;
+	}
+	return false;
+}
+
+/* One batch of the round; false when there is nothing to send now. */
+static bool send_next(struct vm *vm, struct migrate_out *mo)
+{
+	if (serve_pull(vm, mo))
+		return true;
+	uint64_t page = next_dirty(mo, mo->cursor);
+	if (page >= mo->pages) {
+		if (!mo->dirty_count)
+			return false;
+		/* a new round over what was written; a few pages wait for more
+		 * while the guest runs, so that a hot page does not go every time */
+		uint64_t now = monotonic_ns();
+		if (mo->phase == MO_RUNNING && mo->dirty_count < MIGRATE_ROUND_SMALL_PAGES && now < mo->pause_until_ns)
+			return false;
+		mo->pause_until_ns = now + MIGRATE_ROUND_PAUSE_MS * 1000000ull;
+		mo->rounds++;
+		page = next_dirty(mo, 0);
+	}
+	struct region *r = vm_region_of_page(vm, page);
+	uint64_t idx = page - r->first_page;
+	uint64_t count = r->pt.npages - idx < MIGRATE_BATCH_PAGES ? r->pt.npages - idx : MIGRATE_BATCH_PAGES;
+	send_chunk(vm, mo, r, idx, count);
+	mo->cursor = page + count;
+	return true;
+}
+
+static void send_done(struct migrate_out *mo)
+{
+	Memsrv__MigrateDone d = MEMSRV__MIGRATE_DONE__INIT;
+	d.pages_sent = mo->pages_sent;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_DONE;
+	m.migrate_done = &d;
+	queue(mo, &m);
+	mo->phase = MO_WAIT_CONFIRM;
+	mo->deadline_ns = monotonic_ns() + MIGRATE_CONFIRM_MS * 1000000ull;
+}
+
+static void send_error(struct migrate_out *mo, int err, const char *text)
+{
+	Memsrv__Error e = MEMSRV__ERROR__INIT;
+	e.errno_code = err;
+	e.message = (char *)text;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_ERROR;
+	m.error = &e;
+	if (!peer_tx_queue(&mo->tx, &m))
+		peer_tx_flush(&mo->tx, mo->fd);  /* best effort: the connection goes next */
+}
+
+static void free_mo(struct migrate_out *mo)
+{
+	if (mo->fd >= 0)
+		close(mo->fd);
+	if (mo->reply_fd >= 0)
+		close(mo->reply_fd);
+	peer_rx_free(&mo->rx);
+	peer_tx_free(&mo->tx);
+	free(mo->dirty);
+	free(mo->sent);
+	free(mo->buf);
+	free(mo->objs);
+	free(mo);
+}
+
+/* Every page writable again: the VM runs on as if nothing happened. */
+static void unprotect_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->n_regions && !vm->eng.vmm_gone; i++) {
+		struct region *r = &vm->regions[i];
+		int ret = uffd_op_protect_pages(vm, r, 0, r->pt.npages, false);
+		if (ret && !vm->eng.vmm_gone)
+			vm_err(vm, "unprotecting its memory after a migration failed: %s", strerror(-ret));
+	}
+}
+
+static void answer_detach(struct vm *vm, struct migrate_out *mo)
+{
+	struct vm_job *job = mo->detach;
+	mo->detach = NULL;
+	if (!job)
+		return;
+	if (mo->err) {
+		vm_send_error(vm, -mo->err, NULL, "VM %s did not migrate to %s (%s): it stays here, whole and attached",
+			      vm->name, mo->address, mo->why);
+	} else {
+		vm->eng.detaching = true;
+		Memsrv__DetachReply dr = MEMSRV__DETACH_REPLY__INIT;
+		Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_DETACH_REPLY;
+		msg.detach_reply = &dr;
+		vm_send(vm, &msg);
+	}
+	vm_job_free(job);
+}
+
+/* The end, either way: the requester, the VMM's detach and the log told. */
+static void finish(struct vm *vm, struct migrate_out *mo, const Memsrv__MigrateConfirm *c)
+{
+	vm->eng.migrate_out = NULL;
+	uint64_t now = monotonic_ns();
+	if (mo->err) {
+		send_error(mo, -mo->err, mo->why);
+		vm_warn(vm, "migration to %s failed: %s; the VM runs on here, whole", mo->address, mo->why);
+		wire_send_error(mo->reply_fd, -mo->err, NULL, "migrating VM %s to %s failed: %s", vm->name, mo->address,
+				mo->why);
+	} else {
+		Memsrv__MigrateReply r = MEMSRV__MIGRATE_REPLY__INIT;
+		r.address = mo->address;
+		r.pages = mo->pages;
+		r.pages_sent = mo->pages_sent;
+		r.data_pages = mo->data_pages;
+		r.bytes_sent = mo->bytes_sent;
+		r.rounds = mo->rounds;
+		r.resent_pages = mo->resent_pages;
+		r.final_pages = mo->final_pages;
+		r.duration_ns = now - mo->t_start;
+		r.switchover_ns = now - mo->t_stop;
+		r.pulled_pages = c->pulled_pages;
+		r.pull_wait_p50_ns = c->pull_wait_p50_ns;
+		r.pull_wait_p99_ns = c->pull_wait_p99_ns;
+		r.pull_wait_max_ns = c->pull_wait_max_ns;
+		Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY;
+		msg.migrate_reply = &r;
+		if (mo->reply_fd >= 0)
+			wire_send_server(mo->reply_fd, &msg);
+		vm_info(vm, "migrated to %s: %" PRIu64 " pages in %" PRIu64 " bytes, %" PRIu32 " rounds, %" PRIu64
+			" sent again, %" PRIu64 " after the VM stopped, %" PRIu64 " ms in all, %" PRIu64
+			" ms from the stop; %" PRIu64 " pages pulled", mo->address, mo->pages_sent, mo->bytes_sent,
+			mo->rounds, mo->resent_pages, mo->final_pages, r.duration_ns / 1000000, r.switchover_ns / 1000000,
+			c->pulled_pages);
+	}
+	unprotect_all(vm);  /* a VM that stays runs on; one that left has its VMM unregister it */
+	answer_detach(vm, mo);
+	free_mo(mo);
+}
+
+void migrate_out_cancel(struct vm *vm, int err, const char *why)
+{
+	struct migrate_out *mo = vm->eng.migrate_out;
+	if (!mo)
+		return;
+	fail(mo, err, "%s", why);
+	finish(vm, mo, NULL);
+}
+
+/* Whether every region can be write-protected and read from its fd. */
+static int check_vm(struct vm *vm, char *why, size_t len)
+{
+	if (vm->eng.vmm_gone) {
+		snprintf(why, len, "VM %s's VMM is gone", vm->name);
+		return -ESRCH;
+	}
+	if (vm->eng.migrate_out || vm->eng.migrate_in || vm->eng.snapshot) {
+		snprintf(why, len, "VM %s is %s", vm->name,
+			 vm->eng.migrate_out ? "migrating already" : vm->eng.migrate_in ? "still arriving by a migration"
+											: "being snapshotted");
+		return -EBUSY;
+	}
+	if (vm->incoming) {
+		snprintf(why, len, "VM %s waits for its memory from another node", vm->name);
+		return -EBUSY;
+	}
+	pid_t other = atomic_load(&vm->unprotected_by);
+	if (other) {
+		snprintf(why, len, "process %d maps VM %s's RAM outside memsrv's userfaultfd: its writes could not be "
+			 "caught", (int)other, vm->name);
+		return -EBUSY;
+	}
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		if (!r->evictable || r->page_size != PAGE || r->fd < 0) {
+			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
+				 "so the guest's writes during a migration could not be caught: %s", vm->name, i,
+				 r->guest_phys_addr,
+				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
+
+static void send_begin(struct vm *vm, struct migrate_out *mo)
+{
+	Memsrv__MigrateRegion regs[VM_MAX_REGIONS], *ptrs[VM_MAX_REGIONS];
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		memsrv__migrate_region__init(&regs[i]);
+		regs[i].size = vm->regions[i].size;
+		regs[i].page_size = vm->regions[i].page_size;
+		regs[i].guest_phys_addr = vm->regions[i].guest_phys_addr;
+		ptrs[i] = &regs[i];
+	}
+	Memsrv__MigrateBegin b = MEMSRV__MIGRATE_BEGIN__INIT;
+	b.name = vm->name;
+	b.n_regions = vm->n_regions;
+	b.regions = ptrs;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_BEGIN;
+	m.migrate_begin = &b;
+	queue(mo, &m);
+}
+
+void migrate_out_start(struct vm *vm, struct vm_job *job)
+{
+	char why[512];
+	int ret = check_vm(vm, why, sizeof why);
+	if (ret) {
+		wire_send_error(job->reply_fd, -ret, "migrate.name", "VM %s cannot migrate: %s", vm->name, why);
+		return;
+	}
+	struct migrate_out *mo = calloc(1, sizeof *mo);
+	uint64_t pages = vm_total_pages(vm), words = pages / 64 + 1;
+	if (mo) {
+		mo->dirty = calloc(words, sizeof *mo->dirty);
+		mo->sent = calloc(words, sizeof *mo->sent);
+		mo->buf = malloc((size_t)MIGRATE_BATCH_PAGES * PAGE);
+		mo->objs = malloc((size_t)MIGRATE_BATCH_PAGES * CODEC_PAGE);
+	}
+	if (!mo || !mo->dirty || !mo->sent || !mo->buf || !mo->objs) {
+		if (mo) {
+			mo->fd = mo->reply_fd = -1;
+			free_mo(mo);
+		}
+		wire_send_error(job->reply_fd, ENOMEM, NULL, "out of memory");
+		return;
+	}
+	mo->fd = job->peer_fd;
+	job->peer_fd = -1;
+	int sndbuf = MIGRATE_SOCKET_BUFFER;  /* a pulled page waits behind no more than this */
+	setsockopt(mo->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+	mo->reply_fd = job->reply_fd;
+	job->reply_fd = -1;
+	snprintf(mo->address, sizeof mo->address, "%s", job->address ? job->address : "?");
+	peer_rx_init(&mo->rx, PEER_WIRE_MAX_PAYLOAD);
+	peer_tx_init(&mo->tx);
+	mo->pages = pages;
+	mo->t_start = monotonic_ns();
+	mo->deadline_ns = mo->t_start + MIGRATE_CONFIRM_MS * 1000000ull;
+	mo->rounds = 1;
+	vm->eng.migrate_out = mo;
+	migrate_out_mark(vm, 0, pages);  /* every page, once */
+	sampler_restore_all(vm);         /* pages in probation back in place: read as any resident page */
+	send_begin(vm, mo);
+	vm_info(vm, "migrating to %s: %" PRIu64 " pages", mo->address, pages);
+	if (mo->err)
+		finish(vm, mo, NULL);
+}
+
+static void take_pull(struct migrate_out *mo, const Memsrv__MigratePull *p)
+{
+	for (size_t i = 0; i < p->n_pages; i++) {
+		if (p->pages[i] >= mo->pages) {
+			fail(mo, EPROTO, "the destination asked for page %" PRIu64 ", past the VM's %" PRIu64, p->pages[i],
+			     mo->pages);
+			return;
+		}
+		if (mo->pull_len == PULLS_MAX)
+			return;  /* the rounds get to it */
+		mo->pulls[(mo->pull_head + mo->pull_len++) % PULLS_MAX] = p->pages[i];
+	}
+}
+
+/* One message from the destination; false when the migration ended. */
+static bool take_message(struct vm *vm, struct migrate_out *mo, const Memsrv__PeerMessage *msg)
+{
+	switch (msg->msg_case) {
+	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_ACCEPT:
+		if (mo->phase != MO_WAIT_ACCEPT)
+			break;
+		mo->phase = MO_RUNNING;
+		mo->deadline_ns = 0;
+		return true;
+	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PULL:
+		if (mo->phase == MO_WAIT_ACCEPT)
+			break;
+		take_pull(mo, msg->migrate_pull);
+		return !mo->err;
+	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_CONFIRM:
+		if (mo->phase != MO_WAIT_CONFIRM)
+			break;
+		finish(vm, mo, msg->migrate_confirm);
+		return false;
+	case MEMSRV__PEER_MESSAGE__MSG_ERROR:
+		fail(mo, msg->error->errno_code > 0 ? -msg->error->errno_code : -ECONNABORTED,
+		     "the destination refused: %.200s", msg->error->message);
+		return false;
+	default:
+		break;
+	}
+	fail(mo, -EPROTO, "the destination sent an unexpected %s", peer_message_kind(msg));
+	return false;
+}
+
+static void read_messages(struct vm *vm, struct migrate_out *mo)
+{
+	for (;;) {
+		ssize_t n = peer_rx_read(&mo->rx, mo->fd);
+		for (;;) {
+			Memsrv__PeerMessage *msg;
+			struct wire_fault fault = { "" };
+			int ret = peer_rx_next(&mo->rx, &msg, &fault);
+			if (ret == 0)
+				break;
+			if (ret < 0) {
+				fail(mo, -EPROTO, "malformed stream from the destination: %s", fault.what);
+				return;
+			}
+			bool on = take_message(vm, mo, msg);
+			memsrv__peer_message__free_unpacked(msg, NULL);
+			if (!on)
+				return;
+		}
+		if (n == -EAGAIN)
+			return;
+		if (n == 0) {
+			fail(mo, -ECONNRESET, "the destination closed the connection");
+			return;
+		}
+		if (n < 0) {
+			fail(mo, (int)n, "reading from the destination failed: %s", strerror((int)-n));
+			return;
+		}
+	}
+}
+
+int migrate_out_poll(struct vm *vm, short *events, int *timeout_ms)
+{
+	struct migrate_out *mo = vm->eng.migrate_out;
+	if (!mo)
+		return -1;
+	*events = POLLIN | (peer_tx_pending(&mo->tx) ? POLLOUT : 0);
+	bool room = peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH;
+	if (room && (mo->phase == MO_RUNNING || mo->phase == MO_FINAL) && (mo->pull_len || mo->dirty_count)) {
+		uint64_t now = monotonic_ns();
+		bool waits = mo->phase == MO_RUNNING && next_dirty(mo, mo->cursor) >= mo->pages &&
+			     mo->dirty_count < MIGRATE_ROUND_SMALL_PAGES && now < mo->pause_until_ns && !mo->pull_len;
+		int ms = waits ? (int)((mo->pause_until_ns - now) / 1000000) + 1 : 0;
+		if (*timeout_ms < 0 || ms < *timeout_ms)
+			*timeout_ms = ms;
+	}
+	if (mo->deadline_ns) {
+		uint64_t now = monotonic_ns();
+		int ms = now >= mo->deadline_ns ? 0 : (int)((mo->deadline_ns - now) / 1000000) + 1;
+		if (*timeout_ms < 0 || ms < *timeout_ms)
+			*timeout_ms = ms;
+	}
+	return mo->fd;
+}
+
+void migrate_out_step(struct vm *vm, short revents)
+{
+	struct migrate_out *mo = vm->eng.migrate_out;
+	if (!mo)
+		return;
+	if (revents & (POLLIN | POLLHUP | POLLERR))
+		read_messages(vm, mo);
+	if (!vm->eng.migrate_out)
+		return;  /* confirmed: done */
+	if (!mo->err && mo->deadline_ns && monotonic_ns() >= mo->deadline_ns)
+		fail(mo, -ETIMEDOUT, "the destination did not answer within %u s", MIGRATE_CONFIRM_MS / 1000);
+	uint64_t until = monotonic_ns() + STEP_NS;
+	while (!mo->err && (mo->phase == MO_RUNNING || mo->phase == MO_FINAL) &&
+	       peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH && monotonic_ns() < until) {
+		if (!send_next(vm, mo))
+			break;
+		fault_serve_available(vm);  /* the guest runs on: its faults wait for a batch at most */
+		if (swap_reads_ready(vm))
+			swap_reads_reap(vm);
+		if (vm->eng.migrate_out != mo)
+			return;  /* a fault's resync cannot end it, but be sure */
+	}
+	if (!mo->err && mo->phase == MO_FINAL && !mo->dirty_count)
+		send_done(mo);
+	if (!mo->err) {
+		int ret = peer_tx_flush(&mo->tx, mo->fd);
+		if (ret && ret != -EAGAIN)
+			fail(mo, ret, "sending to the destination failed: %s", strerror(-ret));
+	}
+	if (mo->err)
+		finish(vm, mo, NULL);
+}
+
+/* The pages sent and written since, as runs (first, count). */
+static void send_invalidations(struct migrate_out *mo)
+{
+	uint64_t *runs = malloc(2 * INVALIDATE_RUNS_PER_FRAME * sizeof *runs);
+	size_t n = 0;
+	if (!runs) {
+		fail(mo, -ENOMEM, "out of memory");
+		return;
+	}
+	Memsrv__MigrateInvalidate inv = MEMSRV__MIGRATE_INVALIDATE__INIT;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_INVALIDATE;
+	m.migrate_invalidate = &inv;
+	for (uint64_t p = next_dirty(mo, 0); p < mo->pages; p = next_dirty(mo, p)) {
+		uint64_t end = p;
+		while (end < mo->pages && bit(mo->dirty, end) && bit(mo->sent, end))
+			end++;
+		if (end == p) {
+			p++;  /* never sent: nothing there to invalidate */
+			continue;
+		}
+		runs[n++] = p;
+		runs[n++] = end - p;
+		if (n == 2 * INVALIDATE_RUNS_PER_FRAME) {
+			inv.n_runs = n;
+			inv.runs = runs;
+			queue(mo, &m);
+			n = 0;
+		}
+		p = end;
+	}
+	if (n) {
+		inv.n_runs = n;
+		inv.runs = runs;
+		queue(mo, &m);
+	}
+	free(runs);
+}
+
+bool migrate_out_vm_stopped(struct vm *vm, struct vm_job *job)
+{
+	struct migrate_out *mo = vm->eng.migrate_out;
+	if (!mo)
+		return false;
+	if (mo->phase == MO_WAIT_ACCEPT) {
+		migrate_out_cancel(vm, -ECANCELED, "the VMM detached before the destination accepted");
+		return false;
+	}
+	if (mo->phase != MO_RUNNING)
+		return false;  /* a second detach: the first one is answered */
+	mo->detach = job;
+	mo->t_stop = monotonic_ns();
+	send_invalidations(mo);
+	Memsrv__MigrateStopped st = MEMSRV__MIGRATE_STOPPED__INIT;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_STOPPED;
+	m.migrate_stopped = &st;
+	queue(mo, &m);
+	mo->phase = MO_FINAL;
+	mo->cursor = 0;
+	vm_info(vm, "the VMM stopped the VM: %" PRIu64 " pages still to go to %s", mo->dirty_count, mo->address);
+	migrate_out_step(vm, 0);
+	return true;
+}

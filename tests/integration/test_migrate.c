@@ -1,0 +1,286 @@
+/* Description: live migration between two memsrv nodes on this machine
+ * (two sockets, two loopback ports).  A simulated VM that writes while
+ * memsrv-ctl migrate runs arrives whole at the destination: every page as
+ * the source last wrote it, the source no longer lists it, and the reply
+ * counts pages, bytes and rounds; a destination that verifies while the
+ * last pages stream pulls the ones its faults wait on.  A destination
+ * memsrv killed, or its VMM gone (QEMU cancelling), mid-way leaves the
+ * source VM running and whole; a destination with no such VM, or one laid
+ * out otherwise, refuses with a clear error and harms nothing; a VMM that
+ * says its VM migrated when none was migrating is refused, every page kept. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "harness.h"
+
+TestSuite(migrate, .timeout = 240);
+
+struct node {
+	struct test_server srv;
+	char listen[32];
+};
+
+static void node_start(struct node *n)
+{
+	snprintf(n->listen, sizeof n->listen, "127.0.0.1:%u", free_loopback_port());
+	const char *opts[] = { "--peer-listen", n->listen, NULL };
+	server_start_with(&n->srv, opts);
+}
+
+/* memsrv-ctl migrate on a thread of its own: it answers at the end. */
+struct migration {
+	pthread_t thread;
+	const struct node *from, *to;
+	const char *vm;
+	int ret;
+	Memsrv__ServerMessage *reply;
+};
+
+static void *migrate_main(void *arg)
+{
+	struct migration *m = arg;
+	struct ctl_req r;
+	ctl_build_migrate(&r, m->vm, m->to->listen);
+	m->ret = ctl_request(m->from->srv.sock, &r.msg, &m->reply);
+	return NULL;
+}
+
+static void migration_start(struct migration *m, const struct node *from, const struct node *to, const char *vm)
+{
+	*m = (struct migration){ .from = from, .to = to, .vm = vm };
+	cr_assert_eq(pthread_create(&m->thread, NULL, migrate_main, m), 0);
+}
+
+/* The migration's answer, asserted to be a MigrateReply. */
+static const Memsrv__MigrateReply *migration_done(struct migration *m)
+{
+	pthread_join(m->thread, NULL);
+	cr_assert_eq(m->ret, 0);
+	cr_assert_eq(m->reply->msg_case, MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY, "%s",
+		     m->reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->reply->error->message : "not a reply");
+	return m->reply->migrate_reply;
+}
+
+/* The migration's Error; its text in text. */
+static void migration_failed(struct migration *m, char *text, size_t len)
+{
+	pthread_join(m->thread, NULL);
+	cr_assert_eq(m->ret, 0);
+	cr_assert_eq(m->reply->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "the migration should fail");
+	snprintf(text, len, "%s", m->reply->error->message);
+}
+
+static void migration_free(struct migration *m)
+{
+	if (m->reply)
+		memsrv__server_message__free_unpacked(m->reply, NULL);
+}
+
+static void cmd_ok(struct test_sim *sim, const char *cmd)
+{
+	struct sim_reply r;
+	sim_cmd(sim, cmd, &r);
+	cr_assert(r.ok, "vmsim %s: %s: %s", sim->name, cmd, r.error);
+}
+
+Test(migrate, a_vm_written_during_its_migration_arrives_with_every_page_as_last_written)
+{
+	struct node a, b;
+	node_start(&a);
+	node_start(&b);
+	char dir[64], cmd[128];
+	cr_assert(scratch_make(dir, sizeof dir, "/tmp/memsrv-migrate.XXXXXX"));
+	struct test_sim src, dst;
+	sim_start(&src, &a.srv, "vm1", "--size", "64M", "--verify", NULL);
+	sim_start(&dst, &b.srv, "vm1", "--size", "64M", "--incoming", "--verify", NULL);
+	/* some of it stored compressed, the rest resident */
+	Memsrv__ServerMessage *ev = ctl_evict_ok(&a.srv, "vm1", 16 << 20, false);
+	memsrv__server_message__free_unpacked(ev, NULL);
+
+	struct migration m;
+	migration_start(&m, &a, &b, "vm1");
+	for (int i = 0; i < 4; i++) {
+		cmd_ok(&src, "write 0.2");  /* pages sent already, written again */
+		usleep(50 * 1000);
+	}
+	snprintf(cmd, sizeof cmd, "save %s", dir);
+	cmd_ok(&src, cmd);
+	cmd_ok(&src, "migrated");
+	cr_assert_eq(wait_exit(src.pid), 0, "the source VMM leaves once the destination holds every page");
+	const Memsrv__MigrateReply *r = migration_done(&m);
+	cr_assert_eq(r->pages, 16384);
+	cr_assert_geq(r->pages_sent, r->pages);
+	cr_assert_geq(r->rounds, 1);
+	cr_assert_gt(r->resent_pages, 0, "pages written after they were sent went again");
+	cr_assert_lt(r->bytes_sent, 64ull << 20, "zero pages cost nothing, the rest goes compressed");
+	cr_log_info("migrated 64 MiB: %lu bytes, %lu pages sent, %u rounds, %lu resent, %lu after the stop",
+		    (unsigned long)r->bytes_sent, (unsigned long)r->pages_sent, r->rounds, (unsigned long)r->resent_pages,
+		    (unsigned long)r->final_pages);
+	migration_free(&m);
+
+	snprintf(cmd, sizeof cmd, "expect %s", dir);
+	cmd_ok(&dst, cmd);
+	sim_expect_verified(&dst, 16384);
+	cmd_ok(&dst, "write 0.1");  /* an ordinary VM now */
+	sim_quit_verified(&dst, 16384);
+	cr_assert_eq(ctl_vm_count(&a.srv), 0, "the source node no longer lists the VM");
+	cr_assert(server_log_has(&b.srv, "migrated in from"));
+	scratch_remove(dir);
+	server_stop(&a.srv);
+	server_stop(&b.srv);
+}
+
+Test(migrate, a_destination_reading_while_the_last_pages_stream_pulls_what_its_faults_wait_on)
+{
+	struct node a, b;
+	node_start(&a);
+	node_start(&b);
+	char dir[64], cmd[128];
+	cr_assert(scratch_make(dir, sizeof dir, "/tmp/memsrv-migrate.XXXXXX"));
+	struct test_sim src, dst;
+	sim_start(&src, &a.srv, "vm2", "--size", "256M", "--verify", NULL);
+	sim_start(&dst, &b.srv, "vm2", "--size", "256M", "--incoming", "--verify", "--pattern", "random", "--ops",
+		  "3000", NULL);
+	snprintf(cmd, sizeof cmd, "save %s", dir);
+	cmd_ok(&src, cmd);
+	struct migration m;
+	migration_start(&m, &a, &b, "vm2");
+	usleep(20 * 1000);
+	/* the VMM stops the VM at once: most pages go after the stop, and the
+	 * destination's guest reads them meanwhile */
+	sim_send(&src, "migrated");
+	snprintf(cmd, sizeof cmd, "expect %s", dir);
+	cmd_ok(&dst, cmd);
+	cmd_ok(&dst, "run");  /* random pages: most far ahead of the stream */
+	sim_expect_verified(&dst, 65536);
+	struct sim_reply sr;
+	sim_wait_reply(&src, "migrated", &sr);
+	cr_assert(sr.ok, "%s", sr.error);
+	cr_assert_eq(wait_exit(src.pid), 0);
+	const Memsrv__MigrateReply *r = migration_done(&m);
+	cr_assert_gt(r->final_pages, 0);
+	cr_assert_gt(r->pulled_pages, 0, "faults at the destination asked for their pages ahead of the stream");
+	cr_assert_gt(r->pull_wait_p50_ns, 0);
+	cr_assert_geq(r->pull_wait_p99_ns, r->pull_wait_p50_ns);
+	cr_log_info("pulled %lu pages, waits p50 %lu us p99 %lu us", (unsigned long)r->pulled_pages,
+		    (unsigned long)r->pull_wait_p50_ns / 1000, (unsigned long)r->pull_wait_p99_ns / 1000);
+	migration_free(&m);
+	sim_quit_verified(&dst, 65536);
+	scratch_remove(dir);
+	server_stop(&a.srv);
+	server_stop(&b.srv);
+}
+
+struct log_wait {
+	const struct test_server *srv;
+	const char *needle;
+};
+
+static bool log_has(void *arg)
+{
+	const struct log_wait *w = arg;
+	return server_log_has(w->srv, w->needle);
+}
+
+/* Migrates a 64M VM that writes meanwhile, breaks it with breaker, and
+ * checks that the source VM ran on whole: every page as last written. */
+static void source_survives(void (*breaker)(struct node *b, struct test_sim *dst), const char *expect_why)
+{
+	struct node a, b;
+	node_start(&a);
+	node_start(&b);
+	struct test_sim src, dst;
+	sim_start(&src, &a.srv, "vm3", "--size", "64M", "--verify", NULL);
+	sim_start(&dst, &b.srv, "vm3", "--size", "64M", "--incoming", NULL);
+	struct migration m;
+	migration_start(&m, &a, &b, "vm3");
+	struct log_wait w = { &a.srv, "migrating to" };
+	cr_assert(wait_until(log_has, &w, 10000), "the migration started");
+	cmd_ok(&src, "write 0.2");
+	breaker(&b, &dst);
+	char text[512];
+	migration_failed(&m, text, sizeof text);
+	cr_assert(strstr(text, expect_why) && strstr(text, b.listen), "the error says why: %s", text);
+	migration_free(&m);
+	cmd_ok(&src, "write 0.3");  /* runs on, every page writable */
+	sim_expect_verified(&src, 16384);
+	cr_assert(server_log_has(&a.srv, "the VM runs on here, whole"));
+	sim_quit_verified(&src, 16384);
+	server_stop(&a.srv);
+	if (server_alive(&b.srv))
+		server_stop(&b.srv);
+}
+
+static void kill_destination_memsrv(struct node *b, struct test_sim *dst)
+{
+	kill(b->srv.pid, SIGKILL);
+	waitpid(b->srv.pid, NULL, 0);
+	sim_kill(dst);
+}
+
+static void kill_destination_vmm(struct node *b, struct test_sim *dst)
+{
+	(void)b;
+	sim_kill(dst);  /* QEMU cancelling: the destination's VMM goes */
+}
+
+Test(migrate, a_destination_memsrv_killed_mid_way_leaves_the_source_vm_running_and_whole)
+{
+	source_survives(kill_destination_memsrv, "destination");
+}
+
+Test(migrate, a_destination_vmm_gone_mid_way_leaves_the_source_vm_running_and_whole)
+{
+	source_survives(kill_destination_vmm, "destination");
+}
+
+Test(migrate, a_destination_without_the_vm_or_of_another_layout_refuses_and_harms_nothing)
+{
+	struct node a, b;
+	node_start(&a);
+	node_start(&b);
+	struct test_sim src, other;
+	sim_start(&src, &a.srv, "vm4", "--size", "16M", "--verify", NULL);
+	struct migration m;
+	char text[512];
+	migration_start(&m, &a, &b, "vm4");
+	migration_failed(&m, text, sizeof text);
+	cr_assert(strstr(text, "no VM named vm4"), "%s", text);
+	migration_free(&m);
+
+	sim_start(&other, &b.srv, "vm4", "--size", "32M", "--incoming", NULL);
+	migration_start(&m, &a, &b, "vm4");
+	migration_failed(&m, text, sizeof text);
+	cr_assert(strstr(text, "region 0 differs"), "%s", text);
+	migration_free(&m);
+	sim_kill(&other);
+
+	sim_expect_verified(&src, 4096);
+	cmd_ok(&src, "write 0.5");
+	sim_quit_verified(&src, 4096);
+	server_stop(&a.srv);
+	server_stop(&b.srv);
+}
+
+Test(migrate, a_vmm_saying_migrated_without_a_migration_is_refused_and_keeps_every_page)
+{
+	struct test_server s;
+	server_start(&s);
+	struct test_sim sim;
+	sim_start(&sim, &s, "vm5", "--size", "16M", "--verify", NULL);
+	Memsrv__ServerMessage *ev = ctl_evict_ok(&s, "vm5", 0, true);
+	memsrv__server_message__free_unpacked(ev, NULL);
+	struct sim_reply r;
+	sim_cmd(&sim, "migrated", &r);
+	cr_assert(!r.ok && strstr(r.error, "is not migrating"), "%s", r.error);
+	sim_expect_verified(&sim, 4096);
+	sim_quit_verified(&sim, 4096);
+	server_stop(&s);
+}
