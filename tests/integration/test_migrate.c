@@ -7,7 +7,10 @@
  * memsrv killed, or its VMM gone (QEMU cancelling), mid-way leaves the
  * source VM running and whole; a destination with no such VM, or one laid
  * out otherwise, refuses with a clear error and harms nothing; a VMM that
- * says its VM migrated when none was migrating is refused, every page kept. */
+ * says its VM migrated when none was migrating is refused, every page kept;
+ * a source memsrv killed mid-way (with --state-dir) resumes its VM whole,
+ * the destination waits for another source, and a second migration
+ * completes. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
@@ -283,4 +286,57 @@ Test(migrate, a_vmm_saying_migrated_without_a_migration_is_refused_and_keeps_eve
 	sim_expect_verified(&sim, 4096);
 	sim_quit_verified(&sim, 4096);
 	server_stop(&s);
+}
+
+static bool vm_listed(void *arg)
+{
+	return ctl_vm_count(arg) == 1;
+}
+
+Test(migrate, a_source_memsrv_killed_mid_way_resumes_its_vm_whole_and_a_second_migration_completes)
+{
+	char state[64], dir[64], cmd[128];
+	cr_assert(scratch_make(state, sizeof state, "/tmp/memsrv-migrate-state.XXXXXX"));
+	cr_assert(scratch_make(dir, sizeof dir, "/tmp/memsrv-migrate.XXXXXX"));
+	struct node a, b;
+	const char *a_opts[] = { "--state-dir", state, NULL };
+	server_start_with(&a.srv, a_opts);
+	node_start(&b);
+	struct test_sim src, dst;
+	sim_start(&src, &a.srv, "vm6", "--size", "64M", "--verify", NULL);
+	sim_start(&dst, &b.srv, "vm6", "--size", "64M", "--incoming", "--verify", NULL);
+	Memsrv__ServerMessage *ev = ctl_evict_ok(&a.srv, "vm6", 16 << 20, false);
+	memsrv__server_message__free_unpacked(ev, NULL);
+
+	struct migration m;
+	migration_start(&m, &a, &b, "vm6");
+	struct log_wait w = { &a.srv, "migrating to" };
+	cr_assert(wait_until(log_has, &w, 10000), "the migration started");
+	cmd_ok(&src, "write 0.2");
+	server_crash_and_restart(&a.srv, a_opts);
+	pthread_join(m.thread, NULL);
+	cr_assert(m.ret < 0 || m.reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR,
+		  "the migration did not complete: its requester hears so");
+	migration_free(&m);
+	cr_assert(wait_until(vm_listed, &a.srv, 10000), "the source VM resumed on the restarted memsrv");
+	struct log_wait again = { &b.srv, "waits for another source" };
+	cr_assert(wait_until(log_has, &again, 10000), "the destination dropped what came and waits");
+	cmd_ok(&src, "write 0.2");
+	sim_expect_verified(&src, 16384);  /* whole, every page writable */
+
+	migration_start(&m, &a, &b, "vm6");
+	cmd_ok(&src, "write 0.1");
+	snprintf(cmd, sizeof cmd, "save %s", dir);
+	cmd_ok(&src, cmd);
+	cmd_ok(&src, "migrated");
+	cr_assert_eq(wait_exit(src.pid), 0);
+	migration_done(&m);
+	migration_free(&m);
+	snprintf(cmd, sizeof cmd, "expect %s", dir);
+	cmd_ok(&dst, cmd);
+	sim_quit_verified(&dst, 16384);
+	server_stop(&a.srv);
+	server_stop(&b.srv);
+	scratch_remove(dir);
+	scratch_remove(state);
 }
