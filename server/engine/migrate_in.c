@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "fault.h"
 #include "latency.h"
 #include "migrate_out.h"
@@ -39,10 +41,13 @@ struct migrate_in {
 	uint64_t *pulled;         /* a bit per page: asked for */
 	uint64_t pulls[MIGRATE_IN_PULL_BATCH];
 	unsigned n_pulls;
+	uint64_t wants[MIGRATE_IN_PULL_BATCH];  /* offered pages this node does not hold */
+	unsigned n_wants;
+	bool done;                /* MigrateDone came: confirm once no page is REMOTE */
 	struct parked *parked;    /* faults waiting for their page */
 	size_t n_parked, cap_parked;
 	struct latency_hist wait; /* of faults whose page was pulled */
-	uint64_t pulled_pages, arrived_pages, t_bound;
+	uint64_t pulled_pages, arrived_pages, shared_pages, t_bound;
 	int err;
 	char why[256];
 };
@@ -82,6 +87,7 @@ int migrate_in_attach(struct vm *vm)
 			page_table_set(&r->pt, p, pe_make(PAGE_REMOTE, 0, 0));
 	}
 	vm->eng.migrate_in = mi;
+	atomic_store(&vm->migration, VM_MIGRATION_WAITING);
 	return 0;
 }
 
@@ -102,6 +108,7 @@ void migrate_in_free(struct vm *vm)
 	if (!mi)
 		return;
 	vm->eng.migrate_in = NULL;
+	atomic_store(&vm->migration, VM_MIGRATION_NONE);
 	close_stream(mi);
 	peer_rx_free(&mi->rx);
 	peer_tx_free(&mi->tx);
@@ -185,6 +192,7 @@ void migrate_in_bind(struct vm *vm, struct vm_job *job)
 	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_ACCEPT;
 	m.migrate_accept = &a;
 	send_msg(mi, &m);
+	atomic_store(&vm->migration, VM_MIGRATION_ARRIVING);
 	vm_info(vm, "migrating in from %s", mi->peer);
 }
 
@@ -200,6 +208,20 @@ int migrate_in_poll(struct vm *vm, short *events)
 static bool bit(const uint64_t *map, uint64_t page)
 {
 	return map[page / 64] >> (page % 64) & 1;
+}
+
+static void send_wants(struct migrate_in *mi)
+{
+	if (!mi->n_wants || mi->fd < 0)
+		return;
+	Memsrv__MigrateWant w = MEMSRV__MIGRATE_WANT__INIT;
+	w.n_pages = mi->n_wants;
+	w.pages = mi->wants;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_WANT;
+	m.migrate_want = &w;
+	send_msg(mi, &m);
+	mi->n_wants = 0;
 }
 
 static void send_pulls(struct migrate_in *mi)
@@ -331,6 +353,41 @@ static int store_content(struct vm *vm, struct migrate_in *mi, const Memsrv__Mig
 	return 0;
 }
 
+/* An offer: the page from this node's store if it holds the same content
+ * (found by hash, then checked by digest: a hash names, it does not
+ * prove), else asked for.  0 or -EPROTO. */
+static int take_offer(struct vm *vm, struct migrate_in *mi, const Memsrv__MigratePage *it, page_entry *out)
+{
+	if (it->hash.len != 16 || !it->has_digest || it->digest.len != 32) {
+		fail(mi, -EPROTO, "page %" PRIu64 " was offered with a %zu-byte hash and a %zu-byte digest, not 16 and 32",
+		     it->page, it->hash.len, it->has_digest ? it->digest.len : 0);
+		return -EPROTO;
+	}
+	uint64_t lo = 0, hi = 0;
+	for (int i = 7; i >= 0; i--) {
+		lo = lo << 8 | it->hash.data[i];
+		hi = hi << 8 | it->hash.data[8 + i];
+	}
+	obj_id id;
+	if (!store_share_by_hash(vm->store, lo, hi, &id)) {
+		uint8_t digest[32];
+		unsigned dlen = sizeof digest;
+		if (!store_get(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf) &&
+		    EVP_Digest(vm->eng.page_buf, PAGE, digest, &dlen, EVP_sha256(), NULL) &&
+		    !memcmp(digest, it->digest.data, sizeof digest)) {
+			*out = pe_make(PAGE_STORED, 0, id);
+			mi->shared_pages++;
+			return 0;
+		}
+		store_drop(vm->store, id);  /* same hash, other content (or unreadable): not this page's */
+	}
+	*out = pe_make(PAGE_REMOTE, 0, 0);
+	mi->wants[mi->n_wants++] = it->page;
+	if (mi->n_wants == MIGRATE_IN_PULL_BATCH)
+		send_wants(mi);
+	return 0;
+}
+
 static void set_entry(struct vm *vm, struct region *r, uint64_t idx, page_entry e)
 {
 	page_entry old = r->pt.entries[idx];
@@ -357,7 +414,7 @@ static void take_pages(struct vm *vm, struct migrate_in *mi, const Memsrv__Migra
 			return;
 		}
 		uint64_t idx = it->page - r->first_page;
-		if (!it->has_word && !it->has_data && !(it->has_poisoned && it->poisoned)) {
+		if (!it->has_word && !it->has_data && !it->has_hash && !(it->has_poisoned && it->poisoned)) {
 			fail(mi, -EPROTO, "page %" PRIu64 " came with no content", it->page);
 			return;
 		}
@@ -366,10 +423,11 @@ static void take_pages(struct vm *vm, struct migrate_in *mi, const Memsrv__Migra
 		page_entry e;
 		if (it->has_poisoned && it->poisoned)
 			e = pe_make(PAGE_POISONED, 0, 0);
-		else if (store_content(vm, mi, it, &e))
+		else if (it->has_hash && !it->has_data && !it->has_word ? take_offer(vm, mi, it, &e)
+									: store_content(vm, mi, it, &e))
 			return;
 		set_entry(vm, r, idx, e);
-		mi->arrived_pages++;
+		mi->arrived_pages += pe_state(e) != PAGE_REMOTE;
 	}
 }
 
@@ -410,6 +468,7 @@ static void complete(struct vm *vm, struct migrate_in *mi)
 	c.pull_wait_p50_ns = (uint64_t)(s.p50_us * 1000);
 	c.pull_wait_p99_ns = (uint64_t)(s.p99_us * 1000);
 	c.pull_wait_max_ns = (uint64_t)(s.max_us * 1000);
+	c.shared_pages = mi->shared_pages;
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
 	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_CONFIRM;
 	m.migrate_confirm = &c;
@@ -424,9 +483,10 @@ static void complete(struct vm *vm, struct migrate_in *mi)
 		if (peer_tx_flush(&mi->tx, mi->fd) && !peer_tx_pending(&mi->tx))
 			break;
 	}
-	vm_info(vm, "migrated in from %s: %" PRIu64 " pages arrived in %" PRIu64 " ms, %" PRIu64
-		" pulled by faults (waits p50 %.0f us, p99 %.0f us, max %.0f us)", mi->peer, mi->arrived_pages,
-		(monotonic_ns() - mi->t_bound) / 1000000, mi->pulled_pages, s.p50_us, s.p99_us, s.max_us);
+	vm_info(vm, "migrated in from %s: %" PRIu64 " pages arrived in %" PRIu64 " ms (%" PRIu64
+		" from this node's store by their hash), %" PRIu64 " pulled by faults (waits p50 %.0f us, p99 %.0f us, "
+		"max %.0f us)", mi->peer, mi->arrived_pages, (monotonic_ns() - mi->t_bound) / 1000000, mi->shared_pages,
+		mi->pulled_pages, s.p50_us, s.p99_us, s.max_us);
 	vm->incoming = false;
 	release_parked(vm, mi, true);
 	migrate_in_free(vm);
@@ -454,18 +514,21 @@ static bool take_message(struct vm *vm, struct migrate_in *mi, const Memsrv__Pee
 		vm_info(vm, "the source VM stopped: %" PRIu64 " pages still to come from %s", remote_pages(vm), mi->peer);
 		break;
 	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_DONE:
-		if (!mi->stopped || remote_pages(vm)) {
-			fail(mi, -EPROTO, "the source said it was done with %" PRIu64 " pages not sent%s", remote_pages(vm),
-			     mi->stopped ? "" : " and the VM not stopped");
+		if (!mi->stopped || mi->done) {
+			fail(mi, -EPROTO, "the source said it was done %s", mi->done ? "twice" : "before the VM stopped");
 			return false;
 		}
-		complete(vm, mi);
-		return false;
+		mi->done = true;  /* the pages wanted still come */
+		break;
 	case MEMSRV__PEER_MESSAGE__MSG_ERROR:
 		fail(mi, -ECONNABORTED, "the source gave up: %.200s", msg->error->message);
 		return false;
 	default:
 		fail(mi, -EPROTO, "the source sent an unexpected %s", peer_message_kind(msg));
+		return false;
+	}
+	if (!mi->err && mi->done && !remote_pages(vm)) {
+		complete(vm, mi);
 		return false;
 	}
 	return !mi->err;
@@ -493,7 +556,9 @@ static void stream_failed(struct vm *vm, struct migrate_in *mi)
 		vm_warn(vm, "incoming migration from %s failed before the source VM stopped: %s; the %" PRIu64
 			" pages that came are dropped and the VM waits for another source", mi->peer, mi->why, changed);
 		close_stream(mi);
+		atomic_store(&vm->migration, VM_MIGRATION_WAITING);
 		memset(mi->pulled, 0, (mi->pages / 64 + 1) * sizeof *mi->pulled);
+		mi->n_pulls = mi->n_wants = 0;
 		mi->err = 0;
 		return;
 	}
@@ -550,6 +615,7 @@ void migrate_in_step(struct vm *vm, short revents)
 		return;
 	}
 	release_parked(vm, mi, false);
+	send_wants(mi);
 	send_pulls(mi);
 	if (mi->err)
 		stream_failed(vm, mi);

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "fault.h"
 #include "image.h"
 #include "image_pages.h"
@@ -28,6 +30,7 @@
 #define PULLS_MAX 4096u               /* pages the destination asked for, not yet served */
 #define INVALIDATE_RUNS_PER_FRAME 32768u
 #define STEP_NS (2ull * 1000 * 1000)  /* pages sent per step: faults wait for no more than this */
+#define WANTED (1ull << 63)            /* a pulls[] entry the destination wants the content of */
 
 enum mo_phase {
 	MO_WAIT_ACCEPT,   /* MigrateBegin sent */
@@ -50,17 +53,21 @@ struct migrate_out {
 	uint64_t cursor;        /* the round's next page */
 	uint64_t pause_until_ns;
 	uint64_t deadline_ns;   /* for the destination's Accept or Confirm */
-	uint64_t pulls[PULLS_MAX];
+	uint64_t pulls[PULLS_MAX];        /* pages asked for, WANTED set for a want (content, not offer) */
 	unsigned pull_head, pull_len;
+	bool offering;          /* the batch being made offers content by hash and digest */
+	bool forcing;           /* ...sends content the destination wants, not pages written again */
 	struct vm_job *detach;  /* the VMM's detach, answered at the end */
 	uint8_t *buf;           /* MIGRATE_BATCH_PAGES pages read from the fd */
 	uint8_t *objs;          /* a copy of each page's object, CODEC_PAGE apart */
+	uint8_t *raw;           /* one page decompressed, to be hashed */
+	uint8_t sums[MIGRATE_BATCH_PAGES][16 + 32];  /* each offer's hash and digest */
 	Memsrv__MigratePage items[MIGRATE_BATCH_PAGES];
 	Memsrv__MigratePage *item_ptrs[MIGRATE_BATCH_PAGES];
 	unsigned n_items;
 	/* what the reply says */
 	uint64_t t_start, t_stop;
-	uint64_t pages_sent, data_pages, bytes_sent, resent_pages, final_pages;
+	uint64_t pages_sent, data_pages, bytes_sent, resent_pages, final_pages, offered_pages;
 	uint32_t rounds;
 	int err;
 	char why[256];
@@ -156,13 +163,54 @@ static void item_data(struct migrate_out *mo, Memsrv__MigratePage *it, const voi
 	mo->data_pages++;
 }
 
-/* Content read from the VMM's memory or kept raw: a word, or compressed
- * (copied: the codec's output lives until its next call), or raw. */
+/* An offer: the content's hash and digest, computed from raw (4 KiB). */
+static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const void *raw)
+{
+	uint8_t *sum = mo->sums[it - mo->items];
+	uint64_t lo, hi;
+	store_content_hash(raw, &lo, &hi);
+	for (int i = 0; i < 8; i++) {
+		sum[i] = (uint8_t)(lo >> (8 * i));
+		sum[8 + i] = (uint8_t)(hi >> (8 * i));
+	}
+	unsigned dlen = 32;
+	EVP_Digest(raw, PAGE, sum + 16, &dlen, EVP_sha256(), NULL);
+	it->has_hash = it->has_digest = true;
+	it->hash.data = sum;
+	it->hash.len = 16;
+	it->digest.data = sum + 16;
+	it->digest.len = 32;
+	mo->offered_pages++;
+}
+
+/* Bytes codec made of a page (len CODEC_PAGE: raw): offered by their
+ * content's hash, or sent.  A stored copy is decompressed to be hashed. */
+static void content_or_offer(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, const void *data,
+			     uint32_t len, int codec)
+{
+	if (!mo->offering) {
+		item_data(mo, it, data, len, codec);
+		return;
+	}
+	if (codec >= 0 && codec_decompress(vm->eng.codec_ctx, (enum codec)codec, data, len, mo->raw)) {
+		fail(mo, -EILSEQ, "page %" PRIu64 "'s stored copy does not decompress", it->page);
+		return;
+	}
+	item_offer(mo, it, codec >= 0 ? mo->raw : data);
+}
+
+/* Content read from the VMM's memory or kept raw: a word, offered, or
+ * sent compressed (copied: the codec's output lives until its next call)
+ * or raw. */
 static void encode_content(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, const void *data)
 {
 	uint64_t word;
 	if (page_is_samefilled(data, &word)) {
 		item_word(it, word);
+		return;
+	}
+	if (mo->offering) {
+		item_offer(mo, it, data);
 		return;
 	}
 	enum codec c = (enum codec)atomic_load(&vm->codec);
@@ -191,7 +239,7 @@ static void encode_stored(struct vm *vm, struct migrate_out *mo, Memsrv__Migrate
 	if (st.samefilled)
 		item_word(it, st.word);
 	else
-		item_data(mo, it, copy, st.len, st.len == CODEC_PAGE ? -1 : (int)st.codec);
+		content_or_offer(vm, mo, it, copy, st.len, st.len == CODEC_PAGE ? -1 : (int)st.codec);
 }
 
 /* A page still in the image the VM was resumed from: its object as it is there. */
@@ -221,7 +269,7 @@ static void encode_from_image(struct vm *vm, struct migrate_out *mo, Memsrv__Mig
 		     strerror(-ret));
 		return;
 	}
-	item_data(mo, it, copy, len, len == IMAGE_RAW_LEN ? -1 : (int)c);
+	content_or_offer(vm, mo, it, copy, len, len == IMAGE_RAW_LEN ? -1 : (int)c);
 }
 
 /* Page idx of r as its entry says it is now; data: its content if it is
@@ -264,22 +312,26 @@ static void encode_page(struct vm *vm, struct migrate_out *mo, struct region *r,
 		break;
 	}
 	mo->pages_sent++;
-	if (bit(mo->sent, page))
+	if (bit(mo->sent, page) && !mo->forcing)
 		mo->resent_pages++;
 	if (mo->phase == MO_FINAL)
 		mo->final_pages++;
 	mo->sent[page / 64] |= 1ull << (page % 64);
 }
 
-/* Sends the marked pages of [first, first + count) of r: the resident ones
- * write-protected first, then read, so that a write after the read marks
- * its page again. */
-static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, uint64_t first, uint64_t count)
+/* Sends the marked pages of [first, first + count) of r (every page with
+ * force: content the destination wants): the resident ones write-protected
+ * first, then read, so that a write after the read marks its page again.
+ * offer: content goes as hash and digest. */
+static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, uint64_t first, uint64_t count,
+		       bool force, bool offer)
 {
 	image_pages_prepare(vm, r->first_page + first, count);  /* entries as the image says, before they are read */
+	mo->offering = offer;
+	mo->forcing = force;
 	bool resident = false;
 	for (uint64_t p = first; p < first + count; p++)
-		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+		resident |= (force || bit(mo->dirty, r->first_page + p)) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident && mo->phase == MO_RUNNING) {
 		int ret = uffd_op_protect_pages(vm, r, first, count, true);
 		if (ret) {
@@ -290,7 +342,7 @@ static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, 
 	/* entries read after the protect: its resync may have applied a discard */
 	resident = false;
 	for (uint64_t p = first; p < first + count; p++)
-		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+		resident |= (force || bit(mo->dirty, r->first_page + p)) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident) {
 		int ret = region_pread(r, first, count * PAGE, mo->buf);
 		if (ret) {
@@ -299,7 +351,7 @@ static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, 
 		}
 	}
 	for (uint64_t p = first; p < first + count && !mo->err; p++) {
-		if (!bit(mo->dirty, r->first_page + p))
+		if (!force && !bit(mo->dirty, r->first_page + p))
 			continue;
 		clear_dirty(mo, r->first_page + p);
 		bool here = pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
@@ -320,17 +372,21 @@ static uint64_t next_dirty(const struct migrate_out *mo, uint64_t page)
 	return mo->pages;
 }
 
-/* A page a fault waits on at the destination: before the round gets there. */
+/* A page a fault waits on at the destination (before the round gets
+ * there), or whose content it wants: sent with its content. */
 static bool serve_pull(struct vm *vm, struct migrate_out *mo)
 {
 	while (mo->pull_len) {
-		uint64_t page = mo->pulls[mo->pull_head];
+		uint64_t e = mo->pulls[mo->pull_head], page = e & ~WANTED;
 		mo->pull_head = (mo->pull_head + 1) % PULLS_MAX;
 		mo->pull_len--;
-		if (!bit(mo->dirty, page))
-			continue;  /* on its way already */
+		bool dirty = bit(mo->dirty, page);
+		/* a pull of a page not marked: it is on its way.  A want of one
+		 * marked: it goes again anyway, as it is now */
+		if (!(e & WANTED) ? !dirty : dirty)
+			continue;
 		struct region *r = vm_region_of_page(vm, page);
-		send_chunk(vm, mo, r, page - r->first_page, 1);
+		send_chunk(vm, mo, r, page - r->first_page, 1, e & WANTED, false);
 		return true;
 	}
 	return false;
@@ -341,6 +397,8 @@ static bool send_next(struct vm *vm, struct migrate_out *mo)
 {
 	if (serve_pull(vm, mo))
 		return true;
+	if (mo->phase == MO_WAIT_CONFIRM)
+		return false;  /* done: only what the destination asks for goes */
 	uint64_t page = next_dirty(mo, mo->cursor);
 	if (page >= mo->pages) {
 		if (!mo->dirty_count)
@@ -357,7 +415,7 @@ static bool send_next(struct vm *vm, struct migrate_out *mo)
 	struct region *r = vm_region_of_page(vm, page);
 	uint64_t idx = page - r->first_page;
 	uint64_t count = r->pt.npages - idx < MIGRATE_BATCH_PAGES ? r->pt.npages - idx : MIGRATE_BATCH_PAGES;
-	send_chunk(vm, mo, r, idx, count);
+	send_chunk(vm, mo, r, idx, count, false, true);
 	mo->cursor = page + count;
 	return true;
 }
@@ -398,6 +456,7 @@ static void free_mo(struct migrate_out *mo)
 	free(mo->sent);
 	free(mo->buf);
 	free(mo->objs);
+	free(mo->raw);
 	free(mo);
 }
 
@@ -436,6 +495,7 @@ static void answer_detach(struct vm *vm, struct migrate_out *mo)
 static void finish(struct vm *vm, struct migrate_out *mo, const Memsrv__MigrateConfirm *c)
 {
 	vm->eng.migrate_out = NULL;
+	atomic_store(&vm->migration, VM_MIGRATION_NONE);
 	uint64_t now = monotonic_ns();
 	if (mo->err) {
 		send_error(mo, -mo->err, mo->why);
@@ -458,6 +518,8 @@ static void finish(struct vm *vm, struct migrate_out *mo, const Memsrv__MigrateC
 		r.pull_wait_p50_ns = c->pull_wait_p50_ns;
 		r.pull_wait_p99_ns = c->pull_wait_p99_ns;
 		r.pull_wait_max_ns = c->pull_wait_max_ns;
+		r.offered_pages = mo->offered_pages;
+		r.shared_pages = c->shared_pages;
 		Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY;
 		msg.migrate_reply = &r;
@@ -465,9 +527,10 @@ static void finish(struct vm *vm, struct migrate_out *mo, const Memsrv__MigrateC
 			wire_send_server(mo->reply_fd, &msg);
 		vm_info(vm, "migrated to %s: %" PRIu64 " pages in %" PRIu64 " bytes, %" PRIu32 " rounds, %" PRIu64
 			" sent again, %" PRIu64 " after the VM stopped, %" PRIu64 " ms in all, %" PRIu64
-			" ms from the stop; %" PRIu64 " pages pulled", mo->address, mo->pages_sent, mo->bytes_sent,
-			mo->rounds, mo->resent_pages, mo->final_pages, r.duration_ns / 1000000, r.switchover_ns / 1000000,
-			c->pulled_pages);
+			" ms from the stop; %" PRIu64 " pages pulled, %" PRIu64 " of %" PRIu64 " offered held there already",
+			mo->address, mo->pages_sent, mo->bytes_sent, mo->rounds, mo->resent_pages, mo->final_pages,
+			r.duration_ns / 1000000, r.switchover_ns / 1000000, c->pulled_pages, c->shared_pages,
+			mo->offered_pages);
 	}
 	unprotect_all(vm);  /* a VM that stays runs on; one that left has its VMM unregister it */
 	answer_detach(vm, mo);
@@ -554,8 +617,9 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 		mo->sent = calloc(words, sizeof *mo->sent);
 		mo->buf = malloc((size_t)MIGRATE_BATCH_PAGES * PAGE);
 		mo->objs = malloc((size_t)MIGRATE_BATCH_PAGES * CODEC_PAGE);
+		mo->raw = malloc(PAGE);
 	}
-	if (!mo || !mo->dirty || !mo->sent || !mo->buf || !mo->objs) {
+	if (!mo || !mo->dirty || !mo->sent || !mo->buf || !mo->objs || !mo->raw) {
 		if (mo) {
 			mo->fd = mo->reply_fd = -1;
 			free_mo(mo);
@@ -585,19 +649,27 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 		finish(vm, mo, NULL);
 }
 
-static void take_pull(struct migrate_out *mo, const Memsrv__MigratePull *p)
+/* Pages the destination asked for: pulled (a fault waits) or wanted (an
+ * offer it could not take). */
+static void take_asks(struct migrate_out *mo, const uint64_t *pages, size_t n, bool want)
 {
-	for (size_t i = 0; i < p->n_pages; i++) {
-		if (p->pages[i] >= mo->pages) {
-			fail(mo, EPROTO, "the destination asked for page %" PRIu64 ", past the VM's %" PRIu64, p->pages[i],
+	for (size_t i = 0; i < n; i++) {
+		if (pages[i] >= mo->pages) {
+			fail(mo, -EPROTO, "the destination asked for page %" PRIu64 ", past the VM's %" PRIu64, pages[i],
 			     mo->pages);
 			return;
 		}
-		if (mo->pull_len == PULLS_MAX)
-			return;  /* the rounds get to it */
-		mo->pulls[(mo->pull_head + mo->pull_len++) % PULLS_MAX] = p->pages[i];
+		if (mo->pull_len == PULLS_MAX) {
+			if (!want)
+				continue;  /* the rounds get to it */
+			fail(mo, -ENOBUFS, "the destination wants more than %u pages at once", PULLS_MAX);
+			return;
+		}
+		mo->pulls[(mo->pull_head + mo->pull_len++) % PULLS_MAX] = pages[i] | (want ? WANTED : 0);
 	}
 }
+
+static void stop(struct vm *vm, struct migrate_out *mo);
 
 /* One message from the destination; false when the migration ended. */
 static bool take_message(struct vm *vm, struct migrate_out *mo, const Memsrv__PeerMessage *msg)
@@ -608,11 +680,19 @@ static bool take_message(struct vm *vm, struct migrate_out *mo, const Memsrv__Pe
 			break;
 		mo->phase = MO_RUNNING;
 		mo->deadline_ns = 0;
-		return true;
+		atomic_store(&vm->migration, VM_MIGRATION_SENDING);
+		if (mo->detach)
+			stop(vm, mo);  /* the VMM was quicker than the destination */
+		return !mo->err;
 	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PULL:
 		if (mo->phase == MO_WAIT_ACCEPT)
 			break;
-		take_pull(mo, msg->migrate_pull);
+		take_asks(mo, msg->migrate_pull->pages, msg->migrate_pull->n_pages, false);
+		return !mo->err;
+	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_WANT:
+		if (mo->phase == MO_WAIT_ACCEPT)
+			break;
+		take_asks(mo, msg->migrate_want->pages, msg->migrate_want->n_pages, true);
 		return !mo->err;
 	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_CONFIRM:
 		if (mo->phase != MO_WAIT_CONFIRM)
@@ -669,7 +749,8 @@ int migrate_out_poll(struct vm *vm, short *events, int *timeout_ms)
 		return -1;
 	*events = POLLIN | (peer_tx_pending(&mo->tx) ? POLLOUT : 0);
 	bool room = peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH;
-	if (room && (mo->phase == MO_RUNNING || mo->phase == MO_FINAL) && (mo->pull_len || mo->dirty_count)) {
+	bool sending = mo->phase == MO_RUNNING || mo->phase == MO_FINAL;
+	if (room && (mo->pull_len || (sending && mo->dirty_count))) {
 		uint64_t now = monotonic_ns();
 		bool waits = mo->phase == MO_RUNNING && next_dirty(mo, mo->cursor) >= mo->pages &&
 			     mo->dirty_count < MIGRATE_ROUND_SMALL_PAGES && now < mo->pause_until_ns && !mo->pull_len;
@@ -698,8 +779,8 @@ void migrate_out_step(struct vm *vm, short revents)
 	if (!mo->err && mo->deadline_ns && monotonic_ns() >= mo->deadline_ns)
 		fail(mo, -ETIMEDOUT, "the destination did not answer within %u s", MIGRATE_CONFIRM_MS / 1000);
 	uint64_t until = monotonic_ns() + STEP_NS;
-	while (!mo->err && (mo->phase == MO_RUNNING || mo->phase == MO_FINAL) &&
-	       peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH && monotonic_ns() < until) {
+	while (!mo->err && mo->phase != MO_WAIT_ACCEPT && peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH &&
+	       monotonic_ns() < until) {
 		if (!send_next(vm, mo))
 			break;
 		fault_serve_available(vm);  /* the guest runs on: its faults wait for a batch at most */
@@ -761,16 +842,21 @@ static void send_invalidations(struct migrate_out *mo)
 bool migrate_out_vm_stopped(struct vm *vm, struct vm_job *job)
 {
 	struct migrate_out *mo = vm->eng.migrate_out;
-	if (!mo)
-		return false;
-	if (mo->phase == MO_WAIT_ACCEPT) {
-		migrate_out_cancel(vm, -ECANCELED, "the VMM detached before the destination accepted");
-		return false;
-	}
-	if (mo->phase != MO_RUNNING)
+	if (!mo || mo->detach)
 		return false;  /* a second detach: the first one is answered */
 	mo->detach = job;
 	mo->t_stop = monotonic_ns();
+	if (mo->phase == MO_WAIT_ACCEPT)
+		return true;  /* stopped once the destination accepts */
+	stop(vm, mo);
+	migrate_out_step(vm, 0);
+	return true;
+}
+
+/* The VM stopped: what the destination holds and was written since is
+ * named, then the last pages go. */
+static void stop(struct vm *vm, struct migrate_out *mo)
+{
 	send_invalidations(mo);
 	Memsrv__MigrateStopped st = MEMSRV__MIGRATE_STOPPED__INIT;
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
@@ -779,7 +865,6 @@ bool migrate_out_vm_stopped(struct vm *vm, struct vm_job *job)
 	queue(mo, &m);
 	mo->phase = MO_FINAL;
 	mo->cursor = 0;
+	atomic_store(&vm->migration, VM_MIGRATION_STOPPED);
 	vm_info(vm, "the VMM stopped the VM: %" PRIu64 " pages still to go to %s", mo->dirty_count, mo->address);
-	migrate_out_step(vm, 0);
-	return true;
 }

@@ -403,6 +403,9 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->probation_pages = vm_count(vm, PAGE_PROBATION);
 	info->image_pages = image_pages_remaining(vm);
 	info->image_dir = vm->image ? vm->image->dir : NULL;
+	static const char *const migration_names[] = { NULL, "sending", "stopped", "waiting", "arriving" };
+	info->migration = (char *)migration_names[atomic_load(&vm->migration)];
+	info->remote_pages = vm_count(vm, PAGE_REMOTE);
 	static const char *const balloon_names[] = { "unknown", "yes", "no" };
 	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon.answer)];
 #define X(name) info->name = ctr_get(&vm->ctr.name);

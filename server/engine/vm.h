@@ -85,6 +85,15 @@ struct region {
 
 enum { VM_BALLOON_UNKNOWN, VM_BALLOON_YES, VM_BALLOON_NO };
 
+/* Where a live migration of the VM is (VmInfo.migration). */
+enum vm_migration {
+	VM_MIGRATION_NONE,
+	VM_MIGRATION_SENDING,   /* out, accepted: rounds while the guest runs */
+	VM_MIGRATION_STOPPED,   /* out: the VMM detached, the last pages go */
+	VM_MIGRATION_WAITING,   /* in: no source yet */
+	VM_MIGRATION_ARRIVING,  /* in: a source streams */
+};
+
 /* How long a balloon request gets to work before the node target is
  * enforced by eviction: the guest picks its own pages first (no double paging). */
 #define BALLOON_GRACE_NS (2ull * 1000 * 1000 * 1000)
@@ -220,6 +229,7 @@ struct vm {
 	char not_evictable_reason[160];
 	struct vm_image *image;  /* resumed from a memory image (image_pages.h); NULL: not */
 	bool incoming;           /* Hello.incoming: its memory comes by migration (migrate_in.h) */
+	_Atomic int migration;   /* enum vm_migration: the VM thread sets, VmInfo shows */
 	/* another process maps the VM's RAM outside its uffd (mappings.c):
 	 * its pid, 0 for none; nothing is evicted while it does */
 	_Atomic pid_t unprotected_by;

@@ -331,6 +331,35 @@ static void page_hash(const struct store *s, const void *page, bool samefilled, 
 	}
 }
 
+void store_content_hash(const void *page, uint64_t *lo, uint64_t *hi)
+{
+	XXH128_hash_t h = XXH3_128bits(page, CODEC_PAGE);
+	*lo = h.low64;
+	*hi = h.high64;
+}
+
+int store_share_by_hash(struct store *s, uint64_t lo, uint64_t hi, obj_id *id)
+{
+	if (s->cfg.hash_bits && s->cfg.hash_bits < 64) {  /* as page_hash() indexes it */
+		lo &= (1ull << s->cfg.hash_bits) - 1;
+		hi = 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	*id = 0;
+	for (obj_id o_id = *bucket_of(s, lo); o_id; o_id = obj_at(s, o_id)->next) {
+		struct obj *o = obj_at(s, o_id);
+		if (o->hash_lo != lo || o->hash_hi != hi || o->tier == TIER_SAMEFILL)
+			continue;
+		uint32_t before = o->refs++;
+		ref_changed(s, o, before);
+		s->st.dedup_hits++;
+		*id = o_id;
+		break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return *id ? 0 : -ENOENT;
+}
+
 /* Describes the read of an object in swap and pins it: its slot stays
  * until the read ends.  Called with the lock held. */
 static void read_begin_locked(struct store *s, obj_id id, struct store_read *rd)

@@ -61,6 +61,16 @@ struct store_put_info {
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info);
 
+/* The hash store_put() indexes a page that is not same-filled by: its
+ * XXH3-128, computed the same on every node. */
+void store_content_hash(const void *page, uint64_t *lo, uint64_t *hi);
+
+/* A new reference to a stored object (not a same-filled one) whose content
+ * hashes to (lo, hi) as store_content_hash() says: 0 with *id, or -ENOENT.
+ * A hash names content, it does not prove it: the caller checks what it
+ * got (a migration's destination compares a digest) and drops it if not. */
+int store_share_by_hash(struct store *s, uint64_t lo, uint64_t hi, obj_id *id);
+
 /* Whether a put that is not needed now (a resume's background fill) may
  * take room: the cache is below writeback's low watermark (or has no
  * budget) and memory was not short at the last put.  Such puts never make

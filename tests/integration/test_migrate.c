@@ -10,7 +10,9 @@
  * says its VM migrated when none was migrating is refused, every page kept;
  * a source memsrv killed mid-way (with --state-dir) resumes its VM whole,
  * the destination waits for another source, and a second migration
- * completes. */
+ * completes; two VMs of one base image migrated back to back cost the
+ * wire the image once (the second one's pages are offered by hash and
+ * taken from the destination's store). */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
@@ -80,6 +82,28 @@ static void migration_failed(struct migration *m, char *text, size_t len)
 	snprintf(text, len, "%s", m->reply->error->message);
 }
 
+struct vm_at {
+	const struct test_server *srv;
+	const char *vm;
+};
+
+static bool sending(void *arg)
+{
+	const struct vm_at *at = arg;
+	Memsrv__ServerMessage *m = ctl_info_ok(at->srv, at->vm);
+	bool yes = m->vm_info->migration && !strcmp(m->vm_info->migration, "sending");
+	memsrv__server_message__free_unpacked(m, NULL);
+	return yes;
+}
+
+/* Waits until the destination accepted the migration, as an operator
+ * waits for memsrv-ctl info VM to say so before QEMU's own migrate. */
+static void wait_sending(const struct node *from, const char *vm)
+{
+	struct vm_at at = { &from->srv, vm };
+	cr_assert(wait_until(sending, &at, 10000), "VM %s's migration was accepted", vm);
+}
+
 static void migration_free(struct migration *m)
 {
 	if (m->reply)
@@ -109,6 +133,7 @@ Test(migrate, a_vm_written_during_its_migration_arrives_with_every_page_as_last_
 
 	struct migration m;
 	migration_start(&m, &a, &b, "vm1");
+	wait_sending(&a, "vm1");
 	for (int i = 0; i < 4; i++) {
 		cmd_ok(&src, "write 0.2");  /* pages sent already, written again */
 		usleep(50 * 1000);
@@ -155,7 +180,7 @@ Test(migrate, a_destination_reading_while_the_last_pages_stream_pulls_what_its_f
 	cmd_ok(&src, cmd);
 	struct migration m;
 	migration_start(&m, &a, &b, "vm2");
-	usleep(20 * 1000);
+	wait_sending(&a, "vm2");
 	/* the VMM stops the VM at once: most pages go after the stop, and the
 	 * destination's guest reads them meanwhile */
 	sim_send(&src, "migrated");
@@ -204,8 +229,7 @@ static void source_survives(void (*breaker)(struct node *b, struct test_sim *dst
 	sim_start(&dst, &b.srv, "vm3", "--size", "64M", "--incoming", NULL);
 	struct migration m;
 	migration_start(&m, &a, &b, "vm3");
-	struct log_wait w = { &a.srv, "migrating to" };
-	cr_assert(wait_until(log_has, &w, 10000), "the migration started");
+	wait_sending(&a, "vm3");
 	cmd_ok(&src, "write 0.2");
 	breaker(&b, &dst);
 	char text[512];
@@ -310,8 +334,7 @@ Test(migrate, a_source_memsrv_killed_mid_way_resumes_its_vm_whole_and_a_second_m
 
 	struct migration m;
 	migration_start(&m, &a, &b, "vm6");
-	struct log_wait w = { &a.srv, "migrating to" };
-	cr_assert(wait_until(log_has, &w, 10000), "the migration started");
+	wait_sending(&a, "vm6");
 	cmd_ok(&src, "write 0.2");
 	server_crash_and_restart(&a.srv, a_opts);
 	pthread_join(m.thread, NULL);
@@ -325,6 +348,7 @@ Test(migrate, a_source_memsrv_killed_mid_way_resumes_its_vm_whole_and_a_second_m
 	sim_expect_verified(&src, 16384);  /* whole, every page writable */
 
 	migration_start(&m, &a, &b, "vm6");
+	wait_sending(&a, "vm6");
 	cmd_ok(&src, "write 0.1");
 	snprintf(cmd, sizeof cmd, "save %s", dir);
 	cmd_ok(&src, cmd);
@@ -339,4 +363,52 @@ Test(migrate, a_source_memsrv_killed_mid_way_resumes_its_vm_whole_and_a_second_m
 	server_stop(&b.srv);
 	scratch_remove(dir);
 	scratch_remove(state);
+}
+
+Test(migrate, two_vms_of_one_base_image_cost_the_wire_the_image_once)
+{
+	struct node a, b;
+	node_start(&a);
+	node_start(&b);
+	char dir[2][64], cmd[256];
+	uint64_t bytes[2], shared[2], offered[2];
+	struct test_sim dst[2];
+	for (int i = 0; i < 2; i++) {
+		char name[8], seed[8];
+		snprintf(name, sizeof name, "twin%d", i);
+		snprintf(seed, sizeof seed, "%d", 7 + i);
+		cr_assert(scratch_make(dir[i], sizeof dir[i], "/tmp/memsrv-migrate.XXXXXX"));
+		struct test_sim src;
+		/* 80% of the content is the base image both share */
+		sim_start(&src, &a.srv, name, "--size", "32M", "--private-pct", "20", "--seed", seed, "--verify", NULL);
+		sim_start(&dst[i], &b.srv, name, "--size", "32M", "--private-pct", "20", "--seed", seed, "--incoming",
+			  "--verify", NULL);
+		struct migration m;
+		migration_start(&m, &a, &b, name);
+		wait_sending(&a, name);
+		snprintf(cmd, sizeof cmd, "save %s", dir[i]);
+		cmd_ok(&src, cmd);
+		cmd_ok(&src, "migrated");
+		cr_assert_eq(wait_exit(src.pid), 0);
+		const Memsrv__MigrateReply *r = migration_done(&m);
+		bytes[i] = r->bytes_sent;
+		shared[i] = r->shared_pages;
+		offered[i] = r->offered_pages;
+		migration_free(&m);
+		cr_log_info("%s: %lu bytes, %lu offered, %lu held there already", name, (unsigned long)bytes[i],
+			    (unsigned long)offered[i], (unsigned long)shared[i]);
+	}
+	/* the first VM's pages wait in the destination's store when the second
+	 * one's are offered: the base image goes once */
+	cr_assert_gt(offered[1], 0);
+	cr_assert_geq(shared[1] * 10, offered[1] * 7, "the base image's pages were held there already");
+	cr_assert_lt(bytes[1] * 2, bytes[0], "the second VM cost the wire less than half of the first");
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "expect %s", dir[i]);
+		cmd_ok(&dst[i], cmd);
+		sim_quit_verified(&dst[i], 8192);
+		scratch_remove(dir[i]);
+	}
+	server_stop(&a.srv);
+	server_stop(&b.srv);
 }
