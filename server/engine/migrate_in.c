@@ -23,7 +23,7 @@
 
 #define PAGE 4096u
 #define STORE_TRIES 250  /* 20 ms each: how long a page waits for room in the store */
-#define MIGRATE_IN_READS_PER_STEP 16  /* frames taken before the VM thread looks at its uffd again */
+#define STEP_NS (1000 * 1000)  /* the stream taken in at most this long before the VM thread polls its uffd again */
 
 struct parked {
 	struct uffd_msg msg;
@@ -582,7 +582,8 @@ void migrate_in_step(struct vm *vm, short revents)
 			fail(mi, ret, "sending to the source failed: %s", strerror(-ret));
 	}
 	bool ended = false;
-	for (int reads = 0; !mi->err && !ended && (revents & (POLLIN | POLLHUP | POLLERR)) && reads < MIGRATE_IN_READS_PER_STEP; reads++) {
+	uint64_t until = monotonic_ns() + STEP_NS;
+	while (!mi->err && !ended && (revents & (POLLIN | POLLHUP | POLLERR))) {
 		ssize_t n = peer_rx_read(&mi->rx, mi->fd);
 		for (;;) {
 			Memsrv__PeerMessage *msg;
@@ -607,6 +608,8 @@ void migrate_in_step(struct vm *vm, short revents)
 			fail(mi, -ECONNRESET, "the source closed the connection");
 		else if (n < 0)
 			fail(mi, (int)n, "reading from the source failed: %s", strerror((int)-n));
+		if (monotonic_ns() >= until)
+			break;  /* the guest's faults come first */
 	}
 	if (ended)
 		return;

@@ -415,8 +415,12 @@ static bool send_next(struct vm *vm, struct migrate_out *mo)
 	struct region *r = vm_region_of_page(vm, page);
 	uint64_t idx = page - r->first_page;
 	uint64_t count = r->pt.npages - idx < MIGRATE_BATCH_PAGES ? r->pt.npages - idx : MIGRATE_BATCH_PAGES;
-	send_chunk(vm, mo, r, idx, count, false, true);
+	/* offers cost the destination a round trip for what it lacks: worth
+	 * it while the guest runs here, not once it waits there */
+	send_chunk(vm, mo, r, idx, count, false, mo->phase == MO_RUNNING);
 	mo->cursor = page + count;
+	atomic_store_explicit(&vm->migration_round, mo->rounds, memory_order_relaxed);
+	atomic_store_explicit(&vm->migration_pages_left, mo->dirty_count, memory_order_relaxed);
 	return true;
 }
 
@@ -496,6 +500,8 @@ static void finish(struct vm *vm, struct migrate_out *mo, const Memsrv__MigrateC
 {
 	vm->eng.migrate_out = NULL;
 	atomic_store(&vm->migration, VM_MIGRATION_NONE);
+	atomic_store(&vm->migration_round, 0);
+	atomic_store(&vm->migration_pages_left, 0);
 	uint64_t now = monotonic_ns();
 	if (mo->err) {
 		send_error(mo, -mo->err, mo->why);
@@ -642,6 +648,8 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 	mo->rounds = 1;
 	vm->eng.migrate_out = mo;
 	migrate_out_mark(vm, 0, pages);  /* every page, once */
+	atomic_store(&vm->migration_round, 1);
+	atomic_store(&vm->migration_pages_left, pages);
 	sampler_restore_all(vm);         /* pages in probation back in place: read as any resident page */
 	send_begin(vm, mo);
 	vm_info(vm, "migrating to %s: %" PRIu64 " pages", mo->address, pages);

@@ -406,6 +406,8 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	static const char *const migration_names[] = { NULL, "sending", "stopped", "waiting", "arriving" };
 	info->migration = (char *)migration_names[atomic_load(&vm->migration)];
 	info->remote_pages = vm_count(vm, PAGE_REMOTE);
+	info->migration_round = atomic_load(&vm->migration_round);
+	info->migration_pages_left = atomic_load(&vm->migration_pages_left);
 	static const char *const balloon_names[] = { "unknown", "yes", "no" };
 	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon.answer)];
 #define X(name) info->name = ctr_get(&vm->ctr.name);

@@ -230,6 +230,8 @@ struct vm {
 	struct vm_image *image;  /* resumed from a memory image (image_pages.h); NULL: not */
 	bool incoming;           /* Hello.incoming: its memory comes by migration (migrate_in.h) */
 	_Atomic int migration;   /* enum vm_migration: the VM thread sets, VmInfo shows */
+	_Atomic uint32_t migration_round;        /* outgoing: as VmInfo says */
+	_Atomic uint64_t migration_pages_left;
 	/* another process maps the VM's RAM outside its uffd (mappings.c):
 	 * its pid, 0 for none; nothing is evicted while it does */
 	_Atomic pid_t unprotected_by;

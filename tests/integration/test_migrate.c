@@ -104,6 +104,25 @@ static void wait_sending(const struct node *from, const char *vm)
 	cr_assert(wait_until(sending, &at, 10000), "VM %s's migration was accepted", vm);
 }
 
+static bool converged(void *arg)
+{
+	const struct vm_at *at = arg;
+	Memsrv__ServerMessage *m = ctl_info_ok(at->srv, at->vm);
+	const Memsrv__VmInfo *i = m->vm_info;
+	bool yes = i->migration && !strcmp(i->migration, "sending") &&
+		   (i->migration_round >= 2 || i->migration_pages_left < 1024);
+	memsrv__server_message__free_unpacked(m, NULL);
+	return yes;
+}
+
+/* Waits until the first pass went and little is left, as tooling waits
+ * before the VMM's own migration stops the guest. */
+static void wait_converged(const struct node *from, const char *vm)
+{
+	struct vm_at at = { &from->srv, vm };
+	cr_assert(wait_until(converged, &at, 30000), "VM %s's first pass went", vm);
+}
+
 static void migration_free(struct migration *m)
 {
 	if (m->reply)
@@ -138,6 +157,7 @@ Test(migrate, a_vm_written_during_its_migration_arrives_with_every_page_as_last_
 		cmd_ok(&src, "write 0.2");  /* pages sent already, written again */
 		usleep(50 * 1000);
 	}
+	wait_converged(&a, "vm1");
 	snprintf(cmd, sizeof cmd, "save %s", dir);
 	cmd_ok(&src, cmd);
 	cmd_ok(&src, "migrated");
@@ -385,7 +405,7 @@ Test(migrate, two_vms_of_one_base_image_cost_the_wire_the_image_once)
 			  "--verify", NULL);
 		struct migration m;
 		migration_start(&m, &a, &b, name);
-		wait_sending(&a, name);
+		wait_converged(&a, name);
 		snprintf(cmd, sizeof cmd, "save %s", dir[i]);
 		cmd_ok(&src, cmd);
 		cmd_ok(&src, "migrated");
