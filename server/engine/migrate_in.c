@@ -9,14 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "fault.h"
 #include "latency.h"
-#include "migrate_out.h"
+#include "migrate_socket.h"
 #include "log.h"
 #include "peer_wire.h"
 #include "uffd.h"
@@ -183,8 +182,7 @@ void migrate_in_bind(struct vm *vm, struct vm_job *job)
 	}
 	mi->fd = fd;
 	mi->err = 0;
-	int rcvbuf = MIGRATE_SOCKET_BUFFER;  /* a pulled page's answer waits behind no more than this */
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	migrate_socket_tune(fd, SO_RCVBUF);
 	mi->t_bound = monotonic_ns();
 	snprintf(mi->peer, sizeof mi->peer, "%s", from);
 	Memsrv__MigrateAccept a = MEMSRV__MIGRATE_ACCEPT__INIT;

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -19,6 +18,7 @@
 #include "image.h"
 #include "image_pages.h"
 #include "log.h"
+#include "migrate_socket.h"
 #include "peer_wire.h"
 #include "sampler.h"
 #include "swap_reads.h"
@@ -635,8 +635,7 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 	}
 	mo->fd = job->peer_fd;
 	job->peer_fd = -1;
-	int sndbuf = MIGRATE_SOCKET_BUFFER;  /* a pulled page waits behind no more than this */
-	setsockopt(mo->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+	migrate_socket_tune(mo->fd, SO_SNDBUF);
 	mo->reply_fd = job->reply_fd;
 	job->reply_fd = -1;
 	snprintf(mo->address, sizeof mo->address, "%s", job->address ? job->address : "?");

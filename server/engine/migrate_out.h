@@ -28,7 +28,6 @@
 
 #define MIGRATE_BATCH_PAGES 64            /* pages read, write-protected and sent in one MigratePages */
 #define MIGRATE_TX_HIGH (64u << 10)        /* unsent bytes past which no more pages are read: a pulled page waits behind no more */
-#define MIGRATE_SOCKET_BUFFER (64 << 10)   /* each side's socket buffer (the kernel doubles it), for the same reason */
 #define MIGRATE_ROUND_PAUSE_MS 20          /* a small set of written pages waits this long for company */
 #define MIGRATE_ROUND_SMALL_PAGES 1024     /* what counts as small */
 #define MIGRATE_CONFIRM_MS 30000           /* the destination's answers, Accept and Confirm */

@@ -245,6 +245,7 @@ static bool run_detach(struct vm *vm, struct vm_job *job)
  * accesses, so every page goes back where that process can read it. */
 static void run_restore(struct vm *vm)
 {
+	migrate_out_cancel(vm, -EBUSY, "another process maps the VM's RAM: its writes could not be caught");
 	uint64_t restored = 0, failed = fault_restore_all(vm, &restored);
 	vm_info(vm, "%" PRIu64 " pages put back for the other mapping%s", restored,
 		failed ? ", some could not be (logged)" : "");
