@@ -338,7 +338,12 @@ static int store_content(struct vm *vm, struct migrate_in *mi, const Memsrv__Mig
 	obj_id id;
 	struct store_put_info info;
 	for (unsigned tries = 0;; tries++) {
-		int ret = store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info);
+		/* kept as it came: compressed by the source (or found not worth
+		 * it there), not compressed again here */
+		int ret = store_put_encoded(vm->store, vm->eng.codec_ctx,
+					    it->has_codec ? (enum codec)it->codec : (enum codec)atomic_load(&vm->codec),
+					    page, it->has_codec ? it->data.data : page,
+					    it->has_codec ? (uint32_t)it->data.len : CODEC_PAGE, &id, &info);
 		if (!ret)
 			break;
 		if (ret != -EBUSY || tries == STORE_TRIES) {

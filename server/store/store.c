@@ -807,8 +807,10 @@ static void insert_obj(struct store *s, obj_id nid, zpool_handle h, enum codec c
 	maybe_grow_index(s);
 }
 
-int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
-	      struct store_put_info *info)
+/* store_put() and store_put_encoded(): enc, when not NULL, is page
+ * already compressed by c into enc_len bytes (CODEC_PAGE: raw). */
+static int put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, const void *enc,
+	       uint32_t enc_len, obj_id *id, struct store_put_info *info)
 {
 	uint64_t word = 0, lo, hi;
 	bool samefilled = page_is_samefilled(page, &word);
@@ -825,10 +827,15 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	}
 	pthread_mutex_unlock(&s->lock);
 
-	/* compress outside the lock; a page that barely compresses is kept raw */
+	/* compress outside the lock (unless it came so); a page that barely
+	 * compresses is kept raw */
 	const void *data = page;
 	uint32_t len = 0;
-	if (!samefilled) {
+	if (!samefilled && enc) {
+		bool worth = enc_len <= s->cfg.incompressible_bytes;
+		len = worth ? enc_len : RAW_LEN;
+		data = worth ? enc : page;
+	} else if (!samefilled) {
 		len = codec_compress(ctx, c, page, s->cfg.incompressible_bytes + 1, &data);
 		if (!len) {
 			len = RAW_LEN;
@@ -848,6 +855,18 @@ int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *
 	*id = nid;
 	info->len = len;
 	return 0;
+}
+
+int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
+	      struct store_put_info *info)
+{
+	return put(s, ctx, c, page, NULL, 0, id, info);
+}
+
+int store_put_encoded(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, const void *enc,
+		      uint32_t enc_len, obj_id *id, struct store_put_info *info)
+{
+	return put(s, ctx, c, page, enc, enc_len, id, info);
 }
 
 int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd)

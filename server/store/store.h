@@ -61,6 +61,13 @@ struct store_put_info {
 int store_put(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, obj_id *id,
 	      struct store_put_info *info);
 
+/* store_put() of a page that came compressed already (a migration's
+ * pages): enc is page compressed by c into enc_len bytes (CODEC_PAGE: the
+ * page raw), kept as it is rather than compressed again; page itself is
+ * what it is indexed and shared by.  The caller decoded enc into page. */
+int store_put_encoded(struct store *s, struct codec_ctx *ctx, enum codec c, const void *page, const void *enc,
+		      uint32_t enc_len, obj_id *id, struct store_put_info *info);
+
 /* The hash store_put() indexes a page that is not same-filled by: its
  * XXH3-128, computed the same on every node. */
 void store_content_hash(const void *page, uint64_t *lo, uint64_t *hi);

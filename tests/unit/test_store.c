@@ -657,3 +657,57 @@ Test(store, an_object_in_swap_is_read_as_written_and_checked, .fini = swap_teard
 	for (unsigned i = 0; i < n; i++)
 		store_drop(s, fillers[i]);
 }
+
+Test(store, a_page_that_came_compressed_is_kept_as_it_came_and_found_by_its_hash)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = store_create(&cfg);
+	uint8_t page[CODEC_PAGE], back[CODEC_PAGE];
+	static uint8_t enc[CODEC_PAGE], buf[CODEC_PAGE];
+	make_page(page, 9);
+	const void *out;
+	uint32_t len = codec_compress(ctx, CODEC_ZSTD, page, CODEC_PAGE, &out);
+	cr_assert_gt(len, 0);
+	memcpy(enc, out, len);
+	obj_id a, b, c;
+	struct store_put_info info;
+	cr_assert_eq(store_put_encoded(s, ctx, CODEC_ZSTD, page, enc, len, &a, &info), 0);
+	cr_assert_eq(info.len, len, "the bytes it came as, not compressed again");
+	struct store_stored st;
+	cr_assert_eq(store_read_stored(s, ctx, a, buf, &st), 0);
+	cr_assert_eq(st.codec, CODEC_ZSTD);
+	cr_assert_eq(st.len, len);
+	cr_assert_arr_eq(buf, enc, len);
+	store_unpin(s, a);
+	cr_assert_eq(store_get(s, ctx, a, back), 0);
+	cr_assert_arr_eq(back, page, CODEC_PAGE);
+	/* the same content put the usual way is shared with it */
+	cr_assert_eq(store_put(s, ctx, CODEC_LZ4, page, &b, &info), 0);
+	cr_assert(info.shared && b == a);
+	/* and it is found by the hash any node computes of its content */
+	uint64_t lo, hi;
+	store_content_hash(page, &lo, &hi);
+	cr_assert_eq(store_share_by_hash(s, lo, hi, &c), 0);
+	cr_assert_eq(c, a);
+	cr_assert_eq(store_share_by_hash(s, lo ^ 1, hi, &c), -ENOENT);
+	struct store_stats ss;
+	store_get_stats(s, &ss);
+	cr_assert_eq(ss.references, 3);
+	store_drop(s, a);
+	store_drop(s, b);
+	store_drop(s, a);
+	/* a raw page that came raw stays raw */
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < CODEC_PAGE; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		page[i] = (uint8_t)x;
+	}
+	cr_assert_eq(store_put_encoded(s, ctx, CODEC_LZ4, page, page, CODEC_PAGE, &a, &info), 0);
+	cr_assert_eq(info.len, CODEC_PAGE);
+	cr_assert_eq(store_get(s, ctx, a, back), 0);
+	cr_assert_arr_eq(back, page, CODEC_PAGE);
+	store_drop(s, a);
+	store_get_stats(s, &ss);
+	cr_assert_eq(ss.objects, 0);
+	store_destroy(s);
+}
