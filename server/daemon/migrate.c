@@ -87,6 +87,8 @@ static void hand_to_vm(struct server *srv, struct peer_handoff *h)
 	job->address = address;
 	job->peer_fd = h->fd;
 	h->fd = -1;
+	job->urgent_fd = h->urgent_fd;
+	h->urgent_fd = -1;
 	job->reply_fd = h->reply_fd;
 	h->reply_fd = -1;
 	job->begin = h->begin;

@@ -44,6 +44,9 @@ struct peer_conn {
 	/* outgoing peer-ping or migration */
 	int reply_fd;             /* the control connection to answer; -1: answered */
 	bool migrate;             /* handed to the server once authenticated, not pinged */
+	bool urgent;              /* a migration's second connection, for the pages its destination's faults wait on */
+	struct peer_conn *pair;   /* a migration's main connection and its urgent one, each the other's */
+	struct peer_addr sa;      /* where it connected: the urgent one goes there too */
 	char vm[PEER_VM_NAME_MAX];
 	char address[PEER_ADDR_TEXT];  /* as asked */
 	uint64_t started_ns, welcomed_ns, ping_sent_ns, seq;
@@ -105,8 +108,21 @@ static int watch(struct peers *p, struct peer_conn *c, int op)
 	return epoll_ctl(p->epoll_fd, op, c->fd, &ev) ? -errno : 0;
 }
 
+static void hand_off(struct peers *p, struct peer_conn *c, struct peer_conn *urgent, Memsrv__PeerMessage *begin);
+
 static void free_conn(struct peers *p, struct peer_conn *c)
 {
+	struct peer_conn *other = c->pair;
+	if (other) {
+		other->pair = c->pair = NULL;
+		if (c->urgent) {
+			/* the main connection works alone: pulled pages take the stream */
+			pr_info("peer %s: no second connection for pulled pages; they share the stream", c->addr);
+			hand_off(p, other, NULL, NULL);
+		} else {
+			free_conn(p, other);  /* its main connection is gone */
+		}
+	}
 	if (!c->outgoing && c->auth.state != PEER_AUTH_DONE)
 		p->unauthenticated--;
 	if (c->fd >= 0) {  /* -1: handed off */
@@ -274,13 +290,24 @@ static void answer_pong(struct peers *p, struct peer_conn *c)
 	free_conn(p, c);
 }
 
-/* Gives c's connection away to the server thread (with begin, an incoming
- * one's MigrateBegin, taken); c is freed, its fd not closed. */
-static void hand_off(struct peers *p, struct peer_conn *c, Memsrv__PeerMessage *begin)
+/* Gives c's connection away to the server thread (with its urgent one, if
+ * any, or begin, an incoming one's MigrateBegin, taken); both are freed,
+ * their fds not closed. */
+static void hand_off(struct peers *p, struct peer_conn *c, struct peer_conn *urgent, Memsrv__PeerMessage *begin)
 {
 	struct peer_handoff *h = calloc(1, sizeof *h);
+	if (h && urgent) {
+		h->urgent_fd = urgent->fd;
+		epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, urgent->fd, NULL);
+		urgent->fd = -1;
+		free_conn(p, urgent);
+	} else if (h) {
+		h->urgent_fd = -1;
+	}
 	if (!h || c->rx.len || peer_tx_pending(&c->tx)) {
 		/* bytes past the opening message: the stream's order is the peer's to keep */
+		if (h && h->urgent_fd >= 0)
+			close(h->urgent_fd);
 		free(h);
 		if (begin)
 			memsrv__peer_message__free_unpacked(begin, NULL);
@@ -309,6 +336,8 @@ static void hand_off(struct peers *p, struct peer_conn *c, Memsrv__PeerMessage *
 	}
 }
 
+static bool connect_urgent(struct peers *p, struct peer_conn *main_conn);
+
 /* A message in the handshake.  False when c was dropped. */
 static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__PeerMessage *msg)
 {
@@ -335,10 +364,19 @@ static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__P
 		return true;
 	}
 	c->welcomed_ns = now_ns();
-	if (c->migrate) {
+	if (c->migrate && !c->urgent) {
 		pr_info("peer %s: %s, migrating VM %s", c->addr,
 			c->auth.authenticated ? "authenticated" : "connected (loopback, no key)", c->vm);
-		hand_off(p, c, NULL);
+		c->deadline_ns = 0;  /* it waits for its urgent one, which has a deadline of its own */
+		if (connect_urgent(p, c))
+			return true;
+		hand_off(p, c, NULL, NULL);
+		return false;
+	}
+	if (c->migrate) {
+		struct peer_conn *main_conn = c->pair;
+		main_conn->pair = c->pair = NULL;
+		hand_off(p, main_conn, c, NULL);
 		return false;
 	}
 	Memsrv__PeerPing ping = MEMSRV__PEER_PING__INIT;
@@ -362,7 +400,7 @@ static bool peer_message(struct peers *p, struct peer_conn *c, Memsrv__PeerMessa
 	if (msg->msg_case == MEMSRV__PEER_MESSAGE__MSG_MIGRATE_BEGIN && !c->outgoing) {
 		pr_info("peer %s: migration of VM %.64s in", c->addr, msg->migrate_begin->name);
 		*msgp = NULL;
-		hand_off(p, c, (Memsrv__PeerMessage *)msg);
+		hand_off(p, c, NULL, (Memsrv__PeerMessage *)msg);
 		return false;
 	}
 	if (msg->msg_case == MEMSRV__PEER_MESSAGE__MSG_PING) {
@@ -485,39 +523,66 @@ static void conn_event(struct peers *p, struct peer_conn *c, uint32_t events)
 		read_peer(p, c);
 }
 
-/* Starts a posted peer-ping or migration: a non-blocking connect. */
-static void start_connect(struct peers *p, struct peer_job *job)
+/* A non-blocking connect to sa for a peer-ping or a migration; NULL when
+ * it failed (answered on *reply_fd, which it takes either way). */
+static struct peer_conn *connect_out(struct peers *p, const struct peer_addr *sa, const char *address,
+				     const char *vm, int *reply_fd)
 {
 	char addr[PEER_ADDR_TEXT];
-	peer_addr_format((struct sockaddr *)&job->addr.sa, addr, sizeof addr);
-	int fd = socket(job->addr.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	peer_addr_format((struct sockaddr *)&sa->sa, addr, sizeof addr);
+	int fd = socket(sa->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		answer_error(&job->reply_fd, errno, "peer %s: socket: %s", addr, strerror(errno));
-		return;
+		answer_error(reply_fd, errno, "peer %s: socket: %s", addr, strerror(errno));
+		return NULL;
 	}
 	set_nodelay(fd);
 	struct peer_conn *c = new_conn(p, fd, addr, true);
 	if (!c) {
 		close(fd);
-		answer_error(&job->reply_fd, ENOMEM, "out of memory");
-		return;
+		answer_error(reply_fd, ENOMEM, "out of memory");
+		return NULL;
 	}
-	c->reply_fd = job->reply_fd;
-	job->reply_fd = -1;
-	c->migrate = job->migrate;
-	snprintf(c->vm, sizeof c->vm, "%s", job->vm);
-	snprintf(c->address, sizeof c->address, "%s", job->address);
+	c->reply_fd = *reply_fd;
+	*reply_fd = -1;
+	c->migrate = vm != NULL;
+	c->sa = *sa;
+	snprintf(c->vm, sizeof c->vm, "%s", vm ? vm : "");
+	snprintf(c->address, sizeof c->address, "%s", address);
 	c->started_ns = now_ns();
 	c->deadline_ns = c->started_ns + PEERS_PING_MS * 1000000ull;
 	c->connecting = true;
-	if (connect(fd, (struct sockaddr *)&job->addr.sa, job->addr.len) && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&sa->sa, sa->len) && errno != EINPROGRESS) {
 		int err = errno;
 		drop(p, c, err, "cannot connect: %s", strerror(err));
-		return;
+		return NULL;
 	}
 	int ret = watch(p, c, EPOLL_CTL_ADD);
-	if (ret)
+	if (ret) {
 		drop(p, c, -ret, "cannot watch the connection: %s", strerror(-ret));
+		return NULL;
+	}
+	return c;
+}
+
+/* Starts a posted peer-ping or migration. */
+static void start_connect(struct peers *p, struct peer_job *job)
+{
+	connect_out(p, &job->addr, job->address, job->migrate ? job->vm : NULL, &job->reply_fd);
+}
+
+/* A migration's main connection is up: its second one, for the pages its
+ * destination's faults wait on, goes to the same place.  False when it
+ * could not even start (the main one then goes alone). */
+static bool connect_urgent(struct peers *p, struct peer_conn *main_conn)
+{
+	int none = -1;
+	struct peer_conn *u = connect_out(p, &main_conn->sa, main_conn->address, main_conn->vm, &none);
+	if (!u)
+		return false;
+	u->urgent = true;
+	u->pair = main_conn;
+	main_conn->pair = u;
+	return true;
 }
 
 /* Takes the posted jobs; true when the thread is to stop. */
@@ -779,6 +844,8 @@ void peer_handoff_free(struct peer_handoff *h)
 		close(h->fd);
 	if (h->reply_fd >= 0)
 		close(h->reply_fd);
+	if (h->urgent_fd >= 0)
+		close(h->urgent_fd);
 	if (h->begin)
 		memsrv__peer_message__free_unpacked(h->begin, NULL);
 	free(h);

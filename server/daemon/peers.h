@@ -58,6 +58,7 @@ void peers_post_migrate(struct peers *p, const struct peer_addr *addr, const cha
  * MigrateBegin.  Nothing of the stream past that was read. */
 struct peer_handoff {
 	int fd;                       /* non-blocking; the taker owns it */
+	int urgent_fd;                /* outgoing: the second connection, for pulled pages; -1: none */
 	bool outgoing;
 	char address[PEER_ADDR_TEXT]; /* the peer: as asked, or where it came from */
 	char vm[PEER_VM_NAME_MAX];    /* outgoing: the VM to migrate */

@@ -32,6 +32,10 @@ struct parked {
 
 struct migrate_in {
 	int fd;                   /* -1: no source yet (or it failed before the stop) */
+	int ufd;                  /* the source's urgent connection: pulled pages (-1: none) */
+	struct peer_rx urx;
+	uint8_t token[16];        /* the stream's, which its urgent connection must bring */
+	bool has_token;
 	char peer[128];
 	struct peer_rx rx;
 	struct peer_tx tx;
@@ -75,10 +79,11 @@ int migrate_in_attach(struct vm *vm)
 		free(mi);
 		return -ENOMEM;
 	}
-	mi->fd = -1;
+	mi->fd = mi->ufd = -1;
 	mi->pages = pages;
 	latency_init(&mi->wait);
 	peer_rx_init(&mi->rx, PEER_WIRE_MAX_PAYLOAD);
+	peer_rx_init(&mi->urx, PEER_WIRE_MAX_PAYLOAD);
 	peer_tx_init(&mi->tx);
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
@@ -94,10 +99,15 @@ static void close_stream(struct migrate_in *mi)
 {
 	if (mi->fd >= 0)
 		close(mi->fd);
-	mi->fd = -1;
+	if (mi->ufd >= 0)
+		close(mi->ufd);
+	mi->fd = mi->ufd = -1;
+	mi->has_token = false;
 	peer_rx_free(&mi->rx);
+	peer_rx_free(&mi->urx);
 	peer_tx_free(&mi->tx);
 	peer_rx_init(&mi->rx, PEER_WIRE_MAX_PAYLOAD);
+	peer_rx_init(&mi->urx, PEER_WIRE_MAX_PAYLOAD);
 	peer_tx_init(&mi->tx);
 }
 
@@ -110,6 +120,7 @@ void migrate_in_free(struct vm *vm)
 	atomic_store(&vm->migration, VM_MIGRATION_NONE);
 	close_stream(mi);
 	peer_rx_free(&mi->rx);
+	peer_rx_free(&mi->urx);
 	peer_tx_free(&mi->tx);
 	free(mi->pulled);
 	free(mi->parked);
@@ -161,6 +172,19 @@ void migrate_in_bind(struct vm *vm, struct vm_job *job)
 		       "incoming, or its migration is over)", vm->name);
 		return;
 	}
+	if (b->has_urgent && b->urgent) {
+		bool ours = mi->fd >= 0 && mi->has_token && b->has_token && b->token.len == sizeof mi->token &&
+			    !memcmp(b->token.data, mi->token, sizeof mi->token);
+		if (!ours || mi->ufd >= 0) {
+			refuse(vm, fd, EINVAL, "a connection for pulled pages of no migration of VM %s streaming here",
+			       vm->name);
+			return;
+		}
+		mi->ufd = fd;
+		migrate_socket_tune(fd, SO_RCVBUF);
+		vm_info(vm, "pulled pages come from %s on a connection of their own", from);
+		return;
+	}
 	if (mi->fd >= 0) {
 		refuse(vm, fd, EBUSY, "VM %s is migrating from %s already", vm->name, mi->peer);
 		return;
@@ -182,6 +206,9 @@ void migrate_in_bind(struct vm *vm, struct vm_job *job)
 	}
 	mi->fd = fd;
 	mi->err = 0;
+	mi->has_token = b->has_token && b->token.len == sizeof mi->token;
+	if (mi->has_token)
+		memcpy(mi->token, b->token.data, sizeof mi->token);
 	migrate_socket_tune(fd, SO_RCVBUF);
 	mi->t_bound = monotonic_ns();
 	snprintf(mi->peer, sizeof mi->peer, "%s", from);
@@ -194,13 +221,15 @@ void migrate_in_bind(struct vm *vm, struct vm_job *job)
 	vm_info(vm, "migrating in from %s", mi->peer);
 }
 
-int migrate_in_poll(struct vm *vm, short *events)
+void migrate_in_poll(struct vm *vm, struct pollfd pf[2])
 {
 	struct migrate_in *mi = vm->eng.migrate_in;
+	pf[0] = (struct pollfd){ .fd = -1 };
+	pf[1] = (struct pollfd){ .fd = -1 };
 	if (!mi || mi->fd < 0)
-		return -1;
-	*events = POLLIN | (peer_tx_pending(&mi->tx) ? POLLOUT : 0);
-	return mi->fd;
+		return;
+	pf[0] = (struct pollfd){ .fd = mi->fd, .events = POLLIN | (peer_tx_pending(&mi->tx) ? POLLOUT : 0) };
+	pf[1] = (struct pollfd){ .fd = mi->ufd, .events = POLLIN };
 }
 
 static bool bit(const uint64_t *map, uint64_t page)
@@ -236,7 +265,8 @@ static void send_pulls(struct migrate_in *mi)
 	mi->n_pulls = 0;
 }
 
-/* Asks the source for page ahead of its stream, once. */
+/* Asks the source for page ahead of its stream, once, at once: a vCPU
+ * waits on it. */
 static void pull(struct migrate_in *mi, uint64_t page)
 {
 	if (bit(mi->pulled, page))
@@ -244,8 +274,7 @@ static void pull(struct migrate_in *mi, uint64_t page)
 	mi->pulled[page / 64] |= 1ull << (page % 64);
 	mi->pulled_pages++;
 	mi->pulls[mi->n_pulls++] = page;
-	if (mi->n_pulls == MIGRATE_IN_PULL_BATCH)
-		send_pulls(mi);
+	send_pulls(mi);
 }
 
 bool migrate_in_park(struct vm *vm, const struct uffd_msg *m, struct region *r, uint64_t idx, uint64_t t_read)
@@ -574,48 +603,74 @@ static void stream_failed(struct vm *vm, struct migrate_in *mi)
 	migrate_in_free(vm);
 }
 
-void migrate_in_step(struct vm *vm, short revents)
+/* Takes what fd holds into rx, whole messages handled, for the step's
+ * time at most; urgent: only pulled pages may come.  False when the stream
+ * ended (completed: mi is gone; or mi->err says why). */
+static bool take_stream(struct vm *vm, struct migrate_in *mi, int fd, struct peer_rx *rx, bool urgent,
+			uint64_t until)
 {
-	struct migrate_in *mi = vm->eng.migrate_in;
-	if (!mi || mi->fd < 0)
-		return;
-	if (revents & POLLOUT) {
-		int ret = peer_tx_flush(&mi->tx, mi->fd);
-		if (ret && ret != -EAGAIN)
-			fail(mi, ret, "sending to the source failed: %s", strerror(-ret));
-	}
-	bool ended = false;
-	uint64_t until = monotonic_ns() + STEP_NS;
-	while (!mi->err && !ended && (revents & (POLLIN | POLLHUP | POLLERR))) {
-		ssize_t n = peer_rx_read(&mi->rx, mi->fd);
+	/* (called for the urgent connection from within the main one's: never
+	 * deeper, for urgent never recurses) */
+	for (;;) {
+		ssize_t n = peer_rx_read(rx, fd);
 		for (;;) {
 			Memsrv__PeerMessage *msg;
 			struct wire_fault fault = { "" };
-			int ret = peer_rx_next(&mi->rx, &msg, &fault);
+			int ret = peer_rx_next(rx, &msg, &fault);
 			if (ret == 0)
 				break;
 			if (ret < 0) {
 				fail(mi, -EPROTO, "malformed stream from the source: %s", fault.what);
-				break;
+				return false;
 			}
-			bool on = take_message(vm, mi, msg);
+			bool on;
+			if (urgent && (msg->msg_case != MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PAGES || !mi->stopped)) {
+				fail(mi, -EPROTO, "the source sent a %s on the connection for pulled pages%s",
+				     peer_message_kind(msg), mi->stopped ? "" : " before the VM stopped");
+				on = false;
+			} else {
+				on = take_message(vm, mi, msg);
+			}
 			memsrv__peer_message__free_unpacked(msg, NULL);
-			if (!on) {
-				ended = !mi->err;  /* completed: mi is gone */
-				break;
-			}
+			if (!on)
+				return false;
+			/* between two batches of the stream, the pulled pages that came */
+			if (!urgent && mi->stopped && mi->ufd >= 0 && !take_stream(vm, mi, mi->ufd, &mi->urx, true, 0))
+				return false;
 		}
-		if (ended || mi->err || n == -EAGAIN)
-			break;
-		if (n == 0)
-			fail(mi, -ECONNRESET, "the source closed the connection");
-		else if (n < 0)
+		if (n == -EAGAIN)
+			return true;
+		if (n == 0) {
+			fail(mi, -ECONNRESET, "the source closed the connection%s", urgent ? " for pulled pages" : "");
+			return false;
+		}
+		if (n < 0) {
 			fail(mi, (int)n, "reading from the source failed: %s", strerror((int)-n));
+			return false;
+		}
 		if (monotonic_ns() >= until)
-			break;  /* the guest's faults come first */
+			return true;  /* the guest's faults come first */
 	}
-	if (ended)
+}
+
+void migrate_in_step(struct vm *vm, const struct pollfd pf[2])
+{
+	struct migrate_in *mi = vm->eng.migrate_in;
+	if (!mi || mi->fd < 0)
 		return;
+	if (pf[0].revents & POLLOUT) {
+		int ret = peer_tx_flush(&mi->tx, mi->fd);
+		if (ret && ret != -EAGAIN)
+			fail(mi, ret, "sending to the source failed: %s", strerror(-ret));
+	}
+	uint64_t until = monotonic_ns() + STEP_NS;
+	/* pulled pages first: faults wait on them */
+	if (!mi->err && mi->ufd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+	    !take_stream(vm, mi, mi->ufd, &mi->urx, true, until) && !mi->err)
+		return;  /* completed */
+	if (!mi->err && (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
+	    !take_stream(vm, mi, mi->fd, &mi->rx, false, until) && !mi->err)
+		return;  /* completed */
 	if (mi->err) {
 		stream_failed(vm, mi);
 		return;

@@ -20,6 +20,7 @@
 #ifndef MEMSRV_MIGRATE_IN_H
 #define MEMSRV_MIGRATE_IN_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <linux/userfaultfd.h>
@@ -37,11 +38,13 @@ int migrate_in_attach(struct vm *vm);
  * streaming, the layout differs) and closes it. */
 void migrate_in_bind(struct vm *vm, struct vm_job *job);
 
-/* The VM thread's poll: the stream's fd and its events; -1: none. */
-int migrate_in_poll(struct vm *vm, short *events);
+/* The VM thread's poll: the stream's connections and their events (fd -1:
+ * none). */
+void migrate_in_poll(struct vm *vm, struct pollfd pf[2]);
 
-/* Takes what the stream brought, serves the faults that can be now. */
-void migrate_in_step(struct vm *vm, short revents);
+/* Takes what the stream brought (pulled pages first), serves the faults
+ * that can be now.  pf as polled. */
+void migrate_in_step(struct vm *vm, const struct pollfd pf[2]);
 
 bool migrate_in_park(struct vm *vm, const struct uffd_msg *m, struct region *r, uint64_t idx, uint64_t t_read);
 

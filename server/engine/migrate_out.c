@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -41,6 +42,10 @@ enum mo_phase {
 
 struct migrate_out {
 	int fd;
+	int ufd;                /* the urgent connection: pulled pages after the stop (-1: none) */
+	struct peer_tx utx;
+	bool to_urgent;         /* the batch being made goes on it */
+	uint8_t token[16];      /* names the migration to the destination on both connections */
 	char address[128];
 	int reply_fd;
 	struct peer_rx rx;
@@ -114,12 +119,13 @@ static void fail(struct migrate_out *mo, int err, const char *fmt, ...)
 
 static void queue(struct migrate_out *mo, const Memsrv__PeerMessage *msg)
 {
-	size_t before = peer_tx_backlog(&mo->tx);
-	int ret = peer_tx_queue(&mo->tx, msg);
+	struct peer_tx *tx = mo->to_urgent ? &mo->utx : &mo->tx;
+	size_t before = peer_tx_backlog(tx);
+	int ret = peer_tx_queue(tx, msg);
 	if (ret)
 		fail(mo, ret, "packing a %s failed: %s", peer_message_kind(msg), strerror(-ret));
 	else
-		mo->bytes_sent += peer_tx_backlog(&mo->tx) - before;
+		mo->bytes_sent += peer_tx_backlog(tx) - before;
 }
 
 static void flush_batch(struct migrate_out *mo)
@@ -373,11 +379,14 @@ static uint64_t next_dirty(const struct migrate_out *mo, uint64_t page)
 }
 
 /* A page a fault waits on at the destination (before the round gets
- * there), or whose content it wants: sent with its content. */
-static bool serve_pull(struct vm *vm, struct migrate_out *mo)
+ * there), or whose content it wants: sent with its content.  room: the
+ * stream takes more (a pull may go on the urgent connection without). */
+static bool serve_pull(struct vm *vm, struct migrate_out *mo, bool room)
 {
 	while (mo->pull_len) {
 		uint64_t e = mo->pulls[mo->pull_head], page = e & ~WANTED;
+		if (!room && ((e & WANTED) || mo->ufd < 0))
+			return false;  /* it waits for the stream */
 		mo->pull_head = (mo->pull_head + 1) % PULLS_MAX;
 		mo->pull_len--;
 		bool dirty = bit(mo->dirty, page);
@@ -386,17 +395,23 @@ static bool serve_pull(struct vm *vm, struct migrate_out *mo)
 		if (!(e & WANTED) ? !dirty : dirty)
 			continue;
 		struct region *r = vm_region_of_page(vm, page);
+		/* a pull comes after the stop, when no copy can be stale: it may
+		 * overtake the stream on the urgent connection */
+		mo->to_urgent = !(e & WANTED) && mo->ufd >= 0;
 		send_chunk(vm, mo, r, page - r->first_page, 1, e & WANTED, false);
+		mo->to_urgent = false;
 		return true;
 	}
 	return false;
 }
 
 /* One batch of the round; false when there is nothing to send now. */
-static bool send_next(struct vm *vm, struct migrate_out *mo)
+static bool send_next(struct vm *vm, struct migrate_out *mo, bool room)
 {
-	if (serve_pull(vm, mo))
+	if (serve_pull(vm, mo, room))
 		return true;
+	if (!room)
+		return false;
 	if (mo->phase == MO_WAIT_CONFIRM)
 		return false;  /* done: only what the destination asks for goes */
 	uint64_t page = next_dirty(mo, mo->cursor);
@@ -414,7 +429,10 @@ static bool send_next(struct vm *vm, struct migrate_out *mo)
 	}
 	struct region *r = vm_region_of_page(vm, page);
 	uint64_t idx = page - r->first_page;
-	uint64_t count = r->pt.npages - idx < MIGRATE_BATCH_PAGES ? r->pt.npages - idx : MIGRATE_BATCH_PAGES;
+	/* after the stop the destination's pulls are read between batches:
+	 * smaller ones keep them from waiting */
+	uint64_t batch = mo->phase == MO_RUNNING ? MIGRATE_BATCH_PAGES : MIGRATE_FINAL_BATCH_PAGES;
+	uint64_t count = r->pt.npages - idx < batch ? r->pt.npages - idx : batch;
 	/* offers cost the destination a round trip for what it lacks: worth
 	 * it while the guest runs here, not once it waits there */
 	send_chunk(vm, mo, r, idx, count, false, mo->phase == MO_RUNNING);
@@ -452,10 +470,13 @@ static void free_mo(struct migrate_out *mo)
 {
 	if (mo->fd >= 0)
 		close(mo->fd);
+	if (mo->ufd >= 0)
+		close(mo->ufd);
 	if (mo->reply_fd >= 0)
 		close(mo->reply_fd);
 	peer_rx_free(&mo->rx);
 	peer_tx_free(&mo->tx);
+	peer_tx_free(&mo->utx);
 	free(mo->dirty);
 	free(mo->sent);
 	free(mo->buf);
@@ -588,7 +609,7 @@ static int check_vm(struct vm *vm, char *why, size_t len)
 	return 0;
 }
 
-static void send_begin(struct vm *vm, struct migrate_out *mo)
+static void send_begin(struct vm *vm, struct migrate_out *mo, bool urgent)
 {
 	Memsrv__MigrateRegion regs[VM_MAX_REGIONS], *ptrs[VM_MAX_REGIONS];
 	for (unsigned i = 0; i < vm->n_regions; i++) {
@@ -602,6 +623,11 @@ static void send_begin(struct vm *vm, struct migrate_out *mo)
 	b.name = vm->name;
 	b.n_regions = vm->n_regions;
 	b.regions = ptrs;
+	b.has_urgent = urgent;
+	b.urgent = urgent;
+	b.has_token = true;
+	b.token.data = mo->token;
+	b.token.len = sizeof mo->token;
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
 	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_BEGIN;
 	m.migrate_begin = &b;
@@ -627,7 +653,7 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 	}
 	if (!mo || !mo->dirty || !mo->sent || !mo->buf || !mo->objs || !mo->raw) {
 		if (mo) {
-			mo->fd = mo->reply_fd = -1;
+			mo->fd = mo->ufd = mo->reply_fd = -1;
 			free_mo(mo);
 		}
 		wire_send_error(job->reply_fd, ENOMEM, NULL, "out of memory");
@@ -635,12 +661,19 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 	}
 	mo->fd = job->peer_fd;
 	job->peer_fd = -1;
+	mo->ufd = job->urgent_fd;
+	job->urgent_fd = -1;
 	migrate_socket_tune(mo->fd, SO_SNDBUF);
+	if (mo->ufd >= 0)
+		migrate_socket_tune(mo->ufd, SO_SNDBUF);
+	if (getrandom(mo->token, sizeof mo->token, 0) != (ssize_t)sizeof mo->token)
+		memset(mo->token, 0x5a, sizeof mo->token);  /* it names, it guards nothing: the peers authenticated */
 	mo->reply_fd = job->reply_fd;
 	job->reply_fd = -1;
 	snprintf(mo->address, sizeof mo->address, "%s", job->address ? job->address : "?");
 	peer_rx_init(&mo->rx, PEER_WIRE_MAX_PAYLOAD);
 	peer_tx_init(&mo->tx);
+	peer_tx_init(&mo->utx);
 	mo->pages = pages;
 	mo->t_start = monotonic_ns();
 	mo->deadline_ns = mo->t_start + MIGRATE_CONFIRM_MS * 1000000ull;
@@ -650,8 +683,9 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 	atomic_store(&vm->migration_round, 1);
 	atomic_store(&vm->migration_pages_left, pages);
 	sampler_restore_all(vm);         /* pages in probation back in place: read as any resident page */
-	send_begin(vm, mo);
-	vm_info(vm, "migrating to %s: %" PRIu64 " pages", mo->address, pages);
+	send_begin(vm, mo, false);
+	vm_info(vm, "migrating to %s: %" PRIu64 " pages%s", mo->address, pages,
+		mo->ufd >= 0 ? "" : " (one connection: pulled pages share the stream)");
 	if (mo->err)
 		finish(vm, mo, NULL);
 }
@@ -688,6 +722,11 @@ static bool take_message(struct vm *vm, struct migrate_out *mo, const Memsrv__Pe
 		mo->phase = MO_RUNNING;
 		mo->deadline_ns = 0;
 		atomic_store(&vm->migration, VM_MIGRATION_SENDING);
+		if (mo->ufd >= 0) {
+			mo->to_urgent = true;
+			send_begin(vm, mo, true);  /* the destination binds it to this one by the token */
+			mo->to_urgent = false;
+		}
 		if (mo->detach)
 			stop(vm, mo);  /* the VMM was quicker than the destination */
 		return !mo->err;
@@ -749,15 +788,19 @@ static void read_messages(struct vm *vm, struct migrate_out *mo)
 	}
 }
 
-int migrate_out_poll(struct vm *vm, short *events, int *timeout_ms)
+void migrate_out_poll(struct vm *vm, struct pollfd pf[2], int *timeout_ms)
 {
 	struct migrate_out *mo = vm->eng.migrate_out;
+	pf[0] = (struct pollfd){ .fd = -1 };
+	pf[1] = (struct pollfd){ .fd = -1 };
 	if (!mo)
-		return -1;
-	*events = POLLIN | (peer_tx_pending(&mo->tx) ? POLLOUT : 0);
+		return;
+	pf[0] = (struct pollfd){ .fd = mo->fd, .events = POLLIN | (peer_tx_pending(&mo->tx) ? POLLOUT : 0) };
+	/* the destination sends nothing on the urgent one: read, it says it closed */
+	pf[1] = (struct pollfd){ .fd = mo->ufd, .events = POLLIN | (peer_tx_pending(&mo->utx) ? POLLOUT : 0) };
 	bool room = peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH;
 	bool sending = mo->phase == MO_RUNNING || mo->phase == MO_FINAL;
-	if (room && (mo->pull_len || (sending && mo->dirty_count))) {
+	if ((room && (mo->pull_len || (sending && mo->dirty_count))) || (mo->ufd >= 0 && mo->pull_len)) {
 		uint64_t now = monotonic_ns();
 		bool waits = mo->phase == MO_RUNNING && next_dirty(mo, mo->cursor) >= mo->pages &&
 			     mo->dirty_count < MIGRATE_ROUND_SMALL_PAGES && now < mo->pause_until_ns && !mo->pull_len;
@@ -771,14 +814,36 @@ int migrate_out_poll(struct vm *vm, short *events, int *timeout_ms)
 		if (*timeout_ms < 0 || ms < *timeout_ms)
 			*timeout_ms = ms;
 	}
-	return mo->fd;
 }
 
-void migrate_out_step(struct vm *vm, short revents)
+/* The urgent connection: flushed, and watched for the destination closing it. */
+static void tend_urgent(struct migrate_out *mo, short revents)
+{
+	if (mo->ufd < 0 || mo->err)
+		return;
+	if (revents & (POLLIN | POLLHUP | POLLERR)) {
+		char c;
+		ssize_t n = recv(mo->ufd, &c, 1, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			fail(mo, n ? -errno : -ECONNRESET, "the destination closed the connection for pulled pages");
+			return;
+		}
+		if (n > 0) {
+			fail(mo, -EPROTO, "the destination sent on the connection for pulled pages");
+			return;
+		}
+	}
+	int ret = peer_tx_flush(&mo->utx, mo->ufd);
+	if (ret && ret != -EAGAIN)
+		fail(mo, ret, "sending pulled pages failed: %s", strerror(-ret));
+}
+
+void migrate_out_step(struct vm *vm, const struct pollfd pf[2])
 {
 	struct migrate_out *mo = vm->eng.migrate_out;
 	if (!mo)
 		return;
+	short revents = pf ? pf[0].revents : 0;
 	if (revents & (POLLIN | POLLHUP | POLLERR))
 		read_messages(vm, mo);
 	if (!vm->eng.migrate_out)
@@ -786,15 +851,17 @@ void migrate_out_step(struct vm *vm, short revents)
 	if (!mo->err && mo->deadline_ns && monotonic_ns() >= mo->deadline_ns)
 		fail(mo, -ETIMEDOUT, "the destination did not answer within %u s", MIGRATE_CONFIRM_MS / 1000);
 	uint64_t until = monotonic_ns() + STEP_NS;
-	while (!mo->err && mo->phase != MO_WAIT_ACCEPT && peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH &&
-	       monotonic_ns() < until) {
-		if (!send_next(vm, mo))
+	while (!mo->err && mo->phase != MO_WAIT_ACCEPT && monotonic_ns() < until) {
+		if (!send_next(vm, mo, peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH))
 			break;
+		tend_urgent(mo, 0);  /* a pulled page goes at once */
 		fault_serve_available(vm);  /* the guest runs on: its faults wait for a batch at most */
 		if (swap_reads_ready(vm))
 			swap_reads_reap(vm);
+		if (mo->phase != MO_RUNNING)
+			read_messages(vm, mo);  /* the destination's guest runs: its pulls wait for a batch at most */
 		if (vm->eng.migrate_out != mo)
-			return;  /* a fault's resync cannot end it, but be sure */
+			return;  /* ended: confirmed, or failed and answered */
 	}
 	if (!mo->err && mo->phase == MO_FINAL && !mo->dirty_count)
 		send_done(mo);
@@ -803,6 +870,7 @@ void migrate_out_step(struct vm *vm, short revents)
 		if (ret && ret != -EAGAIN)
 			fail(mo, ret, "sending to the destination failed: %s", strerror(-ret));
 	}
+	tend_urgent(mo, pf ? pf[1].revents : 0);
 	if (mo->err)
 		finish(vm, mo, NULL);
 }
@@ -856,7 +924,7 @@ bool migrate_out_vm_stopped(struct vm *vm, struct vm_job *job)
 	if (mo->phase == MO_WAIT_ACCEPT)
 		return true;  /* stopped once the destination accepts */
 	stop(vm, mo);
-	migrate_out_step(vm, 0);
+	migrate_out_step(vm, NULL);
 	return true;
 }
 

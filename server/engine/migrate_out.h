@@ -21,12 +21,14 @@
 #ifndef MEMSRV_MIGRATE_OUT_H
 #define MEMSRV_MIGRATE_OUT_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "vm.h"
 
 #define MIGRATE_BATCH_PAGES 64            /* pages read, write-protected and sent in one MigratePages */
+#define MIGRATE_FINAL_BATCH_PAGES 16      /* the same after the stop, when the destination's faults pull */
 #define MIGRATE_TX_HIGH (64u << 10)        /* unsent bytes past which no more pages are read: a pulled page waits behind no more */
 #define MIGRATE_ROUND_PAUSE_MS 20          /* a small set of written pages waits this long for company */
 #define MIGRATE_ROUND_SMALL_PAGES 1024     /* what counts as small */
@@ -36,14 +38,14 @@
  * reply_fd (answered at the end: a MigrateReply or an Error). */
 void migrate_out_start(struct vm *vm, struct vm_job *job);
 
-/* The VM thread's poll: the connection's fd and the events it waits for
- * (-1: no migration); *timeout_ms is lowered to when it has work next
- * (0: now). */
-int migrate_out_poll(struct vm *vm, short *events, int *timeout_ms);
+/* The VM thread's poll: the connections and the events they wait for
+ * (fd -1: none); *timeout_ms is lowered to when it has work next (0: now). */
+void migrate_out_poll(struct vm *vm, struct pollfd pf[2], int *timeout_ms);
 
-/* Reads what came, sends what is due: a batch of pages at most, so
- * faults wait for no more than that.  revents from poll (0: none). */
-void migrate_out_step(struct vm *vm, short revents);
+/* Reads what came, sends what is due: batches of pages for 2 ms at most,
+ * so faults wait for no more than that.  pf as polled (NULL: nothing
+ * polled). */
+void migrate_out_step(struct vm *vm, const struct pollfd pf[2]);
 
 /* The VMM detaches saying the VM migrated (Detach.migrated): it stopped
  * the VM for good.  Takes the job and answers it (DetachReply) once the

@@ -199,7 +199,7 @@ struct vm_job *vm_job_new(enum vm_job_kind kind)
 	struct vm_job *job = calloc(1, sizeof *job);
 	if (job) {
 		job->kind = kind;
-		job->peer_fd = -1;
+		job->peer_fd = job->urgent_fd = -1;
 		job->reply_fd = -1;
 	}
 	return job;
@@ -212,6 +212,8 @@ void vm_job_free(struct vm_job *job)
 		free(job->address);
 		if (job->peer_fd >= 0)
 			close(job->peer_fd);
+		if (job->urgent_fd >= 0)
+			close(job->urgent_fd);
 		if (job->begin)
 			memsrv__peer_message__free_unpacked(job->begin, NULL);
 	}

@@ -118,6 +118,7 @@ struct vm_job {
 	uint64_t addr, len;      /* DISCARD */
 	char *dir;               /* SNAPSHOT: absolute, the job owns it */
 	int peer_fd;             /* MIGRATE_*: the authenticated peer connection, the job owns it (-1: none) */
+	int urgent_fd;           /* MIGRATE_OUT: its second one, for pulled pages (-1: none) */
 	char *address;           /* MIGRATE_*: the peer, for the log and the reply; the job owns it */
 	Memsrv__PeerMessage *begin; /* MIGRATE_IN: the MigrateBegin that opened it; the job owns it */
 	int reply_fd;            /* where the reply goes; the job owns it */

@@ -305,22 +305,22 @@ void *vm_thread_main(void *arg)
 		if (vm->eng.pending_len)
 			fault_serve_available(vm);
 		retry_ms = swap_reads_reap(vm);  /* and when a failed read is due again */
-		short migrate_events = 0;
-		int migrate_ms = -1;  /* when a migration has pages to send next */
-		int migrate_fd = vm->eng.migrate_out ? migrate_out_poll(vm, &migrate_events, &migrate_ms)
-						     : migrate_in_poll(vm, &migrate_events);
-		struct pollfd p[4] = {
+		struct pollfd p[5] = {
 			{ .fd = vm->uffd, .events = vm->eng.vmm_gone ? 0 : POLLIN },
 			{ .fd = vm->thr.wake_fd, .events = POLLIN },
 			{ .fd = swap_reads_fd(vm), .events = POLLIN },
-			{ .fd = migrate_fd, .events = migrate_events },
 		};
+		int migrate_ms = -1;  /* when a migration has pages to send next */
+		if (vm->eng.migrate_out)
+			migrate_out_poll(vm, &p[3], &migrate_ms);  /* its connections: p[3], p[4] */
+		else
+			migrate_in_poll(vm, &p[3]);
 		int tick_ms = (int)((next_tick - now) / 1000000) + 1;
 		bool background = image_pages_busy(vm);  /* a resume installs pages between faults */
 		int timeout_ms = background ? 0 : retry_ms >= 0 && retry_ms < tick_ms ? retry_ms : tick_ms;
 		if (migrate_ms >= 0 && migrate_ms < timeout_ms)
 			timeout_ms = migrate_ms;
-		if (poll(p, 4, timeout_ms) < 0) {
+		if (poll(p, 5, timeout_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_err(vm, "poll: %s", strerror(errno));
@@ -335,9 +335,9 @@ void *vm_thread_main(void *arg)
 		if (p[0].revents & POLLIN)
 			serve_and_spin(vm);
 		if (vm->eng.migrate_out)  /* reads what came, sends what is due: cheap when nothing is */
-			migrate_out_step(vm, p[3].revents);
-		else if (vm->eng.migrate_in && p[3].revents)
-			migrate_in_step(vm, p[3].revents);
+			migrate_out_step(vm, &p[3]);
+		else if (vm->eng.migrate_in && (p[3].revents || p[4].revents))
+			migrate_in_step(vm, &p[3]);
 		evict_keep_headroom(vm, UINT64_MAX);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);

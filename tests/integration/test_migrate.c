@@ -3,7 +3,8 @@
  * memsrv-ctl migrate runs arrives whole at the destination: every page as
  * the source last wrote it, the source no longer lists it, and the reply
  * counts pages, bytes and rounds; a destination that verifies while the
- * last pages stream pulls the ones its faults wait on.  A destination
+ * last pages stream pulls the ones its faults wait on, which come on a
+ * second connection.  A destination
  * memsrv killed, or its VMM gone (QEMU cancelling), mid-way leaves the
  * source VM running and whole; a destination with no such VM, or one laid
  * out otherwise, refuses with a clear error and harms nothing; a VMM that
@@ -218,6 +219,7 @@ Test(migrate, a_destination_reading_while_the_last_pages_stream_pulls_what_its_f
 	const Memsrv__MigrateReply *r = migration_done(&m);
 	cr_assert_gt(r->final_pages, 0);
 	cr_assert_gt(r->pulled_pages, 0, "faults at the destination asked for their pages ahead of the stream");
+	cr_assert(server_log_has(&b.srv, "pulled pages come from"), "they came on a connection of their own");
 	cr_assert_gt(r->pull_wait_p50_ns, 0);
 	cr_assert_geq(r->pull_wait_p99_ns, r->pull_wait_p50_ns);
 	cr_log_info("pulled %lu pages, waits p50 %lu us p99 %lu us", (unsigned long)r->pulled_pages,
