@@ -7,7 +7,9 @@
  * page and a good peer's ping still works; a key file others may read
  * stops memsrv at start; without a key a peer that is not loopback is
  * refused; a peer that never answers times a ping out, and one pending at
- * SIGTERM is answered before memsrv exits. */
+ * SIGTERM is answered before memsrv exits; an authenticated source that
+ * streams malformed pages to a VM waiting for its memory is dropped with a
+ * log line naming what was wrong, and the VM then takes a good one's. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -527,4 +529,130 @@ Test(peers, key_file_others_may_read_stops_memsrv)
 	snprintf(cmd, sizeof cmd, "%s --socket %s/x.sock --peer-key %s 2>&1", getenv("MEMSRV_BIN"), keys, short_key);
 	cr_assert_eq(run_capture(cmd, out, sizeof out), 64, "%s", out);
 	cr_assert(strstr(out, "16 bytes"), "%s", out);
+}
+
+/* The next frame from fd, within 5 s. */
+static Memsrv__PeerMessage *read_message(int fd)
+{
+	struct peer_rx rx;
+	peer_rx_init(&rx, PEER_WIRE_MAX_PAYLOAD);
+	Memsrv__PeerMessage *m = NULL;
+	struct wire_fault fault = { "" };
+	int ret = 0;
+	while (ret == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		cr_assert_eq(poll(&p, 1, 5000), 1, "an answer comes");
+		cr_assert_gt(peer_rx_read(&rx, fd), 0, "the connection stays");
+		ret = peer_rx_next(&rx, &m, &fault);
+	}
+	cr_assert_eq(ret, 1, "%s", fault.what);
+	peer_rx_free(&rx);
+	return m;
+}
+
+/* A hand-made source for VM name (16 MiB, one region), accepted. */
+static int raw_source(const struct node *n, const char *name)
+{
+	int fd = raw_authenticated(n);
+	Memsrv__MigrateRegion reg = MEMSRV__MIGRATE_REGION__INIT, *regs[] = { &reg };
+	reg.size = 16 << 20;
+	reg.page_size = 4096;
+	Memsrv__MigrateBegin b = MEMSRV__MIGRATE_BEGIN__INIT;
+	b.name = (char *)name;
+	b.n_regions = 1;
+	b.regions = regs;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_BEGIN;
+	m.migrate_begin = &b;
+	send_message(fd, &m);
+	Memsrv__PeerMessage *a = read_message(fd);
+	cr_assert_eq(a->msg_case, MEMSRV__PEER_MESSAGE__MSG_MIGRATE_ACCEPT, "accepted");
+	memsrv__peer_message__free_unpacked(a, NULL);
+	return fd;
+}
+
+/* One page record sent by a hand-made source, which is then dropped
+ * with a log line saying why. */
+static void expect_page_refused(const struct node *n, const char *name, Memsrv__MigratePage *page, const char *why)
+{
+	int fd = raw_source(n, name);
+	Memsrv__MigratePage *pages[] = { page };
+	Memsrv__MigratePages mp = MEMSRV__MIGRATE_PAGES__INIT;
+	mp.n_pages = 1;
+	mp.pages = pages;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PAGES;
+	m.migrate_pages = &mp;
+	send_message(fd, &m);
+	cr_assert(closed_within(fd, 5000), "the stream is dropped");
+	close(fd);
+	cr_assert(server_log_has(&n->srv, why), "the log says %s", why);
+}
+
+Test(peers, a_source_streaming_malformed_pages_is_dropped_and_the_vm_waits_for_a_good_one)
+{
+	struct node src, dst;
+	node_start(&src, NULL);
+	node_start(&dst, NULL);
+	struct test_sim from, to;
+	sim_start(&from, &src.srv, "vm8", "--size", "16M", "--verify", NULL);
+	sim_start(&to, &dst.srv, "vm8", "--size", "16M", "--incoming", "--verify", NULL);
+
+	Memsrv__MigratePage p = MEMSRV__MIGRATE_PAGE__INIT;
+	p.page = 1ull << 40;
+	p.has_word = true;
+	expect_page_refused(&dst, "vm8", &p, "is past the VM's 4096");
+	static uint8_t junk[100];
+	memset(junk, 0xa5, sizeof junk);
+	p = (Memsrv__MigratePage)MEMSRV__MIGRATE_PAGE__INIT;
+	p.page = 7;
+	p.has_codec = true;
+	p.codec = 0;
+	p.has_data = true;
+	p.data = (ProtobufCBinaryData){ sizeof junk, junk };
+	expect_page_refused(&dst, "vm8", &p, "that do not decompress to a page");
+	p.codec = 9;
+	expect_page_refused(&dst, "vm8", &p, "codec 9, which this memsrv does not know");
+	p = (Memsrv__MigratePage)MEMSRV__MIGRATE_PAGE__INIT;
+	p.page = 8;
+	p.has_hash = true;
+	p.hash = (ProtobufCBinaryData){ 3, junk };
+	expect_page_refused(&dst, "vm8", &p, "offered with a 3-byte hash");
+	p = (Memsrv__MigratePage)MEMSRV__MIGRATE_PAGE__INIT;
+	p.page = 9;
+	expect_page_refused(&dst, "vm8", &p, "came with no content");
+	cr_assert_geq(server_log_count(&dst.srv, "waits for another source"), 5);
+
+	/* a real source after them: every page arrives */
+	char dir[64], cmd[128];
+	cr_assert(scratch_make(dir, sizeof dir, "/tmp/memsrv-peer-migrate.XXXXXX"));
+	snprintf(cmd, sizeof cmd, "save %s", dir);
+	struct sim_reply r;
+	sim_cmd(&from, cmd, &r);
+	cr_assert(r.ok, "%s", r.error);
+	int ctl = fork();
+	cr_assert_geq(ctl, 0);
+	if (ctl == 0) {
+		Memsrv__ServerMessage *reply;
+		struct ctl_req req;
+		ctl_build_migrate(&req, "vm8", dst.listen);
+		_exit(ctl_request(src.srv.sock, &req.msg, &reply) == 0 &&
+		      reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY ? 0 : 1);
+	}
+	for (int tries = 0;; tries++) {
+		usleep(20000);
+		sim_cmd(&from, "migrated", &r);
+		if (r.ok)
+			break;
+		cr_assert_lt(tries, 250, "the migration never started: %s", r.error);
+	}
+	cr_assert_eq(wait_exit(ctl), 0, "the migration completed");
+	cr_assert_eq(wait_exit(from.pid), 0);
+	snprintf(cmd, sizeof cmd, "expect %s", dir);
+	sim_cmd(&to, cmd, &r);
+	cr_assert(r.ok, "%s", r.error);
+	sim_quit_verified(&to, 4096);
+	scratch_remove(dir);
+	server_stop(&src.srv);
+	server_stop(&dst.srv);
 }
