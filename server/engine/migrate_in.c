@@ -669,8 +669,8 @@ void migrate_in_step(struct vm *vm, const struct pollfd pf[2])
 	    !take_stream(vm, mi, mi->ufd, &mi->urx, true, until) && !mi->err)
 		return;  /* completed */
 	if (!mi->err && (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-	    !take_stream(vm, mi, mi->fd, &mi->rx, false, until) && !mi->err)
-		return;  /* completed */
+	    !take_stream(vm, mi, mi->fd, &mi->rx, false, until) && !vm->eng.migrate_in)
+		return;  /* completed: mi is gone, not to be read */
 	if (mi->err) {
 		stream_failed(vm, mi);
 		return;

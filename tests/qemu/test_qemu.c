@@ -2,7 +2,10 @@
  * through the project's QEMU patch: a guest verifies every page it wrote
  * while memsrv holds it to 64 MiB resident; two guests at once; a balloon
  * inflated and deflated from memsrv-ctl; a guest suspended mid-workload
- * (memsrv's image and QEMU's device state) and resumed in a new QEMU.
+ * (memsrv's image and QEMU's device state) and resumed in a new QEMU; a
+ * guest migrated live, mid-workload, to a QEMU on another memsrv node
+ * (memsrv-ctl migrate, then QEMU's migration of its device state), and one
+ * whose migration is cancelled, running on whole at the source.
  *
  * QEMU_BIN (vmm-patch/build-qemu) and GUEST_DIR (vmm-patch/guest/build-guest)
  * come from the build; LD_LIBRARY_PATH points QEMU at this tree's libmemsrv.
@@ -12,6 +15,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +31,20 @@
 #include "harness.h"
 
 static struct test_server srv;
+/* A second memsrv node, for live migration: started by the tests that
+ * migrate (node_b_start), stopped by the teardown. */
+static struct test_server node_b;
+static char node_b_listen[32];
+static bool node_b_started;
 /* A test's directory of 200 MB or more, removed even when the test fails. */
 static char scratch[128];
 
 static void setup(void) { server_start(&srv); }
 static void teardown(void)
 {
+	if (node_b_started)
+		server_stop(&node_b);
+	node_b_started = false;
 	server_stop(&srv);
 	scratch_remove(scratch);
 }
@@ -46,6 +58,8 @@ static const char *guest_qmp;
 /* The next guest_boot waits for an incoming migration (-incoming defer)
  * instead of booting. */
 static bool guest_incoming;
+/* The memsrv the next guest_boot attaches to; NULL: srv. */
+static const struct test_server *guest_srv;
 
 struct guest {
 	pid_t pid;
@@ -71,7 +85,8 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 	char backend[512], kernel[256], initrd[256], append[512], qmp[256];
 	if (memsrv)
 		snprintf(backend, sizeof backend,
-			 "memory-backend-memsrv,id=ram0,size=256M,socket=%s,name=%s%s%s%s", srv.sock, name,
+			 "memory-backend-memsrv,id=ram0,size=256M,socket=%s,name=%s%s%s%s",
+			 guest_srv ? guest_srv->sock : srv.sock, name,
 			 limit ? ",limit=" : "", limit ? limit : "", backend_opts);
 	else
 		snprintf(backend, sizeof backend, "memory-backend-memfd,id=ram0,size=256M,share=on");
@@ -589,6 +604,36 @@ Test(qemu, an_incoming_migration_without_snapshot_is_refused_saying_it_needs_one
 	cr_assert(wait_until(vm_gone, "empty", 5000), "no VM left attached");
 }
 
+Test(qemu, incoming_on_needs_incoming_and_not_snapshot)
+{
+	char args[1024], out[8192];
+	snprintf(args, sizeof args, "-display none -object memory-backend-memsrv,id=ram0,size=64M,socket=%s,name=arrival,"
+		 "incoming=on", srv.sock);
+	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse incoming=on without -incoming: %s", out);
+	cr_assert(strstr(out, "incoming=on takes a migrating guest's memory: start QEMU with -incoming"), "%s", out);
+	snprintf(args, sizeof args, "-display none -incoming defer -object memory-backend-memsrv,id=ram0,size=64M,"
+		 "socket=%s,name=arrival,incoming=on,snapshot=/nowhere", srv.sock);
+	cr_assert_neq(qemu_run(args, "", out, sizeof out), 0, "QEMU must refuse incoming=on with snapshot=: %s", out);
+	cr_assert(strstr(out, "incoming=on and snapshot= are two sources of the guest's memory"), "%s", out);
+	cr_assert_eq(ctl_vm_count(&srv), 0, "nothing was attached");
+
+	/* with -incoming: attached as incoming, and migrate-incoming with
+	 * x-ignore-shared is not refused for want of snapshot= */
+	struct monitor m;
+	snprintf(args, sizeof args, "-incoming defer -object memory-backend-memsrv,id=ram0,size=64M,socket=%s,"
+		 "name=arrival,incoming=on", srv.sock);
+	monitor_start(&m, args);
+	cr_assert(monitor_cmd(&m, "qom-get /objects/ram0 incoming", "true"), "%s", m.buf);
+	Memsrv__ServerMessage *info = ctl_info_ok(&srv, "arrival");
+	cr_assert_str_eq(info->vm_info->migration, "waiting", "memsrv waits for a source");
+	memsrv__server_message__free_unpacked(info, NULL);
+	monitor_cmd(&m, "migrate_set_capability x-ignore-shared on", "(qemu)");
+	cr_assert(monitor_cmd(&m, "migrate_incoming tcp:127.0.0.1:0", "(qemu)"), "%s", m.buf);
+	cr_assert_null(strstr(m.buf, "give it snapshot=DIR"), "incoming=on fills the RAM: %s", m.buf);
+	cr_assert_eq(monitor_quit(&m), 0);
+	cr_assert(wait_until(vm_gone, "arrival", 5000), "no VM left attached");
+}
+
 /* ---- QMP: the guest's machine-readable monitor ---- */
 
 struct qmp {
@@ -779,13 +824,23 @@ static void watchdog_stop(pid_t dog)
 	waitpid(dog, NULL, 0);
 }
 
-/* Waits until QEMU attached VM name to memsrv; fails with what QEMU printed
- * if it ended first (memsrv refused the VM, say). */
-static void guest_attached(struct guest *g)
+/* Does memsrv s list VM name? */
+static bool vm_listed_on(const struct test_server *s, const char *name)
+{
+	Memsrv__ServerMessage *m = NULL;
+	bool listed = ctl_info(s->sock, name, &m) == 0 && m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_VM_INFO;
+	if (m)
+		memsrv__server_message__free_unpacked(m, NULL);
+	return listed;
+}
+
+/* Waits until QEMU attached VM name to memsrv s; fails with what QEMU
+ * printed if it ended first (memsrv refused the VM, say). */
+static void guest_attached_to(struct guest *g, const struct test_server *s)
 {
 	char rest[8192];
 	for (int waited = 0; waited < 30000; waited += 10) {
-		if (vm_attached(g->name))
+		if (vm_listed_on(s, g->name))
 			return;
 		int status;
 		if (waitpid(g->pid, &status, WNOHANG) == g->pid) {
@@ -795,6 +850,11 @@ static void guest_attached(struct guest *g)
 		usleep(10000);
 	}
 	cr_assert_fail("%s not attached 30 s after QEMU started", g->name);
+}
+
+static void guest_attached(struct guest *g)
+{
+	guest_attached_to(g, &srv);
 }
 
 Test(qemu, a_guest_suspended_mid_workload_resumes_in_a_new_qemu_from_memsrvs_image)
@@ -881,6 +941,249 @@ Test(qemu, a_guest_suspended_mid_workload_resumes_in_a_new_qemu_from_memsrvs_ima
 	cr_assert_eq(guest_wait(&r), 0, "the resumed guest powered off normally");
 	watchdog_stop(dog);
 	cr_assert(wait_until(vm_gone, "sleeper", 5000));
+}
+
+/* ---- live migration between two memsrv nodes ---- */
+
+static void node_b_start(void)
+{
+	snprintf(node_b_listen, sizeof node_b_listen, "127.0.0.1:%u", free_loopback_port());
+	const char *opts[] = { "--peer-listen", node_b_listen, NULL };
+	server_start_with(&node_b, opts);
+	node_b_started = true;
+}
+
+/* memsrv-ctl migrate VM --to node B, on a thread: memsrv answers only once
+ * the VM moved (or the migration failed). */
+struct memsrv_migration {
+	pthread_t thread;
+	const char *vm;
+	int ret;
+	Memsrv__ServerMessage *reply;
+};
+
+static void *memsrv_migration_main(void *arg)
+{
+	struct memsrv_migration *m = arg;
+	struct ctl_req r;
+	ctl_build_migrate(&r, m->vm, node_b_listen);
+	m->ret = ctl_request(srv.sock, &r.msg, &m->reply);
+	return NULL;
+}
+
+static void memsrv_migration_start(struct memsrv_migration *m, const char *vm)
+{
+	*m = (struct memsrv_migration){ .vm = vm };
+	cr_assert_eq(pthread_create(&m->thread, NULL, memsrv_migration_main, m), 0);
+}
+
+/* Joins it: memsrv's answer, its message type not asserted. */
+static Memsrv__ServerMessage *memsrv_migration_join(struct memsrv_migration *m)
+{
+	pthread_join(m->thread, NULL);
+	cr_assert_eq(m->ret, 0, "memsrv-ctl migrate: %s", strerror(-m->ret));
+	return m->reply;
+}
+
+static bool node_b_empty(void *arg)
+{
+	(void)arg;
+	return ctl_vm_count(&node_b) == 0;
+}
+
+static bool node_a_empty(void *arg)
+{
+	(void)arg;
+	return ctl_vm_count(&srv) == 0;
+}
+
+/* memsrv's first pass over the VM's pages is over (it sends again what
+ * the guest wrote since): QEMU's migration stops the guest for the least
+ * time from then on. */
+static bool first_pass_sent(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, arg);
+	bool sent = m->vm_info->migration_round >= 2;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return sent;
+}
+
+/* A number after key ("\"downtime\": ") in a JSON answer; 0: none. */
+static unsigned long long json_number(const char *json, const char *key)
+{
+	const char *p = strstr(json, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+/* The destination QEMU for guest name on node B: incoming=on, -incoming
+ * defer, x-ignore-shared, listening for the source's stream on a loopback
+ * port (its URI in uri). */
+static void destination_start(struct guest *d, struct qmp *q, const char *qmp_path, const char *name,
+			      const char *workload, char *uri, size_t len)
+{
+	char cmd[256];
+	guest_qmp = qmp_path;
+	guest_incoming = true;
+	guest_srv = &node_b;
+	guest_boot_opts(d, name, true, NULL, false, ",incoming=on", workload);
+	guest_qmp = NULL;
+	guest_incoming = false;
+	guest_srv = NULL;
+	guest_attached_to(d, &node_b);
+	qmp_connect(q, qmp_path);
+	q->guest = d;
+	qmp_ignore_shared(q);
+	snprintf(uri, len, "tcp:127.0.0.1:%u", free_loopback_port());
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate-incoming\", \"arguments\": {\"uri\": \"%s\"}}", uri);
+	qmp_ok(q, cmd);
+}
+
+/* The source guest on node A (srv), held to 64 MiB so that part of its
+ * memory is in memsrv's store, its workload running. */
+static void source_start(struct guest *g, struct qmp *q, const char *qmp_path, const char *name,
+			 const char *workload)
+{
+	char line[512];
+	guest_qmp = qmp_path;
+	guest_boot(g, name, true, "64M", false, workload);
+	guest_qmp = NULL;
+	qmp_connect(q, qmp_path);
+	q->guest = g;
+	cr_assert(guest_expect(g, "GUEST BOOTED", line, sizeof line), "%s did not boot", name);
+	cr_assert(guest_expect(g, "pass 1 ", line, sizeof line), "the workload runs");
+	qmp_ignore_shared(q);
+}
+
+Test(qemu, a_guest_migrates_live_to_another_memsrv_node_and_verifies_every_page)
+{
+	const char *workload = "memload.mib=160 memload.passes=12 memload.rewrite=50";
+	char qmp_a[256], qmp_b[256], uri[64], cmd[256], reply[8192], line[512], rest[16384];
+	snprintf(qmp_a, sizeof qmp_a, "%s/qmp-a.sock", srv.dir);
+	snprintf(qmp_b, sizeof qmp_b, "%s/qmp-b.sock", srv.dir);
+	node_b_start();
+	struct guest g, d;
+	struct qmp qa, qb;
+	source_start(&g, &qa, qmp_a, "mover", workload);
+	destination_start(&d, &qb, qmp_b, "mover", workload, uri, sizeof uri);
+	pid_t dog = watchdog_start(d.pid, 400);
+
+	/* memsrv streams the pages while the guest runs and writes them */
+	struct memsrv_migration mm;
+	double begun = now_s();
+	memsrv_migration_start(&mm, "mover");
+	cr_assert(wait_until(first_pass_sent, "mover", 60000), "memsrv's first pass did not end in 60 s");
+	double first_pass = now_s();
+	qmp_cmd(&qa, "{\"execute\": \"query-status\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"running\""), "the guest runs while memsrv streams: %s", reply);
+
+	/* then QEMU's own migration: device state only; at its end QEMU
+	 * stops the guest and detaches saying it migrated */
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"%s\"}}", uri);
+	qmp_ok(&qa, cmd);
+	qmp_migration_end(&qa, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"completed\""), "QEMU's migration: %s", reply);
+	unsigned long long downtime = json_number(reply, "\"downtime\": "),
+			   total = json_number(reply, "\"total-time\": "),
+			   transferred = json_number(reply, "\"transferred\": ");
+	Memsrv__ServerMessage *m = memsrv_migration_join(&mm);
+	double moved = now_s();
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY, "memsrv-ctl migrate: %s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "not a MigrateReply");
+	const Memsrv__MigrateReply *r = m->migrate_reply;
+	fprintf(stderr, "mover: memsrv migrate: %lu pages, %lu sent (%lu with data, %lu resent, %lu after the stop) "
+		"in %lu bytes, %u rounds, %.0f ms (switchover %.1f ms), %lu pulled, pull wait p50 %.1f us p99 %.1f us "
+		"max %.1f us; QEMU: downtime %llu ms, total %llu ms, %llu bytes in its stream; first pass %.1f s, "
+		"%.1f s in all\n",
+		(unsigned long)r->pages, (unsigned long)r->pages_sent, (unsigned long)r->data_pages,
+		(unsigned long)r->resent_pages, (unsigned long)r->final_pages, (unsigned long)r->bytes_sent, r->rounds,
+		r->duration_ns / 1e6, r->switchover_ns / 1e6, (unsigned long)r->pulled_pages, r->pull_wait_p50_ns / 1e3,
+		r->pull_wait_p99_ns / 1e3, r->pull_wait_max_ns / 1e3, downtime, total, transferred, first_pass - begun,
+		moved - begun);
+	cr_assert_eq(r->pages, (256u << 20) / 4096, "every page of the guest's RAM");
+	cr_assert_geq(r->pages_sent, r->pages);
+	cr_assert_gt(r->resent_pages, 0, "the guest wrote pages memsrv had sent: they went again");
+	cr_assert_lt(transferred, 64u << 20, "the guest's RAM stayed out of QEMU's stream: %llu bytes", transferred);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	/* the source QEMU stopped for good: node A let the VM go at once */
+	qmp_cmd(&qa, "{\"execute\": \"query-status\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"postmigrate\""), "the source guest stopped: %s", reply);
+	cr_assert(wait_until(node_a_empty, NULL, 5000), "node A still lists the VM it migrated");
+	qmp_cmd(&qa, "{\"execute\": \"cont\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"error\"") && strstr(reply, "it cannot run here again"),
+		  "the source guest would run on memory that left: %s", reply);
+	const char *quit = "{\"execute\": \"quit\"}\n";
+	cr_assert_eq(send(qa.fd, quit, strlen(quit), MSG_NOSIGNAL), (ssize_t)strlen(quit));
+	qmp_close(&qa);
+	guest_console_rest(&g, rest, sizeof rest);
+	cr_assert_eq(wait_exit(g.pid), 0, "the source QEMU quit cleanly: %s", rest);
+	cr_assert_null(strstr(rest, "MEMLOAD RESULT"), "the workload moved before its end: %s", rest);
+	cr_assert_null(strstr(rest, "memsrv did not move"), "the source QEMU's detach succeeded: %s", rest);
+
+	/* the workload goes on at the destination and verifies every page */
+	qmp_cmd(&qb, "{\"execute\": \"query-status\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"running\""), "the guest runs at the destination: %s", reply);
+	guest_result_ok(&d, line, sizeof line);
+	fprintf(stderr, "mover at the destination: %s", line);
+	cr_assert_gt(CTL_INFO(&node_b, "mover", faults_total), 0, "node B serves the guest's memory");
+	cr_assert(guest_expect(&d, "GUEST DONE", line, sizeof line));
+	qmp_close(&qb);
+	cr_assert_eq(guest_wait(&d), 0, "the migrated guest powered off normally");
+	watchdog_stop(dog);
+	cr_assert(wait_until(node_b_empty, NULL, 5000), "node B let the VM go when its QEMU ended");
+}
+
+Test(qemu, a_cancelled_migration_leaves_the_guest_running_whole_at_the_source)
+{
+	const char *workload = "memload.mib=160 memload.passes=8 memload.rewrite=50";
+	char qmp_a[256], qmp_b[256], uri[64], cmd[256], reply[8192], line[512], why[512];
+	snprintf(qmp_a, sizeof qmp_a, "%s/qmp-a.sock", srv.dir);
+	snprintf(qmp_b, sizeof qmp_b, "%s/qmp-b.sock", srv.dir);
+	node_b_start();
+	struct guest g, d;
+	struct qmp qa, qb;
+	source_start(&g, &qa, qmp_a, "stayer", workload);
+	destination_start(&d, &qb, qmp_b, "stayer", workload, uri, sizeof uri);
+	pid_t dog = watchdog_start(g.pid, 400);
+	struct memsrv_migration mm;
+	memsrv_migration_start(&mm, "stayer");
+	cr_assert(wait_until(first_pass_sent, "stayer", 60000), "memsrv's first pass did not end in 60 s");
+
+	/* QEMU's stream (its ROMs and video RAM: the guest's RAM stays out of
+	 * it) held to 10 kB/s, so that it is still running when cancelled */
+	qmp_ok(&qa, "{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": 10000}}");
+	snprintf(cmd, sizeof cmd, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"%s\"}}", uri);
+	qmp_ok(&qa, cmd);
+	usleep(1000 * 1000);
+	qmp_cmd(&qa, "{\"execute\": \"query-migrate\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"active\""), "QEMU's migration runs: %s", reply);
+	qmp_ok(&qa, "{\"execute\": \"migrate_cancel\"}");
+	qmp_migration_end(&qa, reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"cancelled\""), "%s", reply);
+	/* as libvirt does: the destination QEMU goes */
+	qmp_close(&qb);
+	kill(d.pid, SIGKILL);
+	guest_wait(&d);
+
+	/* memsrv's migration fails: its destination VM went with its QEMU */
+	Memsrv__ServerMessage *m = memsrv_migration_join(&mm);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "memsrv-ctl migrate must fail");
+	snprintf(why, sizeof why, "%s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+	fprintf(stderr, "stayer: memsrv-ctl migrate: %s\n", why);
+	cr_assert(wait_until(node_b_empty, NULL, 5000), "node B let the half-arrived VM go");
+
+	/* the guest runs on at the source, every page whole */
+	qmp_cmd(&qa, "{\"execute\": \"query-status\"}", reply, sizeof reply);
+	cr_assert(strstr(reply, "\"status\": \"running\""), "the source guest runs on: %s", reply);
+	cr_assert(vm_listed_on(&srv, "stayer"), "node A still holds the guest");
+	guest_result_ok(&g, line, sizeof line);
+	fprintf(stderr, "stayer at the source: %s", line);
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line));
+	qmp_close(&qa);
+	cr_assert_eq(guest_wait(&g), 0, "the guest powered off normally");
+	watchdog_stop(dog);
+	cr_assert(wait_until(node_a_empty, NULL, 5000));
 }
 
 static long hugepages(long set)
