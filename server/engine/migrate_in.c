@@ -664,13 +664,14 @@ void migrate_in_step(struct vm *vm, const struct pollfd pf[2])
 			fail(mi, ret, "sending to the source failed: %s", strerror(-ret));
 	}
 	uint64_t until = monotonic_ns() + STEP_NS;
-	/* pulled pages first: faults wait on them */
+	/* pulled pages first: faults wait on them.  Either stream may complete
+	 * the migration, which frees mi: then nothing of it is read again */
 	if (!mi->err && mi->ufd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-	    !take_stream(vm, mi, mi->ufd, &mi->urx, true, until) && !mi->err)
-		return;  /* completed */
+	    !take_stream(vm, mi, mi->ufd, &mi->urx, true, until) && vm->eng.migrate_in != mi)
+		return;
 	if (!mi->err && (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-	    !take_stream(vm, mi, mi->fd, &mi->rx, false, until) && !vm->eng.migrate_in)
-		return;  /* completed: mi is gone, not to be read */
+	    !take_stream(vm, mi, mi->fd, &mi->rx, false, until) && vm->eng.migrate_in != mi)
+		return;
 	if (mi->err) {
 		stream_failed(vm, mi);
 		return;

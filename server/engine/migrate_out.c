@@ -31,7 +31,6 @@
 #define PULLS_MAX 4096u               /* pages the destination asked for, not yet served */
 #define INVALIDATE_RUNS_PER_FRAME 32768u
 #define STEP_NS (2ull * 1000 * 1000)  /* pages sent per step: faults wait for no more than this */
-#define WANTED (1ull << 63)            /* a pulls[] entry the destination wants the content of */
 
 enum mo_phase {
 	MO_WAIT_ACCEPT,   /* MigrateBegin sent */
@@ -54,14 +53,14 @@ struct migrate_out {
 	uint64_t pages;
 	uint64_t *dirty;        /* a bit per page (VM-wide): to send (again) */
 	uint64_t *sent;         /* a bit per page: the destination got some version of it */
+	uint64_t *lacks;        /* a bit per page: the destination wanted its content once, so it goes with it */
 	uint64_t dirty_count;
 	uint64_t cursor;        /* the round's next page */
 	uint64_t pause_until_ns;
 	uint64_t deadline_ns;   /* for the destination's Accept or Confirm */
-	uint64_t pulls[PULLS_MAX];        /* pages asked for, WANTED set for a want (content, not offer) */
+	uint64_t pulls[PULLS_MAX];        /* pages the destination's faults wait on */
 	unsigned pull_head, pull_len;
 	bool offering;          /* the batch being made offers content by hash and digest */
-	bool forcing;           /* ...sends content the destination wants, not pages written again */
 	struct vm_job *detach;  /* the VMM's detach, answered at the end */
 	uint8_t *buf;           /* MIGRATE_BATCH_PAGES pages read from the fd */
 	uint8_t *objs;          /* a copy of each page's object, CODEC_PAGE apart */
@@ -194,7 +193,7 @@ static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const vo
 static void content_or_offer(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, const void *data,
 			     uint32_t len, int codec)
 {
-	if (!mo->offering) {
+	if (!mo->offering || bit(mo->lacks, it->page)) {
 		item_data(mo, it, data, len, codec);
 		return;
 	}
@@ -215,7 +214,7 @@ static void encode_content(struct vm *vm, struct migrate_out *mo, Memsrv__Migrat
 		item_word(it, word);
 		return;
 	}
-	if (mo->offering) {
+	if (mo->offering && !bit(mo->lacks, it->page)) {
 		item_offer(mo, it, data);
 		return;
 	}
@@ -318,26 +317,25 @@ static void encode_page(struct vm *vm, struct migrate_out *mo, struct region *r,
 		break;
 	}
 	mo->pages_sent++;
-	if (bit(mo->sent, page) && !mo->forcing)
+	if (bit(mo->sent, page))
 		mo->resent_pages++;
 	if (mo->phase == MO_FINAL)
 		mo->final_pages++;
 	mo->sent[page / 64] |= 1ull << (page % 64);
 }
 
-/* Sends the marked pages of [first, first + count) of r (every page with
- * force: content the destination wants): the resident ones write-protected
- * first, then read, so that a write after the read marks its page again.
- * offer: content goes as hash and digest. */
+/* Sends the marked pages of [first, first + count) of r: the resident ones
+ * write-protected first, then read, so that a write after the read marks
+ * its page again.  offer: content goes as hash and digest, unless the
+ * destination lacked it once. */
 static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, uint64_t first, uint64_t count,
-		       bool force, bool offer)
+		       bool offer)
 {
 	image_pages_prepare(vm, r->first_page + first, count);  /* entries as the image says, before they are read */
 	mo->offering = offer;
-	mo->forcing = force;
 	bool resident = false;
 	for (uint64_t p = first; p < first + count; p++)
-		resident |= (force || bit(mo->dirty, r->first_page + p)) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident && mo->phase == MO_RUNNING) {
 		int ret = uffd_op_protect_pages(vm, r, first, count, true);
 		if (ret) {
@@ -348,7 +346,7 @@ static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, 
 	/* entries read after the protect: its resync may have applied a discard */
 	resident = false;
 	for (uint64_t p = first; p < first + count; p++)
-		resident |= (force || bit(mo->dirty, r->first_page + p)) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
+		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident) {
 		int ret = region_pread(r, first, count * PAGE, mo->buf);
 		if (ret) {
@@ -357,7 +355,7 @@ static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, 
 		}
 	}
 	for (uint64_t p = first; p < first + count && !mo->err; p++) {
-		if (!force && !bit(mo->dirty, r->first_page + p))
+		if (!bit(mo->dirty, r->first_page + p))
 			continue;
 		clear_dirty(mo, r->first_page + p);
 		bool here = pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
@@ -378,27 +376,22 @@ static uint64_t next_dirty(const struct migrate_out *mo, uint64_t page)
 	return mo->pages;
 }
 
-/* A page a fault waits on at the destination (before the round gets
- * there), or whose content it wants: sent with its content.  room: the
- * stream takes more (a pull may go on the urgent connection without). */
+/* A page a fault waits on at the destination, before the round gets
+ * there: on the urgent connection (if any) it waits behind no stream.
+ * room: the stream takes more. */
 static bool serve_pull(struct vm *vm, struct migrate_out *mo, bool room)
 {
-	while (mo->pull_len) {
-		uint64_t e = mo->pulls[mo->pull_head], page = e & ~WANTED;
-		if (!room && ((e & WANTED) || mo->ufd < 0))
-			return false;  /* it waits for the stream */
+	while (mo->pull_len && (room || mo->ufd >= 0)) {
+		uint64_t page = mo->pulls[mo->pull_head];
 		mo->pull_head = (mo->pull_head + 1) % PULLS_MAX;
 		mo->pull_len--;
-		bool dirty = bit(mo->dirty, page);
-		/* a pull of a page not marked: it is on its way.  A want of one
-		 * marked: it goes again anyway, as it is now */
-		if (!(e & WANTED) ? !dirty : dirty)
-			continue;
+		if (!bit(mo->dirty, page))
+			continue;  /* on its way already */
 		struct region *r = vm_region_of_page(vm, page);
 		/* a pull comes after the stop, when no copy can be stale: it may
-		 * overtake the stream on the urgent connection */
-		mo->to_urgent = !(e & WANTED) && mo->ufd >= 0;
-		send_chunk(vm, mo, r, page - r->first_page, 1, e & WANTED, false);
+		 * overtake the stream */
+		mo->to_urgent = mo->ufd >= 0;
+		send_chunk(vm, mo, r, page - r->first_page, 1, false);
 		mo->to_urgent = false;
 		return true;
 	}
@@ -412,8 +405,6 @@ static bool send_next(struct vm *vm, struct migrate_out *mo, bool room)
 		return true;
 	if (!room)
 		return false;
-	if (mo->phase == MO_WAIT_CONFIRM)
-		return false;  /* done: only what the destination asks for goes */
 	uint64_t page = next_dirty(mo, mo->cursor);
 	if (page >= mo->pages) {
 		if (!mo->dirty_count)
@@ -435,7 +426,7 @@ static bool send_next(struct vm *vm, struct migrate_out *mo, bool room)
 	uint64_t count = r->pt.npages - idx < batch ? r->pt.npages - idx : batch;
 	/* offers cost the destination a round trip for what it lacks: worth
 	 * it while the guest runs here, not once it waits there */
-	send_chunk(vm, mo, r, idx, count, false, mo->phase == MO_RUNNING);
+	send_chunk(vm, mo, r, idx, count, mo->phase == MO_RUNNING);
 	mo->cursor = page + count;
 	atomic_store_explicit(&vm->migration_round, mo->rounds, memory_order_relaxed);
 	atomic_store_explicit(&vm->migration_pages_left, mo->dirty_count, memory_order_relaxed);
@@ -479,6 +470,7 @@ static void free_mo(struct migrate_out *mo)
 	peer_tx_free(&mo->utx);
 	free(mo->dirty);
 	free(mo->sent);
+	free(mo->lacks);
 	free(mo->buf);
 	free(mo->objs);
 	free(mo->raw);
@@ -503,6 +495,7 @@ static void answer_detach(struct vm *vm, struct migrate_out *mo)
 	if (!job)
 		return;
 	if (mo->err) {
+		vm->eng.detaching = false;  /* it stays: managed as before */
 		vm_send_error(vm, -mo->err, NULL, "VM %s did not migrate to %s (%s): it stays here, whole and attached",
 			      vm->name, mo->address, mo->why);
 	} else {
@@ -647,11 +640,12 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 	if (mo) {
 		mo->dirty = calloc(words, sizeof *mo->dirty);
 		mo->sent = calloc(words, sizeof *mo->sent);
+		mo->lacks = calloc(words, sizeof *mo->lacks);
 		mo->buf = malloc((size_t)MIGRATE_BATCH_PAGES * PAGE);
 		mo->objs = malloc((size_t)MIGRATE_BATCH_PAGES * CODEC_PAGE);
 		mo->raw = malloc(PAGE);
 	}
-	if (!mo || !mo->dirty || !mo->sent || !mo->buf || !mo->objs || !mo->raw) {
+	if (!mo || !mo->dirty || !mo->sent || !mo->lacks || !mo->buf || !mo->objs || !mo->raw) {
 		if (mo) {
 			mo->fd = mo->ufd = mo->reply_fd = -1;
 			free_mo(mo);
@@ -690,9 +684,8 @@ void migrate_out_start(struct vm *vm, struct vm_job *job)
 		finish(vm, mo, NULL);
 }
 
-/* Pages the destination asked for: pulled (a fault waits) or wanted (an
- * offer it could not take). */
-static void take_asks(struct migrate_out *mo, const uint64_t *pages, size_t n, bool want)
+/* Pages the destination's faults wait on: they go before the round's. */
+static void take_pulls(struct migrate_out *mo, const uint64_t *pages, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (pages[i] >= mo->pages) {
@@ -700,13 +693,25 @@ static void take_asks(struct migrate_out *mo, const uint64_t *pages, size_t n, b
 			     mo->pages);
 			return;
 		}
-		if (mo->pull_len == PULLS_MAX) {
-			if (!want)
-				continue;  /* the rounds get to it */
-			fail(mo, -ENOBUFS, "the destination wants more than %u pages at once", PULLS_MAX);
+		if (mo->pull_len < PULLS_MAX)
+			mo->pulls[(mo->pull_head + mo->pull_len++) % PULLS_MAX] = pages[i];
+		/* else the rounds get to it */
+	}
+}
+
+/* Offered pages the destination does not hold: they go again, with their
+ * content, from now on. */
+static void take_wants(struct vm *vm, struct migrate_out *mo, const uint64_t *pages, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (pages[i] >= mo->pages) {
+			fail(mo, -EPROTO, "the destination wants page %" PRIu64 ", past the VM's %" PRIu64, pages[i],
+			     mo->pages);
 			return;
 		}
-		mo->pulls[(mo->pull_head + mo->pull_len++) % PULLS_MAX] = pages[i] | (want ? WANTED : 0);
+		mo->lacks[pages[i] / 64] |= 1ull << (pages[i] % 64);
+		mo->sent[pages[i] / 64] &= ~(1ull << (pages[i] % 64));  /* it holds no version of it */
+		migrate_out_mark(vm, pages[i], 1);
 	}
 }
 
@@ -733,12 +738,12 @@ static bool take_message(struct vm *vm, struct migrate_out *mo, const Memsrv__Pe
 	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PULL:
 		if (mo->phase == MO_WAIT_ACCEPT)
 			break;
-		take_asks(mo, msg->migrate_pull->pages, msg->migrate_pull->n_pages, false);
+		take_pulls(mo, msg->migrate_pull->pages, msg->migrate_pull->n_pages);
 		return !mo->err;
 	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_WANT:
 		if (mo->phase == MO_WAIT_ACCEPT)
 			break;
-		take_asks(mo, msg->migrate_want->pages, msg->migrate_want->n_pages, true);
+		take_wants(vm, mo, msg->migrate_want->pages, msg->migrate_want->n_pages);
 		return !mo->err;
 	case MEMSRV__PEER_MESSAGE__MSG_MIGRATE_CONFIRM:
 		if (mo->phase != MO_WAIT_CONFIRM)
@@ -799,7 +804,7 @@ void migrate_out_poll(struct vm *vm, struct pollfd pf[2], int *timeout_ms)
 	/* the destination sends nothing on the urgent one: read, it says it closed */
 	pf[1] = (struct pollfd){ .fd = mo->ufd, .events = POLLIN | (peer_tx_pending(&mo->utx) ? POLLOUT : 0) };
 	bool room = peer_tx_backlog(&mo->tx) < MIGRATE_TX_HIGH;
-	bool sending = mo->phase == MO_RUNNING || mo->phase == MO_FINAL;
+	bool sending = mo->phase != MO_WAIT_ACCEPT;  /* after Done too: pages wanted late go then */
 	if ((room && (mo->pull_len || (sending && mo->dirty_count))) || (mo->ufd >= 0 && mo->pull_len)) {
 		uint64_t now = monotonic_ns();
 		bool waits = mo->phase == MO_RUNNING && next_dirty(mo, mo->cursor) >= mo->pages &&
@@ -940,6 +945,7 @@ static void stop(struct vm *vm, struct migrate_out *mo)
 	queue(mo, &m);
 	mo->phase = MO_FINAL;
 	mo->cursor = 0;
+	vm->eng.detaching = true;  /* the VM stopped: evicting would only send pages again */
 	atomic_store(&vm->migration, VM_MIGRATION_STOPPED);
 	vm_info(vm, "the VMM stopped the VM: %" PRIu64 " pages still to go to %s", mo->dirty_count, mo->address);
 }
