@@ -29,6 +29,9 @@
 #define PAGE 4096u
 #define RAW_ABOVE (PAGE / 4 * 3)      /* compressed larger than this: sent raw */
 #define PULLS_MAX 4096u               /* pages the destination asked for, not yet served */
+#define OFFER_WINDOW 1024u            /* offers judged together */
+#define OFFER_MISSES_OFF 0.9          /* wanted back past this share: offers cost more than they save */
+#define OFFER_PROBE_EVERY 16u         /* batches, one of them offered while offers do not pay */
 #define INVALIDATE_RUNS_PER_FRAME 32768u
 #define STEP_NS (2ull * 1000 * 1000)  /* pages sent per step: faults wait for no more than this */
 
@@ -72,6 +75,11 @@ struct migrate_out {
 	/* what the reply says */
 	uint64_t t_start, t_stop;
 	uint64_t pages_sent, data_pages, bytes_sent, resent_pages, final_pages, offered_pages;
+	/* whether offers pay: the destination's wants against the offers of
+	 * the last window; past OFFER_MISSES_OFF of them, content goes at once
+	 * (but one batch in OFFER_PROBE_EVERY, to notice when that changes) */
+	uint64_t window_offers, window_wants, batches;
+	bool offers_pay_not;
 	uint32_t rounds;
 	int err;
 	char why[256];
@@ -186,6 +194,7 @@ static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const vo
 	it->digest.data = sum + 16;
 	it->digest.len = 32;
 	mo->offered_pages++;
+	mo->window_offers++;
 }
 
 /* Bytes codec made of a page (len CODEC_PAGE: raw): offered by their
@@ -398,6 +407,23 @@ static bool serve_pull(struct vm *vm, struct migrate_out *mo, bool room)
 	return false;
 }
 
+/* Whether this batch offers its content by hash: while the destination
+ * wants back most of what is offered it holds little of this VM, and the
+ * hash, the digest and the round trip are spent for nothing. */
+static bool offers_pay(struct migrate_out *mo)
+{
+	if (mo->window_offers >= OFFER_WINDOW) {
+		bool before = mo->offers_pay_not;
+		mo->offers_pay_not = (double)mo->window_wants >= OFFER_MISSES_OFF * (double)mo->window_offers;
+		if (before != mo->offers_pay_not)
+			pr_debug("migration to %s: %" PRIu64 " of %" PRIu64 " offers wanted back: content goes %s",
+				 mo->address, mo->window_wants, mo->window_offers,
+				 mo->offers_pay_not ? "at once" : "by hash first");
+		mo->window_offers = mo->window_wants = 0;
+	}
+	return !mo->offers_pay_not || ++mo->batches % OFFER_PROBE_EVERY == 0;
+}
+
 /* One batch of the round; false when there is nothing to send now. */
 static bool send_next(struct vm *vm, struct migrate_out *mo, bool room)
 {
@@ -425,8 +451,8 @@ static bool send_next(struct vm *vm, struct migrate_out *mo, bool room)
 	uint64_t batch = mo->phase == MO_RUNNING ? MIGRATE_BATCH_PAGES : MIGRATE_FINAL_BATCH_PAGES;
 	uint64_t count = r->pt.npages - idx < batch ? r->pt.npages - idx : batch;
 	/* offers cost the destination a round trip for what it lacks: worth
-	 * it while the guest runs here, not once it waits there */
-	send_chunk(vm, mo, r, idx, count, mo->phase == MO_RUNNING);
+	 * it while the guest runs here and the destination holds some of it */
+	send_chunk(vm, mo, r, idx, count, mo->phase == MO_RUNNING && offers_pay(mo));
 	mo->cursor = page + count;
 	atomic_store_explicit(&vm->migration_round, mo->rounds, memory_order_relaxed);
 	atomic_store_explicit(&vm->migration_pages_left, mo->dirty_count, memory_order_relaxed);
@@ -709,6 +735,7 @@ static void take_wants(struct vm *vm, struct migrate_out *mo, const uint64_t *pa
 			     mo->pages);
 			return;
 		}
+		mo->window_wants++;
 		mo->lacks[pages[i] / 64] |= 1ull << (pages[i] % 64);
 		mo->sent[pages[i] / 64] &= ~(1ull << (pages[i] % 64));  /* it holds no version of it */
 		migrate_out_mark(vm, pages[i], 1);
