@@ -595,10 +595,6 @@ void migrate_out_cancel(struct vm *vm, int err, const char *why)
 /* Whether every region can be write-protected and read from its fd. */
 static int check_vm(struct vm *vm, char *why, size_t len)
 {
-	if (vm->eng.vmm_gone) {
-		snprintf(why, len, "VM %s's VMM is gone", vm->name);
-		return -ESRCH;
-	}
 	if (vm->eng.migrate_out || vm->eng.migrate_in || vm->eng.snapshot) {
 		snprintf(why, len, "VM %s is %s", vm->name,
 			 vm->eng.migrate_out ? "migrating already" : vm->eng.migrate_in ? "still arriving by a migration"
@@ -609,23 +605,7 @@ static int check_vm(struct vm *vm, char *why, size_t len)
 		snprintf(why, len, "VM %s waits for its memory from another node", vm->name);
 		return -EBUSY;
 	}
-	pid_t other = atomic_load(&vm->unprotected_by);
-	if (other) {
-		snprintf(why, len, "process %d maps VM %s's RAM outside memsrv's userfaultfd: its writes could not be "
-			 "caught", (int)other, vm->name);
-		return -EBUSY;
-	}
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		const struct region *r = &vm->regions[i];
-		if (!r->evictable || r->page_size != PAGE || r->fd < 0) {
-			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
-				 "so the guest's writes during a migration could not be caught: %s", vm->name, i,
-				 r->guest_phys_addr,
-				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");
-			return -EOPNOTSUPP;
-		}
-	}
-	return 0;
+	return vm_writes_trackable(vm, "the guest's writes during a migration could not be caught", why, len);
 }
 
 static void send_begin(struct vm *vm, struct migrate_out *mo, bool urgent)

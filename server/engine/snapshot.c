@@ -306,28 +306,19 @@ static int walk(struct vm *vm, struct snapshot *sn)
 	return 0;
 }
 
-/* Whether every region can be write-protected and read from its fd. */
+/* Whether every region can be write-protected and read from its fd, and
+ * every page is there to be saved. */
 static int check_vm(struct vm *vm, char *why, size_t len)
 {
-	if (vm->eng.vmm_gone) {
-		snprintf(why, len, "VM %s's VMM is gone", vm->name);
-		return -ESRCH;
-	}
-	pid_t other = atomic_load(&vm->unprotected_by);
-	if (other) {
-		snprintf(why, len, "process %d maps VM %s's RAM outside memsrv's userfaultfd: its writes could not be "
-			 "caught", (int)other, vm->name);
+	if (vm->eng.migrate_out || vm->eng.migrate_in) {
+		/* the migration's write-protection is not the image's to lift */
+		snprintf(why, len, "VM %s is %s", vm->name,
+			 vm->eng.migrate_out ? "migrating to another node" : "arriving from another node");
 		return -EBUSY;
 	}
-	for (unsigned i = 0; i < vm->n_regions; i++) {
-		const struct region *r = &vm->regions[i];
-		if (!r->evictable || r->page_size != SNAP_PAGE || r->fd < 0) {
-			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
-				 "so a consistent image of it cannot be taken: %s", vm->name, i, r->guest_phys_addr,
-				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");
-			return -EOPNOTSUPP;
-		}
-	}
+	int ret = vm_writes_trackable(vm, "a consistent image of it cannot be taken", why, len);
+	if (ret)
+		return ret;
 	uint64_t poisoned = vm_count(vm, PAGE_POISONED);
 	if (poisoned) {
 		snprintf(why, len, "VM %s holds %" PRIu64 " poisoned pages whose content is lost: an image would hold "

@@ -479,3 +479,27 @@ int region_pread(const struct region *r, uint64_t first, size_t len, void *buf)
 	}
 	return 0;
 }
+
+int vm_writes_trackable(struct vm *vm, const char *or_else, char *why, size_t len)
+{
+	if (vm->eng.vmm_gone) {
+		snprintf(why, len, "VM %s's VMM is gone", vm->name);
+		return -ESRCH;
+	}
+	pid_t other = atomic_load(&vm->unprotected_by);
+	if (other) {
+		snprintf(why, len, "process %d maps VM %s's RAM outside memsrv's userfaultfd: its writes could not be "
+			 "caught", (int)other, vm->name);
+		return -EBUSY;
+	}
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		if (!r->evictable || r->page_size != 4096 || r->fd < 0) {
+			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
+				 "so %s: %s", vm->name, i, r->guest_phys_addr, or_else,
+				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}

@@ -303,6 +303,11 @@ void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx);
 /* Switches to the policy control asked for, if it changed (VM thread). */
 void vm_policy_update(struct vm *vm);
 
+/* Whether every write of the guest to its RAM can be caught (each region
+ * write-protected, read from its fd, its VMM there, no other process
+ * mapping it): 0, or -errno with why, ending "so or_else: ...". */
+int vm_writes_trackable(struct vm *vm, const char *or_else, char *why, size_t len);
+
 /* Reads len bytes of r's memory from its fd (never through a mapping),
  * from page first on; past the file's end reads zeros.  0 or -errno. */
 int region_pread(const struct region *r, uint64_t first, size_t len, void *buf);

@@ -157,6 +157,12 @@ Test(migrate, a_vm_written_during_its_migration_arrives_with_every_page_as_last_
 	struct migration m;
 	migration_start(&m, &a, &b, "vm1");
 	wait_sending(&a, "vm1");
+	/* a snapshot would lift the write-protection the migration relies on */
+	Memsrv__ServerMessage *sn = NULL;
+	cr_assert_eq(ctl_snapshot(a.srv.sock, "vm1", dir, &sn), 0);
+	cr_assert_eq(sn->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "a snapshot is refused while the VM migrates");
+	cr_assert(strstr(sn->error->message, "migrating to another node"), "%s", sn->error->message);
+	memsrv__server_message__free_unpacked(sn, NULL);
 	for (int i = 0; i < 4; i++) {
 		cmd_ok(&src, "write 0.2");  /* pages sent already, written again */
 		usleep(50 * 1000);
