@@ -155,6 +155,21 @@ int peer_tx_flush(struct peer_tx *tx, int fd)
 	return 0;
 }
 
+void peer_send_error(int fd, int err, const char *text)
+{
+	Memsrv__Error e = MEMSRV__ERROR__INIT;
+	e.errno_code = err;
+	e.message = (char *)text;
+	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
+	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_ERROR;
+	m.error = &e;
+	struct peer_tx tx;
+	peer_tx_init(&tx);
+	if (!peer_tx_queue(&tx, &m))
+		peer_tx_flush(&tx, fd);
+	peer_tx_free(&tx);
+}
+
 const char *peer_message_kind(const Memsrv__PeerMessage *msg)
 {
 	const ProtobufCFieldDescriptor *fd =

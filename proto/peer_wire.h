@@ -78,6 +78,11 @@ static inline size_t peer_tx_backlog(const struct peer_tx *tx)
 	return tx->len - tx->off;
 }
 
+/* Sends one Error frame (err positive, text) on fd as it is, best effort:
+ * the last words on a connection about to be closed, whose socket has
+ * room for a small frame. */
+void peer_send_error(int fd, int err, const char *text);
+
 /* The name of a PeerMessage's kind, for log lines: "challenge", "ping". */
 const char *peer_message_kind(const Memsrv__PeerMessage *msg);
 

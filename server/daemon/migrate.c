@@ -48,17 +48,7 @@ static void refuse_peer(struct peer_handoff *h, int err, const char *fmt, ...)
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	pr_warn("peer %s: migration refused: %s", h->address, text);
-	Memsrv__Error e = MEMSRV__ERROR__INIT;
-	e.errno_code = err;
-	e.message = text;
-	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
-	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_ERROR;
-	m.error = &e;
-	struct peer_tx tx;
-	peer_tx_init(&tx);
-	if (!peer_tx_queue(&tx, &m))
-		peer_tx_flush(&tx, h->fd);  /* a small frame on a socket that drained: it goes whole or not at all */
-	peer_tx_free(&tx);
+	peer_send_error(h->fd, err, text);
 }
 
 static void hand_to_vm(struct server *srv, struct peer_handoff *h)

@@ -146,17 +146,7 @@ static void refuse(struct vm *vm, int fd, int err, const char *fmt, ...)
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	vm_warn(vm, "incoming migration refused: %s", text);
-	Memsrv__Error e = MEMSRV__ERROR__INIT;
-	e.errno_code = err;
-	e.message = text;
-	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
-	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_ERROR;
-	m.error = &e;
-	struct peer_tx tx;
-	peer_tx_init(&tx);
-	if (!peer_tx_queue(&tx, &m))
-		peer_tx_flush(&tx, fd);  /* a fresh socket takes a small frame whole */
-	peer_tx_free(&tx);
+	peer_send_error(fd, err, text);
 	close(fd);
 }
 
@@ -237,32 +227,30 @@ static bool bit(const uint64_t *map, uint64_t page)
 	return map[page / 64] >> (page % 64) & 1;
 }
 
-static void send_wants(struct migrate_in *mi)
+/* The pages listed for the source: wanted (offers this node could not
+ * take) or pulled (a fault waits). */
+static void send_list(struct migrate_in *mi, bool want)
 {
-	if (!mi->n_wants || mi->fd < 0)
+	uint64_t *pages = want ? mi->wants : mi->pulls;
+	unsigned *n = want ? &mi->n_wants : &mi->n_pulls;
+	if (!*n || mi->fd < 0)
 		return;
 	Memsrv__MigrateWant w = MEMSRV__MIGRATE_WANT__INIT;
-	w.n_pages = mi->n_wants;
-	w.pages = mi->wants;
-	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
-	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_WANT;
-	m.migrate_want = &w;
-	send_msg(mi, &m);
-	mi->n_wants = 0;
-}
-
-static void send_pulls(struct migrate_in *mi)
-{
-	if (!mi->n_pulls || mi->fd < 0)
-		return;
 	Memsrv__MigratePull p = MEMSRV__MIGRATE_PULL__INIT;
-	p.n_pages = mi->n_pulls;
-	p.pages = mi->pulls;
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
-	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PULL;
-	m.migrate_pull = &p;
+	if (want) {
+		w.n_pages = *n;
+		w.pages = pages;
+		m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_WANT;
+		m.migrate_want = &w;
+	} else {
+		p.n_pages = *n;
+		p.pages = pages;
+		m.msg_case = MEMSRV__PEER_MESSAGE__MSG_MIGRATE_PULL;
+		m.migrate_pull = &p;
+	}
 	send_msg(mi, &m);
-	mi->n_pulls = 0;
+	*n = 0;
 }
 
 /* Asks the source for page ahead of its stream, once, at once: a vCPU
@@ -274,7 +262,7 @@ static void pull(struct migrate_in *mi, uint64_t page)
 	mi->pulled[page / 64] |= 1ull << (page % 64);
 	mi->pulled_pages++;
 	mi->pulls[mi->n_pulls++] = page;
-	send_pulls(mi);
+	send_list(mi, false);
 }
 
 bool migrate_in_park(struct vm *vm, const struct uffd_msg *m, struct region *r, uint64_t idx, uint64_t t_read)
@@ -416,7 +404,7 @@ static int take_offer(struct vm *vm, struct migrate_in *mi, const Memsrv__Migrat
 	*out = pe_make(PAGE_REMOTE, 0, 0);
 	mi->wants[mi->n_wants++] = it->page;
 	if (mi->n_wants == MIGRATE_IN_PULL_BATCH)
-		send_wants(mi);
+		send_list(mi, true);
 	return 0;
 }
 
@@ -677,8 +665,8 @@ void migrate_in_step(struct vm *vm, const struct pollfd pf[2])
 		return;
 	}
 	release_parked(vm, mi, false);
-	send_wants(mi);
-	send_pulls(mi);
+	send_list(mi, true);
+	send_list(mi, false);
 	if (mi->err)
 		stream_failed(vm, mi);
 }
