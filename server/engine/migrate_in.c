@@ -33,12 +33,11 @@ struct parked {
 struct migrate_in {
 	int fd;                   /* -1: no source yet (or it failed before the stop) */
 	int ufd;                  /* the source's urgent connection: pulled pages (-1: none) */
-	struct peer_rx urx;
+	char peer[128];
+	struct peer_rx rx, urx;
+	struct peer_tx tx;
 	uint8_t token[16];        /* the stream's, which its urgent connection must bring */
 	bool has_token;
-	char peer[128];
-	struct peer_rx rx;
-	struct peer_tx tx;
 	bool stopped;             /* MigrateStopped came: arrived pages are final */
 	uint64_t pages;
 	uint64_t *pulled;         /* a bit per page: asked for */

@@ -2,21 +2,23 @@
  * (memsrv-ctl migrate VM --to ADDR:PORT; docs/migration.md), by the VM's
  * own thread, between its faults.
  *
- * Every page is sent once, in address order, as memsrv holds it: nothing
- * for a zero page, a word for a same-filled one, the store's object as it
- * is kept (compressed, not again), a resident page read from the fd (never
- * through a mapping) and compressed.  A resident page is write-protected
- * before it is read; from then on whatever could change it marks it to
- * send again (migrate_out_touched): a write (its WP fault), a fill (the
- * filled page is writable), an eviction's unprotect of what stays
- * resident, a discard, a poison.  Rounds go over the marked pages until
- * the VMM, which stopped the VM at the end of its own migration, detaches:
- * then the pages sent and written since are named to the destination
- * (MigrateInvalidate), the rest goes, pages the destination's faults wait
- * on first (MigratePull), and the detach is answered once the destination
- * confirmed every page.  Until then the VM keeps every page: a failure at
- * any step ends the migration, every page writable again, the VM whole.
- * VM thread only.
+ * Every page is sent once, in address order, as memsrv holds it: a word
+ * for a zero or same-filled page; content (the store's object as it is
+ * kept, a resident page read from the fd, never through a mapping, and
+ * compressed) either offered first by hash and digest, which the
+ * destination takes from its own store or wants back, or at once when
+ * offers do not pay or the guest has stopped.  A resident page is
+ * write-protected before it is read; from then on whatever could change it
+ * marks it to send again (migrate_out_touched): a write (its WP fault), a
+ * fill (the filled page is writable), an eviction's unprotect of what stays
+ * resident, a discard, a poison.  Rounds go over the marked pages until the
+ * VMM, which stopped the VM at the end of its own migration, detaches
+ * saying so: then the pages sent and written since are named to the
+ * destination (MigrateInvalidate), the rest goes, the pages its faults
+ * pull first on a second connection, and the detach is answered once the
+ * destination confirmed every page.  Until then the VM keeps every page: a
+ * failure at any step ends the migration, every page writable again, the
+ * VM whole and attached.  VM thread only.
  */
 #ifndef MEMSRV_MIGRATE_OUT_H
 #define MEMSRV_MIGRATE_OUT_H
