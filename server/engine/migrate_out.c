@@ -98,6 +98,7 @@ void migrate_out_mark(struct vm *vm, uint64_t page, uint64_t count)
 		if (!(mo->dirty[p / 64] & m)) {
 			mo->dirty[p / 64] |= m;
 			mo->dirty_count++;
+			mo->resent_pages += (mo->sent[p / 64] & m) != 0;  /* changed since it went: to go again */
 		}
 	}
 }
@@ -326,8 +327,6 @@ static void encode_page(struct vm *vm, struct migrate_out *mo, struct region *r,
 		break;
 	}
 	mo->pages_sent++;
-	if (bit(mo->sent, page))
-		mo->resent_pages++;
 	if (mo->phase == MO_FINAL)
 		mo->final_pages++;
 	mo->sent[page / 64] |= 1ull << (page % 64);

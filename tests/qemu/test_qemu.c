@@ -997,13 +997,14 @@ static bool node_a_empty(void *arg)
 	return ctl_vm_count(&srv) == 0;
 }
 
-/* memsrv's first pass over the VM's pages is over (it sends again what
- * the guest wrote since): QEMU's migration stops the guest for the least
- * time from then on. */
+/* memsrv's first pass over the VM's pages is over and little is left to
+ * send (what the guest wrote since, the content the destination wanted
+ * after an offer): QEMU's migration stops the guest for the least time
+ * from then on. */
 static bool first_pass_sent(void *arg)
 {
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, arg);
-	bool sent = m->vm_info->migration_round >= 2;
+	bool sent = m->vm_info->migration_round >= 2 && m->vm_info->migration_pages_left < 4096;
 	memsrv__server_message__free_unpacked(m, NULL);
 	return sent;
 }
