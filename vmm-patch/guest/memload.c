@@ -2,12 +2,19 @@
  * memload: guest-side memory workload for testing memsrv.
  *
  *   memload --mib N [--rewrite-pct P] [--passes K] [--hold-s S]
+ *           [--content random|mixed]
  *
- * Maps N MiB of anonymous memory, fills every 8-byte word with
- * hash(page, word, generation), then runs K passes of: rewrite P% of the
+ * Maps N MiB of anonymous memory, fills every 8-byte word with a function
+ * of (page, word, generation), then runs K passes of: rewrite P% of the
  * pages with a new generation, verify every word of the whole area.
+ * Content random (the default): every word a hash, nothing compresses.
+ * Content mixed: each (page, generation) is one of four kinds, a quarter
+ * each: sparse (one nonzero marker word, the rest zeros), text (8-byte
+ * words of a vocabulary of 128), repeating (a 64-byte pattern), random.
+ * In both, a page read back as all zeros is a mismatch.
  * Prints one line
  *   MEMLOAD RESULT mib=N mismatches=M fill_ms=.. rewrite_ms=.. verify_ms=..
+ *     content=random|mixed
  * (M = number of pages with at least one wrong word, summed over passes;
  * the times are summed over passes).
  * With --hold-s S it then prints "MEMLOAD HOLDING", touches nothing for S
@@ -20,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +62,61 @@ static inline uint64_t word_val(uint64_t seed, uint64_t word)
 	return mix64(seed + (word + 1) * 0x9e3779b97f4a7c15ULL) | 1;
 }
 
+enum page_kind { KIND_RANDOM, KIND_SPARSE, KIND_TEXT, KIND_REPEATING };
+
+static bool content_mixed;
+
+static inline enum page_kind page_kind(uint64_t seed)
+{
+	return content_mixed ? (enum page_kind)(seed >> 62) : KIND_RANDOM;
+}
+
+/* Text pages are words of a vocabulary of 128, each 7 letters of a
+ * 16-letter alphabet and a space: a page holds most words more than once,
+ * which LZ4 finds (about 2x), and few distinct letters, which zstd's
+ * entropy coding uses too.  No byte is 0. */
+#define VOCABULARY 128
+static uint64_t vocabulary[VOCABULARY];
+
+static void make_vocabulary(void)
+{
+	static const char alphabet[16] = "etaoinshrdlucmfw";
+	for (uint64_t k = 0; k < VOCABULARY; k++) {
+		uint64_t h = mix64(k ^ 0x74657874ULL), v = (uint64_t)' ' << 56;
+		for (unsigned b = 0; b < 7; b++)
+			v |= (uint64_t)(uint8_t)alphabet[(h >> (4 * b)) & 15] << (8 * b);
+		vocabulary[k] = v;
+	}
+}
+
+/* Writes the page whose seed is seed: each word a function of (seed, word),
+ * never a page of zeros (the kind's switch outside the loops: this runs
+ * under TCG) */
+static void write_page(uint64_t *p, uint64_t seed)
+{
+	uint64_t w;
+	switch (page_kind(seed)) {
+	case KIND_SPARSE: /* one marker word, at a place the seed chooses */
+		memset(p, 0, PAGE_SIZE);
+		p[(seed >> 8) % WORDS_PER_PAGE] = word_val(seed, 0);
+		break;
+	case KIND_TEXT:
+		for (w = 0; w < WORDS_PER_PAGE; w++)
+			p[w] = vocabulary[word_val(seed, w) >> 57];
+		break;
+	case KIND_REPEATING: /* 64 bytes repeated */
+		for (w = 0; w < WORDS_PER_PAGE; w++)
+			p[w] = w < 8 ? word_val(seed, w) : p[w - 8];
+		break;
+	default:
+		for (w = 0; w < WORDS_PER_PAGE; w++)
+			p[w] = word_val(seed, w);
+	}
+}
+
 static void fill_page(uint64_t *p, uint64_t page, uint32_t gen)
 {
-	uint64_t seed = page_seed(page, gen);
-	for (uint64_t w = 0; w < WORDS_PER_PAGE; w++)
-		p[w] = word_val(seed, w);
+	write_page(p, page_seed(page, gen));
 }
 
 static double now_ms(void)
@@ -71,7 +129,7 @@ static double now_ms(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: memload --mib N [--rewrite-pct P] [--passes K] "
-			"[--hold-s S]\n");
+			"[--hold-s S] [--content random|mixed]\n");
 	exit(2);
 }
 
@@ -88,6 +146,36 @@ static long parse_num(const char *s, long min, long max)
 	return v;
 }
 
+/* --content: true for mixed */
+static bool parse_content(const char *s)
+{
+	if (strcmp(s, "random") && strcmp(s, "mixed")) {
+		fprintf(stderr, "memload: bad content '%s' (random or mixed)\n", s);
+		exit(2);
+	}
+	return !strcmp(s, "mixed");
+}
+
+/* The first word of p that is not the page of seed's (WORDS_PER_PAGE if
+ * none); want receives the expected page */
+static uint64_t first_bad_word(const uint64_t *p, uint64_t seed, uint64_t *want)
+{
+	uint64_t w;
+	if (page_kind(seed) == KIND_RANDOM) { /* today's speed: no copy */
+		for (w = 0; w < WORDS_PER_PAGE; w++)
+			if (p[w] != word_val(seed, w))
+				break;
+		if (w < WORDS_PER_PAGE)
+			write_page(want, seed);
+		return w;
+	}
+	write_page(want, seed);
+	for (w = 0; w < WORDS_PER_PAGE; w++)
+		if (p[w] != want[w])
+			break;
+	return w;
+}
+
 /* Verify all pages; returns the number of bad pages, reports the first few. */
 static uint64_t verify(const uint64_t *mem, uint64_t npages, const uint32_t *gen,
 		       uint64_t *reported)
@@ -95,11 +183,8 @@ static uint64_t verify(const uint64_t *mem, uint64_t npages, const uint32_t *gen
 	uint64_t bad = 0;
 	for (uint64_t pg = 0; pg < npages; pg++) {
 		const uint64_t *p = mem + pg * WORDS_PER_PAGE;
-		uint64_t seed = page_seed(pg, gen[pg]);
-		uint64_t w;
-		for (w = 0; w < WORDS_PER_PAGE; w++)
-			if (p[w] != word_val(seed, w))
-				break;
+		uint64_t want[WORDS_PER_PAGE];
+		uint64_t w = first_bad_word(p, page_seed(pg, gen[pg]), want);
 		if (w == WORDS_PER_PAGE)
 			continue;
 		bad++;
@@ -107,14 +192,17 @@ static uint64_t verify(const uint64_t *mem, uint64_t npages, const uint32_t *gen
 			(*reported)++;
 			uint64_t nbad = 0, nzero = 0;
 			for (uint64_t v = 0; v < WORDS_PER_PAGE; v++) {
-				nbad += p[v] != word_val(seed, v);
+				nbad += p[v] != want[v];
 				nzero += p[v] == 0;
 			}
-			/* which generation does the content belong to, if any? */
+			/* which generation is the whole page of, if any? */
 			long found = -1;
-			for (uint32_t g = 0; g <= gen[pg] + 1 && found < 0; g++)
-				if (p[w] == word_val(page_seed(pg, g), w))
+			uint64_t other[WORDS_PER_PAGE];
+			for (uint32_t g = 0; g <= gen[pg] + 1 && found < 0; g++) {
+				write_page(other, page_seed(pg, g));
+				if (!memcmp(p, other, PAGE_SIZE))
 					found = g;
+			}
 			printf("MEMLOAD MISMATCH page=%" PRIu64 " offset=0x%" PRIx64
 			       " first_bad_word=%" PRIu64 " bad_words=%" PRIu64
 			       " zero_words=%" PRIu64 " expected_gen=%u found_gen=%ld"
@@ -143,12 +231,15 @@ int main(int argc, char **argv)
 			passes = parse_num(argv[++i], 1, 1000000);
 		else if (!strcmp(a, "--hold-s"))
 			hold = parse_num(argv[++i], 0, 1L << 30);
+		else if (!strcmp(a, "--content"))
+			content_mixed = parse_content(argv[++i]);
 		else
 			usage();
 	}
 	if (mib < 0)
 		usage();
 
+	make_vocabulary();
 	uint64_t bytes = (uint64_t)mib << 20;
 	uint64_t npages = bytes / PAGE_SIZE;
 	uint64_t *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -160,8 +251,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	const char *content = content_mixed ? "mixed" : "random";
 	printf("memload: %ld MiB (%" PRIu64 " pages), rewrite %ld%%, %ld pass(es),"
-	       " hold %ld s\n", mib, npages, pct, passes, hold);
+	       " hold %ld s, content %s\n", mib, npages, pct, passes, hold, content);
 
 	double t0 = now_ms();
 	for (uint64_t pg = 0; pg < npages; pg++)
@@ -197,8 +289,8 @@ int main(int argc, char **argv)
 			       " bad pages\n", pass, nrw, bad);
 	}
 	printf("MEMLOAD RESULT mib=%ld mismatches=%" PRIu64 " fill_ms=%.0f "
-	       "rewrite_ms=%.0f verify_ms=%.0f\n",
-	       mib, mismatches, fill_ms, rewrite_ms, verify_ms);
+	       "rewrite_ms=%.0f verify_ms=%.0f content=%s\n",
+	       mib, mismatches, fill_ms, rewrite_ms, verify_ms, content);
 
 	uint64_t total = mismatches;
 	if (hold > 0) {
@@ -212,7 +304,8 @@ int main(int argc, char **argv)
 		verify_ms = now_ms() - t0;
 		total += bad;
 		printf("MEMLOAD RESULT mib=%ld mismatches=%" PRIu64 " fill_ms=0 "
-		       "rewrite_ms=0 verify_ms=%.0f\n", mib, bad, verify_ms);
+		       "rewrite_ms=0 verify_ms=%.0f content=%s\n", mib, bad, verify_ms,
+		       content);
 	}
 	return total ? 1 : 0;
 }
