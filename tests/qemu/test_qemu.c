@@ -997,14 +997,16 @@ static bool node_a_empty(void *arg)
 	return ctl_vm_count(&srv) == 0;
 }
 
-/* memsrv's first pass over the VM's pages is over and little is left to
+/* memsrv's first pass over the VM's pages is over, and little is left to
  * send (what the guest wrote since, the content the destination wanted
- * after an offer): QEMU's migration stops the guest for the least time
- * from then on. */
+ * after an offer) or a second pass went too: QEMU's migration stops the
+ * guest for a short time from then on, and a busy guest's pages are not
+ * sent round after round. */
 static bool first_pass_sent(void *arg)
 {
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, arg);
-	bool sent = m->vm_info->migration_round >= 2 && m->vm_info->migration_pages_left < 4096;
+	const Memsrv__VmInfo *i = m->vm_info;
+	bool sent = i->migration_round >= 3 || (i->migration_round >= 2 && i->migration_pages_left < 4096);
 	memsrv__server_message__free_unpacked(m, NULL);
 	return sent;
 }
