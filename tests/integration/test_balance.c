@@ -127,6 +127,12 @@ static bool has_warning(const Memsrv__CheckReply *r, const char *kind, const cha
 	return false;
 }
 
+static bool no_vm_attached(void *arg)
+{
+	(void)arg;
+	return ctl_vm_count(&srv) == 0;
+}
+
 Test(balance, check_names_the_dangers_of_the_quotas)
 {
 	const char *opts[] = { "--node-limit", "16M", NULL };
@@ -144,7 +150,9 @@ Test(balance, check_names_the_dangers_of_the_quotas)
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(sim_quit(&a), 0);
 	cr_assert_eq(sim_quit(&b), 0);
-	/* nothing configured, nothing to say */
+	/* nothing configured, nothing to say: once memsrv saw both sessions
+	 * close (a VMM's exit and memsrv's hearing of it are not one instant) */
+	cr_assert(wait_until(no_vm_attached, NULL, 5000), "the VMs are gone");
 	m = NULL;
 	cr_assert_eq(ctl_check(srv.sock, &m), 0);
 	cr_assert_eq(m->check_reply->n_warnings, 0);
