@@ -199,6 +199,9 @@ static pid_t spawn(const struct test_server *s, const char *name, bool interacti
 	pid_t pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
+		/* a test that fails leaves no vmsim behind, not even one whose
+		 * fault waits for good on a memsrv that died (an incoming VM's) */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (interactive) {
 			dup2(in[0], 0);
 			dup2(out[1], 1);
