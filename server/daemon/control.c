@@ -279,20 +279,27 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 	vm_post_job(vm, job);
 }
 
+bool control_peer_target(struct server *srv, int fd, const char *address, const char *field, struct peer_addr *addr)
+{
+	char why[256];
+	if (peer_addr_parse(address, addr, why, sizeof why)) {
+		wire_send_error(fd, EINVAL, field, "%s", why);
+		return false;
+	}
+	if (!srv->peers) {  /* a server not opened by server_open(): the fuzzer's */
+		wire_send_error(fd, ESHUTDOWN, NULL, "memsrv's peer thread is not running");
+		return false;
+	}
+	return true;
+}
+
 /* Checked here, run by the peer thread, which answers when the pong is
  * back (or why not): the server thread never waits on the network. */
 static void do_peer_ping(struct server *srv, int fd, const Memsrv__PeerPingRequest *req, bool *fd_taken)
 {
 	struct peer_addr addr;
-	char why[256];
-	if (peer_addr_parse(req->address, &addr, why, sizeof why)) {
-		wire_send_error(fd, EINVAL, "peer_ping.address", "%s", why);
+	if (!control_peer_target(srv, fd, req->address, "peer_ping.address", &addr))
 		return;
-	}
-	if (!srv->peers) {  /* a server not opened by server_open(): the fuzzer's */
-		wire_send_error(fd, ESHUTDOWN, NULL, "memsrv's peer thread is not running");
-		return;
-	}
 	*fd_taken = true;
 	peers_post_ping(srv->peers, &addr, req->address, fd);
 }

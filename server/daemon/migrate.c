@@ -24,15 +24,8 @@ void migrate_request(struct server *srv, int fd, const Memsrv__MigrateRequest *r
 		return;
 	}
 	struct peer_addr addr;
-	char why[256];
-	if (peer_addr_parse(req->address, &addr, why, sizeof why)) {
-		wire_send_error(fd, EINVAL, "migrate.address", "%s", why);
+	if (!control_peer_target(srv, fd, req->address, "migrate.address", &addr))
 		return;
-	}
-	if (!srv->peers) {  /* a server not opened by server_open(): the fuzzer's */
-		wire_send_error(fd, ESHUTDOWN, NULL, "memsrv's peer thread is not running");
-		return;
-	}
 	*fd_taken = true;
 	peers_post_migrate(srv->peers, &addr, req->address, vm->name, fd);
 }

@@ -122,6 +122,11 @@ int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, i
  * request went to a VM thread, which then answers and closes fd. */
 void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken);
 
+/* control.c: a request's peer address (ADDR:PORT) parsed into addr, and
+ * the peer thread there to dial it; false when the requester on fd was
+ * answered why not (field names the address). */
+bool control_peer_target(struct server *srv, int fd, const char *address, const char *field, struct peer_addr *addr);
+
 /* migrate.c: memsrv-ctl migrate, checked and posted to the peer thread,
  * which connects (the fd is taken); and the connections it hands back,
  * each posted to its VM's thread. */

@@ -104,7 +104,7 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */
-	for (uint64_t p = first; p < first + count; p++)
+	for (uint64_t p = first; vm->eng.migrate_out && p < first + count; p++)
 		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
 			migrate_out_touched(vm, r, p, 1);    /* and is to be sent again */
 	int wp = writeprotect_retry(vm, addr, count * ps, false);

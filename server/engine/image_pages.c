@@ -304,6 +304,30 @@ int image_pages_read(struct vm *vm, uint64_t page, void *buf)
 	return image_read_page(vm->image->img, vm->eng.codec_ctx, page, buf);
 }
 
+int image_pages_entry(struct vm *vm, uint64_t page, uint64_t *value, char *why, size_t len)
+{
+	if (!vm->image || !vm->image->img) {
+		/* a memsrv restarted could not open it again: the page is lost */
+		snprintf(why, len, "page %" PRIu64 " is in an image memsrv could not open again", page);
+		return -EIO;
+	}
+	int kind = image_page(vm->image->img, page, value);
+	if (kind < 0)
+		snprintf(why, len, "page %" PRIu64 "'s entry in the image in %s cannot be read: %s", page, vm->image->dir,
+			 kind == -EBADMSG ? "its page table is corrupt" : strerror(-kind));
+	return kind;
+}
+
+int image_pages_object(struct vm *vm, uint64_t page, uint64_t index, void *buf, uint32_t *len, enum codec *c,
+		       char *why, size_t whylen)
+{
+	int ret = image_read_object(vm->image->img, index, buf, len, c);
+	if (ret)
+		snprintf(why, whylen, "page %" PRIu64 " cannot be read from the image in %s: %s", page, vm->image->dir,
+			 ret == -EBADMSG ? "corrupt (checksum mismatch, or truncated)" : strerror(-ret));
+	return ret;
+}
+
 int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
 		     bool *read_failed)
 {

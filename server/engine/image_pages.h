@@ -135,6 +135,16 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
  * checked.  0 or -errno (IMAGE_ERR_NOT_OPEN). */
 int image_pages_read(struct vm *vm, uint64_t page, void *buf);
 
+/* For a copy of a page still in the image as the image holds it (a
+ * snapshot, a migration): its entry, IMAGE_PAGE_* with *value (a word, or
+ * an object's index), or -errno with why in words (the image not open
+ * again after a restart: -EIO). */
+int image_pages_entry(struct vm *vm, uint64_t page, uint64_t *value, char *why, size_t len);
+/* ...and that object's bytes as written into buf (IMAGE_RAW_LEN bytes),
+ * *len of them, codec *c (*len IMAGE_RAW_LEN: raw).  0 or -errno with why. */
+int image_pages_object(struct vm *vm, uint64_t page, uint64_t index, void *buf, uint32_t *len, enum codec *c,
+		       char *why, size_t whylen);
+
 /* Decodes what a read of object index brought (res: bytes read or -errno)
  * into page.  0, or why not (-EBADMSG, -EILSEQ, -ENODATA: short, -errno). */
 int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page);

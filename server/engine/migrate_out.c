@@ -260,15 +260,11 @@ static void encode_stored(struct vm *vm, struct migrate_out *mo, Memsrv__Migrate
 /* A page still in the image the VM was resumed from: its object as it is there. */
 static void encode_from_image(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it)
 {
-	if (!vm->image || !vm->image->img) {
-		fail(mo, -EIO, "page %" PRIu64 " is in an image memsrv could not open again", it->page);
-		return;
-	}
+	char why[300];
 	uint64_t value;
-	int kind = image_page(vm->image->img, it->page, &value);
+	int kind = image_pages_entry(vm, it->page, &value, why, sizeof why);
 	if (kind < 0) {
-		fail(mo, kind, "page %" PRIu64 "'s entry in the image in %s cannot be read: %s", it->page,
-		     vm->image->dir, strerror(-kind));
+		fail(mo, kind, "%s", why);
 		return;
 	}
 	if (kind != IMAGE_PAGE_OBJECT) {
@@ -278,10 +274,9 @@ static void encode_from_image(struct vm *vm, struct migrate_out *mo, Memsrv__Mig
 	uint8_t *copy = mo->objs + (size_t)(it - mo->items) * CODEC_PAGE;
 	uint32_t len;
 	enum codec c;
-	int ret = image_read_object(vm->image->img, value, copy, &len, &c);
+	int ret = image_pages_object(vm, it->page, value, copy, &len, &c, why, sizeof why);
 	if (ret) {
-		fail(mo, ret, "page %" PRIu64 " cannot be read from the image in %s: %s", it->page, vm->image->dir,
-		     strerror(-ret));
+		fail(mo, ret, "%s", why);
 		return;
 	}
 	content_or_offer(vm, mo, it, copy, len, len == IMAGE_RAW_LEN ? -1 : (int)c);

@@ -133,17 +133,11 @@ static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_i
  * it is there (checked on the way), once. */
 static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 {
-	if (!vm->image || !vm->image->img) {
-		/* a memsrv restarted could not open it again: the page is lost */
-		fail(sn, -EIO, "page %" PRIu64 " is in an image memsrv could not open again", page);
-		return;
-	}
-	struct image *img = vm->image->img;
+	char why[300];
 	uint64_t value, index;
-	int kind = image_page(img, page, &value);
+	int kind = image_pages_entry(vm, page, &value, why, sizeof why);
 	if (kind < 0) {
-		fail(sn, kind, "page %" PRIu64 "'s entry in the image in %s cannot be read: %s", page, vm->image->dir,
-		     kind == -EBADMSG ? "its page table is corrupt" : strerror(-kind));
+		fail(sn, kind, "%s", why);
 		return;
 	}
 	if (kind != IMAGE_PAGE_OBJECT) {
@@ -157,10 +151,9 @@ static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 	}
 	uint32_t len;
 	enum codec c;
-	int ret = image_read_object(img, value, sn->obj, &len, &c);
+	int ret = image_pages_object(vm, page, value, sn->obj, &len, &c, why, sizeof why);
 	if (ret) {
-		fail(sn, ret, "page %" PRIu64 " cannot be read from the image in %s: %s", page, vm->image->dir,
-		     ret == -EBADMSG ? "corrupt (checksum mismatch, or truncated)" : strerror(-ret));
+		fail(sn, ret, "%s", why);
 		return;
 	}
 	add_object(sn, page, c, sn->obj, len, &index);
