@@ -12,6 +12,7 @@
 const char *const settings_codecs[] = { "lz4", "zstd", NULL };
 const char *const settings_policies[] = { "lru", "fifo", "clock", "second-chance", "aging", "nru", "random", NULL };
 const char *const settings_log_levels[] = { "error", "warn", "info", "debug", NULL };
+const char *const settings_off_on[] = { "off", "on", NULL };
 
 #define VM_SET (SET_BY_HELLO | SET_BY_CTL)
 
@@ -115,6 +116,11 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.name = "spin-us", .option = "spin-us", .arg = "N", .type = SETTING_UINT,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .min = 0, .max = 1000000, .def = 50,
 		.doc = "busy-poll a VM's uffd N us after serving faults (0: off)",
+	},
+	[SETTING_CLEAN_COPIES] = {
+		.name = "clean-copies", .option = "clean-copies", .arg = "on|off", .type = SETTING_ENUM,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 1 /* on */,
+		.doc = "a page a read fault brings back keeps its stored copy until written: evicting it again is a punch",
 	},
 	[SETTING_MAPPING_SCAN_MS] = {
 		.name = "mapping-scan-ms", .option = "mapping-scan-ms", .arg = "N", .type = SETTING_UINT,

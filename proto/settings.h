@@ -40,6 +40,7 @@ enum setting_id {
 	SETTING_PEER_KEY,
 	SETTING_LOG_LEVEL,
 	SETTING_SPIN_US,
+	SETTING_CLEAN_COPIES,
 	SETTING_MAPPING_SCAN_MS,
 	SETTING_DEBUG_HASH_BITS,
 	SETTINGS_COUNT
@@ -84,6 +85,7 @@ extern const struct setting settings[SETTINGS_COUNT];
 extern const char *const settings_codecs[];    /* index = enum codec */
 extern const char *const settings_policies[];  /* the eviction algorithms, as policy_find() knows them */
 extern const char *const settings_log_levels[];  /* index = enum log_level */
+extern const char *const settings_off_on[];      /* off = 0, on = 1 */
 
 /* The row of scope named name that who may set, or NULL. */
 const struct setting *setting_find(enum setting_scope scope, const char *name, unsigned who);

@@ -85,6 +85,8 @@ static uint64_t sum_vms(struct server *srv, Memsrv__NodeStats *st)
 		st->samefilled_pages += tiers.samefilled_pages;
 		st->cache_pages += tiers.cache_pages;
 		st->swap_pages += tiers.swap_pages;
+		st->clean_pages += tiers.clean_pages;
+		st->evictions_clean += ctr_get(&vm->ctr.evictions_clean);
 		st->faults_total += ctr_get(&vm->ctr.faults_total);
 		st->evictions_total += ctr_get(&vm->ctr.evictions_total);
 		st->pages_poisoned += ctr_get(&vm->ctr.pages_poisoned);

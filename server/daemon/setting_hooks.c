@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "clean_pages.h"
 #include "log.h"
 #include "peer_addr.h"
 #include "vm_state.h"
@@ -123,6 +124,12 @@ static void opt_spin_us(struct memsrv_options *o, uint64_t v)
 	fault_spin_ns = v * 1000;  /* the VM threads read it; none runs yet */
 }
 
+static void opt_clean_copies(struct memsrv_options *o, uint64_t v)
+{
+	(void)o;
+	clean_copies_enabled = v;  /* the VM threads read it; none runs yet */
+}
+
 static void opt_mapping_scan_ms(struct memsrv_options *o, uint64_t v)
 {
 	o->cfg.mapping_scan_ms = (unsigned)v;
@@ -217,6 +224,7 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_PEER_KEY] = { .option_text = opt_peer_key },
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
+	[SETTING_CLEAN_COPIES] = { .option = opt_clean_copies },
 	[SETTING_MAPPING_SCAN_MS] = { .option = opt_mapping_scan_ms },
 	[SETTING_DEBUG_HASH_BITS] = { .option = opt_debug_hash_bits },
 };

@@ -10,6 +10,9 @@
  *   4. fallocate(PUNCH_HOLE) the run: the VMM's next access faults MISSING;
  *   5. unprotect and wake: a blocked writer faults MISSING and gets the
  *      stored content before its write lands.
+ * A clean page (clean_pages.h) is protected already and its copy is in the
+ * store: its entry takes the copy over and the punch is all (a run of clean
+ * pages only is neither protected, read nor unprotected).
  * Events read while a run is in flight stay queued until it is done.
  */
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clean_pages.h"
 #include "fault.h"
 #include "log.h"
 #include "uffd.h"
@@ -56,17 +60,31 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	const uint64_t ps = r->page_size;
 	uint64_t addr = r->host_addr + first * ps;
 	uint64_t off = r->fd_offset + first * ps;
-	page_entry entries[EVICT_RUN_PAGES];
-
-	int ret = writeprotect_retry(vm, addr, count * ps, true);
-	if (ret) {
-		*err = ret;
-		return 0;
+	page_entry entries[EVICT_RUN_PAGES], was[EVICT_RUN_PAGES];
+	bool all_clean = true;
+	for (uint64_t i = 0; i < count; i++) {
+		was[i] = r->pt.entries[first + i];
+		all_clean &= pe_is_clean(was[i]);
 	}
-	ret = region_pread(r, first, count * ps, vm->eng.io_buf);
-	uint64_t kept = 0, stored_bytes = 0, zero = 0;
+
+	int ret = 0;
+	if (!all_clean) {
+		ret = writeprotect_retry(vm, addr, count * ps, true);
+		if (ret) {
+			*err = ret;
+			return 0;
+		}
+		ret = region_pread(r, first, count * ps, vm->eng.io_buf);
+	}
+	uint64_t kept = 0, stored_bytes = 0, zero = 0, clean = 0;
 	int store_ret = 0;
 	for (; !ret && kept < count; kept++) {
+		if (pe_is_clean(was[kept])) {
+			/* its copy becomes the page: no read, no compression */
+			entries[kept] = pe_make(PAGE_STORED, 0, pe_handle(was[kept]));
+			clean++;
+			continue;
+		}
 		const void *page = (const char *)vm->eng.io_buf + kept * ps;
 		if (page_is_zero(page, ps)) {
 			entries[kept] = pe_make(PAGE_ZERO, 0, 0);
@@ -87,26 +105,33 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		page_table_set(&r->pt, first + i, entries[i]);
 	if (kept && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(kept * ps))) {
 		ret = -errno;
-		/* nothing punched: the pages stay resident, the copies go */
+		/* nothing punched: the pages stay resident, the new copies go */
 		for (uint64_t i = 0; i < kept; i++) {
-			page_table_set(&r->pt, first + i, pe_make(PAGE_RESIDENT, 0, 0));
-			if (pe_state(entries[i]) == PAGE_STORED)
+			page_table_set(&r->pt, first + i, was[i]);
+			if (pe_state(entries[i]) == PAGE_STORED && !pe_is_clean(was[i]))
 				store_drop(vm->store, (obj_id)pe_handle(entries[i]));
 		}
-		kept = 0;
+		kept = clean = 0;
 	}
 	atomic_fetch_sub(&vm->resident_bytes, kept * ps);
 	ctr_add(&vm->ctr.evictions_total, kept);
+	ctr_add(&vm->ctr.evictions_clean, clean);
 	res->pages += kept;
 	res->zero_pages += zero;
 	res->stored_pages += kept - zero;
 	res->stored_bytes += stored_bytes;
+	if (all_clean) {
+		/* still protected, what stayed resident stays clean */
+		*err = ret ? ret : kept < count ? store_ret : 0;
+		return kept;
+	}
 
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */
 	for (uint64_t p = first; vm->eng.migrate_out && p < first + count; p++)
 		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
 			migrate_out_touched(vm, r, p, 1);    /* and is to be sent again */
+	clean_pages_forget(vm, r, first, count);      /* and its copy no longer follows it */
 	int wp = writeprotect_retry(vm, addr, count * ps, false);
 	if (wp && !ret)
 		ret = wp;
@@ -120,6 +145,7 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 {
 	const uint64_t ps = r->page_size;
 	uint64_t addr = r->host_addr + idx * ps, off = r->fd_offset + idx * ps;
+	clean_page_forget(vm, r, idx);  /* its content goes to probation, raw */
 	/* the same steps as evict_run(), with the content kept raw */
 	int ret = writeprotect_retry(vm, addr, ps, true);
 	if (ret)

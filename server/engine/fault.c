@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clean_pages.h"
 #include "discards.h"
 #include "image_pages.h"
 #include "migrate_in.h"
@@ -119,7 +120,8 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 	if (r->backing != MEMSRV__BACKING__BACKING_HUGETLBFS)
 		return uffd_zeropage(vm->uffd, addr, len, dontwake, NULL);
 	for (uint64_t off = 0; off < len; off += r->page_size) {
-		int ret = uffd_copy(vm->uffd, addr + off, vm->eng.page_buf, r->page_size, dontwake, NULL);
+		int ret = uffd_copy(vm->uffd, addr + off, vm->eng.page_buf, r->page_size,
+				    dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0, NULL);
 		if (ret == -EEXIST) {
 			int there = huge_page_there(r, addr + off);
 			if (there)
@@ -242,15 +244,18 @@ int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *
 	return 0;
 }
 
-int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page)
+int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page, bool write)
 {
 	page_entry e = r->pt.entries[idx];
+	bool clean = pe_state(e) == PAGE_STORED && clean_page_wanted(vm, r, write) &&
+		     clean_copy_worth(vm, (obj_id)pe_handle(e));
 	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
 	 * must already say resident */
 	fault_mark_resident(vm, r, idx, 1);
 	uint64_t addr = r->host_addr + idx * r->page_size;
-	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, false, NULL);
+	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, clean ? UFFDIO_COPY_MODE_WP : 0, NULL);
 	if (ret == -EEXIST) {
+		clean = false;  /* what is there was not placed protected */
 		ret = fault_reappeared(vm, r, idx, page);
 		uffd_wake(vm->uffd, addr, r->page_size);
 	}
@@ -258,6 +263,8 @@ int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *
 		fault_unmark_resident(vm, r, idx, e);
 		return ret;
 	}
+	if (clean)
+		return 0;  /* its entry keeps naming the object: the copy (clean_pages.h) */
 	fault_arrived(r, idx);
 	if (pe_state(e) == PAGE_STORED)
 		store_drop(vm->store, (obj_id)pe_handle(e));  /* an IMAGE page holds no reference */
@@ -270,7 +277,7 @@ int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *
  * Without deferred (detach, shutdown) swap is read synchronously.  On an
  * error, *read_failed says whether it was the content that could not be
  * had (STORE_ERR_*, a read's -errno) rather than the placement. */
-static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool *deferred,
+static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool write, bool *deferred,
 		       bool *read_failed)
 {
 	*read_failed = false;
@@ -283,7 +290,7 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 	struct store_read rd;
 	int ret = store_fetch(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf, &rd);
 	if (ret == 1) {
-		if (deferred && swap_reads_submit(vm, r, idx, t_read, &rd) == 0) {
+		if (deferred && swap_reads_submit(vm, r, idx, t_read, write, &rd) == 0) {
 			*deferred = true;
 			return 0;
 		}
@@ -295,7 +302,7 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 		*read_failed = true;
 		return ret;
 	}
-	return fault_place_held(vm, r, idx, vm->eng.page_buf);
+	return fault_place_held(vm, r, idx, vm->eng.page_buf, write);
 }
 
 void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
@@ -360,11 +367,16 @@ static void fault_lost(struct vm *vm, const struct fault_work *f, enum uffd_outc
 	poison_page(vm, r, f->idx, cause);  /* a poison that fails is counted there */
 }
 
-/* A write that hit an eviction in progress; that eviction is over now:
- * unprotect, and the write faults MISSING and gets the data. */
+/* A write that hit an eviction in progress (that eviction is over now:
+ * unprotect, and the write faults MISSING and gets the data), or a clean
+ * page (its copy goes first: clean_pages.h). */
 static void serve_wp_fault(struct vm *vm, struct region *r, uint64_t idx, uint64_t addr)
 {
 	uint64_t page = r->host_addr + idx * r->page_size;
+	if (pe_is_clean(r->pt.entries[idx])) {
+		clean_page_forget(vm, r, idx);
+		ctr_add(&vm->ctr.clean_writes, 1);
+	}
 	struct uffd_wp_range w = { .addr = page, .len = r->page_size, .protect = false };
 	int ret;
 	static const struct uffd_op unprotect = { .run = uffd_op_writeprotect };
@@ -396,7 +408,7 @@ static int serve_page(struct vm *vm, void *arg)
 	case PAGE_NEVER:
 		return fill_never(vm, r, idx);
 	case PAGE_STORED:
-		return fill_stored(vm, r, idx, f->t_read, &f->deferred, &f->read_failed);
+		return fill_stored(vm, r, idx, f->t_read, vm->eng.fault_write, &f->deferred, &f->read_failed);
 	case PAGE_IMAGE:
 		return image_pages_fill(vm, r, idx, f->t_read, &f->deferred, &f->read_failed);
 	case PAGE_POISONED:
@@ -533,7 +545,7 @@ static int restore_page(struct vm *vm, void *arg)
 	struct fault_work *f = arg;
 	if (pe_state(f->r->pt.entries[f->idx]) == PAGE_IMAGE)
 		return image_pages_fill(vm, f->r, f->idx, 0, NULL, &f->read_failed);
-	return fill_stored(vm, f->r, f->idx, 0, NULL, &f->read_failed);
+	return fill_stored(vm, f->r, f->idx, 0, true, NULL, &f->read_failed);  /* in for good: writable */
 }
 
 /* After a resync: a page the VMM discarded meanwhile is not to restore. */

@@ -358,7 +358,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 		*read_failed = true;  /* the page stays IMAGE: tried again or poisoned, never zeros */
 		return ret;
 	}
-	return fault_place_held(vm, r, idx, vm->eng.page_buf);
+	return fault_place_held(vm, r, idx, vm->eng.page_buf, vm->eng.fault_write);
 }
 
 void image_pages_faulted(struct vm *vm, uint64_t page)
@@ -424,7 +424,7 @@ static int install(struct vm *vm, uint64_t page)
 	struct region *r;
 	uint64_t idx;
 	int ret = read_if_still_in_image(vm, page, &r, &idx);
-	if (ret == 1 && !(ret = fault_place_held(vm, r, idx, vm->eng.page_buf))) {
+	if (ret == 1 && !(ret = fault_place_held(vm, r, idx, vm->eng.page_buf, true))) {
 		vm->image->installed++;
 		ret = 1;
 	}

@@ -2,7 +2,9 @@
  *
  *   bits 0..2   enum page_state
  *   bits 3..15  of a RESIDENT page on its way in: the state it came from
- *   bits 16..63 the store object of a STORED page (obj_id), the probation
+ *               (kept by a clean page: clean_pages.h)
+ *   bits 16..63 the store object of a STORED page (obj_id) and of a clean
+ *               RESIDENT one, the probation
  *               slot of a PROBATION page (an IMAGE page is the image's
  *               page of the same VM-wide number: no handle)
  *
@@ -60,6 +62,14 @@ static inline page_entry pe_arriving(page_entry from)
 static inline enum page_state pe_arriving_from(page_entry e)
 {
 	return pe_state(e) == PAGE_RESIDENT ? (enum page_state)(pe_len(e) & 7) : PAGE_NEVER;
+}
+
+/* A resident page that keeps the stored copy it was faulted back from
+ * (clean_pages.h): the same entry as one arriving from the store, kept
+ * after it arrived; the copy is the object its handle names. */
+static inline bool pe_is_clean(page_entry e)
+{
+	return pe_arriving_from(e) == PAGE_STORED;
 }
 
 struct page_table {

@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "clean_pages.h"
 #include "fault.h"
 #include "prefetch_window.h"
 #include "uffd.h"
@@ -51,13 +52,16 @@ void prefetch_after_fault(struct vm *vm, struct region *r, uint64_t idx)
 	for (uint64_t i = 0; i < n; i++)
 		was[i] = r->pt.entries[idx + 1 + i];
 	fault_mark_resident(vm, r, idx + 1, n);
+	/* nothing writes them yet: the stored ones keep their copies */
+	bool clean = clean_page_wanted(vm, r, false);
 	uint64_t addr = r->host_addr + (idx + 1) * 4096, done = 0;
-	int ret = uffd_copy(vm->uffd, addr, vm->eng.io_buf, n * 4096, false, &done);
+	int ret = uffd_copy(vm->uffd, addr, vm->eng.io_buf, n * 4096, clean ? UFFDIO_COPY_MODE_WP : 0, &done);
 	uint64_t placed = done / 4096;
 	for (uint64_t i = 0; i < n; i++) {
 		if (i >= placed) {
 			fault_unmark_resident(vm, r, idx + 1 + i, was[i]);  /* not placed: as before */
-		} else {
+		} else if (!clean || pe_state(was[i]) != PAGE_STORED || !clean_copy_worth(vm, (obj_id)pe_handle(was[i]))) {
+			/* in for good (a clean one's entry keeps naming its copy) */
 			fault_arrived(r, idx + 1 + i);
 			if (pe_state(was[i]) == PAGE_STORED)
 				store_drop(vm->store, (obj_id)pe_handle(was[i]));

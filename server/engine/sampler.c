@@ -98,7 +98,7 @@ static int put_back(struct vm *vm, unsigned slot, bool used, bool write, bool wa
 	uint64_t addr = s->r->host_addr + s->idx * s->r->page_size;
 	/* accounted first: once UFFDIO_COPY wakes the VM, it is resident */
 	back_resident(vm, s->r, s->idx, used, write);
-	int ret = uffd_copy(vm->uffd, addr, sp->pages + (size_t)slot * 4096, 4096, !wake, NULL);
+	int ret = uffd_copy(vm->uffd, addr, sp->pages + (size_t)slot * 4096, 4096, wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE, NULL);
 	if (ret == -EEXIST) {
 		ret = fault_reappeared(vm, s->r, s->idx, sp->pages + (size_t)slot * 4096);
 		if (wake)

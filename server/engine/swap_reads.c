@@ -25,6 +25,7 @@ struct swap_read {
 	struct region *r;
 	uint64_t idx;
 	uint64_t t_read;
+	bool write;              /* the fault that asked was a write: not placed clean */
 	uint64_t retry_at;
 	unsigned failures;
 	bool image;              /* of the VM's image (image_pages.c), not of the store */
@@ -130,9 +131,10 @@ static int start(struct vm *vm, const struct swap_read *want)
 	return 0;
 }
 
-int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd)
+int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool write,
+		      const struct store_read *rd)
 {
-	return start(vm, &(struct swap_read){ .r = r, .idx = idx, .t_read = t_read, .rd = *rd });
+	return start(vm, &(struct swap_read){ .r = r, .idx = idx, .t_read = t_read, .write = write, .rd = *rd });
 }
 
 int swap_reads_submit_image(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, uint64_t index,
@@ -161,7 +163,7 @@ struct placing {
 static int place(struct vm *vm, void *arg)
 {
 	const struct placing *p = arg;
-	return fault_place_held(vm, p->s->r, p->s->idx, p->page);
+	return fault_place_held(vm, p->s->r, p->s->idx, p->page, p->s->write);
 }
 
 static bool still_this_read(struct vm *vm, void *arg)

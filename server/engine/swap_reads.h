@@ -26,9 +26,11 @@ int swap_reads_fd(const struct vm *vm);
 /* True when a read for this page is in flight. */
 bool swap_reads_pending(const struct vm *vm, const struct region *r, uint64_t idx);
 
-/* Submits rd (from store_fetch) for the fault on page idx read at t_read.
- * 0, or -EBUSY/-errno: the caller then reads synchronously. */
-int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, const struct store_read *rd);
+/* Submits rd (from store_fetch) for the fault on page idx read at t_read
+ * (write: a write fault, not to be placed clean).  0, or -EBUSY/-errno:
+ * the caller then reads synchronously. */
+int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool write,
+		      const struct store_read *rd);
 
 /* The same for a read of object index of the VM's image (image_pages.c),
  * at io. */

@@ -7,12 +7,9 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, bool dontwake, uint64_t *done)
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t mode, uint64_t *done)
 {
-	struct uffdio_copy c = {
-		.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
-		.mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0,
-	};
+	struct uffdio_copy c = { .dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len, .mode = mode };
 	int ret = ioctl(uffd, UFFDIO_COPY, &c) ? -errno : 0;
 	if (done)
 		*done = c.copy > 0 ? (uint64_t)c.copy : 0;

@@ -13,8 +13,10 @@
 
 #include "uffd_compat.h"
 
-/* Copies len bytes from src to dst in the VMM; *done gets the bytes placed. */
-int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, bool dontwake, uint64_t *done);
+/* Copies len bytes from src to dst in the VMM; *done gets the bytes placed.
+ * mode: UFFDIO_COPY_MODE_DONTWAKE (wake no one), UFFDIO_COPY_MODE_WP (the
+ * pages arrive write-protected: a write faults WP). */
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t mode, uint64_t *done);
 /* Maps zero pages at [dst, dst+len) (anonymous and shmem memory only). */
 int uffd_zeropage(int uffd, uint64_t dst, uint64_t len, bool dontwake, uint64_t *done);
 int uffd_wake(int uffd, uint64_t start, uint64_t len);

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "clean_pages.h"
 #include "fault.h"
 #include "log.h"
 
@@ -44,6 +45,8 @@ int uffd_op_protect_pages(struct vm *vm, struct region *r, uint64_t first, uint6
 {
 	if (r->unmapped || vm->eng.vmm_gone)
 		return 0;  /* nothing maps it: no write can come */
+	if (!protect)
+		clean_pages_forget(vm, r, first, count);  /* writable: their copies no longer follow them */
 	struct uffd_wp_range w = {
 		.addr = r->host_addr + first * r->page_size, .len = count * r->page_size, .protect = protect
 	};

@@ -263,20 +263,25 @@ static void refuse_jobs(struct vm *vm)
 	}
 }
 
-/* Region r's stored pages go back to the store, unless drop is false (its
- * pages may still be asked for); its table and fd go either way. */
+/* Region r's stored pages and clean pages' copies go back to the store,
+ * unless drop is false (its pages may still be asked for); its table and
+ * fd go either way. */
 static void release_region(struct vm *vm, struct region *r, bool drop)
 {
 	if (drop && vm->persist.header) {
 		vm_state_drop_references(vm, r);
 	} else if (drop) {
-		/* stop at the last stored page: a huge sparse region is not walked */
-		uint64_t stored = page_table_count(&r->pt, PAGE_STORED);
-		for (uint64_t p = 0; stored && p < r->pt.npages; p++)
-			if (pe_state(r->pt.entries[p]) == PAGE_STORED) {
-				store_drop(vm->store, (obj_id)pe_handle(r->pt.entries[p]));
-				stored--;
-			}
+		/* stop at the last page that may hold a reference: a huge
+		 * sparse region is not walked */
+		uint64_t left = page_table_count(&r->pt, PAGE_STORED) + page_table_count(&r->pt, PAGE_RESIDENT);
+		for (uint64_t p = 0; left && p < r->pt.npages; p++) {
+			page_entry e = r->pt.entries[p];
+			if (pe_state(e) != PAGE_STORED && pe_state(e) != PAGE_RESIDENT)
+				continue;
+			left--;
+			if (pe_state(e) == PAGE_STORED || pe_is_clean(e))
+				store_drop(vm->store, (obj_id)pe_handle(e));
+		}
 	}
 	page_table_destroy(&r->pt);
 	if (r->fd >= 0)
@@ -353,9 +358,15 @@ void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
 		const struct region *r = &vm->regions[i];
 		for (uint64_t p = 0; p < r->pt.npages; p++) {
 			page_entry e = __atomic_load_n(&r->pt.entries[p], __ATOMIC_RELAXED);
+			struct store_peek k;
+			if (pe_is_clean(e)) {
+				store_peek(vm->store, (obj_id)pe_handle(e), &k);
+				info->clean_pages++;
+				info->clean_bytes += k.len;
+				continue;
+			}
 			if (pe_state(e) != PAGE_STORED)
 				continue;
-			struct store_peek k;
 			store_peek(vm->store, (obj_id)pe_handle(e), &k);
 			if (k.tier == TIER_SAMEFILL) {
 				info->samefilled_pages++;

@@ -50,6 +50,8 @@
 	X(faults_wp)            \
 	X(faults_resident)      \
 	X(evictions_total)      \
+	X(evictions_clean)      \
+	X(clean_writes)         \
 	X(removed_pages)        \
 	X(eagain_retries)       \
 	X(eexist_wakes)         \
@@ -326,7 +328,8 @@ uint64_t vm_count(const struct vm *vm, enum page_state s);
 void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[VM_INFO_PERCENTILES]);
 
 /* Adds where this VM's stored pages are (samefilled, cache, swap, shared,
- * stored bytes) to info, from its page tables and the store's objects. */
+ * stored bytes) and its clean pages to info, from its page tables and the
+ * store's objects. */
 void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info);
 
 /* What the VM may hold resident: its limit and the balancer's target,

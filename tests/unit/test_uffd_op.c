@@ -111,7 +111,7 @@ static int copy_page(struct vm *v, void *arg)
 {
 	struct copy *c = arg;
 	c->calls++;
-	return uffd_copy(v->uffd, (uintptr_t)mem + c->idx * PAGE, c->src, PAGE, false, NULL);
+	return uffd_copy(v->uffd, (uintptr_t)mem + c->idx * PAGE, c->src, PAGE, 0, NULL);
 }
 
 static bool entry_unchanged(struct vm *v, void *arg)
@@ -312,7 +312,7 @@ static uint64_t child_addr;
 
 static int copy_to_child(struct vm *v, void *arg)
 {
-	return uffd_copy(v->uffd, child_addr, arg, PAGE, false, NULL);
+	return uffd_copy(v->uffd, child_addr, arg, PAGE, 0, NULL);
 }
 
 Test(uffd_op, the_uffd_of_an_exited_process_is_gone)

@@ -33,9 +33,10 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read);
 
 /* Places a page memsrv held (STORED, or IMAGE: from the image the VM was
  * resumed from) into the VMM: accounts it resident, copies it in (waking
- * the faulting threads) and drops the store's reference of a STORED one.
+ * the faulting threads) and drops the store's reference of a STORED one,
+ * unless it goes in clean (a read fault: write false; clean_pages.h).
  * 0 or -errno (EAGAIN: resync and retry; the entry is as it was). */
-int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page);
+int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page, bool write);
 
 /* UFFDIO_COPY of page idx, whose content memsrv held (ours), found it in
  * the file already: another mapping of the memfd filled the hole.  A read

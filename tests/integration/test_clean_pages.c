@@ -1,0 +1,309 @@
+/* Description: clean pages (docs/architecture.md): a page a read fault brings
+ * back from the store keeps its copy while the guest only reads it, and is
+ * evicted again by a punch alone.  Every way the guest's memory can be
+ * written while a copy is kept — a write through the mapping, the kernel
+ * writing for the VMM (read(2), process_vm_writev), a page zapped and
+ * written again, a snapshot that unprotects, a writer racing the
+ * evictions — must end that copy, or the next eviction would put back
+ * what was there before the write.  The test process is the VMM. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "ctl_client.h"
+#include "guest.h"
+#include "harness.h"
+#include "memsrv.h"
+
+#define PAGE GUEST_PAGE
+#define VM_BYTES (8u << 20)
+#define VM_PAGES (VM_BYTES / PAGE)
+
+static struct test_server srv;
+
+static void teardown(void) { server_stop(&srv); }
+
+TestSuite(clean_pages, .fini = teardown, .timeout = 120);
+
+/* Every fifth page all zero (placed without a copy), the others distinct. */
+static uint64_t word_of(size_t page, size_t w, uint64_t gen)
+{
+	if (page % 5 == 0)
+		return 0;
+	return (uint64_t)page << 20 | (w % 16) | gen << 56;
+}
+
+static size_t nonzero_pages(size_t from, size_t to)
+{
+	size_t n = 0;
+	for (size_t p = from; p < to; p++)
+		n += p % 5 != 0;
+	return n;
+}
+
+/* Reads every word of every page: the faults of a guest that only reads. */
+static uint64_t read_all(const struct guest *g)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < g->size; i += sizeof(uint64_t))
+		sum += *(volatile const uint64_t *)(g->mem + i);
+	return sum;
+}
+
+static void evict_all(const char *vm)
+{
+	memsrv__server_message__free_unpacked(ctl_evict_ok(&srv, vm, 0, true), NULL);
+}
+
+/* A guest filled with generation 1, evicted, then read back: every page
+ * with content is clean. */
+static void attach_clean(struct guest *g, const char *name)
+{
+	guest_attach(g, &srv, name, VM_BYTES, NULL);
+	pattern_fill(g->mem, 0, VM_PAGES, word_of, 1);
+	evict_all(name);
+	read_all(g);
+	cr_assert_eq(CTL_INFO(&srv, name, clean_pages), nonzero_pages(0, VM_PAGES),
+		     "every page read back from the store keeps its copy");
+}
+
+/* Detaches and checks that no reference of the VM's stays in the store. */
+static void detach_and_expect_store_empty(struct guest *g)
+{
+	cr_assert_geq(memsrv_detach(g->s, MEMSRV_DETACH_RESTORE), 0, "detach: %s", memsrv_last_error());
+	guest_release(g);
+	for (int i = 0; i < 200 && ctl_vm_count(&srv); i++)
+		usleep(10000);
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->references, 0, "every copy went with the VM");
+	cr_assert_eq(st->objects, 0, "%lu objects left behind", (unsigned long)st->objects);
+	memsrv__server_message__free_unpacked(m, NULL);
+}
+
+Test(clean_pages, a_page_read_back_is_evicted_again_by_a_punch_alone)
+{
+	server_start(&srv);
+	struct guest g;
+	attach_clean(&g, "clean");
+	cr_assert_eq(CTL_INFO(&srv, "clean", evictions_clean), 0);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "clean", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, VM_PAGES);
+	cr_assert_eq(m->evict_reply->stored_bytes, 0, "nothing was compressed again");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(CTL_INFO(&srv, "clean", evictions_clean), nonzero_pages(0, VM_PAGES));
+	cr_assert_eq(CTL_INFO(&srv, "clean", clean_pages), 0);
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->evictions_clean, nonzero_pages(0, VM_PAGES), "stats shows it too");
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* and what comes back is what was there, twice over */
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES, word_of, 1), 0);
+		evict_all("clean");
+	}
+	detach_and_expect_store_empty(&g);
+}
+
+Test(clean_pages, a_write_through_the_mapping_ends_the_copy)
+{
+	server_start(&srv);
+	struct guest g;
+	attach_clean(&g, "write");
+	/* every other page written: each is a write-protect fault first */
+	for (size_t p = 0; p < VM_PAGES; p += 2)
+		pattern_fill(g.mem, p, p + 1, word_of, 2);
+	size_t written = 0;
+	for (size_t p = 0; p < VM_PAGES; p += 2)
+		written += p % 5 != 0;
+	cr_assert_eq(CTL_INFO(&srv, "write", clean_writes), written);
+	cr_assert_eq(CTL_INFO(&srv, "write", clean_pages), nonzero_pages(0, VM_PAGES) - written);
+	for (int round = 0; round < 3; round++) {
+		evict_all("write");
+		for (size_t p = 0; p < VM_PAGES; p++)
+			cr_assert_eq(pattern_count_bad(g.mem, p, p + 1, word_of, p % 2 ? 1 : 2), 0,
+				     "round %d: page %zu lost a write or its content", round, p);
+	}
+	detach_and_expect_store_empty(&g);
+}
+
+/* The kernel writes into guest memory for the VMM: read(2) from a pipe
+ * (copy_to_user), process_vm_writev (get_user_pages on the VMM's mm).
+ * Both go through the mapping, so both meet the write protection. */
+Test(clean_pages, writes_by_the_kernel_end_the_copy_too)
+{
+	server_start(&srv);
+	struct guest g;
+	attach_clean(&g, "kernel");
+	static uint8_t buf[PAGE];
+	const size_t via_pipe = 1, via_vm_writev = 2;
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	memset(buf, 0xa5, PAGE);
+	cr_assert_eq(write(pfd[1], buf, PAGE), PAGE);
+	cr_assert_eq(read(pfd[0], g.mem + via_pipe * PAGE, PAGE), PAGE, "read: %s", strerror(errno));
+	close(pfd[0]);
+	close(pfd[1]);
+	memset(buf, 0x5a, PAGE);
+	struct iovec local = { buf, PAGE }, remote = { g.mem + via_vm_writev * PAGE, PAGE };
+	cr_assert_eq(process_vm_writev(getpid(), &local, 1, &remote, 1, 0), PAGE, "process_vm_writev: %s",
+		     strerror(errno));
+	cr_assert_eq(CTL_INFO(&srv, "kernel", clean_writes), 2);
+	evict_all("kernel");
+	for (size_t i = 0; i < PAGE; i++) {
+		cr_assert_eq(g.mem[via_pipe * PAGE + i], 0xa5, "byte %zu of the page read(2) wrote", i);
+		cr_assert_eq(g.mem[via_vm_writev * PAGE + i], 0x5a, "byte %zu of the page process_vm_writev wrote", i);
+	}
+	cr_assert_eq(pattern_count_bad(g.mem, 3, VM_PAGES, word_of, 1), 0);
+	detach_and_expect_store_empty(&g);
+}
+
+/* MADV_DONTNEED zaps the VMM's page table entries of a clean page (a
+ * REMOVE event; the file keeps the page).  The kernel keeps the write
+ * protection in a marker, so a write after the zap still ends the copy. */
+Test(clean_pages, a_zapped_clean_page_still_catches_its_write)
+{
+	server_start(&srv);
+	struct guest g;
+	attach_clean(&g, "zap");
+	cr_assert_eq(madvise(g.mem, VM_BYTES / 2, MADV_DONTNEED), 0);
+	pattern_fill(g.mem, 0, VM_PAGES / 2, word_of, 3);
+	evict_all("zap");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES / 2, word_of, 3), 0, "a write after the zap was lost");
+	cr_assert_eq(pattern_count_bad(g.mem, VM_PAGES / 2, VM_PAGES, word_of, 1), 0);
+	/* the VMM punches clean pages out itself: they read zeros, their
+	 * copies go (checked when the VM leaves) */
+	read_all(&g);
+	cr_assert_eq(madvise(g.mem, VM_BYTES / 4, MADV_REMOVE), 0);
+	for (size_t i = 0; i < VM_BYTES / 4; i += 512)
+		cr_assert_eq(g.mem[i], 0, "punched byte %zu reads %d", i, g.mem[i]);
+	evict_all("zap");
+	cr_assert_eq(pattern_count_bad(g.mem, VM_PAGES / 4, VM_PAGES / 2, word_of, 3), 0);
+	detach_and_expect_store_empty(&g);
+}
+
+/* A snapshot write-protects every page and unprotects them when done: a
+ * clean page is writable after it, so its copy must be gone. */
+Test(clean_pages, a_snapshot_leaves_no_copy_behind_a_writable_page)
+{
+	server_start(&srv);
+	char dir[256];
+	cr_assert(scratch_make(dir, sizeof dir, "/var/tmp/memsrv-clean.XXXXXX"));
+	struct guest g;
+	attach_clean(&g, "snap");
+	ctl_snapshot_ok(&srv, "snap", dir);
+	pattern_fill(g.mem, 0, VM_PAGES, word_of, 4);
+	evict_all("snap");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES, word_of, 4), 0, "a write after the snapshot was lost");
+	detach_and_expect_store_empty(&g);
+	scratch_remove(dir);
+}
+
+/* A writer rewrites pages at random, each with a count of its own, while
+ * the guest's pages are read back clean and evicted again and again:
+ * every page ends as last written. */
+struct writer {
+	struct guest *g;
+	uint32_t count[VM_PAGES];
+	atomic_bool stop;
+	unsigned long writes;
+};
+
+static void *write_at_random(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t x = 88172645463325252ull;
+	while (!atomic_load(&w->stop)) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t p = x % VM_PAGES;
+		uint32_t c = ++w->count[p];
+		uint64_t *words = (uint64_t *)(w->g->mem + p * PAGE);
+		for (size_t i = 0; i < PAGE / sizeof(uint64_t); i += 64)
+			words[i] = (uint64_t)p << 32 | c;
+		w->writes++;
+		if (w->writes % 64 == 0)
+			usleep(100);
+	}
+	return NULL;
+}
+
+Test(clean_pages, a_writer_racing_clean_evictions_loses_nothing)
+{
+	server_start(&srv);
+	struct guest g;
+	guest_attach(&g, &srv, "race", VM_BYTES, NULL);
+	static struct writer w;
+	memset(&w, 0, sizeof w);
+	w.g = &g;
+	for (size_t p = 0; p < VM_PAGES; p++) {
+		uint64_t *words = (uint64_t *)(g.mem + p * PAGE);
+		for (size_t i = 0; i < PAGE / sizeof(uint64_t); i += 64)
+			words[i] = (uint64_t)p << 32;
+	}
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, write_at_random, &w), 0);
+	uint64_t clean_before = 0;
+	for (int round = 0; round < 20; round++) {
+		evict_all("race");
+		read_all(&g);  /* the pages the writer has not reached come back clean */
+	}
+	clean_before = CTL_INFO(&srv, "race", evictions_clean);
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	evict_all("race");
+	size_t bad = 0;
+	for (size_t p = 0; p < VM_PAGES; p++) {
+		const uint64_t *words = (const uint64_t *)(g.mem + p * PAGE);
+		for (size_t i = 0; i < PAGE / sizeof(uint64_t); i += 64)
+			bad += words[i] != ((uint64_t)p << 32 | w.count[p]);
+	}
+	cr_assert_eq(bad, 0, "%zu words lost a write (%lu writes)", bad, w.writes);
+	cr_assert_gt(w.writes, 1000, "the writer wrote during the evictions");
+	cr_assert_gt(clean_before, 0, "some evictions were of clean pages");
+	cr_assert_gt(CTL_INFO(&srv, "race", clean_writes), 0, "some writes hit clean pages");
+	detach_and_expect_store_empty(&g);
+}
+
+/* Pages that do not compress, every fifth all zero: they fill a small
+ * cache and spill to swap. */
+static uint64_t word_random(size_t page, size_t w, uint64_t gen)
+{
+	if (page % 5 == 0)
+		return 0;
+	uint64_t x = (page * 0x9e3779b97f4a7c15ull) ^ (w * 0xbf58476d1ce4e5b9ull) ^ gen;
+	x ^= x >> 31, x *= 0x94d049bb133111ebull, x ^= x >> 29;
+	return x;
+}
+
+/* A clean page whose copy went to swap is evicted again by a punch too, and
+ * read back from swap as it was.  (A copy the cache holds raw is not kept:
+ * it would cost a second page.) */
+Test(clean_pages, a_copy_in_swap_serves_as_well)
+{
+	char swap[256], swap_arg[300];
+	cr_assert(scratch_make(swap, sizeof swap, "/var/tmp/memsrv-clean-swap.XXXXXX"));
+	snprintf(swap_arg, sizeof swap_arg, "%s:64M", swap);
+	const char *opts[] = { "--cache-size", "1M", "--swap-dir", swap_arg, NULL };
+	server_start_with(&srv, opts);
+	struct guest g;
+	guest_attach(&g, &srv, "swap", VM_BYTES, NULL);
+	pattern_fill(g.mem, 0, VM_PAGES, word_random, 5);
+	evict_all("swap");
+	cr_assert_gt(CTL_INFO(&srv, "swap", swap_pages), 0, "the cache spilled to swap");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES, word_random, 5), 0);
+	uint64_t clean = CTL_INFO(&srv, "swap", clean_pages);
+	cr_assert_gt(clean, 0, "the pages read from swap keep their copies");
+	cr_assert_lt(clean, nonzero_pages(0, VM_PAGES), "the raw ones in the cache do not");
+	evict_all("swap");
+	cr_assert_eq(CTL_INFO(&srv, "swap", evictions_clean), clean);
+	pattern_fill(g.mem, 0, VM_PAGES / 2, word_random, 6);
+	evict_all("swap");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES / 2, word_random, 6), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, VM_PAGES / 2, VM_PAGES, word_random, 5), 0);
+	detach_and_expect_store_empty(&g);
+	scratch_remove(swap);
+}
