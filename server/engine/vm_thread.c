@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clean_pages.h"
 #include "discards.h"
 #include "fault.h"
 #include "image.h"
@@ -246,6 +247,9 @@ static bool run_detach(struct vm *vm, struct vm_job *job)
 static void run_restore(struct vm *vm)
 {
 	migrate_out_cancel(vm, -EBUSY, "another process maps the VM's RAM: its writes could not be caught");
+	/* nor can a clean page's: its copy no longer vouches for it */
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		clean_pages_forget(vm, &vm->regions[i], 0, vm->regions[i].pt.npages);
 	uint64_t restored = 0, failed = fault_restore_all(vm, &restored);
 	vm_info(vm, "%" PRIu64 " pages put back for the other mapping%s", restored,
 		failed ? ", some could not be (logged)" : "");

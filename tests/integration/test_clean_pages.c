@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ctl_client.h"
@@ -306,4 +307,57 @@ Test(clean_pages, a_copy_in_swap_serves_as_well)
 	cr_assert_eq(pattern_count_bad(g.mem, VM_PAGES / 2, VM_PAGES, word_random, 5), 0);
 	detach_and_expect_store_empty(&g);
 	scratch_remove(swap);
+}
+
+static bool no_clean_pages(void *arg)
+{
+	return CTL_INFO(&srv, (const char *)arg, clean_pages) == 0;
+}
+
+static bool evictable_again(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, (const char *)arg);
+	bool clear = m->vm_info->n_conditions == 0;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return clear;
+}
+
+/* Another process maps the memfd and writes a clean page through its own
+ * mapping, which no write protection covers.  Once memsrv finds that
+ * mapping, no clean page may keep its copy: when the mapping has gone and
+ * eviction resumes, the page goes with what that process wrote. */
+Test(clean_pages, a_second_mapping_ends_every_copy)
+{
+	const char *opts[] = { "--mapping-scan-ms", "50", NULL };
+	server_start_with(&srv, opts);
+	struct guest g;
+	attach_clean(&g, "mapped");
+	int done[2], go[2];
+	cr_assert_eq(pipe(done), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		uint8_t *view = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, g.fd, 0);
+		char c = 1;
+		if (view == MAP_FAILED)
+			_exit(2);
+		memset(view + PAGE, 0xc3, PAGE);  /* page 1: clean, and written unseen */
+		if (write(done[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	char c;
+	cr_assert_eq(read(done[0], &c, 1), 1);
+	cr_assert(wait_until(no_clean_pages, (void *)"mapped", 10000), "clean pages kept their copies beside a second mapping");
+	cr_assert_eq(write(go[1], &c, 1), 1);
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_assert(wait_until(evictable_again, (void *)"mapped", 10000), "the second mapping was never seen to go");
+	evict_all("mapped");
+	for (size_t i = 0; i < PAGE; i++)
+		cr_assert_eq(g.mem[PAGE + i], 0xc3, "byte %zu of the page the other process wrote", i);
+	cr_assert_eq(pattern_count_bad(g.mem, 2, VM_PAGES, word_of, 1), 0);
+	detach_and_expect_store_empty(&g);
 }
