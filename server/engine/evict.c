@@ -11,8 +11,8 @@
  *   5. unprotect and wake: a blocked writer faults MISSING and gets the
  *      stored content before its write lands.
  * A clean page (clean_pages.h) is protected already and its copy is in the
- * store: its entry takes the copy over and the punch is all (a run of clean
- * pages only is neither protected, read nor unprotected).
+ * store: its entry takes the copy over, and the punch and the unprotect are
+ * all (a run of clean pages only is neither protected again nor read).
  * Events read while a run is in flight stay queued until it is done.
  */
 #include <errno.h>
@@ -120,11 +120,15 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	res->zero_pages += zero;
 	res->stored_pages += kept - zero;
 	res->stored_bytes += stored_bytes;
-	if (all_clean) {
-		/* still protected, what stayed resident stays clean */
-		*err = ret ? ret : kept < count ? store_ret : 0;
-		return kept;
+	if (all_clean && !kept) {
+		/* nothing punched: still protected, still clean */
+		*err = ret;
+		return 0;
 	}
+	/* A punched page keeps its protection in a PTE marker, which
+	 * UFFDIO_POISON will not overwrite: a VMM that lost memsrv could not
+	 * poison it, and its fault would wait for good.  So every run is
+	 * unprotected, a clean one too. */
 
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */

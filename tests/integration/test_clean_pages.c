@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -360,4 +361,34 @@ Test(clean_pages, a_second_mapping_ends_every_copy)
 		cr_assert_eq(g.mem[PAGE + i], 0xc3, "byte %zu of the page the other process wrote", i);
 	cr_assert_eq(pattern_count_bad(g.mem, 2, VM_PAGES, word_of, 1), 0);
 	detach_and_expect_store_empty(&g);
+}
+
+/* memsrv dies without --state-dir after clean pages were evicted: the VMM's
+ * libmemsrv poisons each lost page it faults on (SIGBUS), and none may
+ * wait for good.  A punched page must not keep a write-protect marker in
+ * the VMM's page table, which UFFDIO_POISON refuses to overwrite (EEXIST). */
+Test(clean_pages, pages_lost_after_a_clean_eviction_get_sigbus_never_a_wait)
+{
+	server_start(&srv);
+	struct test_sim sim;
+	/* no zero page: runs of clean pages only, evicted by a punch alone */
+	sim_start(&sim, &srv, "lost", "--size", "16M", "--mix", "text=50,binary=50", NULL);
+	evict_all("lost");
+	sim_expect_verified(&sim, (16u << 20) / PAGE);  /* every page read back: clean */
+	cr_assert_gt(CTL_INFO(&srv, "lost", clean_pages), 0);
+	evict_all("lost");
+	cr_assert_gt(CTL_INFO(&srv, "lost", evictions_clean), 0);
+	server_crash_and_restart(&srv, NULL);
+	sim_send(&sim, "verify");
+	int status = -1;
+	for (int i = 0; i < 3000 && status == -1; i++) {
+		if (waitpid(sim.pid, &status, WNOHANG) != sim.pid)
+			status = -1, usleep(10000);
+	}
+	if (status == -1)
+		kill(sim.pid, SIGKILL), waitpid(sim.pid, NULL, 0);
+	fclose(sim.in);
+	fclose(sim.out);
+	cr_assert_neq(status, -1, "a fault on a lost page still waited after 30 s");
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "the VMM ended with status 0x%x, not SIGBUS", status);
 }
