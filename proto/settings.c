@@ -114,8 +114,8 @@ const struct setting settings[SETTINGS_COUNT] = {
 	},
 	[SETTING_SPIN_US] = {
 		.name = "spin-us", .option = "spin-us", .arg = "N", .type = SETTING_UINT,
-		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .min = 0, .max = 1000000, .def = 50,
-		.doc = "busy-poll a VM's uffd N us after serving faults (0: off)",
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .min = 0, .max = 1000000, .def = 200,
+		.doc = "busy-poll a VM's uffd up to N us after serving faults, N/4 while half the CPUs spin (0: off)",
 	},
 	[SETTING_CLEAN_COPIES] = {
 		.name = "clean-copies", .option = "clean-copies", .arg = "on|off", .type = SETTING_ENUM,

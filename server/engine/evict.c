@@ -175,7 +175,13 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	return ret ? ret : wp;
 }
 
-int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res)
+/* Whether a fault waits to be served (reads what the uffd has ready). */
+static bool fault_waits(struct vm *vm)
+{
+	return vm->eng.pending_len || fault_drain(vm) > 0;
+}
+
+int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield, struct evict_result *res)
 {
 	uint64_t evicted = 0;
 	while (evicted < want_pages && *scan_budget && !vm->eng.vmm_gone && vm->eng.policy.ops) {
@@ -198,6 +204,11 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struc
 				return err ? err : -EIO;
 			}
 			i += (unsigned)count;
+			if (yield && i < n && fault_waits(vm)) {
+				/* a vCPU waits: room for later faults can wait instead */
+				victims_return(vm, victims + i, n - i, scan_budget);
+				return 0;
+			}
 		}
 	}
 	return 0;
@@ -231,7 +242,7 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 	uint64_t pages = (need + 4095) / 4096 + EVICT_RUN_PAGES / 4;
 	uint64_t budget = vm_total_pages(vm);
 	struct evict_result res = { 0 };
-	int ret = evict_pages(vm, pages, &budget, &res);
+	int ret = evict_pages(vm, pages, &budget, false, &res);
 	if (ret && !vm->eng.limit_warned) {
 		vm_warn(vm, "eviction to hold the limit failed: %s", strerror(-ret));
 		vm->eng.limit_warned = true;
@@ -249,7 +260,7 @@ void evict_keep_headroom(struct vm *vm, uint64_t max_pages)
 	while (ctr_get(&vm->resident_bytes) > target && budget && done < max_pages && !vm->thr.stopping &&
 	       !vm->eng.vmm_gone) {
 		/* a fault waiting matters more than room for the next one */
-		if (vm->eng.pending_len || fault_drain(vm) > 0)
+		if (fault_waits(vm))
 			return;
 		uint64_t want = (ctr_get(&vm->resident_bytes) - target + 4095) / 4096;
 		if (want > EVICT_RUN_PAGES)
@@ -257,7 +268,7 @@ void evict_keep_headroom(struct vm *vm, uint64_t max_pages)
 		if (want > max_pages - done)
 			want = max_pages - done;
 		struct evict_result res = { 0 };
-		if (evict_pages(vm, want, &budget, &res) || !res.pages)
+		if (evict_pages(vm, want, &budget, true, &res) || !res.pages)
 			return;
 		done += res.pages;
 	}

@@ -24,9 +24,10 @@ unsigned victims_take(struct vm *vm, uint64_t *victims, unsigned max, uint64_t *
  * page after the region holding victims[i].  At least 1. */
 unsigned victims_run_length(const uint64_t *victims, unsigned n, unsigned i, uint64_t region_end);
 
-/* Puts the victims that are still RESIDENT back on the policy's books and
- * gives back the budget they spent: a later try takes them again.  For
- * what a failed run left behind. */
+/* Puts the victims that are still RESIDENT back on the policy's books,
+ * first in line, and gives back the budget they spent: a later try takes
+ * them again.  For what a failed run left behind, and what an eviction
+ * that gave way to a fault did not reach. */
 void victims_return(struct vm *vm, const uint64_t *victims, unsigned n, uint64_t *scan_budget);
 
 #endif

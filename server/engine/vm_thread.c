@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,41 +26,66 @@
 #include "swap_reads.h"
 #include "wire.h"
 
-uint64_t fault_spin_ns = 50 * 1000;
+uint64_t fault_spin_ns = 200 * 1000;
+
+/* VM threads spinning now, across the node, and the CPUs memsrv may run on:
+ * a spin is long only while it leaves CPUs to the vCPUs (serve_and_spin). */
+static _Atomic unsigned spinners;
+static unsigned spin_cpus;
+
+static unsigned cpus_usable(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
 
 #define POLICY_TICK_NS (1000ull * 1000 * 1000)  /* aging and bit clearing, once a second */
 
-#define SPIN_HEADROOM_PAGES 16  /* evicted per quiet moment of a spin: a fault waits at most that long */
+/* evicted per quiet moment of a spin, sorted into runs; a fault that comes
+ * meanwhile waits for one run at most (evict_pages gives way) */
+#define SPIN_HEADROOM_PAGES EVICT_RUN_PAGES
 
 /* Serves faults, then keeps polling the uffd for a short while: faults come
  * in bursts, and catching the next one without a wakeup is 3-4x faster.
  * How long it spins adapts: a spin that catches a fault doubles it (up to
  * --spin-us), one that catches none halves it (down to an eighth), so a VM
- * that faults rarely does not burn the CPU its own vCPUs need.  Quiet
- * moments of a spin make room below the limit, so the next faults find it
- * instead of evicting inline. */
+ * that faults rarely does not burn the CPU its own vCPUs need.  While
+ * other VM threads already spin on half the CPUs, a spin is held to a
+ * quarter of --spin-us: spinners beyond that take the vCPUs' CPUs
+ * (docs/benchmarks.md: 200 us paid 15% for one VM on 2 CPUs, and cost 10%
+ * for three).  Quiet moments of a spin make room below the limit, so the
+ * next faults find it instead of evicting inline. */
 static void serve_and_spin(struct vm *vm)
 {
 	fault_serve_available(vm);
 	if (!fault_spin_ns)
 		return;
+	if (!spin_cpus)
+		spin_cpus = cpus_usable();  /* a benign race: every thread finds the same */
 	if (!vm->eng.spin_ns)
 		vm->eng.spin_ns = fault_spin_ns;
-	uint64_t deadline = monotonic_ns() + vm->eng.spin_ns;
+	unsigned others = atomic_fetch_add(&spinners, 1);
+	uint64_t cap = others < (spin_cpus + 1) / 2 ? fault_spin_ns : fault_spin_ns / 4;
+	uint64_t spin = vm->eng.spin_ns < cap ? vm->eng.spin_ns : cap;
+	uint64_t deadline = monotonic_ns() + spin;
 	bool caught = false;
 	while (!vm->thr.stopping && !vm->eng.vmm_gone && monotonic_ns() < deadline) {
 		if (fault_drain(vm) > 0) {
 			fault_serve_pending(vm);
 			caught = true;
-			deadline = monotonic_ns() + vm->eng.spin_ns;
+			deadline = monotonic_ns() + spin;
 		} else {
 			evict_keep_headroom(vm, SPIN_HEADROOM_PAGES);
 		}
 		if (swap_reads_ready(vm)) {
 			swap_reads_reap(vm);
-			deadline = monotonic_ns() + vm->eng.spin_ns;
+			deadline = monotonic_ns() + spin;
 		}
 	}
+	atomic_fetch_sub(&spinners, 1);
 	if (caught)
 		vm->eng.spin_ns = vm->eng.spin_ns * 2 < fault_spin_ns ? vm->eng.spin_ns * 2 : fault_spin_ns;
 	else if (vm->eng.spin_ns / 2 >= fault_spin_ns / 8)
@@ -111,7 +137,7 @@ static int evict_many(struct vm *vm, uint64_t want, struct evict_result *res)
 	while (res->pages < want && budget && !vm->thr.stopping && !vm->eng.vmm_gone && !vm->eng.detaching) {
 		uint64_t chunk = want - res->pages < 1024 ? want - res->pages : 1024;
 		uint64_t before = res->pages;
-		ret = evict_pages(vm, chunk, &budget, res);
+		ret = evict_pages(vm, chunk, &budget, false, res);
 		/* keep faults flowing during a long eviction */
 		fault_serve_available(vm);
 		if (swap_reads_ready(vm))

@@ -171,3 +171,19 @@ Test(victims, what_a_failed_run_left_resident_goes_back)
 	cr_assert_eq(victims_take(vm, again, EVICT_RUN_PAGES, &budget), 3, "and are taken again");
 	cr_assert_eq(again[0], 1);
 }
+
+Test(victims, victims_given_back_are_first_in_line_again)
+{
+	for (uint64_t p = 0; p < 8; p++)
+		arrive(p);
+	uint64_t v[EVICT_RUN_PAGES], budget = 100;
+	cr_assert_eq(victims_take(vm, v, 3, &budget), 3);
+	cr_assert_eq(v[0], 0);
+	/* an eviction gave way to a fault before it reached them: they are
+	 * still the oldest, not the newest */
+	victims_return(vm, v, 3, &budget);
+	uint64_t again[EVICT_RUN_PAGES];
+	cr_assert_eq(victims_take(vm, again, 3, &budget), 3);
+	for (unsigned i = 0; i < 3; i++)
+		cr_assert_eq(again[i], i, "victim %u is page %lu, not one that arrived later", i, (unsigned long)again[i]);
+}

@@ -86,9 +86,11 @@ struct evict_result {
 };
 
 /* Evicts up to want_pages resident pages, advancing the clock hand and
- * scanning at most *scan_budget pages (decremented).  Returns 0 or -errno
- * (the store is full, or the fd refused a read or punch: pages stay resident). */
-int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, struct evict_result *res);
+ * scanning at most *scan_budget pages (decremented); with yield, stops
+ * after a run as soon as a fault waits (the rest stay first in line).
+ * Returns 0 or -errno (the store is full, or the fd refused a read or
+ * punch: pages stay resident). */
+int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield, struct evict_result *res);
 
 /* Evicts so that bytes more can be made resident within the VM's limit.
  * 0 when there is room, -ENOSPC when the limit cannot hold. */
