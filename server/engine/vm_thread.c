@@ -31,7 +31,7 @@ uint64_t fault_spin_ns = 200 * 1000;
 /* VM threads spinning now, across the node, and the CPUs memsrv may run on:
  * a spin is long only while it leaves CPUs to the vCPUs (serve_and_spin). */
 static _Atomic unsigned spinners;
-static unsigned spin_cpus;
+static _Atomic unsigned spin_cpus;  /* 0 until the first spin counts them */
 
 static unsigned cpus_usable(void)
 {
@@ -63,17 +63,21 @@ static void serve_and_spin(struct vm *vm)
 	fault_serve_available(vm);
 	if (!fault_spin_ns)
 		return;
-	if (!spin_cpus)
-		spin_cpus = cpus_usable();  /* a benign race: every thread finds the same */
+	unsigned cpus = atomic_load_explicit(&spin_cpus, memory_order_relaxed);
+	if (!cpus) {
+		cpus = cpus_usable();  /* every thread finds the same */
+		atomic_store_explicit(&spin_cpus, cpus, memory_order_relaxed);
+	}
 	if (!vm->eng.spin_ns)
 		vm->eng.spin_ns = fault_spin_ns;
 	unsigned others = atomic_fetch_add(&spinners, 1);
-	uint64_t cap = others < (spin_cpus + 1) / 2 ? fault_spin_ns : fault_spin_ns / 4;
+	uint64_t cap = others < (cpus + 1) / 2 ? fault_spin_ns : fault_spin_ns / 4;
 	uint64_t spin = vm->eng.spin_ns < cap ? vm->eng.spin_ns : cap;
 	uint64_t deadline = monotonic_ns() + spin;
 	bool caught = false;
 	while (!vm->thr.stopping && !vm->eng.vmm_gone && monotonic_ns() < deadline) {
-		if (fault_drain(vm) > 0) {
+		/* the ring first: an eviction that gave way to a fault read it there */
+		if (vm->eng.pending_len || fault_drain(vm) > 0) {
 			fault_serve_pending(vm);
 			caught = true;
 			deadline = monotonic_ns() + spin;
