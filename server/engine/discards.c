@@ -68,7 +68,7 @@ static void forget_page(struct vm *vm, struct region *r, uint64_t p)
 	/* the table lets go of the object (a clean page's copy too) before
 	 * the store frees it */
 	page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
-	if (pe_state(e) == PAGE_STORED || pe_is_clean(e))
+	if (pe_holds_object(e))
 		store_drop(vm->store, (obj_id)pe_handle(e));
 	ctr_add(&vm->ctr.removed_pages, 1);
 }
@@ -176,7 +176,7 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 		}
 		/* the file holds it now (a zero page is its hole): not memsrv's */
 		page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
-		if (s == PAGE_STORED || pe_is_clean(e))
+		if (pe_holds_object(e))
 			store_drop(vm->store, (obj_id)pe_handle(e));
 	}
 	if (written || failed)

@@ -72,6 +72,14 @@ static inline bool pe_is_clean(page_entry e)
 	return pe_arriving_from(e) == PAGE_STORED;
 }
 
+/* Whether the entry holds one reference to the store object its handle
+ * names: a STORED page, or a RESIDENT one arriving from the store or clean.
+ * Whatever lets go of such an entry drops that reference. */
+static inline bool pe_holds_object(page_entry e)
+{
+	return pe_state(e) == PAGE_STORED || pe_is_clean(e);
+}
+
 struct page_table {
 	page_entry *entries;
 	uint64_t npages;

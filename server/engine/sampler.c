@@ -86,8 +86,8 @@ static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool us
 	page_table_set(&r->pt, idx, pe_arriving(r->pt.entries[idx]));
 	atomic_fetch_add(&vm->resident_bytes, r->page_size);
 	vm_policy_resident(vm, r, idx, write);
-	if (!used && vm->eng.policy.ops && r->evictable)
-		policy_mark_idle(&vm->eng.policy, r->first_page + idx);  /* sampled and not used: first to go */
+	if (!used)
+		vm_policy_idle(vm, r, idx);  /* sampled and not used: first to go */
 }
 
 /* Copies slot's page back into the VMM; 0, or -errno with the page still in probation. */

@@ -46,8 +46,7 @@ void victims_return(struct vm *vm, const uint64_t *victims, unsigned n, uint64_t
 			continue;
 		struct region *r = vm_region_of_page(vm, victims[k]);
 		vm_policy_resident(vm, r, victims[k] - r->first_page, false);
-		if (r->evictable && vm->eng.policy.ops)
-			policy_mark_idle(&vm->eng.policy, victims[k]);  /* still the oldest: first in line again */
+		vm_policy_idle(vm, r, victims[k] - r->first_page);  /* still the oldest: first in line again */
 		(*scan_budget)++;  /* not spent: a later try takes it again */
 	}
 }

@@ -121,6 +121,12 @@ void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx)
 		vm->eng.policy.ops->gone(&vm->eng.policy, r->first_page + idx);
 }
 
+void vm_policy_idle(struct vm *vm, const struct region *r, uint64_t idx)
+{
+	if (r->evictable && vm->eng.policy.ops)
+		policy_mark_idle(&vm->eng.policy, r->first_page + idx);
+}
+
 /* (Re)builds the policy's books from the page tables. */
 static int policy_build(struct vm *vm, const struct policy_ops *ops)
 {
@@ -279,7 +285,7 @@ static void release_region(struct vm *vm, struct region *r, bool drop)
 			if (pe_state(e) != PAGE_STORED && pe_state(e) != PAGE_RESIDENT)
 				continue;
 			left--;
-			if (pe_state(e) == PAGE_STORED || pe_is_clean(e))
+			if (pe_holds_object(e))
 				store_drop(vm->store, (obj_id)pe_handle(e));
 		}
 	}

@@ -302,6 +302,8 @@ void vm_post_wakeup(struct vm *vm);
 /* Tells the policy about a page of r that became resident / left. */
 void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool write);
 void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx);
+/* A resident page of r known not to be in use: first in line to leave. */
+void vm_policy_idle(struct vm *vm, const struct region *r, uint64_t idx);
 /* Switches to the policy control asked for, if it changed (VM thread). */
 void vm_policy_update(struct vm *vm);
 

@@ -229,7 +229,7 @@ static int reconcile_run(const struct page_table *cpt, uint64_t first, uint64_t 
 			/* evicted but not yet punched, or copied in but not yet
 			 * noted: the VMM's copy is the live one */
 			page_table_set(pt, p, pe_make(PAGE_RESIDENT, 0, 0));
-			if (s == PAGE_STORED || from == PAGE_STORED)
+			if (pe_holds_object(e))
 				store_drop(rc->vm->store, (obj_id)pe_handle(e));
 		} else if (s == PAGE_RESIDENT) {
 			/* a copy that never went in names its content again; a
@@ -358,7 +358,7 @@ static int drop_run(const struct page_table *pt, uint64_t first, uint64_t end, v
 	struct vm *vm = arg;
 	for (uint64_t p = first; p < end; p++) {
 		page_entry e = pt->entries[p];
-		if (pe_state(e) == PAGE_STORED || pe_arriving_from(e) == PAGE_STORED)
+		if (pe_holds_object(e))
 			store_drop(vm->store, (obj_id)pe_handle(e));
 	}
 	return 0;
@@ -489,7 +489,7 @@ static int refs_run(const struct page_table *pt, uint64_t first, uint64_t end, v
 	struct refs *rs = arg;
 	for (uint64_t p = first; p < end; p++) {
 		page_entry e = pt->entries[p];
-		if (pe_state(e) != PAGE_STORED && pe_arriving_from(e) != PAGE_STORED)
+		if (!pe_holds_object(e))
 			continue;
 		if (*rs->n == *rs->cap) {
 			size_t cap = *rs->cap ? *rs->cap * 2 : 4096;
