@@ -120,7 +120,7 @@ static int place_zero(struct vm *vm, struct region *r, uint64_t addr, uint64_t l
 	if (r->backing != MEMSRV__BACKING__BACKING_HUGETLBFS)
 		return uffd_zeropage(vm->uffd, addr, len, dontwake, NULL);
 	for (uint64_t off = 0; off < len; off += r->page_size) {
-		int ret = uffd_copy(vm->uffd, addr + off, vm->eng.page_buf, r->page_size,
+		int ret = uffd_copy(vm->uffd, addr + off, vm->eng.zero_buf, r->page_size,
 				    dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0, NULL);
 		if (ret == -EEXIST) {
 			int there = huge_page_there(r, addr + off);

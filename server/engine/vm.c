@@ -87,18 +87,27 @@ int vm_add_region(struct vm *vm, const struct region *src, char *why, size_t why
 added:;
 	size_t need = r->page_size > 4096 ? r->page_size : 4096;
 	if (need > vm->eng.page_buf_size) {
-		/* zeroed: hugetlbfs regions copy it as their zero page */
 		void *buf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (buf == MAP_FAILED) {
+		/* read-only: it stays zeros, and costs no memory (hugetlbfs
+		 * regions copy it as their zero page) */
+		void *zeros = mmap(NULL, need, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (buf == MAP_FAILED || zeros == MAP_FAILED) {
+			if (buf != MAP_FAILED)
+				munmap(buf, need);
+			if (zeros != MAP_FAILED)
+				munmap(zeros, need);
 			if (!vm->persist.resume_from)
 				page_table_destroy(&r->pt);
 			memset(&r->pt, 0, sizeof r->pt);
 			snprintf(why, whylen, "out of memory");
 			return -ENOMEM;
 		}
-		if (vm->eng.page_buf)
+		if (vm->eng.page_buf) {
 			munmap(vm->eng.page_buf, vm->eng.page_buf_size);
+			munmap((void *)vm->eng.zero_buf, vm->eng.page_buf_size);
+		}
 		vm->eng.page_buf = buf;
+		vm->eng.zero_buf = zeros;
 		vm->eng.page_buf_size = need;
 	}
 	r->first_page = vm->n_regions ? vm->regions[vm->n_regions - 1].first_page +
@@ -317,8 +326,10 @@ void vm_destroy(struct vm *vm)
 		policy_fini(&vm->eng.policy);
 	if (vm->eng.io_buf)
 		munmap(vm->eng.io_buf, EVICT_RUN_PAGES * 4096);
-	if (vm->eng.page_buf)
+	if (vm->eng.page_buf) {
 		munmap(vm->eng.page_buf, vm->eng.page_buf_size);
+		munmap((void *)vm->eng.zero_buf, vm->eng.page_buf_size);
+	}
 	if (vm->uffd >= 0)
 		close(vm->uffd);
 	if (vm->thr.wake_fd >= 0)

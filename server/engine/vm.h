@@ -197,8 +197,9 @@ struct vm_engine {
 	void *io_buf;            /* EVICT_RUN_PAGES pages for pread */
 	struct swap_reads *reads; /* faults waiting on swap (swap_reads.c) */
 	struct sampler *sampler;  /* pages in probation (sampler.c) */
-	void *page_buf;          /* one (huge) page for decompression and zero copies */
-	size_t page_buf_size;
+	void *page_buf;          /* one (huge) page for decompression and reads */
+	const void *zero_buf;    /* one (huge) page of zeros, read-only: what zero copies place */
+	size_t page_buf_size;    /* of each */
 	struct snapshot *snapshot; /* a snapshot being written: faults save pages first (snapshot.h) */
 	struct migrate_out *migrate_out; /* moving to another node: writes mark pages to send again */
 	struct migrate_in *migrate_in;   /* coming from another node: faults wait for their pages */

@@ -106,16 +106,23 @@ Test(backing, a_file_on_a_disk_filesystem_is_refused_with_the_reason)
 	close(fd);
 }
 
-Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
+/* n more 2 MiB huge pages for the test (given back in teardown), or a skip */
+static void reserve_hugepages(long n)
 {
 	const char *knob = "/proc/sys/vm/nr_hugepages";
 	long before = read_long(knob);
 	hugepages_before = before;
-	if (before < 0 || !write_long(knob, before + 4) || read_long(knob) < before + 4) {
+	if (before < 0 || !write_long(knob, before + n) || read_long(knob) < before + n) {
 		if (before >= 0)
 			write_long(knob, before);
+		hugepages_before = -1;
 		cr_skip_test("cannot reserve 2 MiB huge pages here");
 	}
+}
+
+Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
+{
+	reserve_hugepages(4);
 	size_t size = 4 << 20;
 	int fd = memfd_create("huge", MFD_CLOEXEC | MFD_HUGETLB);
 	cr_assert_geq(fd, 0, "memfd_create(MFD_HUGETLB): %s", strerror(errno));
@@ -146,7 +153,39 @@ Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
 	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
 	munmap(mem, size);
 	close(fd);
-	write_long(knob, before);
+}
+
+/* A huge page is placed as zeros by copying a zeroed buffer (hugetlbfs has
+ * no UFFDIO_ZEROPAGE).  That buffer must stay zeros whatever else the VM
+ * thread reads, such as a page of another region coming back from the store. */
+Test(backing, a_new_huge_page_reads_zero_after_a_stored_page_came_back)
+{
+	reserve_hugepages(2);
+	size_t small = 1 << 20, huge = 4 << 20;
+	int sfd = memfd_create("small", MFD_CLOEXEC), hfd = memfd_create("huge", MFD_CLOEXEC | MFD_HUGETLB);
+	cr_assert_geq(hfd, 0, "memfd_create(MFD_HUGETLB): %s", strerror(errno));
+	cr_assert(ftruncate(sfd, small) == 0 && ftruncate(hfd, huge) == 0);
+	uint8_t *smem = mmap(NULL, small, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
+	uint8_t *hmem = mmap(NULL, huge, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+	cr_assert(smem != MAP_FAILED && hmem != MAP_FAILED);
+	struct memsrv_region r[2] = { { .host_addr = smem, .size = small, .fd = sfd },
+				      { .host_addr = hmem, .size = huge, .fd = hfd } };
+	struct memsrv_vm vm = { .name = "mixed", .regions = r, .n_regions = 2 };
+	struct memsrv_session *s = NULL;
+	cr_assert_eq(memsrv_attach(srv.sock, &vm, &s), 0, "attach: %s", memsrv_last_error());
+	pattern(smem, small, 4);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "mixed", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, small / 4096, "the 4 KiB region is evicted");
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(count_bad(smem, small, 4), 0);  /* back from the store, one page at a time */
+	for (size_t i = 0; i < huge; i += 8)
+		cr_assert_eq(*(uint64_t *)(hmem + i), 0, "a never-touched huge page holds 0x%lx at +%zu",
+			     (unsigned long)*(uint64_t *)(hmem + i), i);
+	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
+	munmap(smem, small);
+	munmap(hmem, huge);
+	close(sfd);
+	close(hfd);
 }
 
 static bool half_held(void *arg)
