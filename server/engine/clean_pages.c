@@ -17,7 +17,10 @@ bool clean_copy_worth(const struct vm *vm, obj_id id)
 {
 	struct store_peek k;
 	store_peek(vm->store, id, &k);
-	return k.tier != TIER_CACHE || k.len < CODEC_PAGE || k.refs > 1;
+	if (k.tier != TIER_CACHE || k.refs > 1)
+		return true;  /* it costs disk only, or stays for its other pages anyway */
+	/* beside its page, it holds cache room that an evicted page could use */
+	return k.len < CODEC_PAGE && store_has_spare_room(vm->store);
 }
 
 void clean_page_forget(struct vm *vm, struct region *r, uint64_t idx)

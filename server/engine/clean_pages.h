@@ -32,9 +32,11 @@ extern bool clean_copies_enabled;
  * through write protection. */
 bool clean_page_wanted(const struct vm *vm, const struct region *r, bool write);
 
-/* Whether the copy object id makes is worth keeping beside its page: not
- * one the cache holds raw (it barely compressed), which would cost the
- * memory of a second page; one in swap, shared or compressed is. */
+/* Whether the copy object id makes is worth keeping beside its page: one
+ * in swap or shared is; one only this page holds in the cache is, if it
+ * is compressed (a raw one would cost a second page) and the cache has
+ * room to spare (below writeback's low watermark, store_has_spare_room):
+ * near its budget, the room goes to the pages still to evict. */
 bool clean_copy_worth(const struct vm *vm, obj_id id);
 
 /* A RESIDENT page of r stops being clean, if it was: its entry no longer

@@ -282,6 +282,44 @@ static uint64_t word_random(size_t page, size_t w, uint64_t gen)
 	return x;
 }
 
+/* Pages that compress to about half: random words, then zeros. */
+static uint64_t word_half(size_t page, size_t w, uint64_t gen)
+{
+	return w < PAGE / sizeof(uint64_t) / 2 ? word_random(page + 1, w, gen) : 0;
+}
+
+/* A copy in the cache takes the room of an evicted page.  While the cache
+ * is near its budget, a page read back from it leaves it (no copy kept):
+ * the room goes to the pages still to evict, not to pages that are in. */
+Test(clean_pages, copies_give_way_to_a_full_cache)
+{
+	const uint64_t budget = 1 << 20;
+	const char *opts[] = { "--cache-size", "1M", NULL };  /* and no swap to spill to */
+	server_start_with(&srv, opts);
+	struct guest g;
+	guest_attach(&g, &srv, "full", VM_BYTES, NULL);
+	pattern_fill(g.mem, 0, VM_PAGES, word_half, 1);
+	evict_all("full");
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	cr_assert_eq(st->cache_budget_bytes, budget);
+	cr_assert_gt(st->cache_slot_bytes, budget / 100 * 90, "the eviction filled the cache (%lu bytes)",
+		     (unsigned long)st->cache_slot_bytes);
+	memsrv__server_message__free_unpacked(m, NULL);
+	read_all(&g);
+	st = ctl_stats_ok(&srv, &m);
+	/* copies are kept again once the cache is below writeback's low
+	 * watermark (85%), one page at a time */
+	cr_assert_leq(st->cache_slot_bytes, budget / 100 * 85 + PAGE,
+		      "the pages read back kept %lu bytes of the cache", (unsigned long)st->cache_slot_bytes);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES, word_half, 1), 0);
+	evict_all("full");
+	cr_assert_eq(pattern_count_bad(g.mem, 0, VM_PAGES, word_half, 1), 0);
+	detach_and_expect_store_empty(&g);
+}
+
+
 /* A clean page whose copy went to swap is evicted again by a punch too, and
  * read back from swap as it was.  (A copy the cache holds raw is not kept:
  * it would cost a second page.) */
