@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/file.h>
 
@@ -229,8 +230,22 @@ uint64_t image_pages_lost(struct vm *vm)
 
 uint64_t image_pages_remaining(const struct vm *vm)
 {
-	const struct vm_image *im = vm->image;
-	return vm_count(vm, PAGE_IMAGE) + (im ? atomic_load(&im->unmarked_held) : 0);
+	struct vm_image *im = vm->image;
+	if (!im)
+		return vm_count(vm, PAGE_IMAGE);
+	/* a reading taken while a unit is marked would count it twice, as
+	 * not marked and as IMAGE: such a reading is taken again (a seqlock;
+	 * a unit is marked in microseconds) */
+	uint64_t n = 0;
+	for (int tries = 0; tries < 10000; tries++) {
+		uint64_t seq = atomic_load_explicit(&im->marking, memory_order_acquire);
+		n = vm_count(vm, PAGE_IMAGE) + atomic_load_explicit(&im->unmarked_held, memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		if (!(seq & 1) && atomic_load_explicit(&im->marking, memory_order_relaxed) == seq)
+			break;
+		sched_yield();
+	}
+	return n;
 }
 
 /* Unit u's pages into the VM's table as the image says: the
@@ -246,6 +261,10 @@ static void mark_unit(struct vm *vm, uint64_t u)
 	bool failed = false;
 	if (end > total)
 		end = total;
+	/* image_pages_remaining() reads no count until the unit is done */
+	uint64_t seq = atomic_load_explicit(&im->marking, memory_order_relaxed);
+	atomic_store_explicit(&im->marking, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
 	for (uint64_t p = first; p < end;) {
 		struct region *r = vm_region_of_page(vm, p);
 		uint64_t stop = r->first_page + r->pt.npages < end ? r->first_page + r->pt.npages : end;
@@ -261,7 +280,8 @@ static void mark_unit(struct vm *vm, uint64_t u)
 		vm_err(vm, "the page table of the image in %s cannot be read for pages %" PRIu64 " to %" PRIu64
 		       ": they are lost (each poisoned when touched)", im->dir, first, end - 1);
 	im->marks[u / 64] |= 1ull << (u % 64);  /* after the entries: a restart marks it again, not less */
-	atomic_fetch_sub(&im->unmarked_held, unit_held(im, u));
+	atomic_fetch_sub_explicit(&im->unmarked_held, unit_held(im, u), memory_order_relaxed);
+	atomic_store_explicit(&im->marking, seq + 2, memory_order_release);
 	im->all_marked = ++im->units_marked == im->units;
 }
 

@@ -70,6 +70,7 @@ struct vm_image {
 	uint64_t units, units_marked, mark_next;
 	bool all_marked;
 	_Atomic uint64_t unmarked_held;  /* pages not zero in units not marked: read by the server thread */
+	_Atomic uint64_t marking;        /* odd while a unit is marked: its pages are in both counts */
 	enum image_fill fill;
 	bool restarted;          /* opened again after a restart: the background only marks */
 	uint64_t ft_count;       /* the image's first-touch list: touched[0, ft_count) */
