@@ -175,12 +175,6 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	return ret ? ret : wp;
 }
 
-/* Whether a fault waits to be served (reads what the uffd has ready). */
-static bool fault_waits(struct vm *vm)
-{
-	return vm->eng.pending_len || fault_drain(vm) > 0;
-}
-
 int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield, struct evict_result *res)
 {
 	uint64_t evicted = 0;

@@ -72,6 +72,17 @@ int fault_drain(struct vm *vm)
 	return total;
 }
 
+bool fault_uffd_ready(const struct vm *vm)
+{
+	struct pollfd p = { .fd = vm->uffd, .events = POLLIN };
+	return poll(&p, 1, 0) != 0;  /* an error too: the read tells which */
+}
+
+bool fault_waits(struct vm *vm)
+{
+	return vm->eng.pending_len || (fault_uffd_ready(vm) && fault_drain(vm) > 0);
+}
+
 void fault_apply_events(struct vm *vm)
 {
 	vm->eng.events_unapplied = false;

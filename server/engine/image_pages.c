@@ -6,7 +6,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/file.h>
@@ -490,8 +489,7 @@ static int stash(struct vm *vm, uint64_t page)
  * faults a second). */
 static bool fault_waiting(const struct vm *vm)
 {
-	struct pollfd p = { .fd = vm->uffd, .events = POLLIN };
-	return vm->eng.pending_len || poll(&p, 1, 0) > 0;
+	return vm->eng.pending_len || fault_uffd_ready(vm);
 }
 
 bool image_pages_busy(const struct vm *vm)

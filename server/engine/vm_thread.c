@@ -77,7 +77,7 @@ static void serve_and_spin(struct vm *vm)
 	bool caught = false;
 	while (!vm->thr.stopping && !vm->eng.vmm_gone && monotonic_ns() < deadline) {
 		/* the ring first: an eviction that gave way to a fault read it there */
-		if (vm->eng.pending_len || fault_drain(vm) > 0) {
+		if (fault_waits(vm)) {
 			fault_serve_pending(vm);
 			caught = true;
 			deadline = monotonic_ns() + spin;

@@ -21,6 +21,15 @@ void *vm_thread_main(void *arg);
  * handling it.  Returns the number read or -errno. */
 int fault_drain(struct vm *vm);
 
+/* Whether the uffd has a message to read, by a lockless poll.  A read that
+ * finds nothing still takes the locks of the uffd's fault queue, which
+ * every faulting vCPU needs to queue its fault: what checks often polls. */
+bool fault_uffd_ready(const struct vm *vm);
+
+/* Whether a message waits to be handled: in the pending ring, or in the
+ * uffd (then read into the ring). */
+bool fault_waits(struct vm *vm);
+
 /* Handles REMOVE/UNMAP events queued in the pending ring (not faults). */
 void fault_apply_events(struct vm *vm);
 
