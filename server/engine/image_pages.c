@@ -229,7 +229,7 @@ uint64_t image_pages_lost(struct vm *vm)
 
 uint64_t image_pages_remaining(const struct vm *vm)
 {
-	struct vm_image *im = vm->image;
+	const struct vm_image *im = vm->image;
 	if (!im)
 		return vm_count(vm, PAGE_IMAGE);
 	/* a reading taken while a unit is marked would count it twice, as
