@@ -319,7 +319,6 @@ Test(clean_pages, copies_give_way_to_a_full_cache)
 	detach_and_expect_store_empty(&g);
 }
 
-
 /* A clean page whose copy went to swap is evicted again by a punch too, and
  * read back from swap as it was.  (A copy the cache holds raw is not kept:
  * it would cost a second page.) */
