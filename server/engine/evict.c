@@ -51,6 +51,26 @@ static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool p
 	return uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY ? -EINTR : ret;
 }
 
+/* Unprotects [first, first + count) of r but the clean pages in it: still
+ * resident (the store refused an earlier page of the run), they stay as
+ * they were before the run, protected, and keep their copies.  0 or -errno. */
+static int unprotect_but_clean(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
+{
+	int ret = 0;
+	for (uint64_t p = first, end = first + count; p < end && !ret;) {
+		if (pe_is_clean(r->pt.entries[p])) {
+			p++;
+			continue;
+		}
+		uint64_t q = p;
+		while (q < end && !pe_is_clean(r->pt.entries[q]))
+			q++;
+		ret = writeprotect_retry(vm, r->host_addr + p * r->page_size, (q - p) * r->page_size, false);
+		p = q;
+	}
+	return ret;
+}
+
 /* Evicts pages [first, first + count) of r, all RESIDENT.  Returns the
  * number evicted; when that is not all of them, *err says why (the store
  * is full: -EBUSY for now, -ENOSPC for good; or the fd or uffd failed). */
@@ -127,16 +147,16 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	}
 	/* A punched page keeps its protection in a PTE marker, which
 	 * UFFDIO_POISON will not overwrite: a VMM that lost memsrv could not
-	 * poison it, and its fault would wait for good.  So every run is
-	 * unprotected, a clean one too. */
+	 * poison it, and its fault would wait for good.  So every page of the
+	 * run is unprotected, a clean one too, but one still resident and
+	 * clean (unprotect_but_clean). */
 
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */
 	for (uint64_t p = first; vm->eng.migrate_out && p < first + count; p++)
-		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
+		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT && !pe_is_clean(r->pt.entries[p]))
 			migrate_out_touched(vm, r, p, 1);    /* and is to be sent again */
-	clean_pages_forget(vm, r, first, count);      /* and its copy no longer follows it */
-	int wp = writeprotect_retry(vm, addr, count * ps, false);
+	int wp = unprotect_but_clean(vm, r, first, count);
 	if (wp && !ret)
 		ret = wp;
 	if (ret && uffd_vmm_gone(ret))

@@ -319,6 +319,50 @@ Test(clean_pages, copies_give_way_to_a_full_cache)
 	detach_and_expect_store_empty(&g);
 }
 
+/* Distinct incompressible pages, none all zero: the cache holds each raw. */
+static uint64_t word_raw(size_t page, size_t w, uint64_t gen)
+{
+	return word_random(page * 5 + 1, w, gen);
+}
+
+/* An eviction run the store refuses a page of stops there; a clean page
+ * after it stays resident as it was before the run, protected, and keeps
+ * its copy (the run's unprotect skips it). */
+Test(clean_pages, a_clean_page_in_a_run_the_store_refused_keeps_its_copy)
+{
+	/* small enough that every resident page is in one batch of victims
+	 * (EVICT_RUN_PAGES): the refused page and the clean one share a run */
+	const uint64_t budget = 128 << 10;
+	const char *opts[] = { "--cache-size", "128K", NULL };  /* no swap: a full cache refuses */
+	server_start_with(&srv, opts);
+	struct guest g;
+	guest_attach(&g, &srv, "refused", VM_BYTES, NULL);
+	const size_t refused = 1000, clean = 1001;  /* neighbours: one run */
+	pattern_fill(g.mem, clean, clean + 1, word_half, 1);
+	evict_all("refused");
+	cr_assert_eq(pattern_count_bad(g.mem, clean, clean + 1, word_half, 1), 0);
+	cr_assert_eq(CTL_INFO(&srv, "refused", clean_pages), 1);
+	/* raw pages that fill the cache to its last page, then one more */
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	size_t fill = (budget - st->cache_slot_bytes) / PAGE;
+	memsrv__server_message__free_unpacked(m, NULL);
+	pattern_fill(g.mem, 0, fill, word_raw, 2);
+	pattern_fill(g.mem, refused, refused + 1, word_raw, 2);
+	evict_all("refused");
+	uint64_t stored = CTL_INFO(&srv, "refused", stored_pages);
+	cr_assert_eq(stored, fill, "the cache took the %zu filling pages only (%lu)", fill, (unsigned long)stored);
+	cr_assert_eq(CTL_INFO(&srv, "refused", clean_pages), 1, "the clean page kept its copy");
+	/* and a write still reaches it: it is protected */
+	pattern_fill(g.mem, clean, clean + 1, word_half, 3);
+	cr_assert_eq(CTL_INFO(&srv, "refused", clean_writes), 1);
+	cr_assert_eq(CTL_INFO(&srv, "refused", clean_pages), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, fill, word_raw, 2), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, refused, refused + 1, word_raw, 2), 0);
+	cr_assert_eq(pattern_count_bad(g.mem, clean, clean + 1, word_half, 3), 0);
+	detach_and_expect_store_empty(&g);
+}
+
 /* A clean page whose copy went to swap is evicted again by a punch too, and
  * read back from swap as it was.  (A copy the cache holds raw is not kept:
  * it would cost a second page.) */
