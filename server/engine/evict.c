@@ -51,9 +51,11 @@ static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool p
 	return uffd_op_run(vm, &op, &w, &ret) == UFFD_RETRY ? -EINTR : ret;
 }
 
-/* Unprotects [first, first + count) of r but the clean pages in it: still
- * resident (the store refused an earlier page of the run), they stay as
- * they were before the run, protected, and keep their copies.  0 or -errno. */
+/* Unprotects [first, first + count) of r at the end of a run but the clean
+ * pages in it: still resident (the store refused an earlier page of the
+ * run), they stay as they were before the run, protected, and keep their
+ * copies.  What stays resident and becomes writable is saved for a
+ * snapshot first, and is to be sent again by a migration.  0 or -errno. */
 static int unprotect_but_clean(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
 	int ret = 0;
@@ -65,6 +67,11 @@ static int unprotect_but_clean(struct vm *vm, struct region *r, uint64_t first, 
 		uint64_t q = p;
 		while (q < end && !pe_is_clean(r->pt.entries[q]))
 			q++;
+		if (vm->eng.snapshot)
+			snapshot_before_unprotect(vm, r, p, q - p);
+		for (uint64_t i = p; vm->eng.migrate_out && i < q; i++)
+			if (pe_state(r->pt.entries[i]) == PAGE_RESIDENT)
+				migrate_out_touched(vm, r, i, 1);
 		ret = writeprotect_retry(vm, r->host_addr + p * r->page_size, (q - p) * r->page_size, false);
 		p = q;
 	}
@@ -150,12 +157,6 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	 * poison it, and its fault would wait for good.  So every page of the
 	 * run is unprotected, a clean one too, but one still resident and
 	 * clean (unprotect_but_clean). */
-
-	if (vm->eng.snapshot)
-		snapshot_before_unprotect(vm, r, first, count);  /* what stays resident becomes writable */
-	for (uint64_t p = first; vm->eng.migrate_out && p < first + count; p++)
-		if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT && !pe_is_clean(r->pt.entries[p]))
-			migrate_out_touched(vm, r, p, 1);    /* and is to be sent again */
 	int wp = unprotect_but_clean(vm, r, first, count);
 	if (wp && !ret)
 		ret = wp;
