@@ -122,6 +122,11 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 1 /* on */,
 		.doc = "a page a read fault brings back keeps its stored copy until written: evicting it again is a punch",
 	},
+	[SETTING_ACCESSED_BITS] = {
+		.name = "accessed-bits", .option = "accessed-bits", .arg = "on|off", .type = SETTING_ENUM,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 0 /* off */,
+		.doc = "reads count as uses for the eviction policies: memsrv unmaps a page whose reference bit a policy cleared and sees its next use in the VMM's page table (fewer faults, at 1-3 us of memsrv's time per page unmapped)",
+	},
 	[SETTING_MAPPING_SCAN_MS] = {
 		.name = "mapping-scan-ms", .option = "mapping-scan-ms", .arg = "N", .type = SETTING_UINT,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .min = 10, .max = 60000, .def = 1000,

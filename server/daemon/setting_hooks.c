@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "accessed.h"
 #include "clean_pages.h"
 #include "log.h"
 #include "peer_addr.h"
@@ -130,6 +131,12 @@ static void opt_clean_copies(struct memsrv_options *o, uint64_t v)
 	clean_copies_enabled = v;  /* the VM threads read it; none runs yet */
 }
 
+static void opt_accessed_bits(struct memsrv_options *o, uint64_t v)
+{
+	(void)o;
+	accessed_bits_enabled = v;  /* the VM threads read it; none runs yet */
+}
+
 static void opt_mapping_scan_ms(struct memsrv_options *o, uint64_t v)
 {
 	o->cfg.mapping_scan_ms = (unsigned)v;
@@ -225,6 +232,7 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
 	[SETTING_CLEAN_COPIES] = { .option = opt_clean_copies },
+	[SETTING_ACCESSED_BITS] = { .option = opt_accessed_bits },
 	[SETTING_MAPPING_SCAN_MS] = { .option = opt_mapping_scan_ms },
 	[SETTING_DEBUG_HASH_BITS] = { .option = opt_debug_hash_bits },
 };

@@ -153,7 +153,7 @@ void fault_mark_resident(struct vm *vm, struct region *r, uint64_t first, uint64
 		page_table_set(&r->pt, p, pe_arriving(r->pt.entries[p]));
 		/* only the faulting page was used; its neighbours came along */
 		bool used = r->first_page + p == vm->eng.fault_page;
-		vm_policy_resident(vm, r, p, used && vm->eng.fault_write);
+		vm_policy_resident(vm, r, p, used, used && vm->eng.fault_write);
 		/* demand brought it, or a stream about to read it (prefetch) */
 		sampler_note_fault(vm, r->first_page + p);
 	}

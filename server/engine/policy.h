@@ -35,7 +35,7 @@ struct policy_ops {
 struct policy {
 	const struct policy_ops *ops;
 	uint64_t npages, nresident;
-	uint8_t *flags;          /* POLICY_RESIDENT | POLICY_REF | POLICY_MOD */
+	uint8_t *flags;          /* POLICY_* below */
 	uint32_t *prev, *next;   /* list links, UINT32_MAX: none */
 	uint32_t head, tail;
 	uint8_t *age;            /* aging counters (aging only) */
@@ -46,6 +46,8 @@ struct policy {
 #define POLICY_RESIDENT 1u
 #define POLICY_REF 2u
 #define POLICY_MOD 4u
+#define POLICY_WATCHED 8u  /* unmapped from the VMM to see its next use (accessed.h) */
+#define POLICY_SEEN 16u    /* used since it became resident: worth watching (accessed.h) */
 #define POLICY_NIL UINT32_MAX
 
 /* The algorithm named name ("lru", "fifo", "clock", "second-chance",

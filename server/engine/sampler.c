@@ -85,7 +85,7 @@ static void back_resident(struct vm *vm, struct region *r, uint64_t idx, bool us
 	migrate_out_touched(vm, r, idx, 1);  /* writable once back: to send again */
 	page_table_set(&r->pt, idx, pe_arriving(r->pt.entries[idx]));
 	atomic_fetch_add(&vm->resident_bytes, r->page_size);
-	vm_policy_resident(vm, r, idx, write);
+	vm_policy_resident(vm, r, idx, used, write);
 	if (!used)
 		vm_policy_idle(vm, r, idx);  /* sampled and not used: first to go */
 }

@@ -1,8 +1,9 @@
 /* sampler: the working-set estimate and which pages are idle, by probation.
  *
- * memsrv cannot read a guest's accessed bits, so it tests pages instead, as
- * ESX does: once a second it draws a random sample of all of a VM's pages.
- * The resident ones it unmaps (race-free, like an eviction) but keeps their
+ * How much of all its memory a VM uses, resident or not, memsrv learns by
+ * testing pages, as ESX does (which resident pages it uses, the page tables
+ * tell: accessed.h): once a second it draws a random sample of all of a
+ * VM's pages.  The resident ones it unmaps (race-free, like an eviction) but keeps their
  * content raw in a small probation buffer: a page used again faults and
  * comes back from there at the cost of one fault, no decompression, and
  * counts as used.  The others (stored, zero, never touched) it watches: a

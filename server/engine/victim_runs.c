@@ -45,7 +45,7 @@ void victims_return(struct vm *vm, const uint64_t *victims, unsigned n, uint64_t
 		if (!is_resident(vm, victims[k]))
 			continue;
 		struct region *r = vm_region_of_page(vm, victims[k]);
-		vm_policy_resident(vm, r, victims[k] - r->first_page, false);
+		vm_policy_resident(vm, r, victims[k] - r->first_page, false, false);
 		vm_policy_idle(vm, r, victims[k] - r->first_page);  /* still the oldest: first in line again */
 		(*scan_budget)++;  /* not spent: a later try takes it again */
 	}

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accessed.h"
 #include "fault.h"
 #include "image_pages.h"
 #include "sampler.h"
@@ -118,10 +119,13 @@ added:;
 	return 0;
 }
 
-void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool write)
+void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool used, bool write)
 {
-	if (r->evictable && vm->eng.policy.ops)
-		vm->eng.policy.ops->resident(&vm->eng.policy, r->first_page + idx, write);
+	if (!r->evictable || !vm->eng.policy.ops)
+		return;
+	vm->eng.policy.ops->resident(&vm->eng.policy, r->first_page + idx, write);
+	if (used)
+		vm->eng.policy.flags[r->first_page + idx] |= POLICY_SEEN;
 }
 
 void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx)
@@ -151,7 +155,7 @@ static int policy_build(struct vm *vm, const struct policy_ops *ops)
 		const struct region *r = &vm->regions[i];
 		for (uint64_t p = 0; r->evictable && p < r->pt.npages; p++)
 			if (pe_state(r->pt.entries[p]) == PAGE_RESIDENT)
-				vm_policy_resident(vm, r, p, false);
+				vm_policy_resident(vm, r, p, false, false);
 	}
 	return 0;
 }
@@ -186,6 +190,7 @@ int vm_start(struct vm *vm)
 	if (ret)
 		return ret;
 	vm_state_adopt_probation(vm);
+	accessed_init(vm);
 	ret = swap_reads_init(vm);
 	if (ret)
 		vm_warn(vm, "no io_uring for swap reads (%s): faults on swapped pages read synchronously",
@@ -311,6 +316,7 @@ void vm_destroy(struct vm *vm)
 		stop_thread(vm);
 	swap_reads_exit(vm);
 	sampler_fini(vm);
+	accessed_fini(vm);
 	refuse_jobs(vm);
 	/* a VM whose pages may still be asked for keeps its state and its
 	 * references; any other gives them back, its file first */
@@ -440,6 +446,7 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->migration_pages_left = atomic_load(&vm->migration_pages_left);
 	static const char *const balloon_names[] = { "unknown", "yes", "no" };
 	info->balloon = (char *)balloon_names[atomic_load(&vm->balloon.answer)];
+	info->accessed_off = (char *)accessed_off_reason(atomic_load(&vm->accessed_state));
 #define X(name) info->name = ctr_get(&vm->ctr.name);
 	VM_COUNTERS(X)
 #undef X

@@ -58,7 +58,9 @@
 	X(prefetched_pages)       \
 	X(fault_errors)         \
 	X(pages_poisoned)       \
-	X(faults_image)
+	X(faults_image)         \
+	X(accessed_unmaps)      \
+	X(accessed_found)
 
 /* A VM's conditions (VmInfo.conditions, and the node's): it holds pages
  * whose content is lost (poison.h); another process maps its RAM, so
@@ -197,6 +199,7 @@ struct vm_engine {
 	void *io_buf;            /* EVICT_RUN_PAGES pages for pread */
 	struct swap_reads *reads; /* faults waiting on swap (swap_reads.c) */
 	struct sampler *sampler;  /* pages in probation (sampler.c) */
+	struct accessed *accessed; /* reference bits from the VMM's page tables (accessed.h); NULL: none */
 	void *page_buf;          /* one (huge) page for decompression and reads */
 	const void *zero_buf;    /* one (huge) page of zeros, read-only: what zero copies place */
 	size_t page_buf_size;    /* of each */
@@ -239,6 +242,7 @@ struct vm {
 	/* another process maps the VM's RAM outside its uffd (mappings.c):
 	 * its pid, 0 for none; nothing is evicted while it does */
 	_Atomic pid_t unprotected_by;
+	_Atomic int accessed_state;    /* ACCESSED_* (accessed.h): reference bits from its page tables */
 	char unprotected_reason[160];  /* server thread */
 	char *conditions[2];           /* vm_fill_info()'s, server thread */
 
@@ -300,8 +304,10 @@ void vm_post_job(struct vm *vm, struct vm_job *job);
 /* Wakes the VM thread to look at changed settings. */
 void vm_post_wakeup(struct vm *vm);
 
-/* Tells the policy about a page of r that became resident / left. */
-void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool write);
+/* Tells the policy about a page of r that became resident (used: the guest
+ * used it, a fault on it, not a neighbour that came along; write: it wrote)
+ * / left. */
+void vm_policy_resident(struct vm *vm, const struct region *r, uint64_t idx, bool used, bool write);
 void vm_policy_gone(struct vm *vm, const struct region *r, uint64_t idx);
 /* A resident page of r known not to be in use: first in line to leave. */
 void vm_policy_idle(struct vm *vm, const struct region *r, uint64_t idx);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accessed.h"
 #include "clean_pages.h"
 #include "discards.h"
 #include "fault.h"
@@ -83,6 +84,7 @@ static void serve_and_spin(struct vm *vm)
 			deadline = monotonic_ns() + spin;
 		} else {
 			evict_keep_headroom(vm, SPIN_HEADROOM_PAGES);
+			accessed_step(vm);
 		}
 		if (swap_reads_ready(vm)) {
 			swap_reads_reap(vm);
@@ -373,6 +375,7 @@ void *vm_thread_main(void *arg)
 		else if (vm->eng.migrate_in && (p[3].revents || p[4].revents))
 			migrate_in_step(vm, &p[3]);
 		evict_keep_headroom(vm, UINT64_MAX);
+		accessed_step(vm);
 		if (p[0].revents & (POLLERR | POLLHUP))
 			fault_vmm_gone(vm, -ESRCH);
 		else if (background)

@@ -43,7 +43,7 @@ static void arrive(uint64_t page)
 {
 	struct region *r = vm_region_of_page(vm, page);
 	page_table_set(&r->pt, page - r->first_page, pe_make(PAGE_RESIDENT, 0, 0));
-	vm_policy_resident(vm, r, page - r->first_page, false);
+	vm_policy_resident(vm, r, page - r->first_page, false, false);
 }
 
 static void set_state(uint64_t page, enum page_state st)

@@ -126,7 +126,7 @@ void policy_mark_idle(struct policy *p, uint64_t page)
 void policy_set_bits(struct policy *p, uint64_t page, bool write)
 {
 	if (p->flags[page] & POLICY_RESIDENT)
-		p->flags[page] |= POLICY_REF | (write ? POLICY_MOD : 0);
+		p->flags[page] |= POLICY_REF | POLICY_SEEN | (write ? POLICY_MOD : 0);
 }
 
 void policy_list_resident(struct policy *p, uint64_t page, bool write)
