@@ -13,11 +13,16 @@
  * to memsrv; PAGEMAP_SCAN (PAGE_IS_PRESENT) on /proc/PID/pagemap then shows
  * which of those pages were used, and their bits are set again.
  *
- * Laps over the VM's pages run on the VM thread between faults, in bounded
- * steps, one every few hundred evictions (and at least once a second, for
- * the policies that clear bits on their tick).  Off where it cannot work: swap configured (MADV_PAGEOUT would
- * write shmem out), hugetlbfs or anonymous regions, a kernel before 6.7
- * (no PAGEMAP_SCAN), no CAP_SYS_NICE, or --accessed-bits off.
+ * Only pages the guest used since they came are watched (POLICY_SEEN): a
+ * neighbour a fault or a stream's prefetch placed is not unmapped before
+ * its one read.  Laps over the VM's pages run on the VM thread between
+ * faults, in bounded steps, paced by evictions (and a second after the last
+ * one, for the policies that clear bits on their tick).
+ *
+ * Off by default (--accessed-bits: its cost against what it saves,
+ * docs/benchmarks.md), and off where it cannot work: swap configured
+ * (MADV_PAGEOUT would write shmem out), hugetlbfs or anonymous regions, a
+ * kernel before 6.7 (no PAGEMAP_SCAN), no CAP_SYS_NICE.
  */
 #ifndef MEMSRV_ACCESSED_H
 #define MEMSRV_ACCESSED_H

@@ -2,8 +2,8 @@
  * page the guest only reads while it is resident counts as used, so under
  * clock a hot set that is read, never written, stays resident while cold
  * pages stream through; without the bits (--accessed-bits off, the
- * default) it leaves in arrival order and faults again each time round.  The test process is
- * the VMM. */
+ * default) it leaves in arrival order and faults again each time round.
+ * The test process is the VMM. */
 #include <criterion/criterion.h>
 #include <string.h>
 
