@@ -297,16 +297,6 @@ static void lap_begin(struct vm *vm, struct accessed *a)
 	a->idx = 0;
 }
 
-void accessed_pass(struct vm *vm)
-{
-	struct accessed *a = vm->eng.accessed;
-	if (!a || !vm->eng.policy.ops || vm->eng.vmm_gone)
-		return;
-	lap_begin(vm, a);
-	while (vm->eng.accessed && a->in_lap)
-		step(vm, a);
-}
-
 void accessed_step(struct vm *vm)
 {
 	struct accessed *a = vm->eng.accessed;

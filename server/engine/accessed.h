@@ -53,11 +53,9 @@ void accessed_init(struct vm *vm);
 void accessed_fini(struct vm *vm);
 
 /* A bounded step of a lap over the VM's pages, when one is under way or
- * due: cheap when not.  For the quiet moments between faults. */
+ * due (cheap when not): the watched pages of a stretch found mapped again
+ * get their bits set, then its pages whose bits are clear are unmapped.
+ * For the quiet moments between faults. */
 void accessed_step(struct vm *vm);
-
-/* A whole lap now: the bits of the pages used since they were unmapped are
- * set again, then the pages whose bits are clear are unmapped. */
-void accessed_pass(struct vm *vm);
 
 #endif
