@@ -10,8 +10,6 @@
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/uio.h>
-#include <sys/vfs.h>
-#include <linux/magic.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -35,9 +33,8 @@ struct pm_scan_arg {
 #endif
 
 #define RANGES 256          /* present ranges per PAGEMAP_SCAN call */
-#define IOVS 512            /* ranges per process_madvise call (IOV_MAX is 1024) */
 #define STEP_PAGES 4096     /* address space a step folds... */
-#define STEP_UNMAPS 64      /* ...and pages it unmaps at most (each 1-3 us) */
+#define STEP_UNMAPS 64      /* ...and pages it unmaps at most (each 1-3 us), one process_madvise */
 #define LAP_EVICTIONS 64    /* evictions before the next lap, at least... */
 #define LAP_SHARE 32        /* ...a 32nd of the resident pages: their bits stay fresh... */
 #define LAP_SCAN_SHARE 128  /* ...and a 128th of all: a lap's walk costs 2 us an eviction */
@@ -51,7 +48,7 @@ struct accessed {
 	uint64_t idx;
 	uint64_t last_ns, evictions_then;  /* when the last lap began */
 	unsigned n_iov;
-	struct iovec iov[IOVS];
+	struct iovec iov[STEP_UNMAPS];
 	struct page_region ranges[RANGES];
 };
 
@@ -67,12 +64,6 @@ static const char *const off_reasons[] = {
 const char *accessed_off_reason(int state)
 {
 	return state >= 0 && state < (int)(sizeof off_reasons / sizeof off_reasons[0]) ? off_reasons[state] : NULL;
-}
-
-static bool on_shmem(int fd)
-{
-	struct statfs sf;
-	return fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
 }
 
 /* A call that worked at the start fails (the VMM is going, most likely). */
@@ -112,14 +103,12 @@ static int open_vmm(struct vm *vm, struct accessed *a, const char **what)
 /* Why the VM cannot have the bits, or ACCESSED_ON with a set up. */
 static int set_up(struct vm *vm, struct accessed *a)
 {
-	if (!accessed_bits_enabled)
-		return ACCESSED_OFF_SETTING;
-	if (!vm->evictable || vm->pid <= 0)
-		return ACCESSED_OFF_NOT_EVICTABLE;
 	bool any = false;
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		const struct region *r = &vm->regions[i];
-		a->eligible[i] = r->evictable && r->fd >= 0 && r->page_size == 4096 && on_shmem(r->fd);
+		/* MEMFD: Hello found the fd on tmpfs (hello.c, backing_of_fd) */
+		a->eligible[i] = r->evictable && r->fd >= 0 && r->page_size == 4096 &&
+				 r->backing == MEMSRV__BACKING__BACKING_MEMFD;
 		any |= a->eligible[i];
 	}
 	if (!any)
@@ -135,6 +124,11 @@ static int set_up(struct vm *vm, struct accessed *a)
 
 void accessed_init(struct vm *vm)
 {
+	/* the default, and VMs it cannot help: nothing to set up */
+	if (!accessed_bits_enabled || !vm->evictable || vm->pid <= 0) {
+		atomic_store(&vm->accessed_state, !accessed_bits_enabled ? ACCESSED_OFF_SETTING : ACCESSED_OFF_NOT_EVICTABLE);
+		return;
+	}
 	struct accessed *a = calloc(1, sizeof *a);
 	if (!a) {
 		atomic_store(&vm->accessed_state, ACCESSED_OFF_KERNEL);
@@ -170,20 +164,14 @@ static int unmap_flush(struct accessed *a)
 	return n < 0 ? -errno : 0;
 }
 
-static int unmap_add(struct accessed *a, uint64_t addr)
+/* Adds a page to the step's ranges (at most STEP_UNMAPS pages, so they fit). */
+static void unmap_add(struct accessed *a, uint64_t addr)
 {
 	struct iovec *last = a->n_iov ? &a->iov[a->n_iov - 1] : NULL;
-	if (last && (uint64_t)(uintptr_t)last->iov_base + last->iov_len == addr) {
+	if (last && (uint64_t)(uintptr_t)last->iov_base + last->iov_len == addr)
 		last->iov_len += 4096;
-		return 0;
-	}
-	if (a->n_iov == IOVS) {
-		int ret = unmap_flush(a);
-		if (ret)
-			return ret;
-	}
-	a->iov[a->n_iov++] = (struct iovec){ .iov_base = (void *)(uintptr_t)addr, .iov_len = 4096 };
-	return 0;
+	else
+		a->iov[a->n_iov++] = (struct iovec){ .iov_base = (void *)(uintptr_t)addr, .iov_len = 4096 };
 }
 
 /* The watched pages among r's [first, end) mapped again since: used.
@@ -236,9 +224,7 @@ static int64_t unmap_unreferenced(struct vm *vm, struct accessed *a, const struc
 		if ((flags[i] & (POLICY_RESIDENT | POLICY_SEEN | POLICY_REF | POLICY_WATCHED)) !=
 		    (POLICY_RESIDENT | POLICY_SEEN))
 			continue;
-		int ret = unmap_add(a, r->host_addr + i * 4096);
-		if (ret)
-			return ret;
+		unmap_add(a, r->host_addr + i * 4096);
 		flags[i] |= POLICY_WATCHED;
 		n++;
 	}
