@@ -106,7 +106,9 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
  * and they read as zeros from now on.  Whole 4 KiB pages (whole huge pages
  * on hugetlbfs) inside one region.  This is the only way to discard guest
  * RAM under memsrv: munmap or MADV_DONTNEED of shared memory leave the data
- * where it was, and memsrv keeps it.  0 or -errno. */
+ * where it was, and memsrv keeps it.  Returns once memsrv took the discard
+ * in (as long as a fault would wait): the guest may reuse the pages at
+ * once.  0 or -errno. */
 int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len);
 
 #define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */

@@ -846,6 +846,13 @@ int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
 	if (ret)
 		return fail(ret, "telling memsrv of the discard: %s (pages it held there come back as they were)",
 			    strerror(-ret));
+	/* The Discard travels apart from the faults: the zap is their fence.
+	 * Its REMOVE event holds this call until memsrv read it, and memsrv
+	 * applies the Discards sent before an event before any fault read
+	 * after it, so no access once this returns gets the old page. */
+	if (s->regions[i].fd_index && madvise(addr, len, MADV_DONTNEED))
+		return fail(-errno, "zapping %p + %llu after the discard: %s", addr, (unsigned long long)len,
+			    strerror(errno));
 	return 0;
 }
 

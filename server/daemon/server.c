@@ -651,15 +651,22 @@ static void handle_conn(struct server *srv, struct conn *c)
 		drop_conn(srv, c, true);
 		return;
 	}
+	/* a VM thread that read the REMOVE of a memsrv_discard() waits for
+	 * this read and its job (discards_apply_sent) */
+	struct vm *vm = c->vm;
+	if (vm)
+		atomic_store(&vm->session_reading, true);
 	int ret = wire_recv_client(c->fd, &msg, fds, &nfds, &fault);
+	if (ret > 0)
+		dispatch(srv, c, msg, fds, nfds);  /* which keeps a VMM's connection, and so its VM */
+	if (vm)
+		atomic_store_explicit(&vm->session_reading, false, memory_order_release);
 	if (ret == -EAGAIN)
 		return;  /* woken for nothing */
-	if (ret <= 0) {
+	if (ret <= 0)
 		recv_failed(srv, c, ret, &fault);
-		return;
-	}
-	dispatch(srv, c, msg, fds, nfds);
-	memsrv__client_message__free_unpacked(msg, NULL);
+	else
+		memsrv__client_message__free_unpacked(msg, NULL);
 }
 
 int server_run(struct server *srv)

@@ -18,7 +18,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -219,6 +221,40 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 			r->unmapped = true;
 			vm_info(vm, "region at 0x%" PRIx64 " unmapped by the VMM", r->host_addr);
 		}
+	}
+}
+
+/* Whether the server thread took every record the VMM sent so far off the
+ * session socket and posted what it asked for (vm.h: session_reading).
+ * The read that empties the queue comes after the flag was set, so a
+ * queue seen empty with the flag clear has nothing in flight. */
+static bool session_dispatched(struct vm *vm)
+{
+	int queued = 0;
+	if (ioctl(vm->session_fd, FIONREAD, &queued))
+		return true;  /* no session to wait for */
+	return queued == 0 && !atomic_load_explicit(&vm->session_reading, memory_order_acquire);
+}
+
+#define SENT_WAIT_NS 2000000000ull
+
+void discards_apply_sent(struct vm *vm)
+{
+	if (vm->session_fd < 0)
+		return;
+	uint64_t deadline = monotonic_ns() + SENT_WAIT_NS;
+	while (!session_dispatched(vm)) {
+		if (monotonic_ns() > deadline) {
+			vm_warn(vm, "the server thread read nothing of the VMM's session for 2 s: a Discard it sent may "
+				    "be applied after faults on its pages");
+			break;
+		}
+		sched_yield();
+	}
+	for (struct vm_job *job = vm_take_jobs_of_kind(vm, VM_JOB_DISCARD), *next; job; job = next) {
+		next = job->next;
+		discards_apply(vm, job->addr, job->addr + job->len, DISCARD_REQUESTED);
+		vm_job_free(job);
 	}
 }
 

@@ -19,6 +19,15 @@ enum discard_kind {
 /* Applies one of them to the pages of [start, end) in the VM's regions. */
 void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_kind kind);
 
+/* Applies the Discards the VMM sent before the REMOVE event just read.
+ * memsrv_discard() sends its Discard, then zaps the range, and the zap
+ * returns only once the VM thread read its event: waiting here until the
+ * server thread dispatched every record sent before (at most 2 s) puts
+ * their Discards in the job queue, and applying them now puts them before
+ * any fault read after the event — a page the guest touches once the call
+ * returned reads zeros, never the copy memsrv held. */
+void discards_apply_sent(struct vm *vm);
+
 /* Whether [start, start + len) is whole pages inside one region (any thread:
  * regions do not change after attach). */
 bool discards_range_valid(const struct vm *vm, uint64_t start, uint64_t len);

@@ -86,10 +86,14 @@ bool fault_waits(struct vm *vm)
 void fault_apply_events(struct vm *vm)
 {
 	vm->eng.events_unapplied = false;
+	bool fenced = false;
 	for (unsigned k = 0; k < vm->eng.pending_len; k++) {
 		struct uffd_msg *m = &vm->eng.pending[(vm->eng.pending_head + k) % PENDING_MSGS];
 		switch (m->event) {
 		case UFFD_EVENT_REMOVE:
+			if (!fenced)
+				discards_apply_sent(vm);  /* memsrv_discard's zap: its Discard first */
+			fenced = true;
 			discards_apply(vm, m->arg.remove.start, m->arg.remove.end, DISCARD_REMOVE_EVENT);
 			m->event = MSG_CONSUMED;
 			break;

@@ -202,6 +202,27 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+struct vm_job *vm_take_jobs_of_kind(struct vm *vm, enum vm_job_kind kind)
+{
+	struct vm_job *taken = NULL, **taken_tail = &taken;
+	pthread_mutex_lock(&vm->thr.job_lock);
+	struct vm_job **p = &vm->thr.jobs;
+	while (*p) {
+		struct vm_job *job = *p;
+		if (job->kind != kind) {
+			p = &job->next;
+			continue;
+		}
+		*p = job->next;
+		job->next = NULL;
+		*taken_tail = job;
+		taken_tail = &job->next;
+	}
+	vm->thr.jobs_tail = p;
+	pthread_mutex_unlock(&vm->thr.job_lock);
+	return taken;
+}
+
 void vm_post_job(struct vm *vm, struct vm_job *job)
 {
 	job->next = NULL;

@@ -227,6 +227,10 @@ struct vm {
 	pid_t pid;
 	int uffd;
 	int session_fd;          /* owned by the server; written through out only */
+	/* the server thread is taking a record off session_fd and acting on
+	 * it: set before the read, cleared once its job is posted (what a
+	 * REMOVE event waits for: discards_apply_sent()) */
+	_Atomic bool session_reading;
 	struct session_out out;  /* what waits to go out on it (session_out.h) */
 	struct region regions[VM_MAX_REGIONS];
 	unsigned n_regions;
@@ -301,6 +305,9 @@ struct vm_job *vm_job_new(enum vm_job_kind kind);
 void vm_job_free(struct vm_job *job);
 /* Hands a job to the VM thread; it owns the job from then on. */
 void vm_post_job(struct vm *vm, struct vm_job *job);
+/* VM thread: takes the posted jobs of that kind out of the queue, in the
+ * order posted, leaving the others queued as they were. */
+struct vm_job *vm_take_jobs_of_kind(struct vm *vm, enum vm_job_kind kind);
 /* Wakes the VM thread to look at changed settings. */
 void vm_post_wakeup(struct vm *vm);
 

@@ -137,6 +137,26 @@ Test(self_vmm, discarded_pages_leave_the_store_and_read_as_zero)
 	guest_release(&g);
 }
 
+/* A page the guest touches the moment memsrv_discard() returned (free page
+ * reporting hands it back to the guest's allocator at once) reads zeros:
+ * the fault must not overtake the Discard and get the stored copy. */
+Test(self_vmm, a_page_read_right_after_its_discard_reads_zeros)
+{
+	struct guest g;
+	attach(&g, "discard-race", 4 << 20, 0);
+	fill(&g, 4);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "discard-race", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	size_t pages = g.size / PAGE, stale = 0;
+	for (size_t p = 0; p < pages; p++) {
+		cr_assert_eq(memsrv_discard(g.s, g.mem + p * PAGE, PAGE), 0, "discard: %s", memsrv_last_error());
+		stale += g.mem[p * PAGE + 8] != 0;
+	}
+	cr_assert_eq(stale, 0, "%zu of %zu pages read their old content right after their discard", stale, pages);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
 /* The VMM punches and zaps the whole guest as soon as the restore on detach
  * has placed its first page: the REMOVE event is unread while memsrv copies
  * the next page, which gets EAGAIN, and the resync applies it.  Only a
