@@ -127,6 +127,11 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 0 /* off */,
 		.doc = "reads count as uses for the eviction policies: memsrv unmaps a page whose reference bit a policy cleared and sees its next use in the VMM's page table (fewer faults, at 1-3 us of memsrv's time per page unmapped)",
 	},
+	[SETTING_RESUME_BACKGROUND] = {
+		.name = "resume-background", .option = "resume-background", .arg = "on|off", .type = SETTING_ENUM,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 1 /* on */,
+		.doc = "a VM resumed from an image gets its first-touch pages installed and the rest moved into the store between faults (off: each page comes from the image when the guest first touches it, and the image stays open until then)",
+	},
 	[SETTING_MAPPING_SCAN_MS] = {
 		.name = "mapping-scan-ms", .option = "mapping-scan-ms", .arg = "N", .type = SETTING_UINT,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .min = 10, .max = 60000, .def = 1000,

@@ -10,6 +10,7 @@
 #include "access.h"
 #include "accessed.h"
 #include "clean_pages.h"
+#include "image_pages.h"
 #include "log.h"
 #include "peer_addr.h"
 #include "vm_state.h"
@@ -137,6 +138,12 @@ static void opt_accessed_bits(struct memsrv_options *o, uint64_t v)
 	accessed_bits_enabled = v;  /* the VM threads read it; none runs yet */
 }
 
+static void opt_resume_background(struct memsrv_options *o, uint64_t v)
+{
+	(void)o;
+	image_background_enabled = v;  /* the VM threads read it; none runs yet */
+}
+
 static void opt_mapping_scan_ms(struct memsrv_options *o, uint64_t v)
 {
 	o->cfg.mapping_scan_ms = (unsigned)v;
@@ -233,6 +240,7 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
 	[SETTING_CLEAN_COPIES] = { .option = opt_clean_copies },
 	[SETTING_ACCESSED_BITS] = { .option = opt_accessed_bits },
+	[SETTING_RESUME_BACKGROUND] = { .option = opt_resume_background },
 	[SETTING_MAPPING_SCAN_MS] = { .option = opt_mapping_scan_ms },
 	[SETTING_DEBUG_HASH_BITS] = { .option = opt_debug_hash_bits },
 };

@@ -240,10 +240,11 @@ static bool session_dispatched(struct vm *vm)
 
 void discards_apply_sent(struct vm *vm)
 {
-	if (vm->session_fd < 0)
-		return;
+	/* a detach or shutdown may hold the server thread until this one ends:
+	 * what it posted is all there will be */
+	bool wait = vm->session_fd >= 0 && !vm->eng.detaching && !vm->thr.stopping;
 	uint64_t deadline = monotonic_ns() + SENT_WAIT_NS;
-	while (!session_dispatched(vm)) {
+	while (wait && !session_dispatched(vm)) {
 		if (monotonic_ns() > deadline) {
 			vm_warn(vm, "the server thread read nothing of the VMM's session for 2 s: a Discard it sent may "
 				    "be applied after faults on its pages");

@@ -492,10 +492,12 @@ static bool fault_waiting(const struct vm *vm)
 	return vm->eng.pending_len || fault_uffd_ready(vm);
 }
 
+bool image_background_enabled = true;
+
 bool image_pages_busy(const struct vm *vm)
 {
 	const struct vm_image *im = vm->image;
-	return im && im->img && im->fill != IMAGE_FILL_DONE;
+	return image_background_enabled && im && im->img && im->fill != IMAGE_FILL_DONE;
 }
 
 /* The first-touch list is left to the faults from here on. */

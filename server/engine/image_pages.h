@@ -6,7 +6,7 @@
  * ones not zero) a mark unit at a time (16 MiB of RAM; more for a VM over
  * 256 GiB) on the first look into the unit: a fault, a discard, a
  * snapshot, a restore (image_pages_prepare()), or the background, which
- * marks every unit soon after the start.  A page of a unit not marked yet
+ * marks every unit soon after the start (unless --resume-background off).  A page of a unit not marked yet
  * reads PAGE_NEVER and must not be taken for one: every path that reads or
  * changes a resumed VM's entries prepares them first.  With --state-dir
  * the bitmap of marked units is in the VM's state file, each bit set after
@@ -159,6 +159,10 @@ void image_pages_faulted(struct vm *vm, uint64_t page);
 /* Once a second (VM thread): an image no page comes from any more is
  * closed, and its lock released. */
 void image_pages_tick(struct vm *vm);
+
+/* --resume-background (settings.h): off, no background at all, and a page
+ * comes from the image only when the guest first touches it. */
+extern bool image_background_enabled;
 
 /* Whether the background has work left (the VM thread then polls without
  * sleeping). */
