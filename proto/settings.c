@@ -132,6 +132,11 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 1 /* on */,
 		.doc = "a VM resumed from an image gets its first-touch pages installed and the rest moved into the store between faults (off: each page comes from the image when the guest first touches it, and the image stays open until then)",
 	},
+	[SETTING_FOLLOW_VCPUS] = {
+		.name = "follow-vcpus", .option = "follow-vcpus", .arg = "on|off", .type = SETTING_ENUM,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_off_on, .def = 1 /* on */,
+		.doc = "a VM's thread runs on the CPUs its VMM's faulting threads are pinned to, so a fault is served on the CPU its vCPU just left (no effect while they may run anywhere)",
+	},
 	[SETTING_MAPPING_SCAN_MS] = {
 		.name = "mapping-scan-ms", .option = "mapping-scan-ms", .arg = "N", .type = SETTING_UINT,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .min = 10, .max = 60000, .def = 1000,

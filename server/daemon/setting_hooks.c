@@ -10,6 +10,7 @@
 #include "access.h"
 #include "accessed.h"
 #include "clean_pages.h"
+#include "cpu_follow.h"
 #include "image_pages.h"
 #include "log.h"
 #include "peer_addr.h"
@@ -126,24 +127,6 @@ static void opt_spin_us(struct memsrv_options *o, uint64_t v)
 	fault_spin_ns = v * 1000;  /* the VM threads read it; none runs yet */
 }
 
-static void opt_clean_copies(struct memsrv_options *o, uint64_t v)
-{
-	(void)o;
-	clean_copies_enabled = v;  /* the VM threads read it; none runs yet */
-}
-
-static void opt_accessed_bits(struct memsrv_options *o, uint64_t v)
-{
-	(void)o;
-	accessed_bits_enabled = v;  /* the VM threads read it; none runs yet */
-}
-
-static void opt_resume_background(struct memsrv_options *o, uint64_t v)
-{
-	(void)o;
-	image_background_enabled = v;  /* the VM threads read it; none runs yet */
-}
-
 static void opt_mapping_scan_ms(struct memsrv_options *o, uint64_t v)
 {
 	o->cfg.mapping_scan_ms = (unsigned)v;
@@ -238,9 +221,10 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_PEER_KEY] = { .option_text = opt_peer_key },
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
-	[SETTING_CLEAN_COPIES] = { .option = opt_clean_copies },
-	[SETTING_ACCESSED_BITS] = { .option = opt_accessed_bits },
-	[SETTING_RESUME_BACKGROUND] = { .option = opt_resume_background },
+	[SETTING_CLEAN_COPIES] = { .on = &clean_copies_enabled },
+	[SETTING_ACCESSED_BITS] = { .on = &accessed_bits_enabled },
+	[SETTING_RESUME_BACKGROUND] = { .on = &image_background_enabled },
+	[SETTING_FOLLOW_VCPUS] = { .on = &cpu_follow_enabled },
 	[SETTING_MAPPING_SCAN_MS] = { .option = opt_mapping_scan_ms },
 	[SETTING_DEBUG_HASH_BITS] = { .option = opt_debug_hash_bits },
 };
@@ -257,6 +241,8 @@ void settings_options_init(struct memsrv_options *o)
 	for (int i = 0; i < SETTINGS_COUNT; i++)
 		if (hooks[i].option)
 			hooks[i].option(o, settings[i].def);
+		else if (hooks[i].on)
+			*hooks[i].on = settings[i].def;
 }
 
 int settings_apply_option(struct memsrv_options *o, const struct setting *s, const char *text, char *why, size_t len)
@@ -266,7 +252,9 @@ int settings_apply_option(struct memsrv_options *o, const struct setting *s, con
 		return h->option_text(o, text, why, len);
 	uint64_t v;
 	int err = setting_parse(s, text, &v, why, len);
-	if (!err)
+	if (!err && h->on)
+		*h->on = v;  /* the VM threads read it; none runs yet */
+	else if (!err)
 		h->option(o, v);
 	return err;
 }

@@ -36,8 +36,10 @@ struct setting_hook {
 	/* SET_BY_OPTION: a checked value into the options... */
 	void (*option)(struct memsrv_options *o, uint64_t value);
 	/* ...or, for a STRING, the option's argument as it is: 0, or -errno
-	 * with why (what the table cannot check: a group name). */
+	 * with why (what the table cannot check: a group name)... */
 	int (*option_text)(struct memsrv_options *o, const char *text, char *why, size_t len);
+	/* ...or, for an on|off switch of the engine, the flag it sets */
+	bool *on;
 };
 
 const struct setting_hook *setting_hook(enum setting_id id);

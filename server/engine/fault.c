@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clean_pages.h"
+#include "cpu_follow.h"
 #include "discards.h"
 #include "image_pages.h"
 #include "migrate_in.h"
@@ -464,6 +465,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 		return;
 	}
 	uint64_t idx = (addr - r->host_addr) / r->page_size;
+	cpu_follow_fault(vm, (pid_t)m->arg.pagefault.feat.ptid);  /* 0 without UFFD_FEATURE_THREAD_ID */
 	if (migrate_in_waits(vm, m, r, idx, t_read))
 		return;  /* served when its page is final */
 	vm->eng.fault_page = r->first_page + idx;

@@ -198,6 +198,9 @@ int vm_start(struct vm *vm)
 	ret = pthread_create(&vm->thr.thread, NULL, vm_thread_main, vm);
 	if (ret)
 		return -ret;
+	char comm[16];  /* top -H, ps -L: which VM a thread serves */
+	snprintf(comm, sizeof comm, "vm-%.12s", vm->name);
+	pthread_setname_np(vm->thr.thread, comm);
 	vm->thr.started = true;
 	return 0;
 }

@@ -26,6 +26,7 @@
 #include "page_state.h"
 #include "policy.h"
 #include "codec.h"
+#include "cpu_follow.h"
 #include "session_out.h"
 #include "store.h"
 
@@ -200,6 +201,7 @@ struct vm_engine {
 	struct swap_reads *reads; /* faults waiting on swap (swap_reads.c) */
 	struct sampler *sampler;  /* pages in probation (sampler.c) */
 	struct accessed *accessed; /* reference bits from the VMM's page tables (accessed.h); NULL: none */
+	struct cpu_follow cpu_follow; /* the CPUs of the VM's vCPUs, where its thread runs (cpu_follow.h) */
 	void *page_buf;          /* one (huge) page for decompression and reads */
 	const void *zero_buf;    /* one (huge) page of zeros, read-only: what zero copies place */
 	size_t page_buf_size;    /* of each */

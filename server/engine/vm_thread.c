@@ -14,6 +14,7 @@
 
 #include "accessed.h"
 #include "clean_pages.h"
+#include "cpu_follow.h"
 #include "discards.h"
 #include "fault.h"
 #include "image.h"
@@ -62,7 +63,7 @@ static unsigned cpus_usable(void)
 static void serve_and_spin(struct vm *vm)
 {
 	fault_serve_available(vm);
-	if (!fault_spin_ns)
+	if (!fault_spin_ns || vm->eng.cpu_follow.one_cpu)
 		return;
 	unsigned cpus = atomic_load_explicit(&spin_cpus, memory_order_relaxed);
 	if (!cpus) {
@@ -332,6 +333,7 @@ void *vm_thread_main(void *arg)
 		if (now >= next_tick) {
 			sampler_tick(vm);
 			image_pages_tick(vm);
+			cpu_follow_tick(vm);
 			if (vm->eng.policy.ops && vm->eng.policy.ops->tick)
 				vm->eng.policy.ops->tick(&vm->eng.policy);
 			next_tick = now + POLICY_TICK_NS;

@@ -2,10 +2,12 @@
  * through libmemsrv to a real memsrv and checks every byte after eviction,
  * limits, discards and detach. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -153,6 +155,78 @@ Test(self_vmm, a_page_read_right_after_its_discard_reads_zeros)
 		stale += g.mem[p * PAGE + 8] != 0;
 	}
 	cr_assert_eq(stale, 0, "%zu of %zu pages read their old content right after their discard", stale, pages);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+/* Whether memsrv's thread of VM "pinned" (named vm-pinned) may run on CPU
+ * cpu alone. */
+static bool vm_thread_on_cpu(int cpu)
+{
+	char dir[64], want[32], line[256];
+	snprintf(dir, sizeof dir, "/proc/%d/task", srv.pid);
+	snprintf(want, sizeof want, "Cpus_allowed_list:\t%d\n", cpu);
+	DIR *d = opendir(dir);
+	cr_assert(d, "%s: %s", dir, strerror(errno));
+	bool found = false;
+	for (struct dirent *de; !found && (de = readdir(d));) {
+		char path[400];
+		snprintf(path, sizeof path, "%s/%s/status", dir, de->d_name);
+		FILE *f = de->d_name[0] == '.' ? NULL : fopen(path, "r");
+		bool vm_thread = false;
+		while (f && !found && fgets(line, sizeof line, f)) {
+			vm_thread |= !strcmp(line, "Name:\tvm-pinned\n");
+			found = vm_thread && !strcmp(line, want);
+		}
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+struct pinned_reader {
+	struct guest *g;
+	int cpu;
+	bool followed;
+};
+
+/* Pinned to one CPU, faults on the whole guest until memsrv's VM thread
+ * runs on that CPU too (the set is made anew each second). */
+static void *read_pinned(void *arg)
+{
+	struct pinned_reader *pr = arg;
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(pr->cpu, &one);
+	if (pthread_setaffinity_np(pthread_self(), sizeof one, &one))
+		return NULL;
+	for (int round = 0; round < 40 && !pr->followed; round++) {
+		memsrv__server_message__free_unpacked(ctl_evict_ok(&srv, "pinned", 0, true), NULL);
+		if (count_bad(pr->g, 5, 0, pr->g->size / PAGE))
+			return NULL;
+		pr->followed = vm_thread_on_cpu(pr->cpu);
+		usleep(100000);
+	}
+	return NULL;
+}
+
+/* A VMM that pins its vCPU gets its faults served on that CPU: the VM
+ * thread takes the faulting thread's affinity (cpu_follow.h). */
+Test(self_vmm, the_vm_thread_runs_where_the_pinned_vcpu_does)
+{
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		cr_skip_test("one CPU: nothing to follow");
+	struct guest g;
+	attach(&g, "pinned", 2 << 20, 0);
+	fill(&g, 5);
+	cr_assert(!vm_thread_on_cpu(1), "the VM thread is not pinned before the vCPU is");
+	struct pinned_reader pr = { .g = &g, .cpu = 1 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, read_pinned, &pr), 0);
+	pthread_join(t, NULL);
+	cr_assert(pr.followed, "the VM thread never came to CPU 1, where the faulting thread runs");
+	cr_assert_eq(count_bad(&g, 5, 0, g.size / PAGE), 0);
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
 }

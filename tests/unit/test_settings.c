@@ -76,8 +76,12 @@ Test(settings, every_row_has_its_apply_hooks)
 		if (s->scope == SETTING_SCOPE_NODE && (s->who & SET_BY_CTL))
 			cr_assert(h->node, "%s: memsrv-ctl set node applies it", s->name);
 		if (s->who & SET_BY_OPTION)
-			cr_assert(s->type == SETTING_STRING ? h->option_text && !h->option : h->option && !h->option_text,
-				  "--%s is applied, as a value or as text by its type", s->option);
+			cr_assert(s->type == SETTING_STRING ? h->option_text && !h->option && !h->on
+							    : !h->option_text && !h->option != !h->on,
+				  "--%s is applied, as a value, a switch or as text by its type", s->option);
+		if (h->on)
+			cr_assert(s->type == SETTING_ENUM && s->values == settings_off_on, "--%s is an on|off switch",
+				  s->option);
 	}
 }
 
