@@ -22,33 +22,15 @@ static bool vmm_thread(const struct vm *vm, pid_t tid)
 	return access(path, F_OK) == 0;
 }
 
-/* The union of the remembered threads' affinities; threads gone leave
- * the list. */
-static void vm_cpus(struct cpu_follow *f, cpu_set_t *set)
-{
-	CPU_ZERO(set);
-	unsigned kept = 0;
-	for (unsigned i = 0; i < f->n; i++) {
-		cpu_set_t one;
-		if (sched_getaffinity(f->tids[i], sizeof one, &one))
-			continue;  /* exited */
-		CPU_OR(set, set, &one);
-		f->tids[kept++] = f->tids[i];
-	}
-	f->n = kept;
-}
-
-/* Takes the VM's set as the thread's affinity while it is not every CPU
- * memsrv may use; every CPU again otherwise. */
+/* Takes the VM's set as the thread's affinity while it is narrower than
+ * the CPUs memsrv may use; every CPU again otherwise. */
 static void follow(struct vm *vm)
 {
 	struct cpu_follow *f = &vm->eng.cpu_follow;
-	cpu_set_t vm_set, all;
-	vm_cpus(f, &vm_set);
+	cpu_set_t all, want;
 	if (sched_getaffinity(getpid(), sizeof all, &all))
 		return;
-	cpu_set_t want;
-	CPU_AND(&want, &vm_set, &all);
+	CPU_AND(&want, &f->set, &all);
 	bool pin = CPU_COUNT(&want) > 0 && !CPU_EQUAL(&want, &all);
 	if (!pin && !f->pinned)
 		return;
@@ -73,10 +55,14 @@ void cpu_follow_fault(struct vm *vm, pid_t tid)
 	for (unsigned i = 0; i < f->n; i++)
 		if (f->tids[i] == tid)
 			return;
-	if (f->n == CPU_FOLLOW_THREADS || !vmm_thread(vm, tid))
+	cpu_set_t cpus;
+	if (f->n == CPU_FOLLOW_THREADS || !vmm_thread(vm, tid) || sched_getaffinity(tid, sizeof cpus, &cpus))
 		return;
 	f->tids[f->n++] = tid;
-	follow(vm);
+	cpu_set_t before = f->set;
+	CPU_OR(&f->set, &f->set, &cpus);
+	if (f->n == 1 || !CPU_EQUAL(&before, &f->set))
+		follow(vm);
 }
 
 void cpu_follow_tick(struct vm *vm)
@@ -84,10 +70,18 @@ void cpu_follow_tick(struct vm *vm)
 	struct cpu_follow *f = &vm->eng.cpu_follow;
 	if (!cpu_follow_enabled || !f->n)
 		return;
-	follow(vm);  /* a VMM may pin its threads after they started */
+	/* read again: a VMM may pin its threads after they started */
+	CPU_ZERO(&f->set);
+	for (unsigned i = 0; i < f->n; i++) {
+		cpu_set_t cpus;
+		if (!sched_getaffinity(f->tids[i], sizeof cpus, &cpus))
+			CPU_OR(&f->set, &f->set, &cpus);
+	}
+	follow(vm);
 	/* the next period's faulting threads make the set anew: a thread
 	 * that stopped faulting (QEMU's main thread loading the firmware at
 	 * boot) no longer widens it */
 	f->n = 0;
 	f->last = 0;
+	CPU_ZERO(&f->set);
 }

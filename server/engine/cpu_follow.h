@@ -24,8 +24,9 @@
 
 struct cpu_follow {
 	pid_t last;                       /* the thread of the last fault: nothing to do */
-	pid_t tids[CPU_FOLLOW_THREADS];
+	pid_t tids[CPU_FOLLOW_THREADS];   /* the VMM threads that faulted this period... */
 	unsigned n;
+	cpu_set_t set;                    /* ...and the union of their affinities */
 	bool pinned;                      /* the VM thread's affinity is the VM's set */
 	bool one_cpu;                     /* ...of one CPU: a spin would only keep the vCPU from it */
 };
