@@ -6,9 +6,10 @@
  * ones not zero) a mark unit at a time (16 MiB of RAM; more for a VM over
  * 256 GiB) on the first look into the unit: a fault, a discard, a
  * snapshot, a restore (image_pages_prepare()), or the background, which
- * marks every unit soon after the start (unless --resume-background off).  A page of a unit not marked yet
- * reads PAGE_NEVER and must not be taken for one: every path that reads or
- * changes a resumed VM's entries prepares them first.  With --state-dir
+ * marks every unit soon after the start (unless --resume-background off).
+ * A page of a unit not marked yet reads PAGE_NEVER and must not be taken
+ * for one: every path that reads or changes a resumed VM's entries
+ * prepares them first.  With --state-dir
  * the bitmap of marked units is in the VM's state file, each bit set after
  * its unit's entries: a memsrv killed mid-way marks the rest after its
  * restart, and a page discarded in a marked unit stays discarded.

@@ -3,16 +3,16 @@
  * How much of all its memory a VM uses, resident or not, memsrv learns by
  * testing pages, as ESX does (which resident pages it uses, the page tables
  * tell: accessed.h): once a second it draws a random sample of all of a
- * VM's pages.  The resident ones it unmaps (race-free, like an eviction) but keeps their
- * content raw in a small probation buffer: a page used again faults and
- * comes back from there at the cost of one fault, no decompression, and
- * counts as used.  The others (stored, zero, never touched) it watches: a
- * fault that brings one in counts it as used.  At the end of the period the
- * share of the sample that was used, times the memory it was drawn from,
- * estimates the VM's active memory (rising fast, falling slowly); a VM that
- * keeps faulting pages back is busy beyond what it holds.  The pages nobody
- * touched go back (or, over the limit, into the store), marked idle for the
- * policy: the first to leave.  VM thread only.
+ * VM's pages.  The resident ones it unmaps (race-free, like an eviction)
+ * but keeps their content raw in a small probation buffer: a page used
+ * again faults and comes back from there at the cost of one fault, no
+ * decompression, and counts as used.  The others (stored, zero, never
+ * touched) it watches: a fault that brings one in counts it as used.  At
+ * the end of the period the share of the sample that was used, times the
+ * memory it was drawn from, estimates the VM's active memory (rising fast,
+ * falling slowly); a VM that keeps faulting pages back is busy beyond what
+ * it holds.  The pages nobody touched go back (or, over the limit, into the
+ * store), marked idle for the policy: the first to leave.  VM thread only.
  */
 #ifndef MEMSRV_SAMPLER_H
 #define MEMSRV_SAMPLER_H
