@@ -109,13 +109,16 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 /* What the plan needs to know of a VM, read now. */
 static struct plan_vm plan_input(struct vm *vm, uint64_t now)
 {
+	/* the VM thread may record a fault after now was read: later than
+	 * now is the most recent, not 2^64 ns ago */
+	uint64_t last_fault = atomic_load(&vm->quota.last_fault_ns);
 	return (struct plan_vm){
 		.size = vm->size_bytes,
 		.limit = atomic_load(&vm->quota.limit_bytes),
 		.guarantee = vm->quota.guarantee_bytes,
 		.resident = ctr_get(&vm->resident_bytes),
 		.shares = vm->quota.shares,
-		.active = now - atomic_load(&vm->quota.last_fault_ns) < ACTIVE_NS,
+		.active = last_fault >= now || now - last_fault < ACTIVE_NS,
 		.has_working_set = atomic_load(&vm->quota.working_set_bytes) != 0,
 		.working_set_permille = atomic_load(&vm->quota.working_set_permille),
 	};

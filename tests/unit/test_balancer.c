@@ -94,6 +94,17 @@ Test(balancer, a_run_shares_the_node_by_shares_after_the_overhead)
 	cr_assert(woken(a) && woken(b), "both are over their targets: woken to evict");
 }
 
+/* The VM thread records a fault's time while the balancer runs on the
+ * server thread: a fault recorded after the balancer read its clock is the
+ * most recent there is, not one from long ago. */
+Test(balancer, a_fault_recorded_after_the_balancer_read_its_clock_is_recent)
+{
+	struct vm *a = busy_vm(1024 * MIB, 1);
+	atomic_store(&a->quota.last_fault_ns, monotonic_ns() + 1000000000ull);
+	balancer_run(&srv);
+	cr_assert(atomic_load(&a->quota.active), "a VM faulting right now is called idle");
+}
+
 /* ---- balance_plan: the arithmetic alone ---- */
 
 /* An active VM of size MiB, all of it resident, no limit, no guarantee,
