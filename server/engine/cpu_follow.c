@@ -85,3 +85,9 @@ void cpu_follow_tick(struct vm *vm)
 	f->last = 0;
 	CPU_ZERO(&f->set);
 }
+
+void cpu_follow_let_vcpus_run(struct vm *vm)
+{
+	if (vm->eng.cpu_follow.pinned)
+		sched_yield();
+}

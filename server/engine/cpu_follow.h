@@ -43,4 +43,13 @@ void cpu_follow_fault(struct vm *vm, pid_t tid);
  * (policy tick). */
 void cpu_follow_tick(struct vm *vm);
 
+/* After serving faults: while the VM thread runs on its vCPUs' CPUs, it
+ * yields, so that a vCPU it just woke on this CPU runs at once rather than
+ * after the eviction that makes room for the next faults (on one CPU, the
+ * scheduler let the VM thread finish first: access p99 40-50 us on zipf
+ * against 15-17 us with the yield, docs/benchmarks.md).  The eviction
+ * runs when the vCPU blocks again or its slice ends, and gives way to a
+ * fault that waits (evict_keep_headroom). */
+void cpu_follow_let_vcpus_run(struct vm *vm);
+
 #endif

@@ -370,8 +370,10 @@ void *vm_thread_main(void *arg)
 			swap_reads_reap(vm);
 		if (p[1].revents & POLLIN)
 			run_jobs(vm);
-		if (p[0].revents & POLLIN)
+		if (p[0].revents & POLLIN) {
 			serve_and_spin(vm);
+			cpu_follow_let_vcpus_run(vm);  /* before the room for the next faults */
+		}
 		if (vm->eng.migrate_out)  /* reads what came, sends what is due: cheap when nothing is */
 			migrate_out_step(vm, &p[3]);
 		else if (vm->eng.migrate_in && (p[3].revents || p[4].revents))
