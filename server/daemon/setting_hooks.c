@@ -234,15 +234,23 @@ const struct setting_hook *setting_hook(enum setting_id id)
 	return id < SETTINGS_COUNT ? &hooks[id] : NULL;
 }
 
+/* A checked value of an option: into the options, or the engine's switch
+ * (the VM threads read it; none runs yet). */
+static void option_value(const struct setting_hook *h, struct memsrv_options *o, uint64_t v)
+{
+	if (h->on)
+		*h->on = v;
+	else
+		h->option(o, v);
+}
+
 void settings_options_init(struct memsrv_options *o)
 {
 	memset(o, 0, sizeof *o);
 	o->cfg.socket_path = SERVER_DEFAULT_SOCKET;
 	for (int i = 0; i < SETTINGS_COUNT; i++)
-		if (hooks[i].option)
-			hooks[i].option(o, settings[i].def);
-		else if (hooks[i].on)
-			*hooks[i].on = settings[i].def;
+		if (hooks[i].option || hooks[i].on)
+			option_value(&hooks[i], o, settings[i].def);
 }
 
 int settings_apply_option(struct memsrv_options *o, const struct setting *s, const char *text, char *why, size_t len)
@@ -252,10 +260,8 @@ int settings_apply_option(struct memsrv_options *o, const struct setting *s, con
 		return h->option_text(o, text, why, len);
 	uint64_t v;
 	int err = setting_parse(s, text, &v, why, len);
-	if (!err && h->on)
-		*h->on = v;  /* the VM threads read it; none runs yet */
-	else if (!err)
-		h->option(o, v);
+	if (!err)
+		option_value(h, o, v);
 	return err;
 }
 
