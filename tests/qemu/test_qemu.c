@@ -1,7 +1,8 @@
 /* Description: real Linux guests in QEMU (TCG) whose RAM memsrv manages
  * through the project's QEMU patch: a guest verifies every page it wrote
  * while memsrv holds it to 64 MiB resident; two guests at once; a balloon
- * inflated and deflated from memsrv-ctl; a guest suspended mid-workload
+ * inflated and deflated from memsrv-ctl; the pages a guest frees given
+ * back by free page reporting; a guest suspended mid-workload
  * (memsrv's image and QEMU's device state) and resumed in a new QEMU; a
  * guest migrated live, mid-workload, to a QEMU on another memsrv node
  * (memsrv-ctl migrate, then QEMU's migration of its device state), and one
@@ -61,6 +62,8 @@ static const char *guest_qmp;
 static bool guest_incoming;
 /* The memsrv the next guest_boot attaches to; NULL: srv. */
 static const struct test_server *guest_srv;
+/* The balloon device of a guest booted with one. */
+static const char *guest_balloon = "virtio-balloon-pci";
 
 struct guest {
 	pid_t pid;
@@ -106,7 +109,7 @@ static void guest_boot_opts(struct guest *g, const char *name, bool memsrv, cons
 		argc++;
 	if (balloon) {
 		argv[argc++] = "-device";
-		argv[argc++] = "virtio-balloon-pci";
+		argv[argc++] = guest_balloon;
 	}
 	if (guest_qmp) {
 		snprintf(qmp, sizeof qmp, "unix:%s,server=on,wait=off", guest_qmp);
@@ -373,6 +376,71 @@ Test(qemu, the_balloon_gives_pages_back_to_memsrv_and_takes_them_again)
 	cr_assert_eq(ctl_balloon(srv.sock, "ballooned", 256u << 20, &m), 0);
 	memsrv__server_message__free_unpacked(m, NULL);
 	guest_result_ok(&g, line, sizeof line);  /* verified again after the hold */
+	cr_assert_eq(guest_wait(&g), 0);
+}
+
+#define PARTNER_ROUND_MIB 112u  /* allocated and freed by each round */
+
+struct partner_view {
+	uint64_t removed, stored, stored_bytes, resident;
+};
+
+static struct partner_view partner_view(void)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "partner");
+	const Memsrv__VmInfo *i = m->vm_info;
+	struct partner_view v = { i->removed_pages, i->stored_pages, i->stored_bytes, i->resident_bytes };
+	memsrv__server_message__free_unpacked(m, NULL);
+	return v;
+}
+
+/* Pages memsrv holds for the VM: resident, or in its store. */
+static uint64_t partner_held(const struct partner_view *v) { return v->resident / 4096 + v->stored; }
+
+/* memsrv let go of at least half of what the round before freed. */
+static bool freed_pages_came_back(void *arg)
+{
+	const struct partner_view *before = arg;
+	struct partner_view now = partner_view();
+	uint64_t half_round = (PARTNER_ROUND_MIB << 20) / 4096 / 2;
+	return now.removed >= before->removed + half_round && partner_held(&now) + half_round <= partner_held(before);
+}
+
+/* Free page reporting (virtio-balloon free-page-reporting=on): the pages
+ * the guest frees go back to the host, which discards them.  memsrv must
+ * let go of what it held for them (the store shrinks, and they are never
+ * evicted again) and lose nothing the guest still uses: a memload of
+ * 32 MiB holds its memory through two rounds of a memload of 112 MiB that
+ * allocates it under memsrv's 64 MiB limit and frees it. */
+Test(qemu, pages_the_guest_frees_leave_the_store_and_what_it_uses_stays)
+{
+	struct guest g;
+	char line[512];
+	guest_balloon = "virtio-balloon-pci,free-page-reporting=on";
+	guest_boot(&g, "partner", true, "64M", true,
+		   "balloon=1 memload.mib=112 memload.rounds=2 memload.pause=20 memload.keep=32 memload.keep_s=50");
+	cr_assert(guest_expect(&g, "BALLOON DRIVER LOADED", line, sizeof line), "no balloon driver in the guest");
+	cr_assert(guest_expect(&g, "MEMLOAD EXIT", line, sizeof line), "the first round did not end");
+	cr_assert(strstr(line, "status=0"), "the first round: %s", line);
+	cr_assert(guest_expect(&g, "MEMLOAD PAUSE", line, sizeof line));
+	struct partner_view freed = partner_view();
+	/* 144 MiB in use under a 64 MiB limit: most of it went to the store */
+	cr_assert_gt(freed.stored, (64u << 20) / 4096, "only %lu pages stored", (unsigned long)freed.stored);
+	bool back = wait_until(freed_pages_came_back, &freed, 18000);
+	struct partner_view reported = partner_view();
+	fprintf(stderr, "partner: when the first round ended: %lu pages resident, %lu stored (%lu bytes), %lu removed; "
+		"after free page reporting: %lu resident, %lu stored (%lu bytes), %lu removed\n",
+		(unsigned long)(freed.resident / 4096), (unsigned long)freed.stored, (unsigned long)freed.stored_bytes,
+		(unsigned long)freed.removed, (unsigned long)(reported.resident / 4096), (unsigned long)reported.stored,
+		(unsigned long)reported.stored_bytes, (unsigned long)reported.removed);
+	cr_assert(back, "the pages the guest freed stayed in memsrv's store");
+	cr_assert_lt(reported.stored_bytes, freed.stored_bytes);
+
+	cr_assert(guest_expect(&g, "MEMLOAD EXIT", line, sizeof line), "the second round did not end");
+	cr_assert(strstr(line, "status=0"), "the second round read back what it wrote: %s", line);
+	cr_assert(guest_expect(&g, "MEMLOAD KEEP EXIT", line, sizeof line), "the memory held throughout was not verified");
+	cr_assert(strstr(line, "status=0"), "what the guest kept using through the discards: %s", line);
+	cr_assert(guest_expect(&g, "GUEST DONE", line, sizeof line));
 	cr_assert_eq(guest_wait(&g), 0);
 }
 
