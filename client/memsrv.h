@@ -111,6 +111,13 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
  * once.  0 or -errno. */
 int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len);
 
+/* What the guest's balloon leaves it now, in bytes of guest RAM (QEMU's
+ * balloon `actual`: the RAM size less what the balloon holds).  Call it
+ * whenever that changes: a guest that stops short of a balloon target
+ * cannot give more, and memsrv then asks no lower and holds the rest with
+ * its store instead of squeezing the guest.  0 or -errno. */
+int memsrv_balloon_actual(struct memsrv_session *s, uint64_t actual_bytes);
+
 #define MEMSRV_DETACH_RESTORE 1u  /* bring every evicted page back first */
 /* The VM moved to another node (memsrv-ctl migrate) and the VMM stopped it
  * for good: the call returns once the other node holds every page.  If the

@@ -808,6 +808,21 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
 	return ret;
 }
 
+int memsrv_balloon_actual(struct memsrv_session *s, uint64_t actual_bytes)
+{
+	if (!s)
+		return fail(-EINVAL, "no session");
+	Memsrv__BalloonActual ba = MEMSRV__BALLOON_ACTUAL__INIT;
+	ba.actual_bytes = actual_bytes;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_ACTUAL;
+	msg.balloon_actual = &ba;
+	pthread_mutex_lock(&s->lock);
+	int ret = s->sock >= 0 ? wire_send_client(s->sock, &msg, NULL, 0) : -ENOTCONN;
+	pthread_mutex_unlock(&s->lock);
+	return ret ? fail(ret, "telling memsrv what the balloon left the guest: %s", strerror(-ret)) : 0;
+}
+
 int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr;

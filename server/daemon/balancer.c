@@ -48,13 +48,11 @@ static uint64_t overhead_bytes(struct server *srv)
 
 #define MIB (1ull << 20)
 
-/* Balloon first (ESX): the guest picks the pages it can spare, so nothing
- * is paged twice.  Over its target, a VM whose VMM has (or may have) a
- * balloon is asked to shrink the guest by the excess; eviction waits for
- * it BALLOON_GRACE_NS from the first request of the shortage, however
- * often the target moves after, holding the VM to what it held then, and
- * then holds the target whatever the guest gave.  Without pressure, the
- * balloon deflates. */
+/* Balloon first (balloon_plan): the guest picks the pages it can spare, so
+ * nothing is paged twice.  Eviction waits for the balloon BALLOON_GRACE_NS
+ * from the first request of a shortage, however often the target moves
+ * after, holding the VM to what it held then, and then holds the target
+ * whatever the guest gave. */
 static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 {
 	if (atomic_load(&vm->balloon.answer) == VM_BALLOON_NO)
@@ -67,30 +65,40 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		vm_info(vm, "no answer to the balloon request: memsrv will not ask again");
 		return;
 	}
-	uint64_t size = vm->size_bytes, resident = ctr_get(&vm->resident_bytes);
-	uint64_t sent = atomic_load(&vm->balloon.sent_bytes), want = sent;
-	if (resident > target + MIB) {
-		/* the balloon takes at most 65% of the guest (ESX's default), never its guarantee */
-		uint64_t excess = resident - target, floor = size / 100 * 35;
-		if (vm->quota.guarantee_bytes > floor)
-			floor = vm->quota.guarantee_bytes;
-		uint64_t from = sent ? sent : size;
-		want = from > excess + floor ? from - excess : floor;
-		if (!atomic_load(&vm->balloon.grace_until_ns)) {
-			/* a new shortage: the grace covers the request, which
-			 * may wait for the once-a-second pace, and what the VM
-			 * holds now is its bound until it ends (with room for
-			 * the headroom eviction keeps below a bound: <= 1 MiB) */
-			uint64_t next = atomic_load(&vm->balloon.asked_ns) + 1000000000ull;
-			atomic_store(&vm->balloon.hold_bytes, resident + 2 * MIB);
-			atomic_store(&vm->balloon.grace_until_ns, (next > now ? next : now) + BALLOON_GRACE_NS);
-		}
-	} else if (resident <= target) {
-		atomic_store(&vm->balloon.grace_until_ns, 0);  /* the shortage is over */
-		if (sent && sent < size && resident + 8 * MIB < target)
-			want = size;  /* pressure gone: the guest may have its memory back */
+	uint64_t asked_ns = atomic_load(&vm->balloon.asked_ns), changed_ns = atomic_load(&vm->balloon.actual_ns);
+	struct balloon_in in = {
+		.size = vm->size_bytes,
+		.guarantee = vm->quota.guarantee_bytes,
+		.working_set = atomic_load(&vm->quota.working_set_bytes),
+		.resident = ctr_get(&vm->resident_bytes),
+		.target = target,
+		.sent = atomic_load(&vm->balloon.sent_bytes),
+		.actual = atomic_load(&vm->balloon.actual_bytes),
+		.actual_settled = now - asked_ns >= BALLOON_GRACE_NS && now - changed_ns >= BALLOON_GRACE_NS,
+		.stopped = atomic_load(&vm->balloon.stopped_bytes),
+	};
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	if (out.stopped != in.stopped) {
+		atomic_store(&vm->balloon.stopped_bytes, out.stopped);
+		if (out.stopped)
+			vm_info(vm, "the balloon stopped at %" PRIu64 " MiB, short of the %" PRIu64
+				" MiB asked: the guest cannot give more, the store holds the rest", out.stopped >> 20,
+				in.sent >> 20);
 	}
-	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - atomic_load(&vm->balloon.asked_ns) < 1000000000ull)
+	if (out.shortage && !atomic_load(&vm->balloon.grace_until_ns)) {
+		/* a new shortage: the grace covers the request, which may wait
+		 * for the once-a-second pace, and what the VM holds now is its
+		 * bound until it ends (with room for the headroom eviction
+		 * keeps below a bound: <= 1 MiB) */
+		uint64_t next = asked_ns + 1000000000ull;
+		atomic_store(&vm->balloon.hold_bytes, in.resident + 2 * MIB);
+		atomic_store(&vm->balloon.grace_until_ns, (next > now ? next : now) + BALLOON_GRACE_NS);
+	} else if (in.resident <= target) {
+		atomic_store(&vm->balloon.grace_until_ns, 0);  /* the shortage is over */
+	}
+	uint64_t want = out.want, sent = in.sent;
+	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - asked_ns < 1000000000ull)
 		return;
 	Memsrv__BalloonTarget bt = MEMSRV__BALLOON_TARGET__INIT;
 	bt.target_bytes = want;
@@ -103,7 +111,7 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 	atomic_store(&vm->balloon.asked_ns, now);
 	atomic_store(&vm->balloon.target_bytes, want);
 	vm_info(vm, "balloon target %" PRIu64 " MiB (resident %" PRIu64 " MiB, node target %" PRIu64 " MiB)", want >> 20,
-		resident >> 20, target >> 20);
+		in.resident >> 20, target >> 20);
 }
 
 /* What the plan needs to know of a VM, read now. */

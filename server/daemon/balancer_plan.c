@@ -74,3 +74,48 @@ void balance_plan(const struct plan_node *node, struct plan_vm *vms, size_t n, s
 	r->overcommitted = r->overcommit_margin <= 0;
 	r->overloaded = r->overload_margin <= 0;
 }
+
+#define MIB (1ull << 20)
+
+void balloon_plan(const struct balloon_in *in, struct balloon_out *out)
+{
+	out->want = in->sent;
+	out->stopped = in->stopped;
+	out->shortage = in->resident > in->target + MIB;
+	if (in->resident + 8 * MIB < in->target) {
+		/* the pressure is gone: the guest may have its memory back */
+		out->stopped = 0;
+		if (in->sent && in->sent < in->size)
+			out->want = in->size;
+		return;
+	}
+	if (in->actual && in->actual_settled && in->sent && in->actual > in->sent + MIB) {
+		/* it stopped short of the last target and will not move
+		 * (whether or not the store holds the node's target already):
+		 * ask for where it is, so that it stops trying */
+		out->stopped = in->actual;
+		out->want = in->actual;
+		return;
+	}
+	uint64_t floor = in->size / 100 * 35;
+	if (in->guarantee > floor)
+		floor = in->guarantee;
+	/* what it uses, and an eighth more for what it needs to run */
+	uint64_t ws = in->working_set + in->working_set / 8;
+	if (ws > floor)
+		floor = ws;
+	if (out->stopped > floor)
+		floor = out->stopped;
+	if (floor > in->size)
+		floor = in->size;
+	if (in->sent && in->sent < floor) {
+		out->want = floor;  /* asked below what it needs (an estimate came later): raised */
+		return;
+	}
+	/* the guest's RAM as its balloon leaves it; more than the node gives
+	 * the VM is held by the store, so the balloon takes it instead */
+	uint64_t has = in->actual ? in->actual : in->sent ? in->sent : in->size;
+	if (has <= in->target + MIB)
+		return;
+	out->want = in->target > floor ? in->target : floor;
+}

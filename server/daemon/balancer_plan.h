@@ -46,4 +46,34 @@ struct plan_node {
  * when active and sampled) counted at (1 - idle_tax). */
 void balance_plan(const struct plan_node *node, struct plan_vm *vms, size_t n, struct balance_report *r);
 
+/* One VM's balloon as the next request sees it. */
+struct balloon_in {
+	uint64_t size, guarantee;
+	uint64_t working_set;  /* the sampler's estimate of what the guest uses; 0: none */
+	uint64_t resident;     /* what memsrv holds resident for it now */
+	uint64_t target;       /* what the node gives it (balance_plan's entitled) */
+	uint64_t sent;         /* the last target asked; 0: none yet */
+	uint64_t actual;       /* what the balloon left the guest (the VMM's report); 0: never told */
+	bool actual_settled;   /* the last request and the last change of actual are a grace old */
+	uint64_t stopped;      /* where the guest stopped short before in this shortage; 0: it did not */
+};
+
+/* The balloon's part of a shortage. */
+struct balloon_out {
+	uint64_t want;     /* the target to ask next; == in->sent: nothing to ask */
+	uint64_t stopped;  /* where the guest stopped short (0: it has not); the
+	                      store holds what it could not give */
+	bool shortage;     /* resident is over the target */
+};
+
+/* Balloon first (ESX): while the guest has more RAM than the node gives
+ * the VM (what its balloon leaves it, as the VMM reports it, or the last
+ * target asked), the balloon is asked to leave it the node's target, and
+ * never less than 35% of its size (ESX's 65% at most), its guarantee, its
+ * working set and an eighth more, nor less than where it stopped short of
+ * a target before: a guest that cannot give more is not squeezed into
+ * swapping (or its OOM killer), it is asked for where it stopped and the
+ * store holds the rest.  Without pressure the balloon deflates. */
+void balloon_plan(const struct balloon_in *in, struct balloon_out *out);
+
 #endif

@@ -586,6 +586,19 @@ static void take_balloon_result(struct vm *vm, const Memsrv__BalloonResult *br)
 	vm_state_save_settings(vm);
 }
 
+/* What the VMM's balloon left the guest, reported whenever it changes. */
+static void take_balloon_actual(struct vm *vm, const Memsrv__BalloonActual *ba)
+{
+	if (!ba->actual_bytes || ba->actual_bytes > vm->size_bytes) {
+		vm_send_error(vm, EINVAL, "balloon_actual.actual_bytes",
+			      "a balloon leaves the guest between 1 and %" PRIu64 " bytes (its RAM), not %" PRIu64,
+			      vm->size_bytes, ba->actual_bytes);
+		return;
+	}
+	if (atomic_exchange(&vm->balloon.actual_bytes, ba->actual_bytes) != ba->actual_bytes)
+		atomic_store(&vm->balloon.actual_ns, monotonic_ns());
+}
+
 /* A control request on a connection of its own: answered, then the
  * connection goes (unless the request took it, e.g. to stream). */
 static void take_control(struct server *srv, struct conn *c, const Memsrv__ClientMessage *msg)
@@ -619,6 +632,12 @@ static void dispatch(struct server *srv, struct conn *c, const Memsrv__ClientMes
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT:
 		if (c->vm)
 			take_balloon_result(c->vm, msg->balloon_result);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_ACTUAL:
+		if (c->vm)
+			take_balloon_actual(c->vm, msg->balloon_actual);
+		else
+			wire_send_error(c->fd, ENOTCONN, "balloon_actual", "no VM is attached on this connection");
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DISCARD:
 		if (c->vm)

@@ -493,6 +493,10 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 				     : !info->evictable ? vm->unprotected_reason : NULL;
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
 	info->balloon_target_bytes = ctr_get(&vm->balloon.target_bytes);
+	info->balloon_actual_bytes = ctr_get(&vm->balloon.actual_bytes);
+	info->has_balloon_actual_bytes = info->balloon_actual_bytes != 0;
+	info->balloon_stopped_bytes = ctr_get(&vm->balloon.stopped_bytes);
+	info->has_balloon_stopped_bytes = info->balloon_stopped_bytes != 0;
 	info->n_conditions = 0;
 	info->conditions = vm->conditions;
 	if (vm_count(vm, PAGE_POISONED))

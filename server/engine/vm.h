@@ -163,6 +163,11 @@ struct vm_balloon {
 	_Atomic uint64_t grace_until_ns;
 	_Atomic uint64_t hold_bytes;         /* during the grace: what it held when the shortage began */
 	_Atomic uint64_t target_bytes;       /* last BalloonTarget sent, 0: never */
+	_Atomic uint64_t actual_bytes;       /* what the balloon left the guest (BalloonActual), 0: never told */
+	_Atomic uint64_t actual_ns;          /* when actual_bytes last changed */
+	/* Where the guest stopped short of a target: it cannot give more, so
+	 * memsrv asks no lower until the shortage is over.  0: it did not. */
+	_Atomic uint64_t stopped_bytes;
 };
 
 /* --state-dir (vm_state.c): the file its page tables and probation pages

@@ -209,6 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_DETACH:
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT:
+	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_ACTUAL:
 		break;  /* server.c acts on these only on a VMM's session */
 	default:
 		fuzz_control(msg);

@@ -197,6 +197,12 @@ static void controls(void)
 	m.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT;
 	m.balloon_result = &br;
 	client("balloon-result", &m);
+
+	Memsrv__BalloonActual ba = MEMSRV__BALLOON_ACTUAL__INIT;
+	ba.actual_bytes = 48 << 20;
+	m.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_ACTUAL;
+	m.balloon_actual = &ba;
+	client("balloon-actual", &m);
 }
 
 static void replies(void)

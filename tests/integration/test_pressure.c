@@ -85,14 +85,37 @@ static uint64_t next_random(uint64_t *x)
 }
 
 /* How the child's VMM answers a balloon request: never (it does not serve
- * its session), or with this result and nothing given. */
-enum balloon { BALLOON_SILENT, BALLOON_FAILS, BALLOON_CLAIMS };
+ * its session), or with this result and nothing given; or, for a guest
+ * using the hot three quarters of its RAM (HOT_SET), by giving what it
+ * does not use and no more, and saying what its balloon leaves it. */
+enum balloon { BALLOON_SILENT, BALLOON_FAILS, BALLOON_CLAIMS, BALLOON_GIVES_FREE };
 static enum balloon balloon_kind;
+
+/* BALLOON_GIVES_FREE, in the child: its guest, and the bytes at the top of
+ * its RAM the balloon holds. */
+static struct guest *balloon_guest;
+static size_t balloon_holds;
+
+static int balloon_give_free(uint64_t target_bytes)
+{
+	struct guest *g = balloon_guest;
+	size_t can = g->size / 4;  /* what the guest does not use */
+	size_t want = target_bytes < g->size ? g->size - target_bytes : 0;
+	size_t holds = want < can ? want : can;
+	if (holds > balloon_holds) {
+		int ret = memsrv_discard(g->s, g->mem + g->size - holds, holds - balloon_holds);
+		if (ret)
+			return ret;
+	}
+	balloon_holds = holds;  /* deflated, the pages come back as zeros: the guest does not read them */
+	return memsrv_balloon_actual(g->s, g->size - holds);
+}
 
 static int balloon_target(void *opaque, uint64_t target_bytes)
 {
 	(void)opaque;
-	(void)target_bytes;
+	if (balloon_kind == BALLOON_GIVES_FREE)
+		return balloon_give_free(target_bytes);
 	return balloon_kind == BALLOON_FAILS ? -EIO : 0;
 }
 
@@ -108,6 +131,7 @@ static void vmm_main(void *arg, int cmd, int ans)
 	struct guest g;
 	child_guest_map(&g, ans, v->name, v->size, false);
 	child_guest_attach(&g, ans, srv.sock, v->name, &(struct memsrv_vm){ .shares = v->shares });
+	balloon_guest = &g;
 	uint8_t *mem = g.mem;
 	size_t pages = v->size / PAGE;
 	pattern_fill(mem, 0, pages, word_of, v->id);
@@ -137,7 +161,8 @@ static void vmm_main(void *arg, int cmd, int ans)
 			_exit(1);
 		}
 	}
-	size_t bad = pattern_count_bad(mem, 0, pages, word_of, v->id);
+	/* what the balloon held last is the guest's no more */
+	size_t bad = pattern_count_bad(mem, 0, pages - balloon_holds / PAGE, word_of, v->id);
 	if (bad) {
 		fprintf(stderr, "vmm %s: %zu pages are wrong at the end\n", v->name, bad);
 		_exit(1);
@@ -377,4 +402,55 @@ Test(pressure, a_failing_balloon_is_held_by_eviction)
 Test(pressure, a_balloon_that_gives_nothing_is_held_by_eviction)
 {
 	held_whatever_the_balloon_does(BALLOON_CLAIMS);
+}
+
+/* The balloon as memsrv shows it. */
+struct balloon_view {
+	uint64_t asked, actual, stopped;
+	bool told;
+};
+
+static struct balloon_view balloon_view(const char *vm)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, vm);
+	const Memsrv__VmInfo *i = m->vm_info;
+	struct balloon_view v = { i->balloon_target_bytes, i->balloon_actual_bytes, i->balloon_stopped_bytes,
+				  i->has_balloon_actual_bytes };
+	memsrv__server_message__free_unpacked(m, NULL);
+	return v;
+}
+
+static bool balloon_stopped(void *vm)
+{
+	return balloon_view(vm).stopped != 0;
+}
+
+/* A guest that uses three quarters of its 64 MiB and gives its balloon the
+ * rest, no more, under a node limit that leaves it less than that: memsrv
+ * hears where the balloon left it (48 MiB), asks no lower than that rather
+ * than squeeze the guest into swapping, and holds the node limit with its
+ * store. */
+Test(pressure, a_guest_that_cannot_give_more_is_not_asked_to_and_the_store_holds_the_rest)
+{
+	balloon_kind = BALLOON_GIVES_FREE;
+	const char *opts[] = { "--node-limit", "40M", NULL };
+	server_start_with(&srv, opts);
+	vmm_start(&vmms[0], 0, 64 * MIB, 0, HOT_SET);
+	bool stopped = wait_until(balloon_stopped, vmms[0].name, 30000);
+	struct balloon_view v = balloon_view(vmms[0].name);
+	sleep(3);  /* more requests, if any */
+	struct balloon_view later = balloon_view(vmms[0].name);
+	double s = seconds_until_held(40 * MIB, 64 * MIB, 20);
+	fprintf(stderr, "a balloon that gives only what is free: stopped short at %lu MiB, the balloon left %lu MiB, "
+		"asked for %lu MiB, 3 s later %lu MiB; the node limit held\n", (unsigned long)(v.stopped >> 20),
+		(unsigned long)(v.actual >> 20), (unsigned long)(v.asked >> 20), (unsigned long)(later.asked >> 20));
+	vmm_stop_verified(&vmms[0]);
+	cr_assert(v.told, "memsrv does not show what the balloon left the guest");
+	cr_assert(stopped, "memsrv never saw that the guest's balloon stopped short (asked for %lu MiB, it left %lu MiB)",
+		  (unsigned long)(v.asked >> 20), (unsigned long)(v.actual >> 20));
+	cr_assert_eq(v.stopped, 48 * MIB, "the guest gives 16 MiB, no more");
+	cr_assert_eq(v.actual, 48 * MIB);
+	cr_assert_geq(later.asked + MIB, v.stopped, "asked for %lu MiB again, below the %lu MiB the guest stopped at",
+		      (unsigned long)(later.asked >> 20), (unsigned long)(v.stopped >> 20));
+	cr_assert_geq(s, 0, "the VM holds more than the node limit of 40 MiB");
 }

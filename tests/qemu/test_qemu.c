@@ -1,7 +1,8 @@
 /* Description: real Linux guests in QEMU (TCG) whose RAM memsrv manages
  * through the project's QEMU patch: a guest verifies every page it wrote
  * while memsrv holds it to 64 MiB resident; two guests at once; a balloon
- * inflated and deflated from memsrv-ctl; the pages a guest frees given
+ * inflated and deflated from memsrv-ctl, QEMU telling memsrv where it left
+ * the guest; the pages a guest frees given
  * back by free page reporting; a guest suspended mid-workload
  * (memsrv's image and QEMU's device state) and resumed in a new QEMU; a
  * guest migrated live, mid-workload, to a QEMU on another memsrv node
@@ -329,6 +330,15 @@ static bool balloon_taken(void *arg)
 	return done;
 }
 
+/* QEMU told memsrv the balloon leaves the guest this many bytes. */
+static bool balloon_actual_is(void *arg)
+{
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "ballooned");
+	bool is = m->vm_info->has_balloon_actual_bytes && m->vm_info->balloon_actual_bytes == *(uint64_t *)arg;
+	memsrv__server_message__free_unpacked(m, NULL);
+	return is;
+}
+
 /* The per-state counts add up to the VM's pages.  They are read one by one
  * while the VM thread moves pages (and the sampler may hold some in
  * probation): a read that straddles a move is tried again. */
@@ -370,11 +380,15 @@ Test(qemu, the_balloon_gives_pages_back_to_memsrv_and_takes_them_again)
 	memsrv__server_message__free_unpacked(m, NULL);
 	uint64_t pages = (256u << 20) / 4096;
 	cr_assert(wait_until(states_add_up, &pages, 5000), "every page is in exactly one state");
+	uint64_t actual = 160u << 20;
+	cr_assert(wait_until(balloon_actual_is, &actual, 10000), "QEMU did not tell memsrv where the balloon left the guest");
 
 	/* deflate: the guest may use all of its RAM again */
 	m = NULL;
 	cr_assert_eq(ctl_balloon(srv.sock, "ballooned", 256u << 20, &m), 0);
 	memsrv__server_message__free_unpacked(m, NULL);
+	actual = 256u << 20;
+	cr_assert(wait_until(balloon_actual_is, &actual, 30000), "QEMU did not tell memsrv the balloon deflated");
 	guest_result_ok(&g, line, sizeof line);  /* verified again after the hold */
 	cr_assert_eq(guest_wait(&g), 0);
 }

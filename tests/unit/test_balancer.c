@@ -3,7 +3,9 @@
  * (stats, check: balancer_report) sets no target, marks no VM active and
  * wakes no VM thread, so reading memsrv's state never steers it.  Its
  * arithmetic (balance_plan: guarantees, water-filling, idle tax, margins)
- * is tested on plain numbers in the plan suite. */
+ * is tested on plain numbers in the plan suite, and the balloon's
+ * (balloon_plan: how far a guest is asked to shrink, never below its
+ * working set, nor below where it stopped short) in the balloon suite. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -379,4 +381,125 @@ Test(plan, water_filling_cascades_over_rounds)
 	cr_assert_eq(v[0].entitled, 100 * MIB);
 	cr_assert_eq(v[1].entitled, 250 * MIB);
 	assert_about(v[2].entitled, 550 * MIB, "%lu", (unsigned long)v[2].entitled);
+}
+
+/* A 1 GiB guest holding all of it, given 700 MiB by the node: a shortage
+ * of 324 MiB, no balloon request yet, nothing known of its balloon. */
+static struct balloon_in shortage(void)
+{
+	return (struct balloon_in){ .size = 1024 * MIB, .resident = 1024 * MIB, .target = 700 * MIB };
+}
+
+Test(balloon, a_shortage_asks_the_guest_for_the_excess)
+{
+	struct balloon_in in = shortage();
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert(out.shortage);
+	cr_assert_eq(out.want, 700 * MIB);
+	cr_assert_eq(out.stopped, 0);
+}
+
+Test(balloon, never_below_35_percent_nor_the_guarantee)
+{
+	struct balloon_in in = shortage();
+	in.target = 100 * MIB;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 1024 * MIB / 100 * 35);
+	in.guarantee = 500 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 500 * MIB);
+}
+
+Test(balloon, never_below_the_working_set_and_an_eighth)
+{
+	struct balloon_in in = shortage();
+	in.working_set = 800 * MIB;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 900 * MIB, "the guest uses 800 MiB: asked for %lu MiB", (unsigned long)(out.want / MIB));
+	/* asked lower before the estimate came: raised to the floor, no lower */
+	in.sent = in.actual = 700 * MIB;
+	in.resident = 1000 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 900 * MIB);
+}
+
+Test(balloon, the_guest_is_asked_for_the_nodes_target_once)
+{
+	/* asked for 700; the guest is at 800 and still moving: no new request */
+	struct balloon_in in = shortage();
+	in.sent = 700 * MIB;
+	in.actual = 800 * MIB;
+	in.resident = 800 * MIB;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 700 * MIB, "asked for %lu MiB", (unsigned long)(out.want / MIB));
+	cr_assert_eq(out.stopped, 0, "a guest still moving has not stopped");
+	/* the node's target falls to 600: so does the balloon's */
+	in.target = 600 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 600 * MIB);
+	/* there, with the store holding its resident memory to the target,
+	 * nothing more is asked */
+	in.sent = in.actual = in.target;
+	in.resident = 599 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 600 * MIB);
+	cr_assert_not(out.shortage);
+}
+
+Test(balloon, a_guest_that_stopped_short_is_asked_no_lower_and_given_back_the_rest)
+{
+	struct balloon_in in = shortage();
+	in.sent = 500 * MIB;
+	in.actual = 800 * MIB;
+	in.resident = 800 * MIB;
+	in.target = 500 * MIB;
+	in.actual_settled = true;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 800 * MIB);
+	cr_assert_eq(out.want, 800 * MIB, "the guest is asked to stop trying: %lu MiB", (unsigned long)(out.want / MIB));
+	/* the node's target falls further: still no lower than where it stopped */
+	in.sent = 800 * MIB;
+	in.stopped = out.stopped;
+	in.target = 300 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 800 * MIB);
+	cr_assert_eq(out.stopped, 800 * MIB);
+	/* the store held it to its target: still short of room, still stopped */
+	in.resident = 300 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 800 * MIB);
+	cr_assert_eq(out.want, 800 * MIB);
+	/* the pressure gone, it has all of its memory back, and may be asked anew */
+	in.target = 1024 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 0);
+	cr_assert_eq(out.want, 1024 * MIB);
+}
+
+Test(balloon, a_guest_stopped_short_is_given_back_the_rest_once_the_store_holds_the_target)
+{
+	/* eviction holds the node's target after the grace: memsrv is short
+	 * of nothing, but the guest, short of its balloon's target, still
+	 * tries to give what it cannot */
+	struct balloon_in in = shortage();
+	in.sent = 500 * MIB;
+	in.actual = 800 * MIB;
+	in.resident = 500 * MIB;
+	in.target = 500 * MIB;
+	in.actual_settled = true;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_not(out.shortage);
+	cr_assert_eq(out.stopped, 800 * MIB);
+	cr_assert_eq(out.want, 800 * MIB);
+	/* not settled yet: it may still be on its way */
+	in.actual_settled = false;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 0);
+	cr_assert_eq(out.want, 500 * MIB);
 }
