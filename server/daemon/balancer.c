@@ -66,6 +66,9 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		return;
 	}
 	uint64_t asked_ns = atomic_load(&vm->balloon.asked_ns), changed_ns = atomic_load(&vm->balloon.actual_ns);
+	uint64_t kept = atomic_load(&vm->balloon.stopped_bytes), stopped = kept;
+	if (stopped && now - atomic_load(&vm->balloon.stopped_ns) >= BALLOON_STOPPED_NS)
+		stopped = 0;  /* it may have freed memory since: asked again */
 	struct balloon_in in = {
 		.size = vm->size_bytes,
 		.guarantee = vm->quota.guarantee_bytes,
@@ -75,12 +78,13 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		.sent = atomic_load(&vm->balloon.sent_bytes),
 		.actual = atomic_load(&vm->balloon.actual_bytes),
 		.actual_settled = now - asked_ns >= BALLOON_GRACE_NS && now - changed_ns >= BALLOON_GRACE_NS,
-		.stopped = atomic_load(&vm->balloon.stopped_bytes),
+		.stopped = stopped,
 	};
 	struct balloon_out out;
 	balloon_plan(&in, &out);
-	if (out.stopped != in.stopped) {
+	if (out.stopped != kept || (out.stopped && !in.stopped)) {  /* changed, or stopped anew */
 		atomic_store(&vm->balloon.stopped_bytes, out.stopped);
+		atomic_store(&vm->balloon.stopped_ns, now);
 		if (out.stopped)
 			vm_info(vm, "the balloon stopped at %" PRIu64 " MiB, short of the %" PRIu64
 				" MiB asked: the guest cannot give more, the store holds the rest", out.stopped >> 20,

@@ -82,13 +82,6 @@ void balloon_plan(const struct balloon_in *in, struct balloon_out *out)
 	out->want = in->sent;
 	out->stopped = in->stopped;
 	out->shortage = in->resident > in->target + MIB;
-	if (in->resident + 8 * MIB < in->target) {
-		/* the pressure is gone: the guest may have its memory back */
-		out->stopped = 0;
-		if (in->sent && in->sent < in->size)
-			out->want = in->size;
-		return;
-	}
 	if (in->actual && in->actual_settled && in->sent && in->actual > in->sent + MIB) {
 		/* it stopped short of the last target and will not move
 		 * (whether or not the store holds the node's target already):
@@ -97,6 +90,8 @@ void balloon_plan(const struct balloon_in *in, struct balloon_out *out)
 		out->want = in->actual;
 		return;
 	}
+	if (in->target >= out->stopped)
+		out->stopped = 0;  /* the node gives it what it kept: asked anew */
 	uint64_t floor = in->size / 100 * 35;
 	if (in->guarantee > floor)
 		floor = in->guarantee;
@@ -106,16 +101,12 @@ void balloon_plan(const struct balloon_in *in, struct balloon_out *out)
 		floor = ws;
 	if (out->stopped > floor)
 		floor = out->stopped;
-	if (floor > in->size)
-		floor = in->size;
-	if (in->sent && in->sent < floor) {
-		out->want = floor;  /* asked below what it needs (an estimate came later): raised */
-		return;
-	}
-	/* the guest's RAM as its balloon leaves it; more than the node gives
-	 * the VM is held by the store, so the balloon takes it instead */
-	uint64_t has = in->actual ? in->actual : in->sent ? in->sent : in->size;
-	if (has <= in->target + MIB)
-		return;
-	out->want = in->target > floor ? in->target : floor;
+	/* the node's target for the VM, within the floor and the guest's
+	 * size: it follows the target down in a shortage and up (deflating)
+	 * when the pressure goes, not what the VM holds resident, which the
+	 * balloon itself lowers */
+	uint64_t want = in->target > floor ? in->target : floor;
+	if (want >= in->size)
+		want = in->sent ? in->size : 0;  /* all of it: a balloon never asked stays as it is */
+	out->want = want;
 }

@@ -55,25 +55,24 @@ struct balloon_in {
 	uint64_t sent;         /* the last target asked; 0: none yet */
 	uint64_t actual;       /* what the balloon left the guest (the VMM's report); 0: never told */
 	bool actual_settled;   /* the last request and the last change of actual are a grace old */
-	uint64_t stopped;      /* where the guest stopped short before in this shortage; 0: it did not */
+	uint64_t stopped;      /* where the guest stopped short lately; 0: it did not (or long ago) */
 };
 
 /* The balloon's part of a shortage. */
 struct balloon_out {
-	uint64_t want;     /* the target to ask next; == in->sent: nothing to ask */
+	uint64_t want;     /* the target to ask for; == in->sent: nothing new to ask */
 	uint64_t stopped;  /* where the guest stopped short (0: it has not); the
 	                      store holds what it could not give */
 	bool shortage;     /* resident is over the target */
 };
 
-/* Balloon first (ESX): while the guest has more RAM than the node gives
- * the VM (what its balloon leaves it, as the VMM reports it, or the last
- * target asked), the balloon is asked to leave it the node's target, and
- * never less than 35% of its size (ESX's 65% at most), its guarantee, its
- * working set and an eighth more, nor less than where it stopped short of
- * a target before: a guest that cannot give more is not squeezed into
- * swapping (or its OOM killer), it is asked for where it stopped and the
- * store holds the rest.  Without pressure the balloon deflates. */
+/* Balloon first (ESX): the balloon is asked to leave the guest what the
+ * node gives its VM (balance_plan's entitled), following it down in a
+ * shortage and up again when the pressure goes, and never less than 35%
+ * of its size (ESX's 65% at most), its guarantee, its working set and an
+ * eighth more, nor less than where it stopped short of a target lately: a
+ * guest that cannot give more is not squeezed into swapping (or its OOM
+ * killer), it is asked for where it stopped and the store holds the rest. */
 void balloon_plan(const struct balloon_in *in, struct balloon_out *out);
 
 #endif

@@ -102,6 +102,10 @@ enum vm_migration {
 /* How long a balloon request gets to work before the node target is
  * enforced by eviction: the guest picks its own pages first (no double paging). */
 #define BALLOON_GRACE_NS (2ull * 1000 * 1000 * 1000)
+/* How long a guest that stopped short of a balloon target is asked no
+ * lower: what it can give changes as it frees memory, so it is asked
+ * again after that. */
+#define BALLOON_STOPPED_NS (10ull * 1000 * 1000 * 1000)
 
 enum vm_job_kind {
 	VM_JOB_EVICT,
@@ -166,8 +170,10 @@ struct vm_balloon {
 	_Atomic uint64_t actual_bytes;       /* what the balloon left the guest (BalloonActual), 0: never told */
 	_Atomic uint64_t actual_ns;          /* when actual_bytes last changed */
 	/* Where the guest stopped short of a target: it cannot give more, so
-	 * memsrv asks no lower until the shortage is over.  0: it did not. */
+	 * memsrv asks no lower for BALLOON_STOPPED_NS, or until the node
+	 * target reaches it.  0: it did not. */
 	_Atomic uint64_t stopped_bytes;
+	_Atomic uint64_t stopped_ns;         /* when it stopped */
 };
 
 /* --state-dir (vm_state.c): the file its page tables and probation pages

@@ -503,3 +503,28 @@ Test(balloon, a_guest_stopped_short_is_given_back_the_rest_once_the_store_holds_
 	cr_assert_eq(out.stopped, 0);
 	cr_assert_eq(out.want, 500 * MIB);
 }
+
+Test(balloon, it_follows_the_nodes_target_not_what_the_balloon_itself_lowered)
+{
+	/* ballooned to 700, the guest holds 600 resident: no deflation for
+	 * that (a rule on resident memory deflated a balloon that had just
+	 * done its work, and inflated it again a second later) */
+	struct balloon_in in = shortage();
+	in.sent = in.actual = 700 * MIB;
+	in.resident = 600 * MIB;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 700 * MIB);
+	/* the node gives it more: the balloon deflates that far */
+	in.target = 900 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 900 * MIB);
+	/* all of it: deflated to its size */
+	in.target = 2048 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 1024 * MIB);
+	/* a guest never asked is not asked for all of its memory */
+	in.sent = in.actual = 0;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.want, 0);
+}
