@@ -40,7 +40,9 @@ uint64_t vm_total_pages(const struct vm *vm)
 }
 
 /* Protects or unprotects [addr, addr+len) through EAGAIN; 0 or -errno,
- * -EINTR when the VM stops meanwhile. */
+ * -EINTR when the VM stops meanwhile or the VMM's events keep coming (a
+ * stream of discards): the run ends, and what stayed protected and
+ * resident is unprotected by its next write's fault. */
 static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool protect)
 {
 	struct uffd_wp_range w = { .addr = addr, .len = len, .protect = protect };

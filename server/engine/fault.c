@@ -42,8 +42,56 @@ void fault_vmm_gone(struct vm *vm, int err)
 	vm->eng.vmm_gone = true;
 }
 
+/* Drops slots from the ring, keeping the order of the rest: those a resync
+ * already handled (MSG_CONSUMED: an applied event), and with faults_too
+ * the faults, whose threads are woken to fault again and queue new
+ * messages. */
+static void ring_drop(struct vm *vm, bool faults_too)
+{
+	unsigned head = vm->eng.pending_head, kept = 0;
+	for (unsigned k = 0; k < vm->eng.pending_len; k++) {
+		unsigned from = (head + k) % PENDING_MSGS, to = (head + kept) % PENDING_MSGS;
+		const struct uffd_msg *m = &vm->eng.pending[from];
+		if (m->event == MSG_CONSUMED)
+			continue;
+		if (faults_too && m->event == UFFD_EVENT_PAGEFAULT) {
+			const struct region *r = vm_region_of(vm, m->arg.pagefault.address);
+			int ret = r && !vm->eng.vmm_gone
+					  ? uffd_wake(vm->uffd, m->arg.pagefault.address & ~(uint64_t)(r->page_size - 1),
+						      r->page_size)
+					  : 0;
+			if (ret && uffd_vmm_gone(ret))
+				fault_vmm_gone(vm, ret);
+			continue;
+		}
+		if (from != to) {
+			vm->eng.pending[to] = *m;
+			vm->eng.pending_ns[to] = vm->eng.pending_ns[from];
+		}
+		kept++;
+	}
+	vm->eng.pending_len = kept;
+}
+
+/* Makes room in a full ring.  A VMM discarding page after page during one
+ * long EAGAIN retry fills it with applied events, and a full ring reads
+ * no more: the REMOVE that holds the ioctl at EAGAIN would never be read,
+ * and the VMM would wait on it for good.  Faults go too if they are all
+ * that is left (more faulting threads than slots); events a read-only
+ * retry left unapplied stay (uffd_op.c gives up then). */
+static void ring_make_room(struct vm *vm)
+{
+	ring_drop(vm, false);
+	if (vm->eng.pending_len == PENDING_MSGS) {
+		vm_debug(vm, "the uffd ring is full of faults: waking them to fault again");
+		ring_drop(vm, true);
+	}
+}
+
 int fault_drain(struct vm *vm)
 {
+	if (vm->eng.pending_len == PENDING_MSGS)
+		ring_make_room(vm);
 	int total = 0;
 	while (vm->eng.pending_len < PENDING_MSGS) {
 		unsigned tail = (vm->eng.pending_head + vm->eng.pending_len) % PENDING_MSGS;

@@ -11,14 +11,20 @@
 #include "log.h"
 
 /* The VMM's mappings are changing under an unread event: read it (and,
- * unless read_only, apply it) so that the kernel lets the ioctl go on. */
-static void resync(struct vm *vm, bool read_only)
+ * unless read_only, apply it) so that the kernel lets the ioctl go on.
+ * False when it cannot be read: the ring is full of events a read-only
+ * retry may not apply (fault.c makes room of everything else). */
+static bool resync(struct vm *vm, bool read_only)
 {
 	ctr_add(&vm->ctr.eagain_retries, 1);
-	if (fault_drain(vm) == 0)
+	if (fault_drain(vm) == 0) {
+		if (read_only && vm->eng.pending_len == PENDING_MSGS)
+			return false;
 		sched_yield();  /* the event is not queued yet */
+	}
 	if (!read_only)
 		fault_apply_events(vm);
+	return true;
 }
 
 enum uffd_outcome uffd_op_retry(struct vm *vm, const struct uffd_op *op, void *arg, int err, int *errp)
@@ -26,9 +32,8 @@ enum uffd_outcome uffd_op_retry(struct vm *vm, const struct uffd_op *op, void *a
 	for (;;) {
 		enum uffd_outcome o = uffd_classify(err);
 		*errp = err;
-		if (o != UFFD_RETRY || vm->thr.stopping || vm->eng.vmm_gone)
+		if (o != UFFD_RETRY || vm->thr.stopping || vm->eng.vmm_gone || !resync(vm, op->read_only))
 			return o;
-		resync(vm, op->read_only);
 		if (op->wanted && !op->wanted(vm, arg))
 			return UFFD_DISCARDED;
 		err = op->run(vm, arg);

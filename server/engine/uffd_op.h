@@ -26,7 +26,8 @@ struct uffd_op {
 	 * entry is what it was); NULL: always, run re-reads the page */
 	bool (*wanted)(struct vm *vm, void *arg);
 	/* on EAGAIN read the events but leave them unapplied: an eviction
-	 * run in flight applies them after it is done (evict.c) */
+	 * run in flight applies them after it is done (evict.c).  When the
+	 * events read fill the pending ring, it gives up (UFFD_RETRY) */
 	bool read_only;
 };
 
@@ -35,7 +36,8 @@ enum uffd_outcome uffd_op_retry(struct vm *vm, const struct uffd_op *op, void *a
 
 /* Runs op.  On EAGAIN reads and applies the pending events (counted in
  * eagain_retries) and runs it again, until it says something else, or the
- * VM stops or its VMM is gone (UFFD_RETRY: not done, no failure), or
+ * VM stops or its VMM is gone or a read_only op's events fill the ring
+ * (UFFD_RETRY: not done, no failure), or
  * op->wanted says no (UFFD_DISCARDED: no failure).  Otherwise what
  * uffd_classify() says of its result; *err gets the last 0 or -errno.
  * A success is one call of op->run, a direct one when op is a static

@@ -577,3 +577,95 @@ Test(self_vmm, a_vmm_without_balloon_says_so_at_attach_and_is_never_asked)
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
 }
+
+/* A VMM that discards page after page from several threads (balloon and
+ * free page reporting on a busy host) keeps the kernel's mappings changing
+ * almost all the time: memsrv's ioctls meet EAGAIN again and again while it
+ * evicts and serves faults under a limit, and each retry reads the REMOVEs
+ * that came meanwhile.  Those must not fill its ring: a full ring reads no
+ * more, the next REMOVE is never read, and memsrv and the VMM wait on each
+ * other for good (seen: ~2,000 discards, then nothing).  The faults may
+ * wait while the discards stream (the kernel refuses every placement while
+ * an event is unread); once they stop, every page is there. */
+#define STREAM_THREADS 4
+#define STREAM_DISCARDS 4000  /* each: ~1 s here; the hang came after 384-2240 */
+
+struct discard_stream {
+	struct guest *g;
+	size_t first_page, pages;
+	unsigned long discards;
+	int err;
+};
+
+static void *stream_discards(void *arg)
+{
+	struct discard_stream *d = arg;
+	for (size_t p = 0; d->discards < STREAM_DISCARDS; p = (p + 1) % d->pages, d->discards++) {
+		uint8_t *page = d->g->mem + (d->first_page + p) * PAGE;
+		if (p == 0)
+			page[8] = 1;  /* one the guest used, which memsrv counts as removed */
+		if (memsrv_discard(d->g->s, page, PAGE)) {
+			d->err = errno ? errno : EIO;
+			break;
+		}
+	}
+	return NULL;
+}
+
+struct churn {
+	struct guest *g;
+	size_t first_page, rounds;
+	size_t bad;
+};
+
+static void *churn_under_limit(void *arg)
+{
+	struct churn *c = arg;
+	size_t pages = c->g->size / PAGE;
+	for (size_t r = 0; r < c->rounds && !c->bad; r++) {
+		pattern_fill(c->g->mem, c->first_page, pages, word_of, 16 + r);
+		c->bad = pattern_count_bad(c->g->mem, c->first_page, pages, word_of, 16 + r);
+	}
+	return NULL;
+}
+
+static int join_within(pthread_t t, int seconds)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += seconds;
+	return pthread_timedjoin_np(t, NULL, &deadline);
+}
+
+Test(self_vmm, a_vmm_streaming_discards_never_stalls_eviction_or_faults, .timeout = 240)
+{
+	struct guest g;
+	attach(&g, "discard-stream", 24 << 20, 8 << 20);
+	const size_t stream_pages = 256;  /* the balloon's end of guest RAM */
+	struct churn c = { .g = &g, .first_page = stream_pages, .rounds = 3 };
+	struct discard_stream d[STREAM_THREADS];
+	pthread_t dt[STREAM_THREADS], ct;
+	for (unsigned i = 0; i < STREAM_THREADS; i++) {
+		d[i] = (struct discard_stream){ .g = &g, .first_page = i * stream_pages / STREAM_THREADS,
+						 .pages = stream_pages / STREAM_THREADS };
+		cr_assert_eq(pthread_create(&dt[i], NULL, stream_discards, &d[i]), 0);
+	}
+	cr_assert_eq(pthread_create(&ct, NULL, churn_under_limit, &c), 0);
+	unsigned long discards = 0;
+	for (unsigned i = 0; i < STREAM_THREADS; i++) {
+		cr_assert_eq(join_within(dt[i], 90), 0, "discards stuck: thread %u did %lu of %d", i, d[i].discards,
+			     STREAM_DISCARDS);
+		cr_assert_eq(d[i].err, 0, "discard: %s", strerror(d[i].err));
+		discards += d[i].discards;
+	}
+	cr_assert_eq(join_within(ct, 90), 0, "the workload under the limit is stuck after the discards stopped");
+	cr_assert_eq(c.bad, 0, "%zu pages lost their content", c.bad);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "discard-stream");
+	cr_assert_gt(m->vm_info->evictions_total, 0, "the limit made memsrv evict");
+	cr_assert_gt(m->vm_info->removed_pages, 0, "the discards reached memsrv");
+	cr_log_info("%lu discards, %lu EAGAIN retries, %lu evictions", discards,
+		    (unsigned long)m->vm_info->eagain_retries, (unsigned long)m->vm_info->evictions_total);
+	memsrv__server_message__free_unpacked(m, NULL);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
