@@ -111,6 +111,17 @@ int memsrv_session_dispatch(struct memsrv_session *s, const struct memsrv_vmm_op
  * once.  0 or -errno. */
 int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len);
 
+/* memsrv_discard() for a batch (a balloon's pages, a free page report):
+ * the pages are freed and memsrv told, but a fault on them may still get
+ * their old content until memsrv_discard_fence(), which costs one round
+ * trip to memsrv for the whole batch instead of one per call.  For the
+ * VMM to call before the guest may touch the pages again (before it hands
+ * the batch's virtqueue element back).  0 or -errno. */
+int memsrv_discard_unfenced(struct memsrv_session *s, void *addr, uint64_t len);
+/* Once this returns, no access gets the old content of a page discarded
+ * by memsrv_discard_unfenced() before it (any thread's).  0 or -errno. */
+int memsrv_discard_fence(struct memsrv_session *s);
+
 /* What the guest's balloon leaves it now, in bytes of guest RAM (QEMU's
  * balloon `actual`: the RAM size less what the balloon holds).  Call it
  * whenever that changes: a guest that stops short of a balloon target

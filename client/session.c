@@ -54,6 +54,9 @@ struct memsrv_session {
 	uint64_t pages_poisoned; /* lost pages the keeper poisoned since */
 	char failure[512];
 	char name[64];          /* the VM's, for memsrv_session_settings() */
+	uint64_t fence_owed;    /* a page an unfenced discard punched (its
+				 * fence zaps it), or 0: none owed */
+	uint32_t fence_len;
 	unsigned n_regions;
 	struct { uint64_t addr, size, fd_offset; uint32_t page_size; unsigned fd_index; } regions[];  /* fd_index 0: no fd */
 };
@@ -823,7 +826,20 @@ int memsrv_balloon_actual(struct memsrv_session *s, uint64_t actual_bytes)
 	return ret ? fail(ret, "telling memsrv what the balloon left the guest: %s", strerror(-ret)) : 0;
 }
 
-int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
+/* The zap that fences the Discards sent so far: its REMOVE event holds
+ * the caller until memsrv read it, and memsrv applies the Discards sent
+ * before an event before any fault read after it, so no access once this
+ * returns gets a discarded page's old content.  [addr, addr + len) was
+ * punched already: the zap takes nothing the guest still has. */
+static int fence(void *addr, uint64_t len)
+{
+	if (madvise(addr, len, MADV_DONTNEED))
+		return fail(-errno, "zapping %p + %llu after the discard: %s", addr, (unsigned long long)len,
+			    strerror(errno));
+	return 0;
+}
+
+static int discard(struct memsrv_session *s, void *addr, uint64_t len, bool fenced)
 {
 	uint64_t start = (uint64_t)(uintptr_t)addr;
 	unsigned i;
@@ -857,18 +873,38 @@ int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
 	msg.discard = &d;
 	pthread_mutex_lock(&s->lock);
 	ret = s->sock >= 0 ? wire_send_client(s->sock, &msg, NULL, 0) : -ENOTCONN;
+	/* an fd's punch made no event: a fence is owed, on this batch's last
+	 * page; anonymous memory's MADV_DONTNEED was one */
+	if (!ret && s->regions[i].fd_index && !fenced) {
+		s->fence_owed = start + len - ps;
+		s->fence_len = ps;
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return fail(ret, "telling memsrv of the discard: %s (pages it held there come back as they were)",
 			    strerror(-ret));
-	/* The Discard travels apart from the faults: the zap is their fence.
-	 * Its REMOVE event holds this call until memsrv read it, and memsrv
-	 * applies the Discards sent before an event before any fault read
-	 * after it, so no access once this returns gets the old page. */
-	if (s->regions[i].fd_index && madvise(addr, len, MADV_DONTNEED))
-		return fail(-errno, "zapping %p + %llu after the discard: %s", addr, (unsigned long long)len,
-			    strerror(errno));
-	return 0;
+	return s->regions[i].fd_index && fenced ? fence(addr, len) : 0;
+}
+
+int memsrv_discard(struct memsrv_session *s, void *addr, uint64_t len)
+{
+	return discard(s, addr, len, true);
+}
+
+int memsrv_discard_unfenced(struct memsrv_session *s, void *addr, uint64_t len)
+{
+	return discard(s, addr, len, false);
+}
+
+int memsrv_discard_fence(struct memsrv_session *s)
+{
+	if (!s)
+		return fail(-EINVAL, "no session");
+	pthread_mutex_lock(&s->lock);
+	uint64_t addr = s->fence_owed, len = s->fence_len;
+	s->fence_owed = 0;
+	pthread_mutex_unlock(&s->lock);
+	return addr ? fence((void *)(uintptr_t)addr, len) : 0;
 }
 
 /* Sends Detach and waits for its answer, serving memsrv's requests

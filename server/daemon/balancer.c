@@ -95,14 +95,14 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		 * for the once-a-second pace, and what the VM holds now is its
 		 * bound until it ends (with room for the headroom eviction
 		 * keeps below a bound: <= 1 MiB) */
-		uint64_t next = asked_ns + 1000000000ull;
+		uint64_t next = asked_ns + BALLOON_PACE_NS;
 		atomic_store(&vm->balloon.hold_bytes, in.resident + 2 * MIB);
 		atomic_store(&vm->balloon.grace_until_ns, (next > now ? next : now) + BALLOON_GRACE_NS);
 	} else if (in.resident <= target) {
 		atomic_store(&vm->balloon.grace_until_ns, 0);  /* the shortage is over */
 	}
 	uint64_t want = out.want, sent = in.sent;
-	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - asked_ns < 1000000000ull)
+	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - asked_ns < BALLOON_PACE_NS)
 		return;
 	Memsrv__BalloonTarget bt = MEMSRV__BALLOON_TARGET__INIT;
 	bt.target_bytes = want;

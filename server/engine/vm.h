@@ -106,6 +106,9 @@ enum vm_migration {
  * lower: what it can give changes as it frees memory, so it is asked
  * again after that. */
 #define BALLOON_STOPPED_NS (10ull * 1000 * 1000 * 1000)
+/* The balancer changes a balloon's target at most this often: the guest
+ * needs time to act on one before the next. */
+#define BALLOON_PACE_NS (1ull * 1000 * 1000 * 1000)
 
 enum vm_job_kind {
 	VM_JOB_EVICT,

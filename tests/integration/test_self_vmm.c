@@ -37,6 +37,13 @@ static uint64_t word_of(size_t page, size_t w, uint64_t gen)
 	return (uint64_t)page << 20 | (w % 16) | gen << 56;
 }
 
+/* word_of() on the pages a test keeps (odd ones), zero on the even ones it
+ * discarded. */
+static uint64_t word_of_kept(size_t page, size_t w, uint64_t gen)
+{
+	return page % 2 ? word_of(page, w, gen) : 0;
+}
+
 static void fill(struct guest *g, unsigned gen)
 {
 	pattern_fill(g->mem, 0, g->size / PAGE, word_of, gen);
@@ -155,6 +162,32 @@ Test(self_vmm, a_page_read_right_after_its_discard_reads_zeros)
 		stale += g.mem[p * PAGE + 8] != 0;
 	}
 	cr_assert_eq(stale, 0, "%zu of %zu pages read their old content right after their discard", stale, pages);
+	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
+	guest_release(&g);
+}
+
+/* The same for a batch: pages discarded without a fence each (a balloon
+ * element's pages), then one fence for all of them, read zeros. */
+Test(self_vmm, a_batch_of_discards_reads_zeros_after_its_one_fence)
+{
+	struct guest g;
+	attach(&g, "discard-batch", 4 << 20, 0);
+	fill(&g, 4);
+	memsrv__server_message__free_unpacked(ctl_evict_ok(&srv, "discard-batch", 0, true), NULL);
+	size_t pages = g.size / PAGE, stale = 0;
+	const size_t batch = 64;
+	for (size_t first = 0; first < pages; first += batch) {
+		/* every other page: scattered, as a balloon's are */
+		for (size_t p = first; p < first + batch; p += 2)
+			cr_assert_eq(memsrv_discard_unfenced(g.s, g.mem + p * PAGE, PAGE), 0, "discard: %s",
+				     memsrv_last_error());
+		cr_assert_eq(memsrv_discard_fence(g.s), 0, "fence: %s", memsrv_last_error());
+		for (size_t p = first; p < first + batch; p += 2)
+			stale += g.mem[p * PAGE + 8] != 0;
+	}
+	cr_assert_eq(stale, 0, "%zu of %zu pages read their old content after their batch's fence", stale, pages / 2);
+	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, word_of_kept, 4), 0, "the pages between them are kept");
+	cr_assert_eq(memsrv_discard_fence(g.s), 0, "a fence with nothing owed is no error");
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
 	guest_release(&g);
 }
