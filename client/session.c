@@ -30,6 +30,8 @@
 /* The keeper thread reconnects while the VMM's own threads may all be
  * blocked in faults; dispatch, on the VMM's thread, reads the socket.
  * lock guards sock and everything the keeper changes after attach. */
+#define DISCARD_BATCH_MAX 256  /* ranges in one Discard: a balloon element's pages */
+
 struct memsrv_session {
 	pthread_mutex_t lock;
 	int sock;               /* -1 while reconnecting */
@@ -57,6 +59,9 @@ struct memsrv_session {
 	uint64_t fence_owed;    /* a page an unfenced discard punched (its
 				 * fence zaps it), or 0: none owed */
 	uint32_t fence_len;
+	/* unfenced discards not sent yet: one Discard carries them all */
+	Memsrv__DiscardRange unsent[DISCARD_BATCH_MAX];
+	unsigned n_unsent;
 	unsigned n_regions;
 	struct { uint64_t addr, size, fd_offset; uint32_t page_size; unsigned fd_index; } regions[];  /* fd_index 0: no fd */
 };
@@ -826,6 +831,60 @@ int memsrv_balloon_actual(struct memsrv_session *s, uint64_t actual_bytes)
 	return ret ? fail(ret, "telling memsrv what the balloon left the guest: %s", strerror(-ret)) : 0;
 }
 
+/* Sends the unfenced discards not sent yet, in one Discard; s->lock
+ * held.  0 or -errno (they stay unsent). */
+static int send_unsent(struct memsrv_session *s)
+{
+	if (!s->n_unsent)
+		return 0;
+	if (s->sock < 0)
+		return -ENOTCONN;
+	Memsrv__DiscardRange *more[DISCARD_BATCH_MAX];
+	for (unsigned i = 1; i < s->n_unsent; i++)
+		more[i - 1] = &s->unsent[i];
+	Memsrv__Discard d = MEMSRV__DISCARD__INIT;
+	d.host_addr = s->unsent[0].host_addr;
+	d.length = s->unsent[0].length;
+	d.n_more = s->n_unsent - 1;
+	d.more = more;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_DISCARD;
+	msg.discard = &d;
+	int ret = wire_send_client(s->sock, &msg, NULL, 0);
+	if (!ret)
+		s->n_unsent = 0;
+	return ret;
+}
+
+/* Adds [start, start + len) to the unsent discards (to the last range when
+ * it adjoins it), sending them first when there is no room; s->lock held.
+ * 0 or -errno. */
+static int add_unsent(struct memsrv_session *s, uint64_t start, uint64_t len)
+{
+	if (s->n_unsent) {
+		Memsrv__DiscardRange *last = &s->unsent[s->n_unsent - 1];
+		if (last->host_addr + last->length == start) {
+			last->length += len;
+			return 0;
+		}
+		if (last->host_addr == start + len) {  /* a balloon often gives pages downwards */
+			last->host_addr = start;
+			last->length += len;
+			return 0;
+		}
+	}
+	if (s->n_unsent == DISCARD_BATCH_MAX) {
+		int ret = send_unsent(s);
+		if (ret)
+			return ret;
+	}
+	Memsrv__DiscardRange *r = &s->unsent[s->n_unsent++];
+	memsrv__discard_range__init(r);
+	r->host_addr = start;
+	r->length = len;
+	return 0;
+}
+
 /* The zap that fences the Discards sent so far: its REMOVE event holds
  * the caller until memsrv read it, and memsrv applies the Discards sent
  * before an event before any fault read after it, so no access once this
@@ -865,14 +924,11 @@ static int discard(struct memsrv_session *s, void *addr, uint64_t len, bool fenc
 	}
 	if (ret)
 		return fail(ret, "discarding %p + %llu: %s", addr, (unsigned long long)len, strerror(-ret));
-	Memsrv__Discard d = MEMSRV__DISCARD__INIT;
-	d.host_addr = start;
-	d.length = len;
-	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
-	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_DISCARD;
-	msg.discard = &d;
 	pthread_mutex_lock(&s->lock);
-	ret = s->sock >= 0 ? wire_send_client(s->sock, &msg, NULL, 0) : -ENOTCONN;
+	/* in the order they came: the unsent batch, then this one */
+	ret = add_unsent(s, start, len);
+	if (!ret && fenced)
+		ret = send_unsent(s);
 	/* an fd's punch made no event: a fence is owed, on this batch's last
 	 * page; anonymous memory's MADV_DONTNEED was one */
 	if (!ret && s->regions[i].fd_index && !fenced) {
@@ -901,9 +957,14 @@ int memsrv_discard_fence(struct memsrv_session *s)
 	if (!s)
 		return fail(-EINVAL, "no session");
 	pthread_mutex_lock(&s->lock);
-	uint64_t addr = s->fence_owed, len = s->fence_len;
-	s->fence_owed = 0;
+	int ret = send_unsent(s);
+	uint64_t addr = ret ? 0 : s->fence_owed, len = s->fence_len;
+	if (!ret)
+		s->fence_owed = 0;
 	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return fail(ret, "telling memsrv of the discards: %s (pages it held there come back as they were)",
+			    strerror(-ret));
 	return addr ? fence((void *)(uintptr_t)addr, len) : 0;
 }
 
@@ -953,6 +1014,11 @@ int memsrv_detach(struct memsrv_session *s, unsigned flags)
 		return fail(-EINVAL, "MEMSRV_DETACH_RESTORE and MEMSRV_DETACH_MIGRATED: the pages stay or go, not both");
 	bool had_keeper = s->has_keeper;
 	keeper_stop(s);  /* s is this thread's alone from here on */
+	/* discards not fenced yet go first: memsrv is not to restore their
+	 * pages (a failure leaves them to the restore: old content, no loss) */
+	pthread_mutex_lock(&s->lock);
+	send_unsent(s);
+	pthread_mutex_unlock(&s->lock);
 	int ret = 0;
 	if (flags & MEMSRV_DETACH_MIGRATED) {
 		ret = s->sock >= 0 && !s->ended ? detach_exchange(s, false)

@@ -79,12 +79,14 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		.actual = atomic_load(&vm->balloon.actual_bytes),
 		.actual_settled = now - asked_ns >= BALLOON_GRACE_NS && now - changed_ns >= BALLOON_GRACE_NS,
 		.stopped = stopped,
+		.stopped_working_set = atomic_load(&vm->balloon.stopped_working_set),
 	};
 	struct balloon_out out;
 	balloon_plan(&in, &out);
 	if (out.stopped != kept || (out.stopped && !in.stopped)) {  /* changed, or stopped anew */
 		atomic_store(&vm->balloon.stopped_bytes, out.stopped);
 		atomic_store(&vm->balloon.stopped_ns, now);
+		atomic_store(&vm->balloon.stopped_working_set, in.working_set);
 		if (out.stopped)
 			vm_info(vm, "the balloon stopped at %" PRIu64 " MiB, short of the %" PRIu64
 				" MiB asked: the guest cannot give more, the store holds the rest", out.stopped >> 20,

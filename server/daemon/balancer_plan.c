@@ -92,6 +92,9 @@ void balloon_plan(const struct balloon_in *in, struct balloon_out *out)
 	}
 	if (in->target >= out->stopped)
 		out->stopped = 0;  /* the node gives it what it kept: asked anew */
+	uint64_t freed = in->stopped_working_set / 8 > 8 * MIB ? in->stopped_working_set / 8 : 8 * MIB;
+	if (in->working_set && in->working_set + freed <= in->stopped_working_set)
+		out->stopped = 0;  /* it uses less than when it stopped: it may give more now */
 	uint64_t floor = in->size / 100 * 35;
 	if (in->guarantee > floor)
 		floor = in->guarantee;

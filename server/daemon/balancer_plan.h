@@ -56,6 +56,7 @@ struct balloon_in {
 	uint64_t actual;       /* what the balloon left the guest (the VMM's report); 0: never told */
 	bool actual_settled;   /* the last request and the last change of actual are a grace old */
 	uint64_t stopped;      /* where the guest stopped short lately; 0: it did not (or long ago) */
+	uint64_t stopped_working_set;  /* the working set when it stopped */
 };
 
 /* The balloon's part of a shortage. */
@@ -72,7 +73,9 @@ struct balloon_out {
  * of its size (ESX's 65% at most), its guarantee, its working set and an
  * eighth more, nor less than where it stopped short of a target lately: a
  * guest that cannot give more is not squeezed into swapping (or its OOM
- * killer), it is asked for where it stopped and the store holds the rest. */
+ * killer), it is asked for where it stopped and the store holds the rest.
+ * Once its working set fell by an eighth (at least 8 MiB) since, it has
+ * freed memory: it is asked again. */
 void balloon_plan(const struct balloon_in *in, struct balloon_out *out);
 
 #endif

@@ -522,22 +522,41 @@ static void post_detach(struct conn *c, const Memsrv__Detach *d)
 	vm_post_job(c->vm, job);
 }
 
+/* A Discard and its more ranges, all or none: one job each, posted at
+ * once (one wake-up of the VM thread for the batch). */
 static void post_discard(struct conn *c, const Memsrv__Discard *d)
 {
-	if (!discards_range_valid(c->vm, d->host_addr, d->length)) {
-		wire_send_error(c->fd, EINVAL, "discard", "0x%" PRIx64 " + %" PRIu64 " is not whole pages of one region",
-				d->host_addr, d->length);
-		return;
+	for (size_t i = 0; i <= d->n_more; i++) {
+		uint64_t addr = i ? d->more[i - 1]->host_addr : d->host_addr;
+		uint64_t len = i ? d->more[i - 1]->length : d->length;
+		if (!discards_range_valid(c->vm, addr, len)) {
+			char field[40] = "discard";
+			if (i)
+				snprintf(field, sizeof field, "discard.more[%zu]", i - 1);
+			wire_send_error(c->fd, EINVAL, field,
+					"0x%" PRIx64 " + %" PRIu64 " is not whole pages of one region: no range of this Discard is applied",
+					addr, len);
+			return;
+		}
 	}
-	struct vm_job *job = vm_job_new(VM_JOB_DISCARD);
-	if (!job) {
-		vm_err(c->vm, "out of memory: a Discard is not applied (the pages stay as they were)");
-		return;
+	struct vm_job *first = NULL, **tail = &first;
+	for (size_t i = 0; i <= d->n_more; i++) {
+		struct vm_job *job = vm_job_new(VM_JOB_DISCARD);
+		if (!job) {
+			vm_err(c->vm, "out of memory: a Discard is not applied (the pages stay as they were)");
+			while (first) {
+				struct vm_job *next = first->next;
+				vm_job_free(first);
+				first = next;
+			}
+			return;
+		}
+		job->addr = i ? d->more[i - 1]->host_addr : d->host_addr;
+		job->len = i ? d->more[i - 1]->length : d->length;
+		*tail = job;
+		tail = &job->next;
 	}
-	job->addr = d->host_addr;
-	job->len = d->length;
-	job->reply_fd = -1;
-	vm_post_job(c->vm, job);
+	vm_post_jobs(c->vm, first);
 }
 
 /* A read that brought no message: a malformed one, an error, or the peer

@@ -229,9 +229,17 @@ struct vm_job *vm_take_jobs_of_kind(struct vm *vm, enum vm_job_kind kind)
 void vm_post_job(struct vm *vm, struct vm_job *job)
 {
 	job->next = NULL;
+	vm_post_jobs(vm, job);
+}
+
+void vm_post_jobs(struct vm *vm, struct vm_job *first)
+{
+	struct vm_job *last = first;
+	while (last->next)
+		last = last->next;
 	pthread_mutex_lock(&vm->thr.job_lock);
-	*vm->thr.jobs_tail = job;
-	vm->thr.jobs_tail = &job->next;
+	*vm->thr.jobs_tail = first;
+	vm->thr.jobs_tail = &last->next;
 	pthread_mutex_unlock(&vm->thr.job_lock);
 	uint64_t one = 1;
 	if (write(vm->thr.wake_fd, &one, sizeof one) < 0)

@@ -173,10 +173,12 @@ struct vm_balloon {
 	_Atomic uint64_t actual_bytes;       /* what the balloon left the guest (BalloonActual), 0: never told */
 	_Atomic uint64_t actual_ns;          /* when actual_bytes last changed */
 	/* Where the guest stopped short of a target: it cannot give more, so
-	 * memsrv asks no lower for BALLOON_STOPPED_NS, or until the node
-	 * target reaches it.  0: it did not. */
+	 * memsrv asks no lower for BALLOON_STOPPED_NS, until the node
+	 * target reaches it, or until its working set falls (balloon_plan).
+	 * 0: it did not. */
 	_Atomic uint64_t stopped_bytes;
 	_Atomic uint64_t stopped_ns;         /* when it stopped */
+	_Atomic uint64_t stopped_working_set; /* the sampler's estimate then */
 };
 
 /* --state-dir (vm_state.c): the file its page tables and probation pages
@@ -321,6 +323,8 @@ struct vm_job *vm_job_new(enum vm_job_kind kind);
 void vm_job_free(struct vm_job *job);
 /* Hands a job to the VM thread; it owns the job from then on. */
 void vm_post_job(struct vm *vm, struct vm_job *job);
+/* The same for a list of jobs (linked by next), with one wake-up. */
+void vm_post_jobs(struct vm *vm, struct vm_job *first);
 /* VM thread: takes the posted jobs of that kind out of the queue, in the
  * order posted, leaving the others queued as they were. */
 struct vm_job *vm_take_jobs_of_kind(struct vm *vm, enum vm_job_kind kind);

@@ -498,6 +498,46 @@ Test(hostile, client_strings_cannot_forge_log_lines)
 	close(v.sock);
 }
 
+/* A Discard whose later range is bad is refused, naming that range, and
+ * none of its ranges is applied: the pages memsrv holds stay the guest's. */
+Test(hostile, a_discard_batch_with_a_bad_range_applies_none)
+{
+	server_start(&srv);
+	struct raw_vmm v;
+	raw_vmm_init(&v, 1 * MIB, true);
+	expect_hello_reply(raw_hello(&v, "batch", v.uffd, v.ram.fd, (uintptr_t)v.ram.mem));
+	memset(v.ram.mem, 7, 3 * 4096);  /* pages memsrv holds and must not drop */
+	memsrv__server_message__free_unpacked(ctl_evict_ok(&srv, "batch", 0, true), NULL);
+	uint64_t before = ctl_info_u64(&srv, "batch", offsetof(Memsrv__VmInfo, removed_pages));
+	Memsrv__DiscardRange good = MEMSRV__DISCARD_RANGE__INIT, bad = MEMSRV__DISCARD_RANGE__INIT;
+	good.host_addr = (uintptr_t)v.ram.mem + 4096;
+	good.length = 4096;
+	bad.host_addr = (uintptr_t)v.ram.mem + 8192 + 1;  /* not a page */
+	bad.length = 4096;
+	Memsrv__DiscardRange *more[] = { &good, &bad };
+	Memsrv__Discard d = MEMSRV__DISCARD__INIT;
+	d.host_addr = (uintptr_t)v.ram.mem;
+	d.length = 4096;
+	d.n_more = 2;
+	d.more = more;
+	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_DISCARD;
+	msg.discard = &d;
+	cr_assert_eq(wire_send_client(v.sock, &msg, NULL, 0), 0);
+	Memsrv__ServerMessage *m = raw_recv(v.sock);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
+	cr_assert_eq(m->error->errno_code, EINVAL);
+	cr_assert_str_eq(m->error->field, "discard.more[1]");
+	memsrv__server_message__free_unpacked(m, NULL);
+	/* the VM thread takes its jobs in order: past this one, it saw the Discard's */
+	memsrv__server_message__free_unpacked(ctl_evict_ok(&srv, "batch", 0, true), NULL);
+	cr_assert_eq(ctl_info_u64(&srv, "batch", offsetof(Memsrv__VmInfo, removed_pages)), before,
+		     "a range of the refused Discard was applied");
+	cr_assert_eq(v.ram.mem[0], 7, "the first range's page was dropped");
+	cr_assert_eq(v.ram.mem[4096], 7, "the good range's page was dropped");
+	close(v.sock);
+}
+
 struct refusals {
 	unsigned n;
 };

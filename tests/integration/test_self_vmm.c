@@ -186,6 +186,10 @@ Test(self_vmm, a_batch_of_discards_reads_zeros_after_its_one_fence)
 			stale += g.mem[p * PAGE + 8] != 0;
 	}
 	cr_assert_eq(stale, 0, "%zu of %zu pages read their old content after their batch's fence", stale, pages / 2);
+	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "discard-batch");
+	cr_assert_eq(m->vm_info->removed_pages, pages / 2, "every discard of every batch reached memsrv: %lu",
+		     (unsigned long)m->vm_info->removed_pages);
+	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(pattern_count_bad(g.mem, 0, pages, word_of_kept, 4), 0, "the pages between them are kept");
 	cr_assert_eq(memsrv_discard_fence(g.s), 0, "a fence with nothing owed is no error");
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);

@@ -481,6 +481,30 @@ Test(balloon, a_guest_that_stopped_short_is_asked_no_lower_and_given_back_the_re
 	cr_assert_eq(out.want, 1024 * MIB);
 }
 
+Test(balloon, a_guest_stopped_short_is_asked_again_once_its_working_set_fell)
+{
+	struct balloon_in in = shortage();
+	in.sent = in.stopped = in.actual = 800 * MIB;
+	in.stopped_working_set = in.working_set = 600 * MIB;
+	in.target = 500 * MIB;
+	in.resident = 800 * MIB;
+	in.actual_settled = true;
+	struct balloon_out out;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 800 * MIB, "nothing changed: still stopped");
+	cr_assert_eq(out.want, 800 * MIB);
+	/* it uses a little less: noise, not memory freed */
+	in.working_set = 560 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 800 * MIB);
+	/* an eighth less: it freed memory, which the balloon may take */
+	in.working_set = 525 * MIB;
+	balloon_plan(&in, &out);
+	cr_assert_eq(out.stopped, 0);
+	cr_assert_eq(out.want, 525 * MIB + 525 * MIB / 8, "its working set and an eighth: %lu MiB",
+		     (unsigned long)(out.want / MIB));
+}
+
 Test(balloon, a_guest_stopped_short_is_given_back_the_rest_once_the_store_holds_the_target)
 {
 	/* eviction holds the node's target after the grace: memsrv is short

@@ -63,6 +63,9 @@ static const char help_text[] =
 	"                        migrated from wrote), migrated (detach: the VM moved to\n"
 	"                        another node; exits once it holds every page), quit\n"
 	"  --bench-content       print the content generator's ns per page and exit\n"
+	"  --bench-discard       after the fill, discard every other page: one memsrv_discard()\n"
+	"                        each in the first half, fenced batches of 256 in the second;\n"
+	"                        print the us per page of each, detach and exit\n"
 	"  --help                this text\n"
 	"\n"
 	"Exit status: 0 good, 1 mismatch, 2 attach or setup error, 3 server gone,\n"
@@ -72,7 +75,7 @@ enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC, OPT_POLICY,
 	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
 	OPT_PATTERN, OPT_OPS, OPT_DURATION, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
-	OPT_BENCH_CONTENT, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_RESUME, OPT_INCOMING, OPT_HELP,
+	OPT_BENCH_CONTENT, OPT_BENCH_DISCARD, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_RESUME, OPT_INCOMING, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -97,6 +100,7 @@ static const struct option long_options[] = {
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "interactive", no_argument, NULL, OPT_INTERACTIVE },
 	{ "bench-content", no_argument, NULL, OPT_BENCH_CONTENT },
+	{ "bench-discard", no_argument, NULL, OPT_BENCH_DISCARD },
 	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
 	{ "private-pct", required_argument, NULL, OPT_PRIVATE_PCT },
 	{ "resume", required_argument, NULL, OPT_RESUME },
@@ -272,6 +276,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 			break;
 		case OPT_BENCH_CONTENT:
 			o->bench_content = true;
+			break;
+		case OPT_BENCH_DISCARD:
+			o->bench_discard = true;
 			break;
 		case OPT_CORRUPT:
 			if (parse_u64(optarg, &v) || v > INT64_MAX)

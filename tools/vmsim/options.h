@@ -26,6 +26,7 @@ struct vmsim_options {
 	bool verify;
 	bool interactive;
 	bool bench_content;
+	bool bench_discard;
 	int64_t corrupt_page;   /* -1: none */
 	struct pattern_config pattern;
 	const char *resume_dir; /* --resume: NULL, or the directory of vmsim.state and memory.img */

@@ -190,7 +190,8 @@ int main(int argc, char **argv)
 	if (vm.opts.corrupt_page >= 0)
 		workload_corrupt(&vm.work, (uint64_t)vm.opts.corrupt_page);
 
-	ret = vm.opts.interactive ? interactive_run(&vm) : run_batch(&vm, fill_s);
+	ret = vm.opts.bench_discard ? bench_discard(&vm)
+	      : vm.opts.interactive ? interactive_run(&vm) : run_batch(&vm, fill_s);
 	fflush(stdout);
 	workload_destroy(&vm.work);
 	guest_ram_destroy(&vm.ram);

@@ -67,4 +67,9 @@ double vmsim_now_s(void);
 /* --bench-content: prints ns per page for each kind and the mix. */
 int bench_content(const struct content_mix *mix, uint64_t seed);
 
+/* --bench-discard, attached and filled: discards every other page, one
+ * memsrv_discard() each in the first half, in fenced batches in the
+ * second, and prints the us per page of each; then detaches. */
+int bench_discard(struct vmsim *vm);
+
 #endif
