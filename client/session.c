@@ -27,11 +27,11 @@
 #define RETRY_MS 50         /* between attempts to reach a restarting memsrv */
 #define DRAIN_GRACE_MS 1000 /* for the VMM to read what a dead memsrv sent last */
 
+#define DISCARD_BATCH_MAX 256  /* ranges in one Discard: a balloon element's pages */
+
 /* The keeper thread reconnects while the VMM's own threads may all be
  * blocked in faults; dispatch, on the VMM's thread, reads the socket.
  * lock guards sock and everything the keeper changes after attach. */
-#define DISCARD_BATCH_MAX 256  /* ranges in one Discard: a balloon element's pages */
-
 struct memsrv_session {
 	pthread_mutex_t lock;
 	int sock;               /* -1 while reconnecting */
