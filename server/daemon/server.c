@@ -526,9 +526,11 @@ static void post_detach(struct conn *c, const Memsrv__Detach *d)
  * once (one wake-up of the VM thread for the batch). */
 static void post_discard(struct conn *c, const Memsrv__Discard *d)
 {
+	struct vm_job *first = NULL, **tail = &first;
 	for (size_t i = 0; i <= d->n_more; i++) {
 		uint64_t addr = i ? d->more[i - 1]->host_addr : d->host_addr;
 		uint64_t len = i ? d->more[i - 1]->length : d->length;
+		struct vm_job *job = NULL;
 		if (!discards_range_valid(c->vm, addr, len)) {
 			char field[40] = "discard";
 			if (i)
@@ -536,14 +538,10 @@ static void post_discard(struct conn *c, const Memsrv__Discard *d)
 			wire_send_error(c->fd, EINVAL, field,
 					"0x%" PRIx64 " + %" PRIu64 " is not whole pages of one region: no range of this Discard is applied",
 					addr, len);
-			return;
-		}
-	}
-	struct vm_job *first = NULL, **tail = &first;
-	for (size_t i = 0; i <= d->n_more; i++) {
-		struct vm_job *job = vm_job_new(VM_JOB_DISCARD);
-		if (!job) {
+		} else if (!(job = vm_job_new(VM_JOB_DISCARD))) {
 			vm_err(c->vm, "out of memory: a Discard is not applied (the pages stay as they were)");
+		}
+		if (!job) {
 			while (first) {
 				struct vm_job *next = first->next;
 				vm_job_free(first);
@@ -551,8 +549,8 @@ static void post_discard(struct conn *c, const Memsrv__Discard *d)
 			}
 			return;
 		}
-		job->addr = i ? d->more[i - 1]->host_addr : d->host_addr;
-		job->len = i ? d->more[i - 1]->length : d->length;
+		job->addr = addr;
+		job->len = len;
 		*tail = job;
 		tail = &job->next;
 	}
