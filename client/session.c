@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "drops.h"
 #include "memsrv.h"
 #include "uffd_compat.h"
 #include "uffd_setup.h"
@@ -62,6 +63,7 @@ struct memsrv_session {
 	/* unfenced discards not sent yet: one Discard carries them all */
 	Memsrv__DiscardRange unsent[DISCARD_BATCH_MAX];
 	unsigned n_unsent;
+	struct drop_thread *drops;  /* anonymous regions: drops what memsrv saved */
 	unsigned n_regions;
 	struct { uint64_t addr, size, fd_offset; uint32_t page_size; unsigned fd_index; } regions[];  /* fd_index 0: no fd */
 };
@@ -149,6 +151,9 @@ static void session_free(struct memsrv_session *s, bool keep_uffd)
 	close_fd(s->sock);
 	if (!keep_uffd)
 		close_fd(s->uffd);
+	/* after the uffd: a drop in progress waits for its REMOVE to be read,
+	 * and a closed uffd lets it go */
+	drops_close(s->drops, !keep_uffd);
 	close_fd(s->epfd);
 	close_fd(s->notify);
 	close_fd(s->stop);
@@ -229,6 +234,29 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 		}
 		ptrs[i] = &regions[i];
 	}
+	return 0;
+}
+
+/* Anonymous regions get a drop thread: memsrv cannot drop another
+ * process's anonymous pages (drops.h).  Its end of the channel joins the
+ * fds sent (*drop_index, 0 for none); the caller closes *peer. */
+static int open_drops(struct memsrv_session *s, int *fds, unsigned *nfds, unsigned *drop_index, int *peer)
+{
+	struct drop_range anon[MEMSRV_MAX_REGIONS];
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->n_regions; i++)
+		if (!s->regions[i].fd_index)
+			anon[n++] = (struct drop_range){ s->regions[i].addr, s->regions[i].size };
+	*drop_index = 0;
+	if (!n)
+		return 0;
+	if (*nfds >= WIRE_MAX_FDS)
+		return fail(-EMFILE, "no room for the drop channel among the %u fds of a Hello", WIRE_MAX_FDS);
+	s->drops = drops_open(anon, n, peer);
+	if (!s->drops)
+		return fail(-errno, "cannot open the drop channel for anonymous memory: %s", strerror(errno));
+	*drop_index = *nfds;
+	fds[(*nfds)++] = *peer;
 	return 0;
 }
 
@@ -545,7 +573,7 @@ int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struc
 	Memsrv__Region *regions = calloc(vm->n_regions, sizeof *regions);
 	Memsrv__Region **ptrs = calloc(vm->n_regions, sizeof *ptrs);
 	Memsrv__ServerMessage *reply = NULL;
-	int ret;
+	int ret, drop_peer = -1;
 	if (!s || !regions || !ptrs) {
 		free(s);
 		s = NULL;
@@ -564,6 +592,9 @@ int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struc
 	unsigned nfds;
 	uint64_t modes;
 	ret = describe_regions(vm, s, features, regions, ptrs, fds, &nfds, &modes);
+	unsigned drop_index = 0;
+	if (!ret)
+		ret = open_drops(s, fds, &nfds, &drop_index, &drop_peer);
 	if (ret)
 		goto out;
 	s->sock = connect_to(socket_path);
@@ -589,6 +620,8 @@ int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struc
 	hello.quota = &quota;
 	hello.uffd_features = features;
 	hello.register_modes = modes;
+	if (drop_index)
+		hello.has_drop_fd_index = 1, hello.drop_fd_index = drop_index;
 	if (vm->flags & MEMSRV_VM_NO_BALLOON)
 		hello.has_balloon = 1, hello.balloon = 0;
 	hello.snapshot_dir = (char *)vm->snapshot_dir;
@@ -629,6 +662,8 @@ int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struc
 		ret = open_session_fds(s);
 	if (!ret && !(vm->flags & MEMSRV_VM_NO_RECONNECT))
 		ret = keeper_start(s);
+	if (!ret && s->drops && (ret = drops_start(s->drops)))
+		ret = fail(ret, "cannot start the drop thread: %s", strerror(-ret));
 	if (ret)
 		goto out;
 	*out = s;
@@ -641,6 +676,7 @@ out:
 	}
 	if (reply)
 		memsrv__server_message__free_unpacked(reply, NULL);
+	close_fd(drop_peer);  /* the session keeps a dup for a resume */
 	free(regions);
 	free(ptrs);
 	return ret;

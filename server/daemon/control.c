@@ -265,6 +265,13 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 				vm->not_evictable_reason);
 		return;
 	}
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		if (vm->regions[i].fd < 0) {
+			wire_send_error(fd, EOPNOTSUPP, "snapshot.name",
+					"VM %s's region %u is anonymous private memory: memsrv takes images of shared "
+					"memory only (a memfd)", vm->name, i);
+			return;
+		}
 	if (check_snapshot_dir(fd, req->dir))
 		return;
 	struct vm_job *job = vm_job_new(VM_JOB_SNAPSHOT);

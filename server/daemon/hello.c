@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -20,6 +21,7 @@
 #include <linux/kcmp.h>
 #include <linux/magic.h>
 
+#include "anon_drops.h"
 #include "balancer.h"
 #include "image_pages.h"
 #include "migrate_in.h"
@@ -238,10 +240,11 @@ static const char *shmem_thp_blocker(void)
 }
 
 /* Why this VM's pages cannot be evicted, or NULL if they can. */
-static const char *eviction_blocker(const struct vm *vm, const struct region *r)
+static const char *eviction_blocker(struct vm *vm, const struct region *r)
 {
+	static char anon_why[160];
 	if (r->fd < 0)
-		return "anonymous private memory: memsrv cannot read or discard it from outside the VMM";
+		return anon_drops_blocker(vm, anon_why, sizeof anon_why);
 	if (r->page_size != 4096)
 		return "huge pages are served but not yet evicted";
 	const char *thp = r->backing == MEMSRV__BACKING__BACKING_MEMFD ? shmem_thp_blocker() : NULL;
@@ -358,6 +361,30 @@ static int add_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned nfd
 	return ret;
 }
 
+/* Hello.drop_fd_index: libmemsrv's drop thread for anonymous regions. */
+static int take_drop_channel(const Memsrv__Hello *h, int *fds, unsigned nfds, bool fd_used[WIRE_MAX_FDS],
+			     struct vm *vm, struct refusal *why)
+{
+	if (!h->has_drop_fd_index)
+		return 0;
+	unsigned i = h->drop_fd_index;
+	if (i == 0 || i >= nfds || fd_used[i])
+		return refuse(why, EBADF, "hello.drop_fd_index", "fd index %u is not among the %u fds sent, or is "
+			      "another's (0 is the uffd)", i, nfds);
+	int type = 0;
+	socklen_t len = sizeof type;
+	if (getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &len) || type != SOCK_SEQPACKET)
+		return refuse(why, EBADF, "hello.drop_fd_index", "fd %u is not a SOCK_SEQPACKET socket", i);
+	bool anon = false;
+	for (unsigned k = 0; k < vm->n_regions; k++)
+		anon |= vm->regions[k].fd < 0;
+	if (!anon)
+		return refuse(why, EINVAL, "hello.drop_fd_index", "a drop channel, but no region is anonymous memory");
+	fd_used[i] = true;
+	vm->anon.drop_sock = fds[i];
+	return 0;
+}
+
 /* Every region added, every fd sent used by one. */
 static int add_regions(const Memsrv__Hello *h, int *fds, unsigned nfds, struct vm *vm, struct refusal *why)
 {
@@ -367,6 +394,9 @@ static int add_regions(const Memsrv__Hello *h, int *fds, unsigned nfds, struct v
 		if (ret)
 			return ret;
 	}
+	int ret = take_drop_channel(h, fds, nfds, fd_used, vm, why);
+	if (ret)
+		return ret;
 	for (unsigned i = 1; i < nfds; i++)
 		if (!fd_used[i])
 			return refuse(why, EINVAL, "fds", "fd %u was sent but no region refers to it", i);
@@ -618,6 +648,9 @@ static void find_kept(const struct vm *vm, const int *fds, unsigned nfds, bool k
 		for (unsigned k = 1; k < nfds; k++)
 			if (vm->regions[i].fd == fds[k])
 				kept[k] = true;
+	for (unsigned k = 1; k < nfds; k++)
+		if (vm->anon.drop_sock == fds[k])
+			kept[k] = true;
 }
 
 int hello_accept(struct server *srv, struct conn *c, const Memsrv__Hello *h, int *fds, unsigned nfds)

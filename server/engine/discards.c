@@ -8,8 +8,11 @@
  * out of the file itself (their data is gone from the file: a balloon
  * without Discard), and an UNMAP writes the pages memsrv holds back into
  * the file, where the VMM finds them if it maps it again — no fault will
- * come for that range any more.  Of anonymous private memory a REMOVE or
- * UNMAP is what it says: the pages are gone.
+ * come for that range any more.  Of anonymous private memory an UNMAP is
+ * what it says: the pages are gone.  A REMOVE zaps what the VMM holds:
+ * its resident pages are gone, but a page memsrv holds stays held (until
+ * a Discard): memsrv's own drops raise REMOVE events too (anon_drops.h),
+ * and one cannot be told from the VMM's.
  *
  * VM thread only, like the page tables.
  */
@@ -198,9 +201,12 @@ void discards_apply(struct vm *vm, uint64_t start, uint64_t end, enum discard_ki
 			/* a zap of a poisoned page drops the kernel's marker, not
 			 * the loss: its next fault is poisoned again; given back,
 			 * the loss no longer matters */
-			for (uint64_t p = first; p < last; p++)
-				if (kind == DISCARD_REQUESTED || pe_state(r->pt.entries[p]) != PAGE_POISONED)
+			for (uint64_t p = first; p < last; p++) {
+				enum page_state st = pe_state(r->pt.entries[p]);
+				if (kind == DISCARD_REQUESTED || (kind == DISCARD_UNMAP_EVENT && st != PAGE_POISONED) ||
+				    st == PAGE_RESIDENT)
 					forget_page(vm, r, p);
+			}
 		} else if (kind == DISCARD_REQUESTED) {
 			/* a resident page still in the file was written again
 			 * since the VMM punched it: no longer discarded */

@@ -4,10 +4,12 @@
  * writer; docs/architecture.md, "Kernel facts and measurements"):
  *   1. UFFDIO_WRITEPROTECT the run: from here a write blocks in a WP fault;
  *   2. pread the run from the region's fd (never through a mapping: a read
- *      fault on a hole would allocate it and hide the next MISSING fault);
+ *      fault on a hole would allocate it and hide the next MISSING fault;
+ *      anonymous memory from the VMM's /proc/PID/mem, which fails there);
  *   3. store each page (all-zero pages cost nothing) and set its page-table
  *      entry (a failed punch puts RESIDENT back and drops the copies);
- *   4. fallocate(PUNCH_HOLE) the run: the VMM's next access faults MISSING;
+ *   4. fallocate(PUNCH_HOLE) the run (anonymous memory: the VMM drops it,
+ *      anon_drops.h): the VMM's next access faults MISSING;
  *   5. unprotect and wake: a blocked writer faults MISSING and gets the
  *      stored content before its write lands.
  * A clean page (clean_pages.h) is protected already and its copy is in the
@@ -88,7 +90,6 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 {
 	const uint64_t ps = r->page_size;
 	uint64_t addr = r->host_addr + first * ps;
-	uint64_t off = r->fd_offset + first * ps;
 	page_entry entries[EVICT_RUN_PAGES], was[EVICT_RUN_PAGES];
 	bool all_clean = true;
 	for (uint64_t i = 0; i < count; i++) {
@@ -103,7 +104,9 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 			*err = ret;
 			return 0;
 		}
-		ret = region_pread(r, first, count * ps, vm->eng.io_buf);
+		ret = region_pread(vm, r, first, count * ps, vm->eng.io_buf);
+		if (ret == -EIO && r->fd < 0)
+			ret = -EINTR;  /* a page of it was discarded meanwhile: its REMOVE is queued */
 	}
 	uint64_t kept = 0, stored_bytes = 0, zero = 0, clean = 0;
 	int store_ret = 0;
@@ -132,8 +135,16 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	 * after any step finds every page either in the fd or in the store */
 	for (uint64_t i = 0; i < kept; i++)
 		page_table_set(&r->pt, first + i, entries[i]);
-	if (kept && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(kept * ps))) {
-		ret = -errno;
+	int dropped = kept ? region_drop(vm, r, first, kept) : 0;
+	if (dropped && r->fd < 0) {
+		/* dropped in part, or not (yet): each page is its copy now
+		 * either way (still protected, the VMM's page did not change) */
+		if (dropped != -ESHUTDOWN)
+			vm_warn(vm, "the VMM did not drop [0x%" PRIx64 ", +%" PRIu64 " pages): %s; memsrv keeps their "
+				"copies", addr, kept, strerror(-dropped));
+		ret = dropped;
+	} else if (dropped) {
+		ret = dropped;
 		/* nothing punched: the pages stay resident, the new copies go */
 		for (uint64_t i = 0; i < kept; i++) {
 			page_table_set(&r->pt, first + i, was[i]);
@@ -154,6 +165,13 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		*err = ret;
 		return 0;
 	}
+	if (dropped == -ESHUTDOWN) {
+		/* memsrv stops while the VMM may still drop the run: the pages
+		 * stay protected until a resumed memsrv waited the drop out
+		 * (anon_drops_barrier) */
+		*err = dropped;
+		return kept;
+	}
 	/* A punched page keeps its protection in a PTE marker, which
 	 * UFFDIO_POISON will not overwrite: a VMM that lost memsrv could not
 	 * poison it, and its fault would wait for good.  So every page of the
@@ -171,24 +189,30 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, void *keep)
 {
 	const uint64_t ps = r->page_size;
-	uint64_t addr = r->host_addr + idx * ps, off = r->fd_offset + idx * ps;
+	uint64_t addr = r->host_addr + idx * ps;
 	clean_page_forget(vm, r, idx);  /* its content goes to probation, raw */
 	/* the same steps as evict_run(), with the content kept raw */
 	int ret = writeprotect_retry(vm, addr, ps, true);
 	if (ret)
 		return ret;
-	ret = region_pread(r, idx, ps, keep);
+	ret = region_pread(vm, r, idx, ps, keep);
+	int dropped = 0;
 	if (!ret) {
 		page_table_set(&r->pt, idx, pe_make(PAGE_PROBATION, 0, slot));  /* before the punch, as above */
-		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)ps)) {
-			ret = -errno;
+		dropped = region_drop(vm, r, idx, 1);
+		if (dropped && r->fd >= 0) {
 			page_table_set(&r->pt, idx, pe_make(PAGE_RESIDENT, 0, 0));
+			ret = dropped;
 		}
+		/* anonymous: dropped or not (yet), the page is its copy (evict_run) */
 	}
+	bool stopping = dropped == -ESHUTDOWN;
 	if (!ret) {
 		vm_policy_gone(vm, r, idx);
 		atomic_fetch_sub(&vm->resident_bytes, ps);
 	}
+	if (stopping)
+		return 0;  /* left protected, as evict_run() leaves a run */
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, idx, 1);
 	migrate_out_touched(vm, r, idx, 1);
@@ -249,7 +273,7 @@ int evict_make_room(struct vm *vm, uint64_t bytes)
 	if (!vm_can_evict(vm)) {
 		if (!vm->eng.limit_warned)
 			vm_warn(vm, "resident memory passes the limit of %" PRIu64 " bytes and cannot be evicted: %s",
-				limit, vm->evictable ? "another process maps its RAM" : vm->not_evictable_reason);
+				limit, vm_why_not_evictable(vm));
 		vm->eng.limit_warned = true;
 		return -ENOSPC;
 	}

@@ -311,7 +311,7 @@ static void encode_page(struct vm *vm, struct migrate_out *mo, struct region *r,
 	default:
 		if (!data) {
 			uint8_t *one = mo->buf + (size_t)(MIGRATE_BATCH_PAGES - 1) * PAGE;
-			int ret = region_pread(r, idx, PAGE, one);
+			int ret = region_pread(vm, r, idx, PAGE, one);
 			if (ret) {
 				fail(mo, ret, "reading page %" PRIu64 " from the VM's memory failed: %s", page, strerror(-ret));
 				return;
@@ -351,7 +351,7 @@ static void send_chunk(struct vm *vm, struct migrate_out *mo, struct region *r, 
 	for (uint64_t p = first; p < first + count; p++)
 		resident |= bit(mo->dirty, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident) {
-		int ret = region_pread(r, first, count * PAGE, mo->buf);
+		int ret = region_pread(vm, r, first, count * PAGE, mo->buf);
 		if (ret) {
 			fail(mo, ret, "reading VM %s's memory failed: %s", vm->name, strerror(-ret));
 			return;

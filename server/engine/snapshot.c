@@ -206,7 +206,7 @@ static void save_page(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	case PAGE_RESIDENT:
 	default:
 		if (!data) {
-			int ret = region_pread(r, idx, SNAP_PAGE, sn->one);
+			int ret = region_pread(vm, r, idx, SNAP_PAGE, sn->one);
 			if (ret) {
 				fail(sn, ret, "reading page %" PRIu64 " from the VM's memory failed: %s", page,
 				     strerror(-ret));
@@ -255,7 +255,7 @@ static int walk_chunk(struct vm *vm, struct snapshot *sn, struct region *r, uint
 	for (uint64_t p = first; p < first + count; p++)
 		resident |= !is_saved(sn, r->first_page + p) && pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 	if (resident) {
-		int ret = region_pread(r, first, count * SNAP_PAGE, sn->buf);
+		int ret = region_pread(vm, r, first, count * SNAP_PAGE, sn->buf);
 		if (ret) {
 			fail(sn, ret, "reading the VM's memory failed: %s", strerror(-ret));
 			return ret;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "accessed.h"
+#include "anon_drops.h"
 #include "fault.h"
 #include "image_pages.h"
 #include "sampler.h"
@@ -28,6 +29,7 @@ struct vm *vm_new(struct store *store)
 	if (!vm)
 		return NULL;
 	vm->uffd = vm->session_fd = vm->thr.wake_fd = vm->persist.fd = vm->persist.dir_fd = -1;
+	vm->anon.mem_fd = vm->anon.drop_sock = -1;
 	vm->thr.jobs_tail = &vm->thr.jobs;
 	pthread_mutex_init(&vm->thr.job_lock, NULL);
 	session_out_init(&vm->out);
@@ -205,6 +207,25 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+const char *vm_why_not_evictable(const struct vm *vm)
+{
+	int drops = atomic_load(&vm->anon.stopped);
+	return !vm->evictable ? vm->not_evictable_reason
+	       : drops == -EPIPE ? "anonymous private memory: the VMM's drop channel broke"
+	       : drops ? "memsrv stops, and the VMM's drop thread did not answer"
+	       : vm->unprotected_reason;
+}
+
+bool vm_job_waits(struct vm *vm, enum vm_job_kind kind)
+{
+	pthread_mutex_lock(&vm->thr.job_lock);
+	struct vm_job *job = vm->thr.jobs;
+	while (job && job->kind != kind)
+		job = job->next;
+	pthread_mutex_unlock(&vm->thr.job_lock);
+	return job != NULL;
+}
+
 struct vm_job *vm_take_jobs_of_kind(struct vm *vm, enum vm_job_kind kind)
 {
 	struct vm_job *taken = NULL, **taken_tail = &taken;
@@ -370,6 +391,10 @@ void vm_destroy(struct vm *vm)
 	}
 	if (vm->uffd >= 0)
 		close(vm->uffd);
+	if (vm->anon.mem_fd >= 0)
+		close(vm->anon.mem_fd);
+	if (vm->anon.drop_sock >= 0)
+		close(vm->anon.drop_sock);
 	if (vm->thr.wake_fd >= 0)
 		close(vm->thr.wake_fd);
 	pthread_mutex_destroy(&vm->thr.job_lock);
@@ -497,8 +522,7 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	info->shares = vm->quota.shares;
 	info->regions = vm->n_regions;
 	info->evictable = vm_can_evict(vm);
-	info->not_evictable_reason = !vm->evictable ? vm->not_evictable_reason
-				     : !info->evictable ? vm->unprotected_reason : NULL;
+	info->not_evictable_reason = info->evictable ? NULL : (char *)vm_why_not_evictable(vm);
 	info->page_size = vm->n_regions ? vm->regions[0].page_size : 4096;
 	info->balloon_target_bytes = ctr_get(&vm->balloon.target_bytes);
 	info->balloon_actual_bytes = ctr_get(&vm->balloon.actual_bytes);
@@ -532,16 +556,20 @@ int vm_send_error(struct vm *vm, int errno_code, const char *field, const char *
 	return vm_send(vm, &e.msg);
 }
 
-int region_pread(const struct region *r, uint64_t first, size_t len, void *buf)
+int region_pread(const struct vm *vm, const struct region *r, uint64_t first, size_t len, void *buf)
 {
-	uint64_t off = r->fd_offset + first * r->page_size;
+	bool anon = r->fd < 0;
+	int fd = anon ? vm->anon.mem_fd : r->fd;
+	uint64_t off = (anon ? r->host_addr : r->fd_offset) + first * r->page_size;
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = pread(r->fd, (char *)buf + done, len - done, (off_t)(off + done));
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
+		if (n == 0 && anon)
+			return -EIO;
 		if (n == 0) {
 			memset((char *)buf + done, 0, len - done);  /* past the end of the file: zeros */
 			break;
@@ -549,6 +577,15 @@ int region_pread(const struct region *r, uint64_t first, size_t len, void *buf)
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+int region_drop(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
+{
+	uint64_t ps = r->page_size;
+	if (r->fd < 0)
+		return anon_drop(vm, r->host_addr + first * ps, count * ps);
+	return fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(r->fd_offset + first * ps),
+			 (off_t)(count * ps)) ? -errno : 0;
 }
 
 int vm_writes_trackable(struct vm *vm, const char *or_else, char *why, size_t len)
@@ -565,7 +602,13 @@ int vm_writes_trackable(struct vm *vm, const char *or_else, char *why, size_t le
 	}
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		const struct region *r = &vm->regions[i];
-		if (!r->evictable || r->page_size != 4096 || r->fd < 0) {
+		if (r->fd < 0) {
+			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") is anonymous private memory, "
+				 "so %s (memsrv snapshots and migrates shared memory: a memfd)", vm->name, i, r->guest_phys_addr,
+				 or_else);
+			return -EOPNOTSUPP;
+		}
+		if (!r->evictable || r->page_size != 4096) {
 			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
 				 "so %s: %s", vm->name, i, r->guest_phys_addr, or_else,
 				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");

@@ -88,6 +88,18 @@ struct region {
 	struct page_table pt;
 };
 
+/* Anonymous private RAM (anon_drops.h): read through the VMM's
+ * /proc/PID/mem, dropped by its drop thread.  The server thread sets the
+ * fds before the VM thread starts; the VM thread alone uses them. */
+struct vm_anon {
+	int mem_fd;      /* /proc/PID/mem, -1: not opened */
+	int drop_sock;   /* memsrv's end of the drop channel, -1: none */
+	uint64_t seq;    /* of the last drop request */
+	/* why drops stopped, for good (vm_can_evict): -EPIPE the channel
+	 * broke, -ESHUTDOWN memsrv stops and a drop went unanswered; 0 not */
+	_Atomic int stopped;
+};
+
 enum { VM_BALLOON_UNKNOWN, VM_BALLOON_YES, VM_BALLOON_NO };
 
 /* Where a live migration of the VM is (VmInfo.migration). */
@@ -271,6 +283,7 @@ struct vm {
 	struct vm_quota quota;
 	struct vm_balloon balloon;
 	struct vm_persist persist;
+	struct vm_anon anon;
 
 	/* the VM thread writes, any thread reads */
 	_Atomic uint64_t resident_bytes;
@@ -328,6 +341,8 @@ void vm_post_jobs(struct vm *vm, struct vm_job *first);
 /* VM thread: takes the posted jobs of that kind out of the queue, in the
  * order posted, leaving the others queued as they were. */
 struct vm_job *vm_take_jobs_of_kind(struct vm *vm, enum vm_job_kind kind);
+/* Whether a job of that kind waits (VM thread: to cut a wait short). */
+bool vm_job_waits(struct vm *vm, enum vm_job_kind kind);
 /* Wakes the VM thread to look at changed settings. */
 void vm_post_wakeup(struct vm *vm);
 
@@ -347,8 +362,16 @@ void vm_policy_update(struct vm *vm);
 int vm_writes_trackable(struct vm *vm, const char *or_else, char *why, size_t len);
 
 /* Reads len bytes of r's memory from its fd (never through a mapping),
- * from page first on; past the file's end reads zeros.  0 or -errno. */
-int region_pread(const struct region *r, uint64_t first, size_t len, void *buf);
+ * from page first on; past the file's end reads zeros.  Anonymous memory
+ * is read through the VMM's /proc/PID/mem, which fails (EIO) on a page
+ * not there rather than fault it in.  0 or -errno. */
+int region_pread(const struct vm *vm, const struct region *r, uint64_t first, size_t len, void *buf);
+
+/* Takes pages [first, first + count) of r out of the VMM: a hole punched
+ * in its fd, or for anonymous memory dropped by the VMM (anon_drops.h).
+ * 0 or -errno; after an error nothing was punched from an fd, but an
+ * anonymous run may be dropped in part or later (its copies must stay). */
+int region_drop(struct vm *vm, struct region *r, uint64_t first, uint64_t count);
 
 /* Region holding the VM-wide page number page (policy.h), or NULL. */
 struct region *vm_region_of_page(struct vm *vm, uint64_t page);
@@ -387,12 +410,16 @@ static inline uint64_t vm_limit(const struct vm *vm)
 	return !l ? t : !t ? l : l < t ? l : t;
 }
 
-/* Whether pages may leave residence now: the VM's memory allows it and no
- * other process maps it (mappings.c). */
+/* Whether pages may leave residence now: the VM's memory allows it, no
+ * other process maps it (mappings.c), and its drops go on (anon_drops.h). */
 static inline bool vm_can_evict(const struct vm *vm)
 {
-	return vm->evictable && !atomic_load_explicit(&vm->unprotected_by, memory_order_relaxed);
+	return vm->evictable && !atomic_load_explicit(&vm->unprotected_by, memory_order_relaxed) &&
+	       !atomic_load_explicit(&vm->anon.stopped, memory_order_relaxed);
 }
+
+/* Why vm_can_evict() is false, for a message. */
+const char *vm_why_not_evictable(const struct vm *vm);
 
 /* Sends a message on the VM's session socket, or queues it while the VMM
  * is not reading (any thread; never blocks: session_out.h).  0 or -errno. */

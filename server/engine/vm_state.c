@@ -336,6 +336,77 @@ void vm_state_adopt_probation(struct vm *vm)
 	}
 }
 
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_SWAPPED (1ull << 62)  /* by the kernel: still the VMM's */
+#define PAGEMAP_BATCH 512
+
+/* Page p of r, anonymous, as the VMM holds it (present) or not.  The
+ * policy and the sampler have their books already (vm_start): they follow. */
+static void reconcile_anonymous_page(struct vm *vm, struct region *r, uint64_t p, bool present)
+{
+	page_entry e = r->pt.entries[p];
+	enum page_state s = pe_state(e), from = pe_arriving_from(e);
+	if (present) {
+		if (s == PAGE_RESIDENT && from == PAGE_NEVER)
+			return;
+		if (s != PAGE_NEVER && s != PAGE_RESIDENT && s != PAGE_STORED && s != PAGE_ZERO && s != PAGE_PROBATION)
+			return;  /* poisoned: a marker, never present */
+		/* never noted, evicted but not dropped, copied in but not
+		 * noted, or clean (its protection goes: vm_state_wake_all) */
+		page_table_set(&r->pt, p, pe_make(PAGE_RESIDENT, 0, 0));
+		if (pe_holds_object(e))
+			store_drop(vm->store, (obj_id)pe_handle(e));
+		if (s == PAGE_PROBATION)
+			sampler_drop(vm, e);
+		if (s != PAGE_RESIDENT) {
+			atomic_fetch_add(&vm->resident_bytes, r->page_size);
+			vm_policy_resident(vm, r, p, false, false);
+		}
+	} else if (s == PAGE_RESIDENT) {
+		/* a copy that never went in names its content again; a
+		 * resident page that is gone was discarded by the VMM */
+		page_table_set(&r->pt, p, from == PAGE_NEVER ? pe_make(PAGE_NEVER, 0, 0) : pe_make(from, 0, pe_handle(e)));
+		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
+		vm_policy_gone(vm, r, p);
+	}
+}
+
+void vm_state_reconcile_anonymous(struct vm *vm)
+{
+	bool any = false;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		any |= vm->regions[i].fd < 0;
+	if (!any)
+		return;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/pagemap", (int)vm->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		vm_warn(vm, "cannot open %s (%s): the pages of its anonymous memory are as the table says", path,
+			strerror(errno));
+		return;
+	}
+	uint64_t map[PAGEMAP_BATCH];
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		struct region *r = &vm->regions[i];
+		if (r->fd >= 0 || r->unmapped)
+			continue;
+		for (uint64_t p = 0; p < r->pt.npages; p += PAGEMAP_BATCH) {
+			uint64_t n = r->pt.npages - p < PAGEMAP_BATCH ? r->pt.npages - p : PAGEMAP_BATCH;
+			off_t off = (off_t)((r->host_addr / 4096 + p) * sizeof map[0]);
+			if (pread(fd, map, n * sizeof map[0], off) != (ssize_t)(n * sizeof map[0])) {
+				vm_warn(vm, "reading %s failed (%s): the rest of its anonymous memory is as the table says",
+					path, strerror(errno));
+				close(fd);
+				return;
+			}
+			for (uint64_t k = 0; k < n; k++)
+				reconcile_anonymous_page(vm, r, p + k, map[k] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED));
+		}
+	}
+	close(fd);
+}
+
 void vm_state_wake_all(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {

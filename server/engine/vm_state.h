@@ -152,6 +152,12 @@ bool vm_state_owner_alive(const struct vm *vm);
  * whose tables were never reconciled, included). */
 void vm_state_drop_references(struct vm *vm, struct region *r);
 
+/* A resumed VM's thread, once the drops the dead memsrv asked for are done
+ * (anon_drops_barrier) and before its regions are unprotected: in its
+ * anonymous regions the VMM's pages are the truth for what they hold, as
+ * a shared region's fd is at the Hello, and the table for the rest. */
+void vm_state_reconcile_anonymous(struct vm *vm);
+
 /* The first thing a resumed VM's thread does: the messages the dead memsrv
  * read are gone, so every region is unprotected and its waiters woken;
  * those whose page is still missing fault again. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "accessed.h"
+#include "anon_drops.h"
 #include "clean_pages.h"
 #include "cpu_follow.h"
 #include "discards.h"
@@ -321,8 +322,13 @@ static void run_jobs(struct vm *vm)
 void *vm_thread_main(void *arg)
 {
 	struct vm *vm = arg;
-	if (vm->persist.resumed)
+	if (vm->persist.resumed) {
+		/* a drop the memsrv before asked for is done before a page is
+		 * served or unprotected: it would take a write with it */
+		anon_drops_barrier(vm);
+		vm_state_reconcile_anonymous(vm);
 		vm_state_wake_all(vm);
+	}
 	if (vm_limit(vm) && ctr_get(&vm->resident_bytes) > vm_limit(vm))
 		evict_make_room(vm, 0);
 	int retry_ms = -1;  /* a failed swap read waits for its retry */

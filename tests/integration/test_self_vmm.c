@@ -314,38 +314,6 @@ Test(self_vmm, a_punch_during_the_restore_is_no_failure)
 	guest_release(&g);
 }
 
-Test(self_vmm, anonymous_memory_is_served_but_not_evicted)
-{
-	size_t size = 4 << 20;
-	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	struct memsrv_region r = { .host_addr = mem, .size = size, .fd = -1 };
-	struct memsrv_vm vm = { .name = "anon", .regions = &r, .n_regions = 1 };
-	struct memsrv_session *s;
-	int ret = memsrv_attach(srv.sock, &vm, &s);
-	cr_assert_eq(ret, 0, "attach: %s", memsrv_last_error());
-	cr_assert_not(memsrv_session_evictable(s));
-	for (size_t i = 0; i < size; i += PAGE)
-		cr_assert_eq(mem[i], 0, "never-touched memory reads zero");
-	for (size_t i = 0; i < size; i += PAGE)
-		mem[i] = (uint8_t)(i / PAGE);
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "anon");
-	cr_assert_gt(m->vm_info->faults_never_touched, 0);
-	cr_assert_not(m->vm_info->evictable);
-	cr_assert(strstr(m->vm_info->not_evictable_reason, "anonymous"));
-	memsrv__server_message__free_unpacked(m, NULL);
-	m = NULL;
-	cr_assert_eq(ctl_evict(srv.sock, "anon", 0, true, &m), 0);
-	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "evicting anonymous memory must be refused");
-	cr_assert_eq(m->error->errno_code, EOPNOTSUPP);
-	cr_assert(strstr(m->error->message, "anonymous"), "reason given: %s", m->error->message);
-	memsrv__server_message__free_unpacked(m, NULL);
-	for (size_t i = 0; i < size; i += PAGE)
-		cr_assert_eq(mem[i], (uint8_t)(i / PAGE));
-	cr_assert_geq(memsrv_detach(s, 0), 0);
-	munmap(mem, size);
-}
-
 Test(self_vmm, refusals_name_the_field_at_fault)
 {
 	struct guest g;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -32,12 +33,12 @@ static int map_memfd(struct guest_ram *ram, const char *name, uint64_t size, uns
 	return 0;
 }
 
-static int map_mergeable(struct guest_ram *ram, uint64_t size)
+static int map_anonymous(struct guest_ram *ram, uint64_t size, bool mergeable)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	if (madvise(p, size, MADV_MERGEABLE) < 0) {
+	if (mergeable && madvise(p, size, MADV_MERGEABLE) < 0) {
 		int ret = -errno;
 		munmap(p, size);
 		return ret;
@@ -56,8 +57,8 @@ int guest_ram_create(struct guest_ram *ram, const char *name, uint64_t size, enu
 	bool hugetlb = kind == GUEST_RAM_HUGETLB;
 	if (!size || size % GUEST_PAGE_SIZE || (hugetlb && size % GUEST_HUGE_PAGE_SIZE))
 		return -EINVAL;
-	if (kind == GUEST_RAM_MERGEABLE)
-		return map_mergeable(ram, size);
+	if (kind == GUEST_RAM_MERGEABLE || kind == GUEST_RAM_ANONYMOUS)
+		return map_anonymous(ram, size, kind == GUEST_RAM_MERGEABLE);
 	if (hugetlb) {
 		int ret = map_memfd(ram, name, size, MFD_HUGETLB);
 		if (!ret) {
@@ -80,10 +81,29 @@ void guest_ram_destroy(struct guest_ram *ram)
 	ram->fd = -1;
 }
 
+/* Anonymous RAM: the pages the kernel holds for the mapping. */
+static int present_pages(const struct guest_ram *ram, uint64_t *pages)
+{
+	unsigned char *vec = malloc(ram->pages);
+	if (!vec)
+		return -ENOMEM;
+	int ret = mincore(ram->base, ram->size, vec) ? -errno : 0;
+	uint64_t n = 0;
+	for (uint64_t i = 0; !ret && i < ram->pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	*pages = n;
+	return ret;
+}
+
 int guest_ram_allocated_bytes(const struct guest_ram *ram, uint64_t *bytes)
 {
-	if (ram->fd < 0)
-		return -EBADF;
+	if (ram->fd < 0) {
+		uint64_t pages;
+		int ret = present_pages(ram, &pages);
+		*bytes = pages * GUEST_PAGE_SIZE;
+		return ret;
+	}
 	struct stat st;
 	if (fstat(ram->fd, &st) < 0)
 		return -errno;
@@ -94,7 +114,7 @@ int guest_ram_allocated_bytes(const struct guest_ram *ram, uint64_t *bytes)
 int guest_ram_resident_pages(const struct guest_ram *ram, uint64_t *pages)
 {
 	if (ram->fd < 0)
-		return -EBADF;
+		return present_pages(ram, pages);
 	uint64_t n = 0;
 	off_t off = 0;
 	while ((uint64_t)off < ram->size) {

@@ -30,6 +30,9 @@ static const char help_text[] =
 	"  --fill-before-attach  fill RAM before attaching (default: after, through memsrv)\n"
 	"  --mergeable           RAM is private anonymous memory with MADV_MERGEABLE, for KSM\n"
 	"                        (needs --no-attach)\n"
+	"  --anonymous           RAM is private anonymous memory (no fd), as Firecracker and\n"
+	"                        Cloud Hypervisor map it: libmemsrv's drop thread drops what\n"
+	"                        memsrv saved\n"
 	"  --resume DIR          resume the VM saved in DIR: DIR/vmsim.state (interactive\n"
 	"                        `save DIR`) gives size, mix, seed and every page's version,\n"
 	"                        memsrv serves the pages from DIR/memory.img (memsrv-ctl\n"
@@ -75,7 +78,7 @@ enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_LIMIT, OPT_GUARANTEE, OPT_SHARES, OPT_CODEC, OPT_POLICY,
 	OPT_SEED, OPT_MIX, OPT_NO_ATTACH, OPT_FILL_BEFORE_ATTACH, OPT_HUGETLB,
 	OPT_PATTERN, OPT_OPS, OPT_DURATION, OPT_ZIPF_S, OPT_WRITE_PCT, OPT_VERIFY, OPT_INTERACTIVE,
-	OPT_BENCH_CONTENT, OPT_BENCH_DISCARD, OPT_CORRUPT, OPT_MERGEABLE, OPT_PRIVATE_PCT, OPT_RESUME, OPT_INCOMING, OPT_HELP,
+	OPT_BENCH_CONTENT, OPT_BENCH_DISCARD, OPT_CORRUPT, OPT_MERGEABLE, OPT_ANONYMOUS, OPT_PRIVATE_PCT, OPT_RESUME, OPT_INCOMING, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -102,6 +105,7 @@ static const struct option long_options[] = {
 	{ "bench-content", no_argument, NULL, OPT_BENCH_CONTENT },
 	{ "bench-discard", no_argument, NULL, OPT_BENCH_DISCARD },
 	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
+	{ "anonymous", no_argument, NULL, OPT_ANONYMOUS },
 	{ "private-pct", required_argument, NULL, OPT_PRIVATE_PCT },
 	{ "resume", required_argument, NULL, OPT_RESUME },
 	{ "incoming", no_argument, NULL, OPT_INCOMING },
@@ -288,6 +292,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 		case OPT_MERGEABLE:
 			o->mergeable = true;
 			break;
+		case OPT_ANONYMOUS:
+			o->anonymous = true;
+			break;
 		case OPT_PRIVATE_PCT:
 			if (parse_u64(optarg, &private_pct) || private_pct > 100)
 				return usage_error("--private-pct: a percentage, 0 to 100");
@@ -317,6 +324,9 @@ int options_parse(int argc, char **argv, struct vmsim_options *o)
 	o->mix.shared_pct = (uint8_t)(100 - private_pct);  /* after --mix, which resets the mix */
 	if (o->mergeable && (!o->no_attach || o->hugetlb))
 		return usage_error("--mergeable: only with --no-attach, without --hugetlb");
+	if (o->anonymous && (o->mergeable || o->hugetlb || o->resume_dir || o->incoming))
+		return usage_error("--anonymous: not with --mergeable, --hugetlb, --resume or --incoming (memsrv "
+				   "snapshots and migrates shared memory only)");
 	if (o->hugetlb && o->size % GUEST_HUGE_PAGE_SIZE)
 		return usage_error("--hugetlb: --size must be a multiple of 2M");
 	if (o->incoming && (o->no_attach || o->fill_before_attach || o->resume_dir || !o->interactive))

@@ -23,6 +23,7 @@ struct vmsim_options {
 	bool fill_before_attach;
 	bool hugetlb;
 	bool mergeable;          /* anonymous RAM for KSM (--no-attach only) */
+	bool anonymous;          /* private anonymous RAM, attached with no fd */
 	bool verify;
 	bool interactive;
 	bool bench_content;

@@ -158,6 +158,7 @@ int main(int argc, char **argv)
 		return ret;
 
 	enum guest_ram_kind kind = vm.opts.mergeable ? GUEST_RAM_MERGEABLE
+				   : vm.opts.anonymous ? GUEST_RAM_ANONYMOUS
 				   : vm.opts.hugetlb ? GUEST_RAM_HUGETLB : GUEST_RAM_MEMFD;
 	ret = guest_ram_create(&vm.ram, vm.opts.name, vm.opts.size, kind);
 	if (!ret)
