@@ -204,27 +204,54 @@ Test(anonymous, a_limit_holds_while_threads_rewrite_pages_that_evictions_race)
 	munmap(g.mem, g.size);
 }
 
-/* A raw Hello for one anonymous region of this process. */
-static void anon_hello(struct raw_hello *h, const char *name, int uffd, void *mem, size_t size)
+/* A VMM by hand on anonymous memory: size bytes of this process
+ * registered on a uffd for missing and write-protect faults, and its
+ * Hello, with a drop channel of sock_type (0: none) whose end chan[0] is
+ * the test's. */
+struct raw_anon {
+	uint8_t *mem;
+	size_t size;
+	int uffd, chan[2];
+	struct raw_hello h;
+};
+
+static void raw_anon_init(struct raw_anon *v, const char *name, size_t size, int sock_type)
 {
-	raw_hello_init(h, name, (struct raw_mode){ UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_REGISTER_MODE_MISSING |
-						   UFFDIO_REGISTER_MODE_WP }, (uint64_t)(uintptr_t)mem, size, uffd, -1);
-	h->region.backing = MEMSRV__BACKING__BACKING_ANON;
-	h->region.has_fd_index = 0;
-	h->nfds = 1;
+	struct raw_mode mode = { UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP };
+	v->size = size;
+	v->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(v->mem, MAP_FAILED);
+	v->uffd = raw_uffd(mode);
+	raw_register(v->uffd, v->mem, size, mode);
+	raw_hello_init(&v->h, name, mode, (uint64_t)(uintptr_t)v->mem, size, v->uffd, -1);
+	v->h.region.backing = MEMSRV__BACKING__BACKING_ANON;
+	v->h.region.has_fd_index = 0;
+	v->h.nfds = 1;
+	v->chan[0] = v->chan[1] = -1;
+	if (!sock_type)
+		return;
+	cr_assert_eq(socketpair(AF_UNIX, sock_type, 0, v->chan), 0);
+	v->h.fds[1] = v->chan[1];
+	v->h.nfds = 2;
+	v->h.hello.has_drop_fd_index = 1;
+	v->h.hello.drop_fd_index = 1;
+}
+
+static void raw_anon_close(struct raw_anon *v)
+{
+	for (int i = 0; i < 2; i++)
+		if (v->chan[i] >= 0)
+			close(v->chan[i]);
+	if (v->uffd >= 0)
+		close(v->uffd);
+	munmap(v->mem, v->size);
 }
 
 Test(anonymous, a_vmm_without_a_drop_channel_is_served_and_told_why_not_evicted)
 {
-	struct raw_mode mode = { UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP };
-	size_t size = 1 * MIB;
-	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	int uffd = raw_uffd(mode);
-	raw_register(uffd, mem, size, mode);
-	struct raw_hello h;
-	anon_hello(&h, "nodrop", uffd, mem, size);
-	int c = raw_hello_send(&srv, &h);
+	struct raw_anon v;
+	raw_anon_init(&v, "nodrop", 1 * MIB, 0);
+	int c = raw_hello_send(&srv, &v.h);
 	Memsrv__ServerMessage *m = raw_recv(c);
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY);
 	cr_assert_not(m->hello_reply->evictable);
@@ -237,27 +264,14 @@ Test(anonymous, a_vmm_without_a_drop_channel_is_served_and_told_why_not_evicted)
 	cr_assert(strstr(m->error->message, "drop channel"), "reason given: %s", m->error->message);
 	memsrv__server_message__free_unpacked(m, NULL);
 	close(c);
-	close(uffd);
-	munmap(mem, size);
+	raw_anon_close(&v);
 }
 
 Test(anonymous, a_drop_channel_that_is_not_a_seqpacket_socket_is_refused)
 {
-	struct raw_mode mode = { UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP };
-	size_t size = 1 * MIB;
-	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	int uffd = raw_uffd(mode);
-	raw_register(uffd, mem, size, mode);
-	int sv[2];
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	struct raw_hello h;
-	anon_hello(&h, "baddrop", uffd, mem, size);
-	h.fds[1] = sv[1];
-	h.nfds = 2;
-	h.hello.has_drop_fd_index = 1;
-	h.hello.drop_fd_index = 1;
-	int c = raw_hello_send(&srv, &h);
+	struct raw_anon v;
+	raw_anon_init(&v, "baddrop", 1 * MIB, SOCK_STREAM);
+	int c = raw_hello_send(&srv, &v.h);
 	Memsrv__ServerMessage *m = raw_recv(c);
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR);
 	cr_assert_str_eq(m->error->field, "hello.drop_fd_index");
@@ -265,10 +279,7 @@ Test(anonymous, a_drop_channel_that_is_not_a_seqpacket_socket_is_refused)
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_eq(ctl_vm_count(&srv), 0);
 	close(c);
-	close(sv[0]);
-	close(sv[1]);
-	close(uffd);
-	munmap(mem, size);
+	raw_anon_close(&v);
 }
 
 /* Touches every page of a region: the faults past the limit wait for an
@@ -296,34 +307,22 @@ static uint64_t now_ms(void)
 Test(anonymous, a_drop_thread_that_never_answers_stalls_its_own_vm_only)
 {
 	/* a VMM whose drop channel takes requests and never answers them */
-	struct raw_mode mode = { UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP };
-	size_t size = 8 * MIB;
-	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	int uffd = raw_uffd(mode);
-	raw_register(uffd, mem, size, mode);
-	int sv[2];
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-	struct raw_hello h;
-	anon_hello(&h, "silent", uffd, mem, size);
+	struct raw_anon v;
+	raw_anon_init(&v, "silent", 8 * MIB, SOCK_SEQPACKET);
 	Memsrv__Quota quota = MEMSRV__QUOTA__INIT;
 	quota.has_limit_bytes = 1;
 	quota.limit_bytes = 2 * MIB;
-	h.hello.quota = &quota;
-	h.fds[1] = sv[1];
-	h.nfds = 2;
-	h.hello.has_drop_fd_index = 1;
-	h.hello.drop_fd_index = 1;
-	int c = raw_hello_send(&srv, &h);
+	v.h.hello.quota = &quota;
+	int c = raw_hello_send(&srv, &v.h);
 	Memsrv__ServerMessage *m = raw_recv(c);
 	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY);
 	cr_assert(m->hello_reply->evictable, "reason: %s", m->hello_reply->not_evictable_reason);
 	memsrv__server_message__free_unpacked(m, NULL);
 
-	struct toucher t = { mem, size };
+	struct toucher t = { v.mem, v.size };
 	pthread_t tt;
 	cr_assert_eq(pthread_create(&tt, NULL, toucher_main, &t), 0);
-	struct pollfd p = { .fd = sv[0], .events = POLLIN };
+	struct pollfd p = { .fd = v.chan[0], .events = POLLIN };
 	cr_assert_eq(poll(&p, 1, 10000), 1, "memsrv asked for no drop once past the limit");
 
 	/* its VM thread waits on the drop; the server and every other VM go on */
@@ -342,14 +341,13 @@ Test(anonymous, a_drop_thread_that_never_answers_stalls_its_own_vm_only)
 	server_stop(&srv);
 	uint64_t took = now_ms() - t0;
 	cr_assert_lt(took, 10000, "memsrv took %lu ms to stop", (unsigned long)took);
-	close(uffd);  /* the toucher's faults are the kernel's again */
+	close(v.uffd);  /* the toucher's faults are the kernel's again */
+	v.uffd = -1;
 	close(c);
 	pthread_join(tt, NULL);
 	/* what memsrv held came back before it stopped, or was never dropped */
-	for (size_t off = 0; off < size; off += PAGE)
-		cr_assert_eq(mem[off], (uint8_t)(off / PAGE) | 1, "page %zu", off / PAGE);
-	close(sv[0]);
-	close(sv[1]);
-	munmap(mem, size);
+	for (size_t off = 0; off < v.size; off += PAGE)
+		cr_assert_eq(v.mem[off], (uint8_t)(off / PAGE) | 1, "page %zu", off / PAGE);
+	raw_anon_close(&v);
 	server_start(&srv);  /* for the teardown */
 }
