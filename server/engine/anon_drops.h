@@ -18,9 +18,10 @@
 
 #include "vm.h"
 
-/* Why r, anonymous, cannot be evicted (into why), or NULL if it can: the
- * VMM sent a drop channel, registered it for write protection, and
- * memsrv can read its memory.  Opens vm->anon.mem_fd the first time. */
+/* Why vm's anonymous regions cannot be evicted (into why), or NULL if
+ * they can: the VMM sent a drop channel, registered them for write
+ * protection, and memsrv can read its memory.  Opens vm->anon.mem_fd the
+ * first time. */
 const char *anon_drops_blocker(struct vm *vm, char *why, size_t len);
 
 /* Asks the VMM to drop [addr, addr + len) and waits until it did.  0, or
