@@ -94,6 +94,7 @@ static enum balloon balloon_kind;
 /* BALLOON_GIVES_FREE, in the child: its guest, and the bytes at the top of
  * its RAM the balloon holds. */
 static struct guest *balloon_guest;
+static uint64_t balloon_gen;  /* its pattern_fill generation */
 static size_t balloon_holds;
 
 static int balloon_give_free(uint64_t target_bytes)
@@ -107,7 +108,12 @@ static int balloon_give_free(uint64_t target_bytes)
 		if (ret)
 			return ret;
 	}
-	balloon_holds = holds;  /* deflated, the pages come back as zeros: the guest does not read them */
+	/* Deflated, the pages come back as zeros: the guest takes them back
+	 * into use by writing them, and only then counts them as its own. */
+	size_t pages = g->size / PAGE;
+	if (holds < balloon_holds)
+		pattern_fill(g->mem, pages - balloon_holds / PAGE, pages - holds / PAGE, word_of, balloon_gen);
+	balloon_holds = holds;
 	return memsrv_balloon_actual(g->s, g->size - holds);
 }
 
@@ -132,6 +138,7 @@ static void vmm_main(void *arg, int cmd, int ans)
 	child_guest_map(&g, ans, v->name, v->size, false);
 	child_guest_attach(&g, ans, srv.sock, v->name, &(struct memsrv_vm){ .shares = v->shares });
 	balloon_guest = &g;
+	balloon_gen = v->id;
 	uint8_t *mem = g.mem;
 	size_t pages = v->size / PAGE;
 	pattern_fill(mem, 0, pages, word_of, v->id);
@@ -453,4 +460,32 @@ Test(pressure, a_guest_that_cannot_give_more_is_not_asked_to_and_the_store_holds
 	cr_assert_geq(later.asked + MIB, v.stopped, "asked for %lu MiB again, below the %lu MiB the guest stopped at",
 		      (unsigned long)(later.asked >> 20), (unsigned long)(v.stopped >> 20));
 	cr_assert_geq(s, 0, "the VM holds more than the node limit of 40 MiB");
+}
+
+static bool balloon_gave_back_all(void *vm)
+{
+	return balloon_view(vm).actual == 64 * MIB;
+}
+
+/* The same guest, after the node limit rises again: memsrv lets the balloon
+ * deflate, the guest writes the pages it gets back, and every page it owns
+ * checks, those it gave and took back included. */
+Test(pressure, a_deflated_balloon_gives_the_guest_back_pages_it_can_use)
+{
+	balloon_kind = BALLOON_GIVES_FREE;
+	const char *opts[] = { "--node-limit", "40M", NULL };
+	server_start_with(&srv, opts);
+	vmm_start(&vmms[0], 0, 64 * MIB, 0, HOT_SET);
+	cr_assert(wait_until(balloon_stopped, vmms[0].name, 30000), "the balloon never stopped short");
+	struct balloon_view inflated = balloon_view(vmms[0].name);
+	ctl_set_ok(&srv, "node", "limit=256M");
+	bool back = wait_until(balloon_gave_back_all, vmms[0].name, 30000);
+	struct balloon_view deflated = balloon_view(vmms[0].name);
+	fprintf(stderr, "balloon inflated to leave %lu MiB, deflated to %lu MiB (asked for %lu MiB)\n",
+		(unsigned long)(inflated.actual >> 20), (unsigned long)(deflated.actual >> 20),
+		(unsigned long)(deflated.asked >> 20));
+	vmm_stop_verified(&vmms[0]);
+	cr_assert_eq(inflated.actual, 48 * MIB);
+	cr_assert(back, "the balloon still leaves the guest %lu MiB of 64 after the node limit rose",
+		  (unsigned long)(deflated.actual >> 20));
 }
