@@ -136,6 +136,7 @@ static void unregister_all(struct memsrv_session *s)
 {
 	for (unsigned i = 0; i < s->n_regions; i++)
 		uffd_setup_unregister(s->uffd, s->regions[i].addr, s->regions[i].size);
+	drops_unregister(s->drops);
 }
 
 static void close_fd(int fd)
@@ -240,7 +241,8 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 /* Anonymous regions get a drop thread: memsrv cannot drop another
  * process's anonymous pages (drops.h).  Its end of the channel joins the
  * fds sent (*drop_index, 0 for none); the caller closes *peer. */
-static int open_drops(struct memsrv_session *s, int *fds, unsigned *nfds, unsigned *drop_index, int *peer)
+static int open_drops(struct memsrv_session *s, uint64_t features, int *fds, unsigned *nfds, unsigned *drop_index,
+		      int *peer)
 {
 	struct drop_range anon[MEMSRV_MAX_REGIONS];
 	unsigned n = 0;
@@ -252,7 +254,7 @@ static int open_drops(struct memsrv_session *s, int *fds, unsigned *nfds, unsign
 		return 0;
 	if (*nfds >= WIRE_MAX_FDS)
 		return fail(-EMFILE, "no room for the drop channel among the %u fds of a Hello", WIRE_MAX_FDS);
-	s->drops = drops_open(anon, n, peer);
+	s->drops = drops_open(anon, n, s->uffd, features, peer);
 	if (!s->drops)
 		return fail(-errno, "cannot open the drop channel for anonymous memory: %s", strerror(errno));
 	*drop_index = *nfds;
@@ -594,7 +596,7 @@ int memsrv_attach_0_4(const char *socket_path, const struct memsrv_vm *vm, struc
 	ret = describe_regions(vm, s, features, regions, ptrs, fds, &nfds, &modes);
 	unsigned drop_index = 0;
 	if (!ret)
-		ret = open_drops(s, fds, &nfds, &drop_index, &drop_peer);
+		ret = open_drops(s, features, fds, &nfds, &drop_index, &drop_peer);
 	if (ret)
 		goto out;
 	s->sock = connect_to(socket_path);

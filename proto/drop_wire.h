@@ -13,15 +13,17 @@
 
 #include <stdint.h>
 
-/* MADV_DONTNEED [addr, addr + len), page aligned, inside an anonymous
- * region of the VM; len 0: nothing to drop, only the reply. */
+/* Take [addr, addr + len), page aligned, inside an anonymous region of
+ * the VM, out of guest RAM: once answered, the VMM's next access there
+ * faults MISSING (libmemsrv moves the pages into a grave it drops later,
+ * or drops them in place).  len 0: nothing to drop, only the reply. */
 struct drop_request {
 	uint64_t seq;
 	uint64_t addr;
 	uint64_t len;
 };
 
-/* err: 0, or the -errno madvise failed with (EINVAL for a range outside
+/* err: 0, or the -errno the drop failed with (EINVAL for a range outside
  * every anonymous region: nothing was dropped). */
 struct drop_reply {
 	uint64_t seq;

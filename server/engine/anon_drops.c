@@ -64,65 +64,105 @@ static void read_uffd(struct vm *vm)
 		fault_apply_events(vm);
 }
 
-/* 1: the reply to seq came (*err its result); 0: not yet; -errno: broken. */
-static int take_reply(struct vm *vm, uint64_t seq, int *err)
+/* Takes the replies that came to the runs in flight (the drop thread
+ * answers each, in order).  0, or -errno: the channel broke. */
+static int take_replies(struct vm *vm)
 {
+	struct vm_anon *a = &vm->anon;
 	for (;;) {
 		struct drop_reply rp;
-		ssize_t got = recv(vm->anon.drop_sock, &rp, sizeof rp, MSG_DONTWAIT);
+		ssize_t got = recv(a->drop_sock, &rp, sizeof rp, MSG_DONTWAIT);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0 && errno == EAGAIN)
 			return 0;
 		if (got <= 0)
 			return got ? -errno : -EPIPE;
-		if (got != sizeof rp || rp.seq != seq)
-			continue;  /* an earlier memsrv's, or not a reply: not this one */
-		*err = rp.err > 0 ? -EPROTO : rp.err;
-		return 1;
+		/* an earlier memsrv's (its seqs are older), or not a reply */
+		if (got != sizeof rp || rp.seq <= a->acked || rp.seq > a->seq)
+			continue;
+		for (unsigned i = 0; i < a->n_runs; i++)
+			if (a->runs[i].seq == rp.seq)
+				a->runs[i].err = rp.err > 0 ? -EPROTO : rp.err;
+		a->acked = rp.seq;
 	}
 }
 
-int anon_drop(struct vm *vm, uint64_t addr, uint64_t len)
+int anon_drop_post(struct vm *vm, uint64_t addr, uint64_t len)
 {
-	if (vm->anon.drop_sock < 0)
+	struct vm_anon *a = &vm->anon;
+	if (a->n_runs == ANON_RUNS_IN_FLIGHT)
+		return -ENOBUFS;
+	if (a->drop_sock < 0)
 		return -EPIPE;
-	struct drop_request rq = { .seq = ++vm->anon.seq, .addr = addr, .len = len };
+	struct drop_request rq = { .seq = a->seq + 1, .addr = addr, .len = len };
 	ssize_t sent;
-	while ((sent = send(vm->anon.drop_sock, &rq, sizeof rq, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+	while ((sent = send(a->drop_sock, &rq, sizeof rq, MSG_NOSIGNAL)) < 0 && errno == EINTR)
 		;
 	if (sent != (ssize_t)sizeof rq)
 		return channel_broken(vm, sent < 0 ? -errno : -EIO);
+	a->seq = rq.seq;
+	a->runs[a->n_runs++] = (struct anon_drop_run){ .addr = addr, .len = len, .seq = rq.seq, .err = -EINPROGRESS };
+	return 0;
+}
+
+void anon_drops_await(struct vm *vm)
+{
+	struct vm_anon *a = &vm->anon;
 	uint64_t start = monotonic_ns(), stop_seen = 0;
 	bool warned = false;
-	for (;;) {
-		int err = 0, got = take_reply(vm, rq.seq, &err);
-		if (got > 0)
-			return err;
-		if (got < 0)
-			return channel_broken(vm, got);
-		if (vm->eng.vmm_gone)
-			return -ESRCH;
+	int broken = a->drop_sock < 0 ? -EPIPE : 0;
+	while (!broken && a->n_runs && a->acked < a->seq) {
+		int got = take_replies(vm);
+		if (got < 0) {
+			broken = channel_broken(vm, got);
+			break;
+		}
+		if (a->acked >= a->seq)
+			break;
+		if (vm->eng.vmm_gone) {
+			broken = -ESRCH;
+			break;
+		}
 		uint64_t now = monotonic_ns();
 		if (!stop_seen && (vm->thr.stopping || vm_job_waits(vm, VM_JOB_SHUTDOWN)))
 			stop_seen = now;
 		if (stop_seen && now - stop_seen > DROP_STOPPING_NS) {
-			vm_warn(vm, "memsrv stops and the VMM has not dropped [0x%" PRIx64 ", +%" PRIu64 ") yet: it may "
-				    "still, and a resumed memsrv waits for it", addr, len);
+			vm_warn(vm, "memsrv stops and the VMM has not dropped what it was asked to yet: it may still, "
+				    "and a resumed memsrv waits for it");
 			/* no more runs to wait for: the limit gives way until the end */
 			atomic_store(&vm->anon.stopped, -ESHUTDOWN);
-			return -ESHUTDOWN;
+			broken = -ESHUTDOWN;
+			break;
 		}
 		if (!warned && now - start > DROP_SLOW_NS) {
 			vm_warn(vm, "the VMM's drop thread has not answered for 5 s: writes to the pages it is to drop wait");
 			warned = true;
 		}
-		struct pollfd p[2] = { { .fd = vm->anon.drop_sock, .events = POLLIN }, { .fd = vm->uffd, .events = POLLIN } };
-		if (poll(p, 2, DROP_POLL_MS) < 0 && errno != EINTR)
-			return -errno;
+		struct pollfd p[2] = { { .fd = a->drop_sock, .events = POLLIN }, { .fd = vm->uffd, .events = POLLIN } };
+		if (poll(p, 2, DROP_POLL_MS) < 0 && errno != EINTR) {
+			broken = -errno;
+			break;
+		}
 		if (p[1].revents)
 			read_uffd(vm);
 	}
+	for (unsigned i = 0; i < a->n_runs; i++)
+		if (a->runs[i].err == -EINPROGRESS)
+			a->runs[i].err = broken ? broken : -EIO;
+}
+
+int anon_drop(struct vm *vm, uint64_t addr, uint64_t len)
+{
+	struct vm_anon *a = &vm->anon;
+	unsigned mine = a->n_runs;  /* after the runs an eviction posted, if any */
+	int ret = anon_drop_post(vm, addr, len);
+	if (ret)
+		return ret;
+	anon_drops_await(vm);
+	ret = a->runs[mine].err;
+	a->n_runs = mine;
+	return ret;
 }
 
 void anon_drops_barrier(struct vm *vm)

@@ -32,6 +32,14 @@ const char *anon_drops_blocker(struct vm *vm, char *why, size_t len);
  * anon_drops_barrier()). */
 int anon_drop(struct vm *vm, uint64_t addr, uint64_t len);
 
+/* The same in two steps, so that the runs of one eviction go to the VMM
+ * back to back and their answers come in one wake-up: post a run (at most
+ * ANON_RUNS_IN_FLIGHT, then -ENOBUFS; -EPIPE as above), then await them
+ * all: each of vm->anon.runs[] gets its err, and the caller empties the
+ * list (n_runs = 0) once it has finished them. */
+int anon_drop_post(struct vm *vm, uint64_t addr, uint64_t len);
+void anon_drops_await(struct vm *vm);
+
 /* Waits until every drop asked before, by an earlier memsrv too, is done:
  * on a resume, before a page is served. */
 void anon_drops_barrier(struct vm *vm);

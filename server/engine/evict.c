@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "anon_drops.h"
 #include "clean_pages.h"
 #include "fault.h"
 #include "log.h"
@@ -135,7 +136,9 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 	 * after any step finds every page either in the fd or in the store */
 	for (uint64_t i = 0; i < kept; i++)
 		page_table_set(&r->pt, first + i, entries[i]);
-	int dropped = kept ? region_drop(vm, r, first, kept) : 0;
+	/* anonymous: posted, finished with the eviction's other runs (finish_drops) */
+	bool posted = kept && r->fd < 0 && !anon_drop_post(vm, addr, kept * ps);
+	int dropped = !kept || posted ? 0 : region_drop(vm, r, first, kept);
 	if (dropped && r->fd < 0) {
 		/* dropped in part, or not (yet): each page is its copy now
 		 * either way (still protected, the VMM's page did not change) */
@@ -170,6 +173,14 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 		 * stay protected until a resumed memsrv waited the drop out
 		 * (anon_drops_barrier) */
 		*err = dropped;
+		return kept;
+	}
+	if (posted) {
+		/* what stayed resident is unprotected now, the rest once dropped */
+		int wp = kept < count ? unprotect_but_clean(vm, r, first + kept, count - kept) : 0;
+		if (wp && uffd_vmm_gone(wp))
+			fault_vmm_gone(vm, wp);
+		*err = wp ? wp : kept < count ? store_ret : 0;
 		return kept;
 	}
 	/* A punched page keeps its protection in a PTE marker, which
@@ -222,10 +233,48 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	return ret ? ret : wp;
 }
 
+/* The anonymous runs evict_run() posted: once the VMM dropped them they
+ * are unprotected, as a punched run is. */
+static void finish_drops(struct vm *vm)
+{
+	struct vm_anon *a = &vm->anon;
+	if (!a->n_runs)
+		return;
+	anon_drops_await(vm);
+	for (unsigned i = 0; i < a->n_runs; i++) {
+		const struct anon_drop_run *run = &a->runs[i];
+		struct region *r = vm_region_of(vm, run->addr);
+		if (run->err == -ESHUTDOWN || !r)
+			continue;  /* left protected (evict_run) */
+		if (run->err)
+			vm_warn(vm, "the VMM did not drop [0x%" PRIx64 ", +%" PRIu64 " bytes): %s; memsrv keeps their "
+				"copies", run->addr, run->len, strerror(-run->err));
+		int wp = unprotect_but_clean(vm, r, (run->addr - r->host_addr) / r->page_size, run->len / r->page_size);
+		if (wp && uffd_vmm_gone(wp))
+			fault_vmm_gone(vm, wp);
+	}
+	a->n_runs = 0;
+}
+
+static int evict_pages_posting(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield,
+			       struct evict_result *res);
+
 int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield, struct evict_result *res)
+{
+	int ret = evict_pages_posting(vm, want_pages, scan_budget, yield, res);
+	finish_drops(vm);
+	return ret;
+}
+
+/* evict_pages(), leaving the drops of anonymous runs it posted to finish. */
+static int evict_pages_posting(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield,
+			       struct evict_result *res)
 {
 	uint64_t evicted = 0;
 	while (evicted < want_pages && *scan_budget && !vm->eng.vmm_gone && vm->eng.policy.ops) {
+		/* a batch of victims' runs at most in flight: the VMM answers
+		 * them in one go */
+		finish_drops(vm);
 		/* the policy names the victims (victim_runs.c) */
 		uint64_t victims[EVICT_RUN_PAGES];
 		uint64_t max = want_pages - evicted < EVICT_RUN_PAGES ? want_pages - evicted : EVICT_RUN_PAGES;

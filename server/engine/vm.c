@@ -30,6 +30,9 @@ struct vm *vm_new(struct store *store)
 		return NULL;
 	vm->uffd = vm->session_fd = vm->thr.wake_fd = vm->persist.fd = vm->persist.dir_fd = -1;
 	vm->anon.mem_fd = vm->anon.drop_sock = -1;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	vm->anon.seq = vm->anon.acked = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 	vm->thr.jobs_tail = &vm->thr.jobs;
 	pthread_mutex_init(&vm->thr.job_lock, NULL);
 	session_out_init(&vm->out);

@@ -91,10 +91,22 @@ struct region {
 /* Anonymous private RAM (anon_drops.h): read through the VMM's
  * /proc/PID/mem, dropped by its drop thread.  The server thread sets the
  * fds before the VM thread starts; the VM thread alone uses them. */
+#define ANON_RUNS_IN_FLIGHT (EVICT_RUN_PAGES + 1)  /* a batch of victims, and one anon_drop() */
+
+/* A drop request sent and its answer (anon_drops.h). */
+struct anon_drop_run {
+	uint64_t addr, len, seq;
+	int err;  /* -EINPROGRESS until answered */
+};
+
 struct vm_anon {
 	int mem_fd;      /* /proc/PID/mem, -1: not opened */
 	int drop_sock;   /* memsrv's end of the drop channel, -1: none */
-	uint64_t seq;    /* of the last drop request */
+	/* of the last drop request sent and answered: a clock reading at
+	 * start, so an earlier memsrv's answers are never taken for ours */
+	uint64_t seq, acked;
+	struct anon_drop_run runs[ANON_RUNS_IN_FLIGHT];  /* sent, not finished */
+	unsigned n_runs;
 	/* why drops stopped, for good (vm_can_evict): -EPIPE the channel
 	 * broke, -ESHUTDOWN memsrv stops and a drop went unanswered; 0 not */
 	_Atomic int stopped;
