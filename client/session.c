@@ -220,6 +220,12 @@ static int describe_regions(const struct memsrv_vm *vm, struct memsrv_session *s
 		 * it does not get the mapping at all (QEMU does the same). */
 		if (madvise(r->host_addr, r->size, MADV_DONTFORK))
 			return fail(-errno, "region %u: madvise(MADV_DONTFORK): %s", i, strerror(errno));
+		/* memsrv punches 4 KiB holes into a memfd or tmpfs file, which a
+		 * shmem huge folio that cannot be split turns into zeros in place:
+		 * no huge folio is to appear there (memsrv checks, shmem_thp.h) */
+		if (b != MEMSRV__BACKING__BACKING_HUGETLBFS && r->fd >= 0 &&
+		    madvise(r->host_addr, r->size, MADV_NOHUGEPAGE))
+			return fail(-errno, "region %u: madvise(MADV_NOHUGEPAGE): %s", i, strerror(errno));
 
 		memsrv__region__init(&regions[i]);
 		regions[i].host_addr = (uint64_t)(uintptr_t)r->host_addr;

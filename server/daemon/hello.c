@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +22,13 @@
 
 #include "anon_drops.h"
 #include "balancer.h"
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "migrate_in.h"
 #include "log.h"
 #include "server.h"
 #include "setting_hooks.h"
+#include "shmem_thp.h"
 #include "uffd.h"
 #include "vm_state.h"
 #include "wire.h"
@@ -197,57 +198,18 @@ static int check_region(const Memsrv__Hello *h, unsigned i, int *fds, unsigned n
 }
 #undef FIELD
 
-/* The selected value of a THP control file, e.g. "never" from "always [never]". */
-static bool thp_setting(const char *path, char *out, size_t len)
-{
-	char buf[128];
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	bool ok = fgets(buf, sizeof buf, f) != NULL;
-	fclose(f);
-	char *open = ok ? strchr(buf, '[') : NULL, *close = open ? strchr(open, ']') : NULL;
-	if (!close)
-		return false;
-	snprintf(out, len, "%.*s", (int)(close - open - 1), open + 1);
-	return true;
-}
-
-/* A 4 KiB hole punched into a shmem huge folio that cannot be split is
- * zeroed in place, not freed: the VMM would read zeros without a fault.
- * So eviction needs shmem THP off, for every folio size. */
-static const char *shmem_thp_blocker(void)
-{
-	static char why[160];
-	char top[32] = "never", v[32];
-	thp_setting("/sys/kernel/mm/transparent_hugepage/shmem_enabled", top, sizeof top);
-	if (strcmp(top, "never") && strcmp(top, "deny")) {
-		snprintf(why, sizeof why, "shmem transparent huge pages are on (shmem_enabled=%s): 4 KiB holes cannot be punched reliably", top);
-		return why;
-	}
-	glob_t g;
-	if (glob("/sys/kernel/mm/transparent_hugepage/hugepages-*/shmem_enabled", 0, NULL, &g))
-		return NULL;
-	const char *blocker = NULL;
-	for (size_t i = 0; i < g.gl_pathc && !blocker; i++)
-		if (thp_setting(g.gl_pathv[i], v, sizeof v) && strcmp(v, "never") && strcmp(v, "inherit")) {
-			snprintf(why, sizeof why, "shmem transparent huge pages are on (%s=%s): 4 KiB holes cannot be punched reliably",
-				 g.gl_pathv[i], v);
-			blocker = why;
-		}
-	globfree(&g);
-	return blocker;
-}
-
 /* Why this VM's pages cannot be evicted, or NULL if they can. */
 static const char *eviction_blocker(struct vm *vm, const struct region *r)
 {
-	static char anon_why[160];
+	static char anon_why[160], thp_why[320];
 	if (r->fd < 0)
 		return anon_drops_blocker(vm, anon_why, sizeof anon_why);
-	if (r->page_size != 4096)
-		return "huge pages are served but not yet evicted";
-	const char *thp = r->backing == MEMSRV__BACKING__BACKING_MEMFD ? shmem_thp_blocker() : NULL;
+	if (r->page_size > HUGE_EVICT_MAX_BYTES)
+		return "its huge pages are larger than 2 MiB: a fault would bring back all of one at once";
+	if (region_is_huge(r) && !r->parts.entries)
+		return "its huge pages were kept by a memsrv that did not evict them (no parts table in its state file): "
+		       "they are evicted once the VM attaches anew";
+	const char *thp = region_is_huge(r) ? NULL : shmem_thp_blocker(vm->pid, r, thp_why, sizeof thp_why);
 	if (thp)
 		return thp;
 	if (!(vm->register_modes & UFFDIO_REGISTER_MODE_WP) || !(vm->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "migrate_out.h"
 #include "log.h"
@@ -75,7 +76,8 @@ static void forget_page(struct vm *vm, struct region *r, uint64_t p)
 	page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
 	if (pe_holds_object(e))
 		store_drop(vm->store, (obj_id)pe_handle(e));
-	ctr_add(&vm->ctr.removed_pages, 1);
+	huge_release(vm, r, p);
+	ctr_add(&vm->ctr.removed_pages, region_parts(r));
 }
 
 /* The first page at or after p of a shared region whose block is in its
@@ -136,6 +138,8 @@ static int held_content(struct vm *vm, const struct region *r, uint64_t p, void 
 	}
 	if (pe_state(e) == PAGE_IMAGE)
 		return image_pages_read(vm, r->first_page + p, buf);
+	if (huge_in_parts(e))
+		return huge_gather(vm, r, p, buf);
 	struct store_read rd;
 	int ret = store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), buf, &rd);
 	if (ret == 1)
@@ -163,7 +167,9 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 		}
 		if (s == PAGE_STORED || s == PAGE_PROBATION || s == PAGE_IMAGE) {
 			int ret = held_content(vm, r, p, vm->eng.page_buf);
-			if (!ret)
+			if (!ret && region_is_huge(r))
+				ret = huge_write_file(r, p, vm->eng.page_buf);  /* hugetlbfs has no write() */
+			else if (!ret)
 				ret = pwrite_full(r->fd, vm->eng.page_buf, r->page_size, (off_t)(r->fd_offset + p * r->page_size));
 			if (ret) {
 				failed++;
@@ -183,6 +189,7 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 		page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
 		if (pe_holds_object(e))
 			store_drop(vm->store, (obj_id)pe_handle(e));
+		huge_release(vm, r, p);
 	}
 	if (written || failed)
 		vm_info(vm, "range at 0x%" PRIx64 " unmapped: %" PRIu64 " pages written back into its file%s",

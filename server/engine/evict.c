@@ -27,6 +27,7 @@
 #include "anon_drops.h"
 #include "clean_pages.h"
 #include "fault.h"
+#include "huge_pages.h"
 #include "log.h"
 #include "uffd.h"
 #include "migrate_out.h"
@@ -42,11 +43,7 @@ uint64_t vm_total_pages(const struct vm *vm)
 	return n;
 }
 
-/* Protects or unprotects [addr, addr+len) through EAGAIN; 0 or -errno,
- * -EINTR when the VM stops meanwhile or the VMM's events keep coming (a
- * stream of discards): the run ends, and what stayed protected and
- * resident is unprotected by its next write's fault. */
-static int writeprotect_retry(struct vm *vm, uint64_t addr, uint64_t len, bool protect)
+int evict_writeprotect(struct vm *vm, uint64_t addr, uint64_t len, bool protect)
 {
 	struct uffd_wp_range w = { .addr = addr, .len = len, .protect = protect };
 	/* on EAGAIN the pending event is read, so the kernel lets us go on,
@@ -77,7 +74,7 @@ static int unprotect_but_clean(struct vm *vm, struct region *r, uint64_t first, 
 		for (uint64_t i = p; vm->eng.migrate_out && i < q; i++)
 			if (pe_state(r->pt.entries[i]) == PAGE_RESIDENT)
 				migrate_out_touched(vm, r, i, 1);
-		ret = writeprotect_retry(vm, r->host_addr + p * r->page_size, (q - p) * r->page_size, false);
+		ret = evict_writeprotect(vm, r->host_addr + p * r->page_size, (q - p) * r->page_size, false);
 		p = q;
 	}
 	return ret;
@@ -100,7 +97,7 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 
 	int ret = 0;
 	if (!all_clean) {
-		ret = writeprotect_retry(vm, addr, count * ps, true);
+		ret = evict_writeprotect(vm, addr, count * ps, true);
 		if (ret) {
 			*err = ret;
 			return 0;
@@ -203,7 +200,7 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	uint64_t addr = r->host_addr + idx * ps;
 	clean_page_forget(vm, r, idx);  /* its content goes to probation, raw */
 	/* the same steps as evict_run(), with the content kept raw */
-	int ret = writeprotect_retry(vm, addr, ps, true);
+	int ret = evict_writeprotect(vm, addr, ps, true);
 	if (ret)
 		return ret;
 	ret = region_pread(vm, r, idx, ps, keep);
@@ -227,7 +224,7 @@ int evict_soft(struct vm *vm, struct region *r, uint64_t idx, uint32_t slot, voi
 	if (vm->eng.snapshot)
 		snapshot_before_unprotect(vm, r, idx, 1);
 	migrate_out_touched(vm, r, idx, 1);
-	int wp = writeprotect_retry(vm, addr, ps, false);
+	int wp = evict_writeprotect(vm, addr, ps, false);
 	if (ret && uffd_vmm_gone(ret))
 		fault_vmm_gone(vm, ret);
 	return ret ? ret : wp;
@@ -266,6 +263,16 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool 
 	return ret;
 }
 
+/* The VM's largest page, in pages of 4 KiB. */
+static uint64_t largest_page_parts(const struct vm *vm)
+{
+	uint64_t most = 1;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		if (region_parts(&vm->regions[i]) > most)
+			most = region_parts(&vm->regions[i]);
+	return most;
+}
+
 /* evict_pages(), leaving the drops of anonymous runs it posted to finish. */
 static int evict_pages_posting(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield,
 			       struct evict_result *res)
@@ -277,23 +284,34 @@ static int evict_pages_posting(struct vm *vm, uint64_t want_pages, uint64_t *sca
 		finish_drops(vm);
 		/* the policy names the victims (victim_runs.c) */
 		uint64_t victims[EVICT_RUN_PAGES];
-		uint64_t max = want_pages - evicted < EVICT_RUN_PAGES ? want_pages - evicted : EVICT_RUN_PAGES;
+		/* no more victims than the want needs: those taken and not
+		 * evicted go back first in line, so the policy's order would be
+		 * lost (huge pages: one or two fill the want) */
+		uint64_t unit = largest_page_parts(vm), need = (want_pages - evicted + unit - 1) / unit;
+		uint64_t max = need < EVICT_RUN_PAGES ? need : EVICT_RUN_PAGES;
 		unsigned n = victims_take(vm, victims, (unsigned)max, scan_budget);
 		if (!n)
 			break;
 		for (unsigned i = 0; i < n;) {
 			struct region *r = vm_region_of_page(vm, victims[i]);
 			uint64_t first = victims[i] - r->first_page;
-			uint64_t count = victims_run_length(victims, n, i, r->first_page + r->pt.npages);
+			bool huge = region_is_huge(r);
+			/* a huge page is a run of its own, and counts its parts */
+			uint64_t count = huge ? 1 : victims_run_length(victims, n, i, r->first_page + r->pt.npages);
 			int err = 0;
-			uint64_t got = evict_run(vm, r, first, count, res, &err);
-			evicted += got;
+			uint64_t got = huge ? huge_evict(vm, r, first, res, &err) / region_parts(r)
+					    : evict_run(vm, r, first, count, res, &err);
+			evicted += got * region_parts(r);
 			if (got < count) {
 				/* what stayed resident goes back on the policy's books */
 				victims_return(vm, victims + i + got, n - i - (unsigned)got, scan_budget);
 				return err ? err : -EIO;
 			}
 			i += (unsigned)count;
+			if (i < n && evicted >= want_pages) {
+				victims_return(vm, victims + i, n - i, scan_budget);  /* huge pages made the room already */
+				return 0;
+			}
 			if (yield && i < n && fault_waits(vm)) {
 				/* a vCPU waits: room for later faults can wait instead */
 				victims_return(vm, victims + i, n - i, scan_budget);

@@ -22,6 +22,7 @@
 #include "clean_pages.h"
 #include "cpu_follow.h"
 #include "discards.h"
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "migrate_in.h"
 #include "migrate_out.h"
@@ -311,7 +312,8 @@ int fault_reappeared(struct vm *vm, struct region *r, uint64_t idx, const void *
 int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *page, bool write)
 {
 	page_entry e = r->pt.entries[idx];
-	bool clean = pe_state(e) == PAGE_STORED && clean_page_wanted(vm, r, write) &&
+	bool huge = region_is_huge(r);
+	bool clean = pe_state(e) == PAGE_STORED && !huge && clean_page_wanted(vm, r, write) &&
 		     clean_copy_worth(vm, (obj_id)pe_handle(e));
 	/* account first: once UFFDIO_COPY wakes the VM, what it can ask us
 	 * must already say resident */
@@ -320,7 +322,7 @@ int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *
 	int ret = uffd_copy(vm->uffd, addr, page, r->page_size, clean ? UFFDIO_COPY_MODE_WP : 0, NULL);
 	if (ret == -EEXIST) {
 		clean = false;  /* what is there was not placed protected */
-		ret = fault_reappeared(vm, r, idx, page);
+		ret = huge ? huge_reappeared(vm, r, idx, page) : fault_reappeared(vm, r, idx, page);
 		uffd_wake(vm->uffd, addr, r->page_size);
 	}
 	if (ret) {
@@ -330,7 +332,9 @@ int fault_place_held(struct vm *vm, struct region *r, uint64_t idx, const void *
 	if (clean)
 		return 0;  /* its entry keeps naming the object: the copy (clean_pages.h) */
 	fault_arrived(r, idx);
-	if (pe_state(e) == PAGE_STORED)
+	if (huge_in_parts(e))
+		huge_keep_parts(r, idx);
+	else if (pe_state(e) == PAGE_STORED)
 		store_drop(vm->store, (obj_id)pe_handle(e));  /* an IMAGE page holds no reference */
 	return 0;
 }
@@ -346,6 +350,13 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 {
 	*read_failed = false;
 	obj_id id = (obj_id)pe_handle(r->pt.entries[idx]);
+	if (huge_in_parts(r->pt.entries[idx])) {
+		/* its parts, read here and now: a huge page is not deferred */
+		evict_make_room(vm, r->page_size);
+		int ret = huge_gather(vm, r, idx, vm->eng.page_buf);
+		*read_failed = ret != 0;
+		return ret ? ret : fault_place_held(vm, r, idx, vm->eng.page_buf, write);
+	}
 	if (deferred && swap_reads_pending(vm, r, idx)) {
 		*deferred = true;  /* a read for this page is on its way: it wakes every waiter */
 		return 0;
@@ -549,7 +560,7 @@ static void handle_fault(struct vm *vm, const struct uffd_msg *m, uint64_t t_rea
 			 : f.source == PAGE_IMAGE ? FAULT_FROM_IMAGE
 			 : f.source == PAGE_NEVER ? FAULT_FROM_NEVER
 			 : f.source == PAGE_ZERO ? FAULT_FROM_ZERO : FAULT_FROM_RESIDENT, t_read);
-	if ((f.source == PAGE_STORED || f.source == PAGE_ZERO) && r->evictable)
+	if ((f.source == PAGE_STORED || f.source == PAGE_ZERO) && r->evictable && !region_is_huge(r))
 		prefetch_after_fault(vm, r, idx);  /* the faulting thread runs on meanwhile */
 }
 

@@ -69,15 +69,16 @@ static inline enum page_state pe_arriving_from(page_entry e)
  * after it arrived; the copy is the object its handle names. */
 static inline bool pe_is_clean(page_entry e)
 {
-	return pe_arriving_from(e) == PAGE_STORED;
+	return pe_arriving_from(e) == PAGE_STORED && pe_handle(e);  /* a huge page's parts are no copy */
 }
 
 /* Whether the entry holds one reference to the store object its handle
  * names: a STORED page, or a RESIDENT one arriving from the store or clean.
- * Whatever lets go of such an entry drops that reference. */
+ * Whatever lets go of such an entry drops that reference.  (A huge page
+ * STORED with no object is held by its parts: huge_pages.h.) */
 static inline bool pe_holds_object(page_entry e)
 {
-	return pe_state(e) == PAGE_STORED || pe_is_clean(e);
+	return (pe_state(e) == PAGE_STORED && pe_handle(e)) || pe_is_clean(e);
 }
 
 struct page_table {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "fault.h"
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
@@ -89,9 +90,11 @@ static void mark_poisoned(struct vm *vm, struct region *r, uint64_t idx)
 {
 	page_entry e = r->pt.entries[idx];
 	page_table_set(&r->pt, idx, pe_make(PAGE_POISONED, 0, 0));
+	huge_release(vm, r, idx);  /* a huge page's parts, arriving or stored */
 	switch (pe_state(e)) {
 	case PAGE_STORED:
-		store_drop(vm->store, (obj_id)pe_handle(e));
+		if (pe_holds_object(e))
+			store_drop(vm->store, (obj_id)pe_handle(e));
 		break;
 	case PAGE_PROBATION:
 		sampler_drop(vm, e);
@@ -102,7 +105,7 @@ static void mark_poisoned(struct vm *vm, struct region *r, uint64_t idx)
 		/* held resident but gone, and it cannot be placed again */
 		vm_policy_gone(vm, r, idx);
 		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
-		if (pe_arriving_from(e) == PAGE_STORED)
+		if (pe_holds_object(e))
 			store_drop(vm->store, (obj_id)pe_handle(e));
 		break;
 	default:

@@ -242,6 +242,13 @@ static void watch(struct sampler *sp, uint64_t page)
 	sp->filter[b / 64] |= 1ull << (b % 64);
 }
 
+/* Whether r's pages are sampled: a huge page is too big to hold in
+ * probation, and a fault on it says less of what the guest uses. */
+static bool sampled(const struct region *r)
+{
+	return r->evictable && !r->unmapped && r->page_size == 4096;
+}
+
 static void take_sample(struct vm *vm)
 {
 	struct sampler *sp = vm->eng.sampler;
@@ -251,12 +258,12 @@ static void take_sample(struct vm *vm)
 	memset(sp->filter, 0, sizeof sp->filter);
 	sp->sampled_bytes = 0;
 	for (unsigned i = 0; i < vm->n_regions; i++)
-		if (vm->regions[i].evictable && !vm->regions[i].unmapped)
+		if (sampled(&vm->regions[i]))
 			sp->sampled_bytes += vm->regions[i].size;
 	for (unsigned tries = 0; tries < 4 * SAMPLE_PAGES && sp->taken < SAMPLE_PAGES && total; tries++) {
 		uint64_t page = next_random(sp) % total;
 		struct region *r = vm_region_of_page(vm, page);
-		if (!r || !r->evictable || r->unmapped)
+		if (!r || !sampled(r))
 			continue;
 		uint64_t idx = page - r->first_page;
 		enum page_state st = pe_state(r->pt.entries[idx]);

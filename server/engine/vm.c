@@ -16,6 +16,7 @@
 #include "accessed.h"
 #include "anon_drops.h"
 #include "fault.h"
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "sampler.h"
 #include "swap_reads.h"
@@ -71,13 +72,19 @@ int vm_add_region(struct vm *vm, const struct region *src, char *why, size_t why
 		goto added;
 	}
 	int ret = vm->persist.header ? vm_state_add_region(vm, r) : page_table_init(&r->pt, r->size / r->page_size);
+	if (!ret && !vm->persist.header && region_is_huge(r)) {
+		ret = page_table_init(&r->parts, r->size / HUGE_PART_BYTES);
+		if (ret)
+			page_table_destroy(&r->pt);
+	}
 	if (ret) {
 		snprintf(why, whylen, "cannot track region%s: %s", vm->persist.header ? " in the state dir" : "", strerror(-ret));
 		return ret;
 	}
 	if (r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS) {
-		/* hugetlbfs has no SEEK_DATA: count what the file holds; such
-		 * pages raise no fault, and huge pages are not evicted yet */
+		/* hugetlbfs has no SEEK_DATA: count what the file holds (such
+		 * pages raise no fault); the policy learns of them as they
+		 * fault after their first eviction */
 		struct stat st;
 		if (fstat(r->fd, &st) == 0)
 			resident = (uint64_t)st.st_blocks * 512 < r->size ? (uint64_t)st.st_blocks * 512 : r->size;
@@ -357,9 +364,11 @@ static void release_region(struct vm *vm, struct region *r, bool drop)
 			left--;
 			if (pe_holds_object(e))
 				store_drop(vm->store, (obj_id)pe_handle(e));
+			huge_release(vm, r, p);  /* its parts, stored or kept */
 		}
 	}
 	page_table_destroy(&r->pt);
+	page_table_destroy(&r->parts);
 	if (r->fd >= 0)
 		close(r->fd);
 }
@@ -392,6 +401,8 @@ void vm_destroy(struct vm *vm)
 		munmap(vm->eng.page_buf, vm->eng.page_buf_size);
 		munmap((void *)vm->eng.zero_buf, vm->eng.page_buf_size);
 	}
+	if (vm->eng.huge_buf)
+		munmap(vm->eng.huge_buf, vm->eng.huge_buf_size);
 	if (vm->uffd >= 0)
 		close(vm->uffd);
 	if (vm->anon.mem_fd >= 0)
@@ -428,8 +439,15 @@ struct region *vm_region_of(struct vm *vm, uint64_t addr)
 uint64_t vm_count(const struct vm *vm, enum page_state s)
 {
 	uint64_t n = 0;
-	for (unsigned i = 0; i < vm->n_regions; i++)
-		n += page_table_count(&vm->regions[i].pt, s);
+	for (unsigned i = 0; i < vm->n_regions; i++) {
+		const struct region *r = &vm->regions[i];
+		uint64_t pages = page_table_count(&r->pt, s);
+		if (region_is_huge(r) && s == PAGE_STORED)
+			pages = 0;  /* a stored huge page is its parts */
+		/* a stored huge page's parts, not the copies resident ones keep */
+		bool parts = r->parts.entries && (s == PAGE_STORED || s == PAGE_ZERO);
+		n += pages * region_parts(r) + (parts ? page_table_count(&r->parts, s) : 0);
+	}
 	return n;
 }
 
@@ -439,8 +457,10 @@ void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		const struct region *r = &vm->regions[i];
-		for (uint64_t p = 0; p < r->pt.npages; p++) {
-			page_entry e = __atomic_load_n(&r->pt.entries[p], __ATOMIC_RELAXED);
+		/* a stored huge page is its parts (huge_pages.h) */
+		const struct page_table *pt = region_is_huge(r) ? &r->parts : &r->pt;
+		for (uint64_t p = 0; pt->entries && p < pt->npages; p++) {
+			page_entry e = __atomic_load_n(&pt->entries[p], __ATOMIC_RELAXED);
 			struct store_peek k;
 			if (pe_is_clean(e)) {
 				store_peek(vm->store, (obj_id)pe_handle(e), &k);
@@ -611,7 +631,12 @@ int vm_writes_trackable(struct vm *vm, const char *or_else, char *why, size_t le
 				 or_else);
 			return -EOPNOTSUPP;
 		}
-		if (!r->evictable || r->page_size != 4096) {
+		if (region_is_huge(r)) {
+			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") holds huge pages, so %s (memsrv "
+				 "snapshots and migrates pages of 4 KiB)", vm->name, i, r->guest_phys_addr, or_else);
+			return -EOPNOTSUPP;
+		}
+		if (!r->evictable) {
 			snprintf(why, len, "VM %s's region %u (guest address 0x%" PRIx64 ") cannot be write-protected, "
 				 "so %s: %s", vm->name, i, r->guest_phys_addr, or_else,
 				 vm->not_evictable_reason[0] ? vm->not_evictable_reason : "its memory is not evictable");

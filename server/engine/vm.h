@@ -86,6 +86,9 @@ struct region {
 	bool unmapped;           /* the VMM unmapped it: no faults can come */
 	uint64_t first_page;     /* VM-wide number of its first page, for the policy */
 	struct page_table pt;
+	/* huge pages: the 4 KiB parts of those stored (huge_pages.h); no
+	 * entries in a region of 4 KiB pages */
+	struct page_table parts;
 };
 
 /* Anonymous private RAM (anon_drops.h): read through the VMM's
@@ -245,6 +248,8 @@ struct vm_engine {
 	void *page_buf;          /* one (huge) page for decompression and reads */
 	const void *zero_buf;    /* one (huge) page of zeros, read-only: what zero copies place */
 	size_t page_buf_size;    /* of each */
+	void *huge_buf;          /* a huge page being evicted (huge_pages.c), made at its first eviction */
+	size_t huge_buf_size;
 	struct snapshot *snapshot; /* a snapshot being written: faults save pages first (snapshot.h) */
 	struct migrate_out *migrate_out; /* moving to another node: writes mark pages to send again */
 	struct migrate_in *migrate_in;   /* coming from another node: faults wait for their pages */

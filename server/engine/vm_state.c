@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "log.h"
 #include "sampler.h"
@@ -173,12 +174,20 @@ int vm_state_add_region(struct vm *vm, struct region *r)
 		.guest_phys_addr = r->guest_phys_addr, .table_offset = h->file_bytes,
 		.dev = st.st_dev, .ino = st.st_ino, .page_size = r->page_size, .backing = (uint32_t)r->backing,
 	};
-	uint64_t end = sr->table_offset + page_table_file_bytes(npages);
+	uint64_t parts_at = sr->table_offset + page_table_file_bytes(npages), end = parts_at;
+	if (region_is_huge(r))
+		end += page_table_file_bytes(r->size / HUGE_PART_BYTES);
 	if (fallocate(vm->persist.fd, 0, (off_t)sr->table_offset, (off_t)(end - sr->table_offset)))
 		return -errno;
 	int ret = page_table_map(&r->pt, npages, vm->persist.fd, sr->table_offset);
+	if (!ret && region_is_huge(r)) {
+		ret = page_table_map(&r->parts, r->size / HUGE_PART_BYTES, vm->persist.fd, parts_at);
+		if (ret)
+			page_table_destroy(&r->pt);
+	}
 	if (ret)
 		return ret;
+	h->parts_offset[i] = region_is_huge(r) ? parts_at : 0;
 	h->file_bytes = end;
 	h->n_regions = i + 1;  /* last: the region is complete */
 	return 0;
@@ -269,10 +278,15 @@ int64_t vm_state_resume_region(struct vm *vm, struct region *r, char *why, size_
 		return -EINVAL;
 	}
 	r->pt = kept->regions[i].pt;
+	r->parts = kept->regions[i].parts;
 	/* an earlier attempt may have changed entries through its own copy */
 	int ret = page_table_recount(&r->pt, vm->persist.fd, h->regions[i].table_offset);
+	if (!ret && r->parts.entries)
+		ret = page_table_recount(&r->parts, vm->persist.fd, h->parts_offset[i]);
+	/* anonymous memory and huge pages: the VMM's page tables tell
+	 * (vm_state_reconcile_mapped), hugetlbfs has no SEEK_DATA */
 	if (ret || r->fd < 0 || r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS)
-		return ret ? ret : (int64_t)page_table_count(&r->pt, PAGE_RESIDENT);  /* nothing is evicted from these */
+		return ret ? ret : (int64_t)page_table_count(&r->pt, PAGE_RESIDENT);
 	struct reconcile rc = { .vm = vm, .r = r };
 	ret = page_table_each_written(&r->pt, vm->persist.fd, h->regions[i].table_offset, reconcile_run, &rc);
 	if (ret) {
@@ -304,8 +318,10 @@ void vm_state_resume_abandon(struct vm *vm)
 {
 	if (!vm->persist.resume_from)
 		return;
-	for (unsigned i = 0; i < vm->n_regions; i++)
+	for (unsigned i = 0; i < vm->n_regions; i++) {
 		memset(&vm->regions[i].pt, 0, sizeof vm->regions[i].pt);
+		memset(&vm->regions[i].parts, 0, sizeof vm->regions[i].parts);
+	}
 	vm->persist.header = NULL;
 	vm->persist.probation = NULL;
 	vm->persist.fd = -1;
@@ -340,9 +356,10 @@ void vm_state_adopt_probation(struct vm *vm)
 #define PAGEMAP_SWAPPED (1ull << 62)  /* by the kernel: still the VMM's */
 #define PAGEMAP_BATCH 512
 
-/* Page p of r, anonymous, as the VMM holds it (present) or not.  The
- * policy and the sampler have their books already (vm_start): they follow. */
-static void reconcile_anonymous_page(struct vm *vm, struct region *r, uint64_t p, bool present)
+/* Page p of r, anonymous or huge, as the VMM maps it (present) or not.
+ * The policy and the sampler have their books already (vm_start): they
+ * follow. */
+static void reconcile_mapped_page(struct vm *vm, struct region *r, uint64_t p, bool present)
 {
 	page_entry e = r->pt.entries[p];
 	enum page_state s = pe_state(e), from = pe_arriving_from(e);
@@ -369,39 +386,62 @@ static void reconcile_anonymous_page(struct vm *vm, struct region *r, uint64_t p
 		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
 		vm_policy_gone(vm, r, p);
 	}
+	if (!huge_in_parts(r->pt.entries[p]))
+		huge_release(vm, r, p);  /* parts of an eviction or a fault cut short */
 }
 
-void vm_state_reconcile_anonymous(struct vm *vm)
+/* The pagemap words of pages [p, p + n) of r into map (of a huge page,
+ * its first part's).  0, or -1 with errno set. */
+static int read_pagemap(int fd, const struct region *r, uint64_t p, uint64_t n, uint64_t *map)
+{
+	uint64_t words = region_is_huge(r) ? 1 : n;
+	for (uint64_t k = 0; k < n; k += words) {
+		off_t off = (off_t)((r->host_addr + (p + k) * r->page_size) / 4096 * sizeof map[0]);
+		ssize_t got = pread(fd, map + k, words * sizeof map[0], off);
+		if (got != (ssize_t)(words * sizeof map[0])) {
+			if (got >= 0)
+				errno = EIO;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Whether r's pages are reconciled with what the VMM maps. */
+static bool mapped_is_truth(const struct region *r)
+{
+	return !r->unmapped && (r->fd < 0 || r->backing == MEMSRV__BACKING__BACKING_HUGETLBFS);
+}
+
+void vm_state_reconcile_mapped(struct vm *vm)
 {
 	bool any = false;
 	for (unsigned i = 0; i < vm->n_regions; i++)
-		any |= vm->regions[i].fd < 0;
+		any |= mapped_is_truth(&vm->regions[i]);
 	if (!any)
 		return;
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/pagemap", (int)vm->pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		vm_warn(vm, "cannot open %s (%s): the pages of its anonymous memory are as the table says", path,
-			strerror(errno));
+		vm_warn(vm, "cannot open %s (%s): the pages it maps are as the table says", path, strerror(errno));
 		return;
 	}
 	uint64_t map[PAGEMAP_BATCH];
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		struct region *r = &vm->regions[i];
-		if (r->fd >= 0 || r->unmapped)
+		if (!mapped_is_truth(r))
 			continue;
 		for (uint64_t p = 0; p < r->pt.npages; p += PAGEMAP_BATCH) {
 			uint64_t n = r->pt.npages - p < PAGEMAP_BATCH ? r->pt.npages - p : PAGEMAP_BATCH;
-			off_t off = (off_t)((r->host_addr / 4096 + p) * sizeof map[0]);
-			if (pread(fd, map, n * sizeof map[0], off) != (ssize_t)(n * sizeof map[0])) {
-				vm_warn(vm, "reading %s failed (%s): the rest of its anonymous memory is as the table says",
+			if (read_pagemap(fd, r, p, n, map)) {
+				vm_warn(vm, "reading %s failed (%s): the rest of the pages it maps are as the table says",
 					path, strerror(errno));
 				close(fd);
 				return;
 			}
 			for (uint64_t k = 0; k < n; k++)
-				reconcile_anonymous_page(vm, r, p + k, map[k] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED));
+				reconcile_mapped_page(vm, r, p + k, map[k] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED));
 		}
 	}
 	close(fd);
@@ -440,6 +480,8 @@ void vm_state_drop_references(struct vm *vm, struct region *r)
 	unsigned i = (unsigned)(r - vm->regions);
 	if (vm->persist.header && r->pt.entries)
 		page_table_each_written(&r->pt, vm->persist.fd, vm->persist.header->regions[i].table_offset, drop_run, vm);
+	if (vm->persist.header && r->parts.entries)
+		page_table_each_written(&r->parts, vm->persist.fd, vm->persist.header->parts_offset[i], drop_run, vm);
 }
 
 void vm_state_remove(struct vm *vm)
@@ -476,6 +518,13 @@ static int load_regions(struct vm *vm, uint64_t file_size, char *why, size_t why
 		}
 		uint64_t npages = sr->size / ps;
 		expect += page_table_file_bytes(npages);
+		uint64_t parts_at = h->parts_offset[i];
+		if (parts_at && (ps == HUGE_PART_BYTES || parts_at != expect)) {
+			snprintf(why, whylen, "region %u's parts table is malformed", i);
+			return -EINVAL;
+		}
+		if (parts_at)
+			expect += page_table_file_bytes(sr->size / HUGE_PART_BYTES);
 		if (expect > file_size) {
 			snprintf(why, whylen, "region %u's table runs past the end of the file", i);
 			return -EINVAL;
@@ -491,6 +540,11 @@ static int load_regions(struct vm *vm, uint64_t file_size, char *why, size_t why
 		r->fd = -1;
 		r->first_page = i ? vm->regions[i - 1].first_page + vm->regions[i - 1].pt.npages : 0;
 		int ret = page_table_map(&r->pt, npages, vm->persist.fd, sr->table_offset);
+		if (!ret && parts_at) {
+			ret = page_table_map(&r->parts, sr->size / HUGE_PART_BYTES, vm->persist.fd, parts_at);
+			if (ret)
+				page_table_destroy(&r->pt);
+		}
 		if (ret) {
 			snprintf(why, whylen, "cannot map region %u's table: %s", i, strerror(-ret));
 			return ret;
@@ -581,6 +635,9 @@ int vm_state_collect_refs(const struct vm *vm, obj_id **refs, size_t *n, size_t 
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		int ret = page_table_each_written(&vm->regions[i].pt, vm->persist.fd, vm->persist.header->regions[i].table_offset,
 						  refs_run, &rs);
+		if (!ret && vm->regions[i].parts.entries)
+			ret = page_table_each_written(&vm->regions[i].parts, vm->persist.fd,
+						      vm->persist.header->parts_offset[i], refs_run, &rs);
 		if (ret)
 			return ret;
 	}

@@ -7,7 +7,9 @@
  *
  *   0                          the header: the VMM process, the regions
  *   8192                       SAMPLE_PAGES probation pages (sampler.c)
- *   8192 + 4096 * SAMPLE_PAGES each region's page table, page aligned
+ *   8192 + 4096 * SAMPLE_PAGES each region's page table, page aligned,
+ *                              and after that of a region of huge pages
+ *                              its parts table (huge_pages.h)
  *
  * Writes are ordered so that the files are consistent at any instant:
  * eviction writes the content, then the store's object, then the table
@@ -73,6 +75,10 @@ struct vm_state_header {
 	uint32_t image_marks_kept;  /* 1: image_marks holds them; 0: every unit is in the tables */
 	uint32_t image_mark_shift;
 	uint64_t image_marks[VM_STATE_IMAGE_MARK_BITS / 64];
+	/* a region of huge pages: where its parts table starts, right after
+	 * its page table (huge_pages.h); 0: it has none (a file of a memsrv
+	 * that did not evict huge pages) */
+	uint64_t parts_offset[VM_MAX_REGIONS];
 };
 
 /* When process pid started (clock ticks since boot), or 0 if there is no
@@ -154,9 +160,11 @@ void vm_state_drop_references(struct vm *vm, struct region *r);
 
 /* A resumed VM's thread, once the drops the dead memsrv asked for are done
  * (anon_drops_barrier) and before its regions are unprotected: in its
- * anonymous regions the VMM's pages are the truth for what they hold, as
- * a shared region's fd is at the Hello, and the table for the rest. */
-void vm_state_reconcile_anonymous(struct vm *vm);
+ * anonymous regions and its regions of huge pages (hugetlbfs cannot say
+ * which pages a file holds) the pages the VMM maps are the truth for what
+ * they hold, as a shared region's fd is at the Hello, and the table for
+ * the rest.  A huge page's parts go unless its entry says it is in them. */
+void vm_state_reconcile_mapped(struct vm *vm);
 
 /* The first thing a resumed VM's thread does: the messages the dead memsrv
  * read are gone, so every region is unprotected and its waiters woken;

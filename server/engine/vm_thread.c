@@ -326,7 +326,7 @@ void *vm_thread_main(void *arg)
 		/* a drop the memsrv before asked for is done before a page is
 		 * served or unprotected: it would take a write with it */
 		anon_drops_barrier(vm);
-		vm_state_reconcile_anonymous(vm);
+		vm_state_reconcile_mapped(vm);
 		vm_state_wake_all(vm);
 	}
 	if (vm_limit(vm) && ctr_get(&vm->resident_bytes) > vm_limit(vm))

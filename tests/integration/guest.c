@@ -92,3 +92,22 @@ void guest_release(struct guest *g)
 	munmap(g->mem, g->size);
 	close(g->fd);
 }
+
+#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+
+long guest_reserve_hugepages(long n)
+{
+	long before = read_long(NR_HUGEPAGES);
+	if (before < 0 || !write_long(NR_HUGEPAGES, before + n) || read_long(NR_HUGEPAGES) < before + n) {
+		if (before >= 0)
+			write_long(NR_HUGEPAGES, before);
+		cr_skip_test("cannot reserve %ld 2 MiB huge pages here (%s)", n, NR_HUGEPAGES);
+	}
+	return before;
+}
+
+void guest_restore_hugepages(long before)
+{
+	if (before >= 0)
+		write_long(NR_HUGEPAGES, before);
+}

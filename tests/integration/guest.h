@@ -52,4 +52,10 @@ uint64_t guest_allocated(const struct guest *g);
 /* Unmaps and closes guest RAM; the session is the caller's to detach first. */
 void guest_release(struct guest *g);
 
+/* n more 2 MiB huge pages in the pool for the test; returns the count
+ * before, to give back with guest_restore_hugepages(), or skips the test
+ * where they cannot be had. */
+long guest_reserve_hugepages(long n);
+void guest_restore_hugepages(long before);  /* nothing for before < 0 */
+
 #endif

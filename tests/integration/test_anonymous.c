@@ -17,6 +17,7 @@
 #include "guest.h"
 #include "harness.h"
 #include "memsrv.h"
+#include "racers.h"
 #include "raw_vmm.h"
 #include "uffd_compat.h"
 
@@ -94,90 +95,18 @@ Test(anonymous, evicted_pages_leave_the_vmm_and_come_back_whole)
 	munmap(g.mem, g.size);
 }
 
-/* A thread rewrites random pages of its own slice, checking each page
- * holds what it wrote there last before writing the next generation. */
-struct writer {
-	struct anon_guest *g;
-	size_t first, count, writes, bad;
-	uint32_t *gen;  /* per page of the slice; 0: never written (zeros) */
-	unsigned seed;
-};
-
-static uint64_t word_of(size_t page, size_t w, uint64_t gen)
-{
-	return gen ? (uint64_t)page << 32 | gen << 8 | (w & 0xff) : 0;
-}
-
-static void *writer_main(void *arg)
-{
-	struct writer *w = arg;
-	for (size_t i = 0; i < w->writes; i++) {
-		size_t k = (size_t)rand_r(&w->seed) % w->count, p = w->first + k;
-		uint64_t *words = (uint64_t *)(w->g->mem + p * PAGE);
-		for (size_t x = 0; x < PAGE / 8; x++)
-			if (words[x] != word_of(p, x, w->gen[k])) {
-				w->bad++;
-				break;
-			}
-		w->gen[k]++;
-		for (size_t x = 0; x < PAGE / 8; x++)
-			words[x] = word_of(p, x, w->gen[k]);
-	}
-	return NULL;
-}
-
-/* Evicts the whole VM again and again while the writers run: every write
- * races an eviction of its page. */
-struct evictor {
-	const char *vm;
-	_Atomic bool stop;
-	unsigned runs;
-};
-
-static void *evictor_main(void *arg)
-{
-	struct evictor *e = arg;
-	while (!e->stop) {
-		Memsrv__ServerMessage *m = NULL;
-		if (ctl_evict(srv.sock, e->vm, 0, true, &m) == 0 && m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_EVICT_REPLY)
-			e->runs++;
-		if (m)
-			memsrv__server_message__free_unpacked(m, NULL);
-	}
-	return NULL;
-}
-
 Test(anonymous, a_limit_holds_while_threads_rewrite_pages_that_evictions_race)
 {
 	const uint64_t limit = 8 * MIB;
 	struct anon_guest g;
 	anon_attach(&g, "busy", 24 * MIB, limit);
 	size_t pages = g.size / PAGE;
-	enum { THREADS = 3 };
-	struct writer w[THREADS];
-	pthread_t t[THREADS];
-	for (unsigned i = 0; i < THREADS; i++) {
-		w[i] = (struct writer){ .g = &g, .first = pages / THREADS * i, .count = pages / THREADS,
-					.writes = 12000, .seed = 7 + i };
-		w[i].gen = calloc(w[i].count, sizeof *w[i].gen);
-		cr_assert(w[i].gen);
-		cr_assert_eq(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
-	}
-	struct evictor ev = { .vm = "busy" };
-	pthread_t et;
-	cr_assert_eq(pthread_create(&et, NULL, evictor_main, &ev), 0);
-	for (unsigned i = 0; i < THREADS; i++)
-		pthread_join(t[i], NULL);
-	ev.stop = true;
-	pthread_join(et, NULL);
-	cr_assert_gt(ev.runs, 0, "no eviction of the whole VM ran during the writes");
-	size_t bad = 0;
-	for (unsigned i = 0; i < THREADS; i++) {
-		bad += w[i].bad;
-		/* and every page once more, after all the writes */
-		for (size_t k = 0; k < w[i].count; k++)
-			bad += pattern_count_bad(g.mem, w[i].first + k, w[i].first + k + 1, word_of, w[i].gen[k]);
-	}
+	struct racing_run run;
+	racing_run_start(&run, g.mem, pages, 12000, 7, srv.sock, "busy");
+	size_t bad = racing_run_finish(&run);
+	cr_assert_gt(run.ev.runs, 0, "no eviction of the whole VM ran during the writes");
+	/* and every page once more, after all the writes */
+	bad += racing_run_count_bad(&run);
 	cr_assert_eq(bad, 0, "%zu pages read other than what was written last", bad);
 
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "busy");
@@ -186,7 +115,7 @@ Test(anonymous, a_limit_holds_while_threads_rewrite_pages_that_evictions_race)
 	cr_assert_gt(m->vm_info->evictions_total, pages - limit / PAGE, "the writes went past the limit: %lu evictions",
 		     (unsigned long)m->vm_info->evictions_total);
 	cr_assert_gt(m->vm_info->faults_stored, 0);
-	cr_log_info("%lu evictions of the whole VM, %lu writes waited for one", (unsigned long)ev.runs,
+	cr_log_info("%lu evictions of the whole VM, %lu writes waited for one", (unsigned long)run.ev.runs,
 		    (unsigned long)m->vm_info->faults_wp);
 	memsrv__server_message__free_unpacked(m, NULL);
 	/* what the kernel holds for the VMM is what memsrv counts, give or take
@@ -195,11 +124,8 @@ Test(anonymous, a_limit_holds_while_threads_rewrite_pages_that_evictions_race)
 	cr_assert_leq(present * PAGE, limit + 2 * MIB, "%zu pages present under a limit of %lu pages", present,
 		      (unsigned long)(limit / PAGE));
 	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0, "detach: %s", memsrv_last_error());
-	for (unsigned i = 0; i < THREADS; i++) {
-		for (size_t k = 0; k < w[i].count; k++)
-			bad += pattern_count_bad(g.mem, w[i].first + k, w[i].first + k + 1, word_of, w[i].gen[k]);
-		free(w[i].gen);
-	}
+	bad = racing_run_count_bad(&run);
+	racing_run_free(&run);
 	cr_assert_eq(bad, 0, "after the detach, %zu pages differ", bad);
 	munmap(g.mem, g.size);
 }

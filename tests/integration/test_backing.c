@@ -1,7 +1,8 @@
 /* Description: every kind of backing a VMM may hand memsrv: a tmpfs file
- * (served and evicted like a memfd), a hugetlbfs memfd (served, not yet
- * evicted), a file on a disk filesystem (refused with the reason), and a
- * region the VMM unmaps (its pages leave the store). */
+ * (served and evicted like a memfd), a hugetlbfs memfd (served a fault per
+ * huge page; its eviction: test_huge_pages.c), a file on a disk filesystem
+ * (refused with the reason), and a region the VMM unmaps (its pages leave
+ * the store). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,25 +15,33 @@
 #include <linux/magic.h>
 
 #include "ctl_client.h"
+#include "guest.h"
 #include "harness.h"
+#include "raw_vmm.h"
 #include "memsrv.h"
+
+#define SHMEM_ENABLED "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 
 static struct test_server srv;
 
 static void setup(void) { server_start(&srv); }
 static long hugepages_before = -1;  /* restored even when a test fails */
 
+static char shmem_thp_before[32];  /* shmem_enabled to put back, "": untouched */
+
 static void teardown(void)
 {
 	server_stop(&srv);
-	if (hugepages_before >= 0) {
-		FILE *f = fopen("/proc/sys/vm/nr_hugepages", "w");
+	if (shmem_thp_before[0]) {
+		FILE *f = fopen(SHMEM_ENABLED, "w");
 		if (f) {
-			fprintf(f, "%ld\n", hugepages_before);
+			fprintf(f, "%s\n", shmem_thp_before);
 			fclose(f);
 		}
-		hugepages_before = -1;
+		shmem_thp_before[0] = 0;
 	}
+	guest_restore_hugepages(hugepages_before);
+	hugepages_before = -1;
 }
 
 TestSuite(backing, .init = setup, .fini = teardown, .timeout = 120);
@@ -106,21 +115,12 @@ Test(backing, a_file_on_a_disk_filesystem_is_refused_with_the_reason)
 	close(fd);
 }
 
-/* n more 2 MiB huge pages for the test (given back in teardown), or a skip */
 static void reserve_hugepages(long n)
 {
-	const char *knob = "/proc/sys/vm/nr_hugepages";
-	long before = read_long(knob);
-	hugepages_before = before;
-	if (before < 0 || !write_long(knob, before + n) || read_long(knob) < before + n) {
-		if (before >= 0)
-			write_long(knob, before);
-		hugepages_before = -1;
-		cr_skip_test("cannot reserve 2 MiB huge pages here");
-	}
+	hugepages_before = guest_reserve_hugepages(n);
 }
 
-Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
+Test(backing, hugetlbfs_memory_is_served_a_fault_per_huge_page)
 {
 	reserve_hugepages(4);
 	size_t size = 4 << 20;
@@ -130,7 +130,7 @@ Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
 	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	cr_assert_neq(mem, MAP_FAILED);
 	struct memsrv_session *s = attach("huge", mem, size, fd);
-	cr_assert_not(memsrv_session_evictable(s));
+	cr_assert(memsrv_session_evictable(s), "huge pages are evicted whole (test_huge_pages.c)");
 	for (size_t i = 0; i < size; i += 4096)
 		cr_assert_eq(mem[i], 0, "a never-touched huge page reads zero");
 	pattern(mem, size, 2);
@@ -148,7 +148,6 @@ Test(backing, hugetlbfs_memory_is_served_but_not_evicted)
 	cr_assert(m->vm_info->faults_never_touched >= 2 && m->vm_info->faults_never_touched <= 4,
 		  "%lu faults for two huge pages", (unsigned long)m->vm_info->faults_never_touched);
 	cr_assert_eq(m->vm_info->resident_bytes, size);
-	cr_assert(strstr(m->vm_info->not_evictable_reason, "huge pages"), "%s", m->vm_info->not_evictable_reason);
 	memsrv__server_message__free_unpacked(m, NULL);
 	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
 	munmap(mem, size);
@@ -224,4 +223,73 @@ Test(backing, unmapped_memory_goes_back_into_its_file)
 	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
 	munmap(mem, half);
 	close(fd);
+}
+
+/* shmem transparent huge pages on for every memfd (put back in teardown),
+ * or a skip where the kernel has no such setting. */
+static void shmem_thp_always(void)
+{
+	char buf[128];
+	FILE *f = fopen(SHMEM_ENABLED, "r");
+	bool read = f && fgets(buf, sizeof buf, f);
+	if (f)
+		fclose(f);
+	char *open = read ? strchr(buf, '[') : NULL, *close = open ? strchr(open, ']') : NULL;
+	if (!close)
+		cr_skip_test("no %s here", SHMEM_ENABLED);
+	snprintf(shmem_thp_before, sizeof shmem_thp_before, "%.*s", (int)(close - open - 1), open + 1);
+	f = fopen(SHMEM_ENABLED, "w");
+	cr_assert(f && fprintf(f, "always\n") > 0 && fclose(f) == 0, "cannot turn shmem THP on");
+}
+
+/* With shmem THP on, a huge folio could take memsrv's 4 KiB punches as
+ * zeros in place: libmemsrv marks guest RAM MADV_NOHUGEPAGE, so its pages
+ * stay small, and they are evicted, freed from the memfd and come back. */
+Test(backing, with_shmem_thp_on_memory_marked_nohugepage_is_evicted_and_freed)
+{
+	shmem_thp_always();
+	size_t size = 8 << 20;
+	int fd = memfd_create("thp", MFD_CLOEXEC);
+	cr_assert(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
+	uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	struct memsrv_session *s = attach("thp", mem, size, fd);
+	cr_assert(memsrv_session_evictable(s), "guest RAM libmemsrv marked MADV_NOHUGEPAGE is evictable");
+	pattern(mem, size, 6);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "thp", 0, true);
+	cr_assert_eq(m->evict_reply->pages_evicted, size / 4096);
+	memsrv__server_message__free_unpacked(m, NULL);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_lt((uint64_t)st.st_blocks * 512, size / 100, "the memfd still holds %lu bytes after every page was "
+		     "evicted: punches that zeroed rather than freed", (unsigned long)st.st_blocks * 512);
+	cr_assert_eq(count_bad(mem, size, 6), 0);
+	cr_assert_geq(memsrv_detach(s, MEMSRV_DETACH_RESTORE), 0);
+	munmap(mem, size);
+	close(fd);
+}
+
+/* The same with a VMM of its own that leaves its mapping open to huge
+ * pages: served, not evicted, and told why. */
+Test(backing, with_shmem_thp_on_a_mapping_open_to_huge_pages_is_not_evicted_and_told_why)
+{
+	shmem_thp_always();
+	size_t size = 4 << 20;
+	struct guest g;
+	cr_assert_eq(guest_try_map(&g, "thp-raw", size, false), 0);
+	int uffd = raw_uffd(raw_missing_wp);
+	raw_register(uffd, g.mem, size, raw_missing_wp);
+	struct raw_hello h;
+	raw_hello_init(&h, "thp-raw", raw_missing_wp, (uint64_t)(uintptr_t)g.mem, size, uffd, g.fd);
+	int sock = raw_hello_send(&srv, &h);
+	Memsrv__ServerMessage *m = raw_recv(sock);
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_HELLO_REPLY, "%s",
+		     m->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? m->error->message : "not a HelloReply");
+	cr_assert_not(m->hello_reply->evictable);
+	cr_assert(m->hello_reply->not_evictable_reason && strstr(m->hello_reply->not_evictable_reason, "MADV_NOHUGEPAGE"),
+		  "%s", m->hello_reply->not_evictable_reason);
+	memsrv__server_message__free_unpacked(m, NULL);
+	close(sock);
+	close(uffd);
+	guest_release(&g);
 }

@@ -466,46 +466,6 @@ Test(self_vmm, balloon_target_reaches_the_vmm_and_shows_in_info)
 	guest_release(&g);
 }
 
-static const char *thp_knob = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
-
-static bool thp_write(const char *value)
-{
-	FILE *f = fopen(thp_knob, "w");
-	if (!f)
-		return false;
-	bool ok = fputs(value, f) >= 0;
-	return fclose(f) == 0 && ok;
-}
-
-Test(self_vmm, shmem_huge_pages_make_eviction_refuse_not_lose)
-{
-	char line[128] = "";
-	FILE *f = fopen(thp_knob, "r");
-	if (!f || !fgets(line, sizeof line, f) || !strstr(line, "[never]")) {
-		if (f)
-			fclose(f);
-		cr_skip_test("%s is not [never] here or not readable: nothing to compare against", thp_knob);
-	}
-	fclose(f);
-	if (!thp_write("always"))
-		cr_skip_test("cannot write %s (not root?)", thp_knob);
-	/* with shmem THP on, a punched 4 KiB hole in a huge folio may be zeroed
-	 * in place: eviction must be refused, faults still served */
-	struct guest g;
-	attach(&g, "thp", 4 << 20, 0);
-	bool evictable = memsrv_session_evictable(g.s);
-	cr_assert(thp_write("never"), "could not restore %s", thp_knob);
-	cr_assert_not(evictable, "eviction must be refused while shmem THP is on");
-	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "thp");
-	cr_assert(strstr(m->vm_info->not_evictable_reason, "shmem transparent huge pages"), "%s",
-		  m->vm_info->not_evictable_reason);
-	memsrv__server_message__free_unpacked(m, NULL);
-	fill(&g, 5);
-	cr_assert_eq(count_bad(&g, 5, 0, g.size / PAGE), 0);
-	cr_assert_geq(memsrv_detach(g.s, MEMSRV_DETACH_RESTORE), 0);
-	guest_release(&g);
-}
-
 struct balloon_vmm {
 	struct guest *g;
 	uint64_t target, asked;

@@ -1289,26 +1289,72 @@ static long hugepages(long set)
 	return v;
 }
 
-Test(qemu, a_guest_on_hugetlbfs_is_served)
+/* The huge pages of the pool in use, most seen while a guest runs. */
+struct hugepage_watch {
+	_Atomic bool stop;
+	long most;
+	pthread_t thread;
+};
+
+static long hugepages_free(void)
+{
+	long v = -1;
+	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static void *hugepage_watch_main(void *arg)
+{
+	struct hugepage_watch *w = arg;
+	long total = hugepages(-1);
+	while (!w->stop) {
+		long used = total - hugepages_free();
+		if (used > w->most)
+			w->most = used;
+		usleep(20000);
+	}
+	return NULL;
+}
+
+/* A guest on hugetlbfs held to 64 MiB while its workload touches 96: the
+ * kernel cannot swap hugetlbfs, memsrv evicts whole huge pages, the guest
+ * verifies every page, and the pool lends it no more than its limit. */
+Test(qemu, a_guest_on_hugetlbfs_held_to_64m_verifies_every_page_in_32_huge_pages)
 {
 	long before = hugepages(-1);
 	if (before < 0 || hugepages(before + 128) < before + 128) {
 		hugepages(before);
 		cr_skip_test("cannot reserve 128 huge pages of 2 MiB for a 256 MiB guest");
 	}
+	struct hugepage_watch w = { .most = 0 };
+	cr_assert_eq(pthread_create(&w.thread, NULL, hugepage_watch_main, &w), 0);
 	struct guest g;
 	char line[512];
-	guest_boot_opts(&g, "huge-guest", true, NULL, false, ",hugetlb=on", "memload.mib=96");
+	guest_boot_opts(&g, "huge-guest", true, "64M", false, ",hugetlb=on", "memload.mib=96");
 	guest_result_ok(&g, line, sizeof line);
 	Memsrv__ServerMessage *m = ctl_info_ok(&srv, "huge-guest");
-	uint64_t page_size = m->vm_info->page_size, faults = m->vm_info->faults_never_touched;
-	bool evictable = m->vm_info->evictable;
+	const Memsrv__VmInfo *i = m->vm_info;
+	uint64_t page_size = i->page_size, faults = i->faults_never_touched, evictions = i->evictions_total;
+	uint64_t resident = i->resident_bytes, stored = i->faults_stored;
+	bool evictable = i->evictable;
 	memsrv__server_message__free_unpacked(m, NULL);
 	int status = guest_wait(&g);
+	w.stop = true;
+	pthread_join(w.thread, NULL);
 	hugepages(before);
+	fprintf(stderr, "hugetlbfs guest held to 64 MiB: %ld huge pages at most, %lu parts evicted, %lu faults on "
+		"stored huge pages: %s", w.most, (unsigned long)evictions, (unsigned long)stored, line);
 	cr_assert_eq(page_size, 2u << 20);
 	cr_assert_gt(faults, 0, "memsrv served the guest's first touches");
-	cr_assert_not(evictable, "huge pages are served, not evicted yet");
+	cr_assert(evictable, "huge pages are evicted");
+	cr_assert_leq(resident, 64u << 20, "resident %lu over the 64 MiB limit", (unsigned long)resident);
+	cr_assert_gt(evictions, 0, "the workload's 96 MiB do not fit in 64");
+	cr_assert_leq(w.most, 32, "the guest held %ld huge pages under a limit of 32", w.most);
 	cr_assert_eq(status, 0);
 }
 

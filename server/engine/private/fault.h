@@ -90,6 +90,12 @@ void fault_serve_available(struct vm *vm);
 uint64_t fault_restore_all(struct vm *vm, uint64_t *restored);
 
 
+/* Protects or unprotects [addr, addr+len) through EAGAIN; 0 or -errno,
+ * -EINTR when the VM stops meanwhile or the VMM's events keep coming (a
+ * stream of discards): the run ends, and what stayed protected and
+ * resident is unprotected by its next write's fault. */
+int evict_writeprotect(struct vm *vm, uint64_t addr, uint64_t len, bool protect);
+
 struct evict_result {
 	uint64_t pages, zero_pages, stored_pages, stored_bytes;
 };
