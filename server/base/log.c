@@ -1,10 +1,13 @@
-/* log: timestamped lines on stderr; one write(2) per line so threads don't interleave. */
+/* log: lines on stderr, one write(2) each so threads don't interleave:
+ * with a syslog priority prefix for the journal, or a full UTC timestamp. */
 #include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,19 +76,46 @@ bool log_ratelimit_pass(struct log_ratelimit *rl, uint64_t *held)
 	return pass;
 }
 
+bool log_stderr_is_journal(void)
+{
+	/* systemd sets JOURNAL_STREAM=DEV:INO to the stream it connected
+	 * stderr to; a stderr redirected since is another file */
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	       (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
+static bool to_journal;
+
+static void find_sink(void) { to_journal = log_stderr_is_journal(); }
+
+/* What starts a line: for the journal, which stamps it, the syslog
+ * priority ("<4>" for a warning); otherwise the time and the level. */
+static int line_start(char *line, size_t len, enum log_level level)
+{
+	static const int priority[] = { 3, 4, 6, 7 };  /* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
+	if (to_journal)
+		return snprintf(line, len, "<%d>", priority[level]);
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	return snprintf(line, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ", tm.tm_year + 1900, tm.tm_mon + 1,
+			tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
+}
+
 void log_line(enum log_level level, const char *vm, const char *fmt, ...)
 {
 	if (!log_enabled(level))
 		return;
 	int saved_errno = errno;
+	pthread_once(&sink_once, find_sink);
 	char line[1024];
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %-5s %s%s%s", tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], vm ? "vm=" : "",
-			 vm ? vm : "", vm ? ": " : "");
+	int n = line_start(line, sizeof line, level);
+	n += snprintf(line + n, sizeof line - n, "%s%s%s", vm ? "vm=" : "", vm ? vm : "", vm ? ": " : "");
 	va_list ap;
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - n, fmt, ap);

@@ -1,5 +1,10 @@
 /* log: one line per event on stderr, with the VM's name when there is one.
  *
+ * A line starts with a full UTC timestamp and the level
+ * ("2026-12-03T02:05:07.123Z warn  ..."), or, when stderr is the systemd
+ * journal (JOURNAL_STREAM names it), with the syslog priority the journal
+ * reads ("<4>..."), as it stamps lines itself.
+ *
  * A line is always one line: log_line() writes every byte of it that is
  * not printable ASCII as \xNN (and a backslash as \\), so a client string
  * that reaches the log (a VM name, a codec, a BalloonResult's message)
@@ -23,6 +28,9 @@ int log_parse_level(const char *name);
 
 void log_line(enum log_level level, const char *vm, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Whether stderr is the stream systemd connected to the journal. */
+bool log_stderr_is_journal(void);
 
 #define log_enabled(level) ((level) <= log_max_level)
 

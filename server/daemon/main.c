@@ -1,5 +1,6 @@
 /* memsrv: the memory server daemon.  Parses options (each a row of the
- * settings table, proto/settings.h) and runs the server. */
+ * settings table, proto/settings.h), then --config's file for the settings
+ * the command line did not give, and runs the server. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_file.h"
 #include "log.h"
 #include "server.h"
 #include "setting_hooks.h"
@@ -44,10 +46,12 @@ static void usage(FILE *out)
 	for (int i = 0; i < SETTINGS_COUNT; i++)
 		if (settings[i].option && !settings[i].hidden)
 			usage_option(out, &settings[i]);
+	fprintf(out, "  %-24s %s\n", "--config FILE", "settings, one `option = value` line each (the long options' names); "
+		     "the command line wins");
 	fprintf(out, "  --help, --version\n");
 }
 
-enum { OPT_HELP = 'h', OPT_VERSION = 'V', OPT_SETTING = 256 /* + enum setting_id */ };
+enum { OPT_HELP = 'h', OPT_VERSION = 'V', OPT_CONFIG = 255, OPT_SETTING = 256 /* + enum setting_id */ };
 
 /* One long option per row of the settings table that has one. */
 static void fill_options(struct option *opts)
@@ -56,6 +60,7 @@ static void fill_options(struct option *opts)
 	for (int i = 0; i < SETTINGS_COUNT; i++)
 		if (settings[i].option)
 			opts[n++] = (struct option){ settings[i].option, required_argument, NULL, OPT_SETTING + i };
+	opts[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
 	opts[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
 	opts[n++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
 	opts[n] = (struct option){ 0 };
@@ -110,10 +115,12 @@ static int create_swaps(const struct memsrv_options *o, struct swapfile **swap)
 
 int main(int argc, char **argv)
 {
-	struct option opts[SETTINGS_COUNT + 3];
+	struct option opts[SETTINGS_COUNT + 4];
 	fill_options(opts);
 	struct memsrv_options o;
 	settings_options_init(&o);
+	bool given[SETTINGS_COUNT] = { false };
+	const char *config = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "s:l:h", opts, NULL)) != -1) {
 		const struct setting *s = c >= OPT_SETTING ? &settings[c - OPT_SETTING] : short_option(c);
@@ -123,9 +130,13 @@ int main(int argc, char **argv)
 				fprintf(stderr, "memsrv: --%s: %s\n", s->option, why);
 				return 64;
 			}
+			given[setting_id(s)] = true;
 			continue;
 		}
 		switch (c) {
+		case OPT_CONFIG:
+			config = optarg;
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
@@ -139,6 +150,11 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "memsrv: unexpected argument '%s'\n", argv[optind]);
+		return 64;
+	}
+	char why[1024];
+	if (config && config_file_apply(&o, config, given, why, sizeof why)) {
+		fprintf(stderr, "memsrv: --config %s\n", why);
 		return 64;
 	}
 	struct server_config cfg = o.cfg;

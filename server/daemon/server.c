@@ -24,6 +24,7 @@
 #include "discards.h"
 #include "log.h"
 #include "mappings.h"
+#include "service.h"
 #include "vm_state.h"
 #include "wire.h"
 
@@ -168,6 +169,18 @@ static int listen_on(struct server *srv, const char *path)
 	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
 	snprintf(srv->socket_path, sizeof srv->socket_path, "%s", path);
 
+	/* socket activation: systemd's socket, which outlives memsrv */
+	char why[256];
+	int fd = service_listen_fd(path, why, sizeof why);
+	if (fd == -EINVAL) {
+		pr_err("%s", why);
+		return -EINVAL;
+	}
+	if (fd >= 0) {
+		srv->listen_fd = fd;
+		srv->socket_activated = true;
+		return access_prepare_socket(&srv->access, path);
+	}
 	int ret = mkdir_parents(path);
 	if (ret)
 		return ret;
@@ -705,9 +718,32 @@ static void handle_conn(struct server *srv, struct conn *c)
 		memsrv__client_message__free_unpacked(msg, NULL);
 }
 
+/* One line for systemctl status: the VMs and what is wrong, if anything. */
+static void service_status_line(struct server *srv, char *out, size_t len)
+{
+	unsigned vms = 0, kept = 0;
+	uint64_t resident = 0;
+	for (struct vm *vm = srv->vms; vm; vm = vm->next, vms++)
+		resident += ctr_get(&vm->resident_bytes);
+	for (struct vm *vm = srv->kept; vm; vm = vm->next)
+		kept++;
+	struct store_stats ss;
+	store_get_stats(srv->store, &ss);
+	int n = snprintf(out, len, "%u VM%s attached, %" PRIu64 " MiB resident", vms, vms == 1 ? "" : "s",
+			 resident >> 20);
+	if (kept && n < (int)len)
+		n += snprintf(out + n, len - n, ", %u kept waiting for their VMM", kept);
+	const char *cond = ss.swap_failing ? "swap-failing" : ss.swap_full ? "swap-full" : ss.store_full ? "store-full" : NULL;
+	if (cond && n < (int)len)
+		snprintf(out + n, len - n, "; condition %s", cond);
+}
+
 int server_run(struct server *srv)
 {
-	pr_info("memsrv listening on %s", srv->socket_path);
+	pr_info("memsrv listening on %s%s", srv->socket_path, srv->socket_activated ? " (socket from systemd)" : "");
+	char status[256];
+	service_status_line(srv, status, sizeof status);
+	service_ready(status);
 	for (;;) {
 		struct epoll_event evs[32];
 		int n = epoll_wait(srv->epoll_fd, evs, 32, -1);
@@ -724,6 +760,8 @@ int server_run(struct server *srv)
 				uint64_t ticks;
 				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
 					balancer_run(srv);
+				service_status_line(srv, status, sizeof status);
+				service_tick(status);
 				resume_accepting(srv);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
 					server_reap_kept(srv);
@@ -737,6 +775,7 @@ int server_run(struct server *srv)
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {
 					pr_info("signal %d: shutting down", si.ssi_signo);
+					service_stopping();
 					return 0;
 				}
 			} else {
@@ -773,7 +812,8 @@ void server_close(struct server *srv)
 		server_release_kept(srv, srv->kept, !vm_state_owner_alive(srv->kept));
 	if (srv->listen_fd >= 0) {
 		close(srv->listen_fd);
-		unlink(srv->socket_path);
+		if (!srv->socket_activated)
+			unlink(srv->socket_path);
 	}
 	if (srv->epoll_fd >= 0)
 		close(srv->epoll_fd);

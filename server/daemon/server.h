@@ -59,6 +59,7 @@ struct server {
 	size_t plan_cap;
 	enum codec default_codec;
 	int listen_fd, epoll_fd, signal_fd;
+	bool socket_activated;   /* listen_fd is systemd's (service.h): it unlinks the path, not memsrv */
 	struct access_config access;
 	struct vm *vms;          /* server thread only */
 	struct state_dir state;  /* dir_fd -1: no --state-dir */

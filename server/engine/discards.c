@@ -189,7 +189,8 @@ static void write_back(struct vm *vm, struct region *r, uint64_t first, uint64_t
 		page_table_set(&r->pt, p, pe_make(PAGE_NEVER, 0, 0));
 		if (pe_holds_object(e))
 			store_drop(vm->store, (obj_id)pe_handle(e));
-		huge_release(vm, r, p);
+		if (s != PAGE_NEVER)
+			huge_release(vm, r, p);  /* a page never stored has no parts */
 	}
 	if (written || failed)
 		vm_info(vm, "range at 0x%" PRIx64 " unmapped: %" PRIu64 " pages written back into its file%s",

@@ -451,40 +451,55 @@ uint64_t vm_count(const struct vm *vm, enum page_state s)
 	return n;
 }
 
+/* Adds what entry e holds in the store to info. */
+static void count_entry(struct vm *vm, page_entry e, Memsrv__VmInfo *info)
+{
+	struct store_peek k;
+	if (pe_is_clean(e)) {
+		store_peek(vm->store, (obj_id)pe_handle(e), &k);
+		info->clean_pages++;
+		info->clean_bytes += k.len;
+		return;
+	}
+	if (pe_state(e) != PAGE_STORED)
+		return;
+	store_peek(vm->store, (obj_id)pe_handle(e), &k);
+	if (k.tier == TIER_SAMEFILL) {
+		info->samefilled_pages++;
+	} else if (k.tier == TIER_CACHE) {
+		info->cache_pages++;
+		info->cache_bytes += k.len;
+	} else if (k.tier == TIER_SWAP) {
+		info->swap_pages++;
+		info->swap_bytes += k.len;
+	}
+	info->stored_bytes += k.len;
+	if (k.refs > 1) {
+		info->shared_pages++;
+		info->shared_saved_bytes += (uint64_t)k.len * (k.refs - 1) / k.refs;
+	}
+}
+
 /* Where this VM's stored pages are, read from its page tables and the
  * store's objects: always true, never kept in step by hand. */
 void vm_count_stored(struct vm *vm, Memsrv__VmInfo *info)
 {
 	for (unsigned i = 0; i < vm->n_regions; i++) {
 		const struct region *r = &vm->regions[i];
-		/* a stored huge page is its parts (huge_pages.h) */
-		const struct page_table *pt = region_is_huge(r) ? &r->parts : &r->pt;
-		for (uint64_t p = 0; pt->entries && p < pt->npages; p++) {
-			page_entry e = __atomic_load_n(&pt->entries[p], __ATOMIC_RELAXED);
-			struct store_peek k;
-			if (pe_is_clean(e)) {
-				store_peek(vm->store, (obj_id)pe_handle(e), &k);
-				info->clean_pages++;
-				info->clean_bytes += k.len;
+		const uint64_t parts = region_parts(r);
+		for (uint64_t p = 0; p < r->pt.npages; p++) {
+			page_entry e = __atomic_load_n(&r->pt.entries[p], __ATOMIC_RELAXED);
+			if (!region_is_huge(r)) {
+				count_entry(vm, e, info);
 				continue;
 			}
-			if (pe_state(e) != PAGE_STORED)
+			/* a huge page's parts: what it is stored as, or its kept
+			 * copy (huge_pages.h); a page never stored has none */
+			enum page_state st = pe_state(e);
+			if (!r->parts.entries || (st != PAGE_STORED && st != PAGE_RESIDENT))
 				continue;
-			store_peek(vm->store, (obj_id)pe_handle(e), &k);
-			if (k.tier == TIER_SAMEFILL) {
-				info->samefilled_pages++;
-			} else if (k.tier == TIER_CACHE) {
-				info->cache_pages++;
-				info->cache_bytes += k.len;
-			} else if (k.tier == TIER_SWAP) {
-				info->swap_pages++;
-				info->swap_bytes += k.len;
-			}
-			info->stored_bytes += k.len;
-			if (k.refs > 1) {
-				info->shared_pages++;
-				info->shared_saved_bytes += (uint64_t)k.len * (k.refs - 1) / k.refs;
-			}
+			for (uint64_t q = p * parts; q < (p + 1) * parts; q++)
+				count_entry(vm, __atomic_load_n(&r->parts.entries[q], __ATOMIC_RELAXED), info);
 		}
 	}
 }

@@ -386,8 +386,10 @@ static void reconcile_mapped_page(struct vm *vm, struct region *r, uint64_t p, b
 		atomic_fetch_sub(&vm->resident_bytes, r->page_size);
 		vm_policy_gone(vm, r, p);
 	}
-	if (!huge_in_parts(r->pt.entries[p]))
-		huge_release(vm, r, p);  /* parts of an eviction or a fault cut short */
+	/* parts of a page not stored: a kept copy, or an eviction or a fault
+	 * cut short (a page never stored has none: its parts are not read) */
+	if (s != PAGE_NEVER && !huge_in_parts(r->pt.entries[p]))
+		huge_release(vm, r, p);
 }
 
 /* The pagemap words of pages [p, p + n) of r into map (of a huge page,

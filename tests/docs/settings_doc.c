@@ -50,7 +50,9 @@ static char *read_all(const char *path, size_t *len)
 
 static bool known_option(const char *name, size_t len)
 {
-	if ((len == 4 && !strncmp(name, "help", 4)) || (len == 7 && !strncmp(name, "version", 7)))
+	/* memsrv's options that are no setting */
+	if ((len == 4 && !strncmp(name, "help", 4)) || (len == 7 && !strncmp(name, "version", 7)) ||
+	    (len == 6 && !strncmp(name, "config", 6)))
 		return true;
 	for (int i = 0; i < SETTINGS_COUNT; i++)
 		if (settings[i].option && strlen(settings[i].option) == len && !strncmp(settings[i].option, name, len))

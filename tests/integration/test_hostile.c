@@ -474,9 +474,9 @@ Test(hostile, client_strings_cannot_forge_log_lines)
 {
 	server_start(&srv);
 	char why[600];
-	cr_assert_eq(attach_named("x\n00:00:00.000 error  FORGED by a name", why, sizeof why), -1);
-	cr_assert(!server_log_has_line(&srv, "00:00:00.000 error  FORGED"), "a refused name wrote a line of its own");
-	cr_assert(server_log_has(&srv, "x\\x0a00:00:00.000"), "the refused name is not in the log, escaped");
+	cr_assert_eq(attach_named("x\n2026-01-01T00:00:00.000Z error FORGED by a name", why, sizeof why), -1);
+	cr_assert(!server_log_has_line(&srv, "2026-01-01T00:00:00.000Z error FORGED"), "a refused name wrote a line of its own");
+	cr_assert(server_log_has(&srv, "x\\x0a2026-01-01T00:00:00.000Z"), "the refused name is not in the log, escaped");
 
 	/* a VMM's own words in a BalloonResult are escaped too */
 	struct raw_vmm v;
@@ -486,14 +486,14 @@ Test(hostile, client_strings_cannot_forge_log_lines)
 	Memsrv__BalloonResult br = MEMSRV__BALLOON_RESULT__INIT;
 	br.target_bytes = 4096;
 	br.errno_code = EIO;
-	br.message = "balloon stuck\n00:00:00.000 error  FORGED by a balloon\x1b[2J";
+	br.message = "balloon stuck\n2026-01-01T00:00:00.000Z error FORGED by a balloon\x1b[2J";
 	Memsrv__ClientMessage msg = MEMSRV__CLIENT_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_BALLOON_RESULT;
 	msg.balloon_result = &br;
 	cr_assert_eq(wire_send_client(v.sock, &msg, NULL, 0), 0);
 	cr_assert_eq(ctl_vm_count(&srv), 1);  /* handled by now: one thread reads both */
-	cr_assert(server_log_has(&srv, "balloon stuck\\x0a00:00:00.000"), "the BalloonResult message is not in the log, escaped");
-	cr_assert(!server_log_has_line(&srv, "00:00:00.000 error  FORGED"), "a BalloonResult wrote a line of its own");
+	cr_assert(server_log_has(&srv, "balloon stuck\\x0a2026-01-01T00:00:00.000Z"), "the BalloonResult message is not in the log, escaped");
+	cr_assert(!server_log_has_line(&srv, "2026-01-01T00:00:00.000Z error FORGED"), "a BalloonResult wrote a line of its own");
 	cr_assert(!server_log_has(&srv, "\x1b"), "an escape sequence reached the log");
 	close(v.sock);
 }
