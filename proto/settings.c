@@ -379,3 +379,42 @@ void settings_print_markdown(FILE *out)
 		fputs("|\n", out);
 	}
 }
+
+/* Text for roff: a leading dot or quote escaped where it would start a
+ * line (line_start), backslashes and dashes spelt as roff wants them. */
+static void print_roff_text(FILE *out, const char *text, bool line_start)
+{
+	if (line_start && (*text == '.' || *text == '\''))
+		fputs("\\&", out);
+	for (; *text; text++) {
+		if (*text == '\\')
+			fputs("\\e", out);
+		else if (*text == '-')
+			fputs("\\-", out);
+		else
+			fputc(*text, out);
+	}
+}
+
+void settings_print_man_options(FILE *out)
+{
+	for (int i = 0; i < SETTINGS_COUNT; i++) {
+		const struct setting *s = &settings[i];
+		if (!s->option || s->hidden)
+			continue;
+		char values[256], def[64], rest[512];
+		setting_describe_values(s, values, sizeof values);
+		setting_describe_default(s, def, sizeof def);
+		fputs(".TP\n.BI \\-\\-", out);
+		print_roff_text(out, s->option, false);
+		fputs(" \" ", out);
+		print_roff_text(out, s->arg, false);
+		fputs("\"\n", out);
+		print_roff_text(out, s->doc, true);
+		if (s->type == SETTING_STRING)
+			snprintf(rest, sizeof rest, ". %sDefault: %s.\n", s->repeatable ? "Repeatable. " : "", def);
+		else
+			snprintf(rest, sizeof rest, ". Values: %s; default: %s.\n", values, def);
+		print_roff_text(out, rest, false);
+	}
+}

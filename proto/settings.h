@@ -130,4 +130,8 @@ void setting_describe_default(const struct setting *s, char *out, size_t len);
  * not hidden. */
 void settings_print_markdown(FILE *out);
 
+/* memsrv(8)'s options, in roff (man(7)): a .TP paragraph per option of the
+ * command line not hidden. */
+void settings_print_man_options(FILE *out);
+
 #endif

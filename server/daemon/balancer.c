@@ -77,7 +77,12 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 		.target = target,
 		.sent = atomic_load(&vm->balloon.sent_bytes),
 		.actual = atomic_load(&vm->balloon.actual_bytes),
-		.actual_settled = now - asked_ns >= BALLOON_GRACE_NS && now - changed_ns >= BALLOON_GRACE_NS,
+		/* settled: the VMM is done with the last request (its answer
+		 * came: a guest still giving pages did not stop short), and
+		 * neither that nor actual changed for a grace */
+		.actual_settled = (atomic_load(&vm->balloon.answered_bytes) == atomic_load(&vm->balloon.sent_bytes) ||
+				   now - asked_ns >= BALLOON_STOPPED_NS) &&
+				  now - asked_ns >= BALLOON_GRACE_NS && now - changed_ns >= BALLOON_GRACE_NS,
 		.stopped = stopped,
 		.stopped_working_set = atomic_load(&vm->balloon.stopped_working_set),
 	};
@@ -103,7 +108,8 @@ static void ask_balloon(struct vm *vm, uint64_t target, uint64_t now)
 	} else if (in.resident <= target) {
 		atomic_store(&vm->balloon.grace_until_ns, 0);  /* the shortage is over */
 	}
-	uint64_t want = out.want, sent = in.sent;
+	/* whole pages: a balloon gives the guest's pages, not parts of them */
+	uint64_t want = (out.want + 4095) & ~4095ull, sent = in.sent;
 	if (want == sent || (want > sent ? want - sent : sent - want) < MIB || now - asked_ns < BALLOON_PACE_NS)
 		return;
 	Memsrv__BalloonTarget bt = MEMSRV__BALLOON_TARGET__INIT;

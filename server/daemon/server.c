@@ -613,6 +613,8 @@ static void take_balloon_result(struct vm *vm, const Memsrv__BalloonResult *br)
 			vm_warn(vm, "the balloon failed to reach %" PRIu64 " bytes (%.*s): evicting instead",
 				br->target_bytes, LOG_CLIENT_STR_MAX, br->message ? br->message : strerror(br->errno_code));
 	}
+	/* after the actual it reported while working on it */
+	atomic_store(&vm->balloon.answered_bytes, br->target_bytes);
 	vm_state_save_settings(vm);
 }
 

@@ -199,6 +199,7 @@ struct vm_balloon {
 	_Atomic uint64_t target_bytes;       /* last BalloonTarget sent, 0: never */
 	_Atomic uint64_t actual_bytes;       /* what the balloon left the guest (BalloonActual), 0: never told */
 	_Atomic uint64_t actual_ns;          /* when actual_bytes last changed */
+	_Atomic uint64_t answered_bytes;     /* the target of the VMM's last BalloonResult */
 	/* Where the guest stopped short of a target: it cannot give more, so
 	 * memsrv asks no lower for BALLOON_STOPPED_NS, until the node
 	 * target reaches it, or until its working set falls (balloon_plan).

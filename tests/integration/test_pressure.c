@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,8 @@ static int balloon_give_free(uint64_t target_bytes)
 {
 	struct guest *g = balloon_guest;
 	size_t can = g->size / 4;  /* what the guest does not use */
-	size_t want = target_bytes < g->size ? g->size - target_bytes : 0;
+	/* whole pages, as a balloon gives them: no more than asked */
+	size_t want = target_bytes < g->size ? (g->size - target_bytes) / PAGE * PAGE : 0;
 	size_t holds = want < can ? want : can;
 	if (holds > balloon_holds) {
 		int ret = memsrv_discard(g->s, g->mem + g->size - holds, holds - balloon_holds);
@@ -127,6 +129,15 @@ static int balloon_target(void *opaque, uint64_t target_bytes)
 
 static const struct memsrv_vmm_ops vmm_ops = { .balloon_target = balloon_target };
 
+/* Answers the requests memsrv sent the VMM so far (a few at most: the fd
+ * stays readable after a hang-up), waiting for none. */
+static void serve_session(struct guest *g)
+{
+	struct pollfd p = { .fd = memsrv_session_fd(g->s), .events = POLLIN };
+	for (int i = 0; i < 8 && poll(&p, 1, 0) > 0; i++)
+		memsrv_session_dispatch(g->s, &vmm_ops, NULL);
+}
+
 /* The child: attaches, fills, then reads by its pattern until SIGTERM,
  * checks every page and exits 0, or 1 at the first wrong word. */
 static void vmm_main(void *arg, int cmd, int ans)
@@ -151,8 +162,11 @@ static void vmm_main(void *arg, int cmd, int ans)
 	while (!stop_flag) {
 		/* a guest with work to do between its reads: ACCESSES_PER_S at
 		 * most, so a scan takes two seconds; it runs flat out when late */
-		if (n % 4096 == 0 && balloon_kind != BALLOON_SILENT)
-			memsrv_session_dispatch(g.s, &vmm_ops, NULL);
+		/* a VMM's main loop serves its session when it is readable: a
+		 * request answered seconds late (a slow guest: ASan) would read
+		 * to memsrv as a balloon that stopped short */
+		if (n % 64 == 0 && balloon_kind != BALLOON_SILENT)
+			serve_session(&g);
 		if (n % 64 == 0)
 			for (;;) {
 				clock_gettime(CLOCK_MONOTONIC, &t);
@@ -434,9 +448,9 @@ static bool balloon_stopped(void *vm)
 
 /* A guest that uses three quarters of its 64 MiB and gives its balloon the
  * rest, no more, under a node limit that leaves it less than that: memsrv
- * hears where the balloon left it (48 MiB), asks no lower than that rather
- * than squeeze the guest into swapping, and holds the node limit with its
- * store. */
+ * hears where the balloon left it (48 MiB) once the VMM answered its
+ * request, asks no lower than that rather than squeeze the guest into
+ * swapping, and holds the node limit with its store. */
 Test(pressure, a_guest_that_cannot_give_more_is_not_asked_to_and_the_store_holds_the_rest)
 {
 	balloon_kind = BALLOON_GIVES_FREE;
@@ -457,8 +471,12 @@ Test(pressure, a_guest_that_cannot_give_more_is_not_asked_to_and_the_store_holds
 		  (unsigned long)(v.asked >> 20), (unsigned long)(v.actual >> 20));
 	cr_assert_eq(v.stopped, 48 * MIB, "the guest gives 16 MiB, no more");
 	cr_assert_eq(v.actual, 48 * MIB);
-	cr_assert_geq(later.asked + MIB, v.stopped, "asked for %lu MiB again, below the %lu MiB the guest stopped at",
-		      (unsigned long)(later.asked >> 20), (unsigned long)(v.stopped >> 20));
+	/* while memsrv holds the guest stopped it asks no lower; it lets go
+	 * of the stop (and may ask again) once the guest's working set fell
+	 * by an eighth, which a guest slowed down (ASan) may show */
+	cr_assert(later.asked + MIB >= v.stopped || !later.stopped,
+		  "asked for %lu MiB again, below the %lu MiB the guest stopped at, which memsrv still shows",
+		  (unsigned long)(later.asked >> 20), (unsigned long)(later.stopped >> 20));
 	cr_assert_geq(s, 0, "the VM holds more than the node limit of 40 MiB");
 }
 

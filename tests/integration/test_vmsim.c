@@ -4,6 +4,7 @@
  * and resumed from its image with every page as it was. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -160,6 +161,11 @@ Test(vmsim, a_vmm_killed_mid_fault_disturbs_no_one_else)
 	sim_quit_verified(&other, 4096);
 }
 
+static bool starts_with(const char *s, const char *prefix)
+{
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
 /* Runs memsrv-ctl with args; returns its exit status and its stdout in out. */
 static int run_ctl(const char *args, char *out, size_t len)
 {
@@ -183,7 +189,7 @@ Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 
 	snprintf(args, sizeof args, "--socket %s info cli", srv.sock);
 	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
-	cr_assert(strstr(out, "resident_bytes: 8388608\n"), "%s", out);
+	cr_assert(strstr(out, "resident_bytes: 8.0 MiB\n"), "sizes read as a person reads them: %s", out);
 	cr_assert(strstr(out, "fault_latency_us: p50="), "%s", out);
 
 	snprintf(args, sizeof args, "--socket %s evict cli --bytes 1M --json", srv.sock);
@@ -202,7 +208,7 @@ Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 	cr_assert(strstr(out, "VM cli's VMM has no balloon"), "%s", out);
 	snprintf(args, sizeof args, "--socket %s info cli", srv.sock);
 	cr_assert_eq(run_ctl(args, out, sizeof out), 0, "%s", out);
-	cr_assert(strstr(out, "balloon_target_bytes: 0\n"), "%s", out);
+	cr_assert(strstr(out, "balloon_target_bytes: 0 B\n"), "%s", out);
 	cr_assert(strstr(out, "balloon: \"no\"\n") || strstr(out, "balloon: no\n"), "%s", out);
 	snprintf(args, sizeof args, "--socket %s balloon cli --target 9M", srv.sock);
 	cr_assert_eq(run_ctl(args, out, sizeof out), 1, "%s", out);
@@ -220,7 +226,50 @@ Test(vmsim, memsrv_ctl_speaks_text_and_json_and_fails_clearly)
 	cr_assert_eq(run_ctl(args, out, sizeof out), 2, "%s", out);
 	cr_assert(strstr(out, "cannot connect"), "%s", out);
 
+	/* under --json a failure is JSON too, where the reply would be */
+	snprintf(args, sizeof args, "--json --socket %s info nosuch", srv.sock);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 1, "%s", out);
+	cr_assert(starts_with(out, "{\"error\":{\"errno_code\":") && strstr(out, "\"field\":\"info.name\"") &&
+		  strstr(out, "\"message\":\"no VM named nosuch"), "%s", out);
+	snprintf(args, sizeof args, "--json --socket %s/absent.sock stats", srv.dir);
+	cr_assert_eq(run_ctl(args, out, sizeof out), 2, "%s", out);
+	cr_assert(starts_with(out, "{\"error\":{\"errno_code\":2,\"message\":\"cannot connect to "), "%s", out);
+
 	cr_assert_eq(run_ctl("evict", out, sizeof out), 64, "%s", out);
+	cr_assert_eq(sim_quit(&sim), 0);
+}
+
+/* What bash's completion of memsrv-ctl offers for words (the last one the
+ * word being completed), one per line into out. */
+static void complete_ctl(const char *words, char *out, size_t len)
+{
+	char bin[PATH_MAX];
+	cr_assert(realpath(getenv("CTL_BIN"), bin));
+	*strrchr(bin, '/') = 0;
+	char cmd[2 * PATH_MAX + 1024];
+	snprintf(cmd, sizeof cmd,
+		 "PATH='%s':\"$PATH\" bash -c 'source \"%s\" && COMP_WORDS=(%s) && COMP_CWORD=$((${#COMP_WORDS[@]} - 1)) "
+		 "&& { _memsrv_ctl; printf \"%%s\\n\" \"${COMPREPLY[@]}\"; }' 2>&1",
+		 bin, getenv("MEMSRV_CTL_COMPLETION"), words);
+	cr_assert_eq(run_capture(cmd, out, len), 0, "%s: %s", words, out);
+}
+
+Test(vmsim, bash_completes_memsrv_ctl_commands_vm_names_and_keys)
+{
+	struct test_sim sim;
+	sim_start(&sim, &srv, "cli", "--size", "8M", NULL);
+	char out[4096], words[512];
+	complete_ctl("memsrv-ctl ev", out, sizeof out);
+	cr_assert_str_eq(out, "evict\n");
+	snprintf(words, sizeof words, "memsrv-ctl --socket %s info c", srv.sock);
+	complete_ctl(words, out, sizeof out);
+	cr_assert_str_eq(out, "cli\n", "the VM names of the running memsrv");
+	snprintf(words, sizeof words, "memsrv-ctl --socket %s set cli po", srv.sock);
+	complete_ctl(words, out, sizeof out);
+	cr_assert_str_eq(out, "policy=\n");
+	snprintf(words, sizeof words, "memsrv-ctl --socket %s evict cli --a", srv.sock);
+	complete_ctl(words, out, sizeof out);
+	cr_assert_str_eq(out, "--all\n");
 	cr_assert_eq(sim_quit(&sim), 0);
 }
 

@@ -218,6 +218,34 @@ static void format_scalar(char *buf, size_t n, const ProtobufCFieldDescriptor *f
 static void print_json(FILE *f, const ProtobufCMessage *m);
 static void print_inline(FILE *f, const ProtobufCMessage *m);
 
+/* A field that counts bytes: memsrv's names end so ("resident_bytes"). */
+static bool is_byte_count(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 6 && !strcmp(name + n - 6, "_bytes");
+}
+
+/* A byte count as a person reads it: "512 B", "1.5 KiB", "62.0 MiB"; in
+ * a table's column, short: "512B", "1.5K", "62.0M". */
+static void format_size(char *buf, size_t n, uint64_t v, bool in_column)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	if (v < 1024) {
+		snprintf(buf, n, in_column ? "%" PRIu64 "B" : "%" PRIu64 " B", v);
+		return;
+	}
+	double d = (double)v / 1024;
+	unsigned u = 0;
+	while (d >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+		d /= 1024;
+		u++;
+	}
+	if (in_column)
+		snprintf(buf, n, "%.1f%c", d, units[u][0]);
+	else
+		snprintf(buf, n, "%.1f %s", d, units[u]);
+}
+
 /* One value of field fd at p.  In text, a message nested in a line is
  * `k=v k=v`, and braced one level further down so it stays readable. */
 static void print_value(FILE *f, const ProtobufCFieldDescriptor *fd, const void *p,
@@ -251,7 +279,10 @@ static void print_value(FILE *f, const ProtobufCFieldDescriptor *fd, const void 
 		return;
 	}
 	default:
-		format_scalar(buf, sizeof buf, fd, p, json);
+		if (!json && fd->type == PROTOBUF_C_TYPE_UINT64 && is_byte_count(fd->name))
+			format_size(buf, sizeof buf, *(const uint64_t *)p, false);  /* JSON keeps the raw bytes */
+		else
+			format_scalar(buf, sizeof buf, fd, p, json);
 		fputs(buf, f);
 	}
 }
@@ -335,22 +366,6 @@ static const struct column list_columns[] = {
 };
 #define N_LIST_COLUMNS (sizeof list_columns / sizeof list_columns[0])
 
-static void format_iec(char *buf, size_t n, uint64_t v)
-{
-	static const char units[] = "KMGTPE";
-	if (v < 1024) {
-		snprintf(buf, n, "%" PRIu64 "B", v);
-		return;
-	}
-	double d = (double)v / 1024;
-	unsigned u = 0;
-	while (d >= 1024 && u + 1 < sizeof units - 1) {
-		d /= 1024;
-		u++;
-	}
-	snprintf(buf, n, "%.1f%c", d, units[u]);
-}
-
 /* A repeated string field as words joined by ',' ("-" when empty). */
 static void format_words(char *buf, size_t n, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd)
 {
@@ -378,7 +393,7 @@ static void format_cell(char *buf, size_t n, const ProtobufCMessage *m, const st
 	}
 	const void *p = member(m, fd->offset);
 	if (c->iec && fd->type == PROTOBUF_C_TYPE_UINT64) {
-		format_iec(buf, n, *(const uint64_t *)p);
+		format_size(buf, n, *(const uint64_t *)p, true);
 	} else if (fd->type == PROTOBUF_C_TYPE_STRING) {
 		const unsigned char *s = *(const unsigned char *const *)p;
 		size_t i = 0;
@@ -474,7 +489,8 @@ static void usage(FILE *f)
 		"\n"
 		"Options:\n"
 		"  -s, --socket PATH     server socket (default: $MEMSRV_SOCKET, else %s)\n"
-		"  -j, --json            print the reply as JSON\n"
+		"  -j, --json            print the reply as JSON (sizes in bytes), and a failure as\n"
+		"                        {\"error\":{\"errno_code\":N,\"field\":...,\"message\":...}}\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"A SIZE is digits with an optional K, M or G (KiB, MiB, GiB).\n"
@@ -525,6 +541,29 @@ static int absolute_path(const char *path, char *out, size_t len)
 	if (!getcwd(cwd, sizeof cwd))
 		return -errno;
 	return snprintf(out, len, "%s/%s", cwd, path) < (int)len ? 0 : -ENAMETOOLONG;
+}
+
+/* A failure under --json: {"error":{"errno_code":N,"field":"...","message":"..."}}
+ * on stdout, where the reply would have been. */
+static void print_json_error(const Memsrv__Error *err)
+{
+	fputs("{\"error\":", stdout);
+	print_json(stdout, &err->base);
+	fputs("}\n", stdout);
+}
+
+/* The same for a failure of our own (no connection, no reply). */
+static void print_json_failure(int errno_code, const char *fmt, ...)
+{
+	char message[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof message, fmt, ap);
+	va_end(ap);
+	Memsrv__Error err = MEMSRV__ERROR__INIT;
+	err.errno_code = errno_code;
+	err.message = message;
+	print_json_error(&err);
 }
 
 static void print_refusal(const Memsrv__Error *err)
@@ -654,14 +693,20 @@ int main(int argc, char **argv)
 	/* Connect apart from the exchange: only a failure here means "cannot connect". */
 	int sock = ctl_connect(socket_path);
 	if (sock < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", socket_path, strerror(-sock));
+		if (json)
+			print_json_failure(-sock, "cannot connect to %s: %s", socket_path, strerror(-sock));
+		else
+			fprintf(stderr, PROG ": cannot connect to %s: %s\n", socket_path, strerror(-sock));
 		return EXIT_NO_SERVER;
 	}
 	Memsrv__ServerMessage *reply;
 	int ret = ctl_call(sock, &req.msg, &reply);
 	close(sock);
 	if (ret < 0) {
-		fprintf(stderr, PROG ": no reply from %s: %s\n", socket_path, strerror(-ret));
+		if (json)
+			print_json_failure(-ret, "no reply from %s: %s", socket_path, strerror(-ret));
+		else
+			fprintf(stderr, PROG ": no reply from %s: %s\n", socket_path, strerror(-ret));
 		return EXIT_NO_SERVER;
 	}
 
@@ -670,7 +715,10 @@ int main(int argc, char **argv)
 		protobuf_c_message_descriptor_get_field(&memsrv__server_message__descriptor,
 							reply->msg_case);
 	if (reply->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR) {
-		print_refusal(reply->error);
+		if (json)
+			print_json_error(reply->error);
+		else
+			print_refusal(reply->error);
 		status = EXIT_REFUSED;
 	} else if (reply->msg_case != cmd->reply || !fd) {
 		fprintf(stderr, PROG ": unexpected reply %s to %s\n", fd ? fd->name : "?", cmd->name);
