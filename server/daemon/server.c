@@ -172,9 +172,10 @@ static int listen_on(struct server *srv, const char *path)
 	/* socket activation: systemd's socket, which outlives memsrv */
 	char why[256];
 	int fd = service_listen_fd(path, why, sizeof why);
-	if (fd == -EINVAL) {
+	if (fd < 0 && fd != -ENOENT) {
 		pr_err("%s", why);
-		return -EINVAL;
+		srv->listen_failed = true;
+		return fd;
 	}
 	if (fd >= 0) {
 		srv->listen_fd = fd;
@@ -762,8 +763,10 @@ int server_run(struct server *srv)
 				uint64_t ticks;
 				if (read(srv->balance_fd, &ticks, sizeof ticks) == sizeof ticks)
 					balancer_run(srv);
-				service_status_line(srv, status, sizeof status);
-				service_tick(status);
+				if (service_notifying()) {
+					service_status_line(srv, status, sizeof status);
+					service_tick(status);
+				}
 				resume_accepting(srv);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
 					server_reap_kept(srv);

@@ -65,6 +65,7 @@ struct server {
 	struct state_dir state;  /* dir_fd -1: no --state-dir */
 	struct vm *kept;         /* VMs an earlier memsrv served, waiting for their VMM to reconnect */
 	bool state_left;         /* server_close() left VM state behind for the next memsrv */
+	bool listen_failed;      /* server_open() refused systemd's socket (and logged why) */
 	bool state_failed;       /* server_open() failed on the state dir (and logged why) */
 	struct peers *peers;     /* the peer thread (peers.h) */
 	bool peers_failed;       /* server_open() failed to start it (and logged why) */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -59,6 +60,11 @@ void service_ready(const char *status)
 	sd_notifyf(0, "READY=1\nSTATUS=%s", status);
 }
 
+bool service_notifying(void)
+{
+	return getenv("NOTIFY_SOCKET") != NULL;
+}
+
 void service_tick(const char *status)
 {
 	if (strcmp(status, last_status)) {
@@ -89,6 +95,7 @@ void service_ready(const char *status)
 	snprintf(last_status, sizeof last_status, "%s", status);
 }
 
+bool service_notifying(void) { return false; }
 void service_tick(const char *status) { (void)status; }
 void service_stopping(void) {}
 

@@ -23,6 +23,10 @@ int service_listen_fd(const char *path, char *why, size_t len);
 /* memsrv serves: READY=1 with a first status. */
 void service_ready(const char *status);
 
+/* Whether systemd listens for notifications (NOTIFY_SOCKET): without it
+ * the ticks' status lines need not be built. */
+bool service_notifying(void);
+
 /* A tick of the server thread (every 100 ms): STATUS= when status
  * changed since the last one sent, WATCHDOG=1 when it is due. */
 void service_tick(const char *status);

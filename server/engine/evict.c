@@ -58,6 +58,22 @@ int evict_writeprotect(struct vm *vm, uint64_t addr, uint64_t len, bool protect)
  * run), they stay as they were before the run, protected, and keep their
  * copies.  What stays resident and becomes writable is saved for a
  * snapshot first, and is to be sent again by a migration.  0 or -errno. */
+int evict_store_page(struct vm *vm, const void *page, size_t len, page_entry *entry, uint64_t *stored_bytes)
+{
+	if (page_is_zero(page, len)) {
+		*entry = pe_make(PAGE_ZERO, 0, 0);
+		return 0;
+	}
+	obj_id id;
+	struct store_put_info info;
+	int ret = store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info);
+	if (ret)
+		return ret;
+	*entry = pe_make(PAGE_STORED, 0, id);
+	*stored_bytes += info.shared ? 0 : info.len;
+	return 0;
+}
+
 static int unprotect_but_clean(struct vm *vm, struct region *r, uint64_t first, uint64_t count)
 {
 	int ret = 0;
@@ -116,18 +132,10 @@ static uint64_t evict_run(struct vm *vm, struct region *r, uint64_t first, uint6
 			continue;
 		}
 		const void *page = (const char *)vm->eng.io_buf + kept * ps;
-		if (page_is_zero(page, ps)) {
-			entries[kept] = pe_make(PAGE_ZERO, 0, 0);
-			zero++;
-			continue;
-		}
-		obj_id id;
-		struct store_put_info info;
-		store_ret = store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), page, &id, &info);
+		store_ret = evict_store_page(vm, page, ps, &entries[kept], &stored_bytes);
 		if (store_ret)
 			break;  /* the store is full (for now: EBUSY): evict what fits */
-		entries[kept] = pe_make(PAGE_STORED, 0, id);
-		stored_bytes += info.shared ? 0 : info.len;
+		zero += pe_state(entries[kept]) == PAGE_ZERO;
 	}
 	/* the table names the copies before the pages go: whoever reads it
 	 * after any step finds every page either in the fd or in the store */
@@ -263,16 +271,6 @@ int evict_pages(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool 
 	return ret;
 }
 
-/* The VM's largest page, in pages of 4 KiB. */
-static uint64_t largest_page_parts(const struct vm *vm)
-{
-	uint64_t most = 1;
-	for (unsigned i = 0; i < vm->n_regions; i++)
-		if (region_parts(&vm->regions[i]) > most)
-			most = region_parts(&vm->regions[i]);
-	return most;
-}
-
 /* evict_pages(), leaving the drops of anonymous runs it posted to finish. */
 static int evict_pages_posting(struct vm *vm, uint64_t want_pages, uint64_t *scan_budget, bool yield,
 			       struct evict_result *res)
@@ -287,7 +285,7 @@ static int evict_pages_posting(struct vm *vm, uint64_t want_pages, uint64_t *sca
 		/* no more victims than the want needs: those taken and not
 		 * evicted go back first in line, so the policy's order would be
 		 * lost (huge pages: one or two fill the want) */
-		uint64_t unit = largest_page_parts(vm), need = (want_pages - evicted + unit - 1) / unit;
+		uint64_t unit = vm->eng.largest_page_parts, need = (want_pages - evicted + unit - 1) / unit;
 		uint64_t max = need < EVICT_RUN_PAGES ? need : EVICT_RUN_PAGES;
 		unsigned n = victims_take(vm, victims, (unsigned)max, scan_budget);
 		if (!n)

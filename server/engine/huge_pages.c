@@ -70,19 +70,10 @@ uint64_t huge_evict(struct vm *vm, struct region *r, uint64_t idx, struct evict_
 	int store_ret = 0;
 	page_entry parts[HUGE_MAX_PARTS] = { 0 };
 	for (; !ret && done < n; done++) {
-		const void *part = buf + done * HUGE_PART_BYTES;
-		if (page_is_zero(part, HUGE_PART_BYTES)) {
-			parts[done] = pe_make(PAGE_ZERO, 0, 0);
-			zero++;
-			continue;
-		}
-		obj_id id;
-		struct store_put_info info;
-		store_ret = store_put(vm->store, vm->eng.codec_ctx, (enum codec)atomic_load(&vm->codec), part, &id, &info);
+		store_ret = evict_store_page(vm, buf + done * HUGE_PART_BYTES, HUGE_PART_BYTES, &parts[done], &stored_bytes);
 		if (store_ret)
 			break;
-		parts[done] = pe_make(PAGE_STORED, 0, id);
-		stored_bytes += info.shared ? 0 : info.len;
+		zero += pe_state(parts[done]) == PAGE_ZERO;
 	}
 	if (!ret && done == n) {
 		/* the parts, then the page's entry, then the punch (huge_pages.h);

@@ -186,6 +186,16 @@ void vm_policy_update(struct vm *vm)
 	vm_info(vm, "eviction policy is %s", want->name);
 }
 
+/* The VM's largest page, in pages of 4 KiB. */
+static uint64_t largest_page_parts(const struct vm *vm)
+{
+	uint64_t most = 1;
+	for (unsigned i = 0; i < vm->n_regions; i++)
+		if (region_parts(&vm->regions[i]) > most)
+			most = region_parts(&vm->regions[i]);
+	return most;
+}
+
 int vm_start(struct vm *vm)
 {
 	if (!atomic_load(&vm->policy_wanted))
@@ -198,6 +208,7 @@ int vm_start(struct vm *vm)
 		vm->eng.io_buf = NULL;
 		return -ENOMEM;
 	}
+	vm->eng.largest_page_parts = largest_page_parts(vm);
 	int ret = sampler_init(vm);
 	if (ret)
 		return ret;

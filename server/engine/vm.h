@@ -234,6 +234,7 @@ struct vm_engine {
 	uint64_t stream_next;    /* the page a sequential stream of faults would hit next (prefetch.c) */
 	uint64_t stream_window;  /* pages placed ahead of it at its next fault */
 	uint64_t spin_ns;        /* how long the thread polls after a fault now (vm_thread.c) */
+	uint64_t largest_page_parts; /* its largest page in 4 KiB pages: eviction's unit of victims */
 	bool vmm_gone;           /* its address space is gone: stop issuing ioctls */
 	bool detaching;          /* no more eviction */
 	bool limit_warned;

@@ -181,6 +181,7 @@ Test(service, a_socket_from_systemd_on_another_path_is_refused_saying_so)
 	out[n] = 0;
 	fclose(f);
 	cr_assert(strstr(out, "ListenSequentialPacket="), "memsrv said: %s", out);
+	cr_assert(!strstr(out, "cannot listen"), "memsrv said why twice: %s", out);
 }
 
 Test(service, the_units_pass_systemd_analyze_verify)

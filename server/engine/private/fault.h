@@ -96,6 +96,12 @@ uint64_t fault_restore_all(struct vm *vm, uint64_t *restored);
  * resident is unprotected by its next write's fault. */
 int evict_writeprotect(struct vm *vm, uint64_t addr, uint64_t len, bool protect);
 
+/* The entry that holds one page's content read for eviction: PAGE_ZERO, or
+ * PAGE_STORED with its copy put in the store (*stored_bytes grows by what
+ * that copy costs; nothing when a twin held it already).  0 or the store's
+ * -errno (full, for now: EBUSY), with *entry untouched. */
+int evict_store_page(struct vm *vm, const void *page, size_t len, page_entry *entry, uint64_t *stored_bytes);
+
 struct evict_result {
 	uint64_t pages, zero_pages, stored_pages, stored_bytes;
 };
