@@ -107,6 +107,11 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
 		.doc = "the secret peers prove they share: 32 bytes or more, mode 0600; without it only loopback peers",
 	},
+	[SETTING_METRICS_LISTEN] = {
+		.name = "metrics-listen", .option = "metrics-listen", .arg = "ADDR:PORT", .type = SETTING_STRING,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
+		.doc = "serve Prometheus metrics over HTTP at /metrics on this TCP address (127.0.0.1:9464)",
+	},
 	[SETTING_LOG_LEVEL] = {
 		.name = "log-level", .option = "log-level", .arg = "LEVEL", .type = SETTING_ENUM,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .values = settings_log_levels, .def = 2 /* info */,

@@ -124,10 +124,10 @@ static bool moves_before(struct vm *x, struct vm *y)
  * working set first; at most max names, which point into the VMs. */
 static size_t pick_migrate(struct server *srv, char **names, size_t max)
 {
-	struct vm *vms[64];
+	struct vm *vms[CONTROL_MIGRATE_MAX];
 	size_t n = 0;
-	if (max > 64)
-		max = 64;
+	if (max > CONTROL_MIGRATE_MAX)
+		max = CONTROL_MIGRATE_MAX;
 	for (struct vm *vm = srv->vms; vm && n < max; vm = vm->next)
 		if (atomic_load(&vm->quota.active))
 			vms[n++] = vm;
@@ -142,46 +142,52 @@ static size_t pick_migrate(struct server *srv, char **names, size_t max)
 	return n;
 }
 
-static void do_stats(struct server *srv, int fd)
+void control_fill_stats(struct server *srv, Memsrv__NodeStats *st, char *conditions[CONTROL_CONDITIONS_MAX],
+			char *migrate[CONTROL_MIGRATE_MAX])
 {
-	Memsrv__NodeStats st = MEMSRV__NODE_STATS__INIT;
-	uint64_t poisoned_now = sum_vms(srv, &st);
+	memsrv__node_stats__init(st);
+	uint64_t poisoned_now = sum_vms(srv, st);
 	struct store_stats ss;
 	store_get_stats(srv->store, &ss);
-#define X(name) st.name = ss.name;
+#define X(name) st->name = ss.name;
 	STORE_STATS(X)
 #undef X
-	st.stored_bytes = ss.cache_bytes;
-	st.pool_bytes = ss.cache_pool_bytes;
-	st.fragmentation = ss.cache_pool_bytes ? 1.0 - (double)ss.cache_slot_bytes / ss.cache_pool_bytes : 0;
+	st->stored_bytes = ss.cache_bytes;
+	st->pool_bytes = ss.cache_pool_bytes;
+	st->fragmentation = ss.cache_pool_bytes ? 1.0 - (double)ss.cache_slot_bytes / ss.cache_pool_bytes : 0;
 	/* logical bytes out of residence per byte that holds them, in memory or on disk */
 	uint64_t held = ss.cache_pool_bytes + ss.swap_used_bytes;
-	uint64_t evicted = (st.zero_pages + st.stored_pages) * 4096;
-	st.density = held ? (double)evicted / held : 0;
+	uint64_t evicted = (st->zero_pages + st->stored_pages) * 4096;
+	st->density = held ? (double)evicted / held : 0;
 	struct balance_report br;
 	balancer_report(srv, &br);
-	fill_balance(&st, &br);
-	char *conditions[3];
+	fill_balance(st, &br);
 	if (ss.swap_failing)
-		conditions[st.n_conditions++] = "swap-failing";
+		conditions[st->n_conditions++] = "swap-failing";
 	else if (ss.swap_full)
-		conditions[st.n_conditions++] = "swap-full";
+		conditions[st->n_conditions++] = "swap-full";
 	if (ss.store_full)
-		conditions[st.n_conditions++] = "store-full";
+		conditions[st->n_conditions++] = "store-full";
 	if (poisoned_now)
-		conditions[st.n_conditions++] = VM_COND_PAGES_POISONED;
-	st.conditions = conditions;
-	char *migrate[64];
-	st.n_migrate = br.overloaded ? pick_migrate(srv, migrate, 64) : 0;
-	st.migrate = migrate;
-	st.sessions_total = srv->sessions_total;
-	st.connections_open = server_connections(srv);
-	st.fds_open = server_fds_in_use();
-	st.fd_limit = srv->nofile;
-	st.protocol_errors = srv->protocol_errors;
+		conditions[st->n_conditions++] = VM_COND_PAGES_POISONED;
+	st->conditions = conditions;
+	st->n_migrate = br.overloaded ? pick_migrate(srv, migrate, CONTROL_MIGRATE_MAX) : 0;
+	st->migrate = migrate;
+	st->sessions_total = srv->sessions_total;
+	st->connections_open = server_connections(srv);
+	st->fds_open = server_fds_in_use();
+	st->fd_limit = srv->nofile;
+	st->protocol_errors = srv->protocol_errors;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	st.uptime_s = (double)(now.tv_sec - srv->started.tv_sec) + (now.tv_nsec - srv->started.tv_nsec) / 1e9;
+	st->uptime_s = (double)(now.tv_sec - srv->started.tv_sec) + (now.tv_nsec - srv->started.tv_nsec) / 1e9;
+}
+
+static void do_stats(struct server *srv, int fd)
+{
+	Memsrv__NodeStats st;
+	char *conditions[CONTROL_CONDITIONS_MAX], *migrate[CONTROL_MIGRATE_MAX];
+	control_fill_stats(srv, &st, conditions, migrate);
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_NODE_STATS;
 	msg.node_stats = &st;

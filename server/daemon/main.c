@@ -175,7 +175,7 @@ int main(int argc, char **argv)
 	const char *socket_path = cfg.socket_path;
 	int ret = server_open(&srv, &cfg);
 	if (ret) {
-		if (srv.listen_failed || srv.state_failed || srv.peers_failed) {
+		if (srv.listen_failed || srv.state_failed || srv.peers_failed || srv.metrics_failed) {
 			/* those said why already */
 		} else if (ret == -EADDRINUSE)
 			pr_err("another memsrv is already listening on %s", socket_path);

@@ -24,6 +24,8 @@
 #include "discards.h"
 #include "log.h"
 #include "mappings.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "service.h"
 #include "vm_state.h"
 #include "wire.h"
@@ -227,6 +229,11 @@ static int watch_events(struct server *srv)
 	return 0;
 }
 
+static int render_metrics(void *srv, struct metrics_text *out)
+{
+	return metrics_render(srv, out);
+}
+
 int server_open(struct server *srv, const struct server_config *cfg)
 {
 	memset(srv, 0, sizeof *srv);
@@ -266,6 +273,13 @@ int server_open(struct server *srv, const struct server_config *cfg)
 		/* the connections the peer thread hands over for migrations */
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = srv->peers };
 		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, peers_handoff_fd(srv->peers), &ev))
+			ret = -errno;
+	}
+	if (!ret && cfg->metrics) {
+		ret = metrics_http_open(&srv->metrics, &cfg->metrics_listen, render_metrics, srv);
+		srv->metrics_failed = ret != 0;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = srv->metrics };
+		if (!ret && epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, metrics_http_fd(srv->metrics), &ev))
 			ret = -errno;
 	}
 	return ret;
@@ -768,6 +782,8 @@ int server_run(struct server *srv)
 					service_tick(status);
 				}
 				resume_accepting(srv);
+				if (srv->metrics)
+					metrics_http_tick(srv->metrics);
 				if (srv->kept && ++srv->reap_ticks % 10 == 0)
 					server_reap_kept(srv);
 				if (monotonic_ns() >= srv->next_mapping_scan_ns) {
@@ -776,6 +792,8 @@ int server_run(struct server *srv)
 				}
 			} else if (p == srv->peers) {
 				migrate_take_handoffs(srv);
+			} else if (srv->metrics && p == srv->metrics) {
+				metrics_http_serve(srv->metrics);
 			} else if (p == &srv->signal_fd) {
 				struct signalfd_siginfo si;
 				if (read(srv->signal_fd, &si, sizeof si) == sizeof si) {
@@ -800,6 +818,8 @@ void server_close(struct server *srv)
 	/* first: no peer request may wait on what goes below */
 	peers_close(srv->peers);
 	srv->peers = NULL;
+	metrics_http_close(srv->metrics);
+	srv->metrics = NULL;
 	/* orderly exit: every VM gets its pages back before memsrv goes */
 	for (struct vm *vm = srv->vms; vm; vm = vm->next)
 		vm_shutdown(vm);

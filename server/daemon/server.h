@@ -22,6 +22,7 @@
 #include "vm.h"
 
 struct plan_vm;
+struct metrics_http;
 
 #define SERVER_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
 
@@ -46,6 +47,8 @@ struct server_config {
 	const char *state_dir;   /* NULL: a crash loses the evicted pages (state_dir.h) */
 	unsigned mapping_scan_ms; /* how often to look for other mappings of guest RAM (mappings.c) */
 	struct peers_config peers;  /* --peer-listen, --peer-key (peers.h) */
+	bool metrics;            /* --metrics-listen given: serve /metrics there */
+	struct peer_addr metrics_listen;
 };
 
 struct server {
@@ -69,6 +72,8 @@ struct server {
 	bool state_failed;       /* server_open() failed on the state dir (and logged why) */
 	struct peers *peers;     /* the peer thread (peers.h) */
 	bool peers_failed;       /* server_open() failed to start it (and logged why) */
+	struct metrics_http *metrics; /* --metrics-listen's endpoint; NULL: none */
+	bool metrics_failed;     /* server_open() could not listen there (and logged why) */
 	unsigned reap_ticks;
 	unsigned mapping_scan_ms;
 	uint64_t next_mapping_scan_ns;
@@ -123,6 +128,13 @@ int hello_validate(struct server *srv, struct conn *c, const Memsrv__Hello *h, i
 /* control.c: answers one control request on fd.  Sets *fd_taken when the
  * request went to a VM thread, which then answers and closes fd. */
 void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg, bool *fd_taken);
+
+/* control.c: the node's figures, as memsrv-ctl stats shows them; st points
+ * into conditions, migrate (names of VMs to move away) and the VMs. */
+#define CONTROL_CONDITIONS_MAX 4
+#define CONTROL_MIGRATE_MAX 64
+void control_fill_stats(struct server *srv, Memsrv__NodeStats *st, char *conditions[CONTROL_CONDITIONS_MAX],
+			char *migrate[CONTROL_MIGRATE_MAX]);
 
 /* control.c: a request's peer address (ADDR:PORT) parsed into addr, and
  * the peer thread there to dial it; false when the requester on fd was

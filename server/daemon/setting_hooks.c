@@ -194,6 +194,13 @@ static int opt_peer_listen(struct memsrv_options *o, const char *text, char *why
 	return 0;
 }
 
+static int opt_metrics_listen(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	int ret = peer_addr_parse(text, &o->cfg.metrics_listen, why, len);
+	o->cfg.metrics = !ret;
+	return ret;
+}
+
 /* Read at once: a key memsrv may not use stops it before it starts. */
 static int opt_peer_key(struct memsrv_options *o, const char *text, char *why, size_t len)
 {
@@ -218,6 +225,7 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_IDLE_TAX] = { .option = opt_idle_tax },
 	[SETTING_STATE_DIR] = { .option_text = opt_state_dir },
 	[SETTING_PEER_LISTEN] = { .option_text = opt_peer_listen },
+	[SETTING_METRICS_LISTEN] = { .option_text = opt_metrics_listen },
 	[SETTING_PEER_KEY] = { .option_text = opt_peer_key },
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },

@@ -37,11 +37,13 @@ void latency_init(struct latency_hist *h)
 	for (size_t i = 0; i < LATENCY_BUCKETS; i++)
 		atomic_init(&h->buckets[i], 0);
 	atomic_init(&h->max_ns, 0);
+	atomic_init(&h->sum_ns, 0);
 }
 
 void latency_record_ns(struct latency_hist *h, uint64_t ns)
 {
 	atomic_fetch_add_explicit(&h->buckets[bucket_of(ns)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
 	/* A new maximum is rare: the common case is one load and a compare. */
 	uint64_t max = atomic_load_explicit(&h->max_ns, memory_order_relaxed);
 	while (ns > max && !atomic_compare_exchange_weak_explicit(&h->max_ns, &max, ns,
@@ -86,4 +88,23 @@ void latency_summarize(const struct latency_hist *h, struct latency_summary *out
 	out->p50_us = value_at_rank(snap, r50, max) / 1000;
 	out->p99_us = value_at_rank(snap, r99, max) / 1000;
 	out->max_us = (double)max / 1000;
+}
+
+void latency_cumulative(const struct latency_hist *h, const uint64_t *bounds_ns, unsigned n, uint64_t *below,
+			uint64_t *count, uint64_t *sum_ns)
+{
+	*sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+	uint64_t seen = 0;
+	unsigned i = 0;
+	for (unsigned b = 0; b < LATENCY_BUCKETS; b++) {
+		uint64_t low, width;
+		bucket_range(b, &low, &width);
+		/* the bounds this bucket reaches past: its values are not under them */
+		for (; i < n && low + width > bounds_ns[i]; i++)
+			below[i] = seen;
+		seen += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+	}
+	for (; i < n; i++)
+		below[i] = seen;
+	*count = seen;
 }

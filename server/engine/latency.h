@@ -22,6 +22,7 @@
 struct latency_hist {
 	_Atomic uint64_t buckets[LATENCY_BUCKETS];
 	_Atomic uint64_t max_ns;
+	_Atomic uint64_t sum_ns;  /* of every value recorded: a Prometheus histogram's _sum */
 };
 
 struct latency_summary {
@@ -38,5 +39,11 @@ void latency_record_ns(struct latency_hist *h, uint64_t ns);
  * reaches its rank, capped at the exact max.  An empty histogram gives all
  * zeros. */
 void latency_summarize(const struct latency_hist *h, struct latency_summary *out);
+
+/* A Prometheus histogram of h: below[i] gets the number of values under
+ * bounds_ns[i] (ascending), *count all of them, *sum_ns their sum.  Exact
+ * when each bound is a bucket boundary: a power of two from 32 ns up is. */
+void latency_cumulative(const struct latency_hist *h, const uint64_t *bounds_ns, unsigned n, uint64_t *below,
+			uint64_t *count, uint64_t *sum_ns);
 
 #endif

@@ -1,5 +1,6 @@
 /* Description: latency histogram percentiles, edge cases and a concurrent writer. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 
@@ -131,4 +132,25 @@ Test(latency, concurrent_writer_and_reader)
 	latency_summarize(&shared, &s);
 	cr_assert_eq(s.count, N_CONCURRENT);
 	cr_assert(s.max_us < 5000.0);
+}
+
+Test(latency, cumulative_counts_at_power_of_two_bounds)
+{
+	static struct latency_hist h;
+	latency_init(&h);
+	const uint64_t values[] = { 0, 1000, 1023, 1024, 2047, 5000, 100000, 1ull << 40 };
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < sizeof values / sizeof values[0]; i++) {
+		latency_record_ns(&h, values[i]);
+		sum += values[i];
+	}
+	const uint64_t bounds[] = { 32, 1024, 2048, 4096, 1u << 17, 1ull << 30 };
+	uint64_t below[6], count, sum_ns;
+	latency_cumulative(&h, bounds, 6, below, &count, &sum_ns);
+	const uint64_t want[6] = { 1, 3, 5, 5, 7, 7 };
+	for (unsigned i = 0; i < 6; i++)
+		cr_assert_eq(below[i], want[i], "under %" PRIu64 " ns: %" PRIu64 ", want %" PRIu64, bounds[i], below[i],
+			     want[i]);
+	cr_assert_eq(count, 8);
+	cr_assert_eq(sum_ns, sum);
 }

@@ -19,15 +19,13 @@
 #include <unistd.h>
 
 #include "ctl_client.h"
+#include "exit_status.h"
+#include "format.h"
 #include "settings.h"
+#include "top.h"
 #include "units.h"
 
 #define PROG "memsrv-ctl"
-
-enum {
-	EXIT_REFUSED = 1,   /* the server answered with an Error */
-	EXIT_NO_SERVER = 2, /* cannot connect, or no usable reply */
-};
 
 /* ---- output: one descriptor walk for both formats ---- */
 
@@ -74,32 +72,6 @@ static size_t elem_size(ProtobufCType type)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at s, 0 if there is none: JSON output
- * must be valid UTF-8 whatever the server sent. */
-static size_t utf8_len(const unsigned char *s)
-{
-	uint32_t cp, min;
-	size_t n;
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f, min = 0x80;
-	else if ((s[0] & 0xf0) == 0xe0)
-		n = 3, cp = s[0] & 0x0f, min = 0x800;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07, min = 0x10000;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)  /* also stops at the terminating NUL */
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 static void json_string(FILE *f, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -133,15 +105,6 @@ static void json_string(FILE *f, const char *str)
 		}
 	}
 	fputc('"', f);
-}
-
-/* Length of the character at s and whether text output may show it as is:
- * text is line-based, so a control character must not start a new line. */
-static size_t text_char(const unsigned char *s, bool *printable)
-{
-	size_t n = utf8_len(s);
-	*printable = n > 1 || (n == 1 && s[0] >= 0x20 && s[0] != 0x7f);
-	return n ? n : 1;
 }
 
 static void text_string(FILE *f, const char *str)
@@ -223,27 +186,6 @@ static bool is_byte_count(const char *name)
 {
 	size_t n = strlen(name);
 	return n > 6 && !strcmp(name + n - 6, "_bytes");
-}
-
-/* A byte count as a person reads it: "512 B", "1.5 KiB", "62.0 MiB"; in
- * a table's column, short: "512B", "1.5K", "62.0M". */
-static void format_size(char *buf, size_t n, uint64_t v, bool in_column)
-{
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-	if (v < 1024) {
-		snprintf(buf, n, in_column ? "%" PRIu64 "B" : "%" PRIu64 " B", v);
-		return;
-	}
-	double d = (double)v / 1024;
-	unsigned u = 0;
-	while (d >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
-		d /= 1024;
-		u++;
-	}
-	if (in_column)
-		snprintf(buf, n, "%.1f%c", d, units[u][0]);
-	else
-		snprintf(buf, n, "%.1f %s", d, units[u]);
 }
 
 /* One value of field fd at p.  In text, a message nested in a line is
@@ -466,6 +408,11 @@ static void usage(FILE *f)
 		"  list                  one line per attached VM\n"
 		"  info VM               every counter of one VM\n"
 		"  stats                 counters of the whole node\n"
+		"  top [--interval S] [--once]\n"
+		"                        a live view: the node, and per VM resident, stored,\n"
+		"                        faults/s, fault p99 and target, redrawn every S seconds\n"
+		"                        (default 1) until q or Ctrl-C; --once, or stdout not a\n"
+		"                        terminal: one frame, faults/s over S\n"
 		"  evict VM --bytes N    evict at least N bytes (suffix K, M, G: KiB, MiB, GiB)\n"
 		"  evict VM --all        evict every resident page\n"
 		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
@@ -578,6 +525,27 @@ static void print_refusal(const Memsrv__Error *err)
 	fputc('\n', stderr);
 }
 
+/* memsrv-ctl top: its arguments checked, then the view (top.c). */
+static int top_command(const char *socket_path, int nargs, bool json, const char *interval_arg, bool once,
+		       bool other_options)
+{
+	if (nargs != 1)
+		return usage_error("'top' takes no argument");
+	if (json)
+		return usage_error("top prints no JSON: list --json and stats --json give its figures");
+	if (other_options)
+		return usage_error("--bytes, --all, --target and --to do not apply to top");
+	struct top_options o = { .socket_path = socket_path, .interval_s = 1.0, .once = once };
+	if (interval_arg) {
+		char *end;
+		errno = 0;
+		o.interval_s = strtod(interval_arg, &end);
+		if (errno || end == interval_arg || *end || !(o.interval_s >= 0.1 && o.interval_s <= 3600))
+			return usage_error("--interval wants seconds from 0.1 to 3600, like 0.5, not '%s'", interval_arg);
+	}
+	return top_run(&o);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -587,14 +555,16 @@ int main(int argc, char **argv)
 		{ "all",    no_argument,       NULL, 'a' },
 		{ "target", required_argument, NULL, 't' },
 		{ "to",     required_argument, NULL, 'o' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "once",   no_argument,       NULL, '1' },
 		{ "help",   no_argument,       NULL, 'h' },
 		{ 0 }
 	};
 	const char *socket_path = getenv("MEMSRV_SOCKET");
 	if (!socket_path || !*socket_path)
 		socket_path = MEMSRV_DEFAULT_SOCKET;
-	const char *bytes_arg = NULL, *target_arg = NULL, *to_arg = NULL;
-	bool json = false, all = false;
+	const char *bytes_arg = NULL, *target_arg = NULL, *to_arg = NULL, *interval_arg = NULL;
+	bool json = false, all = false, once = false;
 	int opt;
 	/* getopt_long permutes, so options may come before or after the command. */
 	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
@@ -605,6 +575,8 @@ int main(int argc, char **argv)
 		case 'a': all = true; break;
 		case 't': target_arg = optarg; break;
 		case 'o': to_arg = optarg; break;
+		case 'i': interval_arg = optarg; break;
+		case '1': once = true; break;
 		case 'h': usage(stdout); return 0;
 		default:  fprintf(stderr, "Try '" PROG " --help'.\n"); return EX_USAGE;
 		}
@@ -617,6 +589,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(args[0], "top"))
+		return top_command(socket_path, nargs, json, interval_arg, once, bytes_arg || all || target_arg || to_arg);
+	if (interval_arg || once)
+		return usage_error("--interval and --once apply only to top");
 	const struct command *cmd = NULL;
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		if (!strcmp(args[0], commands[i].name))
