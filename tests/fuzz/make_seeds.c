@@ -6,6 +6,7 @@
  * refused Hellos) and corpus/wire/ (those and every ServerMessage).  The
  * Hellos use the fds fuzz_server.c sends and its peer pid (4242).
  * corpus/peer/ holds peer streams: fuzz_peer.c's first byte, then frames.
+ * corpus/remote/ holds a digest and a remote tier's object of its page.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -18,6 +19,7 @@
 
 #include "codec.h"
 #include "image.h"
+#include "remote_object.h"
 #include "wire.h"
 
 static const char *root;
@@ -440,6 +442,34 @@ static void peers(void)
 	client("peer-ping", &c);
 }
 
+/* A digest and the object of its page, as fuzz_remote reads them: an
+ * object of codec c, or the page raw (raw). */
+static void remote_seed(const char *name, enum codec c, bool raw)
+{
+	static uint8_t page[CODEC_PAGE], buf[REMOTE_DIGEST_BYTES + REMOTE_OBJECT_MAX];
+	for (size_t i = 0; i < sizeof page; i++)
+		page[i] = (uint8_t)(i * 7 + i / 64);
+	struct remote_digest d;
+	remote_digest_page(page, &d);
+	memcpy(buf, d.b, REMOTE_DIGEST_BYTES);
+	struct codec_ctx *ctx = codec_ctx_create();
+	const void *enc = page;
+	uint32_t len = raw ? CODEC_PAGE : codec_compress(ctx, c, page, CODEC_PAGE, &enc);
+	if (!ctx || !len)
+		exit(1);
+	size_t n = REMOTE_DIGEST_BYTES + remote_object_encode(c, enc, len, buf + REMOTE_DIGEST_BYTES);
+	codec_ctx_destroy(ctx);
+	char path[512];
+	snprintf(path, sizeof path, "%s/remote", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/remote/%s", root, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(buf, 1, n, f) != n || fclose(f)) {
+		fprintf(stderr, "make_seeds: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -454,5 +484,8 @@ int main(int argc, char **argv)
 	peers();
 	image("lz4", CODEC_LZ4);
 	image("zstd", CODEC_ZSTD);
+	remote_seed("lz4", CODEC_LZ4, false);
+	remote_seed("zstd", CODEC_ZSTD, false);
+	remote_seed("raw", CODEC_LZ4, true);
 	return 0;
 }
