@@ -70,6 +70,7 @@ struct rc_cluster {
 	unsigned next_map_node;        /* round robin over the nodes to read the map from */
 	int epoll_fd;
 	unsigned pending;              /* the caller's commands not completed */
+	bool closing;                  /* rc_close(): no command is queued any more */
 	char last_error[192];          /* what went wrong last, for rc_open's why */
 	int completed;                 /* by this rc_poll() */
 	struct rc_stats stats;
@@ -208,7 +209,7 @@ static void node_fail(struct rc_cluster *c, int idx, const char *why)
 	struct rc_node *n = &c->nodes[idx];
 	if (n->state != NODE_DOWN)
 		pr_debug("redis %s:%s: %s", n->host, n->port, why);
-	snprintf(c->last_error, sizeof c->last_error, "%s:%s %s", n->host, n->port, why);
+	snprintf(c->last_error, sizeof c->last_error, "%.64s:%s %.100s", n->host, n->port, why);
 	node_close(n);
 	n->reconnect_at_ns = now_ns() + RC_RECONNECT_MS * 1000000ull;
 	struct rc_queue again = { 0 };
@@ -332,6 +333,8 @@ static struct rc_cmd *cmd_make(struct rc_cluster *c, int argc, const char **argv
 int rc_command(struct rc_cluster *c, const char *key, size_t key_len, int argc, const char **argv,
 	       const size_t *argv_len, rc_done_fn done, void *arg)
 {
+	if (c->closing)
+		return -ECANCELED;
 	struct rc_cmd *cmd = cmd_make(c, argc, argv, argv_len);
 	if (!cmd)
 		return -ENOMEM;
@@ -449,8 +452,10 @@ static void map_refresh(struct rc_cluster *c, uint64_t now)
  * they wait for; fails those past their deadline. */
 static void dispatch(struct rc_cluster *c, uint64_t now)
 {
-	struct rc_queue still = { 0 };
-	for (struct rc_cmd *cmd; (cmd = queue_pop(&c->waiting));) {
+	/* a callback called from here may queue commands: they wait after these */
+	struct rc_queue todo = c->waiting, still = { 0 };
+	c->waiting = (struct rc_queue){ 0 };
+	for (struct rc_cmd *cmd; (cmd = queue_pop(&todo));) {
 		if (now >= cmd->deadline_ns) {
 			complete(c, cmd, NULL, -ETIMEDOUT);
 			cmd_free(cmd);
@@ -485,7 +490,7 @@ static void dispatch(struct rc_cluster *c, uint64_t now)
 		}
 		node_send(c, idx, cmd);
 	}
-	c->waiting = still;
+	queue_prepend(&c->waiting, &still);
 }
 
 static void authenticated(void *arg, const redisReply *reply, int err);
@@ -789,6 +794,7 @@ void rc_close(struct rc_cluster *c)
 {
 	if (!c)
 		return;
+	c->closing = true;
 	cancel_queue(c, &c->waiting);
 	for (unsigned i = 0; i < c->n_nodes; i++) {
 		cancel_queue(c, &c->nodes[i].inflight);

@@ -55,7 +55,9 @@ int rc_open(struct rc_cluster **out, const struct rc_config *cfg, char *why, siz
 void rc_close(struct rc_cluster *c);
 
 /* Queues a command (argv[0] the command's name) for the node that holds
- * key's slot.  Takes nothing: argv is copied.  0 or -ENOMEM. */
+ * key's slot.  Takes nothing: argv is copied.  0, -ENOMEM, or -ECANCELED
+ * once rc_close() began.  A callback may queue commands (they go after
+ * those queued before). */
 int rc_command(struct rc_cluster *c, const char *key, size_t key_len, int argc, const char **argv,
 	       const size_t *argv_len, rc_done_fn done, void *arg);
 
