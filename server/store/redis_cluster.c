@@ -27,7 +27,9 @@ struct rc_cmd {
 	char *buf;                /* the command, in RESP */
 	size_t len;
 	unsigned slot;
-	int node;                 /* >= 0: this node whatever the slot (CLUSTER SLOTS, AUTH) */
+	int node;                 /* >= 0: this node whatever the slot (CLUSTER SLOTS, AUTH, rc_command_on) */
+	uint32_t gen;             /* on_connection: the connection of node it must go on */
+	bool on_connection;       /* rc_command_on(): that connection or none */
 	int ask_node;             /* >= 0: ASK redirection: to that node, after ASKING, once */
 	bool asking_placeholder;  /* the ASKING before a redirected command: its reply is dropped */
 	bool internal;            /* the client's own (CLUSTER SLOTS, AUTH): not the caller's */
@@ -51,6 +53,7 @@ struct rc_node {
 	char port[8];
 	enum node_state state;
 	int fd;
+	uint32_t gen;             /* counts its connections: rc_conn names one */
 	redisReader *reader;
 	char *wbuf;               /* written to the socket in order, from woff */
 	size_t wlen, woff, wcap;
@@ -72,6 +75,8 @@ struct rc_cluster {
 	unsigned pending;              /* the caller's commands not completed */
 	bool closing;                  /* rc_close(): no command is queued any more */
 	char last_error[192];          /* what went wrong last, for rc_open's why */
+	struct rc_conn replying;       /* the connection of the reply being handed to a callback */
+	bool in_reply;
 	int completed;                 /* by this rc_poll() */
 	struct rc_stats stats;
 };
@@ -218,8 +223,9 @@ static void node_fail(struct rc_cluster *c, int idx, const char *why)
 			cmd_free(cmd);  /* nothing waits on it */
 			continue;
 		}
-		if (cmd->internal) {
-			/* this node's own (its map, its AUTH): moot now */
+		if (cmd->internal || cmd->on_connection) {
+			/* this node's own (its map, its AUTH), or for this
+			 * connection only: moot now */
 			complete(c, cmd, NULL, -ECONNRESET);
 			cmd_free(cmd);
 			continue;
@@ -260,6 +266,7 @@ static int node_connect(struct rc_cluster *c, int idx)
 		return ret;
 	}
 	n->state = NODE_CONNECTING;
+	n->gen++;
 	n->connect_deadline_ns = now_ns() + RC_CONNECT_MS * 1000000ull;
 	c->stats.reconnects++;
 	return 0;
@@ -339,6 +346,35 @@ int rc_command(struct rc_cluster *c, const char *key, size_t key_len, int argc, 
 	if (!cmd)
 		return -ENOMEM;
 	cmd->slot = rc_keyslot(key, key_len);
+	cmd->done = done;
+	cmd->arg = arg;
+	queue_push(&c->waiting, cmd);
+	c->pending++;
+	c->stats.commands++;
+	return 0;
+}
+
+bool rc_reply_conn(const struct rc_cluster *c, struct rc_conn *out)
+{
+	if (!c->in_reply)
+		return false;
+	*out = c->replying;
+	return true;
+}
+
+int rc_command_on(struct rc_cluster *c, const struct rc_conn *conn, int argc, const char **argv,
+		  const size_t *argv_len, rc_done_fn done, void *arg)
+{
+	if (c->closing)
+		return -ECANCELED;
+	if (conn->node < 0 || (unsigned)conn->node >= c->n_nodes)
+		return -EINVAL;
+	struct rc_cmd *cmd = cmd_make(c, argc, argv, argv_len);
+	if (!cmd)
+		return -ENOMEM;
+	cmd->node = conn->node;
+	cmd->gen = conn->gen;
+	cmd->on_connection = true;
 	cmd->done = done;
 	cmd->arg = arg;
 	queue_push(&c->waiting, cmd);
@@ -469,6 +505,11 @@ static void dispatch(struct rc_cluster *c, uint64_t now)
 			continue;
 		}
 		struct rc_node *n = &c->nodes[idx];
+		if (cmd->on_connection && (n->state != NODE_UP || n->gen != cmd->gen)) {
+			complete(c, cmd, NULL, -ECONNRESET);  /* its connection is gone */
+			cmd_free(cmd);
+			continue;
+		}
 		if (n->state == NODE_DOWN && now >= n->reconnect_at_ns)
 			node_connect(c, idx);
 		if (n->state != NODE_UP) {
@@ -597,7 +638,10 @@ static void handle_reply(struct rc_cluster *c, int idx, redisReply *reply)
 			return;
 		}
 	}
+	c->replying = (struct rc_conn){ idx, n->gen };
+	c->in_reply = true;
 	complete(c, cmd, reply, 0);
+	c->in_reply = false;
 	cmd_free(cmd);
 }
 
@@ -660,7 +704,7 @@ static void check_time(struct rc_cluster *c, uint64_t now)
 			continue;
 		}
 		for (struct rc_cmd *cmd = n->inflight.head; cmd; cmd = cmd->next)
-			if (cmd->done && cmd->node < 0 && now >= cmd->deadline_ns)
+			if (cmd->done && !cmd->internal && now >= cmd->deadline_ns)
 				complete(c, cmd, NULL, -ETIMEDOUT);
 	}
 }

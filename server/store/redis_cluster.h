@@ -61,6 +61,23 @@ void rc_close(struct rc_cluster *c);
 int rc_command(struct rc_cluster *c, const char *key, size_t key_len, int argc, const char **argv,
 	       const size_t *argv_len, rc_done_fn done, void *arg);
 
+/* A connection to a node: writes and the WAIT that tells they reached a
+ * replica must go on one (WAIT covers the writes of its own connection). */
+struct rc_conn {
+	int node;
+	uint32_t gen;  /* the node's connections are counted: a new one is another */
+};
+
+/* Inside a callback given a reply: the connection it came on (true). */
+bool rc_reply_conn(const struct rc_cluster *c, struct rc_conn *out);
+
+/* Queues a command for that connection only, whatever the slot map says:
+ * if the connection closes or was replaced before the reply, the command
+ * completes with -ECONNRESET and is not sent again.  0, -EINVAL, -ENOMEM
+ * or -ECANCELED. */
+int rc_command_on(struct rc_cluster *c, const struct rc_conn *conn, int argc, const char **argv,
+		  const size_t *argv_len, rc_done_fn done, void *arg);
+
 /* Sends what is queued, reads what came, completes what is answered, for
  * up to timeout_ms (0: only what is ready now).  Returns the number of
  * commands completed, or -errno. */

@@ -3,8 +3,8 @@
  * loopback: slots as the server computes them, pipelined commands on every
  * shard, slots moved while commands run (MOVED, ASK), a master killed (its
  * replica takes over and no acknowledged write is lost), the whole cluster
- * stopped and started again, a password, and a node that answers what is
- * not RESP (never taken for a reply). */
+ * stopped and started again, a password, a node that answers what is not
+ * RESP (never taken for a reply), and a WAIT on its writes' connection. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -420,4 +420,66 @@ Test(redis_cluster, bytes_that_are_not_resp_are_never_a_reply)
 	shutdown(fake_fd, SHUT_RDWR);
 	close(fake_fd);
 	pthread_join(t, NULL);
+}
+
+/* A SET's outcome and the connection it was answered on. */
+struct set_on {
+	struct op op;
+	struct rc_conn conn;
+	bool has_conn;
+};
+
+static void on_set(void *arg, const redisReply *r, int err)
+{
+	struct set_on *s = arg;
+	on_done(&s->op, r, err);
+	s->has_conn = rc_reply_conn(rc, &s->conn);
+}
+
+Test(redis_cluster, a_wait_goes_on_the_connection_of_its_writes_or_fails)
+{
+	start_cluster(NULL);
+	open_client(NULL, 10000);
+	struct set_on s = { 0 };
+	const char *argv[] = { "SET", "durable", "yes" };
+	cr_assert_eq(rc_command(rc, "durable", 7, 3, argv, NULL, on_set, &s), 0);
+	drain(5000);
+	cr_assert(s.has_conn && !s.op.err && !strcmp(s.op.str, "OK"));
+	struct rc_conn outside;
+	cr_assert(!rc_reply_conn(rc, &outside), "a reply's connection outside its callback");
+	struct op w;
+	memset(&w, 0, sizeof w);
+	const char *wait_argv[] = { "WAIT", "1", "2000" };
+	cr_assert_eq(rc_command_on(rc, &s.conn, 3, wait_argv, NULL, on_done, &w), 0);
+	drain(5000);
+	cr_assert(!w.err && w.type == REDIS_REPLY_INTEGER && w.integer >= 1,
+		  "WAIT on the SET's connection: err %d, type %d, %lld replicas", w.err, w.type, w.integer);
+
+	/* its node killed: a command for that connection fails, never goes elsewhere */
+	int node = test_cluster_master_of(&tc, rc_keyslot("durable", 7));
+	cr_assert_geq(node, 0);
+	test_cluster_kill(&tc, (unsigned)node);
+	const char *ping[] = { "PING" };
+	memset(&w, 0, sizeof w);
+	cr_assert_eq(rc_command_on(rc, &s.conn, 1, ping, NULL, on_done, &w), 0);
+	drain(10000);
+	cr_assert_eq(w.err, -ECONNRESET, "a command for a dead connection: err %d, %s", w.err, w.str);
+	/* its replica takes over with the write WAIT acknowledged */
+	int master = node;
+	for (int waited = 0; master == node || master < 0; waited += 100) {
+		cr_assert_lt(waited, 20000, "no replica took over in 20 s");
+		usleep(100000);
+		master = test_cluster_master_of(&tc, rc_keyslot("durable", 7));
+	}
+	struct op g;
+	get(&g, "durable");
+	drain(10000);
+	cr_assert(!g.err && !strcmp(g.str, "yes"), "the replica that took over lost an acknowledged write: err %d, %s",
+		  g.err, g.str);
+	/* and once the node is back, the old connection is still not it */
+	test_cluster_relaunch(&tc, (unsigned)node);
+	memset(&w, 0, sizeof w);
+	cr_assert_eq(rc_command_on(rc, &s.conn, 1, ping, NULL, on_done, &w), 0);
+	drain(10000);
+	cr_assert_eq(w.err, -ECONNRESET, "a command for a replaced connection: err %d, %s", w.err, w.str);
 }
