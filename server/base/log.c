@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 enum log_level log_max_level = LOG_INFO;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -51,12 +53,10 @@ static size_t escape_line(const char *line, size_t n, char *out)
 
 bool log_ratelimit_pass(struct log_ratelimit *rl, uint64_t *held)
 {
-	struct timespec ts;
 	pthread_mutex_lock(&rl->lock);
 	/* read under the lock: a thread that read the clock earlier never
 	 * refills after one that read it later (now - refilled_ns wrapping) */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t now = monotonic_ns();
 	if (!rl->refilled_ns)
 		rl->refilled_ns = now;
 	uint64_t gained = (now - rl->refilled_ns) / LOG_RATELIMIT_INTERVAL_NS;

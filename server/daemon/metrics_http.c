@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 struct http_conn {
@@ -32,13 +33,6 @@ struct metrics_http {
 	struct http_conn *conns;
 	unsigned n_conns;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int metrics_http_open(struct metrics_http **out, const struct peer_addr *addr, metrics_render_fn render, void *ctx)
 {
@@ -126,7 +120,7 @@ static void accept_all(struct metrics_http *m)
 			continue;
 		}
 		c->fd = fd;
-		c->deadline_ns = now_ns() + METRICS_HTTP_TIMEOUT_MS * 1000000ull;
+		c->deadline_ns = monotonic_ns() + METRICS_HTTP_TIMEOUT_MS * 1000000ull;
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 		if (epoll_ctl(m->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
 			close(fd);
@@ -252,7 +246,7 @@ void metrics_http_serve(struct metrics_http *m)
 
 void metrics_http_tick(struct metrics_http *m)
 {
-	uint64_t now = now_ns();
+	uint64_t now = monotonic_ns();
 	for (struct http_conn *c = m->conns, *next; c; c = next) {
 		next = c->next;
 		if (now >= c->deadline_ns)

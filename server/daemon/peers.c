@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "peer_wire.h"
 #include "wire.h"
@@ -68,13 +69,6 @@ struct peers {
 	int handoff_fd;           /* eventfd: the server thread has connections to take */
 	struct peer_handoff *handoffs;  /* under lock */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Answers a peer-ping's control connection with an Error and closes it. */
 __attribute__((format(printf, 3, 4)))
@@ -245,7 +239,7 @@ static void accept_peers(struct peers *p)
 		}
 		p->unauthenticated++;
 		set_nodelay(fd);
-		c->deadline_ns = now_ns() + PEERS_HANDSHAKE_MS * 1000000ull;
+		c->deadline_ns = monotonic_ns() + PEERS_HANDSHAKE_MS * 1000000ull;
 		struct peer_auth_out out;
 		int ret = peer_auth_start(&c->auth, PEER_AUTH_LISTENER, &p->key, &p->self,
 					  peer_addr_is_loopback((struct sockaddr *)&sa), &out);
@@ -269,7 +263,7 @@ static void accept_peers(struct peers *p)
 /* The peer-ping's answer, once its pong came back. */
 static void answer_pong(struct peers *p, struct peer_conn *c)
 {
-	uint64_t now = now_ns();
+	uint64_t now = monotonic_ns();
 	Memsrv__PeerPingReply r = MEMSRV__PEER_PING_REPLY__INIT;
 	r.address = c->address;
 	r.rtt_ns = now - c->ping_sent_ns;
@@ -363,7 +357,7 @@ static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__P
 		pr_info("peer %s: %s", c->addr, c->auth.authenticated ? "authenticated" : "connected (loopback, no key)");
 		return true;
 	}
-	c->welcomed_ns = now_ns();
+	c->welcomed_ns = monotonic_ns();
 	if (c->migrate && !c->urgent) {
 		pr_info("peer %s: %s, migrating VM %s", c->addr,
 			c->auth.authenticated ? "authenticated" : "connected (loopback, no key)", c->vm);
@@ -384,7 +378,7 @@ static bool handshake_step(struct peers *p, struct peer_conn *c, const Memsrv__P
 	Memsrv__PeerMessage m = MEMSRV__PEER_MESSAGE__INIT;
 	m.msg_case = MEMSRV__PEER_MESSAGE__MSG_PING;
 	m.ping = &ping;
-	c->ping_sent_ns = now_ns();
+	c->ping_sent_ns = monotonic_ns();
 	if ((ret = send_msg(p, c, &m))) {
 		drop(p, c, -ret, "sending the ping failed: %s", strerror(-ret));
 		return false;
@@ -548,7 +542,7 @@ static struct peer_conn *connect_out(struct peers *p, const struct peer_addr *sa
 	c->sa = *sa;
 	snprintf(c->vm, sizeof c->vm, "%s", vm ? vm : "");
 	snprintf(c->address, sizeof c->address, "%s", address);
-	c->started_ns = now_ns();
+	c->started_ns = monotonic_ns();
 	c->deadline_ns = c->started_ns + PEERS_PING_MS * 1000000ull;
 	c->connecting = true;
 	if (connect(fd, (struct sockaddr *)&sa->sa, sa->len) && errno != EINPROGRESS) {
@@ -602,7 +596,7 @@ static bool take_jobs(struct peers *p, struct peer_job **jobs)
 
 static void check_deadlines(struct peers *p)
 {
-	uint64_t v, now = now_ns();
+	uint64_t v, now = monotonic_ns();
 	if (read(p->tick_fd, &v, sizeof v) < 0) {
 		/* no tick yet */
 	}

@@ -10,19 +10,14 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
+
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
 
 static char last_status[256];
 static uint64_t watchdog_every_ns, watchdog_next_ns;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 #ifdef HAVE_LIBSYSTEMD
 
@@ -54,7 +49,7 @@ void service_ready(const char *status)
 	uint64_t usec = 0;
 	if (sd_watchdog_enabled(1, &usec) > 0 && usec) {
 		watchdog_every_ns = usec * 1000 / 2;
-		watchdog_next_ns = now_ns() + watchdog_every_ns;
+		watchdog_next_ns = monotonic_ns() + watchdog_every_ns;
 	}
 	snprintf(last_status, sizeof last_status, "%s", status);
 	sd_notifyf(0, "READY=1\nSTATUS=%s", status);
@@ -71,9 +66,9 @@ void service_tick(const char *status)
 		snprintf(last_status, sizeof last_status, "%s", status);
 		sd_notifyf(0, "STATUS=%s", status);
 	}
-	if (watchdog_every_ns && now_ns() >= watchdog_next_ns) {
+	if (watchdog_every_ns && monotonic_ns() >= watchdog_next_ns) {
 		sd_notify(0, "WATCHDOG=1");
-		watchdog_next_ns = now_ns() + watchdog_every_ns;
+		watchdog_next_ns = monotonic_ns() + watchdog_every_ns;
 	}
 }
 
@@ -86,7 +81,7 @@ void service_stopping(void)
 
 int service_listen_fd(const char *path, char *why, size_t len)
 {
-	(void)path, (void)why, (void)len, (void)now_ns, (void)watchdog_every_ns, (void)watchdog_next_ns;
+	(void)path, (void)why, (void)len, (void)watchdog_every_ns, (void)watchdog_next_ns;
 	return -ENOENT;
 }
 

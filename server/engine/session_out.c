@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include "clock.h"
 #include "wire.h"
 
 struct session_out_rec {
@@ -153,13 +154,6 @@ int session_out_flush(struct session_out *o, int fd)
 	return ret;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int session_out_drain(struct session_out *o, int fd, uint64_t deadline_ns)
 {
 	for (;;) {
@@ -168,7 +162,7 @@ int session_out_drain(struct session_out *o, int fd, uint64_t deadline_ns)
 		pthread_mutex_unlock(&o->lock);
 		if (ret != -EAGAIN)
 			return ret;
-		uint64_t now = now_ns();
+		uint64_t now = monotonic_ns();
 		if (now >= deadline_ns)
 			return -ETIMEDOUT;
 		/* the lock is not held here: the VM thread may still send */

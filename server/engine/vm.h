@@ -21,6 +21,7 @@
 #include <time.h>
 #include <linux/userfaultfd.h>
 
+#include "clock.h"
 #include "latency.h"
 #include "memsrv.pb-c.h"
 #include "page_state.h"
@@ -318,13 +319,6 @@ struct vm {
 
 	struct vm *next;         /* server's list */
 };
-
-static inline uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
-}
 
 static inline void ctr_add(_Atomic uint64_t *c, uint64_t n)
 {

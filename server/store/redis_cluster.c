@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define RC_DEFAULT_TIMEOUT_MS 10000
@@ -54,6 +55,7 @@ struct rc_node {
 	enum node_state state;
 	int fd;
 	uint32_t gen;             /* counts its connections: rc_conn names one */
+	bool watching_out;        /* its fd is in the epoll for EPOLLOUT too */
 	redisReader *reader;
 	char *wbuf;               /* written to the socket in order, from woff */
 	size_t wlen, woff, wcap;
@@ -80,13 +82,6 @@ struct rc_cluster {
 	int completed;                 /* by this rc_poll() */
 	struct rc_stats stats;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- keys and slots ---- */
 
@@ -216,7 +211,7 @@ static void node_fail(struct rc_cluster *c, int idx, const char *why)
 		pr_debug("redis %s:%s: %s", n->host, n->port, why);
 	snprintf(c->last_error, sizeof c->last_error, "%.64s:%s %.100s", n->host, n->port, why);
 	node_close(n);
-	n->reconnect_at_ns = now_ns() + RC_RECONNECT_MS * 1000000ull;
+	n->reconnect_at_ns = monotonic_ns() + RC_RECONNECT_MS * 1000000ull;
 	struct rc_queue again = { 0 };
 	for (struct rc_cmd *cmd; (cmd = queue_pop(&n->inflight));) {
 		if (cmd->asking_placeholder || !cmd->done) {
@@ -230,7 +225,7 @@ static void node_fail(struct rc_cluster *c, int idx, const char *why)
 			cmd_free(cmd);
 			continue;
 		}
-		cmd->not_before_ns = now_ns() + RC_RETRY_MS * 1000000ull;
+		cmd->not_before_ns = monotonic_ns() + RC_RETRY_MS * 1000000ull;
 		c->stats.retries++;
 		queue_push(&again, cmd);
 	}
@@ -245,7 +240,7 @@ static int node_connect(struct rc_cluster *c, int idx)
 	struct addrinfo *ai;
 	int ret = getaddrinfo(n->host, n->port, &hints, &ai);
 	if (ret) {
-		n->reconnect_at_ns = now_ns() + RC_RECONNECT_MS * 1000000ull;
+		n->reconnect_at_ns = monotonic_ns() + RC_RECONNECT_MS * 1000000ull;
 		return -EHOSTUNREACH;
 	}
 	n->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -262,12 +257,13 @@ static int node_connect(struct rc_cluster *c, int idx)
 	if (ret || !n->reader || epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, n->fd, &ev)) {
 		ret = ret ? ret : -ENOMEM;
 		node_close(n);
-		n->reconnect_at_ns = now_ns() + RC_RECONNECT_MS * 1000000ull;
+		n->reconnect_at_ns = monotonic_ns() + RC_RECONNECT_MS * 1000000ull;
 		return ret;
 	}
 	n->state = NODE_CONNECTING;
+	n->watching_out = true;  /* the connect's end */
 	n->gen++;
-	n->connect_deadline_ns = now_ns() + RC_CONNECT_MS * 1000000ull;
+	n->connect_deadline_ns = monotonic_ns() + RC_CONNECT_MS * 1000000ull;
 	c->stats.reconnects++;
 	return 0;
 }
@@ -295,12 +291,12 @@ static void node_send(struct rc_cluster *c, int idx, struct rc_cmd *cmd)
 	struct rc_node *n = &c->nodes[idx];
 	if (node_append(n, cmd->buf, cmd->len)) {
 		/* out of memory: try again later */
-		cmd->not_before_ns = now_ns() + RC_RETRY_MS * 1000000ull;
+		cmd->not_before_ns = monotonic_ns() + RC_RETRY_MS * 1000000ull;
 		queue_push(&c->waiting, cmd);
 		return;
 	}
 	if (!n->inflight.head)
-		n->last_reply_ns = now_ns();  /* the stall clock starts with the first in flight */
+		n->last_reply_ns = monotonic_ns();  /* the stall clock starts with the first in flight */
 	queue_push(&n->inflight, cmd);
 }
 
@@ -333,8 +329,18 @@ static struct rc_cmd *cmd_make(struct rc_cluster *c, int argc, const char **argv
 	cmd->buf = buf;
 	cmd->len = (size_t)len;
 	cmd->node = cmd->ask_node = -1;
-	cmd->deadline_ns = now_ns() + c->timeout_ms * 1000000ull;
+	cmd->deadline_ns = monotonic_ns() + c->timeout_ms * 1000000ull;
 	return cmd;
+}
+
+/* A caller's command, made and placed by the caller, joins the queue. */
+static void queue_for_caller(struct rc_cluster *c, struct rc_cmd *cmd, rc_done_fn done, void *arg)
+{
+	cmd->done = done;
+	cmd->arg = arg;
+	queue_push(&c->waiting, cmd);
+	c->pending++;
+	c->stats.commands++;
 }
 
 int rc_command(struct rc_cluster *c, const char *key, size_t key_len, int argc, const char **argv,
@@ -346,11 +352,7 @@ int rc_command(struct rc_cluster *c, const char *key, size_t key_len, int argc, 
 	if (!cmd)
 		return -ENOMEM;
 	cmd->slot = rc_keyslot(key, key_len);
-	cmd->done = done;
-	cmd->arg = arg;
-	queue_push(&c->waiting, cmd);
-	c->pending++;
-	c->stats.commands++;
+	queue_for_caller(c, cmd, done, arg);
 	return 0;
 }
 
@@ -375,11 +377,7 @@ int rc_command_on(struct rc_cluster *c, const struct rc_conn *conn, int argc, co
 	cmd->node = conn->node;
 	cmd->gen = conn->gen;
 	cmd->on_connection = true;
-	cmd->done = done;
-	cmd->arg = arg;
-	queue_push(&c->waiting, cmd);
-	c->pending++;
-	c->stats.commands++;
+	queue_for_caller(c, cmd, done, arg);
 	return 0;
 }
 
@@ -443,7 +441,7 @@ static void map_done(void *arg, const redisReply *reply, int err)
 	if (!err)
 		map_apply(c, reply);
 	/* at most one read per RC_RETRY_MS, however often it is found stale */
-	c->map_not_before_ns = now_ns() + RC_RETRY_MS * 1000000ull;
+	c->map_not_before_ns = monotonic_ns() + RC_RETRY_MS * 1000000ull;
 }
 
 /* Reads the map from a connected node, or connects one to read it from. */
@@ -548,6 +546,7 @@ static void connected(struct rc_cluster *c, int idx)
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)idx };
 	epoll_ctl(c->epoll_fd, EPOLL_CTL_MOD, n->fd, &ev);
+	n->watching_out = false;
 	if (!c->password) {
 		n->state = NODE_UP;
 		return;
@@ -608,7 +607,7 @@ static void handle_reply(struct rc_cluster *c, int idx, redisReply *reply)
 {
 	struct rc_node *n = &c->nodes[idx];
 	struct rc_cmd *cmd = queue_pop(&n->inflight);
-	n->last_reply_ns = now_ns();
+	n->last_reply_ns = monotonic_ns();
 	if (cmd->asking_placeholder || !cmd->done) {
 		cmd_free(cmd);  /* ASKING's OK; or a command that timed out while in flight */
 		return;
@@ -631,7 +630,7 @@ static void handle_reply(struct rc_cluster *c, int idx, redisReply *reply)
 		}
 		if (!strncmp(reply->str, "TRYAGAIN", 8) || !strncmp(reply->str, "CLUSTERDOWN", 11) ||
 		    !strncmp(reply->str, "LOADING", 7) || !strncmp(reply->str, "MASTERDOWN", 10)) {
-			cmd->not_before_ns = now_ns() + RC_RETRY_MS * 1000000ull;
+			cmd->not_before_ns = monotonic_ns() + RC_RETRY_MS * 1000000ull;
 			c->map_stale |= reply->str[0] == 'C';
 			c->stats.retries++;
 			queue_push(&c->waiting, cmd);
@@ -682,7 +681,7 @@ static void node_read(struct rc_cluster *c, int idx)
 		if (n->auth_refused) {
 			n->auth_refused = false;
 			node_fail(c, idx, "refused the password (AUTH)");
-			n->reconnect_at_ns = now_ns() + 10 * RC_RECONNECT_MS * 1000000ull;  /* not at once again */
+			n->reconnect_at_ns = monotonic_ns() + 10 * RC_RECONNECT_MS * 1000000ull;  /* not at once again */
 			return;
 		}
 	}
@@ -712,9 +711,9 @@ static void check_time(struct rc_cluster *c, uint64_t now)
 int rc_poll(struct rc_cluster *c, int timeout_ms)
 {
 	c->completed = 0;
-	uint64_t start = now_ns(), end = start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+	uint64_t start = monotonic_ns(), end = start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = monotonic_ns();
 		check_time(c, now);
 		map_refresh(c, now);
 		dispatch(c, now);
@@ -722,8 +721,11 @@ int rc_poll(struct rc_cluster *c, int timeout_ms)
 			struct rc_node *n = &c->nodes[i];
 			if (n->state >= NODE_AUTHENTICATING && n->wlen && !node_flush(n))
 				node_fail(c, (int)i, strerror(errno));
-			else if (n->fd >= 0 && n->state != NODE_CONNECTING) {
-				struct epoll_event ev = { .events = EPOLLIN | (n->wlen ? EPOLLOUT : 0), .data.u32 = i };
+			else if (n->fd >= 0 && n->state != NODE_CONNECTING && n->watching_out != (n->wlen > 0)) {
+				/* EPOLLOUT only while a write waits for room: a syscall
+				 * on a change, not on every pass */
+				n->watching_out = n->wlen > 0;
+				struct epoll_event ev = { .events = EPOLLIN | (n->watching_out ? EPOLLOUT : 0), .data.u32 = i };
 				epoll_ctl(c->epoll_fd, EPOLL_CTL_MOD, n->fd, &ev);
 			}
 		}
@@ -809,8 +811,8 @@ int rc_open(struct rc_cluster **out, const struct rc_config *cfg, char *why, siz
 	}
 	/* the map, from the first seed that answers */
 	c->map_stale = true;
-	uint64_t deadline = now_ns() + 5000000000ull;
-	while (c->map_stale && now_ns() < deadline)
+	uint64_t deadline = monotonic_ns() + 5000000000ull;
+	while (c->map_stale && monotonic_ns() < deadline)
 		rc_poll(c, 100);
 	if (c->map_stale || !c->stats.masters) {
 		if (c->map_stale)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 /* KEYS[1] the object, KEYS[2] its references; ARGV[1] the node id */
 static const char REF_SCRIPT[] =
 	"if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], ARGV[1]) return 1 end return 0";
@@ -206,8 +207,8 @@ struct gc {
 	unsigned pending;      /* commands and unrefs not completed: their callbacks point here */
 	long dropped;
 	char cursor[32];
-	struct remote_digest batch[1024];
-	unsigned n;
+	struct remote_digest *batch;  /* the last scan's members: as many as it gave */
+	size_t n;
 };
 
 static void gc_unref_done(void *arg, int result)
@@ -230,9 +231,17 @@ static void gc_scan_done(void *arg, const redisReply *r, int err)
 		g->err = err ? err : -EPROTO;
 		return;
 	}
-	memcpy(g->cursor, r->element[0]->str, r->element[0]->len + 1);
 	const redisReply *m = r->element[1];
-	for (size_t i = 0; i < m->elements && g->n < sizeof g->batch / sizeof g->batch[0]; i++)
+	/* COUNT is a hint: a scan may give more, and each must be dropped
+	 * before the set goes */
+	struct remote_digest *batch = realloc(g->batch, (m->elements ? m->elements : 1) * sizeof *batch);
+	if (!batch) {
+		g->err = -ENOMEM;
+		return;
+	}
+	g->batch = batch;
+	memcpy(g->cursor, r->element[0]->str, r->element[0]->len + 1);
+	for (size_t i = 0; i < m->elements; i++)
 		if (m->element[i]->type == REDIS_REPLY_STRING && m->element[i]->len == REMOTE_DIGEST_BYTES)
 			memcpy(g->batch[g->n++].b, m->element[i]->str, REMOTE_DIGEST_BYTES);
 }
@@ -245,13 +254,6 @@ static void gc_del_done(void *arg, const redisReply *r, int err)
 		g->err = err ? err : -EPROTO;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Polls until nothing of g is pending: -ETIMEDOUT past the deadline, after
  * which it still polls until the commands complete (each has a deadline of
  * its own), since their callbacks point at g. */
@@ -259,7 +261,7 @@ static int gc_settle(struct rc_cluster *rc, struct gc *g, uint64_t deadline)
 {
 	int ret = 0;
 	while (g->pending) {
-		if (!ret && now_ms() >= deadline)
+		if (!ret && monotonic_ns() / 1000000 >= deadline)
 			ret = -ETIMEDOUT;
 		int p = rc_poll(rc, 50);
 		if (p < 0 && !ret)
@@ -276,7 +278,7 @@ long remote_gc_node(struct rc_cluster *rc, const char *id, int timeout_ms)
 	struct gc *g = calloc(1, sizeof *g);
 	if (!g)
 		return -ENOMEM;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = monotonic_ns() / 1000000 + (uint64_t)timeout_ms;
 	snprintf(g->cursor, sizeof g->cursor, "0");
 	int ret;
 	do {
@@ -285,7 +287,7 @@ long remote_gc_node(struct rc_cluster *rc, const char *id, int timeout_ms)
 		g->pending += !ret;
 		ret = ret ? ret : gc_settle(rc, g, deadline);
 		/* each reference dropped, then out of the set (remote_unref) */
-		for (unsigned i = 0; !ret && i < g->n; i++) {
+		for (size_t i = 0; !ret && i < g->n; i++) {
 			ret = remote_unref(&n, &g->batch[i], gc_unref_done, g);
 			g->pending += !ret;
 		}
@@ -299,6 +301,7 @@ long remote_gc_node(struct rc_cluster *rc, const char *id, int timeout_ms)
 		ret = ret ? ret : gc_settle(rc, g, deadline);
 	}
 	long dropped = g->dropped;
+	free(g->batch);
 	free(g);
 	return ret ? ret : dropped;
 }

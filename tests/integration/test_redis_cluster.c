@@ -132,21 +132,28 @@ Test(redis_cluster, keys_go_to_the_slots_the_server_computes)
 
 #define MANY 20000
 
+/* SETs prefix:i to value i for every i under MANY, pipelined; asserts each OK. */
+static void set_many(struct op *ops, const char *prefix)
+{
+	char key[32], value[64];
+	for (unsigned i = 0; i < MANY; i++) {
+		snprintf(key, sizeof key, "%s:%u", prefix, i);
+		value_of(value, sizeof value, i);
+		set(&ops[i], key, value);
+	}
+	drain(30000);
+	for (unsigned i = 0; i < MANY; i++)
+		cr_assert(ops[i].done && !ops[i].err && !strcmp(ops[i].str, "OK"), "SET %s:%u: err %d, %s", prefix, i,
+			  ops[i].err, ops[i].str);
+}
+
 Test(redis_cluster, pipelined_commands_reach_every_shard)
 {
 	start_cluster(NULL);
 	open_client(NULL, 0);
 	static struct op ops[MANY];
 	char key[32], value[64];
-	for (unsigned i = 0; i < MANY; i++) {
-		snprintf(key, sizeof key, "k:%u", i);
-		value_of(value, sizeof value, i);
-		set(&ops[i], key, value);
-	}
-	drain(30000);
-	for (unsigned i = 0; i < MANY; i++)
-		cr_assert(ops[i].done && !ops[i].err && !strcmp(ops[i].str, "OK"), "SET %u: err %d, %s", i, ops[i].err,
-			  ops[i].str);
+	set_many(ops, "k");
 	for (unsigned i = 0; i < MANY; i++) {
 		snprintf(key, sizeof key, "k:%u", i);
 		get(&ops[i], key);
@@ -203,12 +210,7 @@ Test(redis_cluster, slots_moved_while_commands_run_are_followed)
 	open_client(NULL, 0);
 	static struct op ops[MANY];
 	char key[32], value[64];
-	for (unsigned i = 0; i < MANY; i++) {
-		snprintf(key, sizeof key, "m:%u", i);
-		value_of(value, sizeof value, i);
-		set(&ops[i], key, value);
-	}
-	drain(30000);
+	set_many(ops, "m");
 	int from = test_cluster_master_of(&tc, 0), to = test_cluster_master_of(&tc, 16383);
 	cr_assert(from >= 0 && to >= 0 && from != to);
 	pid_t pid = reshard((unsigned)from, (unsigned)to, 1000);
