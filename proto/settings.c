@@ -82,6 +82,21 @@ const struct setting settings[SETTINGS_COUNT] = {
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .repeatable = true, .def_text = "none",
 		.doc = "the same, named by memsrv inside DIR (SIZE 4G unless given)",
 	},
+	[SETTING_REMOTE] = {
+		.name = "remote", .option = "remote", .arg = "HOST:PORT,...", .type = SETTING_STRING,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
+		.doc = "seed nodes of a Redis Cluster: the cache's coldest pages go there when there is no swap, or it is full",
+	},
+	[SETTING_REMOTE_AUTH] = {
+		.name = "remote-auth", .option = "remote-auth", .arg = "FILE", .type = SETTING_STRING,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "none",
+		.doc = "the cluster's password, or ACL user and password, as one line PASSWORD or USER PASSWORD; mode 0600",
+	},
+	[SETTING_NODE_ID] = {
+		.name = "node-id", .option = "node-id", .arg = "NAME", .type = SETTING_STRING,
+		.scope = SETTING_SCOPE_NODE, .who = SET_BY_OPTION, .def_text = "the hostname",
+		.doc = "this host's name in the cluster: the references it holds are filed under it",
+	},
 	[SETTING_NODE_LIMIT] = {
 		.name = "limit", .option = "node-limit", .arg = "SIZE", .type = SETTING_SIZE,
 		.scope = SETTING_SCOPE_NODE, .who = SET_BY_CTL | SET_BY_OPTION, .max = UINT64_MAX, .zero_is_none = true,

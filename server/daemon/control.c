@@ -13,9 +13,12 @@
 #include "image.h"
 #include "log.h"
 #include "peers.h"
+#include "remote_tier.h"
 #include "server.h"
 #include "setting_hooks.h"
 #include "wire.h"
+
+#define REMOTE_GC_MS 30000  /* memsrv-ctl remote gc: at most this long on the server thread */
 
 static void reply(int fd, Memsrv__ServerMessage *msg)
 {
@@ -85,6 +88,7 @@ static uint64_t sum_vms(struct server *srv, Memsrv__NodeStats *st)
 		st->samefilled_pages += tiers.samefilled_pages;
 		st->cache_pages += tiers.cache_pages;
 		st->swap_pages += tiers.swap_pages;
+		st->remote_tier_pages += tiers.remote_tier_pages;
 		st->clean_pages += tiers.clean_pages;
 		st->evictions_clean += ctr_get(&vm->ctr.evictions_clean);
 		st->faults_total += ctr_get(&vm->ctr.faults_total);
@@ -168,6 +172,10 @@ void control_fill_stats(struct server *srv, Memsrv__NodeStats *st, char *conditi
 		conditions[st->n_conditions++] = "swap-full";
 	if (ss.store_full)
 		conditions[st->n_conditions++] = "store-full";
+	if (ss.remote_unreachable)
+		conditions[st->n_conditions++] = "remote-unreachable";
+	else if (ss.remote_failing)
+		conditions[st->n_conditions++] = "remote-failing";
 	if (poisoned_now)
 		conditions[st->n_conditions++] = VM_COND_PAGES_POISONED;
 	st->conditions = conditions;
@@ -181,6 +189,40 @@ void control_fill_stats(struct server *srv, Memsrv__NodeStats *st, char *conditi
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	st->uptime_s = (double)(now.tv_sec - srv->started.tv_sec) + (now.tv_nsec - srv->started.tv_nsec) / 1e9;
+}
+
+/* Runs on this thread, on a connection of its own to the cluster: an
+ * operator's rare command, bounded by REMOTE_GC_MS. */
+static void do_remote_gc(struct server *srv, int fd, const Memsrv__RemoteGcRequest *req)
+{
+	struct remote_tier *rt = srv->remote;
+	if (!rt) {
+		wire_send_error(fd, ENOTSUP, NULL, "memsrv runs without --remote: there is no cluster to collect in");
+		return;
+	}
+	if (!strcmp(req->node_id, remote_tier_node_id(rt))) {
+		wire_send_error(fd, EINVAL, "remote_gc.node_id",
+				"'%s' is this node: its references hold its VMs' pages", req->node_id);
+		return;
+	}
+	long n = remote_tier_gc(rt, req->node_id, REMOTE_GC_MS);
+	if (n == -EINVAL) {
+		wire_send_error(fd, EINVAL, "remote_gc.node_id", "'%s' is not a node id (1-%d characters, no braces or spaces)",
+				req->node_id, REMOTE_NODE_ID_MAX - 1);
+		return;
+	}
+	if (n < 0) {
+		wire_send_error(fd, (int)-n, NULL, "remote gc of %s: %s", req->node_id, strerror((int)-n));
+		return;
+	}
+	pr_info("remote gc: dropped %ld references of node %s", n, req->node_id);
+	Memsrv__RemoteGcReply r = MEMSRV__REMOTE_GC_REPLY__INIT;
+	r.node_id = req->node_id;
+	r.references_dropped = (uint64_t)n;
+	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
+	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_REMOTE_GC_REPLY;
+	msg.remote_gc_reply = &r;
+	reply(fd, &msg);
 }
 
 static void do_stats(struct server *srv, int fd)
@@ -519,6 +561,9 @@ void control_handle(struct server *srv, int fd, const Memsrv__ClientMessage *msg
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE:
 		migrate_request(srv, fd, msg->migrate, fd_taken);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_REMOTE_GC:
+		do_remote_gc(srv, fd, msg->remote_gc);
 		break;
 	default:
 		wire_send_error(fd, EINVAL, NULL, "message %d is not a control request", msg->msg_case);

@@ -10,6 +10,7 @@
 
 #include "config_file.h"
 #include "log.h"
+#include "remote_setup.h"
 #include "server.h"
 #include "setting_hooks.h"
 #include "units.h"
@@ -170,6 +171,15 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* after the mask: the tier's thread must not take SIGTERM */
+	struct remote_tier *remote = NULL;
+	int rret = remote_setup_open(&o.remote, &remote, why, sizeof why);
+	if (rret) {
+		pr_err("%s", why);
+		swapfile_destroy(swap);
+		return rret == -EINVAL ? 64 : 1;
+	}
+	cfg.store.remote = remote;
 
 	struct server srv;
 	const char *socket_path = cfg.socket_path;
@@ -184,11 +194,13 @@ int main(int argc, char **argv)
 		else
 			pr_err("cannot listen on %s: %s", socket_path, strerror(-ret));
 		server_close(&srv);
+		remote_setup_close(remote);
 		swapfile_destroy(swap);
 		return 1;
 	}
 	ret = server_run(&srv);
 	server_close(&srv);
+	remote_setup_close(remote);
 	if (swap && !srv.state_left)
 		swapfile_remove_kept(swap);
 	swapfile_destroy(swap);

@@ -151,6 +151,16 @@ static const struct field_metric node_metrics[] = {
 	NODE("memsrv_swap_read_errors_total", "counter", swap_read_errors, F_U64, "failed reads from swap"),
 	NODE("memsrv_swap_checksum_errors_total", "counter", swap_checksum_errors, F_U64,
 	     "reads from swap that handed back other data than written: refused"),
+	NODE("memsrv_remote_uploads_total", "counter", remote_uploads, F_U64,
+	     "objects sent to the remote tier's cluster (acknowledged by a replica)"),
+	NODE("memsrv_remote_upload_bytes_total", "counter", remote_upload_bytes, F_U64,
+	     "bytes of the objects sent to the cluster"),
+	NODE("memsrv_remote_shared_total", "counter", remote_shared, F_U64,
+	     "objects the cluster held already, from any host: referenced, not sent"),
+	NODE("memsrv_remote_upload_errors_total", "counter", remote_upload_errors, F_U64,
+	     "objects no replica acknowledged: they stayed in the cache"),
+	NODE("memsrv_remote_read_errors_total", "counter", remote_read_errors, F_U64,
+	     "reads from the cluster that failed for good: the object lost or malformed"),
 	NODE("memsrv_sessions_total", "counter", sessions_total, F_U64, "VMM sessions and control connections accepted"),
 	NODE("memsrv_protocol_errors_total", "counter", protocol_errors, F_U64,
 	     "malformed or refused messages on the socket"),
@@ -161,7 +171,8 @@ static const struct field_metric node_metrics[] = {
 };
 
 /* Every condition the node can show, so that each has a series at 0 too. */
-static const char *const node_conditions[] = { "swap-full", "swap-failing", "store-full", VM_COND_PAGES_POISONED };
+static const char *const node_conditions[] = { "swap-full", "swap-failing", "store-full", "remote-unreachable",
+					       "remote-failing", VM_COND_PAGES_POISONED };
 
 static bool has_condition(char **conds, size_t n, const char *c)
 {
@@ -185,14 +196,17 @@ static void render_node(struct metrics_text *t, const Memsrv__NodeStats *st)
 	put(t, "memsrv_store_objects{tier=\"samefilled\"} %" PRIu64 "\n", st->samefilled_objects);
 	put(t, "memsrv_store_objects{tier=\"cache\"} %" PRIu64 "\n", st->cache_objects);
 	put(t, "memsrv_store_objects{tier=\"swap\"} %" PRIu64 "\n", st->swap_objects);
+	put(t, "memsrv_store_objects{tier=\"remote\"} %" PRIu64 "\n", st->remote_objects);
 	family(t, "memsrv_store_bytes", "gauge", "what the page store's objects take, compressed, by tier");
 	put(t, "memsrv_store_bytes{tier=\"cache\"} %" PRIu64 "\n", st->cache_bytes);
 	put(t, "memsrv_store_bytes{tier=\"swap\"} %" PRIu64 "\n", st->swap_bytes);
+	put(t, "memsrv_store_bytes{tier=\"remote\"} %" PRIu64 "\n", st->remote_bytes);
 	family(t, "memsrv_evicted_pages", "gauge", "the attached VMs' pages out of residence, by where they are");
 	put(t, "memsrv_evicted_pages{tier=\"zero\"} %" PRIu64 "\n", st->zero_pages);
 	put(t, "memsrv_evicted_pages{tier=\"samefilled\"} %" PRIu64 "\n", st->samefilled_pages);
 	put(t, "memsrv_evicted_pages{tier=\"cache\"} %" PRIu64 "\n", st->cache_pages);
 	put(t, "memsrv_evicted_pages{tier=\"swap\"} %" PRIu64 "\n", st->swap_pages);
+	put(t, "memsrv_evicted_pages{tier=\"remote\"} %" PRIu64 "\n", st->remote_tier_pages);
 	family(t, "memsrv_condition", "gauge", "1 while the condition holds (memsrv-ctl stats: conditions)");
 	for (size_t i = 0; i < sizeof node_conditions / sizeof node_conditions[0]; i++)
 		put(t, "memsrv_condition{condition=\"%s\"} %d\n", node_conditions[i],
@@ -274,12 +288,14 @@ static void render_vm_tiers(struct metrics_text *t, const struct vm_figures *v, 
 		vm_sample(t, name, i->name, "tier", "samefilled", i->samefilled_pages);
 		vm_sample(t, name, i->name, "tier", "cache", i->cache_pages);
 		vm_sample(t, name, i->name, "tier", "swap", i->swap_pages);
+		vm_sample(t, name, i->name, "tier", "remote", i->remote_tier_pages);
 	}
 	family(t, "memsrv_vm_stored_bytes", "gauge", "what the VM's stored pages take, compressed, by tier");
 	for (unsigned j = 0; j < n; j++) {
 		const Memsrv__VmInfo *i = &v[j].info;
 		vm_sample(t, "memsrv_vm_stored_bytes", i->name, "tier", "cache", i->cache_bytes);
 		vm_sample(t, "memsrv_vm_stored_bytes", i->name, "tier", "swap", i->swap_bytes);
+		vm_sample(t, "memsrv_vm_stored_bytes", i->name, "tier", "remote", i->remote_tier_bytes);
 	}
 }
 
@@ -290,12 +306,14 @@ static void render_vm_faults(struct metrics_text *t, const struct vm_figures *v,
 	family(t, name, "counter", "faults served, by where the page came from");
 	for (unsigned j = 0; j < n; j++) {
 		const Memsrv__VmInfo *i = &v[j].info;
-		uint64_t swap = i->faults_swap, cache = i->faults_stored > swap ? i->faults_stored - swap : 0;
+		uint64_t swap = i->faults_swap, remote = i->faults_remote;
+		uint64_t cache = i->faults_stored > swap + remote ? i->faults_stored - swap - remote : 0;
 		uint64_t known = i->faults_never_touched + i->faults_zero + i->faults_stored + i->faults_image;
 		vm_sample(t, name, i->name, "source", "never_touched", i->faults_never_touched);
 		vm_sample(t, name, i->name, "source", "zero", i->faults_zero);
 		vm_sample(t, name, i->name, "source", "cache", cache);
 		vm_sample(t, name, i->name, "source", "swap", swap);
+		vm_sample(t, name, i->name, "source", "remote", remote);
 		vm_sample(t, name, i->name, "source", "image", i->faults_image);
 		/* a page found resident, or arriving by migration */
 		vm_sample(t, name, i->name, "source", "other", i->faults_total > known ? i->faults_total - known : 0);
@@ -343,6 +361,8 @@ static void render_vm_latency(struct metrics_text *t, const struct vm_figures *v
 				 &v[j].vm->lat_cache);
 		render_histogram(t, "memsrv_vm_stored_fault_duration_seconds", v[j].info.name, "tier", "swap",
 				 &v[j].vm->lat_swap);
+		render_histogram(t, "memsrv_vm_stored_fault_duration_seconds", v[j].info.name, "tier", "remote",
+				 &v[j].vm->lat_remote);
 	}
 }
 

@@ -26,6 +26,7 @@
 #include "mappings.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "remote_tier.h"
 #include "service.h"
 #include "vm_state.h"
 #include "wire.h"
@@ -76,6 +77,22 @@ void server_reap_kept(struct server *srv)
 	}
 }
 
+/* A memsrv that starts with no VM kept references nothing in the cluster:
+ * whatever its node id holds there is an earlier memsrv's, which crashed
+ * or lost its state, and goes now. */
+static void collect_own_leftovers(struct server *srv)
+{
+	if (!srv->remote || srv->kept)
+		return;
+	const char *id = remote_tier_node_id(srv->remote);
+	long n = remote_tier_gc(srv->remote, id, 30000);
+	if (n > 0)
+		pr_info("remote tier: dropped %ld references an earlier memsrv of node %s left", n, id);
+	else if (n < 0)
+		pr_warn("remote tier: references an earlier memsrv of node %s left could not be dropped (%s): "
+			"they stay until memsrv-ctl remote gc %s", id, strerror((int)-n), id);
+}
+
 /* --state-dir: lock it, put the store in its files and take up what an
  * earlier memsrv left there. */
 static int open_state(struct server *srv, const struct server_config *cfg, struct store_config *sc)
@@ -89,6 +106,7 @@ static int open_state(struct server *srv, const struct server_config *cfg, struc
 	sc->persistent = true;
 	sc->objects_fd = srv->state.objects_fd;
 	sc->pool_fd = srv->state.pool_fd;
+	sc->digests_fd = srv->state.digests_fd;
 	srv->store = store_create(sc);
 	if (!srv->store)
 		return -ENOMEM;
@@ -257,6 +275,8 @@ int server_open(struct server *srv, const struct server_config *cfg)
 	}
 	if (!srv->store)
 		return -ENOMEM;
+	srv->remote = sc.remote;
+	collect_own_leftovers(srv);
 	srv->access = cfg->access;
 	srv->access.admin_uid = geteuid();
 	if (!srv->access.max_sessions_per_uid)
@@ -334,7 +354,8 @@ static bool steers(const Memsrv__ClientMessage *msg)
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_BALLOON || msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SET ||
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT ||
 	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING ||  /* memsrv dials out with its key */
-	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE;
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE ||
+	       msg->msg_case == MEMSRV__CLIENT_MESSAGE__MSG_REMOTE_GC;
 }
 
 /* The fds memsrv has open now.  Counted, not kept in step by hand: the

@@ -54,6 +54,7 @@ struct server_config {
 struct server {
 	char socket_path[108];
 	struct store *store;     /* the node's page store, shared by all VMs */
+	struct remote_tier *remote;  /* the store's tier in a Redis Cluster (--remote); NULL: none */
 	uint64_t node_limit;     /* memsrv-ctl set node limit=... changes it */
 	uint64_t configured_node_limit;  /* --node-limit, which a kept node limit replaces only if unchanged */
 	double idle_tax;

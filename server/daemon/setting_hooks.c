@@ -202,6 +202,27 @@ static int opt_metrics_listen(struct memsrv_options *o, const char *text, char *
 }
 
 /* Read at once: a key memsrv may not use stops it before it starts. */
+static int opt_remote(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	(void)why, (void)len;
+	o->remote.seeds = text;  /* checked when the tier opens */
+	return 0;
+}
+
+static int opt_remote_auth(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	(void)why, (void)len;
+	o->remote.auth_file = text;
+	return 0;
+}
+
+static int opt_node_id(struct memsrv_options *o, const char *text, char *why, size_t len)
+{
+	(void)why, (void)len;
+	o->remote.node_id = text;
+	return 0;
+}
+
 static int opt_peer_key(struct memsrv_options *o, const char *text, char *why, size_t len)
 {
 	return peer_key_load(&o->cfg.peers.key, text, why, len);
@@ -227,6 +248,9 @@ static const struct setting_hook hooks[SETTINGS_COUNT] = {
 	[SETTING_PEER_LISTEN] = { .option_text = opt_peer_listen },
 	[SETTING_METRICS_LISTEN] = { .option_text = opt_metrics_listen },
 	[SETTING_PEER_KEY] = { .option_text = opt_peer_key },
+	[SETTING_REMOTE] = { .option_text = opt_remote },
+	[SETTING_REMOTE_AUTH] = { .option_text = opt_remote_auth },
+	[SETTING_NODE_ID] = { .option_text = opt_node_id },
 	[SETTING_LOG_LEVEL] = { .option = opt_log_level },
 	[SETTING_SPIN_US] = { .option = opt_spin_us },
 	[SETTING_CLEAN_COPIES] = { .on = &clean_copies_enabled },

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "memsrv.pb-c.h"
+#include "remote_setup.h"
 #include "server.h"
 #include "settings.h"
 
@@ -26,6 +27,7 @@ struct memsrv_options {
 		bool in_dir;       /* --swap-dir */
 	} swaps[SETTINGS_MAX_SWAPS];
 	int n_swaps;
+	struct remote_options remote;  /* --remote, --remote-auth, --node-id */
 };
 
 /* A row's apply hooks: the ones its scope and setters call for. */

@@ -18,6 +18,7 @@
 #include "vm_state.h"
 
 #define OBJECTS_FILE "store.objects"
+#define DIGESTS_FILE "store.digests"  /* the remote tier's names of its objects */
 #define POOL_FILE "store.pool"
 #define SWAP_FILE "swap.files"
 #define NODE_LIMIT_FILE "node.limit"
@@ -52,7 +53,7 @@ int state_dir_open(struct state_dir *sd, const char *path, char *why, size_t why
 void state_dir_none(struct state_dir *sd)
 {
 	memset(sd, 0, sizeof *sd);
-	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = -1;
+	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = sd->digests_fd = -1;
 }
 
 static int state_dir_open_locked(struct state_dir *sd, const char *path, char *why, size_t whylen)
@@ -81,7 +82,8 @@ static int state_dir_open_locked(struct state_dir *sd, const char *path, char *w
 		pr_warn("state dir %s is not on tmpfs: the compressed cache and page tables will be written back to disk", path);
 	sd->objects_fd = openat(sd->dir_fd, OBJECTS_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	sd->pool_fd = openat(sd->dir_fd, POOL_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (sd->objects_fd < 0 || sd->pool_fd < 0) {
+	sd->digests_fd = openat(sd->dir_fd, DIGESTS_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (sd->objects_fd < 0 || sd->pool_fd < 0 || sd->digests_fd < 0) {
 		ret = -errno;
 		snprintf(why, whylen, "cannot open the store's files in %s: %s", path, strerror(-ret));
 		return ret;
@@ -181,7 +183,8 @@ int state_dir_load(struct state_dir *sd, struct store *store, const struct swapf
 		free(refs);
 		return ret;
 	}
-	if (!ret && !*kept && (ftruncate(sd->objects_fd, 0) || ftruncate(sd->pool_fd, 0)))
+	if (!ret && !*kept && (ftruncate(sd->objects_fd, 0) || ftruncate(sd->pool_fd, 0) ||
+			       ftruncate(sd->digests_fd, 0)))
 		ret = -errno;  /* nothing to resume: whatever the store held is garbage */
 	if (!ret)
 		ret = store_restore(store, refs, n);
@@ -208,19 +211,22 @@ void state_dir_close(struct state_dir *sd, bool discard)
 {
 	if (discard && sd->dir_fd >= 0) {
 		unlinkat(sd->dir_fd, OBJECTS_FILE, 0);
+		unlinkat(sd->dir_fd, DIGESTS_FILE, 0);
 		unlinkat(sd->dir_fd, POOL_FILE, 0);
 		unlinkat(sd->dir_fd, SWAP_FILE, 0);
 		unlinkat(sd->dir_fd, NODE_LIMIT_FILE, 0);
 	}
 	if (sd->objects_fd >= 0)
 		close(sd->objects_fd);
+	if (sd->digests_fd >= 0)
+		close(sd->digests_fd);
 	if (sd->pool_fd >= 0)
 		close(sd->pool_fd);
 	if (sd->lock_fd >= 0)
 		close(sd->lock_fd);  /* releases the lock */
 	if (sd->dir_fd >= 0)
 		close(sd->dir_fd);
-	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = -1;
+	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = sd->digests_fd = -1;
 }
 
 /* "CONFIGURED SET\n": the limit memsrv was started with, and the one

@@ -26,7 +26,7 @@
 
 struct state_dir {
 	char path[PATH_MAX];
-	int dir_fd, lock_fd, objects_fd, pool_fd;
+	int dir_fd, lock_fd, objects_fd, pool_fd, digests_fd;
 };
 
 /* An empty state_dir: no --state-dir, every fd -1. */

@@ -357,7 +357,7 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 		*read_failed = ret != 0;
 		return ret ? ret : fault_place_held(vm, r, idx, vm->eng.page_buf, write);
 	}
-	if (deferred && swap_reads_pending(vm, r, idx)) {
+	if (deferred && swap_reads_join(vm, r, idx, t_read, write)) {
 		*deferred = true;  /* a read for this page is on its way: it wakes every waiter */
 		return 0;
 	}
@@ -367,6 +367,8 @@ static int fill_stored(struct vm *vm, struct region *r, uint64_t idx, uint64_t t
 	if (ret == 1) {
 		if (deferred && swap_reads_submit(vm, r, idx, t_read, write, &rd) == 0) {
 			*deferred = true;
+			if (rd.remote)
+				swap_reads_readahead(vm, r, idx);  /* a network round trip per page: streams read ahead */
 			return 0;
 		}
 		ret = store_read_now(vm->store, vm->eng.codec_ctx, &rd, vm->eng.page_buf);
@@ -391,6 +393,12 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 		ctr_add(&vm->ctr.faults_swap, 1);
 		latency_record_ns(&vm->lat_swap, ns);
 		/* a swap fault is a stored fault too */
+		__attribute__((fallthrough));
+	case FAULT_FROM_REMOTE:
+		if (source == FAULT_FROM_REMOTE) {
+			ctr_add(&vm->ctr.faults_remote, 1);
+			latency_record_ns(&vm->lat_remote, ns);
+		}
 		__attribute__((fallthrough));
 	case FAULT_FROM_STORE:
 		ctr_add(&vm->ctr.faults_stored, 1);

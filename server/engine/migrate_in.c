@@ -45,6 +45,11 @@ struct migrate_in {
 	unsigned n_pulls;
 	uint64_t wants[MIGRATE_IN_PULL_BATCH];  /* offered pages this node does not hold */
 	unsigned n_wants;
+	/* offered pages this node does not hold, to be referenced in the
+	 * remote tier's cluster if it holds them (a batch at a time) */
+	uint64_t adopt_pages[MIGRATE_IN_PULL_BATCH];
+	struct store_remote_name adopt[MIGRATE_IN_PULL_BATCH];
+	unsigned n_adopt;
 	bool done;                /* MigrateDone came: confirm once no page is REMOTE */
 	struct parked *parked;    /* faults waiting for their page */
 	size_t n_parked, cap_parked;
@@ -391,20 +396,59 @@ static int take_offer(struct vm *vm, struct migrate_in *mi, const Memsrv__Migrat
 	if (!store_share_by_hash(vm->store, lo, hi, &id)) {
 		uint8_t digest[32];
 		unsigned dlen = sizeof digest;
-		if (!store_get(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf) &&
-		    EVP_Digest(vm->eng.page_buf, PAGE, digest, &dlen, EVP_sha256(), NULL) &&
-		    !memcmp(digest, it->digest.data, sizeof digest)) {
+		struct store_remote_name held;
+		/* one in the cluster is known by its SHA-256: no read */
+		bool same = store_remote_name(vm->store, id, &held)
+				    ? !memcmp(held.digest.b, it->digest.data, sizeof digest)
+				    : !store_get(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf) &&
+					      EVP_Digest(vm->eng.page_buf, PAGE, digest, &dlen, EVP_sha256(), NULL) &&
+					      !memcmp(digest, it->digest.data, sizeof digest);
+		if (same) {
 			*out = pe_make(PAGE_STORED, 0, id);
 			mi->shared_pages++;
 			return 0;
 		}
 		store_drop(vm->store, id);  /* same hash, other content (or unreadable): not this page's */
 	}
+	/* not here: the remote tier's cluster may hold it (adopt_offers), else
+	 * it is asked for */
 	*out = pe_make(PAGE_REMOTE, 0, 0);
-	mi->wants[mi->n_wants++] = it->page;
-	if (mi->n_wants == MIGRATE_IN_PULL_BATCH)
-		send_list(mi, true);
+	struct store_remote_name *name = &mi->adopt[mi->n_adopt];
+	name->hash_lo = lo;
+	name->hash_hi = hi;
+	memcpy(name->digest.b, it->digest.data, sizeof name->digest.b);
+	mi->adopt_pages[mi->n_adopt++] = it->page;
 	return 0;
+}
+
+static void set_entry(struct vm *vm, struct region *r, uint64_t idx, page_entry e);
+
+/* The offered pages this node did not hold: those the cluster holds are
+ * referenced there and stored by name; the others are asked for. */
+static void adopt_offers(struct vm *vm, struct migrate_in *mi)
+{
+	obj_id ids[MIGRATE_IN_PULL_BATCH];
+	store_adopt_remote(vm->store, mi->adopt, mi->n_adopt, ids);
+	for (unsigned i = 0; i < mi->n_adopt; i++) {
+		uint64_t page = mi->adopt_pages[i];
+		struct region *r = vm_region_of_page(vm, page);
+		uint64_t idx = page - r->first_page;
+		if (pe_state(r->pt.entries[idx]) != PAGE_REMOTE) {
+			if (ids[i])
+				store_drop(vm->store, ids[i]);  /* offered twice in the batch: the first took it */
+			continue;
+		}
+		if (ids[i]) {
+			set_entry(vm, r, idx, pe_make(PAGE_STORED, 0, ids[i]));
+			mi->arrived_pages++;
+			mi->shared_pages++;
+			continue;
+		}
+		mi->wants[mi->n_wants++] = page;
+		if (mi->n_wants == MIGRATE_IN_PULL_BATCH)
+			send_list(mi, true);
+	}
+	mi->n_adopt = 0;
 }
 
 static void set_entry(struct vm *vm, struct region *r, uint64_t idx, page_entry e)
@@ -447,7 +491,11 @@ static void take_pages(struct vm *vm, struct migrate_in *mi, const Memsrv__Migra
 			return;
 		set_entry(vm, r, idx, e);
 		mi->arrived_pages += pe_state(e) != PAGE_REMOTE;
+		if (mi->n_adopt == MIGRATE_IN_PULL_BATCH)
+			adopt_offers(vm, mi);
 	}
+	if (mi->n_adopt && !mi->err)
+		adopt_offers(vm, mi);
 }
 
 static void take_invalidations(struct vm *vm, struct migrate_in *mi, const Memsrv__MigrateInvalidate *inv)

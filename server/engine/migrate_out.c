@@ -75,6 +75,7 @@ struct migrate_out {
 	/* what the reply says */
 	uint64_t t_start, t_stop;
 	uint64_t pages_sent, data_pages, bytes_sent, resent_pages, final_pages, offered_pages;
+	uint64_t remote_named_pages;  /* of the offered: objects in the cluster, by name */
 	/* whether offers pay: the destination's wants against the offers of
 	 * the last window; past OFFER_MISSES_OFF of them, content goes at once
 	 * (but one batch in OFFER_PROBE_EVERY, to notice when that changes) */
@@ -177,18 +178,15 @@ static void item_data(struct migrate_out *mo, Memsrv__MigratePage *it, const voi
 	mo->data_pages++;
 }
 
-/* An offer: the content's hash and digest, computed from raw (4 KiB). */
-static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const void *raw)
+/* An offer of the content of hash (lo, hi) whose SHA-256 is already in
+ * the item's sum. */
+static void item_offer_sum(struct migrate_out *mo, Memsrv__MigratePage *it, uint64_t lo, uint64_t hi)
 {
 	uint8_t *sum = mo->sums[it - mo->items];
-	uint64_t lo, hi;
-	store_content_hash(raw, &lo, &hi);
 	for (int i = 0; i < 8; i++) {
 		sum[i] = (uint8_t)(lo >> (8 * i));
 		sum[8 + i] = (uint8_t)(hi >> (8 * i));
 	}
-	unsigned dlen = 32;
-	EVP_Digest(raw, PAGE, sum + 16, &dlen, EVP_sha256(), NULL);
 	it->has_hash = it->has_digest = true;
 	it->hash.data = sum;
 	it->hash.len = 16;
@@ -196,6 +194,30 @@ static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const vo
 	it->digest.len = 32;
 	mo->offered_pages++;
 	mo->window_offers++;
+}
+
+/* An offer: the content's hash and digest, computed from raw (4 KiB). */
+static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const void *raw)
+{
+	uint64_t lo, hi;
+	store_content_hash(raw, &lo, &hi);
+	unsigned dlen = 32;
+	EVP_Digest(raw, PAGE, mo->sums[it - mo->items] + 16, &dlen, EVP_sha256(), NULL);
+	item_offer_sum(mo, it, lo, hi);
+}
+
+/* An object in the remote tier's cluster goes by its name, unread: a
+ * destination of the same cluster takes a reference to it there (its
+ * digest is the cluster's key); one that lacks it asks for the content. */
+static bool offer_remote(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, obj_id id)
+{
+	struct store_remote_name name;
+	if (bit(mo->lacks, it->page) || !store_remote_name(vm->store, id, &name))
+		return false;
+	memcpy(mo->sums[it - mo->items] + 16, name.digest.b, sizeof name.digest.b);
+	item_offer_sum(mo, it, name.hash_lo, name.hash_hi);
+	mo->remote_named_pages++;
+	return true;
 }
 
 /* Bytes codec made of a page (len CODEC_PAGE: raw): offered by their
@@ -243,6 +265,8 @@ static void encode_content(struct vm *vm, struct migrate_out *mo, Memsrv__Migrat
 /* A stored page: its object as the store keeps it. */
 static void encode_stored(struct vm *vm, struct migrate_out *mo, Memsrv__MigratePage *it, obj_id id)
 {
+	if (offer_remote(vm, mo, it, id))
+		return;
 	uint8_t *copy = mo->objs + (size_t)(it - mo->items) * CODEC_PAGE;
 	struct store_stored st;
 	int ret = store_read_stored(vm->store, vm->eng.codec_ctx, id, copy, &st);
@@ -560,6 +584,7 @@ static void finish(struct vm *vm, struct migrate_out *mo, const Memsrv__MigrateC
 		r.pull_wait_max_ns = c->pull_wait_max_ns;
 		r.offered_pages = mo->offered_pages;
 		r.shared_pages = c->shared_pages;
+		r.remote_named_pages = mo->remote_named_pages;
 		Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 		msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY;
 		msg.migrate_reply = &r;

@@ -11,9 +11,11 @@
 #include <liburing.h>
 
 #include "fault.h"
+#include "huge_pages.h"
 #include "image_pages.h"
 #include "log.h"
 #include "poison.h"
+#include "prefetch_window.h"
 #include "uffd.h"
 #include "uffd_op.h"
 
@@ -29,6 +31,7 @@ struct swap_read {
 	uint64_t retry_at;
 	unsigned failures;
 	bool image;              /* of the VM's image (image_pages.c), not of the store */
+	bool ahead;              /* a readahead's: no fault asked for it (yet) */
 	uint64_t image_index;    /* image: the object read */
 	struct store_read rd;    /* image: only rd.io */
 };
@@ -37,6 +40,7 @@ struct swap_reads {
 	struct io_uring ring;
 	int efd;
 	unsigned busy;
+	unsigned ahead;           /* of which readaheads no fault joined */
 	uint8_t *bufs;  /* READS pages, page aligned for O_DIRECT */
 	struct swap_read slot[READS];
 };
@@ -81,9 +85,30 @@ bool swap_reads_pending(const struct vm *vm, const struct region *r, uint64_t id
 	return false;
 }
 
-static int submit(struct swap_reads *sr, unsigned i)
+bool swap_reads_join(struct vm *vm, const struct region *r, uint64_t idx, uint64_t t_read, bool write)
+{
+	struct swap_reads *sr = vm->eng.reads;
+	for (unsigned i = 0; sr && sr->busy && i < READS; i++) {
+		struct swap_read *s = &sr->slot[i];
+		if (!s->busy || s->r != r || s->idx != idx)
+			continue;
+		if (s->ahead) {
+			/* a fault waits on it now: timed from this fault */
+			s->ahead = false;
+			sr->ahead--;
+			s->t_read = t_read;
+		}
+		s->write |= write;
+		return true;
+	}
+	return false;
+}
+
+static int submit(struct vm *vm, struct swap_reads *sr, unsigned i)
 {
 	struct swap_read *s = &sr->slot[i];
+	if (s->rd.remote)  /* the cluster's thread posts the completion to this ring */
+		return store_read_submit_remote(vm->store, &s->rd, sr->bufs + (size_t)i * CODEC_PAGE, sr->ring.ring_fd, i);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&sr->ring);
 	if (!sqe)
 		return -EBUSY;
@@ -122,13 +147,44 @@ static int start(struct vm *vm, const struct swap_read *want)
 		i++;
 	sr->slot[i] = *want;
 	sr->slot[i].busy = true;
-	int ret = submit(sr, i);
+	int ret = submit(vm, sr, i);
 	if (ret) {
 		sr->slot[i].busy = false;
 		return ret;
 	}
 	sr->busy++;
+	sr->ahead += want->ahead;
 	return 0;
+}
+
+void swap_reads_readahead(struct vm *vm, struct region *r, uint64_t idx)
+{
+	struct swap_reads *sr = vm->eng.reads;
+	if (!sr || region_is_huge(r) || !r->evictable)
+		return;
+	uint64_t want = prefetch_window_on_fault(&vm->eng.stream_next, &vm->eng.stream_window, r->first_page + idx,
+						 r->page_size);
+	want = prefetch_window_clip(want, idx, r->pt.npages);
+	if (!want || evict_make_room(vm, want * r->page_size))
+		return;  /* no stream, or at the limit with nothing to give: the guest's own faults decide */
+	uint64_t n = 0;
+	/* half the reads at most, and never all: a fault's own read never waits for one */
+	for (; n < want && sr->ahead < READS / 2 && sr->busy < READS - 1; n++) {
+		uint64_t j = idx + 1 + n;
+		page_entry e = r->pt.entries[j];
+		struct store_remote_name name;
+		if (pe_state(e) != PAGE_STORED || huge_in_parts(e) || swap_reads_pending(vm, r, j) ||
+		    !store_remote_name(vm->store, (obj_id)pe_handle(e), &name))
+			break;  /* the run of pages in the cluster ends */
+		struct store_read rd;
+		if (store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), vm->eng.page_buf, &rd) != 1)
+			break;
+		if (start(vm, &(struct swap_read){ .r = r, .idx = j, .t_read = monotonic_ns(), .ahead = true, .rd = rd })) {
+			store_read_end(vm->store, vm->eng.codec_ctx, &rd, NULL, -ECANCELED, vm->eng.page_buf);
+			break;
+		}
+	}
+	prefetch_window_placed(&vm->eng.stream_next, n);  /* the stream goes on after them */
 }
 
 int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, bool write,
@@ -183,11 +239,15 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 	int ret = 0;
 	for (unsigned tries = 1;; tries++) {
 		o = still_this_read(vm, &p) ? uffd_op_run(vm, &op, &p, &ret) : UFFD_DISCARDED;
-		if (o == UFFD_PLACED) {
-			fault_record(vm, s->image ? FAULT_FROM_IMAGE : FAULT_FROM_SWAP, s->t_read);
+		if (o == UFFD_PLACED && s->ahead) {
+			ctr_add(&vm->ctr.prefetched_pages, 1);  /* no fault asked for it: none is counted */
 			return;
 		}
-		if (o == UFFD_DISCARDED || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
+		if (o == UFFD_PLACED) {
+			fault_record(vm, s->image ? FAULT_FROM_IMAGE : s->rd.remote ? FAULT_FROM_REMOTE : FAULT_FROM_SWAP, s->t_read);
+			return;
+		}
+		if (o == UFFD_DISCARDED || s->ahead || !poison_worth_retry(vm, ret) || tries >= POISON_TRIES)
 			break;
 		poison_pause(tries);
 	}
@@ -196,6 +256,8 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 		uffd_wake(vm->uffd, addr, r->page_size);
 	} else if (o == UFFD_GONE || o == UFFD_RETRY) {
 		uffd_op_failed(vm, o, ret, s->image ? "read from the image" : "swap-in", addr);
+	} else if (s->ahead) {
+		/* no room for a page nobody asked for: it stays stored */
 	} else {
 		/* the content is here but the kernel will not take it (no
 		 * memory for the page), also after POISON_TRIES tries: its
@@ -207,8 +269,10 @@ static void complete(struct vm *vm, struct swap_read *s, const void *page)
 
 static void release(struct swap_reads *sr, struct swap_read *s)
 {
+	sr->ahead -= s->ahead;
 	s->busy = false;
 	s->waiting_retry = false;
+	s->ahead = false;
 	sr->busy--;
 }
 
@@ -239,6 +303,10 @@ static void failed(struct vm *vm, unsigned i, int err)
 	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
 	uint64_t addr = s->r->host_addr + s->idx * s->r->page_size;
+	if (s->ahead) {
+		release(sr, s);  /* nobody asked for it: a fault on it reads it anew */
+		return;
+	}
 	s->failures++;
 	if (!poison_worth_retry(vm, err) || s->failures >= POISON_TRIES) {
 		release(sr, s);
@@ -282,7 +350,7 @@ static void retry(struct vm *vm, unsigned i)
 		return;
 	}
 	if (s->image) {
-		if (submit(sr, i)) {
+		if (submit(vm, sr, i)) {
 			s->failures--;  /* the ring was full: no try was made */
 			failed(vm, i, -EIO);
 		}
@@ -295,7 +363,7 @@ static void retry(struct vm *vm, unsigned i)
 		release(sr, s);
 	} else if (ret < 0) {
 		failed(vm, i, ret);
-	} else if (submit(sr, i)) {
+	} else if (submit(vm, sr, i)) {
 		store_read_end(vm->store, vm->eng.codec_ctx, &s->rd, NULL, -ECANCELED, vm->eng.page_buf);
 		s->failures--;  /* the ring was full: no try was made */
 		failed(vm, i, -EIO);
@@ -344,19 +412,27 @@ void swap_reads_exit(struct vm *vm)
 	struct swap_reads *sr = vm->eng.reads;
 	if (!sr)
 		return;
-	/* every read in flight pins its object: wait for each, then unpin */
+	/* every read in flight pins its object: wait for each, then unpin.
+	 * Reads of the cluster may wait for it as long as it is away: those
+	 * not completed yet are cancelled, and post nothing. */
 	unsigned in_flight = 0;
 	for (unsigned i = 0; i < READS; i++)
 		in_flight += sr->slot[i].busy && !sr->slot[i].waiting_retry;
+	in_flight -= store_read_cancel_remote(vm->store, sr->ring.ring_fd);
+	bool done[READS] = { false };
 	while (in_flight--) {
 		struct io_uring_cqe *cqe;
 		if (io_uring_wait_cqe(&sr->ring, &cqe))
 			break;
 		unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
 		io_uring_cqe_seen(&sr->ring, cqe);
+		done[i] = true;
 		if (!sr->slot[i].image)
 			store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
 	}
+	for (unsigned i = 0; i < READS; i++)
+		if (sr->slot[i].busy && !sr->slot[i].waiting_retry && !done[i] && sr->slot[i].rd.remote)
+			store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
 	io_uring_queue_exit(&sr->ring);
 	close(sr->efd);
 	free(sr->bufs);

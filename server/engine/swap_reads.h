@@ -26,6 +26,16 @@ int swap_reads_fd(const struct vm *vm);
 /* True when a read for this page is in flight. */
 bool swap_reads_pending(const struct vm *vm, const struct region *r, uint64_t idx);
 
+/* A fault on page idx, read at t_read: true when a read for the page is in
+ * flight already (a readahead's, which then completes as this fault). */
+bool swap_reads_join(struct vm *vm, const struct region *r, uint64_t idx, uint64_t t_read, bool write);
+
+/* Page idx's read went to the cluster: if the fault continues a
+ * sequential stream, the pages after it that are in the cluster too are
+ * read now as well (a window that doubles, as prefetch.c's), in at most
+ * half the VM's reads, each placed when it comes. */
+void swap_reads_readahead(struct vm *vm, struct region *r, uint64_t idx);
+
 /* Submits rd (from store_fetch) for the fault on page idx read at t_read
  * (write: a write fault, not to be placed clean).  0, or -EBUSY/-errno:
  * the caller then reads synchronously. */

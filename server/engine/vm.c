@@ -42,6 +42,7 @@ struct vm *vm_new(struct store *store)
 	latency_init(&vm->lat_stored);
 	latency_init(&vm->lat_cache);
 	latency_init(&vm->lat_swap);
+	latency_init(&vm->lat_remote);
 	vm->store = store;
 	vm->eng.codec_ctx = codec_ctx_create();
 	vm->thr.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -483,6 +484,9 @@ static void count_entry(struct vm *vm, page_entry e, Memsrv__VmInfo *info)
 	} else if (k.tier == TIER_SWAP) {
 		info->swap_pages++;
 		info->swap_bytes += k.len;
+	} else if (k.tier == TIER_REMOTE) {
+		info->remote_tier_pages++;
+		info->remote_tier_bytes += k.len;
 	}
 	info->stored_bytes += k.len;
 	if (k.refs > 1) {
@@ -566,6 +570,8 @@ void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[V
 	fill_percentiles(&vm->lat_swap, &pct[4]);
 	info->fault_latency_cache_us = &pct[3];
 	info->fault_latency_swap_us = &pct[4];
+	fill_percentiles(&vm->lat_remote, &pct[5]);
+	info->fault_latency_remote_us = &pct[5];
 	info->guarantee_bytes = vm->quota.guarantee_bytes;
 	info->limit_bytes = vm->quota.limit_bytes;
 	info->shares = vm->quota.shares;

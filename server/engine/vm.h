@@ -49,6 +49,7 @@
 	X(faults_zero)          \
 	X(faults_stored)        \
 	X(faults_swap)          \
+	X(faults_remote)        \
 	X(faults_wp)            \
 	X(faults_resident)      \
 	X(evictions_total)      \
@@ -308,7 +309,7 @@ struct vm {
 	/* the VM thread writes, any thread reads */
 	_Atomic uint64_t resident_bytes;
 	struct vm_counters ctr;
-	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap;
+	struct latency_hist lat_all, lat_never, lat_stored, lat_cache, lat_swap, lat_remote;
 
 	struct store *store;     /* the node's, shared with every VM */
 	_Atomic int codec;       /* enum codec of new pages: the VM thread reads, control sets */
@@ -396,7 +397,7 @@ struct region *vm_region_of(struct vm *vm, uint64_t addr);
 uint64_t vm_count(const struct vm *vm, enum page_state s);
 
 /* Fills a VmInfo from the counters (any thread).  Strings point into vm. */
-#define VM_INFO_PERCENTILES 5
+#define VM_INFO_PERCENTILES 6
 void vm_fill_info(struct vm *vm, Memsrv__VmInfo *info, Memsrv__Percentiles pct[VM_INFO_PERCENTILES]);
 
 /* Adds where this VM's stored pages are (samefilled, cache, swap, shared,

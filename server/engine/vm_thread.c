@@ -166,6 +166,22 @@ static int evict_many(struct vm *vm, uint64_t want, struct evict_result *res)
 	return ret;
 }
 
+/* Why eviction stopped, in words an operator can act on: a store with
+ * no room says where it could not spill. */
+static const char *evict_stopped_why(struct vm *vm, int err)
+{
+	if (err != -ENOSPC)
+		return strerror(-err);
+	struct store_stats st;
+	store_get_stats(vm->store, &st);
+	return st.remote_unreachable ? "the cache is full and the remote tier's cluster cannot be reached"
+	       : st.remote_failing   ? "the cache is full and uploads to the remote tier's cluster fail"
+	       : st.swap_failing     ? "the cache is full and writes to swap fail"
+	       : st.swap_full        ? "the cache is full and so is swap"
+	       : st.store_full       ? "the cache is full (--cache-size) with nowhere to spill"
+				     : strerror(ENOSPC);
+}
+
 static void run_evict(struct vm *vm, struct vm_job *job)
 {
 	if (!may_evict(vm, job->reply_fd))
@@ -175,11 +191,11 @@ static void run_evict(struct vm *vm, struct vm_job *job)
 	struct evict_result res = { 0 };
 	int ret = evict_many(vm, want, &res);
 	if (ret && res.pages == 0) {
-		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, strerror(-ret));
+		wire_send_error(job->reply_fd, -ret, NULL, "evicting VM %s failed: %s", vm->name, evict_stopped_why(vm, ret));
 		return;
 	}
 	if (ret)
-		vm_warn(vm, "eviction stopped early: %s", strerror(-ret));
+		vm_warn(vm, "eviction stopped early: %s", evict_stopped_why(vm, ret));
 	vm_info(vm, "evicted %" PRIu64 " pages (%" PRIu64 " zero, %" PRIu64 " stored in %" PRIu64 " bytes)",
 		res.pages, res.zero_pages, res.stored_pages, res.stored_bytes);
 	Memsrv__EvictReply er = MEMSRV__EVICT_REPLY__INIT;

@@ -55,6 +55,7 @@ struct rc_node {
 	enum node_state state;
 	int fd;
 	uint32_t gen;             /* counts its connections: rc_conn names one */
+	bool master;              /* the slot map names it: kept connected */
 	bool watching_out;        /* its fd is in the epoll for EPOLLOUT too */
 	redisReader *reader;
 	char *wbuf;               /* written to the socket in order, from woff */
@@ -429,6 +430,11 @@ static void map_apply(struct rc_cluster *c, const redisReply *r)
 			map[s] = (int16_t)idx;
 	}
 	memcpy(c->slot_node, map, sizeof map);
+	for (unsigned i = 0; i < c->n_nodes; i++)
+		c->nodes[i].master = false;
+	for (unsigned s = 0; s < RC_SLOTS; s++)
+		if (map[s] >= 0)
+			c->nodes[map[s]].master = true;
 	c->stats.masters = masters;
 	c->stats.map_reads++;
 	c->map_stale = false;
@@ -481,6 +487,21 @@ static void map_refresh(struct rc_cluster *c, uint64_t now)
 }
 
 /* ---- rc_poll's steps ---- */
+
+/* Every master stays connected, busy or not: a dead one is seen as soon
+ * as its connection drops (rc_get_stats' reachable), and while one is
+ * down the map is read again until a replica has taken over its slots. */
+static void keep_masters(struct rc_cluster *c, uint64_t now)
+{
+	for (unsigned i = 0; i < c->n_nodes; i++) {
+		struct rc_node *n = &c->nodes[i];
+		if (!n->master || n->state != NODE_DOWN)
+			continue;
+		c->map_stale = true;
+		if (now >= n->reconnect_at_ns)
+			node_connect(c, (int)i);
+	}
+}
 
 /* Sends each waiting command whose node is connected; connects the nodes
  * they wait for; fails those past their deadline. */
@@ -712,9 +733,10 @@ int rc_poll(struct rc_cluster *c, int timeout_ms)
 {
 	c->completed = 0;
 	uint64_t start = monotonic_ns(), end = start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
-	for (;;) {
+	for (bool waited = false;; waited = true) {
 		uint64_t now = monotonic_ns();
 		check_time(c, now);
+		keep_masters(c, now);
 		map_refresh(c, now);
 		dispatch(c, now);
 		for (unsigned i = 0; i < c->n_nodes; i++) {
@@ -729,10 +751,11 @@ int rc_poll(struct rc_cluster *c, int timeout_ms)
 				epoll_ctl(c->epoll_fd, EPOLL_CTL_MOD, n->fd, &ev);
 			}
 		}
-		if (c->completed || now >= end)
+		/* a timeout of 0 still reads what is ready, once */
+		if (c->completed || (now >= end && waited))
 			return c->completed;
 		/* wake for the next retry or connect deadline too */
-		int wait_ms = (int)((end - now + 999999) / 1000000);
+		int wait_ms = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
 		if (wait_ms > RC_RETRY_MS)
 			wait_ms = RC_RETRY_MS;
 		struct epoll_event evs[RC_MAX_NODES];

@@ -12,7 +12,8 @@
 #include "clock.h"
 /* KEYS[1] the object, KEYS[2] its references; ARGV[1] the node id */
 static const char REF_SCRIPT[] =
-	"if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], ARGV[1]) return 1 end return 0";
+	"local len = redis.call('STRLEN', KEYS[1]) "
+	"if len > 0 then redis.call('SADD', KEYS[2], ARGV[1]) end return len";
 /* ARGV[2] the object */
 static const char PUT_SCRIPT[] = "redis.call('SET', KEYS[1], ARGV[2]) redis.call('SADD', KEYS[2], ARGV[1]) return 0";
 static const char UNREF_SCRIPT[] =
@@ -118,7 +119,7 @@ static void object_done(void *arg, const redisReply *r, int err)
 	/* a reference taken stays in the node's set; one dropped, or not
 	 * taken (ref found nothing), leaves it: nothing of a node stays in the
 	 * cluster once it let go of everything */
-	if (op->kind == OP_PUT || (op->kind == OP_REF && op->result == 1)) {
+	if (op->kind == OP_PUT || (op->kind == OP_REF && op->result > 0)) {
 		finish(op, op->result);
 		return;
 	}

@@ -41,8 +41,9 @@ typedef void (*remote_value_fn)(void *arg, const void *value, size_t len, int er
 /* 0, or -EINVAL when id is empty, too long, or holds a brace or a space. */
 int remote_node_init(struct remote_node *n, struct rc_cluster *rc, const char *id);
 
-/* A reference to the object of d, if the cluster holds it: 1 (held and
- * referenced now: nothing to upload) or 0 (not held: remote_put() it). */
+/* A reference to the object of d, if the cluster holds it: its length in
+ * bytes (held and referenced now: nothing to upload) or 0 (not held:
+ * remote_put() it). */
 int remote_ref(struct remote_node *n, const struct remote_digest *d, remote_done_fn done, void *arg);
 /* Uploads the object (len bytes, remote_object_encode()) and references
  * it: 0. */

@@ -23,7 +23,9 @@
 #include <liburing.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "log.h"
+#include "remote_tier.h"
 #include "zpool.h"
 
 #define CHUNK_BITS 16
@@ -31,6 +33,8 @@
 #define MAX_CHUNKS (1u << 16)       /* 2^32 objects: 16 TiB of distinct pages */
 #define RAW_LEN CODEC_PAGE          /* a stored length of a whole page: kept raw */
 #define WB_BATCH 32                 /* objects written back per io_uring submission */
+#define RB_BATCH 64                 /* objects uploaded to the cluster per WAIT */
+#define REMOTE_SYNC_MS 10000        /* a synchronous read of the cluster (detach, shutdown) */
 #define WB_HIGH(b) ((b) / 100 * 95) /* writeback starts above this much of the budget... */
 #define WB_LOW(b) ((b) / 100 * 85)  /* ...and stops below this */
 
@@ -38,7 +42,7 @@
  * to codec are its record, the rest is rebuilt by store_restore(). */
 struct obj {
 	uint64_t hash_lo, hash_hi;
-	uint64_t loc;                /* CACHE: zpool handle; SAMEFILL: the word */
+	uint64_t loc;                /* CACHE: zpool handle; SAMEFILL: the word; REMOTE: its digest in digests[] */
 	swap_loc swap;               /* SWAP: where; written before tier turns SWAP */
 	uint32_t refs;
 	uint32_t next;               /* hash chain; the free list when FREE */
@@ -55,6 +59,7 @@ struct store {
 	pthread_mutex_t lock;
 	struct store_config cfg;
 	struct obj *chunks[MAX_CHUNKS];
+	struct remote_digest *digests[MAX_CHUNKS];  /* with remote: the cluster's name of each object */
 	uint32_t next_fresh;         /* ids below it have been handed out */
 	uint32_t free_ids;           /* head of the list of freed ids */
 	bool out_of_room;            /* the last put found no memory or file space */
@@ -68,6 +73,7 @@ struct store {
 	bool writeback_started, stopping;
 	pthread_cond_t wb_wake;      /* the cache passed its high watermark */
 	pthread_cond_t room;         /* writeback freed some of the cache */
+	uint64_t remote_failing_since;  /* uploads got nowhere: retried a second later */
 	uint8_t cmp_page[CODEC_PAGE];  /* a candidate decompressed for the full compare */
 };
 
@@ -102,6 +108,8 @@ struct store *store_create(const struct store_config *cfg)
 		struct swapfile_stats ss;
 		swapfile_get_stats(cfg->swap, &ss);
 		s->st.swap_size_bytes = ss.size_bytes;
+	}
+	if (cfg->swap || cfg->remote) {
 		if (pthread_create(&s->writeback, NULL, writeback_main, s)) {
 			store_destroy(s);
 			return NULL;
@@ -123,10 +131,14 @@ void store_destroy(struct store *s)
 		pthread_join(s->writeback, NULL);
 	}
 	for (uint32_t c = 0; c < MAX_CHUNKS && s->chunks[c]; c++) {
-		if (s->cfg.persistent)
+		if (s->cfg.persistent) {
 			munmap(s->chunks[c], CHUNK_OBJS * sizeof(struct obj));
-		else
+			if (s->digests[c])
+				munmap(s->digests[c], CHUNK_OBJS * sizeof(struct remote_digest));
+		} else {
 			free(s->chunks[c]);
+			free(s->digests[c]);
+		}
 	}
 	if (s->pool)
 		zpool_destroy(s->pool);
@@ -134,18 +146,34 @@ void store_destroy(struct store *s)
 	free(s);
 }
 
-/* Memory for objects [chunk << CHUNK_BITS, +CHUNK_OBJS): zeroed, or the
- * chunk's place in the objects file, as an earlier store left it. */
+/* Memory for chunk number chunk of a table of CHUNK_OBJS records of size
+ * bytes each: zeroed, or its place in the table's file fd (persistent), as
+ * an earlier store left it. */
+static void *table_chunk_new(const struct store *s, int fd, size_t size, uint32_t chunk)
+{
+	const size_t bytes = CHUNK_OBJS * size;
+	if (!s->cfg.persistent)
+		return calloc(CHUNK_OBJS, size);
+	off_t off = (off_t)chunk * (off_t)bytes;
+	if (fallocate(fd, 0, off, (off_t)bytes))  /* ENOSPC now, not SIGBUS at a write */
+		return NULL;
+	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+	return mem == MAP_FAILED ? NULL : mem;
+}
+
+/* Objects [chunk << CHUNK_BITS, +CHUNK_OBJS), and their digests with a
+ * remote tier. */
 static struct obj *chunk_new(struct store *s, uint32_t chunk)
 {
-	const size_t bytes = CHUNK_OBJS * sizeof(struct obj);
-	if (!s->cfg.persistent)
-		return calloc(CHUNK_OBJS, sizeof(struct obj));
-	off_t off = (off_t)chunk * (off_t)bytes;
-	if (fallocate(s->cfg.objects_fd, 0, off, (off_t)bytes))  /* ENOSPC now, not SIGBUS at a write */
+	if (s->cfg.remote && !s->digests[chunk] &&
+	    !(s->digests[chunk] = table_chunk_new(s, s->cfg.digests_fd, sizeof(struct remote_digest), chunk)))
 		return NULL;
-	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->cfg.objects_fd, off);
-	return mem == MAP_FAILED ? NULL : mem;
+	return table_chunk_new(s, s->cfg.objects_fd, sizeof(struct obj), chunk);
+}
+
+static struct remote_digest *digest_of(const struct store *s, obj_id id)
+{
+	return &s->digests[id >> CHUNK_BITS][id & (CHUNK_OBJS - 1)];
 }
 
 static obj_id alloc_id(struct store *s)
@@ -281,6 +309,11 @@ static void free_obj(struct store *s, obj_id id)
 	case TIER_SAMEFILL:
 		s->st.samefilled_objects--;
 		break;
+	case TIER_REMOTE:
+		remote_tier_release(s->cfg.remote, digest_of(s, id));
+		s->st.remote_objects--;
+		s->st.remote_bytes -= o->len;
+		break;
 	default:
 		break;
 	}
@@ -360,18 +393,102 @@ int store_share_by_hash(struct store *s, uint64_t lo, uint64_t hi, obj_id *id)
 	return *id ? 0 : -ENOENT;
 }
 
-/* Describes the read of an object in swap and pins it: its slot stays
- * until the read ends.  Called with the lock held. */
+bool store_remote_name(struct store *s, obj_id id, struct store_remote_name *out)
+{
+	pthread_mutex_lock(&s->lock);
+	const struct obj *o = obj_at(s, id);
+	bool remote = o->tier == TIER_REMOTE;
+	if (remote)
+		*out = (struct store_remote_name){ .hash_lo = o->hash_lo, .hash_hi = o->hash_hi, .digest = *digest_of(s, id) };
+	pthread_mutex_unlock(&s->lock);
+	return remote;
+}
+
+void store_adopt_remote(struct store *s, const struct store_remote_name *names, unsigned n, obj_id *ids)
+{
+	for (unsigned i = 0; i < n; i++)
+		ids[i] = 0;
+	if (!s->cfg.remote || !n)
+		return;
+	struct remote_upload *up = calloc(n, sizeof *up);
+	if (!up)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		up[i].d = names[i].digest;  /* no value: a reference only */
+	remote_tier_upload(s->cfg.remote, up, n);
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < n; i++) {
+		if (up[i].result)
+			continue;
+		obj_id id = alloc_id(s);
+		if (!id) {
+			/* no memory for the object: the reference goes back, the
+			 * content will come as content */
+			remote_tier_release(s->cfg.remote, &names[i].digest);
+			continue;
+		}
+		uint64_t lo = names[i].hash_lo, hi = names[i].hash_hi;
+		if (s->cfg.hash_bits && s->cfg.hash_bits < 64) {  /* as page_hash() indexes it */
+			lo &= (1ull << s->cfg.hash_bits) - 1;
+			hi = 0;
+		}
+		struct obj *o = obj_at(s, id);
+		o->hash_lo = lo;
+		o->hash_hi = hi;
+		o->refs = 1;
+		/* its payload's length, for the books: the value less its header */
+		o->len = up[i].held_len > REMOTE_HEADER_BYTES ? (uint16_t)(up[i].held_len - REMOTE_HEADER_BYTES) : 0;
+		*digest_of(s, id) = names[i].digest;
+		atomic_signal_fence(memory_order_release);
+		o->tier = TIER_REMOTE;
+		uint32_t *head = bucket_of(s, lo);
+		o->next = *head;
+		*head = id;
+		s->st.objects++;
+		s->st.references++;
+		s->st.remote_objects++;
+		s->st.remote_bytes += o->len;
+		maybe_grow_index(s);
+		ids[i] = id;
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(up);
+}
+
+/* Describes the read of an object in swap or in the cluster and pins it:
+ * its slot (or its reference) stays until the read ends.  Called with the
+ * lock held. */
 static void read_begin_locked(struct store *s, obj_id id, struct store_read *rd)
 {
 	struct obj *o = obj_at(s, id);
 	o->pins++;
 	rd->id = id;
-	rd->len = o->len;
 	rd->codec = o->codec;
 	rd->hash_lo = o->hash_lo;
 	rd->hash_hi = o->hash_hi;
-	swapfile_io(s->cfg.swap, o->swap, &rd->io);
+	rd->remote = o->tier == TIER_REMOTE;
+	if (rd->remote) {
+		/* the remote tier hands the page over checked and decoded */
+		rd->digest = *digest_of(s, id);
+		rd->len = RAW_LEN;
+		rd->io = (struct swap_io){ .fd = -1, .len = CODEC_PAGE };
+	} else {
+		rd->len = o->len;
+		swapfile_io(s->cfg.swap, o->swap, &rd->io);
+	}
+}
+
+/* Whether page (not same-filled) is the content of o, which is in the
+ * cluster: their SHA-256 says so, without a read of the cluster.  *sha
+ * caches the page's across candidates.  Under the lock. */
+static bool same_as_remote(const struct store *s, obj_id id, const void *page, struct remote_digest *sha,
+			   bool *have_sha)
+{
+	if (!*have_sha) {
+		remote_digest_page(page, sha);
+		*have_sha = true;
+	}
+	return !memcmp(sha->b, digest_of(s, id)->b, sizeof sha->b);
 }
 
 /* Looks for a stored object with this content in the hash chain from id
@@ -382,6 +499,8 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 			  uint64_t lo, uint64_t hi, obj_id id, bool *in_swap, struct store_read *rd)
 {
 	*in_swap = false;
+	struct remote_digest sha;
+	bool have_sha = false;
 	for (; id; id = obj_at(s, id)->next) {
 		struct obj *o = obj_at(s, id);
 		if (o->hash_lo != lo || o->hash_hi != hi)
@@ -389,6 +508,8 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 		bool same;
 		if (samefilled || o->tier == TIER_SAMEFILL) {
 			same = samefilled && o->tier == TIER_SAMEFILL && o->loc == word;
+		} else if (o->tier == TIER_REMOTE) {
+			same = same_as_remote(s, id, page, &sha, &have_sha);
 		} else if (o->tier == TIER_SWAP) {
 			/* reading swap under the lock would stall every VM */
 			read_begin_locked(s, id, rd);
@@ -412,10 +533,12 @@ static obj_id find_locked(struct store *s, struct codec_ctx *ctx, const void *pa
 /* Where a thread reads swap synchronously: aligned for direct I/O. */
 static __thread uint8_t sync_buf[CODEC_PAGE] __attribute__((aligned(CODEC_PAGE)));
 
-/* A read of swap done synchronously into buf (aligned to the swap unit):
- * bytes read or -errno. */
-static int read_sync(const struct store_read *rd, void *buf)
+/* A read of swap (or of the cluster) done synchronously into buf (aligned
+ * to the swap unit): bytes read or -errno. */
+static int read_sync(const struct store *s, const struct store_read *rd, void *buf)
 {
+	if (rd->remote)
+		return remote_tier_read_sync(s->cfg.remote, &rd->digest, buf, REMOTE_SYNC_MS);
 	ssize_t n;
 	do
 		n = pread(rd->io.fd, buf, rd->io.len, (off_t)rd->io.offset);
@@ -461,8 +584,8 @@ static void unpin_locked(struct store *s, obj_id id)
 static void read_end_locked(struct store *s, const struct store_read *rd, int ret, int res, bool corrupt)
 {
 	s->st.swap_checksum_errors += corrupt;
-	if (ret && res != -ECANCELED)  /* a VM going away cancels; that is no error */
-		s->st.swap_read_errors++;
+	if (ret && res != -ECANCELED && !rd->remote)  /* a VM going away cancels; that is no error */
+		s->st.swap_read_errors++;  /* the remote tier counts its own */
 	unpin_locked(s, rd->id);
 }
 
@@ -477,7 +600,7 @@ static obj_id share_from_swap(struct store *s, struct codec_ctx *ctx, const void
 	static __thread uint8_t stored[CODEC_PAGE];
 	pthread_mutex_unlock(&s->lock);
 	bool corrupt;
-	int res = read_sync(rd, sync_buf);
+	int res = read_sync(s, rd, sync_buf);
 	int ret = read_decode(s, ctx, rd, sync_buf, res, stored, &corrupt);
 	bool same = !ret && !memcmp(stored, page, CODEC_PAGE);
 	pthread_mutex_lock(&s->lock);
@@ -683,15 +806,135 @@ static unsigned writeback_batch(struct store *s, struct io_uring *ring, uint8_t 
 	return moved;
 }
 
+/* Where writeback can send the cache's coldest objects now: swap while
+ * it has room, the cluster when there is no swap or it is full (the rule
+ * docs/architecture.md states).  Under the lock. */
+static bool swap_takes(const struct store *s)
+{
+	return s->cfg.swap && !s->st.swap_full;
+}
+
+static bool remote_takes(const struct store *s)
+{
+	return s->cfg.remote && !s->st.remote_failing;
+}
+
+/* Objects of the cache on their way to the cluster: the coldest first. */
+struct remote_batch {
+	obj_id ids[RB_BATCH];
+	uint32_t lens[RB_BATCH];
+	uint8_t codecs[RB_BATCH];
+	uint8_t stored[RB_BATCH][CODEC_PAGE];
+	uint8_t values[RB_BATCH][REMOTE_OBJECT_MAX];
+	struct remote_upload up[RB_BATCH];
+	uint8_t page[CODEC_PAGE];
+};
+
+static unsigned pick_remote(struct store *s, struct remote_batch *b)
+{
+	unsigned n = 0;
+	for (obj_id id = s->lru_head; id && n < RB_BATCH; id = obj_at(s, id)->lru_next) {
+		struct obj *o = obj_at(s, id);
+		if (o->writing || o->orphan)
+			continue;
+		memcpy(b->stored[n], zpool_map(s->pool, o->loc), o->len);
+		b->lens[n] = o->len;
+		b->codecs[n] = o->codec;
+		o->writing = 1;
+		b->ids[n++] = id;
+	}
+	return n;
+}
+
+/* Object id is now held by the cluster under d: its cache slot goes.
+ * Under the lock. */
+static void move_to_remote(struct store *s, obj_id id, const struct remote_digest *d)
+{
+	struct obj *o = obj_at(s, id);
+	*digest_of(s, id) = *d;  /* named before its tier says so: a crash between leaves it CACHE */
+	atomic_signal_fence(memory_order_release);
+	o->tier = TIER_REMOTE;
+	lru_unlink(s, id);
+	zpool_free(s->pool, o->loc);
+	s->st.cache_objects--;
+	s->st.cache_bytes -= o->len;
+	s->st.cache_raw_objects -= o->len == RAW_LEN;
+	s->st.remote_objects++;
+	s->st.remote_bytes += o->len;
+	s->st.writeback_objects++;
+}
+
+/* One round of writeback to the cluster, entered and left with the lock
+ * held (dropped while the cluster works).  The number of objects moved. */
+static unsigned remote_writeback_batch(struct store *s, struct codec_ctx *ctx, struct remote_batch *b)
+{
+	unsigned n = pick_remote(s, b);
+	if (!n)
+		return 0;
+	pthread_mutex_unlock(&s->lock);
+	/* named by the SHA-256 of the page, whatever codec stored it */
+	unsigned m = 0;
+	int bad[RB_BATCH] = { 0 };
+	for (unsigned i = 0; i < n; i++) {
+		const void *page = b->stored[i];
+		if (b->lens[i] != RAW_LEN && codec_decompress(ctx, b->codecs[i], b->stored[i], b->lens[i], b->page)) {
+			bad[i] = 1;  /* our own memory does not decode: it stays as it is */
+			continue;
+		}
+		if (b->lens[i] != RAW_LEN)
+			page = b->page;
+		remote_digest_page(page, &b->up[m].d);
+		b->up[m].len = remote_object_encode(b->lens[i] == RAW_LEN ? CODEC_PAGE : b->codecs[i], b->stored[i],
+						   b->lens[i], b->values[m]);
+		b->up[m].value = b->values[m];
+		b->up[m].shared = false;
+		m++;
+	}
+	remote_tier_upload(s->cfg.remote, b->up, m);
+	pthread_mutex_lock(&s->lock);
+
+	unsigned moved = 0;
+	for (unsigned i = 0, k = 0; i < n; i++) {
+		struct obj *o = obj_at(s, b->ids[i]);
+		o->writing = 0;
+		int res = bad[i] ? -EILSEQ : b->up[k++].result;
+		if (!res) {
+			move_to_remote(s, b->ids[i], &b->up[k - 1].d);
+			moved++;
+		} else if (!o->orphan) {
+			/* to the back of the line: a shard without a replica must
+			 * not hold up the others */
+			lru_unlink(s, b->ids[i]);
+			lru_insert(s, b->ids[i], false);
+		}
+		if (o->orphan && !o->pins)
+			free_obj(s, b->ids[i]);
+	}
+	if (!moved) {
+		s->st.remote_failing = 1;  /* nothing went through: refused for a second */
+		s->remote_failing_since = monotonic_ns();
+	} else {
+		s->st.remote_failing = 0;
+	}
+	pthread_cond_broadcast(&s->room);
+	return moved;
+}
+
 static void *writeback_main(void *arg)
 {
 	struct store *s = arg;
 	struct io_uring ring;
 	uint8_t *bufs = aligned_alloc(CODEC_PAGE, (size_t)WB_BATCH * CODEC_PAGE);
+	struct remote_batch *rb = s->cfg.remote ? malloc(sizeof *rb) : NULL;
+	struct codec_ctx *ctx = codec_ctx_create();
 	int ret = io_uring_queue_init(WB_BATCH, &ring, 0);
-	if (ret || !bufs) {
-		pr_err("store: writeback cannot start (%s): nothing will go to swap", strerror(ret ? -ret : ENOMEM));
+	if (ret || !bufs || !ctx || (s->cfg.remote && !rb)) {
+		pr_err("store: writeback cannot start (%s): nothing will leave the cache", strerror(ret ? -ret : ENOMEM));
+		if (!ret)
+			io_uring_queue_exit(&ring);
 		free(bufs);
+		free(rb);
+		codec_ctx_destroy(ctx);
 		return NULL;
 	}
 	pthread_mutex_lock(&s->lock);
@@ -704,7 +947,9 @@ static void *writeback_main(void *arg)
 			over = true;
 		else if (used <= WB_LOW(s->cfg.cache_budget))
 			over = false;
-		if (!over || s->st.swap_full) {
+		if (s->st.remote_failing && monotonic_ns() - s->remote_failing_since >= 1000000000ull)
+			s->st.remote_failing = 0;  /* tried again: the cluster may be back */
+		if (!over || (!swap_takes(s) && !remote_takes(s))) {
 			/* asleep until the cache fills again; a full or failing swap
 			 * is retried now and then in case room came back */
 			struct timespec until;
@@ -714,7 +959,8 @@ static void *writeback_main(void *arg)
 				s->st.swap_full = 0;
 			continue;
 		}
-		if (!writeback_batch(s, &ring, bufs)) {
+		unsigned moved = swap_takes(s) ? writeback_batch(s, &ring, bufs) : remote_writeback_batch(s, ctx, rb);
+		if (!moved) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_nsec += 100 * 1000000;
@@ -726,6 +972,8 @@ static void *writeback_main(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	io_uring_queue_exit(&ring);
 	free(bufs);
+	free(rb);
+	codec_ctx_destroy(ctx);
 	return NULL;
 }
 
@@ -739,13 +987,14 @@ static int reserve_obj(struct store *s, bool samefilled, uint32_t len, zpool_han
 	if (!samefilled) {
 		uint64_t used = s->cfg.cache_budget ? cache_slot_bytes(s) : 0;
 		if (s->cfg.cache_budget && used + len > s->cfg.cache_budget) {
-			/* writeback can make room unless there is no swap or it is full */
-			ret = s->cfg.swap && !s->st.swap_full ? -EBUSY : -ENOSPC;
+			/* writeback can make room unless there is nowhere to go */
+			ret = swap_takes(s) || remote_takes(s) ? -EBUSY : -ENOSPC;
 			if (ret == -EBUSY)
 				pthread_cond_signal(&s->wb_wake);
 		} else {
 			ret = zpool_alloc(s->pool, len, h);
-			if (!ret && s->cfg.swap && s->cfg.cache_budget && used + len > WB_HIGH(s->cfg.cache_budget))
+			if (!ret && (s->cfg.swap || s->cfg.remote) && s->cfg.cache_budget &&
+			    used + len > WB_HIGH(s->cfg.cache_budget))
 				pthread_cond_signal(&s->wb_wake);
 		}
 	}
@@ -874,7 +1123,7 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 	pthread_mutex_lock(&s->lock);
 	struct obj *o = obj_at(s, id);
 	int ret;
-	if (o->tier == TIER_SWAP) {
+	if (o->tier == TIER_SWAP || o->tier == TIER_REMOTE) {
 		read_begin_locked(s, id, rd);
 		ret = 1;
 	} else {
@@ -888,9 +1137,20 @@ int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *
 {
 	pthread_mutex_lock(&s->lock);
 	const struct obj *o = obj_at(s, id);
-	int ret = o->tier == TIER_SWAP ? 1 : read_locked(s, ctx, o, page);
+	int ret = o->tier == TIER_SWAP || o->tier == TIER_REMOTE ? 1 : read_locked(s, ctx, o, page);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+int store_read_submit_remote(struct store *s, const struct store_read *rd, void *buf, int ring_fd,
+			     uint64_t user_data)
+{
+	return remote_tier_read(s->cfg.remote, &rd->digest, buf, ring_fd, user_data);
+}
+
+unsigned store_read_cancel_remote(struct store *s, int ring_fd)
+{
+	return s->cfg.remote ? remote_tier_cancel(s->cfg.remote, ring_fd) : 0;
 }
 
 int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, const void *buf, int res,
@@ -906,7 +1166,7 @@ int store_read_end(struct store *s, struct codec_ctx *ctx, const struct store_re
 
 int store_read_now(struct store *s, struct codec_ctx *ctx, const struct store_read *rd, void *page)
 {
-	return store_read_end(s, ctx, rd, sync_buf, read_sync(rd, sync_buf), page);
+	return store_read_end(s, ctx, rd, sync_buf, read_sync(s, rd, sync_buf), page);
 }
 
 int store_get(struct store *s, struct codec_ctx *ctx, obj_id id, void *page)
@@ -935,7 +1195,7 @@ int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *b
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
 	}
-	if (o->tier != TIER_SWAP) {
+	if (o->tier != TIER_SWAP && o->tier != TIER_REMOTE) {
 		stored_locked(s, o, buf, out);
 		o->pins++;
 		pthread_mutex_unlock(&s->lock);
@@ -947,7 +1207,7 @@ int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *b
 	/* checked like a fault's read: swap is not trusted */
 	static __thread uint8_t scratch[CODEC_PAGE];
 	bool corrupt;
-	int res = read_sync(&rd, sync_buf);
+	int res = read_sync(s, &rd, sync_buf);
 	int ret = read_decode(s, ctx, &rd, sync_buf, res, scratch, &corrupt);
 	if (!ret) {
 		*out = (struct store_stored){ .len = rd.len, .codec = (enum codec)rd.codec };
@@ -1013,8 +1273,19 @@ void store_get_stats(struct store *s, struct store_stats *st)
 	st->cache_slot_bytes = ps.slot_bytes;
 	/* the cache cannot take another page and nothing can leave it */
 	st->store_full = (s->cfg.cache_budget && ps.slot_bytes + CODEC_PAGE > s->cfg.cache_budget &&
-			  (!s->cfg.swap || s->st.swap_full || s->st.swap_failing)) ||
+			  (!s->cfg.swap || s->st.swap_full || s->st.swap_failing) &&
+			  (!s->cfg.remote || s->st.remote_failing)) ||
 			 s->out_of_room;
+	if (s->cfg.remote) {
+		struct remote_tier_stats rs;
+		remote_tier_get_stats(s->cfg.remote, &rs);
+		st->remote_uploads = rs.uploads;
+		st->remote_upload_bytes = rs.upload_bytes;
+		st->remote_shared = rs.shared;
+		st->remote_upload_errors = rs.upload_errors;
+		st->remote_read_errors = rs.read_errors;
+		st->remote_unreachable = rs.unreachable;
+	}
 	if (s->cfg.swap) {
 		struct swapfile_stats ss;
 		swapfile_get_stats(s->cfg.swap, &ss);
@@ -1048,6 +1319,13 @@ static int restore_live(struct store *s, obj_id id, zpool_handle *handles, size_
 		s->st.swap_objects++;
 		s->st.swap_bytes += o->len;
 		return s->cfg.swap ? swapfile_claim(s->cfg.swap, o->swap) : -EINVAL;
+	case TIER_REMOTE:
+		if (!s->cfg.remote || !s->digests[id >> CHUNK_BITS])
+			return -EINVAL;  /* restarted without the cluster that holds it */
+		s->st.remote_objects++;
+		s->st.remote_bytes += o->len;
+		remote_tier_hold(s->cfg.remote, digest_of(s, id));  /* the cluster has this node's reference */
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -1074,7 +1352,7 @@ int store_restore(struct store *s, const obj_id *refs, size_t n)
 		}
 	for (obj_id id = 1; id <= top && !ret; id++) {
 		struct obj *o = obj_at(s, id);
-		if (o->tier > TIER_SWAP)
+		if (o->tier > TIER_REMOTE)
 			ret = -EINVAL;
 		o->refs = o->next = o->lru_prev = o->lru_next = 0;
 		o->pins = 0;

@@ -15,22 +15,29 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "remote_object.h"
 #include "swapfile.h"
+
+struct remote_tier;
 
 typedef uint32_t obj_id;  /* 0 is never an object */
 
-enum store_tier { TIER_FREE = 0, TIER_SAMEFILL, TIER_CACHE, TIER_SWAP };
+enum store_tier { TIER_FREE = 0, TIER_SAMEFILL, TIER_CACHE, TIER_SWAP, TIER_REMOTE };
 
 struct store_config {
 	uint64_t cache_budget;         /* memory the compressed cache may hold; 0: no budget */
 	uint32_t incompressible_bytes; /* compressed larger than this: stored raw (default 3000) */
 	unsigned hash_bits;            /* 0: full XXH3-128; fewer bits force collisions (tests) */
 	struct swapfile *swap;         /* where the coldest cache objects go; NULL: nowhere */
+	/* A Redis Cluster (remote_tier.h): where they go when there is no
+	 * swap, or when swap is full; NULL: none.  The store does not own it. */
+	struct remote_tier *remote;
 	/* Restart without loss: the object table and the cache live in these
 	 * files (MAP_SHARED, on tmpfs), so a new memsrv finds what this one
 	 * stored.  The store does not own them. */
 	bool persistent;
 	int objects_fd, pool_fd;
+	int digests_fd;                /* with remote: the cluster's names of its objects */
 };
 
 struct store *store_create(const struct store_config *cfg);
@@ -78,6 +85,24 @@ void store_content_hash(const void *page, uint64_t *lo, uint64_t *hi);
  * got (a migration's destination compares a digest) and drops it if not. */
 int store_share_by_hash(struct store *s, uint64_t lo, uint64_t hi, obj_id *id);
 
+/* An object of the remote tier by name: the content's hash (as
+ * store_content_hash() says) and its SHA-256, the cluster's key. */
+struct store_remote_name {
+	uint64_t hash_lo, hash_hi;
+	struct remote_digest digest;
+};
+
+/* Whether object id is in the cluster: true with its name. */
+bool store_remote_name(struct store *s, obj_id id, struct store_remote_name *out);
+
+/* Objects a migration's source names (it holds them in the cluster) and
+ * this store does not hold: for each the cluster holds, this node takes a
+ * reference there (acknowledged by a replica) and ids[i] gets a new object
+ * with the caller's reference; else ids[i] is 0 (no remote tier, another
+ * cluster, or gone: the caller asks for the content).  Blocks for the
+ * cluster's round trips, one batch for all. */
+void store_adopt_remote(struct store *s, const struct store_remote_name *names, unsigned n, obj_id *ids);
+
 /* Whether a put that is not needed now (a resume's background fill) may
  * take room: the cache is below writeback's low watermark (or has no
  * budget) and memory was not short at the last put.  Such puts never make
@@ -106,12 +131,24 @@ struct store_read {
 	uint32_t len;
 	uint8_t codec;
 	uint64_t hash_lo, hash_hi;  /* what the page must hash to: swap is checked, not trusted */
+	bool remote;                /* in the cluster: not a file's read (store_read_submit_remote) */
+	struct remote_digest digest;
 };
 int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, struct store_read *rd);
 /* store_fetch() for pages that are only worth it from memory (prefetch):
  * 0 with page filled, 1 for an object in swap (nothing pinned), or -errno
  * (STORE_ERR_DECOMPRESS). */
 int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *page);
+
+/* A read of the cluster (rd->remote) is no file's: it is handed to the
+ * remote tier, which fills buf (CODEC_PAGE bytes) and posts the read's
+ * completion to the io_uring ring_fd as one of the ring's own reads would
+ * complete (user_data; res the bytes read or -errno).  0 or -ENOMEM. */
+int store_read_submit_remote(struct store *s, const struct store_read *rd, void *buf, int ring_fd,
+			     uint64_t user_data);
+/* The reads of the cluster for ring_fd that will post nothing now: how
+ * many (each still needs its store_read_end()). */
+unsigned store_read_cancel_remote(struct store *s, int ring_fd);
 
 /* Decodes what the read brought (res: bytes read or -errno) into page and
  * unpins the object.  0, or why not (STORE_ERR_*, or the read's -errno).
@@ -184,6 +221,15 @@ void store_peek(const struct store *s, obj_id id, struct store_peek *p);
 	X(swap_checksum_errors) \
 	X(swap_full)            \
 	X(swap_failing)         \
+	X(remote_objects)       \
+	X(remote_bytes)         \
+	X(remote_uploads)       \
+	X(remote_upload_bytes)  \
+	X(remote_shared)        \
+	X(remote_upload_errors) \
+	X(remote_read_errors)   \
+	X(remote_failing)       \
+	X(remote_unreachable)   \
 	X(store_full)
 
 struct store_stats {

@@ -185,9 +185,9 @@ Test(metrics, a_prometheus_parser_reads_the_node_and_each_vm_as_memsrv_ctl_shows
 		       a->evictions_total);
 
 	/* faults by source add up to all faults, and the histogram counts each */
-	static const char *const sources[] = { "never_touched", "zero", "cache", "swap", "image", "other" };
+	static const char *const sources[] = { "never_touched", "zero", "cache", "swap", "remote", "image", "other" };
 	double faults = 0;
-	for (unsigned i = 0; i < 6; i++)
+	for (unsigned i = 0; i < 7; i++)
 		faults += vm_sample("memsrv_vm_faults_total", "alpha", "source", sources[i]);
 	expect_between("faults", faults, b->faults_total, a->faults_total);
 	expect_between("swap faults", vm_sample("memsrv_vm_faults_total", "alpha", "source", "swap"), b->faults_swap,

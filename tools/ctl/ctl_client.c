@@ -243,6 +243,15 @@ int ctl_peer_ping(const char *socket_path, const char *address, Memsrv__ServerMe
 	return ctl_request(socket_path, &r.msg, reply);
 }
 
+void ctl_build_remote_gc(struct ctl_req *r, const char *node_id)
+{
+	memsrv__client_message__init(&r->msg);
+	memsrv__remote_gc_request__init(&r->body.remote_gc);
+	r->body.remote_gc.node_id = (char *)node_id;
+	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_REMOTE_GC;
+	r->msg.remote_gc = &r->body.remote_gc;
+}
+
 void ctl_build_migrate(struct ctl_req *r, const char *vm, const char *address)
 {
 	memsrv__client_message__init(&r->msg);

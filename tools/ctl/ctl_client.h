@@ -56,6 +56,7 @@ struct ctl_req {
 		Memsrv__BalloonRequest balloon;
 		Memsrv__SnapshotRequest snapshot;
 		Memsrv__PeerPingRequest peer_ping;
+		Memsrv__RemoteGcRequest remote_gc;
 		Memsrv__MigrateRequest migrate;
 	} body;
 };
@@ -77,6 +78,7 @@ void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir);
 
 /* address: ADDR:PORT of another memsrv's --peer-listen. */
 void ctl_build_peer_ping(struct ctl_req *r, const char *address);
+void ctl_build_remote_gc(struct ctl_req *r, const char *node_id);
 /* VM's memory to the memsrv at address (its --peer-listen). */
 void ctl_build_migrate(struct ctl_req *r, const char *vm, const char *address);
 

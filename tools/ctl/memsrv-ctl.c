@@ -426,6 +426,9 @@ static void usage(FILE *f)
 		"                        move the VM's memory to the memsrv there while it\n"
 		"                        runs; answers once the VMM detached at the end of\n"
 		"                        its own migration and the other node holds every page\n"
+		"  remote gc NODE        drop every reference the host NODE (its --node-id)\n"
+		"                        holds in the remote tier's cluster: for a host that\n"
+		"                        vanished, never one still running\n"
 		"  set VM key=value...   change a VM's settings, all or none:\n");
 	usage_settings(f, SETTING_SCOPE_VM);
 	fprintf(f, "  set node key=value... change the node's:\n");
@@ -476,6 +479,7 @@ static const struct command commands[] = {
 	{ "snapshot", 2, MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY },
 	{ "peer-ping", 1, MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING, MEMSRV__SERVER_MESSAGE__MSG_PEER_PING_REPLY },
 	{ "migrate", 1, MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE, MEMSRV__SERVER_MESSAGE__MSG_MIGRATE_REPLY },
+	{ "remote", 2, MEMSRV__CLIENT_MESSAGE__MSG_REMOTE_GC, MEMSRV__SERVER_MESSAGE__MSG_REMOTE_GC_REPLY },
 };
 
 /* path as memsrv is to see it: its working directory is not ours.  Only
@@ -601,6 +605,7 @@ int main(int argc, char **argv)
 		return usage_error("unknown command '%s'", args[0]);
 	if (cmd->nargs < 0 ? nargs < 3 : nargs - 1 != cmd->nargs)
 		return usage_error(cmd->nargs < 0 ? "'%s' takes a VM name and key=value settings"
+				   : cmd->request == MEMSRV__CLIENT_MESSAGE__MSG_REMOTE_GC ? "'%s' takes gc and a node id"
 				   : cmd->nargs == 2 ? "'%s' takes a VM name and a directory"
 				   : cmd->request == MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING ? "'%s' takes one ADDR:PORT"
 				   : cmd->nargs ? "'%s' takes one VM name" : "'%s' takes no argument",
@@ -634,6 +639,11 @@ int main(int argc, char **argv)
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_PEER_PING:
 		ctl_build_peer_ping(&req, args[1]);
+		break;
+	case MEMSRV__CLIENT_MESSAGE__MSG_REMOTE_GC:
+		if (strcmp(args[1], "gc"))
+			return usage_error("remote takes gc NODE, not '%s'", args[1]);
+		ctl_build_remote_gc(&req, args[2]);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE:
 		if (!to_arg)

@@ -34,7 +34,7 @@ bool fault_waits(struct vm *vm);
 void fault_apply_events(struct vm *vm);
 
 enum fault_source {
-	FAULT_FROM_NEVER, FAULT_FROM_ZERO, FAULT_FROM_STORE, FAULT_FROM_SWAP, FAULT_FROM_IMAGE, FAULT_FROM_RESIDENT
+	FAULT_FROM_NEVER, FAULT_FROM_ZERO, FAULT_FROM_STORE, FAULT_FROM_SWAP, FAULT_FROM_REMOTE, FAULT_FROM_IMAGE, FAULT_FROM_RESIDENT
 };
 
 /* Counts a resolved fault and its latency from t_read, by where the page came from. */
