@@ -13,6 +13,7 @@
 #include "image.h"
 #include "log.h"
 #include "peers.h"
+#include "remote_alive.h"
 #include "remote_tier.h"
 #include "server.h"
 #include "setting_hooks.h"
@@ -205,7 +206,14 @@ static void do_remote_gc(struct server *srv, int fd, const Memsrv__RemoteGcReque
 				"'%s' is this node: its references hold its VMs' pages", req->node_id);
 		return;
 	}
-	long n = remote_tier_gc(rt, req->node_id, REMOTE_GC_MS);
+	char holder[256] = "";
+	long n = remote_tier_gc(rt, req->node_id, REMOTE_GC_MS, holder, sizeof holder);
+	if (n == -EBUSY) {
+		wire_send_error(fd, EBUSY, "remote_gc.node_id",
+				"node %s is running (its memsrv, %s, renewed its claim within %d s): stop it first",
+				req->node_id, holder, REMOTE_ALIVE_TTL_MS / 1000);
+		return;
+	}
 	if (n == -EINVAL) {
 		wire_send_error(fd, EINVAL, "remote_gc.node_id", "'%s' is not a node id (1-%d characters, no braces or spaces)",
 				req->node_id, REMOTE_NODE_ID_MAX - 1);

@@ -173,6 +173,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* after the mask: the tier's thread must not take SIGTERM */
 	struct remote_tier *remote = NULL;
+	o.remote.state_dir = cfg.state_dir;
 	int rret = remote_setup_open(&o.remote, &remote, why, sizeof why);
 	if (rret) {
 		pr_err("%s", why);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "remote_alive.h"
 
 #define AUTH_MAX 512
 
@@ -18,7 +20,23 @@ static struct {
 	char seeds[RC_MAX_SEEDS][256];
 	char user[AUTH_MAX], password[AUTH_MAX];
 	char node_id[REMOTE_NODE_ID_MAX];
+	char token[REMOTE_TOKEN_MAX];
 } kept;
+
+/* Who holds the node id: the host and the state dir, the same for a
+ * memsrv restarted on it (which takes its id back at once); without one,
+ * the host and pid. */
+static void make_token(const char *state_dir)
+{
+	char host[64] = "?", dir[PATH_MAX];
+	gethostname(host, sizeof host);
+	host[sizeof host - 1] = 0;
+	if (state_dir)
+		snprintf(kept.token, sizeof kept.token, "%.60s state-dir %.180s", host,
+			 realpath(state_dir, dir) ? dir : state_dir);
+	else
+		snprintf(kept.token, sizeof kept.token, "%.60s pid %d", host, (int)getpid());
+}
 
 /* "HOST:PORT,HOST:PORT" into cfg's seeds. */
 static int split_seeds(const char *text, struct rc_config *cfg, char *why, size_t len)
@@ -109,9 +127,11 @@ int remote_setup_open(const struct remote_options *o, struct remote_tier **out, 
 		return -EINVAL;
 	}
 	cfg.node_id = kept.node_id;
-	char tier_why[256];
+	make_token(o->state_dir);
+	cfg.token = kept.token;
+	char tier_why[512];
 	ret = remote_tier_open(out, &cfg, tier_why, sizeof tier_why);
-	if (ret == -EINVAL && strstr(tier_why, "node id"))
+	if ((ret == -EINVAL || ret == -EADDRINUSE) && strstr(tier_why, "node id"))
 		snprintf(why, len, "--node-id: %s", tier_why);
 	else if (ret)
 		snprintf(why, len, "--remote %s: %s", o->seeds, tier_why);

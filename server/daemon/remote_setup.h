@@ -11,6 +11,7 @@ struct remote_options {
 	const char *seeds;     /* --remote HOST:PORT[,HOST:PORT...]; NULL: no remote tier */
 	const char *auth_file; /* --remote-auth FILE: PASSWORD, or USER PASSWORD */
 	const char *node_id;   /* --node-id; NULL: the hostname */
+	const char *state_dir; /* --state-dir, NULL: none (the claim's token: remote_alive.h) */
 };
 
 /* Opens the tier the options name: 0 with *out (NULL when --remote was not

@@ -85,7 +85,8 @@ static void collect_own_leftovers(struct server *srv)
 	if (!srv->remote || srv->kept)
 		return;
 	const char *id = remote_tier_node_id(srv->remote);
-	long n = remote_tier_gc(srv->remote, id, 30000);
+	char holder[256];
+	long n = remote_tier_gc(srv->remote, id, 30000, holder, sizeof holder);
 	if (n > 0)
 		pr_info("remote tier: dropped %ld references an earlier memsrv of node %s left", n, id);
 	else if (n < 0)
@@ -107,6 +108,10 @@ static int open_state(struct server *srv, const struct server_config *cfg, struc
 	sc->objects_fd = srv->state.objects_fd;
 	sc->pool_fd = srv->state.pool_fd;
 	sc->digests_fd = srv->state.digests_fd;
+	if (sc->remote && (ret = state_dir_remote_node(&srv->state, remote_tier_node_id(sc->remote), why, sizeof why))) {
+		pr_err("--state-dir: %s", why);
+		return ret;
+	}
 	srv->store = store_create(sc);
 	if (!srv->store)
 		return -ENOMEM;

@@ -19,6 +19,7 @@
 
 #define OBJECTS_FILE "store.objects"
 #define DIGESTS_FILE "store.digests"  /* the remote tier's names of its objects */
+#define REMOTE_NODE_FILE "remote.node"  /* the node id they are referenced under */
 #define POOL_FILE "store.pool"
 #define SWAP_FILE "swap.files"
 #define NODE_LIMIT_FILE "node.limit"
@@ -212,6 +213,7 @@ void state_dir_close(struct state_dir *sd, bool discard)
 	if (discard && sd->dir_fd >= 0) {
 		unlinkat(sd->dir_fd, OBJECTS_FILE, 0);
 		unlinkat(sd->dir_fd, DIGESTS_FILE, 0);
+		unlinkat(sd->dir_fd, REMOTE_NODE_FILE, 0);
 		unlinkat(sd->dir_fd, POOL_FILE, 0);
 		unlinkat(sd->dir_fd, SWAP_FILE, 0);
 		unlinkat(sd->dir_fd, NODE_LIMIT_FILE, 0);
@@ -227,6 +229,31 @@ void state_dir_close(struct state_dir *sd, bool discard)
 	if (sd->dir_fd >= 0)
 		close(sd->dir_fd);
 	sd->dir_fd = sd->lock_fd = sd->objects_fd = sd->pool_fd = sd->digests_fd = -1;
+}
+
+int state_dir_remote_node(const struct state_dir *sd, const char *id, char *why, size_t len)
+{
+	char was[128] = "";
+	int fd = openat(sd->dir_fd, REMOTE_NODE_FILE, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, was, sizeof was - 1) : 0;
+	if (fd >= 0)
+		close(fd);
+	was[n > 0 ? n : 0] = 0;
+	was[strcspn(was, "\n")] = 0;
+	if (*was && strcmp(was, id) && state_dir_holds_vms(sd)) {
+		snprintf(why, len, "its VMs' pages in the cluster are referenced by node id '%s', not '%s': start with "
+			 "--node-id %s", was, id, was);
+		return -EINVAL;
+	}
+	fd = openat(sd->dir_fd, REMOTE_NODE_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && dprintf(fd, "%s\n", id) > 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || renameat(sd->dir_fd, REMOTE_NODE_FILE ".new", sd->dir_fd, REMOTE_NODE_FILE)) {
+		snprintf(why, len, "cannot keep the node id in %s: %s", sd->path, strerror(errno));
+		return -errno;
+	}
+	return 0;
 }
 
 /* "CONFIGURED SET\n": the limit memsrv was started with, and the one

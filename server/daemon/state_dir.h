@@ -58,6 +58,12 @@ void state_dir_save_node_limit(const struct state_dir *sd, uint64_t configured, 
  * different --node-limit is the operator's new word). */
 bool state_dir_node_limit(const struct state_dir *sd, uint64_t configured, uint64_t *limit);
 
+/* The node id the store's objects in the remote tier's cluster are
+ * referenced under: the one an earlier memsrv kept here must be id, for
+ * its references are what hold them (a gc of the old id would free them).
+ * 0 with id kept for the next memsrv, or -EINVAL with why. */
+int state_dir_remote_node(const struct state_dir *sd, const char *id, char *why, size_t len);
+
 /* Closes the directory.  With discard (no VM state remains), the store's
  * files go too: nothing will ask for them. */
 void state_dir_close(struct state_dir *sd, bool discard);

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "remote_alive.h"
 
 #define WAIT_TIMEOUT_MS "2000"       /* WAIT's own: a shard without a replica fails its uploads in 2 s */
 #define RETRY_MS 200                 /* a read or an unref that did not get through, tried again */
@@ -96,6 +97,11 @@ struct remote_tier {
 	size_t nheld, held_buckets;
 	struct remote_tier_stats st;
 	bool stopping;
+
+	char token[REMOTE_TOKEN_MAX];
+	struct remote_alive_call refresh;  /* the claim's, in flight while refreshing */
+	bool refreshing, claim_lost;
+	uint64_t next_refresh_ns;
 
 	/* the thread's own */
 	struct req *retries;
@@ -757,6 +763,27 @@ static void flush_msgs(struct remote_tier *rt)
 	}
 }
 
+static void refreshed(void *arg, int result)
+{
+	struct remote_tier *rt = arg;
+	rt->refreshing = false;
+	if (result == 0 && !rt->claim_lost)
+		pr_err("remote tier: another memsrv claimed node id %s: two hosts now file references under one id",
+		       rt->node.id);
+	rt->claim_lost = result == 0;
+}
+
+/* The node id's claim, renewed well before it expires. */
+static void keep_claim(struct remote_tier *rt)
+{
+	uint64_t now = monotonic_ns();
+	if (rt->refreshing || now < rt->next_refresh_ns)
+		return;
+	rt->next_refresh_ns = now + REMOTE_ALIVE_REFRESH_MS * 1000000ull;
+	rt->refresh = (struct remote_alive_call){ .done = refreshed, .arg = rt };
+	rt->refreshing = !remote_alive_claim(rt->rc, rt->node.id, rt->token, &rt->refresh);
+}
+
 static void *thread_main(void *arg)
 {
 	struct remote_tier *rt = arg;
@@ -776,10 +803,13 @@ static void *thread_main(void *arg)
 		struct epoll_event evs[2];
 		epoll_wait(rt->epfd, evs, 2, wait_ms);
 		run_posted(rt);
+		keep_claim(rt);
 		rc_poll(rt->rc, 0);
 		flush_msgs(rt);
 		publish_stats(rt);
 	}
+	/* a clean stop: the id is free for the next memsrv at once */
+	remote_alive_release_now(rt->rc, rt->node.id, rt->token, 1000);
 	if (rt->unrefs_live)
 		pr_warn("remote tier: %u references could not be dropped before stopping: memsrv-ctl remote gc %s "
 			"drops them", rt->unrefs_live, rt->node.id);
@@ -834,6 +864,21 @@ int remote_tier_open(struct remote_tier **out, const struct remote_tier_config *
 			 REMOTE_NODE_ID_MAX - 1);
 	if (!ret && (ret = rc_open(&rt->rc, &cfg->rc, why, len)) == 0)
 		rt->node.rc = rt->rc;
+	snprintf(rt->token, sizeof rt->token, "%s", cfg->token ? cfg->token : "memsrv");
+	if (!ret) {
+		char holder[REMOTE_TOKEN_MAX] = "";
+		ret = remote_alive_claim_now(rt->rc, rt->node.id, rt->token, REMOTE_ALIVE_TTL_MS + 2000, holder,
+					     sizeof holder);
+		if (ret == -EADDRINUSE)
+			snprintf(why, len, "node id '%s' is in use by another memsrv (%s): give each its own --node-id",
+				 rt->node.id, holder);
+		else if (ret == -EACCES)
+			snprintf(why, len, "the cluster refused to run the tier's scripts (NOPERM): the ACL user needs the "
+				 "rights docs/operations.md lists");
+		else if (ret)
+			snprintf(why, len, "claiming node id '%s': %s", rt->node.id, strerror(-ret));
+		rt->next_refresh_ns = monotonic_ns() + REMOTE_ALIVE_REFRESH_MS * 1000000ull;
+	}
 	if (!ret && (ret = io_uring_queue_init(MSG_RING_ENTRIES, &rt->ring, 0)))
 		snprintf(why, len, "io_uring: %s", strerror(-ret));
 	rt->ring_ready = !ret;
@@ -893,7 +938,7 @@ const char *remote_tier_node_id(const struct remote_tier *rt)
 	return rt->node.id;
 }
 
-long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms)
+long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms, char *holder, size_t len)
 {
 	struct rc_cluster *rc;
 	char why[200];
@@ -902,7 +947,12 @@ long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms)
 		pr_warn("remote gc: %s", why);
 		return ret;
 	}
-	long n = remote_gc_node(rc, node_id, timeout_ms);
+	/* a running memsrv's references hold its VMs' pages */
+	long n = strlen(node_id) < REMOTE_NODE_ID_MAX ? remote_alive_holder_now(rc, node_id, holder, len, timeout_ms) : 0;
+	if (n == 1 && strcmp(holder, rt->token))
+		n = -EBUSY;
+	else if (n >= 0)
+		n = remote_gc_node(rc, node_id, timeout_ms);
 	rc_close(rc);
 	return n;
 }

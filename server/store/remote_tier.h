@@ -34,13 +34,17 @@
 struct remote_tier_config {
 	struct rc_config rc;
 	const char *node_id;      /* this host's name in the cluster */
+	const char *token;        /* who holds the id (remote_alive.h): the same across restarts on one state dir */
 	unsigned min_replicas;    /* WAIT for this many replicas; 0: 1 */
 };
 
 struct remote_tier;
 
-/* Connects (the slot map read from a seed) and starts the thread.  0, or
- * -errno with why.  cfg's strings must outlive the tier. */
+/* Connects (the slot map read from a seed), claims the node id (waiting
+ * for a claim of another token to expire, REMOTE_ALIVE_TTL_MS) and starts
+ * the thread, which keeps the claim.  0, or -errno with why (-EADDRINUSE:
+ * another memsrv runs with this node id).  cfg's strings must outlive the
+ * tier. */
 int remote_tier_open(struct remote_tier **out, const struct remote_tier_config *cfg, char *why, size_t len);
 /* Waits a while for the references being dropped to reach the cluster,
  * then stops: reads still waiting complete with -ECANCELED. */
@@ -88,8 +92,10 @@ int remote_tier_read_sync(struct remote_tier *rt, const struct remote_digest *d,
 const char *remote_tier_node_id(const struct remote_tier *rt);
 
 /* Drops every reference node_id holds in the cluster (a host that
- * vanished), on a connection of its own: the number dropped or -errno. */
-long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms);
+ * vanished), on a connection of its own: the number dropped or -errno
+ * (-EBUSY: a memsrv other than this one holds the id now, named in
+ * holder). */
+long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms, char *holder, size_t len);
 
 struct remote_tier_stats {
 	uint64_t uploads;           /* objects sent */

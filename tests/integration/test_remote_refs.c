@@ -5,7 +5,7 @@
  * of a host stays once it let go of everything; a reference taken while
  * another host drops the last one never points at nothing; a key holding
  * what is not an object is an error, never a value; the ACL user the docs
- * give does all the tier does, and one without EVAL stores nothing. */
+ * give does all the tier does, and one without EVAL is refused, saying why. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
@@ -295,7 +295,7 @@ static struct remote_tier *acl_tier(const char *user, const char *password, cons
 	return rt;
 }
 
-Test(remote_refs, the_documented_acl_user_does_all_the_tier_does_and_one_without_eval_keeps_its_pages)
+Test(remote_refs, the_documented_acl_user_does_all_the_tier_does_and_one_without_eval_is_refused)
 {
 	acl_user("memsrv", "s3cret-acl", true);
 	struct remote_tier *rt = acl_tier("memsrv", "s3cret-acl", "acl-host");
@@ -314,18 +314,19 @@ Test(remote_refs, the_documented_acl_user_does_all_the_tier_does_and_one_without
 	cr_assert_eq(twin.result, 0);
 	cr_assert(twin.shared, "the twin was uploaded again");
 	remote_tier_close(other);  /* vanished: its reference stays... */
-	cr_assert_eq(remote_tier_gc(rt, "acl-other", 30000), 1, "...until gc drops it");
+	char holder[256];
+	cr_assert_eq(remote_tier_gc(rt, "acl-other", 30000, holder, sizeof holder), 1, "...until gc drops it");
 	remote_tier_release(rt, &up.d);
 	remote_tier_close(rt);  /* waits for the reference to be dropped */
 	cr_assert_eq(fetch(21), -ENOENT, "the last reference gone, the object stays");
 
-	/* without +eval nothing is stored, and the upload says so */
+	/* without +eval the tier does not start, and says why */
 	acl_user("noeval", "s3cret-acl", false);
-	rt = acl_tier("noeval", "s3cret-acl", "noeval-host");
-	struct remote_upload refused = { .value = obj_buf };
-	refused.len = make(22, &refused.d);
-	remote_tier_upload(rt, &refused, 1);
-	cr_assert_lt(refused.result, 0, "an upload without the right to run the tier's scripts succeeded");
-	remote_tier_close(rt);
-	cr_assert_eq(fetch(22), -ENOENT);
+	struct remote_tier_config cfg = {
+		.rc = { .seeds = { tc.seed }, .n_seeds = 1, .user = "noeval", .password = "s3cret-acl" },
+		.node_id = "noeval-host",
+	};
+	char why[256] = "";
+	cr_assert_eq(remote_tier_open(&rt, &cfg, why, sizeof why), -EACCES, "%s", why);
+	cr_assert(strstr(why, "NOPERM"), "%s", why);
 }

@@ -10,7 +10,10 @@
  * memsrv killed with a --state-dir finds its pages in the cluster again,
  * and one started again without its state drops what its node left; a
  * migration between two nodes of the cluster sends its remote pages by
- * name, and the destination references them there. */
+ * name, and the destination references them there; a node id runs in one
+ * memsrv at a time (a restart on its state dir under another id is
+ * refused), gc waits out a killed node's claim, and a clean stop frees
+ * the id at once. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -28,6 +31,7 @@
 #include "ctl_client.h"
 #include "harness.h"
 #include "redis_cluster_harness.h"
+#include "remote_alive.h"
 
 #define PAGE 4096u
 /* no zero page: every page is an object of the cache or the cluster */
@@ -137,7 +141,10 @@ static void keys_free(struct cluster_keys *ks)
 	memset(ks, 0, sizeof *ks);
 }
 
-/* Every memsrv:* key on every running master (SCAN ... COUNT 10000). */
+static bool ends_with(const char *s, const char *tail);
+
+/* Every memsrv:* key on every running master (SCAN ... COUNT 10000) but
+ * the claims of running nodes (:alive), which go when they stop. */
 static void scan_keys(struct cluster_keys *ks)
 {
 	memset(ks, 0, sizeof *ks);
@@ -156,6 +163,9 @@ static void scan_keys(struct cluster_keys *ks)
 			snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
 			redisReply *keys = r->element[1];
 			for (size_t i = 0; i < keys->elements; i++) {
+				if (keys->element[i]->len > 6 &&
+				    !memcmp(keys->element[i]->str + keys->element[i]->len - 6, ":alive", 6))
+					continue;
 				if (ks->n == ks->cap) {
 					ks->cap = ks->cap ? 2 * ks->cap : 1024;
 					ks->k = realloc(ks->k, ks->cap * sizeof *ks->k);
@@ -314,6 +324,33 @@ static void save_all(void)
 	for (unsigned i = 0; i < tc.n; i++) {
 		char out[64];
 		cr_assert_eq(test_cluster_cmd(&tc, i, "SAVE", out, sizeof out), 0, "SAVE on node %u: %s", i, out);
+	}
+}
+
+/* Who claims node id (memsrv:node:{ID}:alive): 1 with the holder, 0. */
+static int claim_of(const char *id, char *holder, size_t len)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "CLUSTER KEYSLOT memsrv:node:{%s}:alive", id);
+	char out[REMOTE_TOKEN_MAX] = "";
+	cr_assert_eq(test_cluster_cmd(&tc, 0, cmd, out, sizeof out), 0, "%s", out);
+	int node = test_cluster_master_of(&tc, (unsigned)atoi(out));
+	cr_assert_geq(node, 0, "no master serves the claim's slot");
+	snprintf(cmd, sizeof cmd, "GET memsrv:node:{%s}:alive", id);
+	cr_assert_eq(test_cluster_cmd(&tc, (unsigned)node, cmd, out, sizeof out), 0, "%s", out);
+	if (strstr(out, "(type"))
+		return 0;  /* nil */
+	snprintf(holder, len, "%s", out);
+	return 1;
+}
+
+/* Waits until node id's claim expired (its memsrv was killed). */
+static void wait_claim_gone(const char *id, int timeout_ms)
+{
+	char holder[REMOTE_TOKEN_MAX];
+	for (int waited = 0; claim_of(id, holder, sizeof holder); waited += 200) {
+		cr_assert_lt(waited, timeout_ms, "%s's claim (%s) stands %d ms on", id, holder, timeout_ms);
+		usleep(200000);
 	}
 }
 
@@ -670,7 +707,12 @@ Test(remote_tier, a_vanished_node_is_collected_by_another)
 	sim_kill(&sa);
 	char cmd[512], out[512] = "";
 	snprintf(cmd, sizeof cmd, "%s --socket %s remote gc gone-a 2>&1", getenv("CTL_BIN"), srv_b.sock);
+	/* its claim stands a while: it might be alive, and gc refuses */
 	int status = run_capture(cmd, out, sizeof out);
+	cr_assert_eq(status, 1, "gc of a node whose claim stands: status %d: %s", status, out);
+	cr_assert(strstr(out, "gone-a is running"), "%s", out);
+	wait_claim_gone("gone-a", REMOTE_ALIVE_TTL_MS + 5000);
+	status = run_capture(cmd, out, sizeof out);
 	cr_assert_eq(status, 0, "memsrv-ctl remote gc: status %d: %s", status, out);
 	const char *digit = strpbrk(out, "0123456789");
 	cr_assert(digit, "memsrv-ctl remote gc printed no number: %s", out);
@@ -714,6 +756,18 @@ Test(remote_tier, a_vanished_node_is_collected_by_another)
 
 /* ---- restart and migration ---- */
 
+/* Another memsrv with opts, on sock in s's directory, expected to stop
+ * at start: its exit status, and what it said in out. */
+static int run_memsrv(const struct test_server *s, const char *sock, const char *const *opts, char *out, size_t len)
+{
+	char cmd[1024];
+	int n = snprintf(cmd, sizeof cmd, "%s --socket %s/%s", getenv("MEMSRV_BIN"), s->dir, sock);
+	for (unsigned i = 0; opts[i]; i++)
+		n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", opts[i]);
+	snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>&1");
+	return run_capture(cmd, out, len);
+}
+
 static bool one_vm_attached(void *arg)
 {
 	return ctl_vm_count(arg) == 1;
@@ -734,7 +788,15 @@ Test(remote_tier, a_killed_memsrv_with_a_state_dir_finds_its_pages_in_the_cluste
 	evict_all(&srv_a, "kept");
 	struct remote before = settle(&srv_a, PAGES / 2);
 
-	server_crash_and_restart(&srv_a, opts);
+	kill_server(&srv_a);
+	/* its pages in the cluster are referenced under its id: another is refused */
+	const char *wrong[16];
+	node_options(wrong, "other-host", "2M", extra);
+	char out[2048] = "";
+	int status = run_memsrv(&srv_a, "wrong.sock", wrong, out, sizeof out);
+	cr_assert_eq(status, 1, "a restart under another node id: status %d: %s", status, out);
+	cr_assert(strstr(out, "referenced by node id 'kept-host'"), "%s", out);
+	server_relaunch(&srv_a, opts);  /* its claim is its own: no wait */
 	cr_assert(wait_until(one_vm_attached, &srv_a, 10000), "the VM resumed");
 	struct remote after = remote_of(&srv_a);
 	cr_assert_eq(after.objects, before.objects, "%" PRIu64 " remote objects before the kill, %" PRIu64 " after",
@@ -763,6 +825,7 @@ Test(remote_tier, a_memsrv_started_again_without_its_state_drops_what_its_node_l
 	sim_kill(&sim);
 	char why[256];
 	cr_assert(node_left_something("crashed-host", why, sizeof why), "the kill left nothing to collect: %s", why);
+	wait_claim_gone("crashed-host", REMOTE_ALIVE_TTL_MS + 5000);  /* a new memsrv would wait for it */
 	/* no state to resume: what the node id holds is garbage, dropped at start */
 	const char *opts[16];
 	node_options(opts, "crashed-host", "2M", NULL);
@@ -873,4 +936,28 @@ Test(remote_tier, a_migration_within_the_cluster_sends_its_remote_pages_by_name)
 	cr_assert_eq(ks.n, 0, "%zu memsrv keys stay (first: %s)", ks.n, ks.n ? ks.k[0].name : "");
 	keys_free(&ks);
 	scratch_remove(dir);
+}
+
+Test(remote_tier, a_node_id_runs_once_and_a_clean_stop_frees_it_at_once)
+{
+	start_cluster();
+	start_node(&srv_a, "once-host", "2M");
+	char holder[REMOTE_TOKEN_MAX];
+	cr_assert_eq(claim_of("once-host", holder, sizeof holder), 1, "a running memsrv claims its node id");
+	cr_assert(strstr(holder, " pid "), "the claim names its holder: %s", holder);
+	/* a second memsrv with that id: refused (after waiting out a claim
+	 * that might have been a crashed memsrv's), saying why */
+	const char *opts[16];
+	node_options(opts, "once-host", "2M", NULL);
+	char out[2048] = "";
+	int status = run_memsrv(&srv_a, "second.sock", opts, out, sizeof out);
+	cr_assert_eq(status, 1, "a second memsrv of one node id: status %d: %s", status, out);
+	cr_assert(strstr(out, "node id 'once-host' is in use by another memsrv"), "%s", out);
+	cr_assert(server_alive(&srv_a));
+	cr_assert_eq(claim_of("once-host", holder, sizeof holder), 1, "the refused one took nothing");
+	server_stop(&srv_a);
+	cr_assert_eq(claim_of("once-host", holder, sizeof holder), 0, "a clean stop leaves its claim: %s", holder);
+	/* so the next one starts at once */
+	start_node(&srv_a, "once-host", "2M");
+	cr_assert_eq(claim_of("once-host", holder, sizeof holder), 1);
 }
