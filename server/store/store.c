@@ -884,8 +884,8 @@ static unsigned remote_writeback_batch(struct store *s, struct codec_ctx *ctx, s
 		if (b->lens[i] != RAW_LEN)
 			page = b->page;
 		remote_digest_page(page, &b->up[m].d);
-		b->up[m].len = remote_object_encode(b->lens[i] == RAW_LEN ? CODEC_PAGE : b->codecs[i], b->stored[i],
-						   b->lens[i], b->values[m]);
+		/* a raw one (RAW_LEN) is marked raw, whatever its codec says */
+		b->up[m].len = remote_object_encode((enum codec)b->codecs[i], b->stored[i], b->lens[i], b->values[m]);
 		b->up[m].value = b->values[m];
 		b->up[m].shared = false;
 		m++;

@@ -102,7 +102,8 @@ int test_cluster_cmd(const struct test_cluster *tc, unsigned node, const char *c
 	return ret;
 }
 
-void test_cluster_relaunch(struct test_cluster *tc, unsigned node)
+/* Starts node's redis-server: true once it answers PING (5 s at most). */
+static bool launch_node(struct test_cluster *tc, unsigned node)
 {
 	char dir[96], port[8], log[128];
 	snprintf(dir, sizeof dir, "%s/%u", tc->dir, tc->port[node]);
@@ -140,10 +141,33 @@ void test_cluster_relaunch(struct test_cluster *tc, unsigned node)
 	char out[64];
 	for (int i = 0; i < 500; i++) {
 		if (!test_cluster_cmd(tc, node, "PING", out, sizeof out) && !strcmp(out, "PONG"))
-			return;
+			return true;
 		usleep(10000);
 	}
-	cr_assert_fail("redis-server on port %u did not come up (log: %s)", tc->port[node], log);
+	return false;
+}
+
+/* The last line of node's log, for a failure's message. */
+static void log_tail(const struct test_cluster *tc, unsigned node, char *out, size_t len)
+{
+	char cmd[192];
+	snprintf(cmd, sizeof cmd, "tail -n 1 %s/%u/redis.log 2>&1", tc->dir, tc->port[node]);
+	FILE *f = popen(cmd, "r");
+	out[0] = 0;
+	if (f) {
+		if (!fgets(out, (int)len, f))
+			out[0] = 0;
+		pclose(f);
+	}
+}
+
+void test_cluster_relaunch(struct test_cluster *tc, unsigned node)
+{
+	if (launch_node(tc, node))
+		return;
+	char tail[256];
+	log_tail(tc, node, tail, sizeof tail);
+	cr_assert_fail("redis-server on port %u did not come up: %s", tc->port[node], tail);
 }
 
 void test_cluster_kill(struct test_cluster *tc, unsigned node)
@@ -165,8 +189,17 @@ void test_cluster_start(struct test_cluster *tc, unsigned masters, unsigned repl
 	snprintf(tc->password, sizeof tc->password, "%s", password ? password : "");
 	cr_assert(scratch_make(tc->dir, sizeof tc->dir, "/tmp/memsrv-redis.XXXXXX"));
 	for (unsigned i = 0; i < tc->n; i++) {
-		tc->port[i] = pick_port(tc);
-		test_cluster_relaunch(tc, i);
+		/* a port found free can be taken before redis binds it: another pair then */
+		for (unsigned tries = 1;; tries++) {
+			tc->port[i] = pick_port(tc);
+			if (launch_node(tc, i))
+				break;
+			char tail[256];
+			log_tail(tc, i, tail, sizeof tail);
+			test_cluster_kill(tc, i);
+			cr_assert_lt(tries, 3, "redis-server on port %u did not come up: %s", tc->port[i], tail);
+			cr_log_warn("redis-server on port %u did not come up (%s): another port", tc->port[i], tail);
+		}
 	}
 	snprintf(tc->seed, sizeof tc->seed, "127.0.0.1:%u", tc->port[0]);
 	char cmd[1024];

@@ -1,6 +1,7 @@
 /* Description: a page memsrv cannot bring back (its swap copy corrupted or
  * truncated, its copy in the memory image a VM was resumed from corrupted,
- * or no huge page to place it in) ends in SIGBUS for the thread
+ * its object in the remote tier's cluster replaced by a forged one, or
+ * no huge page to place it in) ends in SIGBUS for the thread
  * that reads it, within a bounded time, never in zeros or a wait without
  * end; every other page reads back intact; the loss is counted, shown as a
  * condition and logged with its true cause.  The VMM is a child process
@@ -19,12 +20,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "child_vmm.h"
+#include "codec.h"
 #include "ctl_client.h"
 #include "guest.h"
 #include "harness.h"
 #include "image.h"
 #include "memsrv.h"
+#include "redis_cluster_harness.h"
+#include "remote_object.h"
 
 #define PAGE 4096u
 #define PAGES 2048u                /* 8 MiB: most of it spills past a 1 MiB cache */
@@ -34,6 +40,7 @@ static struct test_server srv;
 static char scratch[64];
 static long hugepages_before = -1;
 static pid_t vmm_pid;  /* the VMM child while it runs */
+static struct test_cluster cluster;  /* the remote tier's, for the test that has one */
 
 static void teardown(void)
 {
@@ -45,6 +52,7 @@ static void teardown(void)
 	}
 	if (srv.pid)
 		server_stop(&srv);
+	test_cluster_stop(&cluster);
 	scratch_remove(scratch);
 	if (hugepages_before >= 0)
 		write_long("/proc/sys/vm/nr_hugepages", hugepages_before);
@@ -701,4 +709,82 @@ Test(poison, pages_of_units_not_marked_when_the_image_is_gone_after_a_restart_ge
 	cr_assert(log_has("not yet known to be zero with them"), "the log says how many");
 	cr_assert(server_alive(&srv));
 	vmm_stop(&v);
+}
+
+/* ---- the remote tier ---- */
+
+static uint64_t remote_stat(size_t offset)
+{
+	Memsrv__ServerMessage *m;
+	Memsrv__NodeStats *st = ctl_stats_ok(&srv, &m);
+	uint64_t v = *(const uint64_t *)((const char *)st + offset);
+	memsrv__server_message__free_unpacked(m, NULL);
+	return v;
+}
+#define REMOTE_STAT(field) remote_stat(offsetof(Memsrv__NodeStats, field))
+
+/* The master holding key now, connected. */
+static redisContext *master_of_key(const char *key)
+{
+	char cmd[160], out[32];
+	snprintf(cmd, sizeof cmd, "CLUSTER KEYSLOT %s", key);
+	cr_assert_eq(test_cluster_cmd(&cluster, 0, cmd, out, sizeof out), 0, "%s", out);
+	int node = test_cluster_master_of(&cluster, (unsigned)atoi(out));
+	cr_assert_geq(node, 0);
+	redisContext *c = redisConnect("127.0.0.1", (int)cluster.port[node]);
+	cr_assert(c && !c->err, "cannot reach node %d", node);
+	return c;
+}
+
+Test(poison, a_page_whose_object_in_the_cluster_was_forged_gets_sigbus_and_the_rest_reads_back)
+{
+	if (!test_cluster_available())
+		cr_skip_test("no redis-server or redis-cli here (Debian's redis-server, redis-tools)");
+	test_cluster_start(&cluster, 3, 1, NULL);
+	const char *opts[] = { "--cache-size", "1M", "--remote", cluster.seed, "--node-id", "poison-host", NULL };
+	server_start_with(&srv, opts);
+	struct vmm v;
+	struct vmm_config cfg = { .name = "forged", .pages = PAGES, .page_size = PAGE, .content = CONTENT_HALF_RANDOM };
+	vmm_start(&v, &cfg);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv, "forged", 0, true);
+	memsrv__server_message__free_unpacked(m, NULL);
+	for (int waited = 0; REMOTE_STAT(remote_objects) < PAGES / 2; waited += 100) {
+		cr_assert_lt(waited, 30000, "only %lu pages went to the cluster", (unsigned long)REMOTE_STAT(remote_objects));
+		usleep(100000);
+	}
+
+	/* the first page in the cluster, found by the SHA-256 of its content */
+	static uint8_t page[PAGE], other[PAGE];
+	char key[REMOTE_KEY_MAX];
+	size_t victim = PAGES;
+	for (size_t p = 0; p < PAGES && victim == PAGES; p++) {
+		struct remote_digest d;
+		page_content(page, p, CONTENT_HALF_RANDOM);
+		remote_digest_page(page, &d);
+		remote_key(&d, 'o', key);
+		redisContext *c = master_of_key(key);
+		redisReply *r = redisCommand(c, "EXISTS %s", key);
+		if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+			victim = p;
+		freeReplyObject(r);
+		redisFree(c);
+	}
+	cr_assert_lt(victim, PAGES, "no page's object is in the cluster");
+	/* a well-formed object, checksum right, of another page: only its
+	 * key's SHA-256 can tell */
+	page_content(other, PAGES + 1, CONTENT_HALF_RANDOM);
+	uint8_t forged[REMOTE_OBJECT_MAX];
+	size_t len = remote_object_encode(CODEC_LZ4, other, PAGE, forged);  /* PAGE bytes: the page raw */
+	redisContext *c = master_of_key(key);
+	redisReply *r = redisCommand(c, "SET %s %b", key, forged, len);
+	cr_assert(r && r->type == REDIS_REPLY_STATUS, "SET of the forged object failed");
+	freeReplyObject(r);
+	redisFree(c);
+
+	expect_reads(&v, victim);
+	cr_assert_geq(REMOTE_STAT(remote_read_errors), 1, "the forged object is a read error");
+	expect_poisoned("forged", 1);
+	cr_assert(log_has("cannot be read: its value is malformed"), "the log does not say why");
+	cr_assert(log_has("is lost"), "the log does not say the page is lost");
+	cr_assert_eq(vmm_stop(&v), 0, "the VMM did not detach cleanly");
 }
