@@ -389,22 +389,21 @@ void fault_record(struct vm *vm, enum fault_source source, uint64_t t_read)
 	ctr_add(&vm->ctr.faults_total, 1);
 	latency_record_ns(&vm->lat_all, ns);
 	switch (source) {
-	case FAULT_FROM_SWAP:
-		ctr_add(&vm->ctr.faults_swap, 1);
-		latency_record_ns(&vm->lat_swap, ns);
-		/* a swap fault is a stored fault too */
-		__attribute__((fallthrough));
-	case FAULT_FROM_REMOTE:
-		if (source == FAULT_FROM_REMOTE) {
-			ctr_add(&vm->ctr.faults_remote, 1);
-			latency_record_ns(&vm->lat_remote, ns);
-		}
-		__attribute__((fallthrough));
 	case FAULT_FROM_STORE:
+	case FAULT_FROM_SWAP:
+	case FAULT_FROM_REMOTE:
+		/* a stored fault, and by the tier it was read from */
 		ctr_add(&vm->ctr.faults_stored, 1);
 		latency_record_ns(&vm->lat_stored, ns);
-		if (source == FAULT_FROM_STORE)
+		if (source == FAULT_FROM_SWAP) {
+			ctr_add(&vm->ctr.faults_swap, 1);
+			latency_record_ns(&vm->lat_swap, ns);
+		} else if (source == FAULT_FROM_REMOTE) {
+			ctr_add(&vm->ctr.faults_remote, 1);
+			latency_record_ns(&vm->lat_remote, ns);
+		} else {
 			latency_record_ns(&vm->lat_cache, ns);
+		}
 		break;
 	case FAULT_FROM_NEVER:
 		ctr_add(&vm->ctr.faults_never_touched, 1);

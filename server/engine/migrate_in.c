@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "fault.h"
 #include "latency.h"
@@ -394,16 +393,14 @@ static int take_offer(struct vm *vm, struct migrate_in *mi, const Memsrv__Migrat
 	}
 	obj_id id;
 	if (!store_share_by_hash(vm->store, lo, hi, &id)) {
-		uint8_t digest[32];
-		unsigned dlen = sizeof digest;
+		/* one in the cluster is known by its SHA-256, its name: no read */
 		struct store_remote_name held;
-		/* one in the cluster is known by its SHA-256: no read */
-		bool same = store_remote_name(vm->store, id, &held)
-				    ? !memcmp(held.digest.b, it->digest.data, sizeof digest)
-				    : !store_get(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf) &&
-					      EVP_Digest(vm->eng.page_buf, PAGE, digest, &dlen, EVP_sha256(), NULL) &&
-					      !memcmp(digest, it->digest.data, sizeof digest);
-		if (same) {
+		bool known = store_remote_name(vm->store, id, &held);
+		if (!known && !store_get(vm->store, vm->eng.codec_ctx, id, vm->eng.page_buf)) {
+			remote_digest_page(vm->eng.page_buf, &held.digest);
+			known = true;
+		}
+		if (known && !memcmp(held.digest.b, it->digest.data, sizeof held.digest.b)) {
 			*out = pe_make(PAGE_STORED, 0, id);
 			mi->shared_pages++;
 			return 0;

@@ -13,7 +13,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "fault.h"
 #include "image.h"
@@ -201,8 +200,9 @@ static void item_offer(struct migrate_out *mo, Memsrv__MigratePage *it, const vo
 {
 	uint64_t lo, hi;
 	store_content_hash(raw, &lo, &hi);
-	unsigned dlen = 32;
-	EVP_Digest(raw, PAGE, mo->sums[it - mo->items] + 16, &dlen, EVP_sha256(), NULL);
+	struct remote_digest d;
+	remote_digest_page(raw, &d);  /* the remote tier's name of it too */
+	memcpy(mo->sums[it - mo->items] + 16, d.b, sizeof d.b);
 	item_offer_sum(mo, it, lo, hi);
 }
 

@@ -172,9 +172,13 @@ void swap_reads_readahead(struct vm *vm, struct region *r, uint64_t idx)
 	for (; n < want && sr->ahead < READS / 2 && sr->busy < READS - 1; n++) {
 		uint64_t j = idx + 1 + n;
 		page_entry e = r->pt.entries[j];
-		struct store_remote_name name;
-		if (pe_state(e) != PAGE_STORED || huge_in_parts(e) || swap_reads_pending(vm, r, j) ||
-		    !store_remote_name(vm->store, (obj_id)pe_handle(e), &name))
+		struct store_peek k;
+		if (pe_state(e) != PAGE_STORED || huge_in_parts(e) || swap_reads_pending(vm, r, j))
+			break;
+		/* without the lock: an object in the cluster stays there while a
+		 * page names it */
+		store_peek(vm->store, (obj_id)pe_handle(e), &k);
+		if (k.tier != TIER_REMOTE)
 			break;  /* the run of pages in the cluster ends */
 		struct store_read rd;
 		if (store_fetch(vm->store, vm->eng.codec_ctx, (obj_id)pe_handle(e), vm->eng.page_buf, &rd) != 1)

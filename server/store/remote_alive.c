@@ -61,14 +61,23 @@ static void sync_done(void *arg, int result)
 	s->value = result;
 }
 
-static int settle(struct rc_cluster *rc, struct sync_result *s, uint64_t deadline_ms)
+/* Polls until *done; past deadline_ms only while commands are pending,
+ * since their callbacks point at the caller's storage (each command has
+ * a deadline of its own: it completes).  0 or -ETIMEDOUT. */
+static int drive(struct rc_cluster *rc, const bool *done, uint64_t deadline_ms)
 {
-	while (!s->done) {
+	while (!*done) {
 		if (monotonic_ns() / 1000000 >= deadline_ms && !rc_pending(rc))
 			return -ETIMEDOUT;
-		rc_poll(rc, 50);  /* each command has a deadline of its own: it completes */
+		rc_poll(rc, 50);
 	}
-	return s->value;
+	return 0;
+}
+
+static int settle(struct rc_cluster *rc, struct sync_result *s, uint64_t deadline_ms)
+{
+	int ret = drive(rc, &s->done, deadline_ms);
+	return ret ? ret : s->value;
 }
 
 struct holder {
@@ -100,12 +109,8 @@ int remote_alive_holder_now(struct rc_cluster *rc, const char *id, char *holder,
 	int ret = rc_command(rc, key, kl, 2, argv, NULL, holder_done, &h);
 	if (ret)
 		return ret;
-	uint64_t deadline = monotonic_ns() / 1000000 + (uint64_t)timeout_ms;
-	while (!h.done) {
-		if (monotonic_ns() / 1000000 >= deadline && !rc_pending(rc))
-			return -ETIMEDOUT;
-		rc_poll(rc, 50);
-	}
+	if ((ret = drive(rc, &h.done, monotonic_ns() / 1000000 + (uint64_t)timeout_ms)))
+		return ret;
 	return h.err == -ENOENT ? 0 : h.err ? h.err : 1;
 }
 

@@ -84,7 +84,6 @@ struct remote_tier {
 	struct remote_node node;
 	struct codec_ctx *ctx;       /* the thread's, for checking what it reads */
 	struct io_uring ring;        /* the thread's, for IORING_OP_MSG_RING */
-	unsigned msgs;               /* prepared, not submitted */
 	int efd, epfd;
 	pthread_t thread;
 	bool ring_ready, started;
@@ -126,6 +125,14 @@ static struct held *held_find(struct remote_tier *rt, const struct remote_digest
 	return NULL;
 }
 
+/* h at the head of its chain in buckets (n, a power of two). */
+static void held_link(struct held **buckets, size_t n, struct held *h)
+{
+	struct held **head = &buckets[digest_hash(&h->d) & (n - 1)];
+	h->next = *head;
+	*head = h;
+}
+
 static void held_grow(struct remote_tier *rt)
 {
 	size_t n = rt->held_buckets * 2;
@@ -135,9 +142,7 @@ static void held_grow(struct remote_tier *rt)
 	for (size_t i = 0; i < rt->held_buckets; i++)
 		for (struct held *h = rt->held[i], *next; h; h = next) {
 			next = h->next;
-			struct held **head = &b[digest_hash(&h->d) & (n - 1)];
-			h->next = *head;
-			*head = h;
+			held_link(b, n, h);
 		}
 	free(rt->held);
 	rt->held = b;
@@ -153,9 +158,7 @@ static struct held *held_get(struct remote_tier *rt, const struct remote_digest 
 	if (!(h = calloc(1, sizeof *h)))
 		return NULL;
 	h->d = *d;
-	struct held **head = &rt->held[digest_hash(d) & (rt->held_buckets - 1)];
-	h->next = *head;
-	*head = h;
+	held_link(rt->held, rt->held_buckets, h);
 	if (++rt->nheld > rt->held_buckets)
 		held_grow(rt);
 	return h;
@@ -197,8 +200,6 @@ static void wake(struct remote_tier *rt)
 
 /* ---- reads ---- */
 
-static void read_start(struct remote_tier *rt, struct req *r);
-
 static void reads_unlink(struct remote_tier *rt, struct req *r)
 {
 	if (r->rprev)
@@ -236,14 +237,12 @@ static void deliver(struct remote_tier *rt, struct req *r, int res, const void *
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
 	if (!sqe) {
 		io_uring_submit(&rt->ring);
-		rt->msgs = 0;
 		sqe = io_uring_get_sqe(&rt->ring);
 	}
 	/* the ring stays open until its owner got this CQE: it waits for
 	 * every read it did not cancel */
 	io_uring_prep_msg_ring(sqe, r->ring_fd, (unsigned)res, r->user_data, 0);
 	io_uring_sqe_set_data64(sqe, 0);
-	rt->msgs++;
 	free(r);
 }
 
@@ -306,9 +305,6 @@ static void read_got(void *arg, const void *value, size_t len, int err)
 		deliver(rt, r, err == -ENOENT ? -ENOENT : -ETIMEDOUT, NULL);  /* a sync read's deadline */
 		return;
 	}
-	pthread_mutex_lock(&rt->lock);
-	rt->st.read_retries++;
-	pthread_mutex_unlock(&rt->lock);
 	retry_later(rt, r, RETRY_MS);
 }
 
@@ -338,7 +334,6 @@ static struct req *read_new(struct remote_tier *rt, const struct remote_digest *
 /* Posts a read, listed among those not delivered.  Under the lock. */
 static void read_post(struct remote_tier *rt, struct req *r)
 {
-	rt->st.reads++;
 	r->rnext = rt->reads;
 	if (rt->reads)
 		rt->reads->rprev = r;
@@ -745,16 +740,13 @@ static void publish_stats(struct remote_tier *rt)
 	}
 	pthread_mutex_lock(&rt->lock);
 	rt->st.unreachable = !rs.reachable;
-	rt->st.unrefs_waiting = rt->unrefs_live;
 	pthread_mutex_unlock(&rt->lock);
 }
 
 static void flush_msgs(struct remote_tier *rt)
 {
-	if (rt->msgs) {
+	if (io_uring_sq_ready(&rt->ring))
 		io_uring_submit(&rt->ring);
-		rt->msgs = 0;
-	}
 	struct io_uring_cqe *cqe;
 	while (io_uring_peek_cqe(&rt->ring, &cqe) == 0) {
 		if (cqe->res < 0)

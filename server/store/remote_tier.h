@@ -102,8 +102,7 @@ struct remote_tier_stats {
 	uint64_t upload_bytes;
 	uint64_t shared;            /* objects the cluster held already */
 	uint64_t upload_errors;     /* objects that did not reach a replica: they stayed local */
-	uint64_t reads, read_errors, read_retries;
-	uint64_t unrefs_waiting;    /* references to drop that did not get through yet */
+	uint64_t read_errors;       /* reads that failed for good: the object lost or malformed */
 	bool unreachable;           /* a slot has no master connected */
 };
 void remote_tier_get_stats(struct remote_tier *rt, struct remote_tier_stats *out);

@@ -42,7 +42,7 @@
  * to codec are its record, the rest is rebuilt by store_restore(). */
 struct obj {
 	uint64_t hash_lo, hash_hi;
-	uint64_t loc;                /* CACHE: zpool handle; SAMEFILL: the word; REMOTE: its digest in digests[] */
+	uint64_t loc;                /* CACHE: zpool handle; SAMEFILL: the word (REMOTE: digests[] names it) */
 	swap_loc swap;               /* SWAP: where; written before tier turns SWAP */
 	uint32_t refs;
 	uint32_t next;               /* hash chain; the free list when FREE */
@@ -176,6 +176,13 @@ static struct remote_digest *digest_of(const struct store *s, obj_id id)
 	return &s->digests[id >> CHUNK_BITS][id & (CHUNK_OBJS - 1)];
 }
 
+/* Whether an object's content must be read from elsewhere: a file (swap)
+ * or the cluster (remote), not this process's memory. */
+static bool read_from_outside(const struct obj *o)
+{
+	return o->tier == TIER_SWAP || o->tier == TIER_REMOTE;
+}
+
 static obj_id alloc_id(struct store *s)
 {
 	if (s->free_ids) {
@@ -206,6 +213,15 @@ static uint32_t *bucket_of(struct store *s, uint64_t hash_lo)
 	return &s->buckets[hash_lo & (s->nbuckets - 1)];
 }
 
+/* Puts object id at the head of its hash's chain.  Under the lock. */
+static void index_link(struct store *s, obj_id id)
+{
+	struct obj *o = obj_at(s, id);
+	uint32_t *head = bucket_of(s, o->hash_lo);
+	o->next = *head;
+	*head = id;
+}
+
 /* Doubles the index once it holds twice as many objects as buckets. */
 static void maybe_grow_index(struct store *s)
 {
@@ -222,9 +238,7 @@ static void maybe_grow_index(struct store *s)
 		struct obj *o = obj_at(s, id);
 		if (o->tier == TIER_FREE || o->orphan)
 			continue;  /* an orphan waits to be freed: never to be shared again */
-		uint32_t *head = bucket_of(s, o->hash_lo);
-		o->next = *head;
-		*head = id;
+		index_link(s, id);
 	}
 }
 
@@ -276,6 +290,18 @@ static void lru_insert(struct store *s, obj_id id, bool first_out)
 	}
 }
 
+/* A cache object's slot and place in the LRU go (it is freed, or now
+ * held elsewhere).  Under the lock. */
+static void leave_cache(struct store *s, obj_id id)
+{
+	struct obj *o = obj_at(s, id);
+	lru_unlink(s, id);
+	zpool_free(s->pool, o->loc);
+	s->st.cache_objects--;
+	s->st.cache_bytes -= o->len;
+	s->st.cache_raw_objects -= o->len == RAW_LEN;
+}
+
 /* Sharing statistics follow every reference change of an object. */
 static void ref_changed(struct store *s, const struct obj *o, uint32_t before)
 {
@@ -294,11 +320,7 @@ static void free_obj(struct store *s, obj_id id)
 	struct obj *o = obj_at(s, id);
 	switch (o->tier) {
 	case TIER_CACHE:
-		lru_unlink(s, id);
-		zpool_free(s->pool, o->loc);
-		s->st.cache_objects--;
-		s->st.cache_bytes -= o->len;
-		s->st.cache_raw_objects -= o->len == RAW_LEN;
+		leave_cache(s, id);
 		break;
 	case TIER_SWAP:
 		swapfile_free(s->cfg.swap, o->swap);
@@ -350,6 +372,16 @@ static int read_locked(struct store *s, struct codec_ctx *ctx, const struct obj 
 	}
 }
 
+/* A content hash as the index keeps it: all of it, or its low hash_bits
+ * (tests force collisions so). */
+static void index_hash(const struct store *s, uint64_t *lo, uint64_t *hi)
+{
+	if (s->cfg.hash_bits && s->cfg.hash_bits < 64) {
+		*lo &= (1ull << s->cfg.hash_bits) - 1;
+		*hi = 0;
+	}
+}
+
 static void page_hash(const struct store *s, const void *page, bool samefilled, uint64_t word, uint64_t *lo,
 		      uint64_t *hi)
 {
@@ -358,10 +390,7 @@ static void page_hash(const struct store *s, const void *page, bool samefilled, 
 				     : XXH3_128bits(page, CODEC_PAGE);
 	*lo = h.low64;
 	*hi = h.high64;
-	if (s->cfg.hash_bits && s->cfg.hash_bits < 64) {
-		*lo &= (1ull << s->cfg.hash_bits) - 1;
-		*hi = 0;
-	}
+	index_hash(s, lo, hi);
 }
 
 void store_content_hash(const void *page, uint64_t *lo, uint64_t *hi)
@@ -373,10 +402,7 @@ void store_content_hash(const void *page, uint64_t *lo, uint64_t *hi)
 
 int store_share_by_hash(struct store *s, uint64_t lo, uint64_t hi, obj_id *id)
 {
-	if (s->cfg.hash_bits && s->cfg.hash_bits < 64) {  /* as page_hash() indexes it */
-		lo &= (1ull << s->cfg.hash_bits) - 1;
-		hi = 0;
-	}
+	index_hash(s, &lo, &hi);
 	pthread_mutex_lock(&s->lock);
 	*id = 0;
 	for (obj_id o_id = *bucket_of(s, lo); o_id; o_id = obj_at(s, o_id)->next) {
@@ -428,10 +454,7 @@ void store_adopt_remote(struct store *s, const struct store_remote_name *names, 
 			continue;
 		}
 		uint64_t lo = names[i].hash_lo, hi = names[i].hash_hi;
-		if (s->cfg.hash_bits && s->cfg.hash_bits < 64) {  /* as page_hash() indexes it */
-			lo &= (1ull << s->cfg.hash_bits) - 1;
-			hi = 0;
-		}
+		index_hash(s, &lo, &hi);
 		struct obj *o = obj_at(s, id);
 		o->hash_lo = lo;
 		o->hash_hi = hi;
@@ -441,9 +464,7 @@ void store_adopt_remote(struct store *s, const struct store_remote_name *names, 
 		*digest_of(s, id) = names[i].digest;
 		atomic_signal_fence(memory_order_release);
 		o->tier = TIER_REMOTE;
-		uint32_t *head = bucket_of(s, lo);
-		o->next = *head;
-		*head = id;
+		index_link(s, id);
 		s->st.objects++;
 		s->st.references++;
 		s->st.remote_objects++;
@@ -763,11 +784,7 @@ static void move_to_swap(struct store *s, obj_id id, swap_loc loc)
 	o->swap = loc;
 	atomic_signal_fence(memory_order_release);  /* a crash between leaves it CACHE */
 	o->tier = TIER_SWAP;
-	lru_unlink(s, id);
-	zpool_free(s->pool, o->loc);
-	s->st.cache_objects--;
-	s->st.cache_bytes -= o->len;
-	s->st.cache_raw_objects -= o->len == RAW_LEN;
+	leave_cache(s, id);
 	s->st.swap_objects++;
 	s->st.swap_bytes += o->len;
 	s->st.writeback_objects++;
@@ -854,11 +871,7 @@ static void move_to_remote(struct store *s, obj_id id, const struct remote_diges
 	*digest_of(s, id) = *d;  /* named before its tier says so: a crash between leaves it CACHE */
 	atomic_signal_fence(memory_order_release);
 	o->tier = TIER_REMOTE;
-	lru_unlink(s, id);
-	zpool_free(s->pool, o->loc);
-	s->st.cache_objects--;
-	s->st.cache_bytes -= o->len;
-	s->st.cache_raw_objects -= o->len == RAW_LEN;
+	leave_cache(s, id);
 	s->st.remote_objects++;
 	s->st.remote_bytes += o->len;
 	s->st.writeback_objects++;
@@ -1048,9 +1061,7 @@ static void insert_obj(struct store *s, obj_id nid, zpool_handle h, enum codec c
 		s->st.cache_bytes += len;
 		s->st.cache_raw_objects += len == RAW_LEN;
 	}
-	uint32_t *head = bucket_of(s, lo);
-	o->next = *head;
-	*head = nid;
+	index_link(s, nid);
 	s->st.objects++;
 	s->st.references++;
 	maybe_grow_index(s);
@@ -1123,7 +1134,7 @@ int store_fetch(struct store *s, struct codec_ctx *ctx, obj_id id, void *page, s
 	pthread_mutex_lock(&s->lock);
 	struct obj *o = obj_at(s, id);
 	int ret;
-	if (o->tier == TIER_SWAP || o->tier == TIER_REMOTE) {
+	if (read_from_outside(o)) {
 		read_begin_locked(s, id, rd);
 		ret = 1;
 	} else {
@@ -1137,7 +1148,7 @@ int store_fetch_memory(struct store *s, struct codec_ctx *ctx, obj_id id, void *
 {
 	pthread_mutex_lock(&s->lock);
 	const struct obj *o = obj_at(s, id);
-	int ret = o->tier == TIER_SWAP || o->tier == TIER_REMOTE ? 1 : read_locked(s, ctx, o, page);
+	int ret = read_from_outside(o) ? 1 : read_locked(s, ctx, o, page);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -1195,7 +1206,7 @@ int store_read_stored(struct store *s, struct codec_ctx *ctx, obj_id id, void *b
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
 	}
-	if (o->tier != TIER_SWAP && o->tier != TIER_REMOTE) {
+	if (!read_from_outside(o)) {
 		stored_locked(s, o, buf, out);
 		o->pins++;
 		pthread_mutex_unlock(&s->lock);
@@ -1299,9 +1310,7 @@ void store_get_stats(struct store *s, struct store_stats *st)
 static int restore_live(struct store *s, obj_id id, zpool_handle *handles, size_t *nh)
 {
 	struct obj *o = obj_at(s, id);
-	uint32_t *head = bucket_of(s, o->hash_lo);
-	o->next = *head;
-	*head = id;
+	index_link(s, id);
 	s->st.objects++;
 	ref_changed(s, o, 0);
 	switch (o->tier) {

@@ -248,6 +248,16 @@ static bool node_left_something(const char *id, char *why, size_t len)
 	return index || refs;
 }
 
+/* No memsrv key is left in the cluster (but running nodes' claims). */
+static void expect_cluster_empty(const char *when)
+{
+	struct cluster_keys ks;
+	scan_keys(&ks);
+	cr_assert_eq(ks.n, 0, "%s, %zu memsrv keys stay in the cluster (first: %s)", when, ks.n,
+		     ks.n ? ks.k[0].name : "");
+	keys_free(&ks);
+}
+
 /* Polls until nothing of id is left in the cluster (memsrv lets go
  * asynchronously); asserts it within timeout_ms. */
 static void expect_node_gone(const char *id, int timeout_ms)
@@ -498,10 +508,7 @@ Test(remote_tier, a_vm_larger_than_the_cache_spills_to_the_cluster_and_leaves_no
 
 	/* the VM gone: nothing of this node stays, and no object with it */
 	expect_node_gone("spill-host", 15000);
-	struct cluster_keys ks;
-	scan_keys(&ks);
-	cr_assert_eq(ks.n, 0, "%zu memsrv keys stay in the cluster (first: %s)", ks.n, ks.n ? ks.k[0].name : "");
-	keys_free(&ks);
+	expect_cluster_empty("the VM gone");
 	r = remote_of(&srv_a);
 	cr_assert_eq(r.objects, 0, "memsrv still counts %" PRIu64 " remote objects", r.objects);
 	cr_assert_eq(r.bytes, 0);
@@ -670,9 +677,7 @@ Test(remote_tier, a_second_node_with_the_same_pages_uploads_almost_nothing)
 	settle(&srv_b, PAGES / 2);
 	sim_quit_verified(&sb, PAGES);
 	expect_node_gone("twin-b", 15000);
-	scan_keys(&ks);
-	cr_assert_eq(ks.n, 0, "%zu memsrv keys stay once both let go (first: %s)", ks.n, ks.n ? ks.k[0].name : "");
-	keys_free(&ks);
+	expect_cluster_empty("both let go");
 }
 
 Test(remote_tier, a_vanished_node_is_collected_by_another)
@@ -749,9 +754,7 @@ Test(remote_tier, a_vanished_node_is_collected_by_another)
 	cr_assert_gt(CTL_INFO(&srv_b, "vb", faults_remote), 0);
 	cr_assert_eq(sim_quit(&sb), 0);
 	expect_node_gone("live-b", 15000);
-	scan_keys(&ks);
-	cr_assert_eq(ks.n, 0, "%zu memsrv keys stay once both are gone (first: %s)", ks.n, ks.n ? ks.k[0].name : "");
-	keys_free(&ks);
+	expect_cluster_empty("both gone");
 }
 
 /* ---- restart and migration ---- */
@@ -832,10 +835,7 @@ Test(remote_tier, a_memsrv_started_again_without_its_state_drops_what_its_node_l
 	server_relaunch(&srv_a, opts);
 	expect_node_gone("crashed-host", 15000);
 	cr_assert(server_log_has(&srv_a, "references an earlier memsrv of node crashed-host left"));
-	struct cluster_keys ks;
-	scan_keys(&ks);
-	cr_assert_eq(ks.n, 0, "%zu memsrv keys stay (first: %s)", ks.n, ks.n ? ks.k[0].name : "");
-	keys_free(&ks);
+	expect_cluster_empty("the leftovers dropped");
 }
 
 /* memsrv-ctl migrate on a thread of its own: it answers at the end. */
@@ -931,10 +931,7 @@ Test(remote_tier, a_migration_within_the_cluster_sends_its_remote_pages_by_name)
 	cr_assert_gt(CTL_INFO(&srv_b, "mover", faults_remote), 0, "the destination read its pages from the cluster");
 	cr_assert_eq(sim_quit(&dst), 0);
 	expect_node_gone("to-host", 15000);
-	struct cluster_keys ks;
-	scan_keys(&ks);
-	cr_assert_eq(ks.n, 0, "%zu memsrv keys stay (first: %s)", ks.n, ks.n ? ks.k[0].name : "");
-	keys_free(&ks);
+	expect_cluster_empty("the VM gone from both nodes");
 	scratch_remove(dir);
 }
 
