@@ -6,7 +6,10 @@
  * check opens DIR/memory.img (which checks its header, table and index),
  * checks every object's bytes, reads every page and prints what the image
  * holds as key: value lines.  rm removes it, unless a VM resumed from it
- * still reads pages from it.  Exit status 0 when every check passed (or it
+ * still reads pages from it.  An image whose objects are names in a Redis
+ * Cluster (memsrv-ctl snapshot --remote) is checked as far as the file
+ * goes: each name against its checksum; rm says which holder's references
+ * keep its objects in the cluster (memsrv-ctl remote gc drops them).  Exit status 0 when every check passed (or it
  * was removed), 1 when one failed (or it was not), 2 on a usage error.
  */
 #include <errno.h>
@@ -23,7 +26,7 @@
 
 struct counts {
 	uint64_t kind[3];
-	uint64_t raw_objects, bad_objects, bad_pages;
+	uint64_t raw_objects, named_objects, bad_objects, bad_pages;
 };
 
 static int usage(FILE *f)
@@ -33,7 +36,8 @@ static int usage(FILE *f)
 		   "  exit status 0 when the image is intact, 1 when it is not\n"
 		   "       memsrv-image rm DIR\n"
 		   "  removes DIR/memory.img, refused (exit status 1) while a VM resumed from it\n"
-		   "  still reads pages from it\n");
+		   "  still reads pages from it; an image of snapshot --remote keeps its objects\n"
+		   "  in the cluster until memsrv-ctl remote gc HOLDER (rm names HOLDER)\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -45,7 +49,12 @@ static void check_objects(struct image *img, struct counts *n)
 		uint64_t off;
 		uint32_t len;
 		enum codec c;
+		struct remote_digest d;
 		int ret = image_object_loc(img, i, &off, &len, &c);
+		if (ret == -EREMOTE && (ret = image_object_remote(img, i, &d)) == 1) {
+			n->named_objects++;  /* its name is intact; its page is the cluster's to check */
+			continue;
+		}
 		if (ret) {
 			if (n->bad_objects++ < MAX_REPORTED)
 				fprintf(stderr, "object %" PRIu64 ": its index entry cannot be read: %s\n", i,
@@ -74,6 +83,8 @@ static int check_pages(struct image *img, struct counts *n)
 		if (kind >= 0)
 			n->kind[kind]++;
 		int ret = image_read_page(img, ctx, p, page);
+		if (ret == -EREMOTE)
+			ret = 0;  /* a name, checked with the objects */
 		if (ret && n->bad_pages++ < MAX_REPORTED)
 			fprintf(stderr, "page %" PRIu64 ": %s\n", p,
 				kind < 0 ? "its entry in the page table is corrupt" : strerror(-ret));
@@ -99,6 +110,8 @@ static void print_info(const struct image *img, const struct counts *n, uint64_t
 	printf("pages_object: %" PRIu64 "\n", n->kind[IMAGE_PAGE_OBJECT]);
 	printf("objects: %" PRIu64 "\n", in->objects);
 	printf("objects_raw: %" PRIu64 "\n", n->raw_objects);
+	printf("objects_named: %" PRIu64 "\n", n->named_objects);
+	printf("remote_holder: %s\n", in->remote_holder[0] ? in->remote_holder : "-");
 	printf("data_bytes: %" PRIu64 "\n", in->data_bytes);
 	printf("file_bytes: %" PRIu64 "\n", file_bytes);
 	printf("ratio: %.4f\n", in->pages ? (double)file_bytes / ((double)in->pages * CODEC_PAGE) : 0.0);
@@ -135,12 +148,20 @@ static int check(const char *dir)
 
 static int rm(const char *dir)
 {
-	char why[512] = "";
+	char why[512] = "", holder[IMAGE_NAME_MAX] = "";
+	struct image *img;
+	if (!image_open(dir, &img, NULL, 0)) {
+		snprintf(holder, sizeof holder, "%s", image_get_info(img)->remote_holder);
+		image_close(img);
+	}
 	int ret = image_remove(dir, why, sizeof why);
 	if (ret) {
 		fprintf(stderr, "memsrv-image: %s\n", why[0] ? why : strerror(-ret));
 		return 1;
 	}
+	if (holder[0])
+		printf("its objects stay in the Redis Cluster under %s: memsrv-ctl remote gc %s drops them\n", holder,
+		       holder);
 	return 0;
 }
 

@@ -328,6 +328,11 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 					"memory only (a memfd)", vm->name, i);
 			return;
 		}
+	if (req->has_remote && req->remote && !srv->remote) {
+		wire_send_error(fd, EOPNOTSUPP, "snapshot.remote", "memsrv runs without a remote tier (--remote): there "
+				"is no cluster to keep the image's objects in");
+		return;
+	}
 	if (check_snapshot_dir(fd, req->dir))
 		return;
 	struct vm_job *job = vm_job_new(VM_JOB_SNAPSHOT);
@@ -339,6 +344,7 @@ static void do_snapshot(struct server *srv, int fd, const Memsrv__SnapshotReques
 		return;
 	}
 	job->dir = dir;
+	job->remote = req->has_remote && req->remote;
 	job->reply_fd = fd;
 	*fd_taken = true;
 	vm_post_job(vm, job);

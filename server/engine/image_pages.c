@@ -12,10 +12,12 @@
 
 #include "fault.h"
 #include "log.h"
+#include "remote_tier.h"
 #include "swap_reads.h"
 
 #define IMAGE_PAGE_BYTES 4096
 #define FILL_SCAN_PAGES 4096  /* entries the fill looks at in one batch, installed or not */
+#define NAMED_SYNC_MS 2000    /* a synchronous read of a named object (the slow paths) gives up then */
 
 /* Whether the image describes vm's layout and (fresh) its regions are empty. */
 static int check_layout(const struct vm *vm, const struct image_info *info, const char *dir, bool fresh, char *why,
@@ -165,6 +167,13 @@ static int vm_image_open(struct vm *vm, const char *dir, bool fresh, struct vm_i
 	int ret = image_open(dir, &im->img, why, len);
 	if (!ret)
 		ret = check_layout(vm, image_get_info(im->img), dir, fresh, why, len);
+	const char *holder = ret ? "" : image_get_info(im->img)->remote_holder;
+	im->named = holder[0];
+	if (im->named && !store_remote_tier(vm->store)) {
+		ret = -EOPNOTSUPP;
+		snprintf(why, len, "the image in %s keeps its pages in a Redis Cluster (under %s): memsrv runs without "
+			 "--remote", dir, holder);
+	}
 	if (!ret && flock(image_fd(im->img), LOCK_SH | LOCK_NB)) {
 		ret = -errno;
 		snprintf(why, len, "%s/%s is locked by its remover: %s", dir, IMAGE_FILE, strerror(errno));
@@ -186,6 +195,8 @@ int64_t image_pages_attach(struct vm *vm, const char *dir, char *why, size_t len
 	if (ret)
 		return ret;
 	vm->image = im;
+	if (im->named)
+		im->fill = IMAGE_FILL_MARK;  /* installs nothing: the pages are reads of the network */
 	vm_state_save_image(vm);  /* before any entry names the image: a memsrv killed now finds it */
 	im->record_until_ns = monotonic_ns() + IMAGE_RECORD_NS;
 	return (int64_t)image_pages_remaining(vm);
@@ -299,10 +310,19 @@ void image_pages_release(struct vm *vm)
 	vm->image = NULL;
 }
 
-int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page)
+int image_pages_decode(struct vm *vm, uint64_t index, bool named, const void *buf, int res, void *page)
 {
 	if (!vm->image->img)
 		return IMAGE_ERR_NOT_OPEN;  /* its page was discarded meanwhile, the last one the image held */
+	if (named) {
+		/* the remote tier checked it against its name */
+		if (res < 0)
+			return res;
+		if (res != IMAGE_PAGE_BYTES)
+			return -ENODATA;
+		memcpy(page, buf, IMAGE_PAGE_BYTES);
+		return 0;
+	}
 	uint64_t off;
 	uint32_t len;
 	enum codec c;
@@ -316,11 +336,35 @@ int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, 
 	return image_decode(vm->image->img, vm->eng.codec_ctx, index, buf, len, page);
 }
 
+int image_pages_object_name(struct vm *vm, uint64_t index, struct remote_digest *d)
+{
+	if (!vm->image || !vm->image->img)
+		return IMAGE_ERR_NOT_OPEN;
+	return vm->image->named ? image_object_remote(vm->image->img, index, d) : 0;
+}
+
+/* Object index, a name, read from the cluster into page: 0 or -errno. */
+static int read_named(struct vm *vm, uint64_t index, void *page)
+{
+	struct remote_digest d;
+	int ret = image_object_remote(vm->image->img, index, &d);
+	if (ret < 0)
+		return ret;
+	if (!ret)
+		return -EBADMSG;  /* cannot happen: the image said it is a name */
+	ret = remote_tier_read_sync(store_remote_tier(vm->store), &d, page, NAMED_SYNC_MS);
+	return ret < 0 ? ret : ret == IMAGE_PAGE_BYTES ? 0 : -ENODATA;
+}
+
 int image_pages_read(struct vm *vm, uint64_t page, void *buf)
 {
 	if (!vm->image || !vm->image->img)
 		return IMAGE_ERR_NOT_OPEN;
-	return image_read_page(vm->image->img, vm->eng.codec_ctx, page, buf);
+	int ret = image_read_page(vm->image->img, vm->eng.codec_ctx, page, buf);
+	uint64_t index;
+	if (ret == -EREMOTE && image_page(vm->image->img, page, &index) == IMAGE_PAGE_OBJECT)
+		ret = read_named(vm, index, buf);
+	return ret;
 }
 
 int image_pages_entry(struct vm *vm, uint64_t page, uint64_t *value, char *why, size_t len)
@@ -341,6 +385,8 @@ int image_pages_object(struct vm *vm, uint64_t page, uint64_t index, void *buf, 
 		       char *why, size_t whylen)
 {
 	int ret = image_read_object(vm->image->img, index, buf, len, c);
+	if (ret == -EREMOTE && !(ret = read_named(vm, index, buf)))
+		*len = IMAGE_RAW_LEN;
 	if (ret)
 		snprintf(why, whylen, "page %" PRIu64 " cannot be read from the image in %s: %s", page, vm->image->dir,
 			 ret == -EBADMSG ? "corrupt (checksum mismatch, or truncated)" : strerror(-ret));
@@ -365,9 +411,11 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 	uint64_t page = r->first_page + idx, value;
 	if (image_page(im->img, page, &value) == IMAGE_PAGE_OBJECT && deferred) {
 		struct swap_io io = { .fd = image_fd(im->img) };
+		struct remote_digest d;
 		enum codec c;
-		if (image_object_loc(im->img, value, &io.offset, &io.len, &c) == 0 &&
-		    swap_reads_submit_image(vm, r, idx, t_read, value, &io) == 0) {
+		int named = im->named ? image_object_remote(im->img, value, &d) : 0;
+		if ((named == 1 || (!named && image_object_loc(im->img, value, &io.offset, &io.len, &c) == 0)) &&
+		    swap_reads_submit_image(vm, r, idx, t_read, value, &io, named == 1 ? &d : NULL) == 0) {
 			*deferred = true;
 			return 0;
 		}
@@ -596,7 +644,7 @@ void image_pages_background(struct vm *vm)
 		return;
 	case IMAGE_FILL_MARK:
 		if (mark_next_unit(vm))
-			im->fill = im->restarted ? IMAGE_FILL_DONE : IMAGE_FILL_STASH;
+			im->fill = im->restarted || im->named ? IMAGE_FILL_DONE : IMAGE_FILL_STASH;
 		return;
 	case IMAGE_FILL_STASH:
 		if (!stash_some(vm, &full))

@@ -26,6 +26,12 @@
  * VM records the pages it faults on first, for the next snapshot to write
  * down.
  *
+ * An image written with memsrv-ctl snapshot --remote names its objects in
+ * the Redis Cluster instead of holding them: a VM resumed from it on any
+ * node of that cluster reads each page from there when it faults (the
+ * remote tier's asynchronous read, as for a stored page), and the
+ * background only marks.
+ *
  * The image stays open, with a shared flock on it, for as long as pages
  * may come from it (memsrv-image rm refuses meanwhile); once every page
  * was read it is closed.  Clones (VMs resumed from one image) read the
@@ -74,6 +80,8 @@ struct vm_image {
 	_Atomic uint64_t marking;        /* odd while a unit is marked: its pages are in both counts */
 	enum image_fill fill;
 	bool restarted;          /* opened again after a restart: the background only marks */
+	bool named;              /* its objects are in the Redis Cluster: the background only marks, each page
+				  * comes by its fault without blocking the VM thread on the network */
 	uint64_t ft_count;       /* the image's first-touch list: touched[0, ft_count) */
 	uint64_t ft_next;        /* the next entry of it to install */
 	struct id_map ft_pos;    /* page + 1 -> its place in the list, built by the background */
@@ -143,13 +151,21 @@ int image_pages_read(struct vm *vm, uint64_t page, void *buf);
  * again after a restart: -EIO). */
 int image_pages_entry(struct vm *vm, uint64_t page, uint64_t *value, char *why, size_t len);
 /* ...and that object's bytes as written into buf (IMAGE_RAW_LEN bytes),
- * *len of them, codec *c (*len IMAGE_RAW_LEN: raw).  0 or -errno with why. */
+ * *len of them, codec *c (*len IMAGE_RAW_LEN: raw); an object that is a
+ * name is read from the cluster, synchronously, and handed over raw.
+ * 0 or -errno with why. */
 int image_pages_object(struct vm *vm, uint64_t page, uint64_t index, void *buf, uint32_t *len, enum codec *c,
 		       char *why, size_t whylen);
 
 /* Decodes what a read of object index brought (res: bytes read or -errno)
- * into page.  0, or why not (-EBADMSG, -EILSEQ, -ENODATA: short, -errno). */
-int image_pages_decode(struct vm *vm, uint64_t index, const void *buf, int res, void *page);
+ * into page (named: the remote tier's read, the page itself).  0, or why
+ * not (-EBADMSG, -EILSEQ, -ENODATA: short, -errno). */
+int image_pages_decode(struct vm *vm, uint64_t index, bool named, const void *buf, int res, void *page);
+
+/* Whether object index of the VM's image is a name of an object in the
+ * Redis Cluster (memsrv-ctl snapshot --remote): 1 with its digest, 0, or
+ * -errno. */
+int image_pages_object_name(struct vm *vm, uint64_t index, struct remote_digest *d);
 
 /* A demand fault on page (VM-wide) that came from the image or the store:
  * recorded as a first touch while the recording lasts; if it is in the

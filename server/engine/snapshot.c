@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "id_map.h"
 #include "image_pages.h"
 #include "log.h"
+#include "remote_tier.h"
 #include "sampler.h"
 #include "swap_reads.h"
 #include "uffd_op.h"
@@ -24,6 +26,19 @@
 #define SNAP_PAGE 4096
 #define SNAP_CHUNK_PAGES EVICT_RUN_PAGES  /* read, saved and unprotected at once; faults are served between */
 #define SNAP_RAW_ABOVE (SNAP_PAGE / 4 * 3) /* compressed larger than this: written raw (reads need no decompression) */
+#define SNAP_REMOTE_BATCH 64      /* objects sent to the cluster in one round trip and one WAIT */
+
+/* --remote: the image names its objects, which go to the cluster under
+ * the image's own references (holder), a batch at a time.  The image is
+ * committed only after every batch came back from a replica. */
+struct snap_remote {
+	struct remote_tier *rt;
+	char holder[IMAGE_NAME_MAX];
+	struct remote_upload items[SNAP_REMOTE_BATCH];
+	uint8_t (*values)[REMOTE_OBJECT_MAX];
+	unsigned n;
+	bool referenced;     /* a batch was sent: the holder may hold references */
+};
 
 struct snapshot {
 	struct image_writer *w;
@@ -34,6 +49,8 @@ struct snapshot {
 	uint8_t *buf;        /* SNAP_CHUNK_PAGES pages read from the fd by the walk */
 	uint8_t *one;        /* one page read from the fd by a hook */
 	uint8_t *obj;        /* one object's bytes */
+	uint8_t *plain;      /* one page decompressed, to be named (--remote) */
+	struct snap_remote *remote;  /* NULL: the image holds its objects */
 	int err;             /* the first failure, of the walk or of a hook */
 	char why[256];
 	struct snapshot_result res;
@@ -85,21 +102,108 @@ static void save_word(struct snapshot *sn, uint64_t page, uint64_t word)
 	sn->res.samefilled_pages++;
 }
 
-static void add_object(struct snapshot *sn, uint64_t page, enum codec c, const void *data, uint32_t len,
-		       uint64_t *index)
+/* An object of len bytes in the image (ret: how adding it went, *index
+ * where it went) names page: whether it went well. */
+static bool object_added(struct snapshot *sn, uint64_t page, int ret, const uint64_t *index, uint32_t len)
 {
-	int ret = image_add_object(sn->w, c, data, len, index);
 	if (ret) {
 		fail(sn, ret, "writing the image failed: %s", strerror(-ret));
-		return;
+		return false;
 	}
 	image_set_object(sn->w, page, *index);
 	sn->res.objects++;
 	sn->res.object_pages++;
 	sn->res.data_bytes += len;
+	return true;
 }
 
-/* A stored page: its object as the store keeps it, written once. */
+/* Sends the batch of objects waiting; any that did not reach a replica
+ * fails the image. */
+static void remote_flush(struct snapshot *sn)
+{
+	struct snap_remote *rm = sn->remote;
+	if (!rm || !rm->n)
+		return;
+	if (sn->err) {
+		rm->n = 0;  /* the image will not be: nothing more to send */
+		return;
+	}
+	rm->referenced = true;
+	remote_tier_upload_as(rm->rt, rm->holder, rm->items, rm->n);
+	for (unsigned i = 0; i < rm->n; i++) {
+		const struct remote_upload *u = &rm->items[i];
+		if (u->result) {
+			fail(sn, u->result, "an object did not reach a replica in the cluster: %s",
+			     u->result == -EAGAIN ? "no replica acknowledged it (WAIT)"
+			     : u->result == -ENOENT ? "the cluster lost an object named by its digest"
+						    : strerror(-u->result));
+			break;
+		}
+		sn->res.remote_shared += u->shared;
+		sn->res.remote_uploaded += !u->shared;
+		sn->res.remote_bytes += u->shared ? 0 : u->len;
+	}
+	rm->n = 0;
+}
+
+/* The image names the object of digest d, which goes to the cluster: len
+ * bytes of data with codec c (len CODEC_PAGE: the page raw), or, data
+ * NULL, a reference only to what the cluster holds. */
+static void add_named(struct snapshot *sn, uint64_t page, const struct remote_digest *d, enum codec c,
+		      const void *data, uint32_t len, uint64_t *index)
+{
+	struct snap_remote *rm = sn->remote;
+	int ret = image_add_remote(sn->w, d, index);
+	if (!object_added(sn, page, ret, index, REMOTE_DIGEST_BYTES))
+		return;
+	struct remote_upload *u = &rm->items[rm->n];
+	*u = (struct remote_upload){ .d = *d };
+	if (data) {
+		u->value = rm->values[rm->n];
+		u->len = remote_object_encode(c, data, len, rm->values[rm->n]);
+	}
+	if (++rm->n == SNAP_REMOTE_BATCH)
+		remote_flush(sn);
+}
+
+/* --remote: an object's len bytes (codec c; CODEC_PAGE: raw) named by the
+ * SHA-256 of the page they hold. */
+static void add_content_named(struct snapshot *sn, struct vm *vm, uint64_t page, enum codec c, const void *data,
+			      uint32_t len, uint64_t *index)
+{
+	const void *plain = data;
+	if (len != CODEC_PAGE) {
+		if (codec_decompress(vm->eng.codec_ctx, c, data, len, sn->plain)) {
+			fail(sn, -EILSEQ, "page %" PRIu64 "'s stored copy does not decompress", page);
+			return;
+		}
+		plain = sn->plain;
+	}
+	struct remote_digest d;
+	remote_digest_page(plain, &d);
+	add_named(sn, page, &d, c, data, len, index);
+}
+
+static void add_object(struct snapshot *sn, uint64_t page, enum codec c, const void *data, uint32_t len,
+		       uint64_t *index)
+{
+	int ret = image_add_object(sn->w, c, data, len, index);
+	object_added(sn, page, ret, index, len);
+}
+
+/* An object for page in the image: written into it, or (--remote) named
+ * and sent to the cluster. */
+static void put_object(struct snapshot *sn, struct vm *vm, uint64_t page, enum codec c, const void *data,
+		       uint32_t len, uint64_t *index)
+{
+	if (sn->remote)
+		add_content_named(sn, vm, page, c, data, len, index);
+	else
+		add_object(sn, page, c, data, len, index);
+}
+
+/* A stored page: its object as the store keeps it, written once (with
+ * --remote, one already in the cluster by its name only). */
 static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_id id)
 {
 	uint64_t index;
@@ -108,18 +212,25 @@ static void save_stored(struct vm *vm, struct snapshot *sn, uint64_t page, obj_i
 		sn->res.object_pages++;
 		return;
 	}
-	struct store_stored st;
-	int ret = store_read_stored(vm->store, vm->eng.codec_ctx, id, sn->obj, &st);
-	if (ret) {
-		fail(sn, ret, "page %" PRIu64 "'s stored copy cannot be read: %s", page, strerror(-ret));
-		return;
+	struct store_remote_name name;
+	int ret = sn->remote ? store_pin_remote_name(vm->store, id, &name) : 0;
+	if (ret == 1) {
+		add_named(sn, page, &name.digest, CODEC_LZ4, NULL, 0, &index);
+	} else {
+		struct store_stored st;
+		if (!ret)
+			ret = store_read_stored(vm->store, vm->eng.codec_ctx, id, sn->obj, &st);
+		if (ret) {
+			fail(sn, ret, "page %" PRIu64 "'s stored copy cannot be read: %s", page, strerror(-ret));
+			return;
+		}
+		if (st.samefilled) {
+			store_unpin(vm->store, id);  /* a word is no object: nothing to map */
+			save_word(sn, page, st.word);
+			return;
+		}
+		put_object(sn, vm, page, st.codec, sn->obj, st.len, &index);
 	}
-	if (st.samefilled) {
-		store_unpin(vm->store, id);  /* a word is no object: nothing to map */
-		save_word(sn, page, st.word);
-		return;
-	}
-	add_object(sn, page, st.codec, sn->obj, st.len, &index);
 	if (!sn->err && id_map_put(&sn->map, id, index))
 		fail(sn, -ENOMEM, "out of memory");
 	if (sn->err) {
@@ -149,14 +260,24 @@ static void save_from_image(struct vm *vm, struct snapshot *sn, uint64_t page)
 		sn->res.object_pages++;
 		return;
 	}
-	uint32_t len;
-	enum codec c;
-	int ret = image_pages_object(vm, page, value, sn->obj, &len, &c, why, sizeof why);
-	if (ret) {
-		fail(sn, ret, "%s", why);
-		return;
+	struct remote_digest d;
+	int ret = sn->remote ? image_pages_object_name(vm, value, &d) : 0;
+	if (ret == 1) {
+		add_named(sn, page, &d, CODEC_LZ4, NULL, 0, &index);  /* in the cluster already, by its name */
+	} else {
+		uint32_t len;
+		enum codec c;
+		if (!ret)
+			ret = image_pages_object(vm, page, value, sn->obj, &len, &c, why, sizeof why);
+		else
+			snprintf(why, sizeof why, "page %" PRIu64 "'s entry in the image cannot be read: %s", page,
+				 strerror(-ret));
+		if (ret) {
+			fail(sn, ret, "%s", why);
+			return;
+		}
+		put_object(sn, vm, page, c, sn->obj, len, &index);
 	}
-	add_object(sn, page, c, sn->obj, len, &index);
 	if (!sn->err && id_map_put(&sn->from_image, value + 1, index))
 		fail(sn, -ENOMEM, "out of memory");
 }
@@ -176,7 +297,13 @@ static void save_content(struct vm *vm, struct snapshot *sn, uint64_t page, cons
 		len = IMAGE_RAW_LEN;
 		out = data;
 	}
-	add_object(sn, page, c, out, len, &index);
+	if (sn->remote) {
+		struct remote_digest d;
+		remote_digest_page(data, &d);  /* no need to decompress what was just compressed */
+		add_named(sn, page, &d, c, out, len, &index);
+	} else {
+		add_object(sn, page, c, out, len, &index);
+	}
 }
 
 /* Saves page idx of r as its entry says it is now; data: its content read
@@ -267,6 +394,7 @@ static int walk_chunk(struct vm *vm, struct snapshot *sn, struct region *r, uint
 		bool here = pe_state(r->pt.entries[p]) == PAGE_RESIDENT;
 		save_page(vm, sn, r, p, here ? sn->buf + (p - first) * SNAP_PAGE : NULL);
 	}
+	remote_flush(sn);  /* a round trip per chunk at most: faults wait no longer */
 	if (sn->err)
 		return sn->err;
 	int ret = uffd_op_protect_pages(vm, r, first, count, false);
@@ -337,26 +465,6 @@ static void layout_of(const struct vm *vm, struct image_info *info)
 	info->created_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
-static struct snapshot *snapshot_new(uint64_t pages)
-{
-	struct snapshot *sn = calloc(1, sizeof *sn);
-	if (!sn)
-		return NULL;
-	sn->saved = calloc(pages / 64 + 1, sizeof *sn->saved);
-	sn->buf = malloc(SNAP_CHUNK_PAGES * SNAP_PAGE);
-	sn->one = malloc(SNAP_PAGE);
-	sn->obj = malloc(CODEC_PAGE);
-	if (!sn->saved || !sn->buf || !sn->one || !sn->obj) {
-		free(sn->saved);
-		free(sn->buf);
-		free(sn->one);
-		free(sn->obj);
-		free(sn);
-		return NULL;
-	}
-	return sn;
-}
-
 static void snapshot_free(struct vm *vm, struct snapshot *sn)
 {
 	map_release(vm, &sn->map);
@@ -365,7 +473,71 @@ static void snapshot_free(struct vm *vm, struct snapshot *sn)
 	free(sn->buf);
 	free(sn->one);
 	free(sn->obj);
+	free(sn->plain);
+	if (sn->remote)
+		free(sn->remote->values);
+	free(sn->remote);
 	free(sn);
+}
+
+/* The name the image's references in the cluster are filed under: its own,
+ * so that the image outlives this node and goes only when it is dropped. */
+static int holder_name(char holder[IMAGE_NAME_MAX])
+{
+	uint8_t rnd[16];
+	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+		return -errno;
+	int n = snprintf(holder, IMAGE_NAME_MAX, "image-");
+	for (unsigned i = 0; i < sizeof rnd; i++)
+		n += snprintf(holder + n, IMAGE_NAME_MAX - (size_t)n, "%02x", rnd[i]);
+	return 0;
+}
+
+static struct snapshot *snapshot_new(uint64_t pages, struct remote_tier *rt)
+{
+	struct snapshot *sn = calloc(1, sizeof *sn);
+	if (!sn)
+		return NULL;
+	sn->saved = calloc(pages / 64 + 1, sizeof *sn->saved);
+	sn->buf = malloc(SNAP_CHUNK_PAGES * SNAP_PAGE);
+	sn->one = malloc(SNAP_PAGE);
+	sn->obj = malloc(CODEC_PAGE);
+	bool ok = sn->saved && sn->buf && sn->one && sn->obj;
+	if (ok && rt) {
+		sn->plain = malloc(CODEC_PAGE);
+		sn->remote = calloc(1, sizeof *sn->remote);
+		ok = sn->plain && sn->remote && (sn->remote->values = malloc(sizeof(*sn->remote->values) *
+									      SNAP_REMOTE_BATCH)) &&
+		     !holder_name(sn->remote->holder);
+		if (ok)
+			sn->remote->rt = rt;
+	}
+	if (!ok) {
+		snapshot_free(NULL, sn);
+		return NULL;
+	}
+	return sn;
+}
+
+/* A --remote image that will not be: the references its holder took go,
+ * in the background (a VM thread never waits for a gc). */
+static void remote_abandon(struct snapshot *sn)
+{
+	struct snap_remote *rm = sn->remote;
+	if (rm && rm->referenced)
+		remote_tier_gc_background(rm->rt, rm->holder);
+}
+
+/* Whether the cluster can be reached now: a snapshot --remote would only
+ * fail later, after its VM's faults waited on the uploads. */
+static int check_reachable(struct remote_tier *rt, char *why, size_t len)
+{
+	struct remote_tier_stats st;
+	remote_tier_get_stats(rt, &st);
+	if (!st.unreachable)
+		return 0;
+	snprintf(why, len, "the remote tier's cluster cannot be reached now (remote-unreachable)");
+	return -EHOSTUNREACH;
 }
 
 /* Write-protects every region: the instant of the image.  Pages in
@@ -410,19 +582,29 @@ static uint64_t file_size(const char *dir)
 	return stat(path, &st) ? 0 : (uint64_t)st.st_size;
 }
 
-int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, char *why, size_t len)
+int snapshot_run(struct vm *vm, const char *dir, bool remote, struct snapshot_result *res, char *why, size_t len)
 {
 	memset(res, 0, sizeof *res);
 	int ret = check_vm(vm, why, len);
 	if (ret)
 		return ret;
+	struct remote_tier *rt = remote ? store_remote_tier(vm->store) : NULL;
+	if (remote && !rt) {
+		snprintf(why, len, "memsrv runs without a remote tier (--remote): there is no cluster to keep the image's "
+			 "objects in");
+		return -EOPNOTSUPP;
+	}
+	if (rt && (ret = check_reachable(rt, why, len)))
+		return ret;
 	struct image_info layout;
 	layout_of(vm, &layout);
-	struct snapshot *sn = snapshot_new(vm_total_pages(vm));
+	struct snapshot *sn = snapshot_new(vm_total_pages(vm), rt);
 	if (!sn) {
 		snprintf(why, len, "out of memory");
 		return -ENOMEM;
 	}
+	if (sn->remote)
+		snprintf(layout.remote_holder, sizeof layout.remote_holder, "%s", sn->remote->holder);
 	ret = image_create(dir, &layout, &sn->w, why, len);
 	if (ret) {
 		snapshot_free(vm, sn);
@@ -433,6 +615,7 @@ int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, ch
 	vm->eng.snapshot = sn;
 	if (!begin(vm, sn))
 		walk(vm, sn);
+	remote_flush(sn);  /* what the hooks sent after the walk's last chunk */
 	vm->eng.snapshot = NULL;
 	end(vm);
 	sn->res.pages = vm_total_pages(vm);
@@ -447,6 +630,10 @@ int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, ch
 	} else {
 		ret = image_commit(sn->w, why, len);
 	}
+	if (ret)
+		remote_abandon(sn);
+	else if (sn->remote)
+		snprintf(sn->res.remote_holder, sizeof sn->res.remote_holder, "%s", sn->remote->holder);
 	sn->res.duration_ns = monotonic_ns() - t0;
 	sn->res.file_bytes = ret ? 0 : file_size(dir);
 	*res = sn->res;

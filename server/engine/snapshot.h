@@ -23,6 +23,7 @@
 #ifndef MEMSRV_SNAPSHOT_H
 #define MEMSRV_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,15 +33,24 @@ struct snapshot_result {
 	uint64_t pages, zero_pages, samefilled_pages, object_pages;
 	uint64_t objects, stored_objects, data_bytes, file_bytes;
 	uint64_t duration_ns, writes_saved, max_pause_ns;
+	/* --remote */
+	char remote_holder[64];     /* the image's references in the cluster are under it */
+	uint64_t remote_uploaded;   /* objects sent to the cluster */
+	uint64_t remote_shared;     /* objects the cluster held already: referenced by name, no bytes sent */
+	uint64_t remote_bytes;      /* bytes sent */
 };
 
 /* Writes the image of vm into dir (absolute, existing) as
- * dir/memory.img, serving faults meanwhile.  0, or -errno with why: the VM
+ * dir/memory.img, serving faults meanwhile.  remote: every object goes to
+ * the remote tier's cluster under a name of the image's own (the image's
+ * holder, remote_holder), and the image names them: any node of that
+ * cluster can resume it; the image is committed once a replica holds all.
+ * 0, or -errno with why: the VM
  * cannot be write-protected (-EOPNOTSUPP), another process maps its RAM
  * (-EBUSY), it holds poisoned pages (-EIO), it went away (-ESHUTDOWN,
  * -ESRCH), or the store or the image failed.  On failure no image is left
  * and every page is writable again. */
-int snapshot_run(struct vm *vm, const char *dir, struct snapshot_result *res, char *why, size_t len);
+int snapshot_run(struct vm *vm, const char *dir, bool remote, struct snapshot_result *res, char *why, size_t len);
 
 /* The hooks, called only while vm->eng.snapshot is set. */
 /* A WP fault, read at t_read, on page idx of r: saves it if it is not yet. */

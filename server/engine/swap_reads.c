@@ -198,10 +198,14 @@ int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_
 }
 
 int swap_reads_submit_image(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, uint64_t index,
-			    const struct swap_io *io)
+			    const struct swap_io *io, const struct remote_digest *named)
 {
-	return start(vm, &(struct swap_read){ .r = r, .idx = idx, .t_read = t_read, .image = true,
-					      .image_index = index, .rd = { .io = *io } });
+	struct swap_read s = { .r = r, .idx = idx, .t_read = t_read, .image = true, .image_index = index };
+	if (named)
+		s.rd = (struct store_read){ .remote = true, .digest = *named };
+	else
+		s.rd.io = *io;
+	return start(vm, &s);
 }
 
 /* Whether page s->idx is still the one read: the VMM may have discarded
@@ -332,7 +336,7 @@ static void finish(struct vm *vm, unsigned i, int res)
 	struct swap_reads *sr = vm->eng.reads;
 	struct swap_read *s = &sr->slot[i];
 	const void *buf = sr->bufs + (size_t)i * CODEC_PAGE;
-	int ret = s->image ? image_pages_decode(vm, s->image_index, buf, res, vm->eng.page_buf)
+	int ret = s->image ? image_pages_decode(vm, s->image_index, s->rd.remote, buf, res, vm->eng.page_buf)
 			   : store_read_end(vm->store, vm->eng.codec_ctx, &s->rd, buf, res, vm->eng.page_buf);
 	if (ret == 0) {
 		complete(vm, s, vm->eng.page_buf);
@@ -435,7 +439,8 @@ void swap_reads_exit(struct vm *vm)
 			store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
 	}
 	for (unsigned i = 0; i < READS; i++)
-		if (sr->slot[i].busy && !sr->slot[i].waiting_retry && !done[i] && sr->slot[i].rd.remote)
+		if (sr->slot[i].busy && !sr->slot[i].waiting_retry && !done[i] && sr->slot[i].rd.remote &&
+		    !sr->slot[i].image)
 			store_read_end(vm->store, vm->eng.codec_ctx, &sr->slot[i].rd, NULL, -ECANCELED, vm->eng.page_buf);
 	io_uring_queue_exit(&sr->ring);
 	close(sr->efd);

@@ -43,9 +43,10 @@ int swap_reads_submit(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_
 		      const struct store_read *rd);
 
 /* The same for a read of object index of the VM's image (image_pages.c),
- * at io. */
+ * at io; or, named, the page of that digest from the remote tier (an
+ * image whose objects are in the cluster). */
 int swap_reads_submit_image(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_read, uint64_t index,
-			    const struct swap_io *io);
+			    const struct swap_io *io, const struct remote_digest *named);
 
 /* True when completions wait to be reaped (no system call). */
 bool swap_reads_ready(const struct vm *vm);

@@ -158,6 +158,7 @@ struct vm_job {
 	bool migrated;           /* DETACH: the VM moved to another node (migrate_out.h) */
 	uint64_t addr, len;      /* DISCARD */
 	char *dir;               /* SNAPSHOT: absolute, the job owns it */
+	bool remote;             /* SNAPSHOT: its objects go to the cluster (snapshot.h) */
 	int peer_fd;             /* MIGRATE_*: the authenticated peer connection, the job owns it (-1: none) */
 	int urgent_fd;           /* MIGRATE_OUT: its second one, for pulled pages (-1: none) */
 	char *address;           /* MIGRATE_*: the peer, for the log and the reply; the job owns it */

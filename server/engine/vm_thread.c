@@ -215,7 +215,7 @@ static void run_snapshot(struct vm *vm, struct vm_job *job)
 {
 	struct snapshot_result res;
 	char why[512];
-	int ret = snapshot_run(vm, job->dir, &res, why, sizeof why);
+	int ret = snapshot_run(vm, job->dir, job->remote, &res, why, sizeof why);
 	if (ret) {
 		vm_warn(vm, "snapshot into %s failed: %s", job->dir, why);
 		wire_send_error(job->reply_fd, -ret, NULL, "snapshot of VM %s into %s failed: %s", vm->name, job->dir,
@@ -227,6 +227,10 @@ static void run_snapshot(struct vm *vm, struct vm_job *job)
 		" writes saved first, longest wait %" PRIu64 " us", job->dir, res.pages, res.zero_pages,
 		res.samefilled_pages, res.objects, res.stored_objects, res.file_bytes, res.duration_ns / 1000000,
 		res.writes_saved, res.max_pause_ns / 1000);
+	if (res.remote_holder[0])
+		vm_info(vm, "snapshot into %s: its objects are in the cluster under %s, %" PRIu64 " sent (%" PRIu64
+			" bytes), %" PRIu64 " held already", job->dir, res.remote_holder, res.remote_uploaded,
+			res.remote_bytes, res.remote_shared);
 	char path[4200];
 	snprintf(path, sizeof path, "%s/" IMAGE_FILE, job->dir);
 	Memsrv__SnapshotReply sr = MEMSRV__SNAPSHOT_REPLY__INIT;
@@ -242,6 +246,13 @@ static void run_snapshot(struct vm *vm, struct vm_job *job)
 	sr.duration_ns = res.duration_ns;
 	sr.writes_saved = res.writes_saved;
 	sr.max_pause_ns = res.max_pause_ns;
+	if (res.remote_holder[0]) {
+		sr.remote_holder = res.remote_holder;
+		sr.has_remote_uploaded = sr.has_remote_shared = sr.has_remote_bytes = true;
+		sr.remote_uploaded = res.remote_uploaded;
+		sr.remote_shared = res.remote_shared;
+		sr.remote_bytes = res.remote_bytes;
+	}
 	Memsrv__ServerMessage msg = MEMSRV__SERVER_MESSAGE__INIT;
 	msg.msg_case = MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY;
 	msg.snapshot_reply = &sr;

@@ -42,6 +42,8 @@
 #define HEADER_SIZE ALIGN
 #define WRITE_BUF (1u << 20)         /* objects are written in batches of this */
 #define CODEC_RAW 0xff               /* an object's codec byte when it is the raw page */
+#define CODEC_REMOTE 0xfe            /* ...when it is the name of an object in a Redis Cluster */
+#define FLAG_REMOTE 1u               /* header flag: objects may be names (remote_holder holds them) */
 
 /* A table entry: the kind in the top 2 bits, the value (object index, or
  * index into the words section) below.  A zero page is the entry 0. */
@@ -73,7 +75,8 @@ struct disk_header {
 	uint64_t table_chunks_off;       /* a struct disk_chunk per IMAGE_CHUNK_PAGES of the table */
 	uint64_t index_chunks_off;       /* a checksum per IMAGE_CHUNK_OBJECTS of the index */
 	uint64_t pages_held;             /* pages not zero */
-	uint8_t reserved[HEADER_SIZE - 1728];
+	char remote_holder[IMAGE_NAME_MAX]; /* FLAG_REMOTE: the name the cluster's references are under */
+	uint8_t reserved[HEADER_SIZE - 1792];
 };
 
 /* A chunk of the page table: what a reader checks before it believes it. */
@@ -86,7 +89,7 @@ struct disk_object {
 	uint64_t offset;                 /* in the file */
 	uint64_t checksum;               /* XXH3_64bits of its len bytes */
 	uint32_t len;
-	uint8_t codec;                   /* enum codec, or CODEC_RAW */
+	uint8_t codec;                   /* enum codec, CODEC_RAW or CODEC_REMOTE */
 	uint8_t reserved[3];
 };
 
@@ -105,6 +108,7 @@ _Static_assert(offsetof(struct disk_header, file_size) == 16 && offsetof(struct 
 _Static_assert(offsetof(struct disk_header, vm_name) == 128, "docs/snapshot.md's offsets");
 _Static_assert(offsetof(struct disk_header, regions) == 192, "docs/snapshot.md's offsets");
 _Static_assert(offsetof(struct disk_header, table_chunks_off) == 1704, "docs/snapshot.md's offsets");
+_Static_assert(offsetof(struct disk_header, remote_holder) == 1728, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_chunk) == 16, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_region) == 24, "docs/snapshot.md's offsets");
 _Static_assert(sizeof(struct disk_object) == 24, "docs/snapshot.md's offsets");
@@ -177,6 +181,10 @@ static int layout_check(const struct image_info *l, uint64_t *pages, char *why, 
 	}
 	if (strnlen(l->vm_name, IMAGE_NAME_MAX) == IMAGE_NAME_MAX) {
 		say(why, len, "VM name longer than %d bytes", IMAGE_NAME_MAX - 1);
+		return -EINVAL;
+	}
+	if (strnlen(l->remote_holder, IMAGE_NAME_MAX) == IMAGE_NAME_MAX) {
+		say(why, len, "remote holder longer than %d bytes", IMAGE_NAME_MAX - 1);
 		return -EINVAL;
 	}
 	uint64_t n = 0;
@@ -269,6 +277,8 @@ int image_create(const char *dir, const struct image_info *layout, struct image_
 	w->info = *layout;
 	memset(w->info.vm_name, 0, IMAGE_NAME_MAX);     /* NUL-padded on disk, not what followed the name */
 	memcpy(w->info.vm_name, layout->vm_name, strlen(layout->vm_name));
+	memset(w->info.remote_holder, 0, IMAGE_NAME_MAX);
+	memcpy(w->info.remote_holder, layout->remote_holder, strlen(layout->remote_holder));
 	w->info.pages = pages;
 	w->info.objects = w->info.data_bytes = 0;
 	memset(w->info.regions + w->info.n_regions, 0,
@@ -337,12 +347,11 @@ static int writer_flush(struct image_writer *w)
 	return 0;
 }
 
-int image_add_object(struct image_writer *w, enum codec c, const void *data, uint32_t len, uint64_t *index)
+/* Appends len bytes of data with codec byte codec_byte: 0 or -errno. */
+static int append_object(struct image_writer *w, uint8_t codec_byte, const void *data, uint32_t len, uint64_t *index)
 {
 	if (w->err)
 		return w->err;
-	if (!len || len > IMAGE_RAW_LEN || (len < IMAGE_RAW_LEN && (unsigned)c >= CODECS))
-		return -EINVAL;
 	if (w->info.objects == w->index_cap) {
 		uint64_t cap = w->index_cap ? w->index_cap * 2 : 1024;
 		struct disk_object *n = realloc(w->index, cap * sizeof(*n));
@@ -363,12 +372,26 @@ int image_add_object(struct image_writer *w, enum codec c, const void *data, uin
 		.offset = htole64(w->buf_off + w->buf_used),
 		.checksum = htole64(XXH3_64bits(data, len)),
 		.len = htole32(len),
-		.codec = len == IMAGE_RAW_LEN ? CODEC_RAW : (uint8_t)c,
+		.codec = codec_byte,
 	};
 	w->buf_used += len;
 	w->info.data_bytes += len;
 	*index = w->info.objects++;
 	return 0;
+}
+
+int image_add_object(struct image_writer *w, enum codec c, const void *data, uint32_t len, uint64_t *index)
+{
+	if (!len || len > IMAGE_RAW_LEN || (len < IMAGE_RAW_LEN && (unsigned)c >= CODECS))
+		return -EINVAL;
+	return append_object(w, len == IMAGE_RAW_LEN ? CODEC_RAW : (uint8_t)c, data, len, index);
+}
+
+int image_add_remote(struct image_writer *w, const struct remote_digest *d, uint64_t *index)
+{
+	if (!w->info.remote_holder[0])
+		return -EINVAL;  /* a name no holder keeps alive */
+	return append_object(w, CODEC_REMOTE, d->b, REMOTE_DIGEST_BYTES, index);
 }
 
 void image_set_object(struct image_writer *w, uint64_t page, uint64_t index)
@@ -573,6 +596,8 @@ static int writer_write_tail(struct image_writer *w)
 	h.first_touch = htole64(w->n_first_touch);
 	h.n_regions = htole32(in->n_regions);
 	memcpy(h.vm_name, in->vm_name, IMAGE_NAME_MAX);
+	memcpy(h.remote_holder, in->remote_holder, IMAGE_NAME_MAX);
+	h.flags = htole32(in->remote_holder[0] ? FLAG_REMOTE : 0);
 	for (uint32_t i = 0; i < in->n_regions; i++)
 		h.regions[i] = (struct disk_region){ .guest_phys_addr = htole64(in->regions[i].guest_phys_addr),
 						      .size = htole64(in->regions[i].size),
@@ -723,10 +748,14 @@ static int read_ends(struct image *img, uint64_t size, struct disk_header *h, st
 		return say(why, len, "reading the header: %s", strerror(-ret)), ret == -ENODATA ? -EBADMSG : ret;
 	if (memcmp(h->magic, MAGIC, 8))
 		return CORRUPT("not a memsrv image (no magic)");
-	if (le32toh(h->version) != IMAGE_VERSION) {
-		say(why, len, "version %u: this memsrv reads version %d only", le32toh(h->version), IMAGE_VERSION);
+	uint32_t version = le32toh(h->version);
+	if (version != IMAGE_VERSION && version != IMAGE_VERSION_NO_NAMES) {
+		say(why, len, "version %u: this memsrv reads versions %d and %d only", version, IMAGE_VERSION_NO_NAMES,
+		    IMAGE_VERSION);
 		return -EPROTONOSUPPORT;
 	}
+	if (version == IMAGE_VERSION_NO_NAMES && h->flags)
+		return CORRUPT("a version %u image with flags 0x%x", version, le32toh(h->flags));
 	uint64_t want = le64toh(h->file_size);
 	if (want != size)
 		return CORRUPT("%s: %" PRIu64 " bytes, its header says %" PRIu64, size < want ? "truncated" : "too long",
@@ -752,6 +781,11 @@ static int check_header(struct image *img, const struct disk_header *h, char *wh
 	if (in->n_regions > IMAGE_MAX_REGIONS)
 		return CORRUPT("%u regions", in->n_regions);
 	memcpy(in->vm_name, h->vm_name, IMAGE_NAME_MAX);
+	memcpy(in->remote_holder, h->remote_holder, IMAGE_NAME_MAX);
+	uint32_t flags = le32toh(h->flags);
+	if (flags & ~FLAG_REMOTE || !(flags & FLAG_REMOTE) != !in->remote_holder[0])
+		return CORRUPT("flags 0x%x and remote holder '%.*s' do not match", flags, IMAGE_NAME_MAX - 1,
+			       in->remote_holder);
 	for (uint32_t i = 0; i < in->n_regions; i++)
 		in->regions[i] = (struct image_region){ le64toh(h->regions[i].guest_phys_addr),
 							le64toh(h->regions[i].size), le32toh(h->regions[i].page_size) };
@@ -767,7 +801,7 @@ static int check_header(struct image *img, const struct disk_header *h, char *wh
 	img->n_first_touch = le64toh(h->first_touch);
 	img->data_off = le64toh(h->data_off);
 	img->pages_held = le64toh(h->pages_held);
-	if (pages != in->pages || le32toh(h->header_size) != HEADER_SIZE || img->data_off != HEADER_SIZE || h->flags ||
+	if (pages != in->pages || le32toh(h->header_size) != HEADER_SIZE || img->data_off != HEADER_SIZE ||
 	    img->pages_held > pages)
 		return CORRUPT("the header does not describe its own layout");
 	/* Sizes bounded by the file's (checked against fstat) before they are multiplied. */
@@ -950,9 +984,10 @@ static int index_chunk(struct image *img, uint64_t c)
 		const struct disk_object *o = &img->index[i];
 		uint64_t off = le64toh(o->offset);
 		uint32_t l = le32toh(o->len);
-		bool raw = o->codec == CODEC_RAW;
-		if (!l || l > IMAGE_RAW_LEN || raw != (l == IMAGE_RAW_LEN) || (!raw && o->codec >= CODECS) ||
-		    off < img->data_off || off > img->data_end || l > img->data_end - off)
+		bool raw = o->codec == CODEC_RAW, named = o->codec == CODEC_REMOTE;
+		bool shape = named ? l == REMOTE_DIGEST_BYTES && img->info.remote_holder[0]
+				   : l && l <= IMAGE_RAW_LEN && raw == (l == IMAGE_RAW_LEN) && (raw || o->codec < CODECS);
+		if (!shape || off < img->data_off || off > img->data_end || l > img->data_end - off)
 			return -EBADMSG;
 	}
 	img->index_loaded[c / 64] |= 1ull << (c % 64);
@@ -1038,18 +1073,42 @@ int image_page(struct image *img, uint64_t page, uint64_t *value)
 	return (int)k;
 }
 
-int image_object_loc(struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c)
+/* Object index's entry, its index chunk checked: 0 or -errno. */
+static int object_entry(struct image *img, uint64_t index, const struct disk_object **o)
 {
 	if (index >= img->info.objects)
 		return -EINVAL;
 	int ret = index_chunk(img, index / IMAGE_CHUNK_OBJECTS);
+	*o = ret ? NULL : &img->index[index];
+	return ret;
+}
+
+int image_object_loc(struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c)
+{
+	const struct disk_object *o;
+	int ret = object_entry(img, index, &o);
 	if (ret)
 		return ret;
-	const struct disk_object *o = &img->index[index];
+	if (o->codec == CODEC_REMOTE)
+		return -EREMOTE;  /* a name, not a page's bytes: image_object_remote() */
 	*offset = le64toh(o->offset);
 	*len = le32toh(o->len);
 	*c = o->codec == CODEC_RAW ? CODEC_LZ4 : (enum codec)o->codec;
 	return 0;
+}
+
+int image_object_remote(struct image *img, uint64_t index, struct remote_digest *d)
+{
+	const struct disk_object *o;
+	int ret = object_entry(img, index, &o);
+	if (ret)
+		return ret;
+	if (o->codec != CODEC_REMOTE)
+		return 0;
+	ret = pread_all(img->fd, d->b, REMOTE_DIGEST_BYTES, le64toh(o->offset));
+	if (ret)
+		return ret == -ENODATA ? -EBADMSG : ret;
+	return XXH3_64bits(d->b, REMOTE_DIGEST_BYTES) == le64toh(o->checksum) ? 1 : -EBADMSG;
 }
 
 int image_object_check(struct image *img, uint64_t index, const void *data, uint32_t len)
@@ -1059,7 +1118,7 @@ int image_object_check(struct image *img, uint64_t index, const void *data, uint
 	enum codec c;
 	int ret = image_object_loc(img, index, &off, &want, &c);
 	if (ret)
-		return ret == -EINVAL ? -EBADMSG : ret;
+		return ret == -EINVAL ? -EBADMSG : ret;  /* -EREMOTE stays: a name is never page content */
 	return len == want && XXH3_64bits(data, len) == le64toh(img->index[index].checksum) ? 0 : -EBADMSG;
 }
 

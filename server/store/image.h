@@ -27,10 +27,12 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "remote_object.h"
 
 #define IMAGE_FILE "memory.img"
 #define IMAGE_PARTIAL_FILE ".memory.img.partial"
-#define IMAGE_VERSION 2
+#define IMAGE_VERSION 3            /* what is written */
+#define IMAGE_VERSION_NO_NAMES 2   /* read too: a version 3 image without names (flags 0) */
 #define IMAGE_MAX_REGIONS 63
 #define IMAGE_NAME_MAX 64
 #define IMAGE_RAW_LEN CODEC_PAGE  /* an object of this length is the page itself, not compressed */
@@ -57,6 +59,11 @@ struct image_info {
 	uint64_t objects;        /* filled in by image_commit()/image_open() */
 	uint64_t data_bytes;     /* the objects' bytes, likewise */
 	uint64_t created_unix_ns;
+	/* "" for an image that holds its pages.  Else objects may be names of
+	 * objects in a Redis Cluster (memsrv-ctl snapshot --remote), and the
+	 * cluster holds them under this name's references (remote_refs.h) for
+	 * as long as the image is wanted: memsrv-ctl remote gc HOLDER drops them. */
+	char remote_holder[IMAGE_NAME_MAX];
 };
 
 /* Writing. */
@@ -71,6 +78,10 @@ int image_create(const char *dir, const struct image_info *layout, struct image_
  * (len IMAGE_RAW_LEN: the raw page, c ignored); *index gets its index.
  * Content several pages share is added once by the caller.  0 or -errno. */
 int image_add_object(struct image_writer *w, enum codec c, const void *data, uint32_t len, uint64_t *index);
+/* Appends an object that is a name: the page of digest d, kept in the
+ * Redis Cluster under the layout's remote_holder (-EINVAL without one).
+ * The caller makes sure the cluster holds it before the commit. */
+int image_add_remote(struct image_writer *w, const struct remote_digest *d, uint64_t *index);
 /* Sets page (VM-wide, from 0) to an object added before, or a same-filled word. */
 void image_set_object(struct image_writer *w, uint64_t page, uint64_t index);
 void image_set_samefill(struct image_writer *w, uint64_t page, uint64_t word);
@@ -125,6 +136,11 @@ int image_page(struct image *img, uint64_t page, uint64_t *value);
  * for a raw one: len IMAGE_RAW_LEN).  0, -EINVAL (no such object),
  * -EBADMSG (its index chunk is corrupt), -errno. */
 int image_object_loc(struct image *img, uint64_t index, uint64_t *offset, uint32_t *len, enum codec *c);
+/* Whether object index is a name (image_add_remote()): 1 with its digest
+ * in *d, read and checked; 0 (its bytes are in the file); -EBADMSG, -errno.
+ * The calls below that want an object's bytes fail with -EREMOTE for a
+ * name: it is never page content. */
+int image_object_remote(struct image *img, uint64_t index, struct remote_digest *d);
 /* Whether len bytes read for object index are what was written: 0 or
  * -EBADMSG (or -errno: its index chunk could not be read). */
 int image_object_check(struct image *img, uint64_t index, const void *data, uint32_t len);

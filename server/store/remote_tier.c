@@ -23,6 +23,7 @@
 #define BAD_TRIES 3                  /* malformed values before a read fails */
 #define CLOSE_GRACE_MS 5000          /* for the last references to be dropped */
 #define MSG_RING_ENTRIES 64
+#define BACKGROUND_GC_MS 30000       /* a background gc's deadline; a stop waits for it at most this */
 
 enum req_kind { REQ_READ, REQ_UPLOAD, REQ_UNREF };
 
@@ -58,6 +59,7 @@ struct item {
 
 struct upload_batch {
 	struct remote_tier *rt;
+	struct remote_node *as;      /* another holder's references (an image's): no local counts; NULL: this node's */
 	struct remote_upload *items;
 	unsigned n;
 	struct item *it;
@@ -96,6 +98,7 @@ struct remote_tier {
 	size_t nheld, held_buckets;
 	struct remote_tier_stats st;
 	bool stopping;
+	unsigned background_gcs;     /* remote_tier_gc_background() threads running */
 
 	char token[REMOTE_TOKEN_MAX];
 	struct remote_alive_call refresh;  /* the claim's, in flight while refreshing */
@@ -434,7 +437,7 @@ static void ref_done(void *arg, int result)
 	} else if (result == 0 && !u->value) {
 		item_failed(it, -ENOENT);  /* a reference only, to what the cluster does not hold */
 	} else if (result == 0) {
-		int ret = remote_put(&rt->node, &u->d, u->value, u->len, put_done, it);
+		int ret = remote_put(b->as ? b->as : &rt->node, &u->d, u->value, u->len, put_done, it);
 		if (!ret)
 			return;  /* still a step of the batch */
 		item_failed(it, ret);
@@ -504,12 +507,18 @@ static void batch_step_done(struct remote_tier *rt, struct upload_batch *b)
 	}
 	/* the outcome: held objects count; a reference this node may have
 	 * taken for one that failed is dropped, unless another local object
-	 * needs it */
+	 * needs it (another holder's are its own to drop) */
 	pthread_mutex_lock(&rt->lock);
 	for (unsigned i = 0; i < b->n; i++) {
 		struct remote_upload *u = &b->items[i];
 		if (u->result == -EINPROGRESS)
 			u->result = -EIO;  /* cannot happen: each step sets it */
+		if (b->as) {
+			rt->st.shared += !u->result && u->shared;
+			rt->st.uploads += !u->result && !u->shared;
+			rt->st.upload_bytes += !u->result && !u->shared ? u->len : 0;
+			continue;
+		}
 		struct held *h = held_find(rt, &u->d);
 		if (h)
 			h->uploading--;
@@ -543,9 +552,21 @@ static void batch_step_done(struct remote_tier *rt, struct upload_batch *b)
 static void upload_start(struct remote_tier *rt, struct upload_batch *b)
 {
 	b->pending = 1;  /* this loop's own, so the batch cannot end inside it */
+	if (b->as)
+		b->as->rc = rt->rc;  /* the thread's, like the node's own */
 	for (unsigned i = 0; i < b->n; i++) {
 		struct remote_upload *u = &b->items[i];
 		b->it[i] = (struct item){ .b = b, .i = i };
+		if (b->as) {
+			u->result = -EINPROGRESS;
+			b->pending++;
+			int ret = remote_ref(b->as, &u->d, ref_done, &b->it[i]);
+			if (ret) {
+				b->pending--;
+				u->result = ret;
+			}
+			continue;
+		}
 		pthread_mutex_lock(&rt->lock);
 		struct held *h = held_get(rt, &u->d);
 		bool local = h && h->count;
@@ -574,11 +595,17 @@ static void upload_start(struct remote_tier *rt, struct upload_batch *b)
 	batch_step_done(rt, b);
 }
 
-void remote_tier_upload(struct remote_tier *rt, struct remote_upload *items, unsigned n)
+static void upload(struct remote_tier *rt, const char *as_id, struct remote_upload *items, unsigned n)
 {
 	if (!n)
 		return;
-	struct upload_batch b = { .rt = rt, .items = items, .n = n };
+	struct remote_node as;
+	struct upload_batch b = { .rt = rt, .items = items, .n = n, .as = as_id ? &as : NULL };
+	if (as_id && remote_node_init(&as, NULL, as_id)) {
+		for (unsigned i = 0; i < n; i++)
+			items[i].result = -EINVAL;
+		return;
+	}
 	b.it = calloc(n, sizeof *b.it);
 	struct req *r = calloc(1, sizeof *r);
 	if (!b.it || !r) {
@@ -597,6 +624,16 @@ void remote_tier_upload(struct remote_tier *rt, struct remote_upload *items, uns
 		pthread_cond_wait(&rt->cond, &rt->lock);
 	pthread_mutex_unlock(&rt->lock);
 	free(b.it);
+}
+
+void remote_tier_upload(struct remote_tier *rt, struct remote_upload *items, unsigned n)
+{
+	upload(rt, NULL, items, n);
+}
+
+void remote_tier_upload_as(struct remote_tier *rt, const char *holder, struct remote_upload *items, unsigned n)
+{
+	upload(rt, holder, items, n);
 }
 
 /* ---- local references ---- */
@@ -900,6 +937,10 @@ void remote_tier_close(struct remote_tier *rt)
 {
 	if (!rt)
 		return;
+	pthread_mutex_lock(&rt->lock);
+	while (rt->background_gcs)  /* each gives up at its deadline */
+		pthread_cond_wait(&rt->cond, &rt->lock);
+	pthread_mutex_unlock(&rt->lock);
 	if (rt->started) {
 		pthread_mutex_lock(&rt->lock);
 		rt->stopping = true;
@@ -947,6 +988,60 @@ long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms,
 		n = remote_gc_node(rc, node_id, timeout_ms);
 	rc_close(rc);
 	return n;
+}
+
+struct background_gc {
+	struct remote_tier *rt;
+	char id[REMOTE_NODE_ID_MAX];
+};
+
+static void *background_gc_main(void *arg)
+{
+	struct background_gc *g = arg;
+	struct remote_tier *rt = g->rt;
+	char holder[REMOTE_TOKEN_MAX] = "";
+	long n = remote_tier_gc(rt, g->id, BACKGROUND_GC_MS, holder, sizeof holder);
+	if (n < 0)
+		pr_warn("remote tier: dropping the references of %s failed (%s): memsrv-ctl remote gc %s drops them",
+			g->id, strerror((int)-n), g->id);
+	else
+		pr_info("remote tier: %ld references of %s dropped", n, g->id);
+	pthread_mutex_lock(&rt->lock);
+	rt->background_gcs--;
+	pthread_cond_broadcast(&rt->cond);
+	pthread_mutex_unlock(&rt->lock);
+	free(g);
+	return NULL;
+}
+
+void remote_tier_gc_background(struct remote_tier *rt, const char *node_id)
+{
+	struct background_gc *g = calloc(1, sizeof *g);
+	pthread_attr_t attr;
+	pthread_t t;
+	if (!g || strlen(node_id) >= sizeof g->id) {
+		free(g);
+		pr_warn("remote tier: cannot drop the references of %s now: memsrv-ctl remote gc %s drops them", node_id,
+			node_id);
+		return;
+	}
+	*g = (struct background_gc){ .rt = rt };
+	memcpy(g->id, node_id, strlen(node_id) + 1);
+	pthread_mutex_lock(&rt->lock);
+	rt->background_gcs++;
+	pthread_mutex_unlock(&rt->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int ret = pthread_create(&t, &attr, background_gc_main, g);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		pthread_mutex_lock(&rt->lock);
+		rt->background_gcs--;
+		pthread_mutex_unlock(&rt->lock);
+		free(g);
+		pr_warn("remote tier: cannot drop the references of %s now (%s): memsrv-ctl remote gc %s drops them",
+			node_id, strerror(ret), node_id);
+	}
 }
 
 void remote_tier_get_stats(struct remote_tier *rt, struct remote_tier_stats *out)

@@ -66,6 +66,12 @@ struct remote_upload {
  * counts as a local reference (remote_tier_release() drops it). */
 void remote_tier_upload(struct remote_tier *rt, struct remote_upload *items, unsigned n);
 
+/* The same under holder's references, not this node's (an image's,
+ * memsrv-ctl snapshot --remote): no local object counts them; what
+ * succeeded stays referenced until memsrv-ctl remote gc HOLDER.  An item
+ * fails with -EINVAL when holder is no valid node id. */
+void remote_tier_upload_as(struct remote_tier *rt, const char *holder, struct remote_upload *items, unsigned n);
+
 /* One more local object names d, whose reference the cluster already has
  * (a restart finding its objects). */
 void remote_tier_hold(struct remote_tier *rt, const struct remote_digest *d);
@@ -96,6 +102,10 @@ const char *remote_tier_node_id(const struct remote_tier *rt);
  * (-EBUSY: a memsrv other than this one holds the id now, named in
  * holder). */
 long remote_tier_gc(struct remote_tier *rt, const char *node_id, int timeout_ms, char *holder, size_t len);
+
+/* The same on a thread of its own, for one that must not wait (a failed
+ * snapshot --remote's holder): the outcome is logged.  A close waits for it. */
+void remote_tier_gc_background(struct remote_tier *rt, const char *node_id);
 
 struct remote_tier_stats {
 	uint64_t uploads;           /* objects sent */

@@ -430,6 +430,24 @@ bool store_remote_name(struct store *s, obj_id id, struct store_remote_name *out
 	return remote;
 }
 
+int store_pin_remote_name(struct store *s, obj_id id, struct store_remote_name *out)
+{
+	pthread_mutex_lock(&s->lock);
+	struct obj *o = obj_at(s, id);
+	int ret = o->tier == TIER_FREE || o->orphan ? -ENOENT : o->tier == TIER_REMOTE;
+	if (ret == 1) {
+		*out = (struct store_remote_name){ .hash_lo = o->hash_lo, .hash_hi = o->hash_hi, .digest = *digest_of(s, id) };
+		o->pins++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+struct remote_tier *store_remote_tier(struct store *s)
+{
+	return s->cfg.remote;
+}
+
 void store_adopt_remote(struct store *s, const struct store_remote_name *names, unsigned n, obj_id *ids)
 {
 	for (unsigned i = 0; i < n; i++)

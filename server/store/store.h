@@ -95,6 +95,15 @@ struct store_remote_name {
 /* Whether object id is in the cluster: true with its name. */
 bool store_remote_name(struct store *s, obj_id id, struct store_remote_name *out);
 
+/* The same, pinned (store_unpin()): its id names this object until then,
+ * whatever becomes of its references.  1 with its name, 0 (not in the
+ * cluster: nothing pinned), -ENOENT (no such object). */
+int store_pin_remote_name(struct store *s, obj_id id, struct store_remote_name *out);
+
+/* The remote tier (--remote), for what names pages in the cluster beside
+ * the store's own objects (an image's): NULL without one. */
+struct remote_tier *store_remote_tier(struct store *s);
+
 /* Objects a migration's source names (it holds them in the cluster) and
  * this store does not hold: for each the cluster holds, this node takes a
  * reference there (acknowledged by a replica) and ids[i] gets a new object

@@ -13,7 +13,13 @@
  * name, and the destination references them there; a node id runs in one
  * memsrv at a time (a restart on its state dir under another id is
  * refused), gc waits out a killed node's claim, and a clean stop frees
- * the id at once. */
+ * the id at once; a snapshot --remote leaves its objects in the cluster
+ * under the image's own name, another node resumes it with every page as
+ * it was (a node without the cluster refuses it), a snapshot of that VM
+ * sends no byte again, and gc of each image's name leaves nothing; a
+ * snapshot --remote that no replica acknowledges, or with the cluster
+ * away, is refused saying why, leaves no image and nothing of its own in
+ * the cluster, and the VM's pages are all there. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -25,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -957,4 +964,203 @@ Test(remote_tier, a_node_id_runs_once_and_a_clean_stop_frees_it_at_once)
 	/* so the next one starts at once */
 	start_node(&srv_a, "once-host", "2M");
 	cr_assert_eq(claim_of("once-host", holder, sizeof holder), 1);
+}
+
+/* ---- snapshots left in the cluster ---- */
+
+/* memsrv-ctl snapshot VM DIR --remote on s: the reply. */
+static Memsrv__SnapshotReply *snapshot_remote_ok(const struct test_server *s, const char *vm, const char *dir,
+						  Memsrv__ServerMessage **m)
+{
+	int ret = ctl_snapshot_to(s->sock, vm, dir, true, m);
+	cr_assert_eq(ret, 0, "snapshot --remote: %s", strerror(-ret));
+	cr_assert_eq((*m)->msg_case, MEMSRV__SERVER_MESSAGE__MSG_SNAPSHOT_REPLY, "snapshot --remote of %s: %s", vm,
+		     (*m)->msg_case == MEMSRV__SERVER_MESSAGE__MSG_ERROR ? (*m)->error->message : "no reply");
+	Memsrv__SnapshotReply *sr = (*m)->snapshot_reply;
+	cr_assert(sr->remote_holder && !strncmp(sr->remote_holder, "image-", 6), "holder '%s'",
+		  sr->remote_holder ? sr->remote_holder : "");
+	/* the image holds names of 32 bytes, not pages */
+	cr_assert_eq(sr->data_bytes, sr->objects * 32);
+	cr_assert_eq(sr->remote_uploaded + sr->remote_shared, sr->objects);
+	return sr;
+}
+
+/* Every object the holder's index names is in the cluster. */
+static size_t expect_holder_whole(const char *holder)
+{
+	struct members m;
+	index_members(holder, &m);
+	struct cluster_keys ks;
+	scan_keys(&ks);
+	for (size_t i = 0; i < m.n; i++) {
+		char o[128];
+		snprintf(o, sizeof o, "memsrv:{%s}:o", m.hex[i]);
+		cr_assert(has_key(&ks, o), "%s, which image %s names, is gone", o, holder);
+	}
+	cr_assert_eq(refs_naming(&ks, holder), m.n);
+	keys_free(&ks);
+	free(m.hex);
+	return m.n;
+}
+
+Test(remote_tier, a_snapshot_left_in_the_cluster_resumes_on_another_node)
+{
+	char scratch[128], img[160], img2[160], cmd[512], out[512] = "";
+	start_cluster();
+	start_node(&srv_a, "snap-a", "2M");
+	start_node(&srv_b, "snap-b", "2M");
+	cr_assert(scratch_make(scratch, sizeof scratch, "/var/tmp/memsrv-remote-snap.XXXXXX"));
+	snprintf(img, sizeof img, "%s/img", scratch);
+	snprintf(img2, sizeof img2, "%s/img2", scratch);
+	cr_assert_eq(mkdir(img2, 0700), 0);
+	enum { PAGES = (16u << 20) / PAGE };
+
+	/* the source: pages in the cluster, in the cache and resident */
+	struct test_sim src;
+	sim_start(&src, &srv_a, "source", "--size", "16M", "--mix", MIX, "--seed", "21", "--verify", NULL);
+	struct sim_reply r;
+	sim_cmd(&src, "write 0.3", &r);
+	cr_assert(r.ok, "%s", r.error);
+	Memsrv__ServerMessage *m = ctl_evict_ok(&srv_a, "source", 12 << 20, false);
+	memsrv__server_message__free_unpacked(m, NULL);
+	settle(&srv_a, PAGES / 4);
+	snprintf(cmd, sizeof cmd, "save %s", img);
+	sim_cmd(&src, cmd, &r);  /* vmsim's record of every page's version, beside the image */
+	cr_assert(r.ok, "%s", r.error);
+	Memsrv__SnapshotReply *sr = snapshot_remote_ok(&srv_a, "source", img, &m);
+	char holder[64];
+	snprintf(holder, sizeof holder, "%s", sr->remote_holder);
+	cr_log_info("snapshot --remote: %" PRIu64 " objects, %" PRIu64 " sent (%" PRIu64 " bytes), %" PRIu64
+		    " by name; image file %" PRIu64 " bytes", sr->objects, sr->remote_uploaded, sr->remote_bytes,
+		    sr->remote_shared, sr->file_bytes);
+	cr_assert_gt(sr->remote_shared, PAGES / 8, "the pages in the cluster were not named: %" PRIu64, sr->remote_shared);
+	cr_assert_gt(sr->remote_uploaded, 0, "no resident page was sent");
+	cr_assert_lt(sr->file_bytes, (uint64_t)PAGES * 8 + (1u << 20), "the image holds pages: %" PRIu64 " bytes",
+		     sr->file_bytes);
+	memsrv__server_message__free_unpacked(m, NULL);
+
+	/* the source and its node go: the image's objects stay */
+	cr_assert_eq(sim_quit(&src), 0);
+	stop_server(&srv_a);
+	expect_node_gone("snap-a", 15000);
+	size_t named = expect_holder_whole(holder);
+	cr_assert_gt(named, PAGES / 4);
+
+	/* a node without the cluster cannot resume it, and says why */
+	server_start(&srv_a);
+	pid_t pid = sim_spawn(&srv_a, "nowhere", "--resume", img, NULL);
+	cr_assert_neq(wait_exit(pid), 0, "a node without --remote resumed an image whose pages are in the cluster");
+	cr_assert_eq(ctl_vm_count(&srv_a), 0);
+
+	/* another node resumes it: every page as the source had it */
+	struct test_sim res;
+	sim_start(&res, &srv_b, "resumed", "--resume", img, "--verify", NULL);
+	sim_expect_verified(&res, PAGES);
+	cr_assert_gt(CTL_INFO(&srv_b, "resumed", faults_image), 0, "no page came from the image");
+	cr_assert_eq(CTL_INFO(&srv_b, "resumed", fault_errors), 0);
+
+	/* its own snapshot --remote names what the cluster holds: no byte sent */
+	sr = snapshot_remote_ok(&srv_b, "resumed", img2, &m);
+	cr_log_info("again: %" PRIu64 " objects, %" PRIu64 " sent, %" PRIu64 " by name", sr->objects,
+		    sr->remote_uploaded, sr->remote_shared);
+	cr_assert_eq(sr->remote_bytes, 0, "pages the cluster held were sent again");
+	char holder2[64];
+	snprintf(holder2, sizeof holder2, "%s", sr->remote_holder);
+	cr_assert_str_neq(holder, holder2);
+	memsrv__server_message__free_unpacked(m, NULL);
+	sim_quit_verified(&res, PAGES);
+	expect_node_gone("snap-b", 15000);
+
+	/* each image goes when its holder is collected */
+	snprintf(cmd, sizeof cmd, "%s --socket %s remote gc %s 2>&1", getenv("CTL_BIN"), srv_b.sock, holder);
+	int status = run_capture(cmd, out, sizeof out);
+	cr_assert_eq(status, 0, "memsrv-ctl remote gc %s: status %d: %s", holder, status, out);
+	expect_holder_whole(holder2);
+	snprintf(cmd, sizeof cmd, "%s --socket %s remote gc %s 2>&1", getenv("CTL_BIN"), srv_b.sock, holder2);
+	status = run_capture(cmd, out, sizeof out);
+	cr_assert_eq(status, 0, "memsrv-ctl remote gc %s: status %d: %s", holder2, status, out);
+	expect_cluster_empty("both images collected");
+	snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* How many keys name an image's holder (its index, or :r sets naming it). */
+static unsigned image_holder_keys(void)
+{
+	struct cluster_keys ks;
+	scan_keys(&ks);
+	unsigned n = 0;
+	for (size_t i = 0; i < ks.n; i++)
+		n += strstr(ks.k[i].name, "{image-") != NULL;
+	n += refs_naming(&ks, "image-");
+	keys_free(&ks);
+	return n;
+}
+
+/* A snapshot --remote that cannot be taken: asserts the error names why,
+ * and that DIR holds no image, not even a partial one. */
+static void expect_snapshot_refused(const char *dir, const char *why)
+{
+	Memsrv__ServerMessage *m = NULL;
+	int ret = ctl_snapshot_to(srv_a.sock, "keep", dir, true, &m);
+	cr_assert_eq(ret, 0, "snapshot --remote: %s", strerror(-ret));
+	cr_assert_eq(m->msg_case, MEMSRV__SERVER_MESSAGE__MSG_ERROR, "a snapshot --remote was taken: %s", why);
+	cr_log_info("snapshot --remote refused: %s", m->error->message);
+	cr_assert(strstr(m->error->message, why), "%s", m->error->message);
+	memsrv__server_message__free_unpacked(m, NULL);
+	char path[256];
+	snprintf(path, sizeof path, "%s/memory.img", dir);
+	cr_assert_neq(access(path, F_OK), 0, "%s exists", path);
+	snprintf(path, sizeof path, "%s/.memory.img.partial", dir);
+	cr_assert_neq(access(path, F_OK), 0, "%s exists", path);
+}
+
+Test(remote_tier, a_snapshot_the_cluster_cannot_keep_leaves_no_image_and_nothing_behind)
+{
+	char dir[128], cmd[256];
+	start_cluster();
+	start_node(&srv_a, "snapfail", "64M");  /* room for every page: only the snapshot uploads */
+	cr_assert(scratch_make(dir, sizeof dir, "/var/tmp/memsrv-remote-snapfail.XXXXXX"));
+	enum { PAGES = (8u << 20) / PAGE };
+	struct test_sim sim;
+	sim_start(&sim, &srv_a, "keep", "--size", "8M", "--mix", MIX, "--seed", "31", "--verify", NULL);
+
+	/* no replica: no WAIT is answered, no object counts as kept */
+	unsigned killed = 0;
+	for (unsigned i = 0; i < tc.n; i++) {
+		redisContext *c = node_connect(i);
+		bool replica = c && !node_is_master(c);
+		if (c)
+			redisFree(c);
+		if (replica) {
+			test_cluster_kill(&tc, i);
+			killed++;
+		}
+	}
+	cr_assert_eq(killed, 3);
+	expect_snapshot_refused(dir, "replica");
+	/* what the failed snapshot referenced goes, in the background */
+	unsigned left = image_holder_keys();
+	for (int waited = 0; waited < 15000 && left; waited += 200) {
+		usleep(200000);
+		left = image_holder_keys();
+	}
+	cr_assert_eq(left, 0, "%u keys of the failed image's holder stay in the cluster", left);
+
+	/* no cluster at all: refused at once */
+	for (unsigned i = 0; i < tc.n; i++)
+		if (tc.pid[i])
+			test_cluster_kill(&tc, i);
+	struct remote r = { 0 };
+	for (int waited = 0; waited < 20000 && !r.unreachable; waited += 100) {
+		usleep(100000);
+		r = remote_of(&srv_a);
+	}
+	cr_assert(r.unreachable, "no remote-unreachable 20 s after the cluster stopped");
+	expect_snapshot_refused(dir, "cannot be reached");
+
+	/* the VM never noticed */
+	sim_quit_verified(&sim, PAGES);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
 }

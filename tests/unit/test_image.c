@@ -8,7 +8,9 @@
  * alone is ENOENT naming it, an existing image is never overwritten; the
  * data section starts 4 KiB aligned; an 8 GiB VM of zero pages opens fast
  * from a file the size of its table.  memsrv-image check says so too, in
- * its output and exit status. */
+ * its output and exit status.  An image of names (snapshot --remote)
+ * round-trips them, never hands one over as a page or an object's bytes,
+ * refuses a flipped bit of one, and a name without a holder. */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -445,7 +447,7 @@ Test(image, other_version_refused)
 	close(fd);
 	char why[256] = "";
 	cr_assert_eq(open_fails(why, sizeof(why)), -EPROTONOSUPPORT, "%s", why);
-	cr_assert(strstr(why, "version 1: this memsrv reads version 2 only"), "%s", why);
+	cr_assert(strstr(why, "version 1: this memsrv reads versions 2 and 3 only"), "%s", why);
 }
 
 Test(image, none_is_enoent)
@@ -857,4 +859,118 @@ Test(image, remove_refused_while_a_reader_holds_it)
 	cr_assert_eq(image_remove(dir, why, sizeof why), 0, "%s", why);
 	cr_assert_eq(image_remove(dir, why, sizeof why), -ENOENT);
 	cr_assert_eq(image_open(dir, &img, why, sizeof why), -ENOENT);
+}
+
+#define H_FLAGS 124
+#define H_REMOTE_HOLDER 1728
+
+/* An image of names (memsrv-ctl snapshot --remote): page 3 names a digest,
+ * page 5 is a raw page beside it. */
+static void make_named_image(const struct remote_digest *d, const uint8_t *raw)
+{
+	struct image_info l = layout();
+	snprintf(l.remote_holder, sizeof l.remote_holder, "image-0123");
+	struct image_writer *w;
+	char why[256] = "";
+	cr_assert_eq(image_create(dir, &l, &w, why, sizeof(why)), 0, "%s", why);
+	uint64_t named, plain;
+	cr_assert_eq(image_add_remote(w, d, &named), 0);
+	cr_assert_eq(image_add_object(w, CODEC_LZ4, raw, IMAGE_RAW_LEN, &plain), 0);
+	image_set_object(w, 3, named);
+	image_set_object(w, 5, plain);
+	cr_assert_eq(image_commit(w, why, sizeof(why)), 0, "%s", why);
+}
+
+Test(image, named_objects_round_trip_and_are_never_page_content)
+{
+	struct remote_digest d;
+	for (unsigned i = 0; i < sizeof d.b; i++)
+		d.b[i] = (uint8_t)(i * 7 + 1);
+	static uint8_t raw[CODEC_PAGE], buf[CODEC_PAGE];
+	memset(raw, 0x5a, sizeof raw);
+	raw[17] = 1;
+	make_named_image(&d, raw);
+	cr_assert_eq(header_u64(H_FLAGS) & 0xffffffff, 1, "the remote flag");
+
+	struct image *img = open_ok();
+	cr_assert_str_eq(image_get_info(img)->remote_holder, "image-0123");
+	uint64_t index;
+	cr_assert_eq(image_page(img, 3, &index), IMAGE_PAGE_OBJECT);
+	struct remote_digest got;
+	cr_assert_eq(image_object_remote(img, index, &got), 1);
+	cr_assert_arr_eq(got.b, d.b, sizeof d.b);
+	/* a name is never read as a page, nor as an object's bytes */
+	cr_assert_eq(image_read_page(img, ctx, 3, buf), -EREMOTE);
+	uint32_t len;
+	enum codec c;
+	cr_assert_eq(image_read_object(img, index, buf, &len, &c), -EREMOTE);
+	/* the page beside it is the file's */
+	cr_assert_eq(image_read_page(img, ctx, 5, buf), 0);
+	cr_assert_arr_eq(buf, raw, CODEC_PAGE);
+	cr_assert_eq(image_page(img, 5, &index), IMAGE_PAGE_OBJECT);
+	cr_assert_eq(image_object_remote(img, index, &got), 0);
+	image_close(img);
+	if (getenv("MEMSRV_IMAGE")) {
+		char out[4096];
+		cr_assert_eq(run_tool(out, sizeof(out)), 0, "%s", out);
+		cr_assert(strstr(out, "objects_named: 1\n") && strstr(out, "remote_holder: image-0123\n"), "%s", out);
+	}
+
+	/* a flipped bit of the name is refused when read */
+	uint64_t data = header_u64(H_DATA_OFF);
+	flip_bit(data + 3, 2);
+	img = open_ok();
+	cr_assert_eq(image_page(img, 3, &index), IMAGE_PAGE_OBJECT);
+	cr_assert_eq(image_object_remote(img, index, &got), -EBADMSG);
+	image_close(img);
+	if (getenv("MEMSRV_IMAGE")) {
+		char out[4096];
+		cr_assert_eq(run_tool(out, sizeof(out)), 1, "a damaged name passed the check: %s", out);
+	}
+}
+
+Test(image, names_without_a_holder_are_refused)
+{
+	/* a writer without a holder adds no name: nothing would keep it alive */
+	struct image_info l = layout();
+	struct image_writer *w;
+	char why[256] = "";
+	cr_assert_eq(image_create(dir, &l, &w, why, sizeof(why)), 0, "%s", why);
+	struct remote_digest d = { { 1 } };
+	uint64_t index;
+	cr_assert_eq(image_add_remote(w, &d, &index), -EINVAL);
+	image_abort(w);
+
+	/* a file whose flag and holder disagree, sealed all the same, is corrupt */
+	static uint8_t raw[CODEC_PAGE];
+	memset(raw, 0x11, sizeof raw);
+	raw[0] = 2;
+	make_named_image(&d, raw);
+	size_t size;
+	uint8_t *b = file_bytes(&size);
+	memset(b + H_REMOTE_HOLDER, 0, 64);
+	reseal(b, size);
+	free(b);
+	cr_assert_eq(open_fails(why, sizeof(why)), -EBADMSG, "%s", why);
+	cr_assert(strstr(why, "holder"), "%s", why);
+}
+
+Test(image, version_2_is_read_as_an_image_without_names)
+{
+	make_image();
+	size_t size;
+	uint8_t *b = file_bytes(&size);
+	b[8] = 2;
+	reseal(b, size);
+	struct image *img = open_ok();
+	uint8_t buf[CODEC_PAGE];
+	cr_assert_eq(image_read_page(img, ctx, INDEX_PAGE, buf), 0);
+	cr_assert_arr_eq(buf, expect[INDEX_PAGE], CODEC_PAGE);
+	image_close(img);
+	/* a version 2 image with a flag is none a writer made */
+	b[124] = 1;
+	reseal(b, size);
+	free(b);
+	char why[256] = "";
+	cr_assert_eq(open_fails(why, sizeof(why)), -EBADMSG, "%s", why);
 }

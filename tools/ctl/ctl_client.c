@@ -206,23 +206,31 @@ int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
 	return ctl_request(socket_path, &r.msg, reply);
 }
 
-void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir)
+void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir, bool remote)
 {
 	memsrv__client_message__init(&r->msg);
 	memsrv__snapshot_request__init(&r->body.snapshot);
 	r->body.snapshot.name = (char *)vm;
 	r->body.snapshot.dir = (char *)dir;
+	r->body.snapshot.has_remote = remote;
+	r->body.snapshot.remote = remote;
 	r->msg.msg_case = MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT;
 	r->msg.snapshot = &r->body.snapshot;
 }
 
-int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply)
+int ctl_snapshot_to(const char *socket_path, const char *vm, const char *dir, bool remote,
+		    Memsrv__ServerMessage **reply)
 {
 	if (!vm || !dir)
 		return -EINVAL;
 	struct ctl_req r;
-	ctl_build_snapshot(&r, vm, dir);
+	ctl_build_snapshot(&r, vm, dir, remote);
 	return ctl_request(socket_path, &r.msg, reply);
+}
+
+int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply)
+{
+	return ctl_snapshot_to(socket_path, vm, dir, false, reply);
 }
 
 void ctl_build_peer_ping(struct ctl_req *r, const char *address)

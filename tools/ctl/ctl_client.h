@@ -17,14 +17,6 @@
 
 #ifndef MEMSRV_DEFAULT_SOCKET
 #define MEMSRV_DEFAULT_SOCKET "/run/memsrv/memsrv.sock"
-/* Writes an image of the VM's memory into dir (absolute); the reply
- * (snapshot_reply) comes once the image is complete. */
-int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply);
-
-/* Has memsrv connect to the peer at address, authenticate and ping it; the
- * reply (peer_ping_reply) comes with the pong, or an Error saying why not. */
-int ctl_peer_ping(const char *socket_path, const char *address, Memsrv__ServerMessage **reply);
-
 #endif
 
 /* Returns a connected socket (O_CLOEXEC), or the -errno of socket(2) or
@@ -74,7 +66,7 @@ int ctl_set(const char *socket_path, const char *vm, const char *const *settings
 void ctl_build_evict(struct ctl_req *r, const char *vm, uint64_t bytes, bool all);
 void ctl_build_balloon(struct ctl_req *r, const char *vm, uint64_t target_bytes);
 /* dir as memsrv is to see it: absolute (memsrv's working directory is not ours). */
-void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir);
+void ctl_build_snapshot(struct ctl_req *r, const char *vm, const char *dir, bool remote);
 
 /* address: ADDR:PORT of another memsrv's --peer-listen. */
 void ctl_build_peer_ping(struct ctl_req *r, const char *address);
@@ -98,8 +90,11 @@ int ctl_balloon(const char *socket_path, const char *vm, uint64_t target_bytes,
 		Memsrv__ServerMessage **reply);
 
 /* Writes an image of the VM's memory into dir (absolute); the reply
- * (snapshot_reply) comes once the image is complete. */
+ * (snapshot_reply) comes once the image is complete.  remote: its objects
+ * go to the remote tier's cluster, the image names them. */
 int ctl_snapshot(const char *socket_path, const char *vm, const char *dir, Memsrv__ServerMessage **reply);
+int ctl_snapshot_to(const char *socket_path, const char *vm, const char *dir, bool remote,
+		    Memsrv__ServerMessage **reply);
 
 /* Has memsrv connect to the peer at address, authenticate and ping it; the
  * reply (peer_ping_reply) comes with the pong, or an Error saying why not. */

@@ -417,8 +417,11 @@ static void usage(FILE *f)
 		"  evict VM --all        evict every resident page\n"
 		"  balloon VM --target N ask the VM's balloon to hold the guest at N bytes\n"
 		"                        (suffix K, M, G; at most the VM's size)\n"
-		"  snapshot VM DIR       write a point-in-time image of the VM's memory to\n"
-		"                        DIR/memory.img, paused or running (DIR must exist)\n"
+		"  snapshot VM DIR [--remote]\n"
+		"                        write a point-in-time image of the VM's memory to\n"
+		"                        DIR/memory.img, paused or running (DIR must exist);\n"
+		"                        --remote: its pages go to the remote tier's cluster\n"
+		"                        and the image names them, for any node of it to resume\n"
 		"  peer-ping ADDR:PORT   have memsrv connect to the memsrv there (its\n"
 		"                        --peer-listen) with its --peer-key, authenticate and\n"
 		"                        time a ping\n"
@@ -538,7 +541,7 @@ static int top_command(const char *socket_path, int nargs, bool json, const char
 	if (json)
 		return usage_error("top prints no JSON: list --json and stats --json give its figures");
 	if (other_options)
-		return usage_error("--bytes, --all, --target and --to do not apply to top");
+		return usage_error("--bytes, --all, --target, --to and --remote do not apply to top");
 	struct top_options o = { .socket_path = socket_path, .interval_s = 1.0, .once = once };
 	if (interval_arg) {
 		char *end;
@@ -559,6 +562,7 @@ int main(int argc, char **argv)
 		{ "all",    no_argument,       NULL, 'a' },
 		{ "target", required_argument, NULL, 't' },
 		{ "to",     required_argument, NULL, 'o' },
+		{ "remote", no_argument,       NULL, 'r' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "once",   no_argument,       NULL, '1' },
 		{ "help",   no_argument,       NULL, 'h' },
@@ -568,7 +572,7 @@ int main(int argc, char **argv)
 	if (!socket_path || !*socket_path)
 		socket_path = MEMSRV_DEFAULT_SOCKET;
 	const char *bytes_arg = NULL, *target_arg = NULL, *to_arg = NULL, *interval_arg = NULL;
-	bool json = false, all = false, once = false;
+	bool json = false, all = false, once = false, remote = false;
 	int opt;
 	/* getopt_long permutes, so options may come before or after the command. */
 	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
@@ -579,6 +583,7 @@ int main(int argc, char **argv)
 		case 'a': all = true; break;
 		case 't': target_arg = optarg; break;
 		case 'o': to_arg = optarg; break;
+		case 'r': remote = true; break;
 		case 'i': interval_arg = optarg; break;
 		case '1': once = true; break;
 		case 'h': usage(stdout); return 0;
@@ -594,7 +599,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(args[0], "top"))
-		return top_command(socket_path, nargs, json, interval_arg, once, bytes_arg || all || target_arg || to_arg);
+		return top_command(socket_path, nargs, json, interval_arg, once,
+				   bytes_arg || all || target_arg || to_arg || remote);
 	if (interval_arg || once)
 		return usage_error("--interval and --once apply only to top");
 	const struct command *cmd = NULL;
@@ -617,6 +623,8 @@ int main(int argc, char **argv)
 		return usage_error("--target applies only to balloon");
 	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_MIGRATE && to_arg)
 		return usage_error("--to applies only to migrate");
+	if (cmd->request != MEMSRV__CLIENT_MESSAGE__MSG_SNAPSHOT && remote)
+		return usage_error("--remote applies only to snapshot");
 	struct ctl_req req;
 	char snapshot_dir[PATH_MAX];
 	uint64_t bytes = 0;
@@ -655,7 +663,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, PROG ": %s: %s\n", args[2], strerror(-err));
 			return EXIT_REFUSED;
 		}
-		ctl_build_snapshot(&req, args[1], snapshot_dir);
+		ctl_build_snapshot(&req, args[1], snapshot_dir, remote);
 		break;
 	case MEMSRV__CLIENT_MESSAGE__MSG_BALLOON:
 		if (!target_arg)
