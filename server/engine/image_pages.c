@@ -343,6 +343,16 @@ int image_pages_object_name(struct vm *vm, uint64_t index, struct remote_digest 
 	return vm->image->named ? image_object_remote(vm->image->img, index, d) : 0;
 }
 
+int image_pages_named(struct vm *vm, uint64_t page, uint64_t *index, struct remote_digest *d)
+{
+	struct vm_image *im = vm->image;
+	uint64_t value;
+	if (!im || !im->img || !im->named || image_page(im->img, page, &value) != IMAGE_PAGE_OBJECT)
+		return 0;
+	*index = value;
+	return image_object_remote(im->img, value, d);
+}
+
 /* Object index, a name, read from the cluster into page: 0 or -errno. */
 static int read_named(struct vm *vm, uint64_t index, void *page)
 {
@@ -417,6 +427,8 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 		if ((named == 1 || (!named && image_object_loc(im->img, value, &io.offset, &io.len, &c) == 0)) &&
 		    swap_reads_submit_image(vm, r, idx, t_read, value, &io, named == 1 ? &d : NULL) == 0) {
 			*deferred = true;
+			if (named == 1)
+				swap_reads_readahead(vm, r, idx);  /* a network round trip per page: streams read ahead */
 			return 0;
 		}
 	}

@@ -166,6 +166,9 @@ int image_pages_decode(struct vm *vm, uint64_t index, bool named, const void *bu
  * Redis Cluster (memsrv-ctl snapshot --remote): 1 with its digest, 0, or
  * -errno. */
 int image_pages_object_name(struct vm *vm, uint64_t index, struct remote_digest *d);
+/* Whether page (VM-wide) is one of such objects: 1 with its index and
+ * digest (for a read ahead of the faults), 0, or -errno. */
+int image_pages_named(struct vm *vm, uint64_t page, uint64_t *index, struct remote_digest *d);
 
 /* A demand fault on page (VM-wide) that came from the image or the store:
  * recorded as a first touch while the recording lasts; if it is in the

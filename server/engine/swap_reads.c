@@ -173,6 +173,15 @@ void swap_reads_readahead(struct vm *vm, struct region *r, uint64_t idx)
 		uint64_t j = idx + 1 + n;
 		page_entry e = r->pt.entries[j];
 		struct store_peek k;
+		if (pe_state(e) == PAGE_IMAGE) {
+			/* a resumed VM's page named in the cluster (snapshot --remote) */
+			struct swap_read s = { .r = r, .idx = j, .t_read = monotonic_ns(), .ahead = true, .image = true,
+					       .rd = { .remote = true } };
+			if (swap_reads_pending(vm, r, j) ||
+			    image_pages_named(vm, r->first_page + j, &s.image_index, &s.rd.digest) != 1 || start(vm, &s))
+				break;
+			continue;
+		}
 		if (pe_state(e) != PAGE_STORED || huge_in_parts(e) || swap_reads_pending(vm, r, j))
 			break;
 		/* without the lock: an object in the cluster stays there while a

@@ -1057,6 +1057,8 @@ Test(remote_tier, a_snapshot_left_in_the_cluster_resumes_on_another_node)
 	sim_start(&res, &srv_b, "resumed", "--resume", img, "--verify", NULL);
 	sim_expect_verified(&res, PAGES);
 	cr_assert_gt(CTL_INFO(&srv_b, "resumed", faults_image), 0, "no page came from the image");
+	/* verify reads in order: the stream was read ahead of its faults */
+	cr_assert_gt(CTL_INFO(&srv_b, "resumed", prefetched_pages), 0, "no named page was read ahead");
 	cr_assert_eq(CTL_INFO(&srv_b, "resumed", fault_errors), 0);
 
 	/* its own snapshot --remote names what the cluster holds: no byte sent */
