@@ -346,11 +346,9 @@ int image_pages_object_name(struct vm *vm, uint64_t index, struct remote_digest 
 int image_pages_named(struct vm *vm, uint64_t page, uint64_t *index, struct remote_digest *d)
 {
 	struct vm_image *im = vm->image;
-	uint64_t value;
-	if (!im || !im->img || !im->named || image_page(im->img, page, &value) != IMAGE_PAGE_OBJECT)
+	if (!im || !im->img || !im->named || image_page(im->img, page, index) != IMAGE_PAGE_OBJECT)
 		return 0;
-	*index = value;
-	return image_object_remote(im->img, value, d);
+	return image_pages_object_name(vm, *index, d);
 }
 
 /* Object index, a name, read from the cluster into page: 0 or -errno. */
@@ -423,7 +421,7 @@ int image_pages_fill(struct vm *vm, struct region *r, uint64_t idx, uint64_t t_r
 		struct swap_io io = { .fd = image_fd(im->img) };
 		struct remote_digest d;
 		enum codec c;
-		int named = im->named ? image_object_remote(im->img, value, &d) : 0;
+		int named = image_pages_object_name(vm, value, &d);
 		if ((named == 1 || (!named && image_object_loc(im->img, value, &io.offset, &io.len, &c) == 0)) &&
 		    swap_reads_submit_image(vm, r, idx, t_read, value, &io, named == 1 ? &d : NULL) == 0) {
 			*deferred = true;

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image.h"
 #include "vm.h"
 
 struct snapshot_result {
@@ -34,7 +35,7 @@ struct snapshot_result {
 	uint64_t objects, stored_objects, data_bytes, file_bytes;
 	uint64_t duration_ns, writes_saved, max_pause_ns;
 	/* --remote */
-	char remote_holder[64];     /* the image's references in the cluster are under it */
+	char remote_holder[IMAGE_NAME_MAX];  /* the image's references in the cluster are under it */
 	uint64_t remote_uploaded;   /* objects sent to the cluster */
 	uint64_t remote_shared;     /* objects the cluster held already: referenced by name, no bytes sent */
 	uint64_t remote_bytes;      /* bytes sent */

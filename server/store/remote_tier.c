@@ -398,6 +398,12 @@ int remote_tier_read_sync(struct remote_tier *rt, const struct remote_digest *d,
 
 static void batch_step_done(struct remote_tier *rt, struct upload_batch *b);
 
+/* The name the batch's references go under. */
+static struct remote_node *batch_node(struct remote_tier *rt, struct upload_batch *b)
+{
+	return b->as ? b->as : &rt->node;
+}
+
 static void item_failed(struct item *it, int err)
 {
 	it->b->items[it->i].result = err;
@@ -437,7 +443,7 @@ static void ref_done(void *arg, int result)
 	} else if (result == 0 && !u->value) {
 		item_failed(it, -ENOENT);  /* a reference only, to what the cluster does not hold */
 	} else if (result == 0) {
-		int ret = remote_put(b->as ? b->as : &rt->node, &u->d, u->value, u->len, put_done, it);
+		int ret = remote_put(batch_node(rt, b), &u->d, u->value, u->len, put_done, it);
 		if (!ret)
 			return;  /* still a step of the batch */
 		item_failed(it, ret);
@@ -548,6 +554,30 @@ static void batch_step_done(struct remote_tier *rt, struct upload_batch *b)
 	pthread_mutex_unlock(&rt->lock);
 }
 
+/* Whether this node must ask the cluster for u's reference: not if
+ * another local object holds it already (u's result set then). */
+static bool needs_ref(struct remote_tier *rt, struct remote_upload *u)
+{
+	pthread_mutex_lock(&rt->lock);
+	struct held *h = held_get(rt, &u->d);
+	bool local = h && h->count;
+	if (h)
+		h->uploading++;
+	pthread_mutex_unlock(&rt->lock);
+	if (!h) {
+		u->result = -ENOMEM;
+		return false;
+	}
+	if (local) {
+		/* another local object holds this node's reference to it,
+		 * on a replica since its own upload's WAIT */
+		u->result = 0;
+		u->shared = true;
+		return false;
+	}
+	return true;
+}
+
 /* On the thread: each object referenced or uploaded. */
 static void upload_start(struct remote_tier *rt, struct upload_batch *b)
 {
@@ -557,36 +587,11 @@ static void upload_start(struct remote_tier *rt, struct upload_batch *b)
 	for (unsigned i = 0; i < b->n; i++) {
 		struct remote_upload *u = &b->items[i];
 		b->it[i] = (struct item){ .b = b, .i = i };
-		if (b->as) {
-			u->result = -EINPROGRESS;
-			b->pending++;
-			int ret = remote_ref(b->as, &u->d, ref_done, &b->it[i]);
-			if (ret) {
-				b->pending--;
-				u->result = ret;
-			}
-			continue;
-		}
-		pthread_mutex_lock(&rt->lock);
-		struct held *h = held_get(rt, &u->d);
-		bool local = h && h->count;
-		if (h)
-			h->uploading++;
-		pthread_mutex_unlock(&rt->lock);
-		if (!h) {
-			u->result = -ENOMEM;
-			continue;
-		}
-		if (local) {
-			/* another local object holds this node's reference to it,
-			 * on a replica since its own upload's WAIT */
-			u->result = 0;
-			u->shared = true;
-			continue;
-		}
+		if (!b->as && !needs_ref(rt, u))
+			continue;  /* another holder's references are not counted here */
 		u->result = -EINPROGRESS;
 		b->pending++;
-		int ret = remote_ref(&rt->node, &u->d, ref_done, &b->it[i]);
+		int ret = remote_ref(batch_node(rt, b), &u->d, ref_done, &b->it[i]);
 		if (ret) {
 			b->pending--;
 			u->result = ret;

@@ -419,13 +419,19 @@ int store_share_by_hash(struct store *s, uint64_t lo, uint64_t hi, obj_id *id)
 	return *id ? 0 : -ENOENT;
 }
 
+/* The cluster's name of object id, in TIER_REMOTE.  Under the lock. */
+static struct store_remote_name remote_name_locked(const struct store *s, obj_id id, const struct obj *o)
+{
+	return (struct store_remote_name){ .hash_lo = o->hash_lo, .hash_hi = o->hash_hi, .digest = *digest_of(s, id) };
+}
+
 bool store_remote_name(struct store *s, obj_id id, struct store_remote_name *out)
 {
 	pthread_mutex_lock(&s->lock);
 	const struct obj *o = obj_at(s, id);
 	bool remote = o->tier == TIER_REMOTE;
 	if (remote)
-		*out = (struct store_remote_name){ .hash_lo = o->hash_lo, .hash_hi = o->hash_hi, .digest = *digest_of(s, id) };
+		*out = remote_name_locked(s, id, o);
 	pthread_mutex_unlock(&s->lock);
 	return remote;
 }
@@ -436,7 +442,7 @@ int store_pin_remote_name(struct store *s, obj_id id, struct store_remote_name *
 	struct obj *o = obj_at(s, id);
 	int ret = o->tier == TIER_FREE || o->orphan ? -ENOENT : o->tier == TIER_REMOTE;
 	if (ret == 1) {
-		*out = (struct store_remote_name){ .hash_lo = o->hash_lo, .hash_hi = o->hash_hi, .digest = *digest_of(s, id) };
+		*out = remote_name_locked(s, id, o);
 		o->pins++;
 	}
 	pthread_mutex_unlock(&s->lock);
